@@ -1,0 +1,418 @@
+//! The command line: clap definitions (their doc comments are the help text) and the one place
+//! where options become a validated configuration for the library.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::{Args, CommandFactory, Parser, Subcommand};
+use regex::Regex;
+
+use crate::audit::{self, AuditLog, Check};
+use crate::error::{Error, Result};
+use crate::events::{Discard, Event, Recorder, Tee};
+use crate::folder::FolderName;
+use crate::folder_map::{FolderMap, Rename};
+use crate::fsx::Owner;
+use crate::store::maildir::layout::Layout;
+use crate::store::mbox::date::Zone;
+use crate::store::mbox::read::{ReadOptions, Variant};
+use crate::store::{Kind, Store};
+use crate::sync::{Filters, SyncOptions};
+
+const EXAMPLES: &str = "\
+Examples:
+  mailmover sync ~/mail/INBOX.mbox ~/Maildir          mbox file into a Maildir (INBOX)
+  mailmover sync mbox:~/Mail maildir:/srv/mail/bob     directory of mbox files, folders kept
+  mailmover sync maildir:/old/Maildir mbox:/tmp/export a Maildir tree to mbox files
+  mailmover sync SRC DST --dry-run                     show the plan, write nothing
+  mailmover verify SRC DST --json                      prove every message arrived
+  mailmover inspect --json ~/Maildir                   folders, counts, sizes, problems
+
+Stores are KIND:PATH (mbox:, maildir:) or a bare PATH whose kind is detected.
+Exit status: 0 all done, 1 finished but something failed or differs, 2 usage error.";
+
+#[derive(Parser, Debug)]
+#[command(name = "mailmover", version, about = "Move mail stores between mbox and Maildir formats, offline and byte-exact", after_help = EXAMPLES)]
+pub struct Opts {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Copy every folder and message of SRC into DST; incremental and idempotent.
+    #[command(after_help = EXAMPLES)]
+    Sync(SyncArgs),
+    /// Check, without writing, that every message of SRC is in DST with the same bytes, flags,
+    /// keywords and internal date.
+    Verify(VerifyArgs),
+    /// Show the folders, message counts, sizes, flags, dates and problems of a store.
+    Inspect(InspectArgs),
+    /// Check the HMAC chain of an audit log and name the first bad line.
+    AuditVerify(AuditVerifyArgs),
+    /// Print a shell completion script.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ReadArgs {
+    /// How `>From ` lines in mbox sources were quoted; auto trusts a consistent Content-Length
+    /// (Dovecot) and otherwise undoes mboxrd quoting.
+    #[arg(long, value_enum, default_value = "auto", value_name = "VARIANT")]
+    pub mbox_variant: Variant,
+    /// Zone for From_ line dates without one: local (as Dovecot), UTC, or +HHMM/-HHMM.
+    #[arg(long, default_value = "local", value_name = "ZONE")]
+    pub mbox_tz: String,
+    /// Keep Status, X-Status, X-Keywords, X-UID and other mbox-internal headers in the messages.
+    #[arg(long)]
+    pub keep_mbox_headers: bool,
+    /// Follow symlinks inside the source (by default they are reported and not followed).
+    #[arg(long)]
+    pub follow_symlinks: bool,
+    /// Worker threads (default: all cores).
+    #[arg(long, short = 'j', value_name = "N", default_value_t = 0)]
+    pub jobs: usize,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct FolderArgs {
+    /// Only folders whose name matches this regex (repeatable).
+    #[arg(long, value_name = "RE")]
+    pub include: Vec<String>,
+    /// Skip folders whose name matches this regex (repeatable).
+    #[arg(long, value_name = "RE")]
+    pub exclude: Vec<String>,
+    /// Only this folder (repeatable), e.g. `--folder INBOX --folder Archive/2019`.
+    #[arg(long, value_name = "NAME")]
+    pub folder: Vec<String>,
+    /// Rename folders on the way, 's/RE/REPL/' (repeatable, applied in order; `\/` is a `/`).
+    #[arg(long, value_name = "s/RE/REPL/")]
+    pub map_folder: Vec<String>,
+    /// Map Sent/Sent Items/Sent Messages, Trash/Deleted Items, Junk/Spam, Drafts to the names
+    /// the target already uses.
+    #[arg(long)]
+    pub automap: bool,
+    /// Subfolder layout of a Maildir target: Maildir++ dot-folders or nested directories.
+    #[arg(long, value_enum, default_value = "maildir++")]
+    pub layout: Layout,
+}
+
+#[derive(Args, Debug)]
+pub struct SyncArgs {
+    /// Source store: mbox:FILE, mbox:DIR, maildir:DIR or a bare path.
+    pub src: String,
+    /// Target store (created if missing; a new bare path is a Maildir).
+    pub dst: String,
+    /// Plan and report only; write nothing at all.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+    /// Remove from the target the messages that are not in the source (per mapped folder).
+    #[arg(long)]
+    pub delete: bool,
+    /// Print one JSON object with the counts on stdout at the end.
+    #[arg(long)]
+    pub json: bool,
+    /// No progress bar and no statistics on stderr (errors are still printed).
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+    /// Owner of everything written, USER[:GROUP] (root only).
+    #[arg(long, value_name = "USER[:GROUP]")]
+    pub owner: Option<String>,
+    /// Do not fsync: faster, but a power cut may lose messages reported as copied.
+    #[arg(long)]
+    pub no_fsync: bool,
+    /// Do not read or write the target's hash cache (every target file is read).
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Skip messages bigger than this many bytes.
+    #[arg(long, value_name = "BYTES")]
+    pub max_size: Option<u64>,
+    /// Skip messages younger than this many days.
+    #[arg(long, value_name = "DAYS")]
+    pub min_age: Option<f64>,
+    /// Skip messages older than this many days.
+    #[arg(long, value_name = "DAYS")]
+    pub max_age: Option<f64>,
+    /// Write a JSON Lines audit log of every action, HMAC-SHA256 chained.
+    #[arg(long, value_name = "FILE", requires = "audit_key_file")]
+    pub audit_log: Option<PathBuf>,
+    /// Key for the audit log's HMACs (one line of hex text).
+    #[arg(long, value_name = "FILE")]
+    pub audit_key_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub folders: FolderArgs,
+    #[command(flatten)]
+    pub read: ReadArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    pub src: String,
+    pub dst: String,
+    /// Print one JSON object with the counts and differences on stdout.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub folders: FolderArgs,
+    #[command(flatten)]
+    pub read: ReadArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    pub store: String,
+    /// Print one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub read: ReadArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct AuditVerifyArgs {
+    pub log: PathBuf,
+    /// The key the log was written with.
+    #[arg(long, value_name = "FILE")]
+    pub audit_key_file: PathBuf,
+}
+
+pub fn command() -> clap::Command {
+    Opts::command()
+}
+
+/// The man page, generated from the clap definition.
+pub fn man_page() -> Vec<u8> {
+    let mut out = Vec::new();
+    let cmd = command();
+    let _ = clap_mangen::Man::new(cmd.clone()).render(&mut out);
+    for sub in cmd.get_subcommands() {
+        let name = format!("mailmover {}", sub.get_name());
+        let _ = writeln!(out, ".SH \"{}\"", name.to_uppercase());
+        let sub = sub.clone().name(name.clone()).bin_name(name);
+        let man = clap_mangen::Man::new(sub);
+        let _ = man.render_description_section(&mut out);
+        let _ = man.render_synopsis_section(&mut out);
+        let _ = man.render_options_section(&mut out);
+    }
+    out
+}
+
+fn read_options(a: &ReadArgs) -> Result<ReadOptions> {
+    let zone = Zone::parse(&a.mbox_tz).ok_or_else(|| Error::Usage(format!("--mbox-tz {:?}: expected local, UTC or +HHMM", a.mbox_tz)))?;
+    Ok(ReadOptions { variant: a.mbox_variant, zone, keep_internal_headers: a.keep_mbox_headers })
+}
+
+fn regexes(v: &[String], what: &str) -> Result<Vec<Regex>> {
+    v.iter().map(|r| Regex::new(r).map_err(|e| Error::Usage(format!("{what} {r:?}: {e}")))).collect()
+}
+
+fn folder_map(a: &FolderArgs) -> Result<FolderMap> {
+    Ok(FolderMap {
+        folders: a.folder.iter().map(|f| FolderName::parse(f).map_err(|e| Error::Usage(format!("--folder {f:?}: {e}")))).collect::<Result<_>>()?,
+        include: regexes(&a.include, "--include")?,
+        exclude: regexes(&a.exclude, "--exclude")?,
+        renames: a.map_folder.iter().map(|s| Rename::parse(s).map_err(|e| Error::Usage(format!("--map-folder {e}")))).collect::<Result<_>>()?,
+        automap: a.automap,
+    })
+}
+
+pub fn parse_owner(spec: &str) -> Result<Owner> {
+    use nix::unistd::{Group, User};
+    let (u, g) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let user = match u.parse::<u32>() {
+        Ok(uid) => User::from_uid(uid.into()).ok().flatten(),
+        Err(_) => User::from_name(u).ok().flatten(),
+    };
+    let uid = match (&user, u.parse::<u32>()) {
+        (Some(us), _) => us.uid.as_raw(),
+        (None, Ok(n)) => n,
+        (None, Err(_)) => return Err(Error::Usage(format!("--owner: no such user {u:?}"))),
+    };
+    let gid = match g {
+        Some(g) => match g.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => Group::from_name(g).ok().flatten().map(|gr| gr.gid.as_raw()).ok_or_else(|| Error::Usage(format!("--owner: no such group {g:?}")))?,
+        },
+        None => user.map(|us| us.gid.as_raw()).ok_or_else(|| Error::Usage(format!("--owner {spec:?}: give the group too (USER:GROUP)")))?,
+    };
+    if !nix::unistd::geteuid().is_root() && (uid != nix::unistd::geteuid().as_raw() || gid != nix::unistd::getegid().as_raw()) {
+        return Err(Error::Usage("--owner: only root can give files to another user".into()));
+    }
+    Ok(Owner { uid, gid })
+}
+
+fn sync_options(a: &SyncArgs) -> Result<SyncOptions> {
+    let owner = a.owner.as_deref().map(parse_owner).transpose()?;
+    Ok(SyncOptions {
+        read: read_options(&a.read)?,
+        layout: a.folders.layout,
+        owner,
+        durable: !a.no_fsync,
+        dry_run: a.dry_run,
+        delete: a.delete,
+        jobs: a.read.jobs,
+        map: folder_map(&a.folders)?,
+        filters: Filters {
+            max_size: a.max_size,
+            min_age_days: a.min_age,
+            max_age_days: a.max_age,
+            now: chrono::Utc::now().timestamp(),
+        },
+        follow_symlinks: a.read.follow_symlinks,
+        use_cache: !a.no_cache,
+    })
+}
+
+fn stores(src: &str, dst: &str) -> Result<(Store, Store)> {
+    let s = Store::parse(src)?;
+    let d = Store::parse(dst)?;
+    if !s.path.exists() {
+        return Err(Error::Usage(format!("{}: source does not exist", s.path.display())));
+    }
+    if let (Ok(a), Ok(b)) = (s.path.canonicalize(), d.path.canonicalize()) {
+        if a == b || b.starts_with(&a) && d.kind != Kind::Mbox {
+            return Err(Error::Usage("the target is inside the source (or the same store); nothing written".into()));
+        }
+    }
+    Ok((s, d))
+}
+
+/// Prints the dry-run plan lines.
+struct PlanPrinter {
+    to_stderr: bool,
+}
+
+impl Recorder for PlanPrinter {
+    fn record(&self, e: Event) {
+        if let Event::Plan(l) = e {
+            let l = crate::folder::sanitize(&l);
+            if self.to_stderr {
+                eprintln!("plan: {l}");
+            } else {
+                println!("plan: {l}");
+            }
+        }
+    }
+}
+
+/// Runs the command; returns the exit code (0, 1) or an error (usage: 2).
+pub fn run(opts: Opts) -> Result<i32> {
+    match opts.command {
+        Command::Sync(a) => run_sync(&a),
+        Command::Verify(a) => {
+            let (s, d) = stores(&a.src, &a.dst)?;
+            let so = SyncOptions {
+                read: read_options(&a.read)?,
+                layout: a.folders.layout,
+                jobs: a.read.jobs,
+                map: folder_map(&a.folders)?,
+                follow_symlinks: a.read.follow_symlinks,
+                ..Default::default()
+            };
+            let v = crate::verify::verify(&s, &d, &so)?;
+            if a.json {
+                println!("{}", serde_json::to_string(&v).unwrap_or_default());
+            } else {
+                let mut o = std::io::stdout().lock();
+                for d in &v.differences {
+                    let _ = writeln!(o, "{}: {} {} {}", crate::folder::sanitize(&d.folder), d.what, d.source, d.target.as_deref().unwrap_or(""));
+                }
+                for e in &v.errors {
+                    let _ = writeln!(o, "error: {}", crate::folder::sanitize(&e.to_string()));
+                }
+                let _ = writeln!(
+                    o,
+                    "{}: source {} target {} missing {} extra {} flag mismatches {} date mismatches {}",
+                    if v.ok { "OK" } else { "DIFFERENT" },
+                    v.source,
+                    v.target,
+                    v.missing_in_target,
+                    v.extra_in_target,
+                    v.flag_mismatches,
+                    v.date_mismatches
+                );
+            }
+            Ok(if v.ok { 0 } else { 1 })
+        }
+        Command::Inspect(a) => {
+            let st = Store::parse(&a.store)?;
+            if !st.path.exists() {
+                return Err(Error::Usage(format!("{}: does not exist", st.path.display())));
+            }
+            let ins = crate::inspect::inspect(&st, &read_options(&a.read)?, a.read.follow_symlinks, a.read.jobs)?;
+            if a.json {
+                println!("{}", serde_json::to_string(&ins).unwrap_or_default());
+            } else {
+                let _ = ins.write_human(&mut std::io::stdout().lock());
+            }
+            Ok(if ins.problems.is_empty() { 0 } else { 1 })
+        }
+        Command::AuditVerify(a) => {
+            let key = audit::read_key(&a.audit_key_file)?;
+            match audit::verify_log(&a.log, &key)? {
+                Check::Ok { records } => {
+                    println!("OK: {records} records, chain intact");
+                    Ok(0)
+                }
+                Check::Bad { line, reason } => {
+                    println!("line {line}: {reason}");
+                    Ok(1)
+                }
+            }
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut command(), "mailmover", &mut std::io::stdout());
+            Ok(0)
+        }
+    }
+}
+
+fn run_sync(a: &SyncArgs) -> Result<i32> {
+    let (s, d) = stores(&a.src, &a.dst)?;
+    let so = sync_options(a)?;
+    let key = match (&a.audit_log, &a.audit_key_file) {
+        (Some(_), Some(k)) => Some(audit::read_key(k)?),
+        (None, Some(_)) => return Err(Error::Usage("--audit-key-file needs --audit-log".into())),
+        _ => None,
+    };
+    let audit = match (&a.audit_log, key) {
+        (Some(p), Some(k)) => Some(AuditLog::create(
+            p,
+            k,
+            serde_json::json!({
+                "argv": std::env::args().collect::<Vec<_>>(),
+                "source": a.src, "target": a.dst, "dry_run": a.dry_run, "delete": a.delete,
+            }),
+        )?),
+        _ => None,
+    };
+    let plan = PlanPrinter { to_stderr: a.json };
+    let mut recs: Vec<&dyn Recorder> = vec![&plan];
+    if let Some(l) = &audit {
+        recs.push(l);
+    }
+    let tee = Tee(recs);
+    let rec: &dyn Recorder = if a.dry_run || audit.is_some() { &tee } else { &Discard };
+    let summary = crate::sync::sync(&s, &d, &so, rec)?;
+    if let Some(l) = &audit {
+        l.finish(serde_json::to_value(&summary.counts).unwrap_or_default())?;
+    }
+    if a.json {
+        println!("{}", serde_json::to_string(&summary).unwrap_or_default());
+    }
+    let mut err = std::io::stderr().lock();
+    if !a.quiet {
+        let _ = summary.write_human(&mut err);
+    } else {
+        for e in &summary.errors {
+            let _ = writeln!(err, "error: {}", crate::folder::sanitize(&e.to_string()));
+        }
+    }
+    Ok(summary.exit_code())
+}

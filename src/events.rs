@@ -1,0 +1,42 @@
+//! Events of a run, one per action on a message, for whoever records them (the audit log,
+//! the dry-run plan printer). Workers emit; a recorder must be thread-safe.
+
+use std::path::PathBuf;
+
+use crate::error::Problem;
+use crate::folder::FolderName;
+use crate::message::Meta;
+use crate::plan::Hash;
+use crate::source::Origin;
+
+#[derive(Debug, Clone)]
+pub enum Event {
+    Plan(String),
+    Copy { folder: FolderName, origin: Origin, target: PathBuf, sha256: Hash, size: u64, meta: Meta },
+    Flags { folder: FolderName, origin: Origin, target: PathBuf, sha256: Hash, meta: Meta },
+    Skip { folder: FolderName, origin: Origin, reason: String, sha256: Option<Hash> },
+    Delete { folder: FolderName, target: PathBuf, sha256: Hash, size: u64 },
+    Error { folder: FolderName, problem: Problem },
+}
+
+pub trait Recorder: Sync {
+    fn record(&self, e: Event);
+}
+
+/// Records nothing.
+pub struct Discard;
+
+impl Recorder for Discard {
+    fn record(&self, _: Event) {}
+}
+
+/// Fans events out to several recorders.
+pub struct Tee<'a>(pub Vec<&'a dyn Recorder>);
+
+impl Recorder for Tee<'_> {
+    fn record(&self, e: Event) {
+        for r in &self.0 {
+            r.record(e.clone());
+        }
+    }
+}

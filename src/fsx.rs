@@ -1,0 +1,387 @@
+//! File-system primitives with the guarantees mailmover promises.
+//!
+//! Sources are opened read-only (and without touching atime where the kernel allows).
+//! Targets are reached through directory descriptors opened with `O_NOFOLLOW`, so a symlink
+//! planted anywhere in a target tree is refused instead of followed; new files are created
+//! exclusively in `tmp/`, written, chowned and synced through their descriptor, and only then
+//! renamed into place without replacing anything (`RENAME_NOREPLACE`). Timestamps come last,
+//! because a rename keeps them and writing does not.
+
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use memmap2::Mmap;
+use nix::errno::Errno;
+use nix::fcntl::{OFlag, RenameFlags};
+use nix::sys::stat::{Mode, UtimensatFlags};
+use nix::sys::time::TimeSpec;
+use nix::unistd::{Gid, Uid};
+use sha2::{Digest, Sha256};
+
+use crate::error::{At, Error, Result};
+
+/// Opens a source file for reading: read-only, no atime update when permitted.
+pub fn open_source(path: &Path) -> Result<File> {
+    open_source_flags(path, 0)
+}
+
+/// Like [`open_source`], but a symlink is refused (for files found inside a source tree).
+pub fn open_source_nofollow(path: &Path) -> Result<File> {
+    open_source_flags(path, libc::O_NOFOLLOW | libc::O_NONBLOCK)
+}
+
+fn open_source_flags(path: &Path, extra: i32) -> Result<File> {
+    let open = |flags: i32| std::fs::OpenOptions::new().read(true).custom_flags(flags | extra | libc::O_CLOEXEC).open(path);
+    match open(libc::O_NOATIME) {
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => open(0).at(path),
+        r => r.at(path),
+    }
+}
+
+/// Reads a whole message file (bounded by its size) from a source tree, refusing symlinks and
+/// anything that is not a regular file (a FIFO is never opened for reading: `O_NONBLOCK` plus
+/// the type check happen before any read).
+pub fn read_source_file(path: &Path) -> Result<Vec<u8>> {
+    let mut f = open_source_nofollow(path)?;
+    let md = f.metadata().at(path)?;
+    if !md.is_file() {
+        return Err(Error::bad(path, "not a regular file"));
+    }
+    let mut buf = Vec::with_capacity(md.len() as usize);
+    f.read_to_end(&mut buf).at(path)?;
+    Ok(buf)
+}
+
+/// A file's bytes: memory-mapped, or read when mapping is not possible (empty files, special
+/// file systems).
+pub enum Mapped {
+    Map(Mmap),
+    Buf(Vec<u8>),
+}
+
+impl Mapped {
+    pub fn new(file: &File, path: &Path) -> Result<Mapped> {
+        let len = file.metadata().at(path)?.len();
+        if len == 0 {
+            return Ok(Mapped::Buf(Vec::new()));
+        }
+        // SAFETY: the mapping is read-only and private to this process. A source changed under
+        // us by another process is the documented hazard of reading a live mbox; the splitter
+        // only ever indexes inside the slice it was given, so a changed file gives wrong
+        // messages at worst, never out-of-bounds reads (a truncated file can raise SIGBUS, which
+        // the fallback below cannot prevent either).
+        match unsafe { Mmap::map(file) } {
+            Ok(m) => {
+                #[cfg(target_os = "linux")]
+                let _ = m.advise(memmap2::Advice::Sequential);
+                Ok(Mapped::Map(m))
+            }
+            Err(_) => {
+                let mut buf = Vec::new();
+                let mut f = file;
+                f.read_to_end(&mut buf).at(path)?;
+                Ok(Mapped::Buf(buf))
+            }
+        }
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Mapped::Map(m) => m,
+            Mapped::Buf(b) => b,
+        }
+    }
+}
+
+/// Owner for everything written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Owner {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl Owner {
+    pub fn apply(self, fd: RawFd, path: &Path) -> Result<()> {
+        nix::unistd::fchown(fd, Some(Uid::from_raw(self.uid)), Some(Gid::from_raw(self.gid))).at(path)
+    }
+}
+
+/// An open directory of a target tree.
+#[derive(Debug)]
+pub struct Dir {
+    fd: OwnedFd,
+    pub path: PathBuf,
+}
+
+fn owned(fd: RawFd) -> OwnedFd {
+    // SAFETY: `fd` was just returned by a successful open call and is owned by nobody else.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+fn dir_flags() -> OFlag {
+    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC
+}
+
+impl Dir {
+    /// Opens (creating it and its parents if needed) the root of a target. The root itself is
+    /// named by the user, so a symlink there is followed; nothing below it is.
+    pub fn create_root(path: &Path, mode: u32, owner: Option<Owner>) -> Result<Dir> {
+        if !path.exists() {
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent).at(parent)?;
+            }
+            match nix::unistd::mkdir(path, Mode::from_bits_truncate(mode)) {
+                Ok(()) | Err(Errno::EEXIST) => {}
+                Err(e) => return Err(e).at(path),
+            }
+            let d = Dir::open_root(path)?;
+            fchmod(d.raw(), mode, path)?;
+            if let Some(o) = owner {
+                o.apply(d.raw(), path)?;
+            }
+            return Ok(d);
+        }
+        Dir::open_root(path)
+    }
+
+    pub fn open_root(path: &Path) -> Result<Dir> {
+        let fd = nix::fcntl::open(path, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).at(path)?;
+        Ok(Dir { fd: owned(fd), path: path.to_path_buf() })
+    }
+
+    pub fn raw(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// Opens the subdirectory `name`, refusing a symlink.
+    pub fn open(&self, name: &OsStr) -> Result<Option<Dir>> {
+        let path = self.path.join(name);
+        match nix::fcntl::openat(Some(self.raw()), name, dir_flags(), Mode::empty()) {
+            Ok(fd) => Ok(Some(Dir { fd: owned(fd), path })),
+            Err(Errno::ENOENT) => Ok(None),
+            Err(Errno::ELOOP) | Err(Errno::ENOTDIR) if self.is_symlink(name) => {
+                Err(Error::bad(path, "is a symlink in the target; nothing is written through it"))
+            }
+            Err(e) => Err(e).at(&path),
+        }
+    }
+
+    fn is_symlink(&self, name: &OsStr) -> bool {
+        nix::sys::stat::fstatat(Some(self.raw()), name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
+            .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFLNK)
+    }
+
+    /// Opens or creates the subdirectory `name` (mode and owner applied on creation only).
+    pub fn create(&self, name: &OsStr, mode: u32, owner: Option<Owner>) -> Result<Dir> {
+        if let Some(d) = self.open(name)? {
+            return Ok(d);
+        }
+        let path = self.path.join(name);
+        match nix::sys::stat::mkdirat(Some(self.raw()), name, Mode::from_bits_truncate(mode)) {
+            Ok(()) | Err(Errno::EEXIST) => {}
+            Err(e) => return Err(e).at(&path),
+        }
+        let d = self.open(name)?.ok_or_else(|| Error::bad(&path, "directory vanished after creation"))?;
+        fchmod(d.raw(), mode, &path)?;
+        if let Some(o) = owner {
+            o.apply(d.raw(), &path)?;
+        }
+        Ok(d)
+    }
+
+    pub fn exists(&self, name: &OsStr) -> bool {
+        nix::sys::stat::fstatat(Some(self.raw()), name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW).is_ok()
+    }
+
+    /// Creates `name` exclusively (never through a symlink) for writing.
+    pub fn create_file(&self, name: &OsStr, mode: u32) -> Result<File> {
+        let path = self.path.join(name);
+        let fd = nix::fcntl::openat(
+            Some(self.raw()),
+            name,
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(mode),
+        )
+        .at(&path)?;
+        let f = File::from(owned(fd));
+        fchmod(f.as_raw_fd(), mode, &path)?;
+        Ok(f)
+    }
+
+    /// Moves `name` from this directory to `to/new_name`; fails if the target name exists.
+    pub fn rename_noreplace(&self, name: &OsStr, to: &Dir, new_name: &OsStr) -> Result<()> {
+        nix::fcntl::renameat2(Some(self.raw()), name, Some(to.raw()), new_name, RenameFlags::RENAME_NOREPLACE).at(&to.path.join(new_name))
+    }
+
+    /// Replaces `to/new_name` by `name` (for files only mailmover writes: keyword lists, state).
+    pub fn rename_replace(&self, name: &OsStr, to: &Dir, new_name: &OsStr) -> Result<()> {
+        nix::fcntl::renameat(Some(self.raw()), name, Some(to.raw()), new_name).at(&to.path.join(new_name))
+    }
+
+    pub fn unlink(&self, name: &OsStr) -> Result<()> {
+        nix::unistd::unlinkat(Some(self.raw()), name, nix::unistd::UnlinkatFlags::NoRemoveDir).at(&self.path.join(name))
+    }
+
+    pub fn set_times(&self, name: &OsStr, secs: i64) -> Result<()> {
+        let t = TimeSpec::new(secs, 0);
+        nix::sys::stat::utimensat(Some(self.raw()), name, &t, &t, UtimensatFlags::NoFollowSymlink).at(&self.path.join(name))
+    }
+
+    pub fn fsync(&self) -> Result<()> {
+        nix::unistd::fsync(self.raw()).at(&self.path)
+    }
+
+    /// Writes a small file atomically: a temporary name in this directory, then rename over
+    /// `name`.
+    pub fn write_atomic(&self, name: &str, data: &[u8], mode: u32, owner: Option<Owner>, durable: bool) -> Result<()> {
+        let tmp = format!(".{name}.mailmover-{}", std::process::id());
+        let tmp = OsStr::new(&tmp);
+        let _ = self.unlink(tmp);
+        let mut f = self.create_file(tmp, mode)?;
+        let path = self.path.join(name);
+        let r = (|| {
+            f.write_all(data).at(&path)?;
+            if let Some(o) = owner {
+                o.apply(f.as_raw_fd(), &path)?;
+            }
+            if durable {
+                f.sync_all().at(&path)?;
+            }
+            self.rename_replace(tmp, self, OsStr::new(name))
+        })();
+        if r.is_err() {
+            let _ = self.unlink(tmp);
+        }
+        r
+    }
+
+    /// Names in the directory (not `.`/`..`) with their d_type hint.
+    pub fn list(&self) -> Result<Vec<(Vec<u8>, Option<FileKind>)>> {
+        list_dir(&self.path)
+    }
+}
+
+fn fchmod(fd: RawFd, mode: u32, path: &Path) -> Result<()> {
+    nix::sys::stat::fchmod(fd, Mode::from_bits_truncate(mode)).at(path)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum FileKind {
+    File,
+    Dir,
+    Symlink,
+    Other,
+}
+
+impl FileKind {
+    pub fn of(ft: std::fs::FileType) -> FileKind {
+        use std::os::unix::fs::FileTypeExt;
+        if ft.is_symlink() {
+            FileKind::Symlink
+        } else if ft.is_dir() {
+            FileKind::Dir
+        } else if ft.is_file() {
+            FileKind::File
+        } else if ft.is_fifo() || ft.is_socket() || ft.is_block_device() || ft.is_char_device() {
+            FileKind::Other
+        } else {
+            FileKind::Other
+        }
+    }
+}
+
+/// Directory entries with their types, sorted by name (so output does not depend on the file
+/// system's order).
+pub fn list_dir(path: &Path) -> Result<Vec<(Vec<u8>, Option<FileKind>)>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(path).at(path)? {
+        let e = e.at(path)?;
+        let kind = e.file_type().ok().map(FileKind::of);
+        out.push((e.file_name().as_bytes().to_vec(), kind));
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Writes `pieces` to `f`, returning (bytes, SHA-256, bare LF count).
+pub fn write_pieces(f: &mut File, pieces: &[&[u8]], path: &Path) -> Result<(u64, [u8; 32], u64)> {
+    let mut h = Sha256::new();
+    let mut n = 0u64;
+    let mut w = io::BufWriter::with_capacity(256 * 1024, f);
+    for p in pieces {
+        h.update(p);
+        n += p.len() as u64;
+        w.write_all(p).at(path)?;
+    }
+    w.flush().at(path)?;
+    Ok((n, h.finalize().into(), bare_lf_count(pieces)))
+}
+
+/// Number of LFs not preceded by CR, across piece boundaries (for Dovecot's `,W=` size).
+pub fn bare_lf_count(pieces: &[&[u8]]) -> u64 {
+    let mut n = 0u64;
+    let mut prev = 0u8;
+    for p in pieces {
+        for i in memchr::memchr_iter(b'\n', p) {
+            let before = if i == 0 { prev } else { p[i - 1] };
+            if before != b'\r' {
+                n += 1;
+            }
+        }
+        if let Some(&l) = p.last() {
+            prev = l;
+        }
+    }
+    n
+}
+
+pub fn sha256_pieces(pieces: &[&[u8]]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for p in pieces {
+        h.update(p);
+    }
+    h.finalize().into()
+}
+
+/// Whether the process `pid` is alive (for cleaning temporary files of crashed runs).
+pub fn pid_alive(pid: i32) -> bool {
+    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
+        Ok(()) => true,
+        Err(Errno::EPERM) => true,
+        Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bare_lfs_across_pieces() {
+        assert_eq!(bare_lf_count(&[b"a\r", b"\nb\n"]), 1);
+        assert_eq!(bare_lf_count(&[b"a\n", b"\n"]), 2);
+    }
+
+    #[test]
+    fn symlinked_subdir_refused() {
+        let t = tempfile::tempdir().unwrap();
+        let other = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(other.path(), t.path().join("cur")).unwrap();
+        let root = Dir::open_root(t.path()).unwrap();
+        let e = root.create(OsStr::new("cur"), 0o700, None).unwrap_err();
+        assert!(e.to_string().contains("symlink"), "{e}");
+    }
+
+    #[test]
+    fn create_file_is_exclusive() {
+        let t = tempfile::tempdir().unwrap();
+        let root = Dir::open_root(t.path()).unwrap();
+        root.create_file(OsStr::new("x"), 0o600).unwrap();
+        assert!(root.create_file(OsStr::new("x"), 0o600).is_err());
+    }
+}

@@ -1,0 +1,25 @@
+//! mailmover: moves mail stores between formats offline — mbox files and directories, Maildir
+//! and Maildir++ trees — with every message byte-exact and its flags, keywords and dates kept.
+//!
+//! Data flows one way: a [`store::Store`] is listed into folders, [`folder_map`] selects and
+//! renames them, each source folder is read through [`source`], matched against the target's
+//! [`target_index`] by [`plan`], and [`sync`] executes the plan and reports a [`report::Summary`].
+
+pub mod audit;
+pub mod cli;
+pub mod error;
+pub mod events;
+pub mod flags;
+pub mod folder;
+pub mod folder_map;
+pub mod fsx;
+pub mod inspect;
+pub mod message;
+pub mod mutf7;
+pub mod plan;
+pub mod report;
+pub mod source;
+pub mod store;
+pub mod sync;
+pub mod target_index;
+pub mod verify;

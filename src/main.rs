@@ -1,0 +1,27 @@
+//! mailmover's binary: parse, run, map the outcome to an exit code.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    // A closed pipe (`mailmover inspect | head`) ends the run quietly.
+    // SAFETY: restoring the default action of SIGPIPE before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+    let opts = match mailmover::cli::Opts::try_parse() {
+        Ok(o) => o,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    match mailmover::cli::run(opts) {
+        Ok(code) => ExitCode::from(code as u8),
+        Err(e) => {
+            eprintln!("mailmover: {}", mailmover::folder::sanitize(&e.to_string()));
+            ExitCode::from(if e.is_usage() { 2 } else { 1 })
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! Counters of a run, the `--json` object (CLI.md shapes) and the human statistics on stderr.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use serde::Serialize;
+
+use crate::error::Problem;
+
+#[derive(Debug, Default, Clone, Serialize, PartialEq, Eq)]
+pub struct Counts {
+    pub folders: u64,
+    pub messages_source: u64,
+    pub messages_target: u64,
+    pub transferred: u64,
+    pub skipped_existing: u64,
+    /// Skipped by a filter, by reason (`max-size`, `min-age`, `max-age`).
+    pub skipped_filtered: BTreeMap<String, u64>,
+    pub duplicates_source: u64,
+    pub flags_updated: u64,
+    pub deleted_target: u64,
+    pub failed: u64,
+    pub bytes_transferred: u64,
+    /// UW-IMAP/Dovecot "FOLDER INTERNAL DATA" pseudo messages (not mail, not copied).
+    pub pseudo_skipped: u64,
+    /// Thunderbird messages marked expunged, kept with the T flag.
+    pub expunged_kept: u64,
+    /// Messages whose internal date came from a fallback, by source.
+    pub date_fallbacks: BTreeMap<String, u64>,
+    pub biggest_message: u64,
+}
+
+impl Counts {
+    pub fn add(&mut self, o: &Counts) {
+        self.folders += o.folders;
+        self.messages_source += o.messages_source;
+        self.messages_target += o.messages_target;
+        self.transferred += o.transferred;
+        self.skipped_existing += o.skipped_existing;
+        for (k, v) in &o.skipped_filtered {
+            *self.skipped_filtered.entry(k.clone()).or_default() += v;
+        }
+        self.duplicates_source += o.duplicates_source;
+        self.flags_updated += o.flags_updated;
+        self.deleted_target += o.deleted_target;
+        self.failed += o.failed;
+        self.bytes_transferred += o.bytes_transferred;
+        self.pseudo_skipped += o.pseudo_skipped;
+        self.expunged_kept += o.expunged_kept;
+        for (k, v) in &o.date_fallbacks {
+            *self.date_fallbacks.entry(k.clone()).or_default() += v;
+        }
+        self.biggest_message = self.biggest_message.max(o.biggest_message);
+    }
+}
+
+/// Outcome of one folder.
+#[derive(Debug, Default, Clone)]
+pub struct FolderOutcome {
+    pub counts: Counts,
+    pub errors: Vec<Problem>,
+    pub warnings: Vec<Problem>,
+    /// `SOURCE -> TARGET: N to copy, …` (dry run plan).
+    pub plan_line: Option<String>,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Summary {
+    #[serde(flatten)]
+    pub counts: Counts,
+    pub seconds: f64,
+    pub dry_run: bool,
+    pub complete: bool,
+    pub errors: Vec<Problem>,
+    pub warnings: Vec<Problem>,
+    pub peak_rss_kib: u64,
+}
+
+impl Summary {
+    pub fn exit_code(&self) -> i32 {
+        if self.errors.is_empty() { 0 } else { 1 }
+    }
+
+    /// The end-of-run statistics, imapsync style.
+    pub fn write_human(&self, w: &mut impl Write) -> std::io::Result<()> {
+        let c = &self.counts;
+        let secs = self.seconds.max(1e-6);
+        let mib = c.bytes_transferred as f64 / (1024.0 * 1024.0);
+        writeln!(w, "{}", if self.dry_run { "Dry run: nothing was written." } else { "Sync finished." })?;
+        writeln!(w, "  folders synced ........ {}", c.folders)?;
+        writeln!(w, "  messages in source .... {}", c.messages_source)?;
+        writeln!(w, "  messages in target .... {}", c.messages_target)?;
+        writeln!(w, "  transferred ........... {}", c.transferred)?;
+        writeln!(w, "  skipped (existing) .... {}", c.skipped_existing)?;
+        for (k, v) in &c.skipped_filtered {
+            writeln!(w, "  skipped ({k}) {} {v}", ".".repeat(13usize.saturating_sub(k.len())))?;
+        }
+        writeln!(w, "  duplicates in source .. {}", c.duplicates_source)?;
+        writeln!(w, "  flags updated ......... {}", c.flags_updated)?;
+        writeln!(w, "  deleted in target ..... {}", c.deleted_target)?;
+        if c.pseudo_skipped > 0 {
+            writeln!(w, "  pseudo messages ....... {} (mbox folder data, not mail)", c.pseudo_skipped)?;
+        }
+        if c.expunged_kept > 0 {
+            writeln!(w, "  expunged, kept as T ... {}", c.expunged_kept)?;
+        }
+        for (k, v) in &c.date_fallbacks {
+            writeln!(w, "  date from {k} ... {v}")?;
+        }
+        writeln!(w, "  failed ................ {}", c.failed)?;
+        writeln!(w, "  bytes transferred ..... {} ({mib:.1} MiB)", c.bytes_transferred)?;
+        writeln!(w, "  biggest message ....... {} bytes", c.biggest_message)?;
+        writeln!(w, "  elapsed ............... {:.2} s", self.seconds)?;
+        writeln!(w, "  rate .................. {:.0} messages/s, {:.1} MiB/s", c.transferred as f64 / secs, mib / secs)?;
+        writeln!(w, "  peak memory ........... {} MiB", self.peak_rss_kib / 1024)?;
+        for e in &self.warnings {
+            writeln!(w, "warning: {}", sanitize(&e.to_string()))?;
+        }
+        for e in &self.errors {
+            writeln!(w, "error: {}", sanitize(&e.to_string()))?;
+        }
+        if self.complete {
+            writeln!(w, "The run is complete: every source message is in the target.")
+        } else {
+            writeln!(w, "The run is NOT complete: {} problem(s) above.", self.errors.len())
+        }
+    }
+}
+
+fn sanitize(s: &str) -> String {
+    crate::folder::sanitize(s)
+}
+
+/// Peak resident memory of this process in KiB (Linux), 0 when unknown.
+pub fn peak_rss_kib() -> u64 {
+    let Ok(s) = std::fs::read_to_string("/proc/self/status") else { return 0 };
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}

@@ -1,0 +1,8 @@
+//! Maildir and Maildir++ trees (D. J. Bernstein's Maildir, Courier's Maildir++, Dovecot's
+//! extensions: `,S=`/`,W=` sizes, `dovecot-keywords`, `subscriptions`, `LAYOUT=fs`).
+
+pub mod keywords;
+pub mod layout;
+pub mod name;
+pub mod read;
+pub mod write;

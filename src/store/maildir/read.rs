@@ -1,0 +1,277 @@
+//! Reading a Maildir tree: its folders (root = INBOX, Maildir++ `.Folder` directories and
+//! nested fs-layout directories alike) and each folder's messages from `new/` and `cur/`
+//! (`tmp/` holds deliveries in progress and is never read).
+//!
+//! Only regular files are messages. A symlink is reported and not followed (unless asked), a
+//! FIFO or device is reported and never opened, a directory or an empty file where a message
+//! should be is reported; the rest of the folder is read all the same.
+
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use super::keywords::KeywordMap;
+use super::layout;
+use super::name;
+use crate::error::{Problem, io_reason};
+use crate::folder::FolderName;
+use crate::fsx::{self, FileKind};
+use crate::message::{DateSource, Meta};
+
+#[derive(Debug, Clone)]
+pub struct MaildirFolder {
+    pub name: FolderName,
+    pub dir: PathBuf,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Sub {
+    New,
+    Cur,
+}
+
+impl Sub {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Sub::New => "new",
+            Sub::Cur => "cur",
+        }
+    }
+}
+
+/// A message file found in a Maildir folder.
+#[derive(Debug, Clone)]
+pub struct MaildirEntry {
+    pub sub: Sub,
+    /// File name in `new/` or `cur/`.
+    pub name: Vec<u8>,
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub meta: Meta,
+}
+
+impl MaildirEntry {
+    pub fn path(&self, folder_dir: &Path) -> PathBuf {
+        folder_dir.join(self.sub.as_str()).join(std::ffi::OsStr::from_bytes(&self.name))
+    }
+
+    pub fn base(&self) -> &[u8] {
+        name::parse(&self.name).base
+    }
+}
+
+pub fn is_maildir(dir: &Path) -> bool {
+    let d = |s: &str| std::fs::symlink_metadata(dir.join(s)).is_ok_and(|m| m.is_dir());
+    d("cur") || d("new")
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ScanOptions {
+    pub follow_symlinks: bool,
+}
+
+/// Every folder of the Maildir tree at `root`, sorted by name.
+pub fn folders(root: &Path, opts: ScanOptions, problems: &mut Vec<Problem>) -> Vec<MaildirFolder> {
+    let mut out = Vec::new();
+    if is_maildir(root) {
+        out.push(MaildirFolder { name: FolderName::inbox(), dir: root.to_path_buf() });
+    }
+    let entries = match fsx::list_dir(root) {
+        Ok(e) => e,
+        Err(e) => {
+            problems.push(e.problem());
+            return out;
+        }
+    };
+    for (raw, kind) in entries {
+        let path = root.join(std::ffi::OsStr::from_bytes(&raw));
+        if matches!(raw.as_slice(), b"cur" | b"new" | b"tmp") {
+            continue;
+        }
+        let is_dir = match kind {
+            Some(FileKind::Dir) => true,
+            Some(FileKind::Symlink) => {
+                if symlink_is_cpanel_alias(&raw) {
+                    continue;
+                }
+                if opts.follow_symlinks {
+                    path.is_dir()
+                } else {
+                    if path.is_dir() || raw.starts_with(b".") {
+                        problems.push(Problem::new(&path, "symlink not followed (use --follow-symlinks)"));
+                    }
+                    continue;
+                }
+            }
+            _ => false,
+        };
+        if !is_dir {
+            continue;
+        }
+        if raw.starts_with(b".") {
+            let Ok(s) = std::str::from_utf8(&raw) else {
+                if is_maildir(&path) {
+                    problems.push(Problem::new(&path, "folder name is not valid UTF-8 or modified UTF-7; skipped"));
+                }
+                continue;
+            };
+            if !is_maildir(&path) {
+                continue;
+            }
+            match layout::from_dot_dir(s) {
+                Ok(name) => out.push(MaildirFolder { name, dir: path }),
+                Err(why) => problems.push(Problem::new(&path, format!("invalid folder name: {why}; skipped"))),
+            }
+        } else {
+            fs_folders(&path, &mut vec![raw.clone()], opts, &mut out, problems, 0);
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    dedupe(&mut out, problems);
+    out
+}
+
+/// cPanel's `mail/.user@domain` compatibility links point inside the account: skipped silently.
+fn symlink_is_cpanel_alias(raw: &[u8]) -> bool {
+    raw.starts_with(b".") && memchr::memchr(b'@', raw).is_some()
+}
+
+fn fs_folders(dir: &Path, levels: &mut Vec<Vec<u8>>, opts: ScanOptions, out: &mut Vec<MaildirFolder>, problems: &mut Vec<Problem>, depth: usize) {
+    if depth > 64 {
+        problems.push(Problem::new(dir, "folder tree deeper than 64 levels; not read further"));
+        return;
+    }
+    if is_maildir(dir) {
+        let strs: Option<Vec<&str>> = levels.iter().map(|l| std::str::from_utf8(l).ok()).collect();
+        match strs.ok_or_else(|| "folder name is not valid UTF-8".to_string()).and_then(|s| layout::from_fs_levels(&s)) {
+            Ok(name) => out.push(MaildirFolder { name, dir: dir.to_path_buf() }),
+            Err(why) => problems.push(Problem::new(dir, format!("invalid folder name: {why}; skipped"))),
+        }
+    }
+    let Ok(entries) = fsx::list_dir(dir) else { return };
+    for (raw, kind) in entries {
+        if raw.starts_with(b".") || matches!(raw.as_slice(), b"cur" | b"new" | b"tmp") {
+            continue;
+        }
+        let path = dir.join(std::ffi::OsStr::from_bytes(&raw));
+        match kind {
+            Some(FileKind::Dir) => {}
+            Some(FileKind::Symlink) if opts.follow_symlinks && path.is_dir() => {}
+            Some(FileKind::Symlink) => {
+                if path.is_dir() {
+                    problems.push(Problem::new(&path, "symlink not followed (use --follow-symlinks)"));
+                }
+                continue;
+            }
+            _ => continue,
+        }
+        levels.push(raw);
+        fs_folders(&path, levels, opts, out, problems, depth + 1);
+        levels.pop();
+    }
+}
+
+/// Two directories that decode to the same folder name (`.Inbox` and the root, a raw UTF-8
+/// and a modified UTF-7 spelling): the first is read, the others are reported.
+fn dedupe(out: &mut Vec<MaildirFolder>, problems: &mut Vec<Problem>) {
+    let mut i = 1;
+    while i < out.len() {
+        if out[i].name == out[i - 1].name {
+            let d = out.remove(i);
+            problems.push(Problem::new(&d.dir, format!("another directory is already folder {:?}; skipped", d.name.as_str())));
+        } else {
+            i += 1;
+        }
+    }
+}
+
+pub fn keyword_map(dir: &Path) -> KeywordMap {
+    match std::fs::read(dir.join("dovecot-keywords")) {
+        Ok(b) => KeywordMap::parse(&b),
+        Err(_) => KeywordMap::default(),
+    }
+}
+
+/// The messages of one folder, new/ then cur/, sorted by name.
+pub fn messages(dir: &Path, kw: &KeywordMap, opts: ScanOptions, problems: &mut Vec<Problem>) -> Vec<MaildirEntry> {
+    let mut out = Vec::new();
+    for sub in [Sub::New, Sub::Cur] {
+        let sd = dir.join(sub.as_str());
+        let entries = match fsx::list_dir(&sd) {
+            Ok(e) => e,
+            Err(e) => {
+                if std::fs::symlink_metadata(&sd).is_ok() {
+                    problems.push(e.problem());
+                }
+                continue;
+            }
+        };
+        for (raw, _) in entries {
+            if raw.starts_with(b".") {
+                continue;
+            }
+            let path = sd.join(std::ffi::OsStr::from_bytes(&raw));
+            let md = if opts.follow_symlinks { std::fs::metadata(&path) } else { std::fs::symlink_metadata(&path) };
+            let md = match md {
+                Ok(m) => m,
+                Err(e) => {
+                    problems.push(Problem::new(&path, io_reason(&e)));
+                    continue;
+                }
+            };
+            let ft = md.file_type();
+            if ft.is_symlink() {
+                problems.push(Problem::new(&path, "symlink not followed (use --follow-symlinks)"));
+                continue;
+            }
+            if ft.is_dir() {
+                problems.push(Problem::new(&path, "a directory where a message file should be"));
+                continue;
+            }
+            if !ft.is_file() {
+                problems.push(Problem::new(&path, "not a regular file (FIFO, socket or device); not read"));
+                continue;
+            }
+            if md.len() == 0 {
+                problems.push(Problem::new(&path, "empty file (0 bytes) is not a message; skipped"));
+                continue;
+            }
+            out.push(entry(sub, raw, md.len(), md.mtime(), md.mtime_nsec(), kw));
+        }
+    }
+    out
+}
+
+fn entry(sub: Sub, raw: Vec<u8>, size: u64, mtime: i64, nsec: i64, kw: &KeywordMap) -> MaildirEntry {
+    let n = name::parse(&raw);
+    let mut meta = Meta::new(mtime, DateSource::Mtime);
+    meta.flags = n.flags;
+    for i in 0u8..26 {
+        if n.keyword_letters & (1 << i) != 0 {
+            match kw.name(i) {
+                Some(k) => meta.keywords.insert(k),
+                None => meta.stray_letters |= 1 << i,
+            }
+        }
+    }
+    meta.recent = sub == Sub::New && n.info.is_none();
+    MaildirEntry { sub, size, mtime_ns: mtime.saturating_mul(1_000_000_000).saturating_add(nsec), meta, name: raw }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keywords_resolved_and_stray_letters_kept() {
+        let kw = KeywordMap::parse(b"0 $Junk\n");
+        let e = entry(Sub::Cur, b"1.M1P1.h:2,Sab".to_vec(), 10, 5, 0, &kw);
+        assert_eq!(e.meta.keywords.iter().collect::<Vec<_>>(), vec!["$Junk"]);
+        assert_eq!(e.meta.stray_string(), "b");
+        assert!(!e.meta.recent);
+        let e = entry(Sub::New, b"1.M1P1.h".to_vec(), 10, 5, 0, &kw);
+        assert!(e.meta.recent);
+        let e = entry(Sub::New, b"1.M1P1.h:2,F".to_vec(), 10, 5, 0, &kw);
+        assert!(!e.meta.goes_to_new(), "flags in new/ are real");
+    }
+}

@@ -1,0 +1,295 @@
+//! Writing messages into a Maildir tree.
+//!
+//! Each message is created exclusively in the folder's `tmp/`, written, chowned, timestamped
+//! and (in durable mode) synced through its descriptor, then renamed into `new/` (never seen
+//! by a client, no info part) or `cur/` (`:2,` + flags) with `RENAME_NOREPLACE`, so no reader
+//! ever sees a partial file and nothing existing is replaced. Names are
+//! `<date>.M<usec>P<pid>Q<n>.<host>,S=<size>,W=<crlf size>` — unique per run by pid, start
+//! time and a counter; `,S=`/`,W=` are computed from the bytes actually written because
+//! Dovecot trusts them.
+
+use std::ffi::OsStr;
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use nix::sys::time::TimeSpec;
+
+use super::keywords::KeywordMap;
+use super::layout::{self, Layout};
+use super::name;
+use super::read::{self, MaildirEntry, Sub};
+use crate::error::{At, Error, Problem, Result};
+use crate::folder::FolderName;
+use crate::fsx::{self, Dir, Owner};
+use crate::message::Meta;
+use crate::mutf7;
+
+pub const DIR_MODE: u32 = 0o700;
+pub const FILE_MODE: u32 = 0o600;
+const TMP_PREFIX: &str = "mailmover.";
+
+#[derive(Clone, Copy, Debug)]
+pub struct WriteOptions {
+    pub durable: bool,
+    pub owner: Option<Owner>,
+    pub layout: Layout,
+}
+
+pub struct MaildirTarget {
+    pub root: Dir,
+    pub opts: WriteOptions,
+    host: String,
+    pid: u32,
+    usec: u32,
+    seq: AtomicU64,
+}
+
+/// One message as written.
+#[derive(Debug, Clone)]
+pub struct Written {
+    pub sub: Sub,
+    pub name: String,
+    pub size: u64,
+    pub sha256: [u8; 32],
+}
+
+impl MaildirTarget {
+    pub fn create(path: &Path, opts: WriteOptions) -> Result<MaildirTarget> {
+        let root = Dir::create_root(path, DIR_MODE, opts.owner)?;
+        for s in ["cur", "new", "tmp"] {
+            root.create(OsStr::new(s), DIR_MODE, opts.owner)?;
+        }
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let host = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_default();
+        Ok(MaildirTarget {
+            root,
+            opts,
+            host: name::escape_host(&host),
+            pid: std::process::id(),
+            usec: now.subsec_micros(),
+            seq: AtomicU64::new(0),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.root.path
+    }
+
+    /// Opens (creating as needed) the directories of folder `name`.
+    pub fn folder(&self, name: &FolderName) -> Result<FolderWriter<'_>> {
+        let (comps, _) = layout::components(name, self.opts.layout).map_err(|why| Error::bad(self.path(), why))?;
+        let mut dir = Dir::open_root(self.path())?;
+        for c in &comps {
+            dir = dir.create(OsStr::new(c), DIR_MODE, self.opts.owner)?;
+        }
+        let mk = |s: &str| dir.create(OsStr::new(s), DIR_MODE, self.opts.owner);
+        let (tmp, new, cur) = (mk("tmp")?, mk("new")?, mk("cur")?);
+        if !comps.is_empty() && !dir.exists(OsStr::new("maildirfolder")) {
+            dir.write_atomic("maildirfolder", b"", FILE_MODE, self.opts.owner, false)?;
+        }
+        let keywords = read::keyword_map(&dir.path);
+        Ok(FolderWriter { target: self, dir, tmp, new, cur, keywords, keywords_changed: false })
+    }
+
+    /// Where folder `name` lives, without creating anything.
+    pub fn folder_path(path: &Path, name: &FolderName, layout: Layout) -> Result<PathBuf, String> {
+        let (comps, _) = layout::components(name, layout)?;
+        Ok(comps.iter().fold(path.to_path_buf(), |p, c| p.join(c)))
+    }
+
+    /// Adds `names` to the Dovecot `subscriptions` file (version 2 format), keeping what is there.
+    pub fn subscribe(&self, names: &[FolderName]) -> Result<()> {
+        let path = self.path().join("subscriptions");
+        let mut have: Vec<String> = Vec::new();
+        if let Ok(text) = std::fs::read(&path) {
+            have = parse_subscriptions(&text);
+        }
+        let before = have.len();
+        for n in names.iter().filter(|n| !n.is_inbox()) {
+            let line = n.levels().map(mutf7::encode).collect::<Vec<_>>().join("\t");
+            if !have.contains(&line) {
+                have.push(line);
+            }
+        }
+        if have.len() == before && path.exists() {
+            return Ok(());
+        }
+        let mut text = String::from("V\t2\n\n");
+        for l in &have {
+            text.push_str(l);
+            text.push('\n');
+        }
+        self.root.write_atomic("subscriptions", text.as_bytes(), FILE_MODE, self.opts.owner, self.opts.durable)
+    }
+
+    fn next_base(&self, date: i64) -> String {
+        let q = self.seq.fetch_add(1, Ordering::Relaxed);
+        format!("{}.M{}P{}Q{}.{}", date.max(0), self.usec, self.pid, q, self.host)
+    }
+}
+
+/// Subscription lines (levels separated by TAB, modified UTF-7) from a version 2 file or an old
+/// plain list (levels separated by `.` or `/`).
+pub fn parse_subscriptions(text: &[u8]) -> Vec<String> {
+    let s = String::from_utf8_lossy(text);
+    let mut lines = s.lines();
+    let v2 = s.starts_with("V\t");
+    if v2 {
+        lines.next();
+    }
+    lines.filter(|l| !l.is_empty()).map(|l| if v2 { l.to_string() } else { l.replace(['.', '/'], "\t") }).collect()
+}
+
+pub struct FolderWriter<'t> {
+    target: &'t MaildirTarget,
+    pub dir: Dir,
+    tmp: Dir,
+    new: Dir,
+    cur: Dir,
+    keywords: KeywordMap,
+    keywords_changed: bool,
+}
+
+impl FolderWriter<'_> {
+    pub fn path(&self) -> &Path {
+        &self.dir.path
+    }
+
+    pub fn owner(&self) -> Option<Owner> {
+        self.target.opts.owner
+    }
+
+    pub fn keyword_map(&self) -> &KeywordMap {
+        &self.keywords
+    }
+
+    /// Gives letters to `names`; returns the keywords that did not fit (26 letters at most).
+    pub fn add_keywords<'k>(&mut self, names: impl IntoIterator<Item = &'k str>, reserved: u32) -> Vec<String> {
+        let mut dropped = Vec::new();
+        for n in names {
+            if self.keywords.letter(n).is_some() {
+                continue;
+            }
+            match self.keywords.ensure(n, reserved) {
+                Some(_) => self.keywords_changed = true,
+                None => dropped.push(n.to_string()),
+            }
+        }
+        dropped
+    }
+
+    /// Writes `dovecot-keywords` if letters were added; before any message uses them.
+    pub fn save_keywords(&mut self) -> Result<()> {
+        if self.keywords_changed {
+            let t = self.target;
+            self.dir.write_atomic("dovecot-keywords", self.keywords.render().as_bytes(), FILE_MODE, t.opts.owner, t.opts.durable)?;
+            self.keywords_changed = false;
+        }
+        Ok(())
+    }
+
+    fn letters(&self, meta: &Meta) -> u32 {
+        let mut l = meta.stray_letters;
+        for k in meta.keywords.iter() {
+            if let Some(i) = self.keywords.letter(k) {
+                l |= 1 << i;
+            }
+        }
+        l
+    }
+
+    /// The file name a message with `meta` gets, given its base.
+    pub fn final_name(&self, base: &str, meta: &Meta) -> (Sub, String) {
+        if meta.goes_to_new() {
+            (Sub::New, base.to_string())
+        } else {
+            (Sub::Cur, format!("{base}:{}", name::info(meta.flags, self.letters(meta))))
+        }
+    }
+
+    fn sub_dir(&self, sub: Sub) -> &Dir {
+        match sub {
+            Sub::New => &self.new,
+            Sub::Cur => &self.cur,
+        }
+    }
+
+    /// Writes one message.
+    pub fn write(&self, pieces: &[&[u8]], meta: &Meta) -> Result<Written> {
+        let t = self.target;
+        let q = t.seq.fetch_add(1, Ordering::Relaxed);
+        let tmp_name = format!("{TMP_PREFIX}{}.{}.{q}", t.pid, t.usec);
+        let tmp_os = OsStr::new(&tmp_name);
+        let mut f = self.tmp.create_file(tmp_os, FILE_MODE)?;
+        let tmp_path = self.tmp.path.join(&tmp_name);
+        let res = (|| {
+            let (size, sha, lfs) = fsx::write_pieces(&mut f, pieces, &tmp_path)?;
+            if let Some(o) = t.opts.owner {
+                o.apply(f.as_raw_fd(), &tmp_path)?;
+            }
+            let ts = TimeSpec::new(meta.date, 0);
+            nix::sys::stat::futimens(f.as_raw_fd(), &ts, &ts).at(&tmp_path)?;
+            if t.opts.durable {
+                f.sync_data().at(&tmp_path)?;
+            }
+            f.flush().at(&tmp_path)?;
+            let base = format!("{},S={size},W={}", t.next_base(meta.date), size + lfs);
+            let (sub, final_name) = self.final_name(&base, meta);
+            self.tmp.rename_noreplace(tmp_os, self.sub_dir(sub), OsStr::new(&final_name))?;
+            Ok(Written { sub, name: final_name, size, sha256: sha })
+        })();
+        if res.is_err() {
+            let _ = self.tmp.unlink(tmp_os);
+        }
+        res
+    }
+
+    /// Renames an existing message file to carry `meta`'s flags (moving it from new/ to cur/
+    /// when it gains any). Returns the new name.
+    pub fn set_flags(&self, e: &MaildirEntry, meta: &Meta) -> Result<(Sub, String)> {
+        let base = String::from_utf8_lossy(e.base()).into_owned();
+        let mut m = meta.clone();
+        m.recent = m.recent && e.sub == Sub::New;
+        let (sub, new_name) = self.final_name(&base, &m);
+        if sub == e.sub && new_name.as_bytes() == e.name.as_slice() {
+            return Ok((sub, new_name));
+        }
+        self.sub_dir(e.sub).rename_noreplace(OsStr::from_bytes(&e.name), self.sub_dir(sub), OsStr::new(&new_name))?;
+        Ok((sub, new_name))
+    }
+
+    pub fn delete(&self, e: &MaildirEntry) -> Result<()> {
+        self.sub_dir(e.sub).unlink(OsStr::from_bytes(&e.name))
+    }
+
+    /// Removes temporary files that crashed runs of mailmover left in `tmp/` (never anybody
+    /// else's deliveries in progress).
+    pub fn clean_tmp(&self, problems: &mut Vec<Problem>) -> usize {
+        let Ok(list) = self.tmp.list() else { return 0 };
+        let mut n = 0;
+        for (raw, _) in list {
+            let Some(rest) = raw.strip_prefix(TMP_PREFIX.as_bytes()) else { continue };
+            let pid = std::str::from_utf8(rest).ok().and_then(|s| s.split('.').next()).and_then(|p| p.parse::<i32>().ok());
+            let Some(pid) = pid else { continue };
+            if pid as u32 == self.target.pid || !fsx::pid_alive(pid) {
+                match self.tmp.unlink(OsStr::from_bytes(&raw)) {
+                    Ok(()) => n += 1,
+                    Err(e) => problems.push(e.problem()),
+                }
+            }
+        }
+        n
+    }
+
+    /// Makes the renames of this folder durable.
+    pub fn sync_dirs(&self) -> Result<()> {
+        if self.target.opts.durable {
+            self.new.fsync()?;
+            self.cur.fsync()?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,380 @@
+//! Reading one mbox file: the splitter's ranges become messages with flags, keywords, dates
+//! and the exact bytes to write, as a list of slices of the mapped file (quoting undone and
+//! mbox-internal headers cut out without copying).
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use memchr::memmem;
+
+use super::date::{self, Zone};
+use super::headers::{self, HeaderBlock};
+use super::split::{self, Entry, Splitter};
+use crate::error::{At, Error, Result};
+use crate::flags::Flags;
+use crate::fsx::{self, Mapped};
+use crate::message::{DateSource, Meta};
+
+/// Headers the mbox format keeps its own state in; removed on conversion unless asked not to.
+pub const INTERNAL_HEADERS: [&str; 10] = [
+    "Status",
+    "X-Status",
+    "X-Keywords",
+    "X-Mozilla-Status",
+    "X-Mozilla-Status2",
+    "X-Mozilla-Keys",
+    "X-UID",
+    "X-IMAP",
+    "X-IMAPbase",
+    "Content-Length",
+];
+
+/// How `>From ` lines were quoted by the writer (FORMATS.md §1.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Variant {
+    /// Content-Length where it is consistent (then no unquoting), else mboxrd.
+    Auto,
+    Mboxrd,
+    Mboxo,
+    Mboxcl,
+    Mboxcl2,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct ReadOptions {
+    pub variant: Variant,
+    pub zone: Zone,
+    pub keep_internal_headers: bool,
+}
+
+impl Default for ReadOptions {
+    fn default() -> Self {
+        ReadOptions { variant: Variant::Auto, zone: Zone::Local, keep_internal_headers: false }
+    }
+}
+
+/// An open, mapped mbox file.
+pub struct MboxFile {
+    pub path: PathBuf,
+    map: Mapped,
+    start: Option<usize>,
+    mtime: i64,
+}
+
+/// One message of an mbox file.
+#[derive(Debug)]
+pub struct MboxMessage<'a> {
+    /// Offset of the From_ line in the file.
+    pub offset: u64,
+    /// Stored length, From_ line to the end of the message.
+    pub stored_len: u64,
+    pub from_line: &'a [u8],
+    pub pieces: Vec<&'a [u8]>,
+    pub meta: Meta,
+    /// The UW-IMAP/Dovecot "FOLDER INTERNAL DATA" pseudo message: not mail.
+    pub pseudo: bool,
+    pub truncated: Option<&'static str>,
+    /// Thunderbird expunged (0x0008) or partial (0x0400) markers, for the report.
+    pub mozilla_expunged: bool,
+    pub mozilla_partial: bool,
+}
+
+impl MboxMessage<'_> {
+    pub fn size(&self) -> u64 {
+        self.pieces.iter().map(|p| p.len() as u64).sum()
+    }
+}
+
+impl MboxFile {
+    pub fn open(path: &Path) -> Result<MboxFile> {
+        let file = fsx::open_source(path)?;
+        let md = file.metadata().at(path)?;
+        if !md.is_file() {
+            return Err(Error::bad(path, "not a regular file"));
+        }
+        let mtime = md.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_secs() as i64);
+        let map = Mapped::new(&file, path)?;
+        let start = split::mbox_start(map.bytes());
+        Ok(MboxFile { path: path.to_path_buf(), map, start, mtime })
+    }
+
+    pub fn from_file(file: File, path: &Path) -> Result<MboxFile> {
+        let md = file.metadata().at(path)?;
+        let mtime = md.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_secs() as i64);
+        let map = Mapped::new(&file, path)?;
+        let start = split::mbox_start(map.bytes());
+        Ok(MboxFile { path: path.to_path_buf(), map, start, mtime })
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        self.map.bytes()
+    }
+
+    pub fn len(&self) -> u64 {
+        self.bytes().len() as u64
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bytes().is_empty()
+    }
+
+    /// Fails when the file is not an mbox (it does not start with a From_ line).
+    pub fn check(&self) -> Result<()> {
+        match self.start {
+            Some(_) => Ok(()),
+            None => Err(Error::bad(&self.path, "not an mbox: the file does not start with a From_ line")),
+        }
+    }
+
+    pub fn entries(&self, opts: &ReadOptions) -> Splitter<'_> {
+        let use_length = matches!(opts.variant, Variant::Auto | Variant::Mboxcl | Variant::Mboxcl2);
+        let d = self.bytes();
+        Splitter::new(d, self.start.unwrap_or(d.len()), use_length)
+    }
+
+    pub fn message<'a>(&'a self, e: &Entry, opts: &ReadOptions) -> MboxMessage<'a> {
+        parse_message(self.bytes(), e, opts, self.mtime)
+    }
+}
+
+pub fn parse_message<'a>(d: &'a [u8], e: &Entry, opts: &ReadOptions, file_mtime: i64) -> MboxMessage<'a> {
+    let msg = &d[e.msg.clone()];
+    let hb = headers::scan(msg);
+    let from_line = &d[e.from_line.clone()];
+
+    let (date, source) = if let Some(t) = date::from_line_date(from_line, opts.zone) {
+        (t, DateSource::FromLine)
+    } else if let Some(t) = hb.get(msg, "Received").and_then(received_date) {
+        (t, DateSource::Received)
+    } else if let Some(t) = hb.get(msg, "Date").and_then(date::header_date) {
+        (t, DateSource::DateHeader)
+    } else {
+        (file_mtime, DateSource::FileMtime)
+    };
+    let mut meta = Meta::new(date, source);
+    let st = status_flags(msg, &hb, &mut meta);
+
+    let unquote = match opts.variant {
+        Variant::Auto | Variant::Mboxrd => Unquote::Rd,
+        Variant::Mboxo | Variant::Mboxcl => Unquote::O,
+        Variant::Mboxcl2 => Unquote::None,
+    };
+    let unquote = if e.by_length && opts.variant == Variant::Auto { Unquote::None } else { unquote };
+    let pieces = pieces(msg, &hb, unquote, !opts.keep_internal_headers, e.by_length);
+    let pseudo = hb.get(msg, "X-IMAP").is_some()
+        && hb.get(msg, "Subject").is_some_and(|s| memmem::find(s, b"FOLDER INTERNAL DATA").is_some());
+    MboxMessage {
+        offset: e.from_line.start as u64,
+        stored_len: (e.msg.end - e.from_line.start) as u64,
+        from_line,
+        pieces,
+        meta,
+        pseudo,
+        truncated: e.truncated,
+        mozilla_expunged: st.expunged,
+        mozilla_partial: st.partial,
+    }
+}
+
+fn received_date(v: &[u8]) -> Option<i64> {
+    let i = memchr::memrchr(b';', v)?;
+    date::header_date(&v[i + 1..])
+}
+
+#[derive(Default)]
+struct MozillaState {
+    expunged: bool,
+    partial: bool,
+}
+
+/// Flags and keywords from Status, X-Status, X-Keywords and Thunderbird's headers
+/// (FORMATS.md §1.3, §1.4). Note the crossed letters: mbox `D` is deleted (Maildir `T`), mbox
+/// `T` is draft (Maildir `D`).
+fn status_flags(msg: &[u8], hb: &HeaderBlock, meta: &mut Meta) -> MozillaState {
+    let mut moz = MozillaState::default();
+    let mut old = false;
+    if let Some(v) = hb.get(msg, "Status") {
+        for &c in v {
+            match c {
+                b'R' => meta.flags.insert(Flags::SEEN),
+                b'O' => old = true,
+                _ => {}
+            }
+        }
+    }
+    if let Some(v) = hb.get(msg, "X-Status") {
+        for &c in v {
+            match c {
+                b'A' => meta.flags.insert(Flags::REPLIED),
+                b'F' => meta.flags.insert(Flags::FLAGGED),
+                b'T' => meta.flags.insert(Flags::DRAFT),
+                b'D' => meta.flags.insert(Flags::TRASHED),
+                _ => {}
+            }
+        }
+    }
+    if let Some(v) = hb.get(msg, "X-Mozilla-Status").and_then(hex_value) {
+        for (bit, f) in [(0x1, Flags::SEEN), (0x2, Flags::REPLIED), (0x4, Flags::FLAGGED), (0x8, Flags::TRASHED), (0x1000, Flags::PASSED)] {
+            if v & bit != 0 {
+                meta.flags.insert(f);
+            }
+        }
+        moz.expunged = v & 0x8 != 0;
+        moz.partial = v & 0x400 != 0;
+    }
+    if let Some(v) = hb.get(msg, "X-Mozilla-Status2").and_then(hex_value) {
+        if v & 0x0020_0000 != 0 {
+            meta.flags.insert(Flags::TRASHED);
+        }
+    }
+    for name in ["X-Keywords", "X-Mozilla-Keys"] {
+        for v in hb.get_all(msg, name) {
+            meta.keywords.extend_from_header(v);
+        }
+    }
+    meta.recent = !old && meta.flags.is_empty() && meta.keywords.is_empty();
+    moz
+}
+
+fn hex_value(v: &[u8]) -> Option<u32> {
+    let s = headers::unfold(v);
+    let s = std::str::from_utf8(&s).ok()?;
+    u32::from_str_radix(s.split_whitespace().next()?, 16).ok()
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Unquote {
+    None,
+    /// mboxo: `^>From ` loses its `>`.
+    O,
+    /// mboxrd: `^>+From ` loses one `>`.
+    Rd,
+}
+
+/// The bytes to write, as slices: internal header fields cut, one `>` cut from quoted lines.
+fn pieces<'a>(msg: &'a [u8], hb: &HeaderBlock, unquote: Unquote, strip: bool, by_length: bool) -> Vec<&'a [u8]> {
+    let mut cuts: Vec<(usize, usize)> = Vec::new();
+    if strip {
+        for f in &hb.fields {
+            let name = &msg[f.name.clone()];
+            let internal = INTERNAL_HEADERS.iter().any(|h| name.eq_ignore_ascii_case(h.as_bytes()));
+            // Content-Length is mbox state only when it delimited the message.
+            let is_cl = name.eq_ignore_ascii_case(b"Content-Length");
+            if internal && (!is_cl || by_length) {
+                cuts.push((f.range.start, f.range.end));
+            }
+        }
+    }
+    if unquote != Unquote::None {
+        for i in memmem::find_iter(msg, b"From ") {
+            let mut j = i;
+            while j > 0 && msg[j - 1] == b'>' {
+                j -= 1;
+            }
+            let quotes = i - j;
+            if quotes == 0 || (j > 0 && msg[j - 1] != b'\n') {
+                continue;
+            }
+            if unquote == Unquote::O && quotes != 1 {
+                continue;
+            }
+            if !cuts.iter().any(|&(s, e)| s <= j && j < e) {
+                cuts.push((j, j + 1));
+            }
+        }
+    }
+    cuts.sort_unstable();
+    let mut out = Vec::with_capacity(cuts.len() + 1);
+    let mut pos = 0;
+    for (s, e) in cuts {
+        if s > pos {
+            out.push(&msg[pos..s]);
+        }
+        pos = pos.max(e);
+    }
+    if pos < msg.len() || out.is_empty() {
+        out.push(&msg[pos..]);
+    }
+    out
+}
+
+/// Envelope sender for a From_ line: Return-Path, else the From address, else MAILER-DAEMON.
+pub fn envelope_sender(msg_head: &[u8]) -> String {
+    let hb = headers::scan(msg_head);
+    let end = if hb.terminated { hb.end } else { msg_head.len() };
+    let parsed = mail_parser::MessageParser::default().parse_headers(&msg_head[..end]);
+    let pick = parsed.as_ref().and_then(|m| {
+        m.return_address().map(str::to_string).or_else(|| m.from().and_then(|a| a.first()).and_then(|a| a.address()).map(str::to_string))
+    });
+    match pick {
+        Some(a) if !a.is_empty() && a.bytes().all(|b| b > 0x20 && b < 0x7f) => a,
+        _ => "MAILER-DAEMON".to_string(),
+    }
+}
+
+/// Exposes the variant-independent splitter for callers that only count.
+pub fn count_messages(d: &[u8]) -> usize {
+    match split::mbox_start(d) {
+        Some(s) => Splitter::new(d, s, true).count(),
+        None => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(msg: &str, variant: Variant) -> (Vec<u8>, Meta) {
+        let d = format!("From a@b Mon Jan  2 15:04:05 2006\n{msg}");
+        let d = d.as_bytes();
+        let opts = ReadOptions { variant, zone: Zone::Utc, keep_internal_headers: false };
+        let e = Splitter::new(d, 0, true).next().unwrap();
+        let m = parse_message(d, &e, &opts, 0);
+        (m.pieces.concat(), m.meta)
+    }
+
+    #[test]
+    fn mboxrd_unquoting() {
+        let (b, _) = one("S: x\n\n>From a\n>>From b\nx >From c\n>Fromage\n", Variant::Auto);
+        assert_eq!(b, b"S: x\n\nFrom a\n>From b\nx >From c\n>Fromage\n");
+        let (b, _) = one("S: x\n\n>From a\n>>From b\n", Variant::Mboxo);
+        assert_eq!(b, b"S: x\n\nFrom a\n>>From b\n");
+        let (b, _) = one(">From first line\n", Variant::Auto);
+        assert_eq!(b, b"From first line\n");
+    }
+
+    #[test]
+    fn status_headers_map_and_are_stripped() {
+        let (b, m) = one("Subject: s\nStatus: RO\nX-Status: ADFT\nX-Keywords: $Junk Work\nX-UID: 4\n\nbody\n", Variant::Auto);
+        assert_eq!(b, b"Subject: s\n\nbody\n");
+        assert_eq!(m.flags.to_string(), "DFRST");
+        assert_eq!(m.keywords.iter().collect::<Vec<_>>(), vec!["$Junk", "Work"]);
+        assert!(!m.recent);
+        assert_eq!(m.date, 1136214245);
+    }
+
+    #[test]
+    fn mozilla_status() {
+        let (_, m) = one("X-Mozilla-Status: 1005\nX-Mozilla-Status2: 00000000\n\nb\n", Variant::Auto);
+        assert_eq!(m.flags.to_string(), "FPS");
+        let (_, m) = one("X-Mozilla-Status: 0000\n\nb\n", Variant::Auto);
+        assert!(m.recent);
+        let (_, m) = one("Status: O\n\nb\n", Variant::Auto);
+        assert!(!m.recent && m.flags.is_empty());
+    }
+
+    #[test]
+    fn content_length_kept_when_it_did_not_delimit() {
+        let (b, _) = one("Content-Length: 999\n\nb\n", Variant::Auto);
+        assert_eq!(b, b"Content-Length: 999\n\nb\n");
+        let (b, _) = one("Content-Length: 2\n\nb\n", Variant::Auto);
+        assert_eq!(b, b"\nb\n");
+    }
+
+    #[test]
+    fn sender() {
+        assert_eq!(envelope_sender(b"Return-Path: <r@x.org>\nFrom: A <a@b.c>\n\n"), "r@x.org");
+        assert_eq!(envelope_sender(b"From: A <a@b.c>\n\n"), "a@b.c");
+        assert_eq!(envelope_sender(b"Subject: none\n\n"), "MAILER-DAEMON");
+    }
+}

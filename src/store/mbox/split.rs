@@ -1,0 +1,289 @@
+//! Splitting an mbox into messages.
+//!
+//! Design: a From_ line starts a message at the start of the file or right after an empty line,
+//! and must carry a valid date (FORMATS.md §1.1); Python's "any `From ` line" rule would cut
+//! messages at body text. The empty line before the next From_ line belongs to no message. A
+//! `Content-Length` wins when it lands exactly on end of file or on a From_ line (Dovecot's
+//! rule), so unquoted mboxcl2 bodies holding `From ` lines stay whole; one that lands anywhere
+//! else is ignored. The splitter works on a byte slice (an mmap) and only yields ranges.
+
+use std::ops::Range;
+
+use memchr::memmem;
+
+use super::date::{Zone, from_line_date};
+use super::headers;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The From_ line without its line end.
+    pub from_line: Range<usize>,
+    /// The message as stored: after the From_ line, before the separating empty line.
+    pub msg: Range<usize>,
+    /// Delimited by a consistent Content-Length (then nothing is unquoted).
+    pub by_length: bool,
+    /// Why the message is incomplete, when it is.
+    pub truncated: Option<&'static str>,
+}
+
+/// Offset of the first From_ line, skipping leading empty lines; `None` when the data is not an
+/// mbox. Empty data is an empty mbox (`Some(0)`).
+pub fn mbox_start(data: &[u8]) -> Option<usize> {
+    let mut p = 0;
+    while p < data.len() {
+        if data[p..].starts_with(b"From ") {
+            return Some(p);
+        }
+        let le = line_end(data, p);
+        if !headers::is_blank_line(&data[p..le]) {
+            return None;
+        }
+        p = le;
+    }
+    Some(data.len())
+}
+
+pub struct Splitter<'a> {
+    data: &'a [u8],
+    pos: usize,
+    use_length: bool,
+    finder: memmem::Finder<'static>,
+}
+
+impl<'a> Splitter<'a> {
+    /// `data` must start at a From_ line (see [`mbox_start`]).
+    pub fn new(data: &'a [u8], start: usize, use_length: bool) -> Splitter<'a> {
+        Splitter { data, pos: start, use_length, finder: memmem::Finder::new(b"\nFrom ") }
+    }
+
+    /// Offset of the next unread byte (the next From_ line).
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
+    fn by_length(&self, start: usize) -> Result<Option<(usize, usize)>, ()> {
+        let d = self.data;
+        let hb = headers::scan(&d[start..]);
+        if !hb.terminated {
+            return Ok(None);
+        }
+        let Some(v) = hb.get(&d[start..], "Content-Length") else { return Ok(None) };
+        let v = headers::unfold(v);
+        let Some(cl) = std::str::from_utf8(&v).ok().and_then(|s| s.parse::<usize>().ok()) else {
+            return Ok(None);
+        };
+        let blank = start + hb.end;
+        let body = blank + if d[blank..].starts_with(b"\r\n") { 2 } else { 1 };
+        let Some(e) = body.checked_add(cl) else { return Err(()) };
+        let n = d.len();
+        if e > n {
+            return Err(());
+        }
+        if e == n || &d[e..] == b"\n" || &d[e..] == b"\r\n" {
+            return Ok(Some((e, n)));
+        }
+        for sep in [&b"\n"[..], b"\r\n", b""] {
+            let f = e + sep.len();
+            if d[e..].starts_with(sep) && d[f..].starts_with(b"From ") && is_from_line(d, f) {
+                return Ok(Some((e, f)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// End of the message starting at `start` by the From_ rule: (message end, next From_ line).
+    fn by_from_lines(&self, start: usize) -> (usize, usize) {
+        let d = self.data;
+        let mut from = start;
+        while let Some(i) = self.finder.find(&d[from..]) {
+            let f = from + i + 1;
+            from = f;
+            if let Some(ls) = blank_line_before(d, start, f) {
+                if is_from_line(d, f) {
+                    return (ls, f);
+                }
+            }
+        }
+        let n = d.len();
+        match last_line_start(d, start) {
+            Some(ls) if headers::is_blank_line(&d[ls..n]) => (ls, n),
+            _ => (n, n),
+        }
+    }
+}
+
+impl Iterator for Splitter<'_> {
+    type Item = Entry;
+
+    fn next(&mut self) -> Option<Entry> {
+        let d = self.data;
+        if self.pos >= d.len() {
+            return None;
+        }
+        let le = line_end(d, self.pos);
+        let mut fe = le;
+        while fe > self.pos && matches!(d[fe - 1], b'\n' | b'\r') {
+            fe -= 1;
+        }
+        let from_line = self.pos..fe;
+        let start = le;
+        let mut past_eof = false;
+        if self.use_length {
+            match self.by_length(start) {
+                Ok(Some((end, next))) => {
+                    self.pos = next;
+                    return Some(Entry { from_line, msg: start..end, by_length: true, truncated: None });
+                }
+                Ok(None) => {}
+                Err(()) => past_eof = true,
+            }
+        }
+        let (end, next) = self.by_from_lines(start);
+        self.pos = next;
+        let at_eof = next >= d.len();
+        let mut truncated = None;
+        if at_eof && past_eof {
+            truncated = Some("message truncated: its Content-Length runs past end of file");
+        } else if at_eof && end == d.len() && end > start && d[end - 1] != b'\n' {
+            let hb = headers::scan(&d[start..end]);
+            if !hb.terminated && hb.all_fields {
+                truncated = Some(
+                    "message truncated inside its header block (no empty line, no final newline)",
+                );
+            }
+        }
+        Some(Entry { from_line, msg: start..end, by_length: false, truncated })
+    }
+}
+
+fn line_end(d: &[u8], pos: usize) -> usize {
+    match memchr::memchr(b'\n', &d[pos..]) {
+        Some(i) => pos + i + 1,
+        None => d.len(),
+    }
+}
+
+/// Start of the empty line that ends right before `f`, if that line is empty and not before
+/// `start`.
+fn blank_line_before(d: &[u8], start: usize, f: usize) -> Option<usize> {
+    if f >= start + 1 && d[f - 1] == b'\n' {
+        if f >= start + 2 && d[f - 2] == b'\r' && (f == start + 2 || d[f - 3] == b'\n') {
+            return Some(f - 2);
+        }
+        if f == start + 1 || d[f - 2] == b'\n' {
+            return Some(f - 1);
+        }
+    }
+    None
+}
+
+fn last_line_start(d: &[u8], start: usize) -> Option<usize> {
+    let n = d.len();
+    if n <= start {
+        return None;
+    }
+    let body = &d[start..n - 1];
+    Some(match memchr::memrchr(b'\n', body) {
+        Some(i) => start + i + 1,
+        None => start,
+    })
+}
+
+/// A From_ line we split at: `From ` and a valid date.
+pub fn is_from_line(d: &[u8], pos: usize) -> bool {
+    if !d[pos..].starts_with(b"From ") {
+        return false;
+    }
+    let le = line_end(d, pos);
+    from_line_date(&d[pos..le], Zone::Utc).is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split(d: &[u8]) -> Vec<(Vec<u8>, bool, bool)> {
+        let s = mbox_start(d).unwrap();
+        Splitter::new(d, s, true).map(|e| (d[e.msg.clone()].to_vec(), e.by_length, e.truncated.is_some())).collect()
+    }
+
+    const F: &str = "From a@b Mon Jan  2 15:04:05 2006\n";
+
+    #[test]
+    fn two_messages_blank_separator_excluded() {
+        let d = format!("{F}A: 1\n\nx\n\n{F}B: 2\n\ny\n");
+        let m = split(d.as_bytes());
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[0].0, b"A: 1\n\nx\n");
+        assert_eq!(m[1].0, b"B: 2\n\ny\n");
+    }
+
+    #[test]
+    fn from_without_date_or_blank_does_not_split() {
+        let d = format!("{F}A: 1\n\nFrom here on\n\nFrom there\nFrom x Mon Jan  2 15:04:05 2006\n\n{F}B: 2\n\ny\n\n");
+        let m = split(d.as_bytes());
+        assert_eq!(m.len(), 2, "{m:?}");
+    }
+
+    #[test]
+    fn content_length_keeps_body_from_lines() {
+        let body = format!("q\n\n{F}end\n");
+        let d = format!("{F}Content-Length: {}\n\n{body}\n{F}B: 2\n\ny\n", body.len());
+        let m = split(d.as_bytes());
+        assert_eq!(m.len(), 2);
+        assert!(m[0].1);
+    }
+
+    #[test]
+    fn lying_content_length_ignored() {
+        let d = format!("{F}Content-Length: 3\n\nhello world\n\n{F}B: 2\n\ny\n");
+        let m = split(d.as_bytes());
+        assert_eq!(m.len(), 2);
+        assert!(!m[0].1);
+        assert_eq!(m[0].0, b"Content-Length: 3\n\nhello world\n");
+    }
+
+    #[test]
+    fn content_length_past_eof_is_truncation() {
+        let d = format!("{F}Content-Length: 300\n\nshort\n");
+        let m = split(d.as_bytes());
+        assert_eq!(m.len(), 1);
+        assert!(m[0].2);
+    }
+
+    #[test]
+    fn crlf_files() {
+        let d = "From a@b Mon Jan  2 15:04:05 2006\r\nA: 1\r\n\r\nx\r\n\r\nFrom a@b Mon Jan  2 15:04:05 2006\r\nB: 2\r\n\r\ny\r\n\r\n";
+        let m = split(d.as_bytes());
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[0].0, b"A: 1\r\n\r\nx\r\n");
+        assert_eq!(m[1].0, b"B: 2\r\n\r\ny\r\n");
+    }
+
+    #[test]
+    fn no_final_newline_and_truncated_headers() {
+        let d = format!("{F}A: 1\n\nno newline");
+        let m = split(d.as_bytes());
+        assert_eq!(m[0].0, b"A: 1\n\nno newline");
+        assert!(!m[0].2);
+        let d = format!("{F}From: x@y\nSubject: cu");
+        assert!(split(d.as_bytes())[0].2);
+        let d = format!("{F}just a body line");
+        assert!(!split(d.as_bytes())[0].2, "body-only message is not truncated");
+    }
+
+    #[test]
+    fn leading_blank_lines_and_garbage() {
+        assert_eq!(mbox_start(b"\n\r\nFrom x"), Some(3));
+        assert_eq!(mbox_start(b"{\"json\": 1}\n"), None);
+        assert_eq!(mbox_start(b""), Some(0));
+    }
+
+    #[test]
+    fn empty_message_between_from_lines() {
+        let d = format!("{F}\n{F}B: 2\n\ny\n");
+        let m = split(d.as_bytes());
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[0].0, b"");
+    }
+}

@@ -1,0 +1,649 @@
+//! The sync: every selected source folder into its target folder, folders in parallel and,
+//! inside a folder, messages in parallel chunks (rayon on a pool sized by `--jobs`).
+//!
+//! Per folder: index the target folder (content hash per message), match source messages
+//! against it (plan.rs), then copy what is missing, rename what has other flags and, with
+//! `--delete`, remove what no source message matched. Only what was in the target when the
+//! folder was indexed can be renamed or removed, so mail delivered meanwhile is never touched.
+//! A dry run does all the reading and matching and writes nothing.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use rayon::prelude::*;
+
+use crate::error::{Error, Problem, Result};
+use crate::events::{Event, Recorder};
+use crate::folder::FolderName;
+use crate::folder_map::FolderMap;
+use crate::fsx::{self, Owner};
+use crate::message::{DateSource, Meta};
+use crate::plan::{Action, Hash, Matcher};
+use crate::report::{FolderOutcome, Summary, peak_rss_kib};
+use crate::source::{Loaded, Opened, Ref};
+use crate::store::maildir::layout::{self, Layout};
+use crate::store::maildir::read::{self as mdread, MaildirEntry, ScanOptions};
+use crate::store::maildir::write::{self as mdwrite, FolderWriter, MaildirTarget, WriteOptions};
+use crate::store::mbox::read::{MboxFile, ReadOptions};
+use crate::store::mbox::write::MboxWriter;
+use crate::store::{self, Kind, SourceFolder, Store};
+use crate::mutf7;
+use crate::target_index;
+
+#[derive(Debug, Clone, Default)]
+pub struct Filters {
+    pub max_size: Option<u64>,
+    pub min_age_days: Option<f64>,
+    pub max_age_days: Option<f64>,
+    pub now: i64,
+}
+
+impl Filters {
+    /// Why a message is filtered out, if it is.
+    pub fn reason(&self, size: u64, date: i64) -> Option<&'static str> {
+        if self.max_size.is_some_and(|m| size > m) {
+            return Some("max-size");
+        }
+        let age_days = (self.now - date) as f64 / 86400.0;
+        if self.min_age_days.is_some_and(|d| age_days < d) {
+            return Some("min-age");
+        }
+        if self.max_age_days.is_some_and(|d| age_days > d) {
+            return Some("max-age");
+        }
+        None
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SyncOptions {
+    pub read: ReadOptions,
+    pub layout: Layout,
+    pub owner: Option<Owner>,
+    pub durable: bool,
+    pub dry_run: bool,
+    pub delete: bool,
+    pub jobs: usize,
+    pub map: FolderMap,
+    pub filters: Filters,
+    pub follow_symlinks: bool,
+    pub use_cache: bool,
+}
+
+impl Default for SyncOptions {
+    fn default() -> Self {
+        SyncOptions {
+            read: ReadOptions::default(),
+            layout: Layout::MaildirPlusPlus,
+            owner: None,
+            durable: true,
+            dry_run: false,
+            delete: false,
+            jobs: 0,
+            map: FolderMap::default(),
+            filters: Filters::default(),
+            follow_symlinks: false,
+            use_cache: true,
+        }
+    }
+}
+
+pub fn pool(jobs: usize) -> Result<rayon::ThreadPool> {
+    let n = if jobs == 0 { std::thread::available_parallelism().map_or(2, |n| n.get()) } else { jobs };
+    rayon::ThreadPoolBuilder::new().num_threads(n).build().map_err(|e| Error::Usage(format!("cannot start {n} worker threads: {e}")))
+}
+
+/// Where the target puts things.
+enum Target {
+    Maildir { path: PathBuf, writer: Option<MaildirTarget> },
+    MboxFile(PathBuf),
+    MboxDir(PathBuf),
+}
+
+/// Folder names a target already has (for `--automap`).
+pub fn existing_folders(dst: &Store, layout: Layout) -> Vec<FolderName> {
+    if !dst.path.exists() {
+        return Vec::new();
+    }
+    let mut ignore = Vec::new();
+    match dst.kind {
+        Kind::Maildir => mdread::folders(&dst.path, ScanOptions::default(), &mut ignore)
+            .into_iter()
+            .filter(|f| layout == Layout::Fs || f.name.is_inbox() || f.dir.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
+            .map(|f| f.name)
+            .collect(),
+        Kind::Mbox if dst.path.is_dir() => store::mbox::folders(&dst.path, false, &mut ignore).into_iter().map(|f| f.name).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The source folders with their target names, after selection and mapping.
+pub fn mapped_folders(src: &Store, dst: &Store, opts: &SyncOptions) -> Result<(Vec<(SourceFolder, FolderName)>, Vec<Problem>)> {
+    let (folders, problems) = store::source_folders(src, opts.follow_symlinks)?;
+    let existing = existing_folders(dst, opts.layout);
+    let names: Vec<FolderName> = folders.iter().map(|f| f.name.clone()).collect();
+    let pairs = opts.map.plan(&names, &existing).map_err(Error::Usage)?;
+    let mut out = Vec::new();
+    for (s, t) in pairs {
+        if dst.kind == Kind::Maildir {
+            layout::components(&t, opts.layout).map_err(|e| Error::Usage(format!("folder {:?}: {e}", t.as_str())))?;
+        }
+        if let Some(f) = folders.iter().find(|f| f.name == s) {
+            out.push((f.clone(), t));
+        }
+    }
+    Ok((out, problems))
+}
+
+pub fn sync(src: &Store, dst: &Store, opts: &SyncOptions, rec: &dyn Recorder) -> Result<Summary> {
+    let started = Instant::now();
+    if dst.kind == Kind::Cpanel || src.kind == Kind::Cpanel {
+        return Err(Error::Usage("cpanel: stores are not supported by this version".into()));
+    }
+    let (pairs, mut source_problems) = mapped_folders(src, dst, opts)?;
+    let target = open_target(dst, &pairs, opts)?;
+    let pool = pool(opts.jobs)?;
+    let outcomes: Vec<FolderOutcome> = pool.install(|| {
+        pairs.par_iter().map(|(sf, tn)| sync_folder(sf, tn, &target, opts, rec)).collect()
+    });
+
+    let mut summary = Summary { dry_run: opts.dry_run, ..Default::default() };
+    for o in &outcomes {
+        summary.counts.add(&o.counts);
+        summary.errors.extend(o.errors.iter().cloned());
+        summary.warnings.extend(o.warnings.iter().cloned());
+        if let Some(l) = &o.plan_line {
+            rec.record(Event::Plan(l.clone()));
+        }
+    }
+    if let Target::Maildir { writer: Some(w), .. } = &target {
+        let names: Vec<FolderName> = pairs.iter().map(|(_, t)| t.clone()).collect();
+        if let Err(e) = w.subscribe(&names) {
+            summary.errors.push(e.problem());
+        }
+    }
+    summary.errors.append(&mut source_problems);
+    summary.errors.sort();
+    summary.errors.dedup();
+    summary.warnings.sort();
+    summary.counts.failed = summary.counts.failed.max(summary.errors.len() as u64);
+    summary.complete = summary.errors.is_empty();
+    summary.seconds = started.elapsed().as_secs_f64();
+    summary.peak_rss_kib = peak_rss_kib();
+    Ok(summary)
+}
+
+fn open_target(dst: &Store, pairs: &[(SourceFolder, FolderName)], opts: &SyncOptions) -> Result<Target> {
+    match dst.kind {
+        Kind::Maildir => {
+            if dst.path.exists() && !dst.path.is_dir() {
+                return Err(Error::Usage(format!("{}: target exists and is not a directory", dst.path.display())));
+            }
+            let writer = if opts.dry_run {
+                None
+            } else {
+                let wo = WriteOptions { durable: opts.durable, owner: opts.owner, layout: opts.layout };
+                Some(MaildirTarget::create(&dst.path, wo)?)
+            };
+            Ok(Target::Maildir { path: dst.path.clone(), writer })
+        }
+        Kind::Mbox => {
+            let single = pairs.len() <= 1 && pairs.iter().all(|(_, t)| t.is_inbox());
+            if dst.path.is_dir() || !single {
+                if dst.path.exists() && !dst.path.is_dir() {
+                    return Err(Error::Usage(format!(
+                        "{}: the source has several folders, so the mbox target must be a directory",
+                        dst.path.display()
+                    )));
+                }
+                if !opts.dry_run {
+                    fsx::Dir::create_root(&dst.path, mdwrite::DIR_MODE, opts.owner)?;
+                }
+                Ok(Target::MboxDir(dst.path.clone()))
+            } else {
+                Ok(Target::MboxFile(dst.path.clone()))
+            }
+        }
+        Kind::Cpanel => Err(Error::Usage("cpanel: targets are not supported by this version".into())),
+    }
+}
+
+/// The file of folder `name` in an mbox directory: levels as directories (modified UTF-7
+/// names, as Dovecot writes them).
+pub fn mbox_folder_path(root: &Path, name: &FolderName) -> PathBuf {
+    let levels: Vec<String> = name.levels().map(mutf7::encode).collect();
+    let mut p = root.to_path_buf();
+    for (i, l) in levels.iter().enumerate() {
+        if i + 1 < levels.len() {
+            // A folder that is also a file keeps its children in NAME.sbd/ (Thunderbird).
+            let as_dir = p.join(l);
+            if as_dir.is_file() { p = p.join(format!("{l}.sbd")) } else { p = as_dir }
+        } else {
+            p = p.join(l);
+        }
+    }
+    p
+}
+
+fn sync_folder(sf: &SourceFolder, tn: &FolderName, target: &Target, opts: &SyncOptions, rec: &dyn Recorder) -> FolderOutcome {
+    let mut out = FolderOutcome::default();
+    out.counts.folders = 1;
+    let scan = ScanOptions { follow_symlinks: opts.follow_symlinks };
+    let mut problems = Vec::new();
+    let opened = match Opened::open(&sf.loc, scan, &mut problems) {
+        Ok(o) => o,
+        Err(e) => {
+            out.errors.push(e.problem());
+            out.counts.folders = 0;
+            return out;
+        }
+    };
+    out.errors.append(&mut problems);
+    let r = match target {
+        Target::Maildir { path, writer } => to_maildir(&opened, sf, tn, path, writer.as_ref(), opts, rec, &mut out),
+        Target::MboxFile(p) => to_mbox(&opened, sf, tn, p.clone(), opts, rec, &mut out),
+        Target::MboxDir(root) => to_mbox(&opened, sf, tn, mbox_folder_path(root, tn), opts, rec, &mut out),
+    };
+    if let Err(e) = r {
+        out.errors.push(e.problem());
+    }
+    out.counts.failed = out.errors.len() as u64;
+    out
+}
+
+/// What happened to one source message.
+enum Fate {
+    Copied { sha: Hash, size: u64, name: String },
+    Skipped { sha: Hash, reason: &'static str },
+    Filtered { reason: &'static str },
+    FlagsUpdated { sha: Hash, name: String },
+    Failed(Problem),
+    NotMail,
+}
+
+struct Prepared<'a> {
+    loaded: Loaded<'a>,
+    hash: Option<Hash>,
+    action: Option<Action>,
+}
+
+/// Loads a chunk in parallel, hashing when the target has something to match against.
+fn load_chunk<'a>(opened: &'a Opened, refs: &[Ref], opts: &SyncOptions, need_hash: bool) -> Vec<Result<Prepared<'a>, Problem>> {
+    refs.par_iter()
+        .map(|r| {
+            let loaded = opened.load(r, &opts.read)?;
+            let hash = need_hash.then(|| fsx::sha256_pieces(&loaded.body.pieces()));
+            Ok(Prepared { loaded, hash, action: None })
+        })
+        .collect()
+}
+
+/// Counts that do not depend on the target; false when the message is not to be synced.
+fn account(p: &Prepared<'_>, opts: &SyncOptions, out: &mut FolderOutcome) -> Option<&'static str> {
+    let l = &p.loaded;
+    if l.pseudo {
+        out.counts.pseudo_skipped += 1;
+        return Some("pseudo");
+    }
+    out.counts.messages_source += 1;
+    if let Some(why) = l.truncated {
+        out.errors.push(l.origin.problem(format!("{why}; the bytes present are still written")));
+    }
+    if l.expunged {
+        out.counts.expunged_kept += 1;
+    }
+    if l.partial {
+        out.warnings.push(l.origin.problem("Thunderbird marks this message partial (body not downloaded): copied as it is"));
+    }
+    if !matches!(l.meta.date_source, DateSource::FromLine | DateSource::Mtime) {
+        *out.counts.date_fallbacks.entry(date_source_name(l.meta.date_source).to_string()).or_default() += 1;
+    }
+    opts.filters.reason(l.body.len(), l.meta.date)
+}
+
+pub fn date_source_name(d: DateSource) -> &'static str {
+    match d {
+        DateSource::Mtime => "mtime",
+        DateSource::FromLine => "from-line",
+        DateSource::Received => "received-header",
+        DateSource::DateHeader => "date-header",
+        DateSource::FileMtime => "file-mtime",
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn to_maildir(
+    opened: &Opened,
+    sf: &SourceFolder,
+    tn: &FolderName,
+    root: &Path,
+    writer: Option<&MaildirTarget>,
+    opts: &SyncOptions,
+    rec: &dyn Recorder,
+    out: &mut FolderOutcome,
+) -> Result<()> {
+    let tdir = MaildirTarget::folder_path(root, tn, opts.layout).map_err(|e| Error::bad(root, e))?;
+    let index = target_index::maildir(&tdir, opts.use_cache && !opts.dry_run, &mut out.errors)?;
+    let mut matcher = Matcher::new(index.entries.iter().map(|(e, h)| (*h, e.meta.clone())));
+    let mut fw: Option<FolderWriter<'_>> = match writer {
+        Some(w) => Some(w.folder(tn)?),
+        None => None,
+    };
+    if let Some(w) = &fw {
+        w.clean_tmp(&mut out.errors);
+    }
+    let (_, replaced) = layout::components(tn, opts.layout).unwrap_or_default();
+    if replaced {
+        out.warnings.push(Problem::new(&tdir, format!("'.' in folder name {:?} written as '{}' (Maildir++ uses '.' between levels)", tn.as_str(), layout::DOT_REPLACEMENT)));
+    }
+    let need_hash = !matcher.is_empty() || opts.dry_run;
+    let mut seen: HashSet<[u8; 8]> = HashSet::new();
+    let mut written: Vec<(Vec<u8>, Hash)> = Vec::new();
+    let (mut copy_n, mut upd_n) = (0u64, 0u64);
+    for refs in opened.chunks(&opts.read) {
+        let mut prepared = Vec::with_capacity(refs.len());
+        for p in load_chunk(opened, &refs, opts, need_hash) {
+            match p {
+                Ok(p) => prepared.push(p),
+                Err(e) => {
+                    rec.record(Event::Error { folder: tn.clone(), problem: e.clone() });
+                    out.errors.push(e);
+                }
+            }
+        }
+        let mut fates: Vec<Option<Fate>> = Vec::with_capacity(prepared.len());
+        for p in prepared.iter_mut() {
+            let fate = match account(p, opts, out) {
+                Some("pseudo") => Some(Fate::NotMail),
+                Some(reason) => Some(Fate::Filtered { reason }),
+                None => {
+                    if let Some(h) = &p.hash {
+                        let a = matcher.decide(h, &p.loaded.meta);
+                        p.action = Some(a);
+                        match a {
+                            Action::Skip(_) => Some(Fate::Skipped { sha: *h, reason: "exists" }),
+                            Action::Copy => {
+                                copy_n += 1;
+                                None
+                            }
+                            Action::UpdateFlags(_) => {
+                                upd_n += 1;
+                                None
+                            }
+                        }
+                    } else {
+                        p.action = Some(Action::Copy);
+                        copy_n += 1;
+                        None
+                    }
+                }
+            };
+            fates.push(fate);
+        }
+        if let Some(w) = fw.as_mut() {
+            let mut reserved = 0u32;
+            let mut kws: Vec<&str> = Vec::new();
+            for p in prepared.iter().filter(|p| matches!(p.action, Some(Action::Copy | Action::UpdateFlags(_)))) {
+                reserved |= p.loaded.meta.stray_letters;
+                kws.extend(p.loaded.meta.keywords.iter());
+            }
+            kws.sort_unstable();
+            kws.dedup();
+            for k in w.add_keywords(kws, reserved) {
+                out.errors.push(Problem::new(w.path(), format!("keyword {k:?} not kept: a Maildir folder holds at most 26 keywords")));
+            }
+            w.save_keywords()?;
+            let w = &*w;
+            let done: Vec<Option<Fate>> = prepared
+                .par_iter()
+                .zip(fates.par_iter())
+                .map(|(p, f)| if f.is_some() { None } else { Some(execute(w, p, &index.entries)) })
+                .collect();
+            for (f, d) in fates.iter_mut().zip(done) {
+                if d.is_some() {
+                    *f = d;
+                }
+            }
+        } else {
+            for (p, f) in prepared.iter().zip(fates.iter_mut()) {
+                if f.is_none() {
+                    let sha = p.hash.unwrap_or_default();
+                    *f = Some(match p.action {
+                        Some(Action::UpdateFlags(_)) => Fate::FlagsUpdated { sha, name: String::new() },
+                        _ => Fate::Copied { sha, size: p.loaded.body.len(), name: String::new() },
+                    });
+                }
+            }
+        }
+        for (p, f) in prepared.iter().zip(fates) {
+            if let Some(Fate::Copied { sha, name, .. }) = &f {
+                written.push((target_index::base_of(name), *sha));
+            }
+            tally(p, f.unwrap_or(Fate::NotMail), tn, &tdir, &mut seen, rec, out);
+        }
+    }
+    let mut deleted = 0;
+    if opts.delete {
+        for i in matcher.unmatched().collect::<Vec<_>>() {
+            let Some((e, h)) = index.entries.get(i) else { continue };
+            let path = e.path(&tdir);
+            if let Some(w) = &fw {
+                if let Err(err) = w.delete(e) {
+                    out.errors.push(err.problem());
+                    continue;
+                }
+            }
+            deleted += 1;
+            rec.record(Event::Delete { folder: tn.clone(), target: path, sha256: *h, size: e.size });
+        }
+    }
+    out.counts.deleted_target = deleted;
+    out.counts.messages_target = (index.entries.len() as u64 + out.counts.transferred).saturating_sub(deleted);
+    if let Some(w) = &fw {
+        w.sync_dirs()?;
+        if opts.use_cache {
+            target_index::save(w, &index, &written, &mut out.errors);
+        }
+    }
+    if opts.dry_run {
+        out.plan_line = Some(format!(
+            "{} -> {}: {} to copy, {} flag updates, {} to delete, {} already there",
+            sf.name.as_str(),
+            tn.as_str(),
+            copy_n,
+            upd_n,
+            deleted,
+            out.counts.skipped_existing
+        ));
+    }
+    let _ = sf;
+    Ok(())
+}
+
+fn execute(w: &FolderWriter<'_>, p: &Prepared<'_>, index: &[(MaildirEntry, Hash)]) -> Fate {
+    match p.action {
+        Some(Action::UpdateFlags(i)) => {
+            let Some((e, h)) = index.get(i) else { return Fate::Failed(p.loaded.origin.problem("internal: no target entry")) };
+            match w.set_flags(e, &p.loaded.meta) {
+                Ok((_, name)) => Fate::FlagsUpdated { sha: *h, name },
+                Err(err) => Fate::Failed(err.problem()),
+            }
+        }
+        _ => match w.write(&p.loaded.body.pieces(), &p.loaded.meta) {
+            Ok(wr) => Fate::Copied { sha: wr.sha256, size: wr.size, name: format!("{}/{}", wr.sub.as_str(), wr.name) },
+            Err(err) => Fate::Failed(err.problem()),
+        },
+    }
+}
+
+fn tally(p: &Prepared<'_>, fate: Fate, tn: &FolderName, tdir: &Path, seen: &mut HashSet<[u8; 8]>, rec: &dyn Recorder, out: &mut FolderOutcome) {
+    let l = &p.loaded;
+    let mut note_hash = |sha: &Hash, out: &mut FolderOutcome| {
+        let mut k = [0u8; 8];
+        k.copy_from_slice(&sha[..8]);
+        if !seen.insert(k) {
+            out.counts.duplicates_source += 1;
+        }
+    };
+    match fate {
+        Fate::Copied { sha, size, name } => {
+            note_hash(&sha, out);
+            out.counts.transferred += 1;
+            out.counts.bytes_transferred += size;
+            out.counts.biggest_message = out.counts.biggest_message.max(size);
+            rec.record(Event::Copy { folder: tn.clone(), origin: l.origin.clone(), target: tdir.join(&name), sha256: sha, size, meta: l.meta.clone() });
+        }
+        Fate::Skipped { sha, reason } => {
+            note_hash(&sha, out);
+            out.counts.skipped_existing += 1;
+            rec.record(Event::Skip { folder: tn.clone(), origin: l.origin.clone(), reason: reason.to_string(), sha256: Some(sha) });
+        }
+        Fate::Filtered { reason } => {
+            *out.counts.skipped_filtered.entry(reason.to_string()).or_default() += 1;
+            rec.record(Event::Skip { folder: tn.clone(), origin: l.origin.clone(), reason: reason.to_string(), sha256: None });
+        }
+        Fate::FlagsUpdated { sha, name } => {
+            note_hash(&sha, out);
+            out.counts.flags_updated += 1;
+            out.counts.skipped_existing += 1;
+            rec.record(Event::Flags { folder: tn.clone(), origin: l.origin.clone(), target: tdir.join(&name), sha256: sha, meta: l.meta.clone() });
+        }
+        Fate::Failed(problem) => {
+            rec.record(Event::Error { folder: tn.clone(), problem: problem.clone() });
+            out.errors.push(problem);
+        }
+        Fate::NotMail => {}
+    }
+}
+
+/// A message of an existing target mbox.
+struct TargetMbox {
+    file: MboxFile,
+    entries: Vec<(crate::store::mbox::split::Entry, Hash, Meta)>,
+}
+
+fn target_mbox_read_options() -> ReadOptions {
+    ReadOptions { variant: crate::store::mbox::read::Variant::Auto, zone: crate::store::mbox::date::Zone::Utc, keep_internal_headers: false }
+}
+
+fn read_target_mbox(path: &Path) -> Result<Option<TargetMbox>> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let file = MboxFile::open(path)?;
+    if file.check().is_err() {
+        return Err(Error::bad(path, "target exists and is not an mbox; not overwritten"));
+    }
+    let ro = target_mbox_read_options();
+    let entries = file
+        .entries(&ro)
+        .filter_map(|e| {
+            let m = file.message(&e, &ro);
+            if m.pseudo {
+                return None;
+            }
+            let h = fsx::sha256_pieces(&m.pieces);
+            Some((e, h, m.meta))
+        })
+        .collect();
+    Ok(Some(TargetMbox { file, entries }))
+}
+
+fn to_mbox(opened: &Opened, sf: &SourceFolder, tn: &FolderName, path: PathBuf, opts: &SyncOptions, rec: &dyn Recorder, out: &mut FolderOutcome) -> Result<()> {
+    let existing = read_target_mbox(&path)?;
+    let mut matcher = Matcher::new(existing.iter().flat_map(|t| t.entries.iter().map(|(_, h, m)| (*h, m.clone()))));
+    let mut updates: Vec<Option<Meta>> = vec![None; existing.as_ref().map_or(0, |t| t.entries.len())];
+    let mut seen = HashSet::new();
+    // Phase 1: decide for every message (the file is rewritten once, in order).
+    let mut copies: Vec<Ref> = Vec::new();
+    let mut refs_all: Vec<Ref> = Vec::new();
+    for refs in opened.chunks(&opts.read) {
+        let prepared = load_chunk(opened, &refs, opts, true);
+        for (r, p) in refs.into_iter().zip(prepared) {
+            let p = match p {
+                Ok(p) => p,
+                Err(e) => {
+                    out.errors.push(e);
+                    continue;
+                }
+            };
+            let fate = match account(&p, opts, out) {
+                Some("pseudo") => Fate::NotMail,
+                Some(reason) => Fate::Filtered { reason },
+                None => {
+                    let h = p.hash.unwrap_or_default();
+                    match matcher.decide(&h, &p.loaded.meta) {
+                        Action::Copy => {
+                            copies.push(r.clone());
+                            Fate::Copied { sha: h, size: p.loaded.body.len(), name: String::new() }
+                        }
+                        Action::Skip(_) => Fate::Skipped { sha: h, reason: "exists" },
+                        Action::UpdateFlags(i) => {
+                            if let Some(u) = updates.get_mut(i) {
+                                *u = Some(p.loaded.meta.clone());
+                            }
+                            Fate::FlagsUpdated { sha: h, name: String::new() }
+                        }
+                    }
+                }
+            };
+            refs_all.push(r);
+            tally(&p, fate, tn, &path, &mut seen, rec, out);
+        }
+    }
+    let deletes: Vec<usize> = if opts.delete { matcher.unmatched().collect() } else { Vec::new() };
+    out.counts.deleted_target = deletes.len() as u64;
+    let n_existing = existing.as_ref().map_or(0, |t| t.entries.len()) as u64;
+    out.counts.messages_target = n_existing + out.counts.transferred - out.counts.deleted_target;
+    let changed = !copies.is_empty() || updates.iter().any(Option::is_some) || !deletes.is_empty() || existing.is_none();
+    if opts.dry_run {
+        out.plan_line = Some(format!(
+            "{} -> {} (mbox {}): {} to copy, {} flag updates, {} to delete",
+            sf.name.as_str(),
+            tn.as_str(),
+            path.display(),
+            copies.len(),
+            updates.iter().filter(|u| u.is_some()).count(),
+            deletes.len()
+        ));
+        return Ok(());
+    }
+    if !changed {
+        return Ok(());
+    }
+    if let Some(parent) = path.parent() {
+        if !parent.exists() {
+            std::fs::create_dir_all(parent).map_err(|e| Error::Io { path: parent.to_path_buf(), source: e })?;
+        }
+    }
+    let mut w = MboxWriter::create(&path, opts.owner, opts.durable)?;
+    let res = (|| {
+        if let Some(t) = &existing {
+            let ro = target_mbox_read_options();
+            for (i, (e, _, meta)) in t.entries.iter().enumerate() {
+                if deletes.contains(&i) {
+                    continue;
+                }
+                let m = t.file.message(e, &ro);
+                let meta = updates.get(i).and_then(Option::as_ref).unwrap_or(meta);
+                w.append(&m.pieces, meta)?;
+            }
+        }
+        for r in &copies {
+            match opened.load(r, &opts.read) {
+                Ok(l) => w.append(&l.body.pieces(), &l.meta)?,
+                Err(p) => out.errors.push(p),
+            }
+        }
+        Ok(())
+    })();
+    match res {
+        Ok(()) => w.commit(),
+        Err(e) => {
+            w.abort();
+            Err(e)
+        }
+    }
+}
+

@@ -1,0 +1,178 @@
+//! The index of a target folder: each message file with the SHA-256 of its bytes.
+//!
+//! Hashing every target file on every run would make a re-run cost a full read, so the hashes
+//! are cached in `mailmover-cache` in the folder directory (a name Dovecot, Courier and Python's
+//! `mailbox` ignore), keyed by the file's base name, size and mtime. A cache that does not
+//! parse is ignored whole and rebuilt; an entry whose size or mtime no longer matches the file
+//! is hashed again. Nothing is trusted that the file system does not confirm.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::path::Path;
+
+use rayon::prelude::*;
+
+use crate::error::{Problem, Result};
+use crate::fsx;
+use crate::plan::Hash;
+use crate::store::maildir::name;
+use crate::store::maildir::read::{self as mdread, MaildirEntry, ScanOptions};
+use crate::store::maildir::write::{FILE_MODE, FolderWriter};
+
+pub const CACHE_FILE: &str = "mailmover-cache";
+const CACHE_HEADER: &str = "mailmover-cache 1";
+
+#[derive(Debug, Default)]
+pub struct Index {
+    pub entries: Vec<(MaildirEntry, Hash)>,
+    /// Every entry's hash came from a valid cache entry.
+    pub from_cache: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Key {
+    size: u64,
+    mtime_ns: i64,
+}
+
+fn parse_cache(text: &[u8]) -> Option<HashMap<Vec<u8>, (Key, Hash)>> {
+    let mut lines = text.split(|&b| b == b'\n');
+    if lines.next()? != CACHE_HEADER.as_bytes() {
+        return None;
+    }
+    let mut map = HashMap::new();
+    for line in lines {
+        if line.is_empty() {
+            continue;
+        }
+        let mut f = line.splitn(4, |&b| b == b' ');
+        let (h, s, m, n) = (f.next()?, f.next()?, f.next()?, f.next()?);
+        let mut hash = [0u8; 32];
+        hex::decode_to_slice(h, &mut hash).ok()?;
+        let size = std::str::from_utf8(s).ok()?.parse().ok()?;
+        let mtime_ns = std::str::from_utf8(m).ok()?.parse().ok()?;
+        map.insert(n.to_vec(), (Key { size, mtime_ns }, hash));
+    }
+    Some(map)
+}
+
+fn render_cache(entries: &[(&[u8], Key, Hash)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(entries.len() * 120);
+    out.extend_from_slice(CACHE_HEADER.as_bytes());
+    out.push(b'\n');
+    for (base, k, h) in entries {
+        if base.contains(&b'\n') {
+            continue;
+        }
+        out.extend_from_slice(format!("{} {} {} ", hex::encode(h), k.size, k.mtime_ns).as_bytes());
+        out.extend_from_slice(base);
+        out.push(b'\n');
+    }
+    out
+}
+
+/// Indexes the Maildir folder at `dir` (empty when it does not exist).
+pub fn maildir(dir: &Path, use_cache: bool, problems: &mut Vec<Problem>) -> Result<Index> {
+    match std::fs::symlink_metadata(dir) {
+        Err(_) => return Ok(Index::default()),
+        Ok(md) if md.file_type().is_symlink() => {
+            return Err(crate::error::Error::bad(dir, "target folder is a symlink; nothing is written through it"));
+        }
+        Ok(_) => {}
+    }
+    for s in ["cur", "new", "tmp"] {
+        if std::fs::symlink_metadata(dir.join(s)).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(crate::error::Error::bad(dir.join(s), "is a symlink in the target; nothing is written through it"));
+        }
+    }
+    let kw = mdread::keyword_map(dir);
+    let entries = mdread::messages(dir, &kw, ScanOptions::default(), problems);
+    let cache = if use_cache { std::fs::read(dir.join(CACHE_FILE)).ok().and_then(|t| parse_cache(&t)) } else { None };
+    let mut all_cached = cache.is_some();
+    let hashed: Vec<Result<(MaildirEntry, Hash), Problem>> = entries
+        .into_par_iter()
+        .map(|e| {
+            let key = Key { size: e.size, mtime_ns: e.mtime_ns };
+            if let Some((k, h)) = cache.as_ref().and_then(|c| c.get(e.base())) {
+                if *k == key {
+                    return Ok((e, *h));
+                }
+            }
+            let path = e.path(dir);
+            let data = fsx::read_source_file(&path).map_err(|err| err.problem())?;
+            if let Some(s) = name::size_field(e.base()) {
+                if s != data.len() as u64 {
+                    return Err(Problem::new(&path, format!("file has {} bytes but its name says S={s} (torn or rewritten file)", data.len())));
+                }
+            }
+            Ok((e, fsx::sha256_pieces(&[&data])))
+        })
+        .collect();
+    let mut out = Vec::with_capacity(hashed.len());
+    for r in hashed {
+        match r {
+            Ok(x) => out.push(x),
+            Err(p) => {
+                all_cached = false;
+                problems.push(p)
+            }
+        }
+    }
+    let from_cache = all_cached && cache.as_ref().is_some_and(|c| c.len() == out.len() && out.iter().all(|(e, _)| c.contains_key(e.base())));
+    Ok(Index { entries: out, from_cache })
+}
+
+/// Rewrites the cache of a folder after a sync: the hashes known from the index plus those of
+/// the files just written (by base name, which a flag rename keeps).
+pub fn save(w: &FolderWriter<'_>, index: &Index, written: &[(Vec<u8>, Hash)], problems: &mut Vec<Problem>) {
+    if index.from_cache && written.is_empty() {
+        return;
+    }
+    let dir = w.path();
+    let mut known: HashMap<&[u8], Hash> = HashMap::new();
+    for (e, h) in &index.entries {
+        known.insert(e.base(), *h);
+    }
+    for (base, h) in written {
+        known.insert(base.as_slice(), *h);
+    }
+    let kw = mdread::keyword_map(dir);
+    let mut ignore = Vec::new();
+    let now = mdread::messages(dir, &kw, ScanOptions::default(), &mut ignore);
+    let mut lines = Vec::with_capacity(now.len());
+    for e in &now {
+        if let Some(h) = known.get(e.base()) {
+            lines.push((e.base(), Key { size: e.size, mtime_ns: e.mtime_ns }, *h));
+        }
+    }
+    if let Err(e) = w.dir.write_atomic(CACHE_FILE, &render_cache(&lines), FILE_MODE, w.owner(), false) {
+        problems.push(e.problem());
+    }
+}
+
+/// Base name of a written file name (`new/NAME` or `cur/NAME:2,…`).
+pub fn base_of(written_name: &str) -> Vec<u8> {
+    let n = written_name.rsplit('/').next().unwrap_or(written_name);
+    name::parse(n.as_bytes()).base.to_vec()
+}
+
+pub fn cache_path(dir: &Path) -> std::path::PathBuf {
+    dir.join(OsStr::new(CACHE_FILE))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_round_trip_and_corruption() {
+        let h = [7u8; 32];
+        let text = render_cache(&[(b"1.M1P1.h,S=3", Key { size: 3, mtime_ns: 5 }, h)]);
+        let m = parse_cache(&text).unwrap();
+        assert_eq!(m.get(&b"1.M1P1.h,S=3"[..]), Some(&(Key { size: 3, mtime_ns: 5 }, h)));
+        assert!(parse_cache(b"garbage").is_none());
+        let mut bad = text.clone();
+        bad.extend_from_slice(b"zz 1 2 name\n");
+        assert!(parse_cache(&bad).is_none(), "a bad line invalidates the whole cache");
+    }
+}
