@@ -87,6 +87,11 @@ pub fn scan(msg: &[u8]) -> HeaderBlock {
     hb
 }
 
+/// Whether a line has the `Name: value` shape of a header field.
+pub fn is_field_line(line: &[u8]) -> bool {
+    field_name_len(line).is_some()
+}
+
 /// Length of the field name and offset of the colon, when the line has the `Name: value` shape
 /// (printable characters, then optional blanks, then a colon).
 fn field_name_len(line: &[u8]) -> Option<(usize, usize)> {

@@ -144,16 +144,24 @@ impl Iterator for Splitter<'_> {
         let mut truncated = None;
         if at_eof && past_eof {
             truncated = Some("message truncated: its Content-Length runs past end of file");
-        } else if at_eof && end == d.len() && end > start && d[end - 1] != b'\n' {
-            let hb = headers::scan(&d[start..end]);
-            if !hb.terminated && hb.all_fields {
-                truncated = Some(
-                    "message truncated inside its header block (no empty line, no final newline)",
-                );
-            }
+        } else if at_eof && end == d.len() && end > start && d[end - 1] != b'\n' && cut_in_headers(&d[start..end]) {
+            truncated = Some("message truncated inside its header block (no empty line, no final newline)");
         }
         Some(Entry { from_line, msg: start..end, by_length: false, truncated })
     }
+}
+
+/// A message without a final newline that ends inside its header block: its first line and
+/// every complete line are header fields (the last, partial line may be cut anywhere). A first
+/// line that is not a field makes it a body-only message, which is complete.
+fn cut_in_headers(msg: &[u8]) -> bool {
+    let first_end = memchr::memchr(b'\n', msg).unwrap_or(msg.len());
+    if !headers::is_field_line(&msg[..first_end]) {
+        return false;
+    }
+    let complete = memchr::memrchr(b'\n', msg).map_or(0, |i| i + 1);
+    let hb = headers::scan(&msg[..complete]);
+    !hb.terminated && hb.all_fields
 }
 
 fn line_end(d: &[u8], pos: usize) -> usize {
@@ -268,6 +276,8 @@ mod tests {
         assert!(!m[0].2);
         let d = format!("{F}From: x@y\nSubject: cu");
         assert!(split(d.as_bytes())[0].2);
+        let d = format!("{F}From: x@y\nSubj");
+        assert!(split(d.as_bytes())[0].2, "the partial last line may be cut before its colon");
         let d = format!("{F}just a body line");
         assert!(!split(d.as_bytes())[0].2, "body-only message is not truncated");
     }
