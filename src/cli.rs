@@ -146,6 +146,8 @@ pub struct SyncArgs {
     pub folders: FolderArgs,
     #[command(flatten)]
     pub read: ReadArgs,
+    #[command(flatten)]
+    pub cpanel: crate::cpanel::CpanelArgs,
 }
 
 #[derive(Args, Debug)]
@@ -373,6 +375,24 @@ pub fn run(opts: Opts) -> Result<i32> {
     }
 }
 
+/// One sync of any two stores: cPanel accounts go through the cpanel module, the rest
+/// through the plain store sync. Batch runs call this per row.
+pub fn sync_stores(s: &Store, d: &Store, so: &SyncOptions, cp: &crate::cpanel::CpanelArgs, rec: &dyn Recorder) -> Result<crate::report::Summary> {
+    if s.kind == Kind::Cpanel || d.kind == Kind::Cpanel {
+        crate::cpanel::sync(s, d, so, cp, rec)
+    } else {
+        crate::sync::sync(s, d, so, rec)
+    }
+}
+
+pub fn stores_checked(src: &str, dst: &str) -> Result<(Store, Store)> {
+    stores(src, dst)
+}
+
+pub fn sync_options_of(a: &SyncArgs) -> Result<SyncOptions> {
+    sync_options(a)
+}
+
 fn run_sync(a: &SyncArgs) -> Result<i32> {
     let (s, d) = stores(&a.src, &a.dst)?;
     let so = sync_options(a)?;
@@ -399,7 +419,7 @@ fn run_sync(a: &SyncArgs) -> Result<i32> {
     }
     let tee = Tee(recs);
     let rec: &dyn Recorder = if a.dry_run || audit.is_some() { &tee } else { &Discard };
-    let summary = crate::sync::sync(&s, &d, &so, rec)?;
+    let summary = sync_stores(&s, &d, &so, &a.cpanel, rec)?;
     if let Some(l) = &audit {
         l.finish(serde_json::to_value(&summary.counts).unwrap_or_default())?;
     }

@@ -7,6 +7,7 @@
 
 pub mod audit;
 pub mod cli;
+pub mod cpanel;
 pub mod error;
 pub mod events;
 pub mod flags;
