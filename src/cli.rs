@@ -50,6 +50,10 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Check the HMAC chain of an audit log and name the first bad line.
     AuditVerify(AuditVerifyArgs),
+    /// Run many syncs from a CSV file of `source,target` rows, optionally one shard of it.
+    Batch(crate::batch::BatchArgs),
+    /// Merge the JSON reports of batch runs into totals; exit 1 if a row failed or is missing.
+    Report(crate::batch::ReportArgs),
     /// Print a shell completion script.
     Completions {
         /// bash, zsh, fish, elvish or powershell
@@ -102,10 +106,17 @@ pub struct FolderArgs {
 
 #[derive(Args, Debug)]
 pub struct SyncArgs {
-    /// Source store: mbox:FILE, mbox:DIR, maildir:DIR or a bare path.
+    /// Source store: mbox:FILE, mbox:DIR, maildir:DIR, cpanel:HOME or a bare path.
     pub src: String,
     /// Target store (created if missing; a new bare path is a Maildir).
     pub dst: String,
+    #[command(flatten)]
+    pub flags: SyncFlags,
+}
+
+/// Everything `sync` takes besides SRC and DST (batch runs take the same).
+#[derive(Args, Debug, Clone)]
+pub struct SyncFlags {
     /// Plan and report only; write nothing at all.
     #[arg(long, short = 'n')]
     pub dry_run: bool,
@@ -249,7 +260,7 @@ pub fn parse_owner(spec: &str) -> Result<Owner> {
     Ok(Owner { uid, gid })
 }
 
-fn sync_options(a: &SyncArgs) -> Result<SyncOptions> {
+fn sync_options(a: &SyncFlags) -> Result<SyncOptions> {
     let owner = a.owner.as_deref().map(parse_owner).transpose()?;
     Ok(SyncOptions {
         read: read_options(&a.read)?,
@@ -368,6 +379,8 @@ pub fn run(opts: Opts) -> Result<i32> {
                 }
             }
         }
+        Command::Batch(a) => crate::batch::run_batch(&a),
+        Command::Report(a) => crate::batch::run_report(&a),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut command(), "mailmover", &mut std::io::stdout());
             Ok(0)
@@ -389,12 +402,13 @@ pub fn stores_checked(src: &str, dst: &str) -> Result<(Store, Store)> {
     stores(src, dst)
 }
 
-pub fn sync_options_of(a: &SyncArgs) -> Result<SyncOptions> {
+pub fn sync_options_of(a: &SyncFlags) -> Result<SyncOptions> {
     sync_options(a)
 }
 
-fn run_sync(a: &SyncArgs) -> Result<i32> {
-    let (s, d) = stores(&a.src, &a.dst)?;
+fn run_sync(args: &SyncArgs) -> Result<i32> {
+    let (s, d) = stores(&args.src, &args.dst)?;
+    let a = &args.flags;
     let so = sync_options(a)?;
     let key = match (&a.audit_log, &a.audit_key_file) {
         (Some(_), Some(k)) => Some(audit::read_key(k)?),
@@ -407,7 +421,7 @@ fn run_sync(a: &SyncArgs) -> Result<i32> {
             k,
             serde_json::json!({
                 "argv": std::env::args().collect::<Vec<_>>(),
-                "source": a.src, "target": a.dst, "dry_run": a.dry_run, "delete": a.delete,
+                "source": args.src, "target": args.dst, "dry_run": a.dry_run, "delete": a.delete,
             }),
         )?),
         _ => None,

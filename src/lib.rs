@@ -6,6 +6,7 @@
 //! [`target_index`] by [`plan`], and [`sync`] executes the plan and reports a [`report::Summary`].
 
 pub mod audit;
+pub mod batch;
 pub mod cli;
 pub mod cpanel;
 pub mod error;
