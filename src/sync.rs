@@ -120,14 +120,24 @@ pub fn existing_folders(dst: &Store, layout: Layout) -> Vec<FolderName> {
 
 /// The source folders with their target names, after selection and mapping.
 pub fn mapped_folders(src: &Store, dst: &Store, opts: &SyncOptions) -> Result<(Vec<(SourceFolder, FolderName)>, Vec<Problem>)> {
-    let (folders, problems) = store::source_folders(src, opts.follow_symlinks)?;
+    let (folders, mut problems) = store::source_folders(src, opts.follow_symlinks)?;
     let existing = existing_folders(dst, opts.layout);
     let names: Vec<FolderName> = folders.iter().map(|f| f.name.clone()).collect();
     let pairs = opts.map.plan(&names, &existing).map_err(Error::Usage)?;
     let mut out = Vec::new();
     for (s, t) in pairs {
         if dst.kind == Kind::Maildir {
-            layout::components(&t, opts.layout).map_err(|e| Error::Usage(format!("folder {:?}: {e}", t.as_str())))?;
+            if let Err(e) = layout::components(&t, opts.layout) {
+                // A name the user's mapping made is a usage error; one found on disk is a
+                // problem with that folder only.
+                if s != t {
+                    return Err(Error::Usage(format!("folder {:?} maps to {:?}: {e}", s.as_str(), t.as_str())));
+                }
+                if let Some(f) = folders.iter().find(|f| f.name == s) {
+                    problems.push(Problem::new(f.loc.path(), format!("{e}; folder skipped (try --layout maildir++ or --map-folder)")));
+                }
+                continue;
+            }
         }
         if let Some(f) = folders.iter().find(|f| f.name == s) {
             out.push((f.clone(), t));

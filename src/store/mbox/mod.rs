@@ -27,7 +27,18 @@ pub struct MboxFolder {
 /// Files in an mbox directory that belong to mail clients, not folders.
 fn is_index_file(name: &[u8]) -> bool {
     const SUFFIXES: [&[u8]; 8] = [b".msf", b".dat", b".html", b".json", b".lock", b".sqlite", b".mozmsgs", b".summary"];
-    name.starts_with(b".") || SUFFIXES.iter().any(|s| name.ends_with(s)) || name == b"dovecot.index" || name.starts_with(b"dovecot")
+    SUFFIXES.iter().any(|s| name.ends_with(s)) || name.starts_with(b"dovecot")
+}
+
+/// Dot-entries are client state (Dovecot's `.imap/`, `.subscriptions`), unless the file is an
+/// mbox: a folder named `...` is still mail and must not vanish silently.
+fn is_hidden_mbox(path: &Path, kind: Option<FileKind>) -> bool {
+    use std::io::Read;
+    if kind != Some(FileKind::File) {
+        return false;
+    }
+    let mut head = [0u8; 5];
+    fsx::open_source_nofollow(path).is_ok_and(|mut f| f.read_exact(&mut head).is_ok() && &head == b"From ")
 }
 
 /// Every folder of an mbox directory, sorted by name.
@@ -60,10 +71,10 @@ fn walk(dir: &Path, prefix: &mut Vec<String>, follow: bool, out: &mut Vec<MboxFo
         }
     };
     for (raw, kind) in entries {
-        if is_index_file(&raw) {
+        let path = dir.join(std::ffi::OsStr::from_bytes(&raw));
+        if is_index_file(&raw) || (raw.starts_with(b".") && !is_hidden_mbox(&path, kind)) {
             continue;
         }
-        let path = dir.join(std::ffi::OsStr::from_bytes(&raw));
         let kind = match kind {
             Some(FileKind::Symlink) if follow => {
                 if path.is_dir() {
@@ -117,9 +128,10 @@ mod tests {
         for f in ["Inbox", "Inbox.msf", "Inbox.sbd/Bugs", "Inbox.sbd/Bugs.sbd/Old", "Archive/2019", "Entw&APw-rfe", ".imap", "popstate.dat"] {
             std::fs::write(r.join(f), b"").unwrap();
         }
+        std::fs::write(r.join("..."), b"From a Mon Jan  2 15:04:05 2006\n\nx\n").unwrap();
         let mut p = Vec::new();
         let names: Vec<String> = folders(r, false, &mut p).into_iter().map(|f| f.name.to_string()).collect();
-        assert_eq!(names, vec!["Archive/2019", "Entwürfe", "INBOX", "INBOX/Bugs", "INBOX/Bugs/Old"]);
+        assert_eq!(names, vec!["...", "Archive/2019", "Entwürfe", "INBOX", "INBOX/Bugs", "INBOX/Bugs/Old"]);
         assert!(p.is_empty());
     }
 }
