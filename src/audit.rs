@@ -24,7 +24,8 @@ type HmacSha256 = Hmac<Sha256>;
 
 /// Reads an audit key: one line of hex text (decoded), or any other non-empty text (its bytes).
 pub fn read_key(path: &Path) -> Result<Vec<u8>> {
-    let raw = std::fs::read(path).map_err(|e| Error::Usage(format!("audit key file {}: {}", path.display(), crate::error::io_reason(&e))))?;
+    let raw = std::fs::read(path)
+        .map_err(|e| Error::Usage(format!("audit key file {}: {}", path.display(), crate::error::io_reason(&e))))?;
     let text = String::from_utf8_lossy(&raw);
     let t = text.trim();
     if t.is_empty() {
@@ -109,7 +110,9 @@ impl AuditLog {
 
 fn origin_json(o: &Origin) -> Value {
     match o {
-        Origin::Mbox { path, offset, len } => json!({"path": path.display().to_string(), "offset": offset, "length": len}),
+        Origin::Mbox { path, offset, len } => {
+            json!({"path": path.display().to_string(), "offset": offset, "length": len})
+        }
         Origin::File(p) => json!({"path": p.display().to_string()}),
     }
 }
@@ -132,11 +135,17 @@ impl Recorder for AuditLog {
                 json!({"type": "flags", "folder": folder.as_str(), "source": origin_json(&origin), "target": target.display().to_string(),
                        "sha256": hex::encode(sha256), "flags": f, "keywords": k, "internal_date": d})
             }
-            Event::Skip { folder, origin, reason, sha256 } => json!({"type": "skip", "folder": folder.as_str(), "source": origin_json(&origin),
-                "reason": reason, "sha256": sha256.map(hex::encode)}),
-            Event::Delete { folder, target, sha256, size } => json!({"type": "delete", "folder": folder.as_str(), "target": target.display().to_string(),
-                "sha256": hex::encode(sha256), "size": size}),
-            Event::Error { folder, problem } => json!({"type": "error", "folder": folder.as_str(), "path": problem.path, "offset": problem.offset, "reason": problem.reason}),
+            Event::Skip { folder, origin, reason, sha256 } => {
+                json!({"type": "skip", "folder": folder.as_str(), "source": origin_json(&origin),
+                "reason": reason, "sha256": sha256.map(hex::encode)})
+            }
+            Event::Delete { folder, target, sha256, size } => {
+                json!({"type": "delete", "folder": folder.as_str(), "target": target.display().to_string(),
+                "sha256": hex::encode(sha256), "size": size})
+            }
+            Event::Error { folder, problem } => {
+                json!({"type": "error", "folder": folder.as_str(), "path": problem.path, "offset": problem.offset, "reason": problem.reason})
+            }
         };
         self.write(rec);
     }
@@ -145,9 +154,14 @@ impl Recorder for AuditLog {
 /// Result of checking a log.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Check {
-    Ok { records: u64 },
+    Ok {
+        records: u64,
+    },
     /// 1-based line number and why.
-    Bad { line: u64, reason: String },
+    Bad {
+        line: u64,
+        reason: String,
+    },
 }
 
 pub fn verify_log(path: &Path, key: &[u8]) -> Result<Check> {
@@ -190,7 +204,10 @@ pub fn verify_log(path: &Path, key: &[u8]) -> Result<Check> {
         return Ok(Check::Bad { line: 1, reason: "empty log".into() });
     }
     if last_type != "end" {
-        return Ok(Check::Bad { line: n + 1, reason: "log ends without its final (totals) record: it was cut short".into() });
+        return Ok(Check::Bad {
+            line: n + 1,
+            reason: "log ends without its final (totals) record: it was cut short".into(),
+        });
     }
     Ok(Check::Ok { records: n })
 }

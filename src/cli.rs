@@ -42,7 +42,7 @@ pub struct Opts {
 pub enum Command {
     /// Copy every folder and message of SRC into DST; incremental and idempotent.
     #[command(after_help = EXAMPLES)]
-    Sync(SyncArgs),
+    Sync(Box<SyncArgs>),
     /// Check, without writing, that every message of SRC is in DST with the same bytes, flags,
     /// keywords and internal date.
     Verify(VerifyArgs),
@@ -214,7 +214,8 @@ pub fn man_page() -> Vec<u8> {
 }
 
 fn read_options(a: &ReadArgs) -> Result<ReadOptions> {
-    let zone = Zone::parse(&a.mbox_tz).ok_or_else(|| Error::Usage(format!("--mbox-tz {:?}: expected local, UTC or +HHMM", a.mbox_tz)))?;
+    let zone = Zone::parse(&a.mbox_tz)
+        .ok_or_else(|| Error::Usage(format!("--mbox-tz {:?}: expected local, UTC or +HHMM", a.mbox_tz)))?;
     Ok(ReadOptions { variant: a.mbox_variant, zone, keep_internal_headers: a.keep_mbox_headers })
 }
 
@@ -224,10 +225,18 @@ fn regexes(v: &[String], what: &str) -> Result<Vec<Regex>> {
 
 fn folder_map(a: &FolderArgs) -> Result<FolderMap> {
     Ok(FolderMap {
-        folders: a.folder.iter().map(|f| FolderName::parse(f).map_err(|e| Error::Usage(format!("--folder {f:?}: {e}")))).collect::<Result<_>>()?,
+        folders: a
+            .folder
+            .iter()
+            .map(|f| FolderName::parse(f).map_err(|e| Error::Usage(format!("--folder {f:?}: {e}"))))
+            .collect::<Result<_>>()?,
         include: regexes(&a.include, "--include")?,
         exclude: regexes(&a.exclude, "--exclude")?,
-        renames: a.map_folder.iter().map(|s| Rename::parse(s).map_err(|e| Error::Usage(format!("--map-folder {e}")))).collect::<Result<_>>()?,
+        renames: a
+            .map_folder
+            .iter()
+            .map(|s| Rename::parse(s).map_err(|e| Error::Usage(format!("--map-folder {e}"))))
+            .collect::<Result<_>>()?,
         automap: a.automap,
     })
 }
@@ -250,11 +259,19 @@ pub fn parse_owner(spec: &str) -> Result<Owner> {
     let gid = match g {
         Some(g) => match g.parse::<u32>() {
             Ok(n) => n,
-            Err(_) => Group::from_name(g).ok().flatten().map(|gr| gr.gid.as_raw()).ok_or_else(|| Error::Usage(format!("--owner: no such group {g:?}")))?,
+            Err(_) => Group::from_name(g)
+                .ok()
+                .flatten()
+                .map(|gr| gr.gid.as_raw())
+                .ok_or_else(|| Error::Usage(format!("--owner: no such group {g:?}")))?,
         },
-        None => user.map(|us| us.gid.as_raw()).ok_or_else(|| Error::Usage(format!("--owner {spec:?}: give the group too (USER:GROUP)")))?,
+        None => user
+            .map(|us| us.gid.as_raw())
+            .ok_or_else(|| Error::Usage(format!("--owner {spec:?}: give the group too (USER:GROUP)")))?,
     };
-    if !nix::unistd::geteuid().is_root() && (uid != nix::unistd::geteuid().as_raw() || gid != nix::unistd::getegid().as_raw()) {
+    if !nix::unistd::geteuid().is_root()
+        && (uid != nix::unistd::geteuid().as_raw() || gid != nix::unistd::getegid().as_raw())
+    {
         return Err(Error::Usage("--owner: only root can give files to another user".into()));
     }
     Ok(Owner { uid, gid })
@@ -288,10 +305,10 @@ fn stores(src: &str, dst: &str) -> Result<(Store, Store)> {
     if !s.path.exists() {
         return Err(Error::Usage(format!("{}: source does not exist", s.path.display())));
     }
-    if let (Ok(a), Ok(b)) = (s.path.canonicalize(), d.path.canonicalize()) {
-        if a == b || b.starts_with(&a) && d.kind != Kind::Mbox {
-            return Err(Error::Usage("the target is inside the source (or the same store); nothing written".into()));
-        }
+    if let (Ok(a), Ok(b)) = (s.path.canonicalize(), d.path.canonicalize())
+        && (a == b || b.starts_with(&a) && d.kind != Kind::Mbox)
+    {
+        return Err(Error::Usage("the target is inside the source (or the same store); nothing written".into()));
     }
     Ok((s, d))
 }
@@ -334,7 +351,14 @@ pub fn run(opts: Opts) -> Result<i32> {
             } else {
                 let mut o = std::io::stdout().lock();
                 for d in &v.differences {
-                    let _ = writeln!(o, "{}: {} {} {}", crate::folder::sanitize(&d.folder), d.what, d.source, d.target.as_deref().unwrap_or(""));
+                    let _ = writeln!(
+                        o,
+                        "{}: {} {} {}",
+                        crate::folder::sanitize(&d.folder),
+                        d.what,
+                        d.source,
+                        d.target.as_deref().unwrap_or("")
+                    );
                 }
                 for e in &v.errors {
                     let _ = writeln!(o, "error: {}", crate::folder::sanitize(&e.to_string()));
@@ -390,7 +414,13 @@ pub fn run(opts: Opts) -> Result<i32> {
 
 /// One sync of any two stores: cPanel accounts go through the cpanel module, the rest
 /// through the plain store sync. Batch runs call this per row.
-pub fn sync_stores(s: &Store, d: &Store, so: &SyncOptions, cp: &crate::cpanel::CpanelArgs, rec: &dyn Recorder) -> Result<crate::report::Summary> {
+pub fn sync_stores(
+    s: &Store,
+    d: &Store,
+    so: &SyncOptions,
+    cp: &crate::cpanel::CpanelArgs,
+    rec: &dyn Recorder,
+) -> Result<crate::report::Summary> {
     if s.kind == Kind::Cpanel || d.kind == Kind::Cpanel {
         crate::cpanel::sync(s, d, so, cp, rec)
     } else {
@@ -449,4 +479,37 @@ fn run_sync(args: &SyncArgs) -> Result<i32> {
         }
     }
     Ok(summary.exit_code())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// man/mailmover.1 is generated from these definitions; regenerate it with
+    /// `UPDATE_MAN=1 cargo test --lib man_page`.
+    #[test]
+    fn man_page_is_current() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("man/mailmover.1");
+        let want = man_page();
+        if std::env::var_os("UPDATE_MAN").is_some() {
+            std::fs::write(&path, &want).unwrap();
+        }
+        let have = std::fs::read(&path).unwrap_or_default();
+        assert!(have == want, "man/mailmover.1 is stale: run UPDATE_MAN=1 cargo test --lib man_page");
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        command().debug_assert();
+    }
+
+    #[test]
+    fn owner_needs_root_for_others() {
+        if nix::unistd::geteuid().is_root() {
+            assert!(parse_owner("root:root").is_ok());
+            assert!(parse_owner("no-such-user-xyz").is_err());
+        } else {
+            assert!(parse_owner("0:0").is_err());
+        }
+    }
 }

@@ -106,6 +106,13 @@ impl fmt::Debug for Flags {
     }
 }
 
+impl std::ops::BitOr for Flags {
+    type Output = Flags;
+    fn bitor(self, o: Flags) -> Flags {
+        Flags(self.0 | o.0)
+    }
+}
+
 /// Keyword names of one message: sorted, without repeats.
 #[derive(Clone, Default, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
 pub struct Keywords(Vec<String>);
@@ -155,9 +162,7 @@ impl Keywords {
 
 /// An IMAP atom: printable ASCII without the atom-specials, and not a system flag.
 pub fn valid_keyword(k: &str) -> bool {
-    !k.is_empty()
-        && !k.starts_with('\\')
-        && k.bytes().all(|b| b > 0x20 && b < 0x7f && !b"(){%*\"]".contains(&b))
+    !k.is_empty() && !k.starts_with('\\') && k.bytes().all(|b| b > 0x20 && b < 0x7f && !b"(){%*\"]".contains(&b))
 }
 
 #[cfg(test)]
@@ -187,12 +192,5 @@ mod tests {
     fn bad_keywords_dropped() {
         let k = Keywords::from_header(b"\\Seen ok (bad) \"q\"");
         assert_eq!(k.iter().collect::<Vec<_>>(), vec!["ok"]);
-    }
-}
-
-impl std::ops::BitOr for Flags {
-    type Output = Flags;
-    fn bitor(self, o: Flags) -> Flags {
-        Flags(self.0 | o.0)
     }
 }

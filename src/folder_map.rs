@@ -28,21 +28,27 @@ impl Rename {
         let mut esc = false;
         for c in chars {
             if esc {
-                if c != delim {
-                    parts.last_mut().map(|p| p.push('\\'));
+                if c != delim
+                    && let Some(p) = parts.last_mut()
+                {
+                    p.push('\\');
                 }
-                parts.last_mut().map(|p| p.push(c));
+                if let Some(p) = parts.last_mut() {
+                    p.push(c);
+                }
                 esc = false;
             } else if c == '\\' {
                 esc = true;
             } else if c == delim {
                 parts.push(String::new());
             } else {
-                parts.last_mut().map(|p| p.push(c));
+                if let Some(p) = parts.last_mut() {
+                    p.push(c);
+                }
             }
         }
-        if esc {
-            parts.last_mut().map(|p| p.push('\\'));
+        if esc && let Some(p) = parts.last_mut() {
+            p.push('\\');
         }
         if parts.len() != 3 || !parts[2].is_empty() {
             return Err(format!("{spec:?}: expected s/REGEX/REPLACEMENT/"));
@@ -103,7 +109,12 @@ impl FolderMap {
         for n in names.iter().filter(|n| self.selects(n)) {
             let t = self.target(n, existing)?;
             if let Some(prev) = seen.get(&t) {
-                return Err(format!("folders {:?} and {:?} would both be written to {:?}", prev.as_str(), n.as_str(), t.as_str()));
+                return Err(format!(
+                    "folders {:?} and {:?} would both be written to {:?}",
+                    prev.as_str(),
+                    n.as_str(),
+                    t.as_str()
+                ));
             }
             seen.insert(t.clone(), n.clone());
             out.push((n.clone(), t));

@@ -36,7 +36,8 @@ pub fn open_source_nofollow(path: &Path) -> Result<File> {
 }
 
 fn open_source_flags(path: &Path, extra: i32) -> Result<File> {
-    let open = |flags: i32| std::fs::OpenOptions::new().read(true).custom_flags(flags | extra | libc::O_CLOEXEC).open(path);
+    let open =
+        |flags: i32| std::fs::OpenOptions::new().read(true).custom_flags(flags | extra | libc::O_CLOEXEC).open(path);
     match open(libc::O_NOATIME) {
         Err(e) if e.raw_os_error() == Some(libc::EPERM) => open(0).at(path),
         r => r.at(path),
@@ -150,7 +151,8 @@ impl Dir {
     }
 
     pub fn open_root(path: &Path) -> Result<Dir> {
-        let fd = nix::fcntl::open(path, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).at(path)?;
+        let fd =
+            nix::fcntl::open(path, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).at(path)?;
         Ok(Dir { fd: owned(fd), path: path.to_path_buf() })
     }
 
@@ -215,7 +217,8 @@ impl Dir {
 
     /// Moves `name` from this directory to `to/new_name`; fails if the target name exists.
     pub fn rename_noreplace(&self, name: &OsStr, to: &Dir, new_name: &OsStr) -> Result<()> {
-        nix::fcntl::renameat2(Some(self.raw()), name, Some(to.raw()), new_name, RenameFlags::RENAME_NOREPLACE).at(&to.path.join(new_name))
+        nix::fcntl::renameat2(Some(self.raw()), name, Some(to.raw()), new_name, RenameFlags::RENAME_NOREPLACE)
+            .at(&to.path.join(new_name))
     }
 
     /// Replaces `to/new_name` by `name` (for files only mailmover writes: keyword lists, state).
@@ -229,7 +232,8 @@ impl Dir {
 
     pub fn set_times(&self, name: &OsStr, secs: i64) -> Result<()> {
         let t = TimeSpec::new(secs, 0);
-        nix::sys::stat::utimensat(Some(self.raw()), name, &t, &t, UtimensatFlags::NoFollowSymlink).at(&self.path.join(name))
+        nix::sys::stat::utimensat(Some(self.raw()), name, &t, &t, UtimensatFlags::NoFollowSymlink)
+            .at(&self.path.join(name))
     }
 
     pub fn fsync(&self) -> Result<()> {
@@ -280,15 +284,12 @@ pub enum FileKind {
 
 impl FileKind {
     pub fn of(ft: std::fs::FileType) -> FileKind {
-        use std::os::unix::fs::FileTypeExt;
         if ft.is_symlink() {
             FileKind::Symlink
         } else if ft.is_dir() {
             FileKind::Dir
         } else if ft.is_file() {
             FileKind::File
-        } else if ft.is_fifo() || ft.is_socket() || ft.is_block_device() || ft.is_char_device() {
-            FileKind::Other
         } else {
             FileKind::Other
         }

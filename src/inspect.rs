@@ -65,7 +65,8 @@ pub fn inspect(st: &Store, ropts: &ReadOptions, follow_symlinks: bool, jobs: usi
                     ..Default::default()
                 };
                 for refs in opened.chunks(ropts) {
-                    let loaded: Vec<_> = refs.par_iter().map(|r| (opened.stored_len(r), opened.load(r, ropts))).collect();
+                    let loaded: Vec<_> =
+                        refs.par_iter().map(|r| (opened.stored_len(r), opened.load(r, ropts))).collect();
                     for (stored, l) in loaded {
                         let l = match l {
                             Ok(l) => l,
@@ -123,14 +124,30 @@ pub fn inspect(st: &Store, ropts: &ReadOptions, follow_symlinks: bool, jobs: usi
 impl Inspection {
     pub fn write_human(&self, w: &mut impl std::io::Write) -> std::io::Result<()> {
         let s = crate::folder::sanitize;
-        writeln!(w, "{} store {}: {} folders, {} messages, {} bytes", self.kind, s(&self.path), self.folders.len(), self.messages, self.bytes)?;
+        writeln!(
+            w,
+            "{} store {}: {} folders, {} messages, {} bytes",
+            self.kind,
+            s(&self.path),
+            self.folders.len(),
+            self.messages,
+            self.bytes
+        )?;
         for f in &self.folders {
             let flags: Vec<String> = f.flags.iter().map(|(k, v)| format!("{k}:{v}")).collect();
             let dates = match (f.date_first, f.date_last) {
                 (Some(a), Some(b)) => format!(", dates {} .. {}", fmt_date(a), fmt_date(b)),
                 _ => String::new(),
             };
-            writeln!(w, "  {:<30} {:>7} messages {:>12} bytes  flags [{}]{}", s(&f.name), f.messages, f.bytes, flags.join(" "), dates)?;
+            writeln!(
+                w,
+                "  {:<30} {:>7} messages {:>12} bytes  flags [{}]{}",
+                s(&f.name),
+                f.messages,
+                f.bytes,
+                flags.join(" "),
+                dates
+            )?;
             for (k, v) in &f.date_fallbacks {
                 writeln!(w, "    {v} message(s) dated from the {k} (no usable From_ line date)")?;
             }

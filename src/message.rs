@@ -31,14 +31,7 @@ pub struct Meta {
 
 impl Meta {
     pub fn new(date: i64, date_source: DateSource) -> Meta {
-        Meta {
-            flags: Flags::empty(),
-            keywords: Keywords::new(),
-            stray_letters: 0,
-            recent: false,
-            date,
-            date_source,
-        }
+        Meta { flags: Flags::empty(), keywords: Keywords::new(), stray_letters: 0, recent: false, date, date_source }
     }
 
     /// Same flags and keywords (what a flag update carries).

@@ -46,7 +46,10 @@ impl Matcher {
     pub fn decide(&mut self, hash: &Hash, meta: &Meta) -> Action {
         let Some(cands) = self.by_hash.get(hash) else { return Action::Copy };
         let free = || cands.iter().copied().filter(|&i| !self.used[i]);
-        let pick = free().find(|&i| self.metas[i].same_flags(meta)).map(Action::Skip).or_else(|| free().next().map(Action::UpdateFlags));
+        let pick = free()
+            .find(|&i| self.metas[i].same_flags(meta))
+            .map(Action::Skip)
+            .or_else(|| free().next().map(Action::UpdateFlags));
         match pick {
             Some(Action::Skip(i) | Action::UpdateFlags(i)) => {
                 self.used[i] = true;

@@ -111,7 +111,12 @@ impl Summary {
         writeln!(w, "  bytes transferred ..... {} ({mib:.1} MiB)", c.bytes_transferred)?;
         writeln!(w, "  biggest message ....... {} bytes", c.biggest_message)?;
         writeln!(w, "  elapsed ............... {:.2} s", self.seconds)?;
-        writeln!(w, "  rate .................. {:.0} messages/s, {:.1} MiB/s", c.transferred as f64 / secs, mib / secs)?;
+        writeln!(
+            w,
+            "  rate .................. {:.0} messages/s, {:.1} MiB/s",
+            c.transferred as f64 / secs,
+            mib / secs
+        )?;
         writeln!(w, "  peak memory ........... {} MiB", self.peak_rss_kib / 1024)?;
         for e in &self.warnings {
             writeln!(w, "warning: {}", sanitize(&e.to_string()))?;

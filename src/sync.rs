@@ -19,6 +19,7 @@ use crate::folder::FolderName;
 use crate::folder_map::FolderMap;
 use crate::fsx::{self, Owner};
 use crate::message::{DateSource, Meta};
+use crate::mutf7;
 use crate::plan::{Action, Hash, Matcher};
 use crate::report::{FolderOutcome, Summary, peak_rss_kib};
 use crate::source::{Loaded, Opened, Ref};
@@ -28,7 +29,6 @@ use crate::store::maildir::write::{self as mdwrite, FolderWriter, MaildirTarget,
 use crate::store::mbox::read::{MboxFile, ReadOptions};
 use crate::store::mbox::write::MboxWriter;
 use crate::store::{self, Kind, SourceFolder, Store};
-use crate::mutf7;
 use crate::target_index;
 
 #[derive(Debug, Clone, Default)]
@@ -91,7 +91,10 @@ impl Default for SyncOptions {
 
 pub fn pool(jobs: usize) -> Result<rayon::ThreadPool> {
     let n = if jobs == 0 { std::thread::available_parallelism().map_or(2, |n| n.get()) } else { jobs };
-    rayon::ThreadPoolBuilder::new().num_threads(n).build().map_err(|e| Error::Usage(format!("cannot start {n} worker threads: {e}")))
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build()
+        .map_err(|e| Error::Usage(format!("cannot start {n} worker threads: {e}")))
 }
 
 /// Where the target puts things.
@@ -110,34 +113,46 @@ pub fn existing_folders(dst: &Store, layout: Layout) -> Vec<FolderName> {
     match dst.kind {
         Kind::Maildir => mdread::folders(&dst.path, ScanOptions::default(), &mut ignore)
             .into_iter()
-            .filter(|f| layout == Layout::Fs || f.name.is_inbox() || f.dir.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
+            .filter(|f| {
+                layout == Layout::Fs
+                    || f.name.is_inbox()
+                    || f.dir.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'))
+            })
             .map(|f| f.name)
             .collect(),
-        Kind::Mbox if dst.path.is_dir() => store::mbox::folders(&dst.path, false, &mut ignore).into_iter().map(|f| f.name).collect(),
+        Kind::Mbox if dst.path.is_dir() => {
+            store::mbox::folders(&dst.path, false, &mut ignore).into_iter().map(|f| f.name).collect()
+        }
         _ => Vec::new(),
     }
 }
 
 /// The source folders with their target names, after selection and mapping.
-pub fn mapped_folders(src: &Store, dst: &Store, opts: &SyncOptions) -> Result<(Vec<(SourceFolder, FolderName)>, Vec<Problem>)> {
+/// Source folders with their target names.
+pub type FolderPairs = Vec<(SourceFolder, FolderName)>;
+
+pub fn mapped_folders(src: &Store, dst: &Store, opts: &SyncOptions) -> Result<(FolderPairs, Vec<Problem>)> {
     let (folders, mut problems) = store::source_folders(src, opts.follow_symlinks)?;
     let existing = existing_folders(dst, opts.layout);
     let names: Vec<FolderName> = folders.iter().map(|f| f.name.clone()).collect();
     let pairs = opts.map.plan(&names, &existing).map_err(Error::Usage)?;
     let mut out = Vec::new();
     for (s, t) in pairs {
-        if dst.kind == Kind::Maildir {
-            if let Err(e) = layout::components(&t, opts.layout) {
-                // A name the user's mapping made is a usage error; one found on disk is a
-                // problem with that folder only.
-                if s != t {
-                    return Err(Error::Usage(format!("folder {:?} maps to {:?}: {e}", s.as_str(), t.as_str())));
-                }
-                if let Some(f) = folders.iter().find(|f| f.name == s) {
-                    problems.push(Problem::new(f.loc.path(), format!("{e}; folder skipped (try --layout maildir++ or --map-folder)")));
-                }
-                continue;
+        if dst.kind == Kind::Maildir
+            && let Err(e) = layout::components(&t, opts.layout)
+        {
+            // A name the user's mapping made is a usage error; one found on disk is a
+            // problem with that folder only.
+            if s != t {
+                return Err(Error::Usage(format!("folder {:?} maps to {:?}: {e}", s.as_str(), t.as_str())));
             }
+            if let Some(f) = folders.iter().find(|f| f.name == s) {
+                problems.push(Problem::new(
+                    f.loc.path(),
+                    format!("{e}; folder skipped (try --layout maildir++ or --map-folder)"),
+                ));
+            }
+            continue;
         }
         if let Some(f) = folders.iter().find(|f| f.name == s) {
             out.push((f.clone(), t));
@@ -154,9 +169,8 @@ pub fn sync(src: &Store, dst: &Store, opts: &SyncOptions, rec: &dyn Recorder) ->
     let (pairs, mut source_problems) = mapped_folders(src, dst, opts)?;
     let target = open_target(dst, &pairs, opts)?;
     let pool = pool(opts.jobs)?;
-    let outcomes: Vec<FolderOutcome> = pool.install(|| {
-        pairs.par_iter().map(|(sf, tn)| sync_folder(sf, tn, &target, opts, rec)).collect()
-    });
+    let outcomes: Vec<FolderOutcome> =
+        pool.install(|| pairs.par_iter().map(|(sf, tn)| sync_folder(sf, tn, &target, opts, rec)).collect());
 
     let mut summary = Summary { dry_run: opts.dry_run, ..Default::default() };
     for o in &outcomes {
@@ -236,7 +250,13 @@ pub fn mbox_folder_path(root: &Path, name: &FolderName) -> PathBuf {
     p
 }
 
-fn sync_folder(sf: &SourceFolder, tn: &FolderName, target: &Target, opts: &SyncOptions, rec: &dyn Recorder) -> FolderOutcome {
+fn sync_folder(
+    sf: &SourceFolder,
+    tn: &FolderName,
+    target: &Target,
+    opts: &SyncOptions,
+    rec: &dyn Recorder,
+) -> FolderOutcome {
     let mut out = FolderOutcome::default();
     out.counts.folders = 1;
     let scan = ScanOptions { follow_symlinks: opts.follow_symlinks };
@@ -279,7 +299,12 @@ struct Prepared<'a> {
 }
 
 /// Loads a chunk in parallel, hashing when the target has something to match against.
-fn load_chunk<'a>(opened: &'a Opened, refs: &[Ref], opts: &SyncOptions, need_hash: bool) -> Vec<Result<Prepared<'a>, Problem>> {
+fn load_chunk<'a>(
+    opened: &'a Opened,
+    refs: &[Ref],
+    opts: &SyncOptions,
+    need_hash: bool,
+) -> Vec<Result<Prepared<'a>, Problem>> {
     refs.par_iter()
         .map(|r| {
             let loaded = opened.load(r, &opts.read)?;
@@ -304,7 +329,8 @@ fn account(p: &Prepared<'_>, opts: &SyncOptions, out: &mut FolderOutcome) -> Opt
         out.counts.expunged_kept += 1;
     }
     if l.partial {
-        out.warnings.push(l.origin.problem("Thunderbird marks this message partial (body not downloaded): copied as it is"));
+        out.warnings
+            .push(l.origin.problem("Thunderbird marks this message partial (body not downloaded): copied as it is"));
     }
     if !matches!(l.meta.date_source, DateSource::FromLine | DateSource::Mtime) {
         *out.counts.date_fallbacks.entry(date_source_name(l.meta.date_source).to_string()).or_default() += 1;
@@ -345,7 +371,14 @@ fn to_maildir(
     }
     let (_, replaced) = layout::components(tn, opts.layout).unwrap_or_default();
     if replaced {
-        out.warnings.push(Problem::new(&tdir, format!("'.' in folder name {:?} written as '{}' (Maildir++ uses '.' between levels)", tn.as_str(), layout::DOT_REPLACEMENT)));
+        out.warnings.push(Problem::new(
+            &tdir,
+            format!(
+                "'.' in folder name {:?} written as '{}' (Maildir++ uses '.' between levels)",
+                tn.as_str(),
+                layout::DOT_REPLACEMENT
+            ),
+        ));
     }
     let need_hash = !matcher.is_empty() || opts.dry_run;
     let mut seen: HashSet<[u8; 8]> = HashSet::new();
@@ -401,7 +434,10 @@ fn to_maildir(
             kws.sort_unstable();
             kws.dedup();
             for k in w.add_keywords(kws, reserved) {
-                out.errors.push(Problem::new(w.path(), format!("keyword {k:?} not kept: a Maildir folder holds at most 26 keywords")));
+                out.errors.push(Problem::new(
+                    w.path(),
+                    format!("keyword {k:?} not kept: a Maildir folder holds at most 26 keywords"),
+                ));
             }
             w.save_keywords()?;
             let w = &*w;
@@ -438,11 +474,11 @@ fn to_maildir(
         for i in matcher.unmatched().collect::<Vec<_>>() {
             let Some((e, h)) = index.entries.get(i) else { continue };
             let path = e.path(&tdir);
-            if let Some(w) = &fw {
-                if let Err(err) = w.delete(e) {
-                    out.errors.push(err.problem());
-                    continue;
-                }
+            if let Some(w) = &fw
+                && let Err(err) = w.delete(e)
+            {
+                out.errors.push(err.problem());
+                continue;
             }
             deleted += 1;
             rec.record(Event::Delete { folder: tn.clone(), target: path, sha256: *h, size: e.size });
@@ -474,7 +510,9 @@ fn to_maildir(
 fn execute(w: &FolderWriter<'_>, p: &Prepared<'_>, index: &[(MaildirEntry, Hash)]) -> Fate {
     match p.action {
         Some(Action::UpdateFlags(i)) => {
-            let Some((e, h)) = index.get(i) else { return Fate::Failed(p.loaded.origin.problem("internal: no target entry")) };
+            let Some((e, h)) = index.get(i) else {
+                return Fate::Failed(p.loaded.origin.problem("internal: no target entry"));
+            };
             match w.set_flags(e, &p.loaded.meta) {
                 Ok((_, name)) => Fate::FlagsUpdated { sha: *h, name },
                 Err(err) => Fate::Failed(err.problem()),
@@ -487,7 +525,15 @@ fn execute(w: &FolderWriter<'_>, p: &Prepared<'_>, index: &[(MaildirEntry, Hash)
     }
 }
 
-fn tally(p: &Prepared<'_>, fate: Fate, tn: &FolderName, tdir: &Path, seen: &mut HashSet<[u8; 8]>, rec: &dyn Recorder, out: &mut FolderOutcome) {
+fn tally(
+    p: &Prepared<'_>,
+    fate: Fate,
+    tn: &FolderName,
+    tdir: &Path,
+    seen: &mut HashSet<[u8; 8]>,
+    rec: &dyn Recorder,
+    out: &mut FolderOutcome,
+) {
     let l = &p.loaded;
     let mut note_hash = |sha: &Hash, out: &mut FolderOutcome| {
         let mut k = [0u8; 8];
@@ -502,22 +548,45 @@ fn tally(p: &Prepared<'_>, fate: Fate, tn: &FolderName, tdir: &Path, seen: &mut 
             out.counts.transferred += 1;
             out.counts.bytes_transferred += size;
             out.counts.biggest_message = out.counts.biggest_message.max(size);
-            rec.record(Event::Copy { folder: tn.clone(), origin: l.origin.clone(), target: tdir.join(&name), sha256: sha, size, meta: l.meta.clone() });
+            rec.record(Event::Copy {
+                folder: tn.clone(),
+                origin: l.origin.clone(),
+                target: tdir.join(&name),
+                sha256: sha,
+                size,
+                meta: l.meta.clone(),
+            });
         }
         Fate::Skipped { sha, reason } => {
             note_hash(&sha, out);
             out.counts.skipped_existing += 1;
-            rec.record(Event::Skip { folder: tn.clone(), origin: l.origin.clone(), reason: reason.to_string(), sha256: Some(sha) });
+            rec.record(Event::Skip {
+                folder: tn.clone(),
+                origin: l.origin.clone(),
+                reason: reason.to_string(),
+                sha256: Some(sha),
+            });
         }
         Fate::Filtered { reason } => {
             *out.counts.skipped_filtered.entry(reason.to_string()).or_default() += 1;
-            rec.record(Event::Skip { folder: tn.clone(), origin: l.origin.clone(), reason: reason.to_string(), sha256: None });
+            rec.record(Event::Skip {
+                folder: tn.clone(),
+                origin: l.origin.clone(),
+                reason: reason.to_string(),
+                sha256: None,
+            });
         }
         Fate::FlagsUpdated { sha, name } => {
             note_hash(&sha, out);
             out.counts.flags_updated += 1;
             out.counts.skipped_existing += 1;
-            rec.record(Event::Flags { folder: tn.clone(), origin: l.origin.clone(), target: tdir.join(&name), sha256: sha, meta: l.meta.clone() });
+            rec.record(Event::Flags {
+                folder: tn.clone(),
+                origin: l.origin.clone(),
+                target: tdir.join(&name),
+                sha256: sha,
+                meta: l.meta.clone(),
+            });
         }
         Fate::Failed(problem) => {
             rec.record(Event::Error { folder: tn.clone(), problem: problem.clone() });
@@ -534,7 +603,11 @@ struct TargetMbox {
 }
 
 fn target_mbox_read_options() -> ReadOptions {
-    ReadOptions { variant: crate::store::mbox::read::Variant::Auto, zone: crate::store::mbox::date::Zone::Utc, keep_internal_headers: false }
+    ReadOptions {
+        variant: crate::store::mbox::read::Variant::Auto,
+        zone: crate::store::mbox::date::Zone::Utc,
+        keep_internal_headers: false,
+    }
 }
 
 fn read_target_mbox(path: &Path) -> Result<Option<TargetMbox>> {
@@ -560,7 +633,15 @@ fn read_target_mbox(path: &Path) -> Result<Option<TargetMbox>> {
     Ok(Some(TargetMbox { file, entries }))
 }
 
-fn to_mbox(opened: &Opened, sf: &SourceFolder, tn: &FolderName, path: PathBuf, opts: &SyncOptions, rec: &dyn Recorder, out: &mut FolderOutcome) -> Result<()> {
+fn to_mbox(
+    opened: &Opened,
+    sf: &SourceFolder,
+    tn: &FolderName,
+    path: PathBuf,
+    opts: &SyncOptions,
+    rec: &dyn Recorder,
+    out: &mut FolderOutcome,
+) -> Result<()> {
     let existing = read_target_mbox(&path)?;
     let mut matcher = Matcher::new(existing.iter().flat_map(|t| t.entries.iter().map(|(_, h, m)| (*h, m.clone()))));
     let mut updates: Vec<Option<Meta>> = vec![None; existing.as_ref().map_or(0, |t| t.entries.len())];
@@ -606,7 +687,8 @@ fn to_mbox(opened: &Opened, sf: &SourceFolder, tn: &FolderName, path: PathBuf, o
     out.counts.deleted_target = deletes.len() as u64;
     let n_existing = existing.as_ref().map_or(0, |t| t.entries.len()) as u64;
     out.counts.messages_target = n_existing + out.counts.transferred - out.counts.deleted_target;
-    let changed = !copies.is_empty() || updates.iter().any(Option::is_some) || !deletes.is_empty() || existing.is_none();
+    let changed =
+        !copies.is_empty() || updates.iter().any(Option::is_some) || !deletes.is_empty() || existing.is_none();
     if opts.dry_run {
         out.plan_line = Some(format!(
             "{} -> {} (mbox {}): {} to copy, {} flag updates, {} to delete",
@@ -622,10 +704,10 @@ fn to_mbox(opened: &Opened, sf: &SourceFolder, tn: &FolderName, path: PathBuf, o
     if !changed {
         return Ok(());
     }
-    if let Some(parent) = path.parent() {
-        if !parent.exists() {
-            std::fs::create_dir_all(parent).map_err(|e| Error::Io { path: parent.to_path_buf(), source: e })?;
-        }
+    if let Some(parent) = path.parent()
+        && !parent.exists()
+    {
+        std::fs::create_dir_all(parent).map_err(|e| Error::Io { path: parent.to_path_buf(), source: e })?;
     }
     let mut w = MboxWriter::create(&path, opts.owner, opts.durable)?;
     let res = (|| {
@@ -656,4 +738,3 @@ fn to_mbox(opened: &Opened, sf: &SourceFolder, tn: &FolderName, path: PathBuf, o
         }
     }
 }
-

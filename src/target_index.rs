@@ -82,7 +82,10 @@ pub fn maildir(dir: &Path, use_cache: bool, problems: &mut Vec<Problem>) -> Resu
     }
     for s in ["cur", "new", "tmp"] {
         if std::fs::symlink_metadata(dir.join(s)).is_ok_and(|m| m.file_type().is_symlink()) {
-            return Err(crate::error::Error::bad(dir.join(s), "is a symlink in the target; nothing is written through it"));
+            return Err(crate::error::Error::bad(
+                dir.join(s),
+                "is a symlink in the target; nothing is written through it",
+            ));
         }
     }
     let kw = mdread::keyword_map(dir);
@@ -93,17 +96,20 @@ pub fn maildir(dir: &Path, use_cache: bool, problems: &mut Vec<Problem>) -> Resu
         .into_par_iter()
         .map(|e| {
             let key = Key { size: e.size, mtime_ns: e.mtime_ns };
-            if let Some((k, h)) = cache.as_ref().and_then(|c| c.get(e.base())) {
-                if *k == key {
-                    return Ok((e, *h));
-                }
+            if let Some((k, h)) = cache.as_ref().and_then(|c| c.get(e.base()))
+                && *k == key
+            {
+                return Ok((e, *h));
             }
             let path = e.path(dir);
             let data = fsx::read_source_file(&path).map_err(|err| err.problem())?;
-            if let Some(s) = name::size_field(e.base()) {
-                if s != data.len() as u64 {
-                    return Err(Problem::new(&path, format!("file has {} bytes but its name says S={s} (torn or rewritten file)", data.len())));
-                }
+            if let Some(s) = name::size_field(e.base())
+                && s != data.len() as u64
+            {
+                return Err(Problem::new(
+                    &path,
+                    format!("file has {} bytes but its name says S={s} (torn or rewritten file)", data.len()),
+                ));
             }
             Ok((e, fsx::sha256_pieces(&[&data])))
         })
@@ -118,7 +124,8 @@ pub fn maildir(dir: &Path, use_cache: bool, problems: &mut Vec<Problem>) -> Resu
             }
         }
     }
-    let from_cache = all_cached && cache.as_ref().is_some_and(|c| c.len() == out.len() && out.iter().all(|(e, _)| c.contains_key(e.base())));
+    let from_cache = all_cached
+        && cache.as_ref().is_some_and(|c| c.len() == out.len() && out.iter().all(|(e, _)| c.contains_key(e.base())));
     Ok(Index { entries: out, from_cache })
 }
 

@@ -73,8 +73,13 @@ fn digest_opened(opened: &Opened, ropts: &ReadOptions, errors: &mut Vec<Problem>
 }
 
 fn target_messages(dst: &Store, path: &Path, errors: &mut Vec<Problem>) -> Vec<Msg> {
-    let ro = ReadOptions { variant: Variant::Auto, zone: crate::store::mbox::date::Zone::Utc, keep_internal_headers: false };
-    let loc = if dst.kind == Kind::Mbox { Location::MboxFile(path.to_path_buf()) } else { Location::Maildir(path.to_path_buf()) };
+    let ro =
+        ReadOptions { variant: Variant::Auto, zone: crate::store::mbox::date::Zone::Utc, keep_internal_headers: false };
+    let loc = if dst.kind == Kind::Mbox {
+        Location::MboxFile(path.to_path_buf())
+    } else {
+        Location::Maildir(path.to_path_buf())
+    };
     if !path.exists() {
         return Vec::new();
     }
@@ -98,13 +103,14 @@ pub fn verify(src: &Store, dst: &Store, opts: &SyncOptions) -> Result<Verificati
             .map(|(sf, tn)| {
                 let mut errors = Vec::new();
                 let mut fv = Verification::default();
-                let smsgs = match Opened::open(&sf.loc, ScanOptions { follow_symlinks: opts.follow_symlinks }, &mut errors) {
-                    Ok(o) => digest_opened(&o, &opts.read, &mut errors),
-                    Err(e) => {
-                        errors.push(e.problem());
-                        return (fv, errors);
-                    }
-                };
+                let smsgs =
+                    match Opened::open(&sf.loc, ScanOptions { follow_symlinks: opts.follow_symlinks }, &mut errors) {
+                        Ok(o) => digest_opened(&o, &opts.read, &mut errors),
+                        Err(e) => {
+                            errors.push(e.problem());
+                            return (fv, errors);
+                        }
+                    };
                 let tpath = match dst.kind {
                     Kind::Mbox if single_mbox => dst.path.clone(),
                     Kind::Mbox => mbox_folder_path(&dst.path, tn),
@@ -165,9 +171,13 @@ fn compare(folder: &str, src: &[Msg], dst: &[Msg], mbox_target: bool, v: &mut Ve
         what,
     };
     for s in src {
-        let cands: Vec<usize> = by_hash.get(&s.hash).map(|c| c.iter().copied().filter(|&i| !used[i]).collect()).unwrap_or_default();
+        let cands: Vec<usize> =
+            by_hash.get(&s.hash).map(|c| c.iter().copied().filter(|&i| !used[i]).collect()).unwrap_or_default();
         let sf = comparable(&s.meta, mbox_target);
-        let exact = cands.iter().copied().find(|&i| comparable(&dst[i].meta, mbox_target) == sf && (dst[i].meta.date - s.meta.date).abs() <= 1);
+        let exact = cands
+            .iter()
+            .copied()
+            .find(|&i| comparable(&dst[i].meta, mbox_target) == sf && (dst[i].meta.date - s.meta.date).abs() <= 1);
         let Some(i) = exact.or_else(|| cands.first().copied()) else {
             v.missing_in_target += 1;
             v.differences.push(diff(s, None, "missing in target".into()));
@@ -186,13 +196,22 @@ fn compare(folder: &str, src: &[Msg], dst: &[Msg], mbox_target: bool, v: &mut Ve
         }
         if (t.meta.date - s.meta.date).abs() > 1 {
             v.date_mismatches += 1;
-            v.differences.push(diff(s, Some(t), format!("internal date {} in source, {} in target", s.meta.date, t.meta.date)));
+            v.differences.push(diff(
+                s,
+                Some(t),
+                format!("internal date {} in source, {} in target", s.meta.date, t.meta.date),
+            ));
         }
     }
     for (i, t) in dst.iter().enumerate() {
         if !used[i] {
             v.extra_in_target += 1;
-            v.differences.push(Difference { folder: folder.to_string(), source: String::new(), target: Some(t.place.clone()), what: "only in target".into() });
+            v.differences.push(Difference {
+                folder: folder.to_string(),
+                source: String::new(),
+                target: Some(t.place.clone()),
+                what: "only in target".into(),
+            });
         }
     }
 }

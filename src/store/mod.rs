@@ -104,7 +104,9 @@ pub fn source_folders(store: &Store, follow_symlinks: bool) -> Result<(Vec<Sourc
     let mut problems = Vec::new();
     let md = std::fs::metadata(&store.path).map_err(|e| Error::Io { path: store.path.clone(), source: e })?;
     let folders = match store.kind {
-        Kind::Mbox if md.is_file() => vec![SourceFolder { name: FolderName::inbox(), loc: Location::MboxFile(store.path.clone()) }],
+        Kind::Mbox if md.is_file() => {
+            vec![SourceFolder { name: FolderName::inbox(), loc: Location::MboxFile(store.path.clone()) }]
+        }
         Kind::Mbox if md.is_dir() => mbox::folders(&store.path, follow_symlinks, &mut problems)
             .into_iter()
             .map(|f| SourceFolder { name: f.name, loc: Location::MboxFile(f.file) })

@@ -13,16 +13,15 @@ impl KeywordMap {
         for line in text.split(|&b| b == b'\n') {
             let line = line.strip_suffix(b"\r").unwrap_or(line);
             let Some(sp) = memchr::memchr(b' ', line) else { continue };
-            let (Ok(idx), Ok(name)) = (
-                std::str::from_utf8(&line[..sp]).map(|s| s.parse::<usize>()),
-                std::str::from_utf8(&line[sp + 1..]),
-            ) else {
+            let (Ok(idx), Ok(name)) =
+                (std::str::from_utf8(&line[..sp]).map(|s| s.parse::<usize>()), std::str::from_utf8(&line[sp + 1..]))
+            else {
                 continue;
             };
-            if let (Ok(i), false) = (idx, name.is_empty()) {
-                if i < 26 {
-                    m.names[i] = Some(name.to_string());
-                }
+            if let (Ok(i), false) = (idx, name.is_empty())
+                && i < 26
+            {
+                m.names[i] = Some(name.to_string());
             }
         }
         m

@@ -136,14 +136,22 @@ fn symlink_is_cpanel_alias(raw: &[u8]) -> bool {
     raw.starts_with(b".") && memchr::memchr(b'@', raw).is_some()
 }
 
-fn fs_folders(dir: &Path, levels: &mut Vec<Vec<u8>>, opts: ScanOptions, out: &mut Vec<MaildirFolder>, problems: &mut Vec<Problem>, depth: usize) {
+fn fs_folders(
+    dir: &Path,
+    levels: &mut Vec<Vec<u8>>,
+    opts: ScanOptions,
+    out: &mut Vec<MaildirFolder>,
+    problems: &mut Vec<Problem>,
+    depth: usize,
+) {
     if depth > 64 {
         problems.push(Problem::new(dir, "folder tree deeper than 64 levels; not read further"));
         return;
     }
     if is_maildir(dir) {
         let strs: Option<Vec<&str>> = levels.iter().map(|l| std::str::from_utf8(l).ok()).collect();
-        match strs.ok_or_else(|| "folder name is not valid UTF-8".to_string()).and_then(|s| layout::from_fs_levels(&s)) {
+        match strs.ok_or_else(|| "folder name is not valid UTF-8".to_string()).and_then(|s| layout::from_fs_levels(&s))
+        {
             Ok(name) => out.push(MaildirFolder { name, dir: dir.to_path_buf() }),
             Err(why) => problems.push(Problem::new(dir, format!("invalid folder name: {why}; skipped"))),
         }
@@ -178,7 +186,10 @@ fn dedupe(out: &mut Vec<MaildirFolder>, problems: &mut Vec<Problem>) {
     while i < out.len() {
         if out[i].name == out[i - 1].name {
             let d = out.remove(i);
-            problems.push(Problem::new(&d.dir, format!("another directory is already folder {:?}; skipped", d.name.as_str())));
+            problems.push(Problem::new(
+                &d.dir,
+                format!("another directory is already folder {:?}; skipped", d.name.as_str()),
+            ));
         } else {
             i += 1;
         }

@@ -185,7 +185,13 @@ impl FolderWriter<'_> {
     pub fn save_keywords(&mut self) -> Result<()> {
         if self.keywords_changed {
             let t = self.target;
-            self.dir.write_atomic("dovecot-keywords", self.keywords.render().as_bytes(), FILE_MODE, t.opts.owner, t.opts.durable)?;
+            self.dir.write_atomic(
+                "dovecot-keywords",
+                self.keywords.render().as_bytes(),
+                FILE_MODE,
+                t.opts.owner,
+                t.opts.durable,
+            )?;
             self.keywords_changed = false;
         }
         Ok(())
@@ -272,7 +278,8 @@ impl FolderWriter<'_> {
         let mut n = 0;
         for (raw, _) in list {
             let Some(rest) = raw.strip_prefix(TMP_PREFIX.as_bytes()) else { continue };
-            let pid = std::str::from_utf8(rest).ok().and_then(|s| s.split('.').next()).and_then(|p| p.parse::<i32>().ok());
+            let pid =
+                std::str::from_utf8(rest).ok().and_then(|s| s.split('.').next()).and_then(|p| p.parse::<i32>().ok());
             let Some(pid) = pid else { continue };
             if pid as u32 == self.target.pid || !fsx::pid_alive(pid) {
                 match self.tmp.unlink(OsStr::from_bytes(&raw)) {

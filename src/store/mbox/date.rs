@@ -47,9 +47,8 @@ impl Zone {
     }
 }
 
-const MONTHS: [&[u8]; 12] = [
-    b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec",
-];
+const MONTHS: [&[u8]; 12] =
+    [b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec"];
 
 fn num(b: Option<regex::bytes::Match<'_>>) -> Option<u32> {
     std::str::from_utf8(b?.as_bytes()).ok()?.parse().ok()

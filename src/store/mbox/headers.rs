@@ -27,7 +27,10 @@ pub struct HeaderBlock {
 
 impl HeaderBlock {
     pub fn get<'a>(&self, msg: &'a [u8], name: &str) -> Option<&'a [u8]> {
-        self.fields.iter().find(|f| msg[f.name.clone()].eq_ignore_ascii_case(name.as_bytes())).map(|f| &msg[f.value.clone()])
+        self.fields
+            .iter()
+            .find(|f| msg[f.name.clone()].eq_ignore_ascii_case(name.as_bytes()))
+            .map(|f| &msg[f.value.clone()])
     }
 
     pub fn get_all<'a>(&'a self, msg: &'a [u8], name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
@@ -70,11 +73,9 @@ pub fn scan(msg: &[u8]) -> HeaderBlock {
             }
         } else {
             match field_name_len(line) {
-                Some((name_len, colon)) => hb.fields.push(Field {
-                    range: pos..le,
-                    name: pos..pos + name_len,
-                    value: pos + colon + 1..le,
-                }),
+                Some((name_len, colon)) => {
+                    hb.fields.push(Field { range: pos..le, name: pos..pos + name_len, value: pos + colon + 1..le })
+                }
                 None => {
                     hb.all_fields = false;
                     hb.fields.push(Field { range: pos..le, name: pos..pos, value: pos..le });

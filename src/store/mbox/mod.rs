@@ -50,7 +50,8 @@ pub fn folders(root: &Path, follow_symlinks: bool, problems: &mut Vec<Problem>) 
     while i < out.len() {
         if out[i].name == out[i - 1].name {
             let d = out.remove(i);
-            problems.push(Problem::new(&d.file, format!("another file is already folder {:?}; skipped", d.name.as_str())));
+            problems
+                .push(Problem::new(&d.file, format!("another file is already folder {:?}; skipped", d.name.as_str())));
         } else {
             i += 1;
         }
@@ -58,7 +59,14 @@ pub fn folders(root: &Path, follow_symlinks: bool, problems: &mut Vec<Problem>) 
     out
 }
 
-fn walk(dir: &Path, prefix: &mut Vec<String>, follow: bool, out: &mut Vec<MboxFolder>, problems: &mut Vec<Problem>, depth: usize) {
+fn walk(
+    dir: &Path,
+    prefix: &mut Vec<String>,
+    follow: bool,
+    out: &mut Vec<MboxFolder>,
+    problems: &mut Vec<Problem>,
+    depth: usize,
+) {
     if depth > 64 {
         problems.push(Problem::new(dir, "folder tree deeper than 64 levels; not read further"));
         return;
@@ -97,7 +105,9 @@ fn walk(dir: &Path, prefix: &mut Vec<String>, follow: bool, out: &mut Vec<MboxFo
         };
         match kind {
             Some(FileKind::File) => {
-                let name = FolderName::from_levels(prefix.iter().map(String::as_str).chain(std::iter::once(mutf7::decode_lenient(s).as_str())));
+                let name = FolderName::from_levels(
+                    prefix.iter().map(String::as_str).chain(std::iter::once(mutf7::decode_lenient(s).as_str())),
+                );
                 match name {
                     Ok(name) => out.push(MboxFolder { name, file: path }),
                     Err(why) => problems.push(Problem::new(&path, format!("invalid folder name: {why}; skipped"))),
@@ -109,7 +119,9 @@ fn walk(dir: &Path, prefix: &mut Vec<String>, follow: bool, out: &mut Vec<MboxFo
                 walk(&path, prefix, follow, out, problems, depth + 1);
                 prefix.pop();
             }
-            Some(FileKind::Other) => problems.push(Problem::new(&path, "not a regular file (FIFO, socket or device); not read")),
+            Some(FileKind::Other) => {
+                problems.push(Problem::new(&path, "not a regular file (FIFO, socket or device); not read"))
+            }
             _ => {}
         }
     }
@@ -125,7 +137,16 @@ mod tests {
         let r = t.path();
         std::fs::create_dir_all(r.join("Inbox.sbd/Bugs.sbd")).unwrap();
         std::fs::create_dir_all(r.join("Archive")).unwrap();
-        for f in ["Inbox", "Inbox.msf", "Inbox.sbd/Bugs", "Inbox.sbd/Bugs.sbd/Old", "Archive/2019", "Entw&APw-rfe", ".imap", "popstate.dat"] {
+        for f in [
+            "Inbox",
+            "Inbox.msf",
+            "Inbox.sbd/Bugs",
+            "Inbox.sbd/Bugs.sbd/Old",
+            "Archive/2019",
+            "Entw&APw-rfe",
+            ".imap",
+            "popstate.dat",
+        ] {
             std::fs::write(r.join(f), b"").unwrap();
         }
         std::fs::write(r.join("..."), b"From a Mon Jan  2 15:04:05 2006\n\nx\n").unwrap();

@@ -92,7 +92,11 @@ impl MboxFile {
         if !md.is_file() {
             return Err(Error::bad(path, "not a regular file"));
         }
-        let mtime = md.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_secs() as i64);
+        let mtime = md
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs() as i64);
         let map = Mapped::new(&file, path)?;
         let start = split::mbox_start(map.bytes());
         Ok(MboxFile { path: path.to_path_buf(), map, start, mtime })
@@ -100,7 +104,11 @@ impl MboxFile {
 
     pub fn from_file(file: File, path: &Path) -> Result<MboxFile> {
         let md = file.metadata().at(path)?;
-        let mtime = md.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_secs() as i64);
+        let mtime = md
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs() as i64);
         let map = Mapped::new(&file, path)?;
         let start = split::mbox_start(map.bytes());
         Ok(MboxFile { path: path.to_path_buf(), map, start, mtime })
@@ -214,7 +222,13 @@ fn status_flags(msg: &[u8], hb: &HeaderBlock, meta: &mut Meta) -> MozillaState {
         }
     }
     if let Some(v) = hb.get(msg, "X-Mozilla-Status").and_then(hex_value) {
-        for (bit, f) in [(0x1, Flags::SEEN), (0x2, Flags::REPLIED), (0x4, Flags::FLAGGED), (0x8, Flags::TRASHED), (0x1000, Flags::PASSED)] {
+        for (bit, f) in [
+            (0x1, Flags::SEEN),
+            (0x2, Flags::REPLIED),
+            (0x4, Flags::FLAGGED),
+            (0x8, Flags::TRASHED),
+            (0x1000, Flags::PASSED),
+        ] {
             if v & bit != 0 {
                 meta.flags.insert(f);
             }
@@ -222,10 +236,10 @@ fn status_flags(msg: &[u8], hb: &HeaderBlock, meta: &mut Meta) -> MozillaState {
         moz.expunged = v & 0x8 != 0;
         moz.partial = v & 0x400 != 0;
     }
-    if let Some(v) = hb.get(msg, "X-Mozilla-Status2").and_then(hex_value) {
-        if v & 0x0020_0000 != 0 {
-            meta.flags.insert(Flags::TRASHED);
-        }
+    if let Some(v) = hb.get(msg, "X-Mozilla-Status2").and_then(hex_value)
+        && v & 0x0020_0000 != 0
+    {
+        meta.flags.insert(Flags::TRASHED);
     }
     for name in ["X-Keywords", "X-Mozilla-Keys"] {
         for v in hb.get_all(msg, name) {
@@ -304,7 +318,9 @@ pub fn envelope_sender(msg_head: &[u8]) -> String {
     let end = if hb.terminated { hb.end } else { msg_head.len() };
     let parsed = mail_parser::MessageParser::default().parse_headers(&msg_head[..end]);
     let pick = parsed.as_ref().and_then(|m| {
-        m.return_address().map(str::to_string).or_else(|| m.from().and_then(|a| a.first()).and_then(|a| a.address()).map(str::to_string))
+        m.return_address()
+            .map(str::to_string)
+            .or_else(|| m.from().and_then(|a| a.first()).and_then(|a| a.address()).map(str::to_string))
     });
     match pick {
         Some(a) if !a.is_empty() && a.bytes().all(|b| b > 0x20 && b < 0x7f) => a,
@@ -345,7 +361,8 @@ mod tests {
 
     #[test]
     fn status_headers_map_and_are_stripped() {
-        let (b, m) = one("Subject: s\nStatus: RO\nX-Status: ADFT\nX-Keywords: $Junk Work\nX-UID: 4\n\nbody\n", Variant::Auto);
+        let (b, m) =
+            one("Subject: s\nStatus: RO\nX-Status: ADFT\nX-Keywords: $Junk Work\nX-UID: 4\n\nbody\n", Variant::Auto);
         assert_eq!(b, b"Subject: s\n\nbody\n");
         assert_eq!(m.flags.to_string(), "DFRST");
         assert_eq!(m.keywords.iter().collect::<Vec<_>>(), vec!["$Junk", "Work"]);

@@ -98,10 +98,10 @@ impl<'a> Splitter<'a> {
         while let Some(i) = self.finder.find(&d[from..]) {
             let f = from + i + 1;
             from = f;
-            if let Some(ls) = blank_line_before(d, start, f) {
-                if is_from_line(d, f) {
-                    return (ls, f);
-                }
+            if let Some(ls) = blank_line_before(d, start, f)
+                && is_from_line(d, f)
+            {
+                return (ls, f);
             }
         }
         let n = d.len();
@@ -174,7 +174,7 @@ fn line_end(d: &[u8], pos: usize) -> usize {
 /// Start of the empty line that ends right before `f`, if that line is empty and not before
 /// `start`.
 fn blank_line_before(d: &[u8], start: usize, f: usize) -> Option<usize> {
-    if f >= start + 1 && d[f - 1] == b'\n' {
+    if f > start && d[f - 1] == b'\n' {
         if f >= start + 2 && d[f - 2] == b'\r' && (f == start + 2 || d[f - 3] == b'\n') {
             return Some(f - 2);
         }

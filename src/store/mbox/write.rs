@@ -37,7 +37,11 @@ impl MboxWriter {
     /// Starts writing `path` (a file in an existing directory) under a temporary name.
     pub fn create(path: &Path, owner: Option<Owner>, durable: bool) -> Result<MboxWriter> {
         let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let name = path.file_name().and_then(OsStr::to_str).ok_or_else(|| Error::bad(path, "not a usable file name"))?.to_string();
+        let name = path
+            .file_name()
+            .and_then(OsStr::to_str)
+            .ok_or_else(|| Error::bad(path, "not a usable file name"))?
+            .to_string();
         let dir = Dir::open_root(parent)?;
         let tmp_name = format!(".{name}.mailmover-{}.tmp", std::process::id());
         let _ = dir.unlink(OsStr::new(&tmp_name));
@@ -74,9 +78,12 @@ impl MboxWriter {
         let sender = envelope_sender(head);
         let p = &self.path;
         let w = &mut self.out;
-        write!(w, "From {} {}\n", sender, asctime_utc(meta.date)).at(p)?;
+        writeln!(w, "From {} {}", sender, asctime_utc(meta.date)).at(p)?;
         let hb = headers::scan(bytes);
-        let crlf = bytes.windows(2).position(|x| x == b"\r\n").is_some_and(|i| memchr::memchr(b'\n', bytes).is_some_and(|n| n == i + 1));
+        let crlf = bytes
+            .windows(2)
+            .position(|x| x == b"\r\n")
+            .is_some_and(|i| memchr::memchr(b'\n', bytes).is_some_and(|n| n == i + 1));
         let eol: &[u8] = if crlf { b"\r\n" } else { b"\n" };
         let status = status_lines(meta, eol);
         let (head_end, can_insert) = if hb.terminated {
