@@ -143,6 +143,7 @@ impl Recorder for AuditLog {
                 json!({"type": "delete", "folder": folder.as_str(), "target": target.display().to_string(),
                 "sha256": hex::encode(sha256), "size": size})
             }
+            Event::Discovered { .. } | Event::Progress { .. } => return,
             Event::Error { folder, problem } => {
                 json!({"type": "error", "folder": folder.as_str(), "path": problem.path, "offset": problem.offset, "reason": problem.reason})
             }

@@ -97,6 +97,19 @@ impl Mapped {
             Mapped::Buf(b) => b,
         }
     }
+
+    /// Tells the kernel the pages before `offset` are not needed any more, so the process's
+    /// resident memory does not grow with the file.
+    pub fn release_before(&self, offset: usize) {
+        if let Mapped::Map(m) = self {
+            let len = offset.min(m.len()) & !4095;
+            if len > 0 {
+                // SAFETY: the mapping is private, read-only and never written, so dropping its
+                // pages loses nothing: a later access reads them again from the file.
+                let _ = unsafe { m.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, 0, len) };
+            }
+        }
+    }
 }
 
 /// Owner for everything written.
@@ -211,7 +224,9 @@ impl Dir {
         )
         .at(&path)?;
         let f = File::from(owned(fd));
-        fchmod(f.as_raw_fd(), mode, &path)?;
+        if mode & !process_umask() != mode {
+            fchmod(f.as_raw_fd(), mode, &path)?;
+        }
         Ok(f)
     }
 
@@ -238,6 +253,12 @@ impl Dir {
 
     pub fn fsync(&self) -> Result<()> {
         nix::unistd::fsync(self.raw()).at(&self.path)
+    }
+
+    /// Flushes every dirty page of the file system this directory is on: one call makes a
+    /// whole batch of written files durable, far cheaper than an fsync per file.
+    pub fn syncfs(&self) -> Result<()> {
+        nix::unistd::syncfs(self.raw()).at(&self.path)
     }
 
     /// Writes a small file atomically: a temporary name in this directory, then rename over
@@ -268,6 +289,17 @@ impl Dir {
     pub fn list(&self) -> Result<Vec<(Vec<u8>, Option<FileKind>)>> {
         list_dir(&self.path)
     }
+}
+
+/// The process umask, read once (reading it means setting it, so it is done before any other
+/// thread could create files).
+pub fn process_umask() -> u32 {
+    static UMASK: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *UMASK.get_or_init(|| {
+        let old = nix::sys::stat::umask(Mode::from_bits_truncate(0o077));
+        nix::sys::stat::umask(old);
+        old.bits()
+    })
 }
 
 fn fchmod(fd: RawFd, mode: u32, path: &Path) -> Result<()> {
@@ -313,13 +345,21 @@ pub fn list_dir(path: &Path) -> Result<Vec<(Vec<u8>, Option<FileKind>)>> {
 pub fn write_pieces(f: &mut File, pieces: &[&[u8]], path: &Path) -> Result<(u64, [u8; 32], u64)> {
     let mut h = Sha256::new();
     let mut n = 0u64;
-    let mut w = io::BufWriter::with_capacity(256 * 1024, f);
     for p in pieces {
         h.update(p);
         n += p.len() as u64;
-        w.write_all(p).at(path)?;
     }
-    w.flush().at(path)?;
+    // One writev for the whole message (quoting and header cuts make several pieces).
+    let mut slices: Vec<io::IoSlice<'_>> = pieces.iter().filter(|p| !p.is_empty()).map(|p| io::IoSlice::new(p)).collect();
+    let mut rest = &mut slices[..];
+    while !rest.is_empty() {
+        match f.write_vectored(rest) {
+            Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero)).at(path),
+            Ok(k) => io::IoSlice::advance_slices(&mut rest, k),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e).at(path),
+        }
+    }
     Ok((n, h.finalize().into(), bare_lf_count(pieces)))
 }
 

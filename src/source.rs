@@ -186,6 +186,14 @@ impl Opened {
         }
     }
 
+    /// The chunk `refs` is finished: its mapped pages need not stay resident (memory stays
+    /// bounded whatever the mbox size; the pages stay in the page cache).
+    pub fn release(&self, refs: &[Ref]) {
+        if let (Opened::Mbox(f), Some(Ref::Mbox(e))) = (self, refs.last()) {
+            f.release_before(e.msg.end);
+        }
+    }
+
     /// Stored bytes of the folder (mbox: message bytes as stored; Maildir: file sizes).
     pub fn stored_len(&self, r: &Ref) -> u64 {
         match (self, r) {

@@ -25,7 +25,7 @@ use crate::report::{FolderOutcome, Summary, peak_rss_kib};
 use crate::source::{Loaded, Opened, Ref};
 use crate::store::maildir::layout::{self, Layout};
 use crate::store::maildir::read::{self as mdread, MaildirEntry, ScanOptions};
-use crate::store::maildir::write::{self as mdwrite, FolderWriter, MaildirTarget, WriteOptions};
+use crate::store::maildir::write::{self as mdwrite, FolderWriter, MaildirTarget, Staged, WriteOptions};
 use crate::store::mbox::read::{MboxFile, ReadOptions};
 use crate::store::mbox::write::MboxWriter;
 use crate::store::{self, Kind, SourceFolder, Store};
@@ -270,6 +270,7 @@ fn sync_folder(
         }
     };
     out.errors.append(&mut problems);
+    rec.record(Event::Discovered { bytes: folder_bytes(&opened) });
     let r = match target {
         Target::Maildir { path, writer } => to_maildir(&opened, sf, tn, path, writer.as_ref(), opts, rec, &mut out),
         Target::MboxFile(p) => to_mbox(&opened, sf, tn, p.clone(), opts, rec, &mut out),
@@ -280,6 +281,13 @@ fn sync_folder(
     }
     out.counts.failed = out.errors.len() as u64;
     out
+}
+
+fn folder_bytes(o: &Opened) -> u64 {
+    match o {
+        Opened::Mbox(f) => f.len(),
+        Opened::Maildir { entries, .. } => entries.iter().map(|e| e.size).sum(),
+    }
 }
 
 /// What happened to one source message.
@@ -441,16 +449,51 @@ fn to_maildir(
             }
             w.save_keywords()?;
             let w = &*w;
+            // Write the chunk into tmp/, make it durable with one syncfs, then rename.
+            let staged: Vec<Option<Result<Staged, Problem>>> = prepared
+                .par_iter()
+                .zip(fates.par_iter())
+                .map(|(p, f)| match (f, p.action) {
+                    (None, Some(Action::Copy)) => {
+                        Some(w.stage(&p.loaded.body.pieces(), &p.loaded.meta).map_err(|e| e.problem()))
+                    }
+                    _ => None,
+                })
+                .collect();
+            let synced = if staged.iter().any(|s| matches!(s, Some(Ok(_)))) { w.sync_staged() } else { Ok(()) };
+            let synced = synced.map_err(|e| e.problem());
             let done: Vec<Option<Fate>> = prepared
                 .par_iter()
                 .zip(fates.par_iter())
-                .map(|(p, f)| if f.is_some() { None } else { Some(execute(w, p, &index.entries)) })
+                .zip(staged.into_par_iter())
+                .map(|((p, f), s)| {
+                    if f.is_some() {
+                        return None;
+                    }
+                    Some(match (s, &synced) {
+                        (Some(Ok(s)), Ok(())) => match w.commit(s) {
+                            Ok(wr) => Fate::Copied {
+                                sha: wr.sha256,
+                                size: wr.size,
+                                name: format!("{}/{}", wr.sub.as_str(), wr.name),
+                            },
+                            Err(e) => Fate::Failed(e.problem()),
+                        },
+                        (Some(Ok(s)), Err(e)) => {
+                            w.discard(s);
+                            Fate::Failed(e.clone())
+                        }
+                        (Some(Err(e)), _) => Fate::Failed(e),
+                        (None, _) => update_flags(w, p, &index.entries),
+                    })
+                })
                 .collect();
             for (f, d) in fates.iter_mut().zip(done) {
                 if d.is_some() {
                     *f = d;
                 }
             }
+            opened.release(&refs);
         } else {
             for (p, f) in prepared.iter().zip(fates.iter_mut()) {
                 if f.is_none() {
@@ -507,21 +550,14 @@ fn to_maildir(
     Ok(())
 }
 
-fn execute(w: &FolderWriter<'_>, p: &Prepared<'_>, index: &[(MaildirEntry, Hash)]) -> Fate {
-    match p.action {
-        Some(Action::UpdateFlags(i)) => {
-            let Some((e, h)) = index.get(i) else {
-                return Fate::Failed(p.loaded.origin.problem("internal: no target entry"));
-            };
-            match w.set_flags(e, &p.loaded.meta) {
-                Ok((_, name)) => Fate::FlagsUpdated { sha: *h, name },
-                Err(err) => Fate::Failed(err.problem()),
-            }
-        }
-        _ => match w.write(&p.loaded.body.pieces(), &p.loaded.meta) {
-            Ok(wr) => Fate::Copied { sha: wr.sha256, size: wr.size, name: format!("{}/{}", wr.sub.as_str(), wr.name) },
-            Err(err) => Fate::Failed(err.problem()),
-        },
+fn update_flags(w: &FolderWriter<'_>, p: &Prepared<'_>, index: &[(MaildirEntry, Hash)]) -> Fate {
+    let Some(Action::UpdateFlags(i)) = p.action else {
+        return Fate::Failed(p.loaded.origin.problem("internal: no action for this message"));
+    };
+    let Some((e, h)) = index.get(i) else { return Fate::Failed(p.loaded.origin.problem("internal: no target entry")) };
+    match w.set_flags(e, &p.loaded.meta) {
+        Ok((sub, name)) => Fate::FlagsUpdated { sha: *h, name: format!("{}/{name}", sub.as_str()) },
+        Err(err) => Fate::Failed(err.problem()),
     }
 }
 
@@ -535,6 +571,7 @@ fn tally(
     out: &mut FolderOutcome,
 ) {
     let l = &p.loaded;
+    rec.record(Event::Progress { bytes: l.body.len() });
     let mut note_hash = |sha: &Hash, out: &mut FolderOutcome| {
         let mut k = [0u8; 8];
         k.copy_from_slice(&sha[..8]);

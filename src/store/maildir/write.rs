@@ -9,7 +9,6 @@
 //! Dovecot trusts them.
 
 use std::ffi::OsStr;
-use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -45,6 +44,13 @@ pub struct MaildirTarget {
     pid: u32,
     usec: u32,
     seq: AtomicU64,
+}
+
+/// A message written into `tmp/`, waiting for its rename.
+#[derive(Debug)]
+pub struct Staged {
+    tmp_name: String,
+    pub written: Written,
 }
 
 /// One message as written.
@@ -223,8 +229,19 @@ impl FolderWriter<'_> {
         }
     }
 
-    /// Writes one message.
+    /// Writes one message and puts it in place (durable first, in durable mode).
     pub fn write(&self, pieces: &[&[u8]], meta: &Meta) -> Result<Written> {
+        let s = self.stage(pieces, meta)?;
+        if self.target.opts.durable {
+            self.tmp.syncfs()?;
+        }
+        self.commit(s)
+    }
+
+    /// Writes one message into `tmp/`, complete (bytes, owner, timestamps), not yet visible.
+    /// A batch of staged messages is made durable with one [`FolderWriter::sync_staged`], then
+    /// each is [`FolderWriter::commit`]ted.
+    pub fn stage(&self, pieces: &[&[u8]], meta: &Meta) -> Result<Staged> {
         let t = self.target;
         let q = t.seq.fetch_add(1, Ordering::Relaxed);
         let tmp_name = format!("{TMP_PREFIX}{}.{}.{q}", t.pid, t.usec);
@@ -236,21 +253,40 @@ impl FolderWriter<'_> {
             if let Some(o) = t.opts.owner {
                 o.apply(f.as_raw_fd(), &tmp_path)?;
             }
+            // Before the rename, so the file is never visible with another date.
             let ts = TimeSpec::new(meta.date, 0);
             nix::sys::stat::futimens(f.as_raw_fd(), &ts, &ts).at(&tmp_path)?;
-            if t.opts.durable {
-                f.sync_data().at(&tmp_path)?;
-            }
-            f.flush().at(&tmp_path)?;
             let base = format!("{},S={size},W={}", t.next_base(meta.date), size + lfs);
-            let (sub, final_name) = self.final_name(&base, meta);
-            self.tmp.rename_noreplace(tmp_os, self.sub_dir(sub), OsStr::new(&final_name))?;
-            Ok(Written { sub, name: final_name, size, sha256: sha })
+            let (sub, name) = self.final_name(&base, meta);
+            Ok(Staged { tmp_name: tmp_name.clone(), written: Written { sub, name, size, sha256: sha } })
         })();
         if res.is_err() {
             let _ = self.tmp.unlink(tmp_os);
         }
         res
+    }
+
+    /// Makes every staged file of this run durable (one `syncfs`), when durability is asked for.
+    pub fn sync_staged(&self) -> Result<()> {
+        if self.target.opts.durable { self.tmp.syncfs() } else { Ok(()) }
+    }
+
+    /// Renames a staged message into `new/` or `cur/`, never replacing anything.
+    pub fn commit(&self, s: Staged) -> Result<Written> {
+        let tmp_os = OsStr::new(&s.tmp_name);
+        let r = self.tmp.rename_noreplace(tmp_os, self.sub_dir(s.written.sub), OsStr::new(&s.written.name));
+        match r {
+            Ok(()) => Ok(s.written),
+            Err(e) => {
+                let _ = self.tmp.unlink(tmp_os);
+                Err(e)
+            }
+        }
+    }
+
+    /// Removes a staged message that will not be committed.
+    pub fn discard(&self, s: Staged) {
+        let _ = self.tmp.unlink(OsStr::new(&s.tmp_name));
     }
 
     /// Renames an existing message file to carry `meta`'s flags (moving it from new/ to cur/

@@ -118,6 +118,11 @@ impl MboxFile {
         self.map.bytes()
     }
 
+    /// Drops the resident pages before `offset` (see [`Mapped::release_before`]).
+    pub fn release_before(&self, offset: usize) {
+        self.map.release_before(offset);
+    }
+
     pub fn len(&self) -> u64 {
         self.bytes().len() as u64
     }
