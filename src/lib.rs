@@ -21,6 +21,7 @@ pub mod mutf7;
 pub mod plan;
 pub mod report;
 pub mod source;
+pub mod state;
 pub mod store;
 pub mod sync;
 pub mod target_index;

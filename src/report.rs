@@ -7,7 +7,8 @@ use serde::Serialize;
 
 use crate::error::Problem;
 
-#[derive(Debug, Default, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+#[serde(default)]
 pub struct Counts {
     pub folders: u64,
     pub messages_source: u64,

@@ -16,7 +16,7 @@ use crate::store::mbox::split::{Entry, Splitter};
 
 /// Messages per chunk, and bytes per chunk for files read into memory.
 const CHUNK_MESSAGES: usize = 1024;
-const CHUNK_BYTES: u64 = 64 << 20;
+const CHUNK_BYTES: u64 = 16 << 20;
 
 pub enum Opened {
     Mbox(Arc<MboxFile>),

@@ -23,6 +23,7 @@ use crate::mutf7;
 use crate::plan::{Action, Hash, Matcher};
 use crate::report::{FolderOutcome, Summary, peak_rss_kib};
 use crate::source::{Loaded, Opened, Ref};
+use crate::state;
 use crate::store::maildir::layout::{self, Layout};
 use crate::store::maildir::read::{self as mdread, MaildirEntry, ScanOptions};
 use crate::store::maildir::write::{self as mdwrite, FolderWriter, MaildirTarget, Staged, WriteOptions};
@@ -133,7 +134,7 @@ pub type FolderPairs = Vec<(SourceFolder, FolderName)>;
 
 pub fn mapped_folders(src: &Store, dst: &Store, opts: &SyncOptions) -> Result<(FolderPairs, Vec<Problem>)> {
     let (folders, mut problems) = store::source_folders(src, opts.follow_symlinks)?;
-    let existing = existing_folders(dst, opts.layout);
+    let existing = if opts.map.automap { existing_folders(dst, opts.layout) } else { Vec::new() };
     let names: Vec<FolderName> = folders.iter().map(|f| f.name.clone()).collect();
     let pairs = opts.map.plan(&names, &existing).map_err(Error::Usage)?;
     let mut out = Vec::new();
@@ -250,13 +251,48 @@ pub fn mbox_folder_path(root: &Path, name: &FolderName) -> PathBuf {
     p
 }
 
-fn sync_folder(
-    sf: &SourceFolder,
-    tn: &FolderName,
-    target: &Target,
-    opts: &SyncOptions,
-    rec: &dyn Recorder,
-) -> FolderOutcome {
+/// The target folder's path and whether it is an mbox file.
+fn target_folder(target: &Target, tn: &FolderName, layout: Layout) -> Option<(PathBuf, bool)> {
+    match target {
+        Target::Maildir { path, .. } => MaildirTarget::folder_path(path, tn, layout).ok().map(|p| (p, false)),
+        Target::MboxFile(p) => Some((p.clone(), true)),
+        Target::MboxDir(root) => Some((mbox_folder_path(root, tn), true)),
+    }
+}
+
+fn sync_folder(sf: &SourceFolder, tn: &FolderName, target: &Target, opts: &SyncOptions, rec: &dyn Recorder) -> FolderOutcome {
+    // Stamps first: a source changed while it is read must not look unchanged next time.
+    let tfolder = target_folder(target, tn, opts.layout);
+    let stamp = match (&tfolder, opts.use_cache) {
+        (Some(_), true) => state::options_stamp(opts, sf.loc.path(), tn).zip(state::source_stamp(&sf.loc)),
+        _ => None,
+    };
+    if let (Some((tpath, mbox)), Some((o, s))) = (&tfolder, &stamp)
+        && let Some(saved) = state::load(&state::state_path(tpath, *mbox))
+        && &saved.options == o
+        && &saved.source == s
+        && saved.target == state::target_stamp(tpath, *mbox)
+    {
+        let mut out = FolderOutcome { counts: state::unchanged_counts(&saved.counts), ..Default::default() };
+        if opts.dry_run {
+            out.plan_line = Some(format!("{} -> {}: unchanged since the last run", sf.name.as_str(), tn.as_str()));
+        }
+        return out;
+    }
+    let out = sync_folder_read(sf, tn, target, opts, rec);
+    if let (Some((tpath, mbox)), Some((o, s)), false, true) = (&tfolder, stamp, opts.dry_run, out.errors.is_empty()) {
+        let saved = state::Saved { options: o, source: s, target: state::target_stamp(tpath, *mbox), counts: out.counts.clone() };
+        let path = state::state_path(tpath, *mbox);
+        if let (Some(dir), Some(name), Ok(text)) = (path.parent(), path.file_name(), serde_json::to_vec(&saved))
+            && let Ok(d) = fsx::Dir::open_root(dir)
+        {
+            let _ = d.write_atomic(&name.to_string_lossy(), &text, mdwrite::FILE_MODE, opts.owner, false);
+        }
+    }
+    out
+}
+
+fn sync_folder_read(sf: &SourceFolder, tn: &FolderName, target: &Target, opts: &SyncOptions, rec: &dyn Recorder) -> FolderOutcome {
     let mut out = FolderOutcome::default();
     out.counts.folders = 1;
     let scan = ScanOptions { follow_symlinks: opts.follow_symlinks };
@@ -656,17 +692,16 @@ fn read_target_mbox(path: &Path) -> Result<Option<TargetMbox>> {
         return Err(Error::bad(path, "target exists and is not an mbox; not overwritten"));
     }
     let ro = target_mbox_read_options();
-    let entries = file
-        .entries(&ro)
-        .filter_map(|e| {
-            let m = file.message(&e, &ro);
-            if m.pseudo {
-                return None;
-            }
-            let h = fsx::sha256_pieces(&m.pieces);
-            Some((e, h, m.meta))
-        })
-        .collect();
+    let mut entries = Vec::new();
+    for (i, e) in file.entries(&ro).enumerate() {
+        let m = file.message(&e, &ro);
+        if !m.pseudo {
+            entries.push((e.clone(), fsx::sha256_pieces(&m.pieces), m.meta));
+        }
+        if i % 1024 == 1023 {
+            file.release_before(e.msg.end);
+        }
+    }
     Ok(Some(TargetMbox { file, entries }))
 }
 
@@ -719,6 +754,7 @@ fn to_mbox(
             refs_all.push(r);
             tally(&p, fate, tn, &path, &mut seen, rec, out);
         }
+        opened.release(&refs_all[refs_all.len().saturating_sub(1)..]);
     }
     let deletes: Vec<usize> = if opts.delete { matcher.unmatched().collect() } else { Vec::new() };
     out.counts.deleted_target = deletes.len() as u64;
