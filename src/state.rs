@@ -7,7 +7,9 @@
 //! Maildir); the target's, taken after the run; and the options that shape the result. When
 //! the next run finds the same stamp, neither side has changed and the folder is not read.
 //! `--no-cache` ignores and does not write it. Age filters depend on the clock, so runs with
-//! them always read everything.
+//! them always read everything. A state saved by a `--no-fsync` run is unverified: a power cut
+//! could have torn a copy without changing any directory, so the next run first compares every
+//! target file's size with its `,S=` (a `stat` each, no reads) before it trusts the stamps.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -82,6 +84,10 @@ pub struct Saved {
     pub source: String,
     pub target: String,
     pub counts: Counts,
+    /// The run that saved this synced its data (or a later run checked every file's size):
+    /// no copy can be torn, the stamps alone decide.
+    #[serde(default)]
+    pub verified: bool,
 }
 
 /// Where the state of a target folder lives: inside a Maildir folder's directory (which

@@ -260,7 +260,13 @@ fn target_folder(target: &Target, tn: &FolderName, layout: Layout) -> Option<(Pa
     }
 }
 
-fn sync_folder(sf: &SourceFolder, tn: &FolderName, target: &Target, opts: &SyncOptions, rec: &dyn Recorder) -> FolderOutcome {
+fn sync_folder(
+    sf: &SourceFolder,
+    tn: &FolderName,
+    target: &Target,
+    opts: &SyncOptions,
+    rec: &dyn Recorder,
+) -> FolderOutcome {
     // Stamps first: a source changed while it is read must not look unchanged next time.
     let tfolder = target_folder(target, tn, opts.layout);
     let stamp = match (&tfolder, opts.use_cache) {
@@ -268,11 +274,16 @@ fn sync_folder(sf: &SourceFolder, tn: &FolderName, target: &Target, opts: &SyncO
         _ => None,
     };
     if let (Some((tpath, mbox)), Some((o, s))) = (&tfolder, &stamp)
-        && let Some(saved) = state::load(&state::state_path(tpath, *mbox))
+        && let Some(mut saved) = state::load(&state::state_path(tpath, *mbox))
         && &saved.options == o
         && &saved.source == s
         && saved.target == state::target_stamp(tpath, *mbox)
+        && (saved.verified || sizes_match(tpath, *mbox))
     {
+        if !saved.verified && !opts.dry_run {
+            saved.verified = true;
+            save_state(tpath, *mbox, &saved, opts);
+        }
         let mut out = FolderOutcome { counts: state::unchanged_counts(&saved.counts), ..Default::default() };
         if opts.dry_run {
             out.plan_line = Some(format!("{} -> {}: unchanged since the last run", sf.name.as_str(), tn.as_str()));
@@ -281,18 +292,46 @@ fn sync_folder(sf: &SourceFolder, tn: &FolderName, target: &Target, opts: &SyncO
     }
     let out = sync_folder_read(sf, tn, target, opts, rec);
     if let (Some((tpath, mbox)), Some((o, s)), false, true) = (&tfolder, stamp, opts.dry_run, out.errors.is_empty()) {
-        let saved = state::Saved { options: o, source: s, target: state::target_stamp(tpath, *mbox), counts: out.counts.clone() };
-        let path = state::state_path(tpath, *mbox);
-        if let (Some(dir), Some(name), Ok(text)) = (path.parent(), path.file_name(), serde_json::to_vec(&saved))
-            && let Ok(d) = fsx::Dir::open_root(dir)
-        {
-            let _ = d.write_atomic(&name.to_string_lossy(), &text, mdwrite::FILE_MODE, opts.owner, false);
-        }
+        let saved = state::Saved {
+            options: o,
+            source: s,
+            target: state::target_stamp(tpath, *mbox),
+            counts: out.counts.clone(),
+            verified: opts.durable,
+        };
+        save_state(tpath, *mbox, &saved, opts);
     }
     out
 }
 
-fn sync_folder_read(sf: &SourceFolder, tn: &FolderName, target: &Target, opts: &SyncOptions, rec: &dyn Recorder) -> FolderOutcome {
+fn save_state(tpath: &Path, mbox: bool, saved: &state::Saved, opts: &SyncOptions) {
+    let path = state::state_path(tpath, mbox);
+    if let (Some(dir), Some(name), Ok(text)) = (path.parent(), path.file_name(), serde_json::to_vec(saved))
+        && let Ok(d) = fsx::Dir::open_root(dir)
+    {
+        let _ = d.write_atomic(&name.to_string_lossy(), &text, mdwrite::FILE_MODE, opts.owner, false);
+    }
+}
+
+/// Every message file of a target Maildir folder has the size its `,S=` says (an mbox target
+/// is covered by its stamp, which holds its size).
+fn sizes_match(tpath: &Path, mbox: bool) -> bool {
+    if mbox {
+        return true;
+    }
+    let mut problems = Vec::new();
+    let entries = mdread::messages(tpath, &Default::default(), ScanOptions::default(), &mut problems);
+    problems.is_empty()
+        && entries.iter().all(|e| crate::store::maildir::name::size_field(e.base()).is_none_or(|s| s == e.size))
+}
+
+fn sync_folder_read(
+    sf: &SourceFolder,
+    tn: &FolderName,
+    target: &Target,
+    opts: &SyncOptions,
+    rec: &dyn Recorder,
+) -> FolderOutcome {
     let mut out = FolderOutcome::default();
     out.counts.folders = 1;
     let scan = ScanOptions { follow_symlinks: opts.follow_symlinks };
@@ -405,6 +444,19 @@ fn to_maildir(
 ) -> Result<()> {
     let tdir = MaildirTarget::folder_path(root, tn, opts.layout).map_err(|e| Error::bad(root, e))?;
     let index = target_index::maildir(&tdir, opts.use_cache && !opts.dry_run, &mut out.errors)?;
+    for t in &index.torn {
+        if writer.is_none() {
+            out.warnings.push(Problem::new(t, "torn copy (shorter than its ,S=): would be set aside and copied again"));
+            continue;
+        }
+        match target_index::set_aside(t) {
+            Ok(a) => out.warnings.push(Problem::new(
+                t,
+                format!("torn copy (shorter than its ,S=) set aside as {}; its message is copied again", a.display()),
+            )),
+            Err(e) => out.errors.push(e.problem()),
+        }
+    }
     let mut matcher = Matcher::new(index.entries.iter().map(|(e, h)| (*h, e.meta.clone())));
     let mut fw: Option<FolderWriter<'_>> = match writer {
         Some(w) => Some(w.folder(tn)?),

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
@@ -27,6 +27,8 @@ pub struct Index {
     pub entries: Vec<(MaildirEntry, Hash)>,
     /// Every entry's hash came from a valid cache entry.
     pub from_cache: bool,
+    /// Copies mailmover wrote that a crash left shorter than their `,S=` says.
+    pub torn: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,6 +97,16 @@ pub fn maildir(dir: &Path, use_cache: bool, problems: &mut Vec<Problem>) -> Resu
     let hashed: Vec<Result<(MaildirEntry, Hash), Problem>> = entries
         .into_par_iter()
         .map(|e| {
+            // Checked on every run, cache or not: a stat is enough.
+            if let Some(s) = name::size_field(e.base())
+                && s != e.size
+            {
+                let path = e.path(dir);
+                return Err(Problem::new(
+                    &path,
+                    format!("file has {} bytes but its name says S={s} (torn or rewritten file)", e.size),
+                ));
+            }
             let key = Key { size: e.size, mtime_ns: e.mtime_ns };
             if let Some((k, h)) = cache.as_ref().and_then(|c| c.get(e.base()))
                 && *k == key
@@ -115,18 +127,47 @@ pub fn maildir(dir: &Path, use_cache: bool, problems: &mut Vec<Problem>) -> Resu
         })
         .collect();
     let mut out = Vec::with_capacity(hashed.len());
+    let mut torn = Vec::new();
     for r in hashed {
         match r {
             Ok(x) => out.push(x),
             Err(p) => {
                 all_cached = false;
-                problems.push(p)
+                let name = Path::new(&p.path).file_name().map(|n| n.as_encoded_bytes().to_vec()).unwrap_or_default();
+                if p.reason.contains("(torn or rewritten file)") && written_by_us(&name) {
+                    torn.push(PathBuf::from(&p.path));
+                } else {
+                    problems.push(p)
+                }
             }
         }
     }
     let from_cache = all_cached
         && cache.as_ref().is_some_and(|c| c.len() == out.len() && out.iter().all(|(e, _)| c.contains_key(e.base())));
-    Ok(Index { entries: out, from_cache })
+    Ok(Index { entries: out, from_cache, torn })
+}
+
+/// Names in the shape mailmover writes (`<secs>.M<usec>P<pid>Q<n>.host,S=…`): a size that
+/// does not match such a name means a copy was torn by a crash without fsync.
+fn written_by_us(name: &[u8]) -> bool {
+    let Ok(s) = std::str::from_utf8(name) else { return false };
+    let mut parts = s.splitn(3, '.');
+    let (Some(secs), Some(id)) = (parts.next(), parts.next()) else { return false };
+    let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+    let Some(rest) = id.strip_prefix('M') else { return false };
+    let Some((usec, rest)) = rest.split_once('P') else { return false };
+    let Some((pid, q)) = rest.split_once('Q') else { return false };
+    digits(secs) && digits(usec) && digits(pid) && digits(q) && s.contains(",S=")
+}
+
+/// Moves a torn copy out of sight (a dot-name in the same directory, which Maildir readers
+/// ignore) so its message is copied again; its bytes are kept, nothing is deleted.
+pub fn set_aside(path: &Path) -> crate::error::Result<PathBuf> {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let aside = path.with_file_name(format!(".{name}.torn"));
+    let dir = fsx::Dir::open_root(path.parent().unwrap_or(Path::new(".")))?;
+    dir.rename_noreplace(std::ffi::OsStr::new(&name), &dir, std::ffi::OsStr::new(&format!(".{name}.torn")))?;
+    Ok(aside)
 }
 
 /// Rewrites the cache of a folder after a sync: the hashes known from the index plus those of
@@ -170,6 +211,13 @@ pub fn cache_path(dir: &Path) -> std::path::PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn our_names() {
+        assert!(written_by_us(b"1136214245.M123P45Q6.host,S=10,W=11:2,S"));
+        assert!(!written_by_us(b"1136214245.M123P45.host,S=10:2,S"));
+        assert!(!written_by_us(b"1136214245.000001.mbox:2,S"));
+    }
 
     #[test]
     fn cache_round_trip_and_corruption() {
