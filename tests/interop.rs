@@ -1,0 +1,257 @@
+//! Other software reads what mailmover writes: Dovecot's `doveadm` (run without a server, on a
+//! copy, as acceptance/README.md "doveadm without a server" describes) sees the same messages,
+//! flags, keywords and received dates in Maildir (Maildir++ and fs layouts) and mbox targets;
+//! CPython's `mailbox` module reads the same counts and bytes.
+//!
+//! No pre-1970 dates here: doveadm prints them as unsigned 64-bit numbers.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+use serde_json::Value;
+
+fn doveadm_available() -> bool {
+    if have("doveadm") {
+        return true;
+    }
+    if std::env::var("MAILMOVER_REQUIRE_DOVEADM").as_deref() == Ok("1") {
+        panic!("doveadm is not installed and MAILMOVER_REQUIRE_DOVEADM=1");
+    }
+    eprintln!("notice: doveadm not found; Dovecot interop checks skipped");
+    false
+}
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// The temp dir must be traversable by nobody (tempfile makes it 0700).
+fn open_up(env: &TestEnv) {
+    std::fs::set_permissions(env.root(), std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+fn give_to_nobody(p: &Path) {
+    if is_root() {
+        let st = Command::new("chown").args(["-R", "65534:65534"]).arg(p).status().unwrap();
+        assert!(st.success());
+    }
+}
+
+/// `doveadm fetch` of every message: (mailbox, flags sorted, date.received.unixtime, size).
+fn doveadm_fetch(env: &TestEnv, location: &str) -> Vec<(String, Vec<String>, i64, u64)> {
+    let conf = env.write("dc.conf", b"namespace inbox {\n  inbox = yes\n  separator = /\n}\n");
+    let home = env.path("dovehome");
+    std::fs::create_dir_all(&home).unwrap();
+    give_to_nobody(&home);
+    let mut c = Command::new("doveadm");
+    c.arg("-c")
+        .arg(&conf)
+        .args(["-o", &format!("mail_location={location}")])
+        .arg("-o")
+        .arg(format!("mail_home={}", home.display()));
+    c.args(["-o", "mailbox_list_index=no"]);
+    if is_root() {
+        c.args(["-o", "mail_uid=65534", "-o", "mail_gid=65534"]).env("USER", "nobody");
+    }
+    c.args(["-f", "json", "fetch", "mailbox flags date.received.unixtime size.physical", "all"]);
+    let out = c.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && !stderr.contains("Error"), "doveadm failed ({:?}):\n{stderr}", out.status);
+    let v: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("doveadm output ({e}): {}", String::from_utf8_lossy(&out.stdout)));
+    let mut rows: Vec<_> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let mut flags: Vec<String> = r["flags"]
+                .as_str()
+                .unwrap()
+                .split_whitespace()
+                .filter(|f| *f != "\\Recent")
+                .map(String::from)
+                .collect();
+            flags.sort();
+            (
+                r["mailbox"].as_str().unwrap().to_string(),
+                flags,
+                r["date.received.unixtime"].as_str().unwrap().parse().unwrap(),
+                r["size.physical"].as_str().unwrap().parse().unwrap(),
+            )
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+/// IMAP flags and keywords of a Maildir message, as Dovecot names them.
+fn imap_flags(m: &Msg) -> Vec<String> {
+    let mut v: Vec<String> = m
+        .flags
+        .chars()
+        .filter_map(|c| match c {
+            'D' => Some("\\Draft"),
+            'F' => Some("\\Flagged"),
+            'R' => Some("\\Answered"),
+            'S' => Some("\\Seen"),
+            'T' => Some("\\Deleted"),
+            _ => None,
+        })
+        .map(String::from)
+        .chain(m.keywords.iter().cloned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// A source with flags, keywords and several folders: the Thunderbird tree plus the UTF-7 dir.
+fn synced_maildir(env: &TestEnv, layout: &str) -> Vec<Msg> {
+    let tb = env.fixture("mbox/thunderbird-dir");
+    env.sync(&format!("mbox:{}", tb.display()), "out", &["--layout", layout]).expect_code(0);
+    let u = env.fixture("mbox/utf7-dir");
+    env.sync(&format!("mbox:{}", u.display()), "out", &["--layout", layout, "--exclude", "^INBOX$"]).expect_code(0);
+    let cl2 = env.fixture("mbox/status-flags.mbox");
+    env.sync(cl2.to_str().unwrap(), "out", &["--layout", layout, "--map-folder", "s/^INBOX$/Flags/"]).expect_code(0);
+    read_maildir(&env.path("out"), if layout == "fs" { Layout::Fs } else { Layout::MaildirPP })
+}
+
+fn check_doveadm_maildir(layout: &str) {
+    if !doveadm_available() {
+        return;
+    }
+    let env = TestEnv::new();
+    open_up(&env);
+    let msgs = synced_maildir(&env, layout);
+    assert!(msgs.len() >= 15);
+    let copy = env.path("copy");
+    copy_store(&env.path("out"), &copy);
+    give_to_nobody(&copy);
+    let loc = if layout == "fs" {
+        format!("maildir:{}:LAYOUT=fs", copy.display())
+    } else {
+        format!("maildir:{}", copy.display())
+    };
+    let got = doveadm_fetch(&env, &loc);
+    let mut want: Vec<_> =
+        msgs.iter().map(|m| (m.folder.clone(), imap_flags(m), m.mtime, m.bytes.len() as u64)).collect();
+    want.sort();
+    assert_same_set(&want, &got, &format!("doveadm on a {layout} Maildir (mailbox, flags, received date, size)"));
+}
+
+#[test]
+fn doveadm_reads_maildirpp_target() {
+    check_doveadm_maildir("maildir++");
+}
+
+#[test]
+fn doveadm_reads_fs_layout_target() {
+    check_doveadm_maildir("fs");
+}
+
+fn mbox_target(env: &TestEnv) -> (Vec<Msg>, std::path::PathBuf) {
+    let src = env.fixture("maildir/dovecot-keywords");
+    for (i, e) in
+        walkdir::WalkDir::new(&src).into_iter().filter_map(Result::ok).filter(|e| e.file_type().is_file()).enumerate()
+    {
+        set_mtime(e.path(), 1_400_000_000 + i as i64 * 7_777);
+    }
+    let msgs = read_maildir(&src, Layout::MaildirPP);
+    std::fs::create_dir_all(env.path("mb")).unwrap();
+    env.sync(&format!("maildir:{}", src.display()), "mbox:mb/INBOX", &[]).expect_code(0);
+    (msgs, env.path("mb"))
+}
+
+fn doveadm_mbox_rows(env: &TestEnv, dir: &Path) -> Vec<(String, Vec<String>, i64, u64)> {
+    let copy = env.path("mbcopy");
+    copy_store(dir, &copy);
+    give_to_nobody(&copy);
+    doveadm_fetch(env, &format!("mbox:{}:INBOX={}/INBOX", copy.display(), copy.display()))
+}
+
+#[test]
+fn doveadm_reads_mbox_target_flags_and_dates() {
+    if !doveadm_available() {
+        return;
+    }
+    let env = TestEnv::new();
+    open_up(&env);
+    let (msgs, dir) = mbox_target(&env);
+    let strip_kw = |v: Vec<String>| v.into_iter().filter(|f| f.starts_with('\\')).collect::<Vec<_>>();
+    let got: Vec<_> = doveadm_mbox_rows(&env, &dir).into_iter().map(|(_, f, d, _)| (strip_kw(f), d)).collect();
+    let want: Vec<_> = msgs.iter().map(|m| (strip_kw(imap_flags(m)), m.mtime)).collect();
+    assert_same_set(&want, &got, "doveadm on the mbox target (system flags, received date)");
+}
+
+#[test]
+#[ignore = "bug: the mbox writer puts keywords in X-Keywords but writes no X-IMAPbase, so Dovecot shows no keywords"]
+fn doveadm_sees_keywords_in_mbox_target() {
+    if !doveadm_available() {
+        return;
+    }
+    let env = TestEnv::new();
+    open_up(&env);
+    let (msgs, dir) = mbox_target(&env);
+    let got: Vec<_> = doveadm_mbox_rows(&env, &dir).into_iter().map(|(_, f, d, _)| (f, d)).collect();
+    let want: Vec<_> = msgs.iter().map(|m| (imap_flags(m), m.mtime)).collect();
+    assert_same_set(&want, &got, "doveadm on the mbox target (flags and keywords)");
+}
+
+const PY: &str = r#"
+import hashlib, json, mailbox, sys
+kind, path = sys.argv[1], sys.argv[2]
+out = {}
+if kind == "maildir":
+    md = mailbox.Maildir(path, factory=None, create=False)
+    out["INBOX"] = sorted(hashlib.sha256(md.get_bytes(k)).hexdigest() for k in md.iterkeys())
+    for f in md.list_folders():
+        sub = md.get_folder(f)
+        out[f] = sorted(hashlib.sha256(sub.get_bytes(k)).hexdigest() for k in sub.iterkeys())
+else:
+    mb = mailbox.mbox(path, create=False)
+    out["INBOX"] = [mb.get_bytes(k).hex() for k in mb.iterkeys()]
+print(json.dumps(out))
+"#;
+
+fn python(kind: &str, path: &Path) -> Option<BTreeMap<String, Vec<String>>> {
+    if !have("python3") {
+        eprintln!("notice: python3 not found; mailbox interop skipped");
+        return None;
+    }
+    let out = Command::new("python3").args(["-c", PY, kind]).arg(path).output().unwrap();
+    assert!(out.status.success(), "python3 mailbox failed: {}", String::from_utf8_lossy(&out.stderr));
+    Some(serde_json::from_slice(&out.stdout).unwrap())
+}
+
+#[test]
+fn python_mailbox_reads_maildir_target() {
+    let env = TestEnv::new();
+    let msgs = synced_maildir(&env, "maildir++");
+    let Some(py) = python("maildir", &env.path("out")) else { return };
+    let mut want: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (name, dir) in maildir_folders(&env.path("out"), Layout::MaildirPP) {
+        let key =
+            if name == "INBOX" { name.clone() } else { dir.file_name().unwrap().to_string_lossy()[1..].to_string() };
+        let mut v: Vec<String> = msgs.iter().filter(|m| m.folder == name).map(|m| sha256(&m.bytes)).collect();
+        v.sort();
+        want.insert(key, v);
+    }
+    assert_eq!(py, want);
+}
+
+#[test]
+fn python_mailbox_reads_mbox_target() {
+    let env = TestEnv::new();
+    let (msgs, dir) = mbox_target(&env);
+    let Some(py) = python("mbox", &dir.join("INBOX")) else { return };
+    let got: Vec<String> = py["INBOX"]
+        .iter()
+        .map(|h| sha256(&strip_internal(&unquote(&hex::decode(h).unwrap(), Variant::Mboxrd))))
+        .collect();
+    let want: Vec<String> = msgs.iter().map(|m| sha256(&m.bytes)).collect();
+    assert_same_set(&want, &got, "python mailbox.mbox of the mbox target (mboxrd-unquoted, internal headers removed)");
+}

@@ -1,0 +1,120 @@
+//! `mailmover verify`: a synced pair is ok; one deleted, re-flagged or re-dated target message
+//! makes it exit 1 with exactly the matching counter at 1; verify never writes.
+
+mod common;
+
+use common::*;
+
+/// A synced pair (example.mbox → Maildir) and the snapshot of both sides.
+fn synced() -> (TestEnv, String) {
+    let env = TestEnv::new();
+    let src = env.fixture("example.mbox");
+    let s = src.to_str().unwrap().to_string();
+    env.sync(&s, "out", &[]).expect_code(0);
+    (env, s)
+}
+
+fn verify(env: &TestEnv, src: &str) -> Run {
+    let snap_t = snapshot(&env.path("out"));
+    let snap_s = snapshot(std::path::Path::new(src));
+    let r = env.run(["verify", src, "out", "--json"]);
+    assert_unchanged(&snap_t, &env.path("out"), "the target after verify");
+    assert_unchanged(&snap_s, std::path::Path::new(src), "the source after verify");
+    r
+}
+
+const COUNTERS: [&str; 4] = ["missing_in_target", "extra_in_target", "flag_mismatches", "date_mismatches"];
+
+#[track_caller]
+fn expect_only(r: &Run, counter: &str) {
+    r.expect_code(1);
+    let j = r.json();
+    assert_eq!(j["ok"], serde_json::json!(false), "{j}");
+    for c in COUNTERS {
+        let want = u64::from(c == counter);
+        assert_eq!(j[c].as_u64(), Some(want), "{c} in {j}");
+    }
+}
+
+fn first_cur(env: &TestEnv) -> Msg {
+    read_maildir(&env.path("out"), Layout::MaildirPP).into_iter().find(|m| m.sub == "cur").expect("a message in cur/")
+}
+
+#[test]
+fn synced_pair_verifies_ok() {
+    let (env, s) = synced();
+    let r = verify(&env, &s);
+    r.expect_code(0);
+    let j = r.json();
+    assert_eq!(j["ok"], serde_json::json!(true));
+    assert_eq!((j["source"].as_u64(), j["target"].as_u64()), (Some(5), Some(5)));
+    for c in COUNTERS {
+        assert_eq!(j[c].as_u64(), Some(0), "{c}");
+    }
+}
+
+#[test]
+fn deleted_target_message_is_missing() {
+    let (env, s) = synced();
+    let m = first_cur(&env);
+    std::fs::remove_file(env.path("out").join("cur").join(&m.name)).unwrap();
+    expect_only(&verify(&env, &s), "missing_in_target");
+}
+
+#[test]
+fn reflagged_target_message_is_a_flag_mismatch() {
+    let (env, s) = synced();
+    let m = first_cur(&env);
+    let (base, info) = split_info(&m.name);
+    let new_flags = if info.unwrap_or("").contains('F') {
+        info.unwrap().replace('F', "")
+    } else {
+        format!("F{}", info.unwrap_or(""))
+    };
+    let mut letters: Vec<char> = new_flags.chars().collect();
+    letters.sort_unstable();
+    let to = format!("{base}:2,{}", letters.into_iter().collect::<String>());
+    std::fs::rename(env.path("out/cur").join(&m.name), env.path("out/cur").join(to)).unwrap();
+    expect_only(&verify(&env, &s), "flag_mismatches");
+}
+
+#[test]
+fn redated_target_message_is_a_date_mismatch() {
+    let (env, s) = synced();
+    let m = first_cur(&env);
+    set_mtime(&env.path("out/cur").join(&m.name), m.mtime + 86_400 * 3);
+    expect_only(&verify(&env, &s), "date_mismatches");
+}
+
+#[test]
+fn extra_target_message_is_counted() {
+    let (env, s) = synced();
+    env.write("out/new/1600000000.M1P1.other", &message("extra", "x\n"));
+    let r = verify(&env, &s);
+    let j = r.json();
+    assert_eq!(j["extra_in_target"].as_u64(), Some(1), "{j}");
+    for c in ["missing_in_target", "flag_mismatches", "date_mismatches"] {
+        assert_eq!(j[c].as_u64(), Some(0), "{c} in {j}");
+    }
+}
+
+#[test]
+fn verify_follows_the_same_folder_mapping() {
+    let env = TestEnv::new();
+    let src = env.fixture("mbox/utf7-dir");
+    let s = format!("mbox:{}", src.display());
+    env.sync(&s, "out", &["--map-folder", "s/^Archive/Old/"]).expect_code(0);
+    env.run(["verify", &s, "out", "--json", "--map-folder", "s/^Archive/Old/"]).expect_code(0);
+    let r = env.run(["verify", &s, "out", "--json"]);
+    r.expect_code(1);
+    assert_eq!(r.json()["missing_in_target"].as_u64(), Some(2), "{}", r.stdout);
+}
+
+#[test]
+fn verify_of_missing_target_writes_nothing() {
+    let env = TestEnv::new();
+    let src = env.fixture("example.mbox");
+    let r = env.run(["verify", src.to_str().unwrap(), "absent", "--json"]);
+    assert!(matches!(r.code, 1 | 2), "{r:?}");
+    assert!(!env.path("absent").exists(), "verify created the target");
+}
