@@ -12,15 +12,45 @@ use crate::source::Origin;
 #[derive(Debug, Clone)]
 pub enum Event {
     Plan(String),
-    Copy { folder: FolderName, origin: Origin, target: PathBuf, sha256: Hash, size: u64, meta: Meta },
-    Flags { folder: FolderName, origin: Origin, target: PathBuf, sha256: Hash, meta: Meta },
-    Skip { folder: FolderName, origin: Origin, reason: String, sha256: Option<Hash> },
-    Delete { folder: FolderName, target: PathBuf, sha256: Hash, size: u64 },
-    Error { folder: FolderName, problem: Problem },
+    Copy {
+        folder: FolderName,
+        origin: Origin,
+        target: PathBuf,
+        sha256: Hash,
+        size: u64,
+        meta: Meta,
+    },
+    Flags {
+        folder: FolderName,
+        origin: Origin,
+        target: PathBuf,
+        sha256: Hash,
+        meta: Meta,
+    },
+    Skip {
+        folder: FolderName,
+        origin: Origin,
+        reason: String,
+        sha256: Option<Hash>,
+    },
+    Delete {
+        folder: FolderName,
+        target: PathBuf,
+        sha256: Hash,
+        size: u64,
+    },
+    Error {
+        folder: FolderName,
+        problem: Problem,
+    },
     /// A folder was opened: this many more stored bytes to go through.
-    Discovered { bytes: u64 },
+    Discovered {
+        bytes: u64,
+    },
     /// One more source message dealt with (whatever its fate), of this many stored bytes.
-    Progress { bytes: u64 },
+    Progress {
+        bytes: u64,
+    },
 }
 
 pub trait Recorder: Sync {

@@ -48,7 +48,12 @@ fn open_source_flags(path: &Path, extra: i32) -> Result<File> {
 /// anything that is not a regular file (a FIFO is never opened for reading: `O_NONBLOCK` plus
 /// the type check happen before any read).
 pub fn read_source_file(path: &Path) -> Result<Vec<u8>> {
-    let mut f = open_source_nofollow(path)?;
+    read_message_file(path, false)
+}
+
+/// Reads a message file; with `follow`, a symlink to a message is read too (`--follow-symlinks`).
+pub fn read_message_file(path: &Path, follow: bool) -> Result<Vec<u8>> {
+    let mut f = if follow { open_source_flags(path, libc::O_NONBLOCK)? } else { open_source_nofollow(path)? };
     let md = f.metadata().at(path)?;
     if !md.is_file() {
         return Err(Error::bad(path, "not a regular file"));
@@ -350,7 +355,8 @@ pub fn write_pieces(f: &mut File, pieces: &[&[u8]], path: &Path) -> Result<(u64,
         n += p.len() as u64;
     }
     // One writev for the whole message (quoting and header cuts make several pieces).
-    let mut slices: Vec<io::IoSlice<'_>> = pieces.iter().filter(|p| !p.is_empty()).map(|p| io::IoSlice::new(p)).collect();
+    let mut slices: Vec<io::IoSlice<'_>> =
+        pieces.iter().filter(|p| !p.is_empty()).map(|p| io::IoSlice::new(p)).collect();
     let mut rest = &mut slices[..];
     while !rest.is_empty() {
         match f.write_vectored(rest) {

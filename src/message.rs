@@ -27,11 +27,30 @@ pub struct Meta {
     pub recent: bool,
     pub date: i64,
     pub date_source: DateSource,
+    /// Maildir info text kept as found: Dovecot's `,XYZ` after the flag letters, or a whole
+    /// info part of another version (`1,…`). Only Maildir targets can hold it.
+    pub info_tail: Option<InfoTail>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum InfoTail {
+    /// Text after the `2,` flag letters, starting with `,`.
+    Extension(String),
+    /// A whole info part that is not `2,…` (e.g. experimental `1,…`).
+    Other(String),
 }
 
 impl Meta {
     pub fn new(date: i64, date_source: DateSource) -> Meta {
-        Meta { flags: Flags::empty(), keywords: Keywords::new(), stray_letters: 0, recent: false, date, date_source }
+        Meta {
+            flags: Flags::empty(),
+            keywords: Keywords::new(),
+            stray_letters: 0,
+            recent: false,
+            date,
+            date_source,
+            info_tail: None,
+        }
     }
 
     /// Same flags and keywords (what a flag update carries).
@@ -39,9 +58,30 @@ impl Meta {
         self.flags == o.flags && self.keywords == o.keywords && self.stray_letters == o.stray_letters
     }
 
-    /// Belongs in `new/`: recent and without any flag or keyword.
+    /// Whether a target copy described by `target` already shows this source message's state:
+    /// the same flags and keywords, the same internal date, and not still unseen (new/) when the
+    /// source has been seen. A target copy a client has seen is never made new again.
+    pub fn same_state(&self, target: &Meta) -> bool {
+        self.same_flags(target) && self.date == target.date && !(target.goes_to_new() && !self.goes_to_new())
+    }
+
+    /// What an mbox can hold of this state: no `P` flag (no letter for it in Status or
+    /// X-Status), no unnamed keyword letters, no Maildir info text.
+    pub fn mbox_view(&self) -> Meta {
+        let mut m = self.clone();
+        m.flags.remove(crate::flags::Flags::PASSED);
+        m.stray_letters = 0;
+        m.info_tail = None;
+        m
+    }
+
+    /// Belongs in `new/`: recent and without any flag, keyword or info text.
     pub fn goes_to_new(&self) -> bool {
-        self.recent && self.flags.is_empty() && self.keywords.is_empty() && self.stray_letters == 0
+        self.recent
+            && self.flags.is_empty()
+            && self.keywords.is_empty()
+            && self.stray_letters == 0
+            && self.info_tail.is_none()
     }
 
     pub fn stray_string(&self) -> String {

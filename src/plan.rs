@@ -17,7 +17,7 @@ pub enum Action {
     Copy,
     /// In the target with the same flags and keywords.
     Skip(usize),
-    /// In the target with other flags or keywords: rename that file.
+    /// In the target with other flags, keywords or date: rename or re-time that file.
     UpdateFlags(usize),
 }
 
@@ -47,7 +47,7 @@ impl Matcher {
         let Some(cands) = self.by_hash.get(hash) else { return Action::Copy };
         let free = || cands.iter().copied().filter(|&i| !self.used[i]);
         let pick = free()
-            .find(|&i| self.metas[i].same_flags(meta))
+            .find(|&i| meta.same_state(&self.metas[i]))
             .map(Action::Skip)
             .or_else(|| free().next().map(Action::UpdateFlags));
         match pick {

@@ -75,11 +75,20 @@ pub struct Summary {
     pub errors: Vec<Problem>,
     pub warnings: Vec<Problem>,
     pub peak_rss_kib: u64,
+    /// The only source given is not a store at all: nothing was written (exit 2).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub rejected: bool,
 }
 
 impl Summary {
     pub fn exit_code(&self) -> i32 {
-        if self.errors.is_empty() { 0 } else { 1 }
+        if self.rejected {
+            2
+        } else if self.errors.is_empty() {
+            0
+        } else {
+            1
+        }
     }
 
     /// The end-of-run statistics, imapsync style.

@@ -20,7 +20,7 @@ const CHUNK_BYTES: u64 = 16 << 20;
 
 pub enum Opened {
     Mbox(Arc<MboxFile>),
-    Maildir { dir: PathBuf, entries: Vec<MaildirEntry> },
+    Maildir { dir: PathBuf, entries: Vec<MaildirEntry>, follow_symlinks: bool },
 }
 
 #[derive(Debug, Clone)]
@@ -98,7 +98,7 @@ impl Opened {
             Location::Maildir(dir) => {
                 let kw = mdread::keyword_map(dir);
                 let entries = mdread::messages(dir, &kw, scan, problems);
-                Ok(Opened::Maildir { dir: dir.clone(), entries })
+                Ok(Opened::Maildir { dir: dir.clone(), entries, follow_symlinks: scan.follow_symlinks })
             }
         }
     }
@@ -135,7 +135,7 @@ impl Opened {
                 offset: e.from_line.start as u64,
                 len: (e.msg.end - e.from_line.start) as u64,
             },
-            (Opened::Maildir { dir, entries }, Ref::Maildir(i)) => {
+            (Opened::Maildir { dir, entries, .. }, Ref::Maildir(i)) => {
                 Origin::File(entries.get(*i).map_or_else(|| dir.clone(), |e| e.path(dir)))
             }
             (Opened::Mbox(f), _) => Origin::File(f.path.clone()),
@@ -166,9 +166,9 @@ impl Opened {
                     partial: m.mozilla_partial,
                 })
             }
-            (Opened::Maildir { entries, .. }, Ref::Maildir(i)) => {
+            (Opened::Maildir { entries, follow_symlinks, .. }, Ref::Maildir(i)) => {
                 let e = entries.get(*i).ok_or_else(|| origin.problem("message vanished"))?;
-                let data = fsx::read_source_file(origin.path()).map_err(|err| err.problem())?;
+                let data = fsx::read_message_file(origin.path(), *follow_symlinks).map_err(|err| err.problem())?;
                 if data.is_empty() {
                     return Err(origin.problem("empty file (0 bytes) is not a message; skipped"));
                 }

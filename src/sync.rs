@@ -167,6 +167,17 @@ pub fn sync(src: &Store, dst: &Store, opts: &SyncOptions, rec: &dyn Recorder) ->
     if dst.kind == Kind::Cpanel || src.kind == Kind::Cpanel {
         return Err(Error::Usage("cpanel: stores are not supported by this version".into()));
     }
+    if src.kind == Kind::Mbox && src.path.is_file() {
+        // The only source given is not an mbox: nothing to do, and nothing is written.
+        let f = MboxFile::open(&src.path)?;
+        if let Err(e) = f.check() {
+            let mut s = Summary { rejected: true, dry_run: opts.dry_run, ..Default::default() };
+            s.errors.push(e.problem());
+            s.counts.failed = 1;
+            s.seconds = started.elapsed().as_secs_f64();
+            return Ok(s);
+        }
+    }
     let (pairs, mut source_problems) = mapped_folders(src, dst, opts)?;
     let target = open_target(dst, &pairs, opts)?;
     let pool = pool(opts.jobs)?;
@@ -382,16 +393,39 @@ struct Prepared<'a> {
 }
 
 /// Loads a chunk in parallel, hashing when the target has something to match against.
+/// How a message's identity is computed for matching.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Identity {
+    /// The bytes exactly.
+    Exact,
+    /// The bytes as an mbox can hold them: ending with a newline (an mbox message always
+    /// does, so one without gets it and must still match its copy).
+    Mbox,
+}
+
+impl Identity {
+    pub fn hash(self, pieces: &[&[u8]]) -> Hash {
+        let ends = pieces.iter().rev().find(|p| !p.is_empty()).is_none_or(|p| p.ends_with(b"\n"));
+        if self == Identity::Mbox && !ends {
+            let mut v = pieces.to_vec();
+            v.push(b"\n");
+            fsx::sha256_pieces(&v)
+        } else {
+            fsx::sha256_pieces(pieces)
+        }
+    }
+}
+
 fn load_chunk<'a>(
     opened: &'a Opened,
     refs: &[Ref],
     opts: &SyncOptions,
-    need_hash: bool,
+    need_hash: Option<Identity>,
 ) -> Vec<Result<Prepared<'a>, Problem>> {
     refs.par_iter()
         .map(|r| {
             let loaded = opened.load(r, &opts.read)?;
-            let hash = need_hash.then(|| fsx::sha256_pieces(&loaded.body.pieces()));
+            let hash = need_hash.map(|id| id.hash(&loaded.body.pieces()));
             Ok(Prepared { loaded, hash, action: None })
         })
         .collect()
@@ -482,7 +516,7 @@ fn to_maildir(
     let (mut copy_n, mut upd_n) = (0u64, 0u64);
     for refs in opened.chunks(&opts.read) {
         let mut prepared = Vec::with_capacity(refs.len());
-        for p in load_chunk(opened, &refs, opts, need_hash) {
+        for p in load_chunk(opened, &refs, opts, need_hash.then_some(Identity::Exact)) {
             match p {
                 Ok(p) => prepared.push(p),
                 Err(e) => {
@@ -748,7 +782,7 @@ fn read_target_mbox(path: &Path) -> Result<Option<TargetMbox>> {
     for (i, e) in file.entries(&ro).enumerate() {
         let m = file.message(&e, &ro);
         if !m.pseudo {
-            entries.push((e.clone(), fsx::sha256_pieces(&m.pieces), m.meta));
+            entries.push((e.clone(), Identity::Mbox.hash(&m.pieces), m.meta));
         }
         if i % 1024 == 1023 {
             file.release_before(e.msg.end);
@@ -773,8 +807,9 @@ fn to_mbox(
     // Phase 1: decide for every message (the file is rewritten once, in order).
     let mut copies: Vec<Ref> = Vec::new();
     let mut refs_all: Vec<Ref> = Vec::new();
+    let mut keywords: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
     for refs in opened.chunks(&opts.read) {
-        let prepared = load_chunk(opened, &refs, opts, true);
+        let prepared = load_chunk(opened, &refs, opts, Some(Identity::Mbox));
         for (r, p) in refs.into_iter().zip(prepared) {
             let p = match p {
                 Ok(p) => p,
@@ -788,15 +823,16 @@ fn to_mbox(
                 Some(reason) => Fate::Filtered { reason },
                 None => {
                     let h = p.hash.unwrap_or_default();
-                    match matcher.decide(&h, &p.loaded.meta) {
+                    match matcher.decide(&h, &p.loaded.meta.mbox_view()) {
                         Action::Copy => {
+                            keywords.extend(p.loaded.meta.keywords.iter().map(str::to_string));
                             copies.push(r.clone());
                             Fate::Copied { sha: h, size: p.loaded.body.len(), name: String::new() }
                         }
                         Action::Skip(_) => Fate::Skipped { sha: h, reason: "exists" },
                         Action::UpdateFlags(i) => {
                             if let Some(u) = updates.get_mut(i) {
-                                *u = Some(p.loaded.meta.clone());
+                                *u = Some(p.loaded.meta.mbox_view());
                             }
                             Fate::FlagsUpdated { sha: h, name: String::new() }
                         }
@@ -808,8 +844,14 @@ fn to_mbox(
         }
         opened.release(&refs_all[refs_all.len().saturating_sub(1)..]);
     }
-    let deletes: Vec<usize> = if opts.delete { matcher.unmatched().collect() } else { Vec::new() };
+    let deletes: HashSet<usize> = if opts.delete { matcher.unmatched().collect() } else { HashSet::new() };
     out.counts.deleted_target = deletes.len() as u64;
+    if let Some(t) = &existing {
+        for (i, (_, _, meta)) in t.entries.iter().enumerate().filter(|(i, _)| !deletes.contains(i)) {
+            let meta = updates.get(i).and_then(Option::as_ref).unwrap_or(meta);
+            keywords.extend(meta.keywords.iter().map(str::to_string));
+        }
+    }
     let n_existing = existing.as_ref().map_or(0, |t| t.entries.len()) as u64;
     out.counts.messages_target = n_existing + out.counts.transferred - out.counts.deleted_target;
     let changed =
@@ -835,6 +877,7 @@ fn to_mbox(
         std::fs::create_dir_all(parent).map_err(|e| Error::Io { path: parent.to_path_buf(), source: e })?;
     }
     let mut w = MboxWriter::create(&path, opts.owner, opts.durable)?;
+    w.set_keywords(keywords.into_iter().collect());
     let res = (|| {
         if let Some(t) = &existing {
             let ro = target_mbox_read_options();

@@ -9,7 +9,6 @@ use serde::Serialize;
 
 use crate::error::{Problem, Result};
 use crate::flags::Flags;
-use crate::fsx;
 use crate::message::Meta;
 use crate::plan::Hash;
 use crate::source::Opened;
@@ -17,7 +16,7 @@ use crate::store::maildir::read::{self as mdread, ScanOptions};
 use crate::store::maildir::write::MaildirTarget;
 use crate::store::mbox::read::{MboxFile, ReadOptions, Variant};
 use crate::store::{Kind, Location, Store};
-use crate::sync::{SyncOptions, mapped_folders, mbox_folder_path};
+use crate::sync::{Identity, SyncOptions, mapped_folders, mbox_folder_path};
 
 #[derive(Debug, Serialize, Clone)]
 pub struct Difference {
@@ -46,7 +45,7 @@ struct Msg {
     place: String,
 }
 
-fn digest_opened(opened: &Opened, ropts: &ReadOptions, errors: &mut Vec<Problem>) -> Vec<Msg> {
+fn digest_opened(opened: &Opened, ropts: &ReadOptions, id: Identity, errors: &mut Vec<Problem>) -> Vec<Msg> {
     let mut out = Vec::new();
     for refs in opened.chunks(ropts) {
         let v: Vec<_> = refs
@@ -57,7 +56,7 @@ fn digest_opened(opened: &Opened, ropts: &ReadOptions, errors: &mut Vec<Problem>
                         crate::source::Origin::Mbox { path, offset, .. } => format!("{}@{offset}", path.display()),
                         crate::source::Origin::File(p) => p.display().to_string(),
                     };
-                    (l.pseudo, Msg { hash: fsx::sha256_pieces(&l.body.pieces()), meta: l.meta, place })
+                    (l.pseudo, Msg { hash: id.hash(&l.body.pieces()), meta: l.meta, place })
                 })
             })
             .collect();
@@ -84,7 +83,7 @@ fn target_messages(dst: &Store, path: &Path, errors: &mut Vec<Problem>) -> Vec<M
         return Vec::new();
     }
     match Opened::open(&loc, ScanOptions::default(), errors) {
-        Ok(o) => digest_opened(&o, &ro, errors),
+        Ok(o) => digest_opened(&o, &ro, if dst.kind == Kind::Mbox { Identity::Mbox } else { Identity::Exact }, errors),
         Err(e) => {
             errors.push(e.problem());
             Vec::new()
@@ -105,7 +104,12 @@ pub fn verify(src: &Store, dst: &Store, opts: &SyncOptions) -> Result<Verificati
                 let mut fv = Verification::default();
                 let smsgs =
                     match Opened::open(&sf.loc, ScanOptions { follow_symlinks: opts.follow_symlinks }, &mut errors) {
-                        Ok(o) => digest_opened(&o, &opts.read, &mut errors),
+                        Ok(o) => digest_opened(
+                            &o,
+                            &opts.read,
+                            if dst.kind == Kind::Mbox { Identity::Mbox } else { Identity::Exact },
+                            &mut errors,
+                        ),
                         Err(e) => {
                             errors.push(e.problem());
                             return (fv, errors);

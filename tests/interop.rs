@@ -188,7 +188,6 @@ fn doveadm_reads_mbox_target_flags_and_dates() {
 }
 
 #[test]
-#[ignore = "bug: the mbox writer puts keywords in X-Keywords but writes no X-IMAPbase, so Dovecot shows no keywords"]
 fn doveadm_sees_keywords_in_mbox_target() {
     if !doveadm_available() {
         return;

@@ -6,6 +6,7 @@
 //! allowed and are read alike. Text after a further `,` in the info is a Dovecot extension.
 
 use crate::flags::Flags;
+use crate::message::InfoTail;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Name<'a> {
@@ -15,6 +16,8 @@ pub struct Name<'a> {
     pub flags: Flags,
     /// Lowercase letters, bit 0 = `a`.
     pub keyword_letters: u32,
+    /// Info text beyond the flag letters (see [`crate::message::InfoTail`]).
+    pub tail: Option<InfoTail>,
 }
 
 pub fn parse(name: &[u8]) -> Name<'_> {
@@ -28,17 +31,25 @@ pub fn parse(name: &[u8]) -> Name<'_> {
     };
     let mut flags = Flags::empty();
     let mut kw = 0u32;
-    if let Some(letters) = info.and_then(|i| i.strip_prefix(b"2,")) {
-        let letters = letters.split(|&b| b == b',').next().unwrap_or(b"");
-        for &c in letters {
-            if c.is_ascii_uppercase() {
-                flags.insert_letter(c);
-            } else if c.is_ascii_lowercase() {
-                kw |= 1 << (c - b'a');
+    let mut tail = None;
+    match info.map(|i| (i, i.strip_prefix(b"2,"))) {
+        Some((_, Some(rest))) => {
+            let end = rest.iter().position(|&b| b == b',').unwrap_or(rest.len());
+            for &c in &rest[..end] {
+                if c.is_ascii_uppercase() {
+                    flags.insert_letter(c);
+                } else if c.is_ascii_lowercase() {
+                    kw |= 1 << (c - b'a');
+                }
+            }
+            if end < rest.len() {
+                tail = Some(InfoTail::Extension(String::from_utf8_lossy(&rest[end..]).into_owned()));
             }
         }
+        Some((i, None)) if !i.is_empty() => tail = Some(InfoTail::Other(String::from_utf8_lossy(i).into_owned())),
+        _ => {}
     }
-    Name { base, info, flags, keyword_letters: kw }
+    Name { base, info, flags, keyword_letters: kw, tail }
 }
 
 /// The `,S=` size in a base name, if any.
@@ -55,6 +66,17 @@ pub fn info(flags: Flags, keyword_letters: u32) -> String {
     s.extend(flags.letters().map(char::from));
     s.extend((0u8..26).filter(|i| keyword_letters & (1 << i) != 0).map(|i| (b'a' + i) as char));
     s
+}
+
+/// The info part with a kept tail: Dovecot's extension after the letters, or a foreign info
+/// part as it was (when no flag was added to it).
+pub fn info_with_tail(flags: Flags, keyword_letters: u32, tail: Option<&InfoTail>) -> String {
+    let safe = |t: &str| !t.contains(['/', '\0']);
+    match tail {
+        Some(InfoTail::Extension(t)) if safe(t) => format!("{}{t}", info(flags, keyword_letters)),
+        Some(InfoTail::Other(t)) if flags.is_empty() && keyword_letters == 0 && safe(t) => t.clone(),
+        _ => info(flags, keyword_letters),
+    }
 }
 
 /// Host part of a unique name: `/` and `:` escaped as Maildir asks, `,` too (it would start a
@@ -96,6 +118,9 @@ mod tests {
         assert_eq!(n.flags.to_string(), "DFR");
         let n = parse(b"x:2,S,XYZ");
         assert_eq!(n.flags.to_string(), "S");
+        assert_eq!(n.tail, Some(InfoTail::Extension(",XYZ".into())));
+        assert_eq!(info_with_tail(n.flags, 0, n.tail.as_ref()), "2,S,XYZ");
+        assert_eq!(parse(b"x:1,foo").tail, Some(InfoTail::Other("1,foo".into())));
         let n = parse(b"x:1,S");
         assert!(n.flags.is_empty());
         let n = parse(b"1136214245.000001.mbox:2,RS");

@@ -266,6 +266,7 @@ fn entry(sub: Sub, raw: Vec<u8>, size: u64, mtime: i64, nsec: i64, kw: &KeywordM
         }
     }
     meta.recent = sub == Sub::New && n.info.is_none();
+    meta.info_tail = n.tail;
     MaildirEntry { sub, size, mtime_ns: mtime.saturating_mul(1_000_000_000).saturating_add(nsec), meta, name: raw }
 }
 

@@ -218,7 +218,10 @@ impl FolderWriter<'_> {
         if meta.goes_to_new() {
             (Sub::New, base.to_string())
         } else {
-            (Sub::Cur, format!("{base}:{}", name::info(meta.flags, self.letters(meta))))
+            (
+                Sub::Cur,
+                format!("{base}:{}", name::info_with_tail(meta.flags, self.letters(meta), meta.info_tail.as_ref())),
+            )
         }
     }
 
@@ -296,10 +299,16 @@ impl FolderWriter<'_> {
         let mut m = meta.clone();
         m.recent = m.recent && e.sub == Sub::New;
         let (sub, new_name) = self.final_name(&base, &m);
-        if sub == e.sub && new_name.as_bytes() == e.name.as_slice() {
-            return Ok((sub, new_name));
+        if sub != e.sub || new_name.as_bytes() != e.name.as_slice() {
+            self.sub_dir(e.sub).rename_noreplace(
+                OsStr::from_bytes(&e.name),
+                self.sub_dir(sub),
+                OsStr::new(&new_name),
+            )?;
         }
-        self.sub_dir(e.sub).rename_noreplace(OsStr::from_bytes(&e.name), self.sub_dir(sub), OsStr::new(&new_name))?;
+        if e.meta.date != meta.date {
+            self.sub_dir(sub).set_times(OsStr::new(&new_name), meta.date)?;
+        }
         Ok((sub, new_name))
     }
 

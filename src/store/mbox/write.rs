@@ -31,6 +31,9 @@ pub struct MboxWriter {
     owner: Option<Owner>,
     durable: bool,
     pub messages: u64,
+    /// Keywords to list in the first message's X-IMAPbase (Dovecot honours X-Keywords only for
+    /// keywords listed there).
+    keywords: Vec<String>,
 }
 
 impl MboxWriter {
@@ -58,11 +61,17 @@ impl MboxWriter {
             owner,
             durable,
             messages: 0,
+            keywords: Vec::new(),
         })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Keywords used anywhere in the file, announced in the first message's X-IMAPbase.
+    pub fn set_keywords(&mut self, keywords: Vec<String>) {
+        self.keywords = keywords;
     }
 
     /// Appends one message given as the bytes to store (no From_ line, no mbox headers).
@@ -80,12 +89,17 @@ impl MboxWriter {
         let w = &mut self.out;
         writeln!(w, "From {} {}", sender, asctime_utc(meta.date)).at(p)?;
         let hb = headers::scan(bytes);
-        let crlf = bytes
-            .windows(2)
-            .position(|x| x == b"\r\n")
-            .is_some_and(|i| memchr::memchr(b'\n', bytes).is_some_and(|n| n == i + 1));
+        let crlf = memchr::memchr(b'\n', bytes).is_some_and(|n| n > 0 && bytes[n - 1] == b'\r');
         let eol: &[u8] = if crlf { b"\r\n" } else { b"\n" };
-        let status = status_lines(meta, eol);
+        let mut status = Vec::new();
+        if self.messages == 0 && !self.keywords.is_empty() {
+            // UIDVALIDITY is the time of writing, as Dovecot does; UIDs are left to the reader.
+            let validity = chrono::Utc::now().timestamp().clamp(1, i64::from(u32::MAX));
+            status
+                .extend_from_slice(format!("X-IMAPbase: {validity} 0000000000 {}", self.keywords.join(" ")).as_bytes());
+            status.extend_from_slice(eol);
+        }
+        status.extend(status_lines(meta, eol));
         let (head_end, can_insert) = if hb.terminated {
             (hb.end, true)
         } else if hb.all_fields && bytes.ends_with(b"\n") {
