@@ -62,7 +62,7 @@ impl Meta {
     /// the same flags and keywords, the same internal date, and not still unseen (new/) when the
     /// source has been seen. A target copy a client has seen is never made new again.
     pub fn same_state(&self, target: &Meta) -> bool {
-        self.same_flags(target) && self.date == target.date && !(target.goes_to_new() && !self.goes_to_new())
+        self.same_flags(target) && self.date == target.date && (self.goes_to_new() || !target.goes_to_new())
     }
 
     /// What an mbox can hold of this state: no `P` flag (no letter for it in Status or
