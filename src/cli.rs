@@ -1,7 +1,7 @@
 //! The command line: clap definitions (their doc comments are the help text) and the one place
 //! where options become a validated configuration for the library.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
@@ -45,7 +45,7 @@ pub enum Command {
     Sync(Box<SyncArgs>),
     /// Check, without writing, that every message of SRC is in DST with the same bytes, flags,
     /// keywords and internal date.
-    Verify(VerifyArgs),
+    Verify(Box<VerifyArgs>),
     /// Show the folders, message counts, sizes, flags, dates and problems of a store.
     Inspect(InspectArgs),
     /// Check the HMAC chain of an audit log and name the first bad line.
@@ -172,6 +172,8 @@ pub struct VerifyArgs {
     pub folders: FolderArgs,
     #[command(flatten)]
     pub read: ReadArgs,
+    #[command(flatten)]
+    pub cpanel: crate::cpanel::CpanelArgs,
 }
 
 #[derive(Args, Debug)]
@@ -305,12 +307,27 @@ fn stores(src: &str, dst: &str) -> Result<(Store, Store)> {
     if !s.path.exists() {
         return Err(Error::Usage(format!("{}: source does not exist", s.path.display())));
     }
-    if let (Ok(a), Ok(b)) = (s.path.canonicalize(), d.path.canonicalize())
-        && (a == b || b.starts_with(&a) && d.kind != Kind::Mbox)
+    if let (Ok(a), Some(b)) = (s.path.canonicalize(), canonical_target(&d.path))
+        && (a == b || b.starts_with(&a))
     {
         return Err(Error::Usage("the target is inside the source (or the same store); nothing written".into()));
     }
     Ok((s, d))
+}
+
+/// The canonical form of a path that may not exist yet: its nearest existing ancestor
+/// canonicalized, the rest appended.
+fn canonical_target(p: &std::path::Path) -> Option<PathBuf> {
+    let abs = if p.is_absolute() { p.to_path_buf() } else { std::env::current_dir().ok()?.join(p) };
+    let mut rest = Vec::new();
+    let mut cur = abs.as_path();
+    loop {
+        if let Ok(c) = cur.canonicalize() {
+            return Some(rest.iter().rev().fold(c, |acc, x| acc.join(x)));
+        }
+        rest.push(cur.file_name()?.to_os_string());
+        cur = cur.parent()?;
+    }
 }
 
 /// Prints the dry-run plan lines.
@@ -331,6 +348,41 @@ impl Recorder for PlanPrinter {
     }
 }
 
+/// A progress bar on stderr (messages and bytes done, rate, ETA), only on a terminal.
+struct Progress {
+    bar: indicatif::ProgressBar,
+    messages: std::sync::atomic::AtomicU64,
+}
+
+impl Progress {
+    fn new() -> Progress {
+        let bar = indicatif::ProgressBar::with_draw_target(Some(0), indicatif::ProgressDrawTarget::stderr_with_hz(4));
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} {msg} messages  {bytes}/{total_bytes}  {binary_bytes_per_sec}  ETA {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        Progress { bar, messages: std::sync::atomic::AtomicU64::new(0) }
+    }
+}
+
+impl Recorder for Progress {
+    fn record(&self, e: Event) {
+        match e {
+            Event::Discovered { bytes } => self.bar.inc_length(bytes),
+            Event::Progress { bytes } => {
+                let n = self.messages.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                self.bar.inc(bytes);
+                if n.is_multiple_of(256) {
+                    self.bar.set_message(n.to_string());
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 /// Runs the command; returns the exit code (0, 1) or an error (usage: 2).
 pub fn run(opts: Opts) -> Result<i32> {
     match opts.command {
@@ -345,7 +397,11 @@ pub fn run(opts: Opts) -> Result<i32> {
                 follow_symlinks: a.read.follow_symlinks,
                 ..Default::default()
             };
-            let v = crate::verify::verify(&s, &d, &so)?;
+            let v = if s.kind == Kind::Cpanel || d.kind == Kind::Cpanel {
+                crate::cpanel::verify(&s, &d, &so, &a.cpanel)?
+            } else {
+                crate::verify::verify(&s, &d, &so)?
+            };
             if a.json {
                 println!("{}", serde_json::to_string(&v).unwrap_or_default());
             } else {
@@ -381,6 +437,15 @@ pub fn run(opts: Opts) -> Result<i32> {
             let st = Store::parse(&a.store)?;
             if !st.path.exists() {
                 return Err(Error::Usage(format!("{}: does not exist", st.path.display())));
+            }
+            if st.kind == Kind::Cpanel {
+                let ins = crate::cpanel::inspect(&st, &read_options(&a.read)?, a.read.follow_symlinks, a.read.jobs)?;
+                if a.json {
+                    println!("{}", serde_json::to_string(&ins).unwrap_or_default());
+                } else {
+                    let _ = ins.write_human(&mut std::io::stdout().lock());
+                }
+                return Ok(if ins.problems.is_empty() { 0 } else { 1 });
             }
             let ins = crate::inspect::inspect(&st, &read_options(&a.read)?, a.read.follow_symlinks, a.read.jobs)?;
             if a.json {
@@ -457,13 +522,24 @@ fn run_sync(args: &SyncArgs) -> Result<i32> {
         _ => None,
     };
     let plan = PlanPrinter { to_stderr: a.json };
-    let mut recs: Vec<&dyn Recorder> = vec![&plan];
+    let progress = (!a.quiet && std::io::stderr().is_terminal()).then(Progress::new);
+    let mut recs: Vec<&dyn Recorder> = Vec::new();
+    if a.dry_run {
+        recs.push(&plan);
+    }
     if let Some(l) = &audit {
         recs.push(l);
     }
+    if let Some(p) = &progress {
+        recs.push(p);
+    }
     let tee = Tee(recs);
-    let rec: &dyn Recorder = if a.dry_run || audit.is_some() { &tee } else { &Discard };
-    let summary = sync_stores(&s, &d, &so, &a.cpanel, rec)?;
+    let rec: &dyn Recorder = if tee.0.is_empty() { &Discard } else { &tee };
+    let summary = sync_stores(&s, &d, &so, &a.cpanel, rec);
+    if let Some(p) = &progress {
+        p.bar.finish_and_clear();
+    }
+    let summary = summary?;
     if let Some(l) = &audit {
         l.finish(serde_json::to_value(&summary.counts).unwrap_or_default())?;
     }

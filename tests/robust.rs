@@ -38,7 +38,10 @@ trait Quote {
 impl Quote for Vec<u8> {
     fn replace_from_lines(&self) -> Vec<u8> {
         let s = String::from_utf8_lossy(self);
-        s.lines().map(|l| if l.trim_start_matches('>').starts_with("From ") { format!(">{l}\n") } else { format!("{l}\n") }).collect::<String>().into_bytes()
+        s.lines()
+            .map(|l| if l.trim_start_matches('>').starts_with("From ") { format!(">{l}\n") } else { format!("{l}\n") })
+            .collect::<String>()
+            .into_bytes()
     }
 }
 
@@ -101,7 +104,12 @@ fn kill_nine_at_seeded_points_then_rerun_is_exact() {
     for point in 0..10 {
         let dst = t.path().join(format!("dst{point}"));
         let durable = point % 2 == 0;
-        let mut args = vec!["sync".to_string(), format!("mbox:{}", src.display()), format!("maildir:{}", dst.display()), "-q".into()];
+        let mut args = vec![
+            "sync".to_string(),
+            format!("mbox:{}", src.display()),
+            format!("maildir:{}", dst.display()),
+            "-q".into(),
+        ];
         if !durable {
             args.push("--no-fsync".into());
         }
@@ -264,7 +272,11 @@ fn disk_full_then_rerun_with_room() {
     let t = tempfile::tempdir().unwrap();
     let mnt = t.path().join("mnt");
     std::fs::create_dir(&mnt).unwrap();
-    let ok = Command::new("mount").args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"]).arg(&mnt).status().is_ok_and(|s| s.success());
+    let ok = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .is_ok_and(|s| s.success());
     if !ok {
         eprintln!("notice: disk_full_then_rerun_with_room skipped: cannot mount a tmpfs here");
         return;
@@ -289,7 +301,8 @@ fn disk_full_then_rerun_with_room() {
         for e in std::fs::read_dir(dst.join(sub)).unwrap().flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
             let size = e.metadata().unwrap().len();
-            let s: u64 = name.split(",S=").nth(1).and_then(|r| r.split([',', ':']).next()).and_then(|n| n.parse().ok()).unwrap();
+            let s: u64 =
+                name.split(",S=").nth(1).and_then(|r| r.split([',', ':']).next()).and_then(|n| n.parse().ok()).unwrap();
             assert_eq!(s, size, "partial file {name} in {sub}/");
         }
     }

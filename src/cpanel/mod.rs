@@ -1,15 +1,49 @@
-//! cPanel account trees as stores: every mailbox of every domain plus the account's metadata.
-//! (Being implemented: see the state note.)
+//! cPanel account trees as stores (FORMATS.md §3): every mailbox of every domain plus the
+//! account's metadata, as a source and as a target of `sync`, and for `inspect` and `verify`.
+//!
+//! This module orchestrates; it does not parse mail. Discovery (account.rs) finds the
+//! mailboxes; each one is an ordinary Maildir (or legacy mbox) tree handed to the store sync
+//! engine with a target inside the target home, after the directories on the way there were
+//! created or opened without following symlinks. Then each target mailbox's `maildirsize` is
+//! recomputed (maildirsize.rs) and the metadata is planned (metadata.rs, with the identity
+//! mapping of mapping.rs) and merged into the target (output.rs). A pkgacct archive source
+//! (archive.rs) is streamed instead of walked; the metadata planner reads either through
+//! tree.rs. Usage errors (bad mapping, unknown `--mailbox`) and mdbox accounts stop the run
+//! before anything is written; a failure in one mailbox or file is reported and the run goes
+//! on.
 
-use std::path::PathBuf;
+pub mod account;
+pub mod archive;
+pub mod filter;
+pub mod lines;
+pub mod maildirsize;
+pub mod mapping;
+pub mod metadata;
+pub mod output;
+pub mod tree;
+
+use std::ffi::OsStr;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use clap::Args;
+use regex::Regex;
+use serde::Serialize;
 
-use crate::error::{Error, Result};
+use self::account::{Account, BoxFormat, Mailbox};
+use self::mapping::{Context, Mapping, Rewriter, split_address};
+use self::output::Output;
+use self::tree::Tree;
+use crate::error::{Error, Problem, Result};
 use crate::events::Recorder;
-use crate::report::Summary;
-use crate::store::Store;
+use crate::fsx::{Dir, Owner};
+use crate::inspect::FolderInfo;
+use crate::report::{Summary, peak_rss_kib};
+use crate::store::mbox::read::ReadOptions;
+use crate::store::{Kind, Store};
 use crate::sync::SyncOptions;
+use crate::verify::Verification;
 
 /// Options that only cPanel stores use.
 #[derive(Args, Debug, Clone, Default)]
@@ -37,6 +71,894 @@ pub struct CpanelArgs {
     pub overwrite_metadata: bool,
 }
 
-pub fn sync(_src: &Store, _dst: &Store, _opts: &SyncOptions, _cp: &CpanelArgs, _rec: &dyn Recorder) -> Result<Summary> {
-    Err(Error::Usage("cpanel: stores are not supported by this build".into()))
+/// Mode of `mail/`, `mail/DOMAIN/` and each `mail/DOMAIN/LOCAL/` (FORMATS.md §3.3: world-x
+/// so Exim can reach `maildirsize`).
+const MAIL_DIR_MODE: u32 = 0o751;
+const HOME_MODE: u32 = 0o711;
+
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+fn mapping_of(cp: &CpanelArgs) -> Result<Mapping> {
+    Mapping::from_options(&cp.map_domain, &cp.map_user, cp.map_file.as_deref()).map_err(Error::Usage)
+}
+
+/// The `--mailbox` address, validated.
+fn selected_of(cp: &CpanelArgs) -> Result<Option<(String, String)>> {
+    match cp.mailbox.as_deref() {
+        None => Ok(None),
+        Some(a) => split_address(a)
+            .map(|(l, d)| Some((l.to_string(), d.to_string())))
+            .ok_or_else(|| Error::Usage(format!("--mailbox {a:?}: expected an address LOCAL@DOMAIN"))),
+    }
+}
+
+/// The account at `home`, with `--mailbox` checked and mdbox mailboxes refused.
+fn open_account(home: &Path, selected: &Option<(String, String)>) -> Result<Account> {
+    if !home.is_dir() {
+        return Err(Error::Usage(format!("{}: not a cPanel home directory", home.display())));
+    }
+    let mut acc = account::discover(home)?;
+    if let Some((l, d)) = selected {
+        let addr = format!("{l}@{d}");
+        let (_, listed) = metadata::recorded(&tree::Fs, &acc);
+        let known = acc.mailboxes.iter().any(|b| b.label() == addr)
+            || listed.iter().any(|(a, b)| a == l && b == d)
+            || acc.mdbox.iter().any(|(a, _)| *a == addr);
+        if !known {
+            return Err(Error::Usage(format!("--mailbox {addr}: no such mailbox in {}", home.display())));
+        }
+        acc.mailboxes.retain(|b| b.label() == addr);
+        acc.mdbox.retain(|(a, _)| *a == addr);
+    }
+    if !acc.mdbox.is_empty() {
+        return Err(account::mdbox_error(&acc.mdbox));
+    }
+    Ok(acc)
+}
+
+/// Sync options for one mailbox: the default account's mailbox does not read the domain
+/// directories below it as folders.
+fn box_options(b: &Mailbox, acc: &Account, opts: &SyncOptions) -> Result<SyncOptions> {
+    let mut o = opts.clone();
+    if b.address.is_none() {
+        for name in &acc.default_excludes {
+            let re = Regex::new(&format!("^{}$", regex::escape(name))).map_err(|e| Error::Usage(e.to_string()))?;
+            o.map.exclude.push(re);
+        }
+    }
+    Ok(o)
+}
+
+/// Opens (creating with cPanel's modes when `create`) the target mailbox directory below the
+/// target home, refusing symlinks on the way.
+fn mailbox_dir(home: &Path, rel: &[String], owner: Option<Owner>, create: bool) -> Result<Option<Dir>> {
+    if !create && !home.exists() {
+        return Ok(None);
+    }
+    let mut dir = Dir::open_root(home)?;
+    for c in rel {
+        if c.is_empty() || c == "." || c == ".." || c.contains('/') {
+            return Err(Error::bad(home.join(c), "unsafe mailbox path component"));
+        }
+        let name = OsStr::new(c);
+        dir = if create {
+            dir.create(name, MAIL_DIR_MODE, owner)?
+        } else {
+            match dir.open(name)? {
+                Some(d) => d,
+                None => return Ok(None),
+            }
+        };
+    }
+    Ok(Some(dir))
+}
+
+/// The quota definition line for a target mailbox's `maildirsize`.
+fn quota_for(src: &dyn tree::Tree, b: &Mailbox, acc: &Account, target_dir: &Path) -> Option<String> {
+    let target = crate::fsx::read_source_file(&target_dir.join("maildirsize"))
+        .ok()
+        .map(|v| String::from_utf8_lossy(&v).into_owned());
+    if let Some(q) = target.and_then(|t| maildirsize::quota_line(&t)) {
+        return Some(q);
+    }
+    let read = |p: PathBuf| src.read(&p).ok().map(|v| String::from_utf8_lossy(&v).into_owned());
+    if b.format == BoxFormat::Maildir
+        && let Some(q) = read(b.dir.join("maildirsize")).and_then(|t| maildirsize::quota_line(&t))
+    {
+        return Some(q);
+    }
+    let (l, d) = b.address.as_ref()?;
+    let text = read(acc.home.join("etc").join(d).join("quota"))?;
+    text.lines().find_map(|line| {
+        let (k, v) = line.split_once(':')?;
+        let bytes: u64 = v.trim().parse().ok()?;
+        (k == l && bytes > 0).then(|| format!("{bytes}S"))
+    })
+}
+
+fn write_maildirsize(
+    src: &dyn tree::Tree,
+    b: &Mailbox,
+    acc: &Account,
+    dir: &Dir,
+    owner: Option<Owner>,
+    root_run: bool,
+) -> Result<()> {
+    let Some(q) = quota_for(src, b, acc, &dir.path) else { return Ok(()) };
+    let (bytes, count) = maildirsize::usage(&dir.path);
+    let text = maildirsize::render(&q, bytes, count);
+    let path = dir.path.join("maildirsize");
+    let existing = std::fs::symlink_metadata(&path).ok();
+    if existing.as_ref().is_some_and(|m| m.file_type().is_symlink()) {
+        return Err(Error::bad(&path, "is a symlink in the target; not written"));
+    }
+    if crate::fsx::read_source_file(&path).is_ok_and(|old| old == text.as_bytes()) {
+        return Ok(());
+    }
+    let owner = match existing {
+        Some(m) if root_run => Some(Owner { uid: m.uid(), gid: m.gid() }),
+        Some(_) => None,
+        None => owner,
+    };
+    dir.write_atomic("maildirsize", text.as_bytes(), 0o600, owner, true)
+}
+
+fn merge_summary(total: &mut Summary, s: Summary) {
+    total.counts.add(&s.counts);
+    total.errors.extend(s.errors);
+    total.warnings.extend(s.warnings);
+}
+
+fn finish(mut s: Summary, started: Instant, dry_run: bool) -> Summary {
+    s.errors.sort();
+    s.errors.dedup();
+    s.warnings.sort();
+    s.warnings.dedup();
+    s.dry_run = dry_run;
+    s.counts.failed = s.counts.failed.max(s.errors.len() as u64);
+    s.complete = s.errors.is_empty();
+    s.seconds = started.elapsed().as_secs_f64();
+    s.peak_rss_kib = peak_rss_kib();
+    s
+}
+
+fn mail_gid() -> Option<u32> {
+    nix::unistd::Group::from_name("mail").ok().flatten().map(|g| g.gid.as_raw())
+}
+
+fn basename(p: &str) -> String {
+    Path::new(p).file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+/// Everything the metadata planner needs, derived from the two homes and the options.
+struct Setup {
+    mapping: Mapping,
+    rw: Rewriter,
+    target_home: String,
+    source_user: String,
+    target_user: String,
+}
+
+fn setup(src: &dyn tree::Tree, acc: &Account, src_home: &Path, dst_home: &Path, mapping: Mapping) -> Setup {
+    let (recorded_homes, listed) = metadata::recorded(src, acc);
+    let mut homes: Vec<String> = vec![
+        src_home.to_string_lossy().trim_end_matches('/').to_string(),
+        absolute(src_home).to_string_lossy().into_owned(),
+    ];
+    if let Ok(c) = src_home.canonicalize() {
+        homes.push(c.to_string_lossy().into_owned());
+    }
+    homes.extend(recorded_homes.iter().cloned());
+    homes.sort();
+    homes.dedup();
+    let mut addresses: Vec<(String, String)> =
+        acc.mailboxes.iter().filter(|b| !b.archive).filter_map(|b| b.address.clone()).collect();
+    addresses.extend(listed);
+    addresses.sort();
+    addresses.dedup();
+    let target_home = absolute(dst_home).to_string_lossy().trim_end_matches('/').to_string();
+    let rw = Rewriter::new(
+        &mapping,
+        &Context { domains: &acc.domains, addresses: &addresses, source_homes: &homes, target_home: &target_home },
+    );
+    let source_user =
+        recorded_homes.first().map(|h| basename(h)).unwrap_or_else(|| basename(&absolute(src_home).to_string_lossy()));
+    let target_user = basename(&target_home);
+    Setup { mapping, rw, target_home, source_user, target_user }
+}
+
+pub fn sync(src: &Store, dst: &Store, opts: &SyncOptions, cp: &CpanelArgs, rec: &dyn Recorder) -> Result<Summary> {
+    let started = Instant::now();
+    let mapping = mapping_of(cp)?;
+    let selected = selected_of(cp)?;
+    match (src.kind, dst.kind) {
+        (Kind::Cpanel, Kind::Cpanel) => {}
+        (Kind::Cpanel, _) => return export_one(src, dst, opts, &selected, rec, started),
+        (_, Kind::Cpanel) => return import_one(src, dst, opts, &mapping, &selected, rec, started),
+        _ => return crate::sync::sync(src, dst, opts, rec),
+    }
+    if src.path.is_file() {
+        return sync_archive(src, dst, opts, cp, mapping, &selected, rec, started);
+    }
+    let acc = open_account(&src.path, &selected)?;
+    let root_run = nix::unistd::geteuid().is_root();
+    let dst_home = dst.path.clone();
+    if dst_home.exists() && !dst_home.is_dir() {
+        return Err(Error::Usage(format!("{}: target exists and is not a directory", dst_home.display())));
+    }
+    let owner = match opts.owner {
+        Some(o) => Some(o),
+        None if root_run => std::fs::metadata(&dst_home).ok().map(|m| Owner { uid: m.uid(), gid: m.gid() }),
+        None => None,
+    };
+    let st = setup(&tree::Fs, &acc, &src.path, &dst_home, mapping);
+    if !opts.dry_run {
+        Dir::create_root(&dst_home, HOME_MODE, owner)?;
+    }
+    let mut total = Summary::default();
+    total.errors.extend(acc.problems.iter().cloned());
+    total.warnings.extend(collisions(&acc, &st.mapping, &dst_home));
+    let mut opts = opts.clone();
+    opts.owner = owner;
+    for b in &acc.mailboxes {
+        let rel = b.target_rel(&st.mapping);
+        let tpath = rel.iter().fold(dst_home.clone(), |p, c| p.join(c));
+        let dir = if opts.dry_run {
+            mailbox_dir(&dst_home, &rel, owner, false).map(|_| None)
+        } else {
+            mailbox_dir(&dst_home, &rel, owner, true)
+        };
+        let dir = match dir {
+            Ok(d) => d,
+            Err(e) => {
+                total.errors.push(e.problem());
+                continue;
+            }
+        };
+        let bo = box_options(b, &acc, &opts)?;
+        if opts.dry_run {
+            let shown = if b.address.is_some() { b.label() } else { "default account".into() };
+            rec.record(crate::events::Event::Plan(format!(
+                "mailbox {shown}: {} -> {}",
+                b.dir.display(),
+                tpath.display()
+            )));
+        }
+        let target = Store { kind: Kind::Maildir, path: tpath, explicit: true };
+        match crate::sync::sync(&b.store(), &target, &bo, rec) {
+            Ok(s) => merge_summary(&mut total, s),
+            Err(e) if e.is_usage() => return Err(e),
+            Err(e) => total.errors.push(e.problem()),
+        }
+        if let Some(d) = dir
+            && let Err(e) = write_maildirsize(&tree::Fs, b, &acc, &d, owner, root_run)
+        {
+            total.errors.push(e.problem());
+        }
+    }
+    let cx = metadata::Cx {
+        tree: &tree::Fs,
+        mapping: &st.mapping,
+        rw: &st.rw,
+        selected: selected.clone(),
+        source_etc: &cp.source_etc,
+        target_home: &st.target_home,
+        source_user: &st.source_user,
+        target_user: &st.target_user,
+    };
+    let plan = metadata::plan(&acc, &cx);
+    total.warnings.extend(plan.warnings);
+    let out = Output {
+        home: dst_home.clone(),
+        etc: cp.target_etc.clone(),
+        owner,
+        mail_gid: if root_run { mail_gid() } else { None },
+        root_run,
+        dry_run: opts.dry_run,
+        overwrite: cp.overwrite_metadata,
+        rec,
+    };
+    for p in &plan.files {
+        out.apply(p, &mut total.errors, &mut total.warnings);
+    }
+    Ok(finish(total, started, opts.dry_run))
+}
+
+/// `cpanel:HOME --mailbox ADDR` into a plain Maildir or mbox store.
+fn export_one(
+    src: &Store,
+    dst: &Store,
+    opts: &SyncOptions,
+    selected: &Option<(String, String)>,
+    rec: &dyn Recorder,
+    started: Instant,
+) -> Result<Summary> {
+    if selected.is_none() {
+        return Err(Error::Usage(
+            "a cpanel: source with a maildir:/mbox: target needs --mailbox ADDR (or use a cpanel: target)".into(),
+        ));
+    }
+    let acc = open_account(&src.path, selected)?;
+    let Some(b) = acc.mailboxes.first() else {
+        return Err(Error::Usage("--mailbox: that address has no mailbox directory".into()));
+    };
+    let s = crate::sync::sync(&b.store(), dst, &box_options(b, &acc, opts)?, rec)?;
+    Ok(finish(s, started, opts.dry_run))
+}
+
+/// A plain store into one mailbox of a cPanel account (`--mailbox ADDR`, else the default
+/// account's mailbox).
+fn import_one(
+    src: &Store,
+    dst: &Store,
+    opts: &SyncOptions,
+    mapping: &Mapping,
+    selected: &Option<(String, String)>,
+    rec: &dyn Recorder,
+    started: Instant,
+) -> Result<Summary> {
+    let b = Mailbox { address: selected.clone(), archive: false, dir: src.path.clone(), format: BoxFormat::Maildir };
+    let rel = b.target_rel(mapping);
+    let root_run = nix::unistd::geteuid().is_root();
+    let owner = opts.owner.or_else(|| {
+        if root_run { std::fs::metadata(&dst.path).ok().map(|m| Owner { uid: m.uid(), gid: m.gid() }) } else { None }
+    });
+    let mut o = opts.clone();
+    o.owner = owner;
+    if !opts.dry_run {
+        Dir::create_root(&dst.path, HOME_MODE, owner)?;
+        mailbox_dir(&dst.path, &rel, owner, true)?;
+    }
+    let target =
+        Store { kind: Kind::Maildir, path: rel.iter().fold(dst.path.clone(), |p, c| p.join(c)), explicit: true };
+    let s = crate::sync::sync(src, &target, &o, rec)?;
+    Ok(finish(s, started, opts.dry_run))
+}
+
+/// `verify cpanel:A cpanel:B`: every mailbox as `verify` compares Maildirs, then every
+/// metadata file the same sync would write, each difference listed.
+pub fn verify(src: &Store, dst: &Store, opts: &SyncOptions, cp: &CpanelArgs) -> Result<Verification> {
+    if src.kind != Kind::Cpanel || dst.kind != Kind::Cpanel {
+        return Err(Error::Usage("verify of a cPanel account needs cpanel: on both sides".into()));
+    }
+    let mapping = mapping_of(cp)?;
+    let selected = selected_of(cp)?;
+    if src.path.is_file() {
+        return verify_archive(src, dst, opts, cp, mapping, selected);
+    }
+    let acc = open_account(&src.path, &selected)?;
+    let st = setup(&tree::Fs, &acc, &src.path, &dst.path, mapping);
+    let mut v = Verification { errors: acc.problems.clone(), ..Default::default() };
+    for b in &acc.mailboxes {
+        let rel = b.target_rel(&st.mapping);
+        let tpath = rel.iter().fold(dst.path.clone(), |p, c| p.join(c));
+        let label = if b.address.is_some() { b.label() } else { "default account".into() };
+        if let Err(e) = mailbox_dir(&dst.path, &rel, None, false) {
+            v.errors.push(e.problem());
+            continue;
+        }
+        let target = Store { kind: Kind::Maildir, path: tpath, explicit: true };
+        match crate::verify::verify(&b.store(), &target, &box_options(b, &acc, opts)?) {
+            Ok(mv) => {
+                v.source += mv.source;
+                v.target += mv.target;
+                v.missing_in_target += mv.missing_in_target;
+                v.extra_in_target += mv.extra_in_target;
+                v.flag_mismatches += mv.flag_mismatches;
+                v.date_mismatches += mv.date_mismatches;
+                v.differences.extend(mv.differences.into_iter().map(|mut d| {
+                    d.folder = if b.address.is_some() { format!("{label}/{}", d.folder) } else { d.folder };
+                    d
+                }));
+                v.errors.extend(mv.errors);
+            }
+            Err(e) => v.errors.push(e.problem()),
+        }
+    }
+    let cx = metadata::Cx {
+        tree: &tree::Fs,
+        mapping: &st.mapping,
+        rw: &st.rw,
+        selected,
+        source_etc: &cp.source_etc,
+        target_home: &st.target_home,
+        source_user: &st.source_user,
+        target_user: &st.target_user,
+    };
+    let plan = metadata::plan(&acc, &cx);
+    let out = Output {
+        home: dst.path.clone(),
+        etc: cp.target_etc.clone(),
+        owner: None,
+        mail_gid: None,
+        root_run: false,
+        dry_run: true,
+        overwrite: false,
+        rec: &crate::events::Discard,
+    };
+    for p in &plan.files {
+        out.compare(p, &mut v);
+    }
+    v.errors.sort();
+    v.errors.dedup();
+    let meta_diffs = v.differences.iter().any(|d| d.folder == "metadata");
+    v.ok = v.missing_in_target == 0
+        && v.flag_mismatches == 0
+        && v.date_mismatches == 0
+        && v.errors.is_empty()
+        && !meta_diffs;
+    Ok(v)
+}
+
+/// One mailbox in `inspect`.
+#[derive(Debug, Serialize)]
+pub struct MailboxInfo {
+    /// The address; empty for the default account's mailbox (`HOME/mail`).
+    pub address: String,
+    pub path: String,
+    pub format: &'static str,
+    pub folders: Vec<String>,
+    pub messages: u64,
+    pub bytes: u64,
+    /// Quota in bytes from `etc/DOMAIN/quota` (0 = unlimited), if listed.
+    pub quota: Option<u64>,
+    /// The quota line of its `maildirsize`, if any.
+    pub maildirsize_quota: Option<String>,
+}
+
+/// One metadata file found.
+#[derive(Debug, Serialize)]
+pub struct MetadataInfo {
+    pub path: String,
+    pub kind: String,
+    pub entries: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AccountInspection {
+    pub kind: &'static str,
+    pub path: String,
+    pub domains: Vec<String>,
+    /// Every folder of every mailbox: `ADDRESS/FOLDER`, the default account's by plain name.
+    pub folders: Vec<FolderInfo>,
+    pub mailboxes: Vec<MailboxInfo>,
+    pub metadata: Vec<MetadataInfo>,
+    pub messages: u64,
+    pub bytes: u64,
+    pub problems: Vec<Problem>,
+}
+
+/// `inspect cpanel:HOME`, read-only. mdbox mailboxes are listed as problems (not read).
+pub fn inspect(st: &Store, ropts: &ReadOptions, follow_symlinks: bool, jobs: usize) -> Result<AccountInspection> {
+    if st.path.is_file() {
+        return inspect_archive(st);
+    }
+    if !st.path.is_dir() {
+        return Err(Error::Usage(format!("{}: not a cPanel home directory", st.path.display())));
+    }
+    let acc = account::discover(&st.path)?;
+    let mut problems = acc.problems.clone();
+    for (a, p) in &acc.mdbox {
+        problems
+            .push(Problem::new(p, format!("{a}: stored in Dovecot mdbox; convert it with doveadm before moving it")));
+    }
+    let mut folders = Vec::new();
+    let mut mailboxes = Vec::new();
+    for b in &acc.mailboxes {
+        let ins = crate::inspect::inspect(&b.store(), ropts, follow_symlinks, jobs)?;
+        // The default account's reader also walks the domain directories; what it finds
+        // there belongs to those mailboxes, which are inspected on their own.
+        let in_domain_dir = |p: &Problem| {
+            b.address.is_none()
+                && Path::new(&p.path).strip_prefix(&b.dir).ok().and_then(|r| r.components().next()).is_some_and(|c| {
+                    let c = c.as_os_str();
+                    !c.to_string_lossy().starts_with('.')
+                        && b.dir.join(c).is_dir()
+                        && !matches!(c.to_str(), Some("cur" | "new" | "tmp"))
+                })
+        };
+        problems.extend(ins.problems.into_iter().filter(|p| !in_domain_dir(p)));
+        let mut names = Vec::new();
+        let (mut msgs, mut bytes) = (0, 0);
+        for mut f in ins.folders {
+            if b.address.is_none() && acc.default_excludes.contains(&f.name) {
+                continue;
+            }
+            names.push(f.name.clone());
+            msgs += f.messages;
+            bytes += f.bytes;
+            if b.address.is_some() {
+                f.name = format!("{}/{}", b.label(), f.name);
+            }
+            folders.push(f);
+        }
+        let quota = quota_of(&tree::Fs, &acc, b);
+        let mds = std::fs::read_to_string(b.dir.join("maildirsize")).ok().and_then(|t| maildirsize::quota_line(&t));
+        mailboxes.push(MailboxInfo {
+            address: b.label(),
+            path: b.dir.display().to_string(),
+            format: if b.format == BoxFormat::Mbox { "mbox" } else { "maildir" },
+            folders: names,
+            messages: msgs,
+            bytes,
+            quota,
+            maildirsize_quota: mds,
+        });
+    }
+    let mapping = Mapping::default();
+    let s = setup(&tree::Fs, &acc, &st.path, &st.path, mapping);
+    let cx = metadata::Cx {
+        tree: &tree::Fs,
+        mapping: &s.mapping,
+        rw: &s.rw,
+        selected: None,
+        source_etc: Path::new("/nonexistent-mailmover-etc"),
+        target_home: &s.target_home,
+        source_user: &s.source_user,
+        target_user: &s.target_user,
+    };
+    let plan = metadata::plan(&acc, &cx);
+    problems.extend(plan.warnings);
+    let metadata = plan
+        .files
+        .iter()
+        .map(|p| MetadataInfo {
+            path: p.from.display().to_string(),
+            kind: body_kind(&p.body),
+            entries: body_entries(&p.body),
+        })
+        .collect();
+    problems.sort();
+    problems.dedup();
+    Ok(AccountInspection {
+        kind: "cpanel",
+        path: st.path.display().to_string(),
+        domains: acc.domains.clone(),
+        messages: folders.iter().map(|f| f.messages).sum(),
+        bytes: folders.iter().map(|f| f.bytes).sum(),
+        folders,
+        mailboxes,
+        metadata,
+        problems,
+    })
+}
+
+impl AccountInspection {
+    pub fn write_human(&self, w: &mut impl std::io::Write) -> std::io::Result<()> {
+        let s = crate::folder::sanitize;
+        writeln!(
+            w,
+            "cpanel account {}: {} domains, {} mailboxes, {} messages, {} bytes",
+            s(&self.path),
+            self.domains.len(),
+            self.mailboxes.len(),
+            self.messages,
+            self.bytes
+        )?;
+        writeln!(w, "  domains: {}", s(&self.domains.join(", ")))?;
+        for b in &self.mailboxes {
+            let name = if b.address.is_empty() { "(default account)".to_string() } else { b.address.clone() };
+            let quota = match b.quota {
+                Some(0) => "unlimited".to_string(),
+                Some(q) => format!("{q} bytes"),
+                None => "-".to_string(),
+            };
+            writeln!(
+                w,
+                "  {:<32} {} {:>7} messages {:>12} bytes  quota {quota}",
+                s(&name),
+                b.format,
+                b.messages,
+                b.bytes
+            )?;
+            writeln!(w, "      folders: {}", s(&b.folders.join(", ")))?;
+        }
+        for m in &self.metadata {
+            writeln!(w, "  metadata {} ({}, {} entries)", s(&m.path), m.kind, m.entries)?;
+        }
+        for p in &self.problems {
+            writeln!(w, "problem: {}", s(&p.to_string()))?;
+        }
+        Ok(())
+    }
+}
+
+/// The target's owner: `--owner`, else (as root) the owner of the target home.
+fn target_owner(opts: &SyncOptions, dst_home: &Path, root_run: bool) -> Option<Owner> {
+    match opts.owner {
+        Some(o) => Some(o),
+        None if root_run => std::fs::metadata(dst_home).ok().map(|m| Owner { uid: m.uid(), gid: m.gid() }),
+        None => None,
+    }
+}
+
+/// `sync cpanel:cpmove-USER.tar.gz cpanel:HOME`: the archive is read in two streaming passes
+/// (archive.rs); mailboxes, `maildirsize` and metadata then go as for a directory source.
+#[allow(clippy::too_many_arguments)]
+fn sync_archive(
+    src: &Store,
+    dst: &Store,
+    opts: &SyncOptions,
+    cp: &CpanelArgs,
+    mapping: Mapping,
+    selected: &Option<(String, String)>,
+    rec: &dyn Recorder,
+    started: Instant,
+) -> Result<Summary> {
+    let scanned = archive::scan(&src.path)?;
+    let mut acc = archive::account(&scanned);
+    if let Some((l, d)) = selected {
+        let addr = format!("{l}@{d}");
+        let (_, listed) = metadata::recorded(&scanned.tree, &acc);
+        let known = acc.mailboxes.iter().any(|b| b.label() == addr)
+            || listed.iter().any(|(a, b)| a == l && b == d)
+            || acc.mdbox.iter().any(|(a, _)| *a == addr);
+        if !known {
+            return Err(Error::Usage(format!("--mailbox {addr}: no such mailbox in {}", src.path.display())));
+        }
+        acc.mailboxes.retain(|b| b.label() == addr);
+        acc.mdbox.retain(|(a, _)| *a == addr);
+    }
+    if !acc.mdbox.is_empty() {
+        return Err(account::mdbox_error(&acc.mdbox));
+    }
+    let root_run = nix::unistd::geteuid().is_root();
+    let dst_home = dst.path.clone();
+    if dst_home.exists() && !dst_home.is_dir() {
+        return Err(Error::Usage(format!("{}: target exists and is not a directory", dst_home.display())));
+    }
+    let owner = target_owner(opts, &dst_home, root_run);
+    let st = setup(&scanned.tree, &acc, &scanned.home, &dst_home, mapping);
+    if !opts.dry_run {
+        Dir::create_root(&dst_home, HOME_MODE, owner)?;
+    }
+    let mut opts = opts.clone();
+    opts.owner = owner;
+    let mut total = Summary::default();
+    total.errors.extend(acc.problems.iter().cloned());
+    total.warnings.extend(collisions(&acc, &st.mapping, &dst_home));
+    let mut targets = Vec::new();
+    let mut dirs = Vec::new();
+    for b in &acc.mailboxes {
+        let rel = b.target_rel(&st.mapping);
+        let tpath = rel.iter().fold(dst_home.clone(), |p, c| p.join(c));
+        let dir = mailbox_dir(&dst_home, &rel, owner, !opts.dry_run);
+        match dir.and_then(|d| archive::BoxTarget::new(b.clone(), tpath, &opts).map(|t| (d, t))) {
+            Ok((d, t)) => {
+                targets.push(t);
+                dirs.push(d);
+            }
+            Err(e) => total.errors.push(e.problem()),
+        }
+    }
+    let out = archive::sync_messages(&src.path, &scanned, &targets, &opts, rec)?;
+    total.counts.add(&out.counts);
+    total.errors.extend(out.errors);
+    for (t, d) in targets.iter().zip(dirs) {
+        if let Some(d) = d
+            && let Err(e) = write_maildirsize(&scanned.tree, &t.mailbox, &acc, &d, owner, root_run)
+        {
+            total.errors.push(e.problem());
+        }
+    }
+    let cx = metadata::Cx {
+        tree: &scanned.tree,
+        mapping: &st.mapping,
+        rw: &st.rw,
+        selected: selected.clone(),
+        source_etc: &scanned.etc,
+        target_home: &st.target_home,
+        source_user: &st.source_user,
+        target_user: &st.target_user,
+    };
+    let plan = metadata::plan(&acc, &cx);
+    total.warnings.extend(plan.warnings);
+    let output = Output {
+        home: dst_home.clone(),
+        etc: cp.target_etc.clone(),
+        owner,
+        mail_gid: if root_run { mail_gid() } else { None },
+        root_run,
+        dry_run: opts.dry_run,
+        overwrite: cp.overwrite_metadata,
+        rec,
+    };
+    for p in &plan.files {
+        output.apply(p, &mut total.errors, &mut total.warnings);
+    }
+    Ok(finish(total, started, opts.dry_run))
+}
+
+/// `inspect cpanel:cpmove-USER.tar.gz`: mailboxes, folders, counts and bytes from the archive's
+/// listing (messages are not read), and the metadata found.
+fn inspect_archive(st: &Store) -> Result<AccountInspection> {
+    let scanned = archive::scan(&st.path)?;
+    let acc = archive::account(&scanned);
+    let mut problems = acc.problems.clone();
+    for (a, p) in &acc.mdbox {
+        problems
+            .push(Problem::new(p, format!("{a}: stored in Dovecot mdbox; convert it with doveadm before moving it")));
+    }
+    let mut folders = Vec::new();
+    let mut mailboxes: Vec<MailboxInfo> = Vec::new();
+    for (b, name, n, bytes) in archive::folder_totals(&scanned, &acc) {
+        let label = b.label();
+        let shown = if b.address.is_some() { format!("{label}/{}", name.as_str()) } else { name.as_str().to_string() };
+        folders.push(FolderInfo {
+            name: shown,
+            path: b.dir.display().to_string(),
+            format: "maildir",
+            messages: n,
+            bytes,
+            ..Default::default()
+        });
+        match mailboxes.iter_mut().find(|m| m.address == label) {
+            Some(m) => {
+                m.folders.push(name.as_str().to_string());
+                m.messages += n;
+                m.bytes += bytes;
+            }
+            None => mailboxes.push(MailboxInfo {
+                address: label,
+                path: b.dir.display().to_string(),
+                format: "maildir",
+                folders: vec![name.as_str().to_string()],
+                messages: n,
+                bytes,
+                quota: quota_of(&scanned.tree, &acc, &b),
+                maildirsize_quota: scanned
+                    .tree
+                    .read(&b.dir.join("maildirsize"))
+                    .ok()
+                    .and_then(|t| maildirsize::quota_line(&String::from_utf8_lossy(&t))),
+            }),
+        }
+    }
+    let s = setup(&scanned.tree, &acc, &scanned.home, &scanned.home, Mapping::default());
+    let cx = metadata::Cx {
+        tree: &scanned.tree,
+        mapping: &s.mapping,
+        rw: &s.rw,
+        selected: None,
+        source_etc: &scanned.etc,
+        target_home: &s.target_home,
+        source_user: &s.source_user,
+        target_user: &s.target_user,
+    };
+    let plan = metadata::plan(&acc, &cx);
+    problems.extend(plan.warnings);
+    problems.sort();
+    problems.dedup();
+    Ok(AccountInspection {
+        kind: "cpanel",
+        path: st.path.display().to_string(),
+        domains: acc.domains.clone(),
+        messages: folders.iter().map(|f| f.messages).sum(),
+        bytes: folders.iter().map(|f| f.bytes).sum(),
+        metadata: plan
+            .files
+            .iter()
+            .map(|p| MetadataInfo {
+                path: p.from.display().to_string(),
+                kind: body_kind(&p.body),
+                entries: body_entries(&p.body),
+            })
+            .collect(),
+        folders,
+        mailboxes,
+        problems,
+    })
+}
+
+fn body_kind(b: &output::Body) -> String {
+    match b {
+        output::Body::Keyed(f, _) => f.name().to_string(),
+        output::Body::Filter(_) => "exim filter".to_string(),
+        output::Body::Whole(_) => "file".to_string(),
+    }
+}
+
+fn body_entries(b: &output::Body) -> u64 {
+    match b {
+        output::Body::Keyed(_, l) => l.iter().filter(|x| x.key.is_some()).count() as u64,
+        output::Body::Filter(t) => filter::parse(t).1.len() as u64,
+        output::Body::Whole(_) => 1,
+    }
+}
+
+/// `verify cpanel:cpmove-USER.tar.gz cpanel:HOME`: the archive's second pass run as a dry run
+/// (what it would copy is missing, what it would re-flag differs), then the metadata compared.
+fn verify_archive(
+    src: &Store,
+    dst: &Store,
+    opts: &SyncOptions,
+    cp: &CpanelArgs,
+    mapping: Mapping,
+    selected: Option<(String, String)>,
+) -> Result<Verification> {
+    let scanned = archive::scan(&src.path)?;
+    let mut acc = archive::account(&scanned);
+    if let Some((l, d)) = &selected {
+        acc.mailboxes.retain(|b| b.address.as_ref().is_some_and(|(bl, bd)| bl == l && bd == d));
+    }
+    let st = setup(&scanned.tree, &acc, &scanned.home, &dst.path, mapping);
+    let mut v = Verification { errors: acc.problems.clone(), ..Default::default() };
+    let mut o = opts.clone();
+    o.dry_run = true;
+    let mut targets = Vec::new();
+    for b in &acc.mailboxes {
+        let rel = b.target_rel(&st.mapping);
+        let tpath = rel.iter().fold(dst.path.clone(), |p, c| p.join(c));
+        match mailbox_dir(&dst.path, &rel, None, false).and_then(|_| archive::BoxTarget::new(b.clone(), tpath, &o)) {
+            Ok(t) => targets.push(t),
+            Err(e) => v.errors.push(e.problem()),
+        }
+    }
+    let out = archive::sync_messages(&src.path, &scanned, &targets, &o, &crate::events::Discard)?;
+    v.source = out.counts.messages_source;
+    v.target = out.counts.messages_target.saturating_sub(out.counts.transferred);
+    v.missing_in_target = out.counts.transferred;
+    v.flag_mismatches = out.counts.flags_updated;
+    v.errors.extend(out.errors);
+    let cx = metadata::Cx {
+        tree: &scanned.tree,
+        mapping: &st.mapping,
+        rw: &st.rw,
+        selected,
+        source_etc: &scanned.etc,
+        target_home: &st.target_home,
+        source_user: &st.source_user,
+        target_user: &st.target_user,
+    };
+    let plan = metadata::plan(&acc, &cx);
+    let output = Output {
+        home: dst.path.clone(),
+        etc: cp.target_etc.clone(),
+        owner: None,
+        mail_gid: None,
+        root_run: false,
+        dry_run: true,
+        overwrite: false,
+        rec: &crate::events::Discard,
+    };
+    for p in &plan.files {
+        output.compare(p, &mut v);
+    }
+    v.errors.sort();
+    v.errors.dedup();
+    let meta_diffs = v.differences.iter().any(|d| d.folder == "metadata");
+    v.ok = v.missing_in_target == 0 && v.flag_mismatches == 0 && v.errors.is_empty() && !meta_diffs;
+    Ok(v)
+}
+
+/// A mailbox's quota in bytes from `etc/DOMAIN/quota`, if listed (0 = unlimited).
+fn quota_of(src: &dyn Tree, acc: &Account, b: &Mailbox) -> Option<u64> {
+    let (l, d) = b.address.as_ref()?;
+    let t = src.read(&acc.home.join("etc").join(d).join("quota")).ok()?;
+    String::from_utf8_lossy(&t)
+        .lines()
+        .find_map(|line| line.split_once(':').filter(|(k, _)| k == l).and_then(|(_, v)| v.trim().parse().ok()))
+}
+
+/// Two source mailboxes mapped onto one target mailbox: allowed (their mail is merged), but
+/// said, since it is rarely what was meant.
+fn collisions(acc: &Account, m: &Mapping, dst_home: &Path) -> Vec<Problem> {
+    let mut seen: std::collections::BTreeMap<Vec<String>, String> = std::collections::BTreeMap::new();
+    let mut out = Vec::new();
+    for b in &acc.mailboxes {
+        let rel = b.target_rel(m);
+        let label = if b.address.is_some() { b.label() } else { "the default account".into() };
+        if let Some(prev) = seen.get(&rel) {
+            let p = rel.iter().fold(dst_home.to_path_buf(), |p, c| p.join(c));
+            out.push(Problem::new(
+                &p,
+                format!("{prev} and {label} are both mapped to this mailbox; their mail is merged"),
+            ));
+        } else {
+            seen.insert(rel, label);
+        }
+    }
+    out
 }

@@ -1,0 +1,191 @@
+#!/usr/bin/env bash
+# The performance table in one command: mailmover beside its peers on the shared bench corpus,
+# plus what the peers script does not measure (re-runs against `find`, verify against reading
+# both sides, --jobs 1 vs 2, memory on a 4 GiB mbox and a 500,000-message Maildir, syscalls per
+# message).
+#
+#   benches/run.sh [WORKDIR]        (default: $TMPDIR/mailmover-bench, needs ~12 GB free)
+#
+# Run as root on a quiet machine: the peers script drops the page cache for cold runs. Peers
+# come from Debian: apt-get install -y --no-install-recommends mb2md dovecot-core mailutils
+# mblaze time strace. QUICK=1 skips the peers and the big memory corpora.
+# Output: Markdown on stdout and in WORKDIR/results.md; raw TSVs in WORKDIR.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+SHARED=${SHARED:-$ROOT/../shared/bench}
+W=${1:-${TMPDIR:-/tmp}/mailmover-bench}
+mkdir -p "$W"
+W=$(cd "$W" && pwd)
+(cd "$ROOT" && cargo build --release -q)
+BIN=$ROOT/target/release/mailmover
+NOFSYNC=$W/mailmover-no-fsync
+printf '#!/bin/sh\nexec "%s" "$@" --no-fsync\n' "$BIN" > "$NOFSYNC"
+chmod +x "$NOFSYNC"
+OUT=$W/results.md
+: > "$OUT"
+say() { echo "$*" | tee -a "$OUT"; }
+secs() { local t0 t1; t0=$(date +%s.%N); "$@" > /dev/null 2>&1 || true; t1=$(date +%s.%N); echo "$t0 $t1" | awk '{printf "%.3f", $2-$1}'; }
+ratio() { echo "$1 $2" | awk '{ if ($2 > 0) printf "%.2f", $1/$2; else print "-" }'; }
+rss_mb() { /usr/bin/time -f '%M' "$@" 2>&1 >/dev/null | tail -1 | awk '{printf "%.0f", $1/1024}'; }
+
+C=$W/c1g
+[ -f "$C/corpus.mbox" ] || python3 "$SHARED/gen_corpus.py" --out "$C" --size-mb 1024 --mbox --maildir --folders 8 -q
+N=$(grep -vc '^#' "$C/manifest.tsv")
+
+say "# mailmover performance ($(date -u +%Y-%m-%d), $(nproc) cores, $(uname -r))"
+say ""
+say "Corpus: gen_corpus.py --size-mb 1024 --mbox --maildir --folders 8 ($N messages)."
+
+# --- 1. side by side with the peers, cold and warm, durable and --no-fsync -------------------
+if [ "${QUICK:-0}" != 1 ]; then
+  for cache in cold warm; do
+    CACHE=$cache MAILMOVER=$BIN "$SHARED/peers.sh" "$C" "$W/peers-$cache.tsv" > "$W/peers-$cache.md"
+    CACHE=$cache PEERS="baseline mailmover" MAILMOVER=$NOFSYNC "$SHARED/peers.sh" "$C" "$W/nofsync-$cache.tsv" > /dev/null
+  done
+  say ""
+  say "## Side by side (peers.sh, same run per cache mode)"
+  for cache in cold warm; do
+    say ""
+    say "### $cache cache"
+    say ""
+    say "| tool | job | seconds | peak RSS MB | messages out | rc |"
+    say "| --- | --- | ---: | ---: | ---: | ---: |"
+    awk -F'\t' -v OFS=' | ' '$1 !~ /^#/ && NF >= 9 {print "| " $1, $2, $3, $6, $7, $9 " |"}' "$W/peers-$cache.tsv" | tee -a "$OUT"
+    awk -F'\t' -v OFS=' | ' '$1 == "mailmover" && NF >= 9 {print "| mailmover --no-fsync", $2, $3, $6, $7, $9 " |"}' "$W/nofsync-$cache.tsv" | tee -a "$OUT"
+  done
+  say ""
+  say "### Ratios (mailmover --no-fsync / peer, same cache mode; durable mode / --no-fsync in the last column)"
+  say ""
+  say "| cache | job | vs baseline | vs mb2md | vs mblaze | vs doveadm | durable / no-fsync |"
+  say "| --- | --- | ---: | ---: | ---: | ---: | ---: |"
+  for cache in cold warm; do
+    python3 - "$W/peers-$cache.tsv" "$W/nofsync-$cache.tsv" "$cache" <<'PY' | tee -a "$OUT"
+import sys, csv
+def rows(p):
+    out = {}
+    for r in csv.reader(open(p), delimiter='\t'):
+        if len(r) >= 9 and not r[0].startswith('#'):
+            try: out.setdefault((r[0], r[1]), float(r[2]))
+            except ValueError: pass
+    return out
+peers, nof, cache = rows(sys.argv[1]), rows(sys.argv[2]), sys.argv[3]
+base = {'a': 'cat → file (baseline)', 'b': 'read every file (baseline)', 'c': 'cp -a (baseline)'}
+def find(job, prefix):
+    for (t, j), s in peers.items():
+        if j == job and t.startswith(prefix): return s
+    return None
+for job in ('a', 'b', 'c', 'a2', 'b2', 'c2'):
+    mm = nof.get(('mailmover', job)); dur = peers.get(('mailmover', job))
+    if mm is None: continue
+    cells = []
+    for prefix in (base.get(job, '~'), 'mb2md', 'mblaze', 'doveadm sync' if job.endswith('2') else 'doveadm'):
+        p = find(job, prefix)
+        cells.append('%.2f' % (mm / p) if p else '-')
+    cells.append('%.2f' % (dur / mm) if dur and mm else '-')
+    print('| %s | %s | %s |' % (cache, job, ' | '.join(cells)))
+PY
+  done
+fi
+
+# --- 2. re-runs against find, verify against reading both sides (warm, same run) -------------
+T=$W/targets
+rm -rf "$T"; mkdir -p "$T"
+"$BIN" sync "mbox:$C/corpus.mbox" "maildir:$T/a" -q --no-fsync
+"$BIN" sync "maildir:$C/maildir" "mbox:$T/b" -q --no-fsync
+"$BIN" sync "maildir:$C/maildir" "maildir:$T/c" -q --no-fsync
+sleep 3   # stamps of folders changed in the last 2 s are not trusted
+for j in a b c; do "$BIN" sync "$([ $j = a ] && echo "mbox:$C/corpus.mbox" || echo "maildir:$C/maildir")" "$([ $j = b ] && echo mbox || echo maildir):$T/$j" -q --no-fsync; done
+say ""
+say "## Unchanged re-runs and verify (warm cache)"
+say ""
+say "| measure | mailmover s | reference | reference s | ratio |"
+say "| --- | ---: | --- | ---: | ---: |"
+for j in a b c; do
+  src=$([ $j = a ] && echo "mbox:$C/corpus.mbox" || echo "maildir:$C/maildir")
+  dst=$([ $j = b ] && echo "mbox:$T/$j" || echo "maildir:$T/$j")
+  find "$T/$j" -type f > /dev/null
+  f=$(secs sh -c "find '$T/$j' -type f | wc -l")
+  m=$(secs "$BIN" sync "$src" "$dst" -q)
+  say "| ${j}2 re-run | $m | find $j -type f \\| wc -l | $f | $(ratio "$m" "$f") |"
+done
+cat "$C/corpus.mbox" > /dev/null; find "$T/a" -type f -exec cat {} + > /dev/null
+r=$(secs sh -c "cat '$C/corpus.mbox' > /dev/null; find '$T/a' -type f -exec cat {} + > /dev/null")
+m=$(secs "$BIN" verify "mbox:$C/corpus.mbox" "maildir:$T/a")
+say "| verify a (mbox vs Maildir) | $m | read every byte of both | $r | $(ratio "$m" "$r") |"
+r=$(secs sh -c "find '$C/maildir' '$T/c' -type f -exec cat {} + > /dev/null")
+m=$(secs "$BIN" verify "maildir:$C/maildir" "maildir:$T/c")
+say "| verify c (Maildir vs Maildir) | $m | read every byte of both | $r | $(ratio "$m" "$r") |"
+
+# --- 3. scaling: --jobs 1 vs 2, and 20 folders of mixed sizes ------------------------------
+C20=$W/c20
+[ -d "$C20/maildir" ] || python3 "$SHARED/gen_corpus.py" --out "$C20" --size-mb 512 --maildir --folders 20 -q
+say ""
+say "## Scaling (warm cache, --no-fsync, output on the same disk)"
+say ""
+say "| job | --jobs 1 s | --jobs 2 s | gain |"
+say "| --- | ---: | ---: | ---: |"
+for spec in "a mbox:$C/corpus.mbox maildir" "b maildir:$C/maildir mbox" "c maildir:$C/maildir maildir" "c-20-folders maildir:$C20/maildir maildir"; do
+  set -- $spec
+  t=()
+  for jobs in 1 2; do
+    rm -rf "$W/scale"; sync
+    t+=("$(secs "$BIN" sync "$2" "$3:$W/scale" -q --no-fsync --jobs $jobs)")
+  done
+  say "| $1 | ${t[0]} | ${t[1]} | $(ratio "${t[0]}" "${t[1]}") |"
+done
+rm -rf "$W/scale"
+
+# --- 4. memory -------------------------------------------------------------------------------
+say ""
+say "## Peak memory (/usr/bin/time -v, maximum resident set size)"
+say ""
+say "| input | job | peak RSS MB |"
+say "| --- | --- | ---: |"
+say "| 1 GiB mbox ($N messages) | mbox → Maildir | $(rm -rf "$W/m"; rss_mb "$BIN" sync "mbox:$C/corpus.mbox" "maildir:$W/m" -q --no-fsync) |"
+if [ "${QUICK:-0}" != 1 ]; then
+  C4=$W/c4g
+  [ -f "$C4/corpus.mbox" ] || python3 "$SHARED/gen_corpus.py" --out "$C4" --size-mb 4096 --mbox -q
+  say "| 4 GiB mbox | mbox → Maildir | $(rm -rf "$W/m"; rss_mb "$BIN" sync "mbox:$C4/corpus.mbox" "maildir:$W/m" -q --no-fsync) |"
+  rm -rf "$W/m"
+  M5=$W/md500k
+  if [ ! -d "$M5/cur" ]; then
+    python3 - "$M5" <<'PY'
+import os, sys
+root = sys.argv[1]
+for s in ('cur', 'new', 'tmp'):
+    os.makedirs(os.path.join(root, s), exist_ok=True)
+for i in range(500000):
+    body = b'From: s%d@example.com\nSubject: m %d\n\nsmall message %d\n' % (i, i, i)
+    name = '%d.M%dP1Q%d.bench,S=%d:2,S' % (1500000000 + i, i, i, len(body))
+    with open(os.path.join(root, 'cur', name), 'wb') as f:
+        f.write(body)
+PY
+  fi
+  say "| Maildir, 500,000 messages | Maildir → Maildir | $(rm -rf "$W/m"; rss_mb "$BIN" sync "maildir:$M5" "maildir:$W/m" -q --no-fsync) |"
+  say "| Maildir, 500,000 messages | Maildir → mbox | $(rm -f "$W/m5.mbox"; rss_mb "$BIN" sync "maildir:$M5" "mbox:$W/m5.mbox" -q --no-fsync) |"
+  rm -rf "$W/m" "$W/m5.mbox"
+fi
+
+# --- 5. syscalls per written message (10,000 messages) ---------------------------------------
+if command -v strace > /dev/null; then
+  S=$W/s10k
+  [ -f "$S/corpus.mbox" ] || python3 "$SHARED/gen_corpus.py" --out "$S" --messages 10000 --mbox --maildir -q
+  say ""
+  say "## Syscalls per written message (strace -c -f, 10,000 messages)"
+  say ""
+  say "| job | mode | syscalls | per message | top calls |"
+  say "| --- | --- | ---: | ---: | --- |"
+  for spec in "a mbox:$S/corpus.mbox maildir" "c maildir:$S/maildir maildir" "b maildir:$S/maildir mbox"; do
+    set -- $spec
+    for mode in durable no-fsync; do
+      rm -rf "$W/st"
+      extra=$([ $mode = no-fsync ] && echo --no-fsync || true)
+      strace -c -f -o "$W/strace.txt" "$BIN" sync "$2" "$3:$W/st" -q $extra > /dev/null 2>&1 || true
+      total=$(awk '/^100.00/ {print $4}' "$W/strace.txt")
+      top=$(awk 'NR>2 && $1 ~ /^[0-9.]+$/ && $NF != "total" {print $NF":"$4}' "$W/strace.txt" | sort -t: -k2 -nr | head -6 | tr '\n' ' ')
+      say "| $1 | $mode | $total | $(echo "$total" | awk '{printf "%.1f", $1/10000}') | $top |"
+    done
+  done
+  rm -rf "$W/st"
+fi
+echo "results: $OUT" >&2

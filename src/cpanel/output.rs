@@ -1,0 +1,272 @@
+//! Putting planned metadata files into the target — or comparing them with it (`verify`).
+//!
+//! A [`Planned`] file says where it goes (below the target home or the target's system `etc`),
+//! with which modes (FORMATS.md §3.3) and what it must contain. Keyed files are merged into
+//! what the target already has (lines.rs); whole files are written when absent and otherwise
+//! only replaced under `--overwrite-metadata`, each difference being a reported conflict.
+//! Everything goes through `fsx::Dir`, so a symlink anywhere below the target roots is refused,
+//! and through `write_atomic`, so a reader never sees half a file. A file that already exists
+//! keeps its owner; a file whose content would not change is not touched (re-runs are no-ops).
+
+use std::ffi::OsStr;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use super::lines::{self, Format, KLine};
+use crate::error::{Error, Problem, Result};
+use crate::events::{Event, Recorder};
+use crate::fsx::{Dir, Owner};
+use crate::verify::{Difference, Verification};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Root {
+    /// The target account's home.
+    Home,
+    /// The target's system-wide directory (`--target-etc`).
+    Etc,
+}
+
+#[derive(Debug, Clone)]
+pub enum Body {
+    Keyed(Format, Vec<KLine>),
+    /// An Exim filter, merged by rule block (filter.rs).
+    Filter(String),
+    Whole(Vec<u8>),
+}
+
+/// One metadata file to be put into the target.
+#[derive(Debug, Clone)]
+pub struct Planned {
+    pub root: Root,
+    /// Path components below the root; the last one is the file name.
+    pub rel: Vec<String>,
+    /// Modes of the directories on the way (used when they are created).
+    pub dir_modes: Vec<u32>,
+    pub mode: u32,
+    /// Group `mail` (cPanel's `etc/` files and the system routing files).
+    pub group_mail: bool,
+    pub body: Body,
+    /// The source file it comes from.
+    pub from: PathBuf,
+    /// `(old line, new line)` for every line the mapping changed (printed by `--dry-run`).
+    pub rewrites: Vec<(String, String)>,
+}
+
+impl Planned {
+    fn file_name(&self) -> &str {
+        self.rel.last().map_or("", String::as_str)
+    }
+
+    fn dirs(&self) -> &[String] {
+        self.rel.split_last().map_or(&[][..], |(_, d)| d)
+    }
+}
+
+/// Where and as whom metadata is written.
+pub struct Output<'a> {
+    pub home: PathBuf,
+    pub etc: PathBuf,
+    pub owner: Option<Owner>,
+    pub mail_gid: Option<u32>,
+    pub root_run: bool,
+    pub dry_run: bool,
+    pub overwrite: bool,
+    pub rec: &'a dyn Recorder,
+}
+
+fn component(s: &str) -> Result<&OsStr> {
+    if s.is_empty() || s == "." || s == ".." || s.contains('/') || s.contains('\0') {
+        return Err(Error::bad(s, "unsafe name for a target file; not written"));
+    }
+    Ok(OsStr::new(s))
+}
+
+impl Output<'_> {
+    fn root_path(&self, r: Root) -> &Path {
+        match r {
+            Root::Home => &self.home,
+            Root::Etc => &self.etc,
+        }
+    }
+
+    pub fn path_of(&self, p: &Planned) -> PathBuf {
+        p.rel.iter().fold(self.root_path(p.root).to_path_buf(), |acc, c| acc.join(c))
+    }
+
+    fn dir_owner(&self, p: &Planned) -> Option<Owner> {
+        match p.root {
+            // cPanel keeps the routing directories root:mail.
+            Root::Etc => self.root_run.then(|| Owner { uid: 0, gid: self.mail_gid.unwrap_or(0) }),
+            Root::Home => self.file_owner(p),
+        }
+    }
+
+    fn file_owner(&self, p: &Planned) -> Option<Owner> {
+        let o = self.owner?;
+        Some(if p.group_mail && self.root_run { Owner { uid: o.uid, gid: self.mail_gid.unwrap_or(o.gid) } } else { o })
+    }
+
+    /// The directory that holds the file: opened (created when `create`), never through a
+    /// symlink; `None` when it does not exist and was not to be created.
+    fn parent(&self, p: &Planned, create: bool) -> Result<Option<Dir>> {
+        let rootp = self.root_path(p.root);
+        let mut dir = if create {
+            let mode = if p.root == Root::Etc { 0o755 } else { 0o711 };
+            Dir::create_root(rootp, mode, None)?
+        } else {
+            if !rootp.exists() {
+                return Ok(None);
+            }
+            Dir::open_root(rootp)?
+        };
+        for (i, c) in p.dirs().iter().enumerate() {
+            let name = component(c)?;
+            dir = if create {
+                dir.create(name, p.dir_modes.get(i).copied().unwrap_or(0o700), self.dir_owner(p))?
+            } else {
+                match dir.open(name)? {
+                    Some(d) => d,
+                    None => return Ok(None),
+                }
+            };
+        }
+        Ok(Some(dir))
+    }
+
+    /// The target file's bytes and owner, if it exists.
+    fn existing(&self, p: &Planned) -> Result<Option<(Vec<u8>, Owner)>> {
+        let Some(dir) = self.parent(p, false)? else { return Ok(None) };
+        let name = component(p.file_name())?;
+        if !dir.exists(name) {
+            return Ok(None);
+        }
+        let path = dir.path.join(name);
+        let data = crate::fsx::read_source_file(&path)?;
+        let md = std::fs::symlink_metadata(&path).map_err(|e| Error::Io { path: path.clone(), source: e })?;
+        Ok(Some((data, Owner { uid: md.uid(), gid: md.gid() })))
+    }
+
+    /// Merges or writes one planned file; problems go to `errors`, conflicts to `warnings`.
+    pub fn apply(&self, p: &Planned, errors: &mut Vec<Problem>, warnings: &mut Vec<Problem>) {
+        let path = self.path_of(p);
+        if self.dry_run {
+            for (old, new) in &p.rewrites {
+                self.rec.record(Event::Plan(format!("{}: {old} -> {new}", path.display())));
+            }
+        }
+        if let Err(e) = self.apply_inner(p, &path, warnings) {
+            errors.push(e.problem());
+        }
+    }
+
+    fn apply_inner(&self, p: &Planned, path: &Path, warnings: &mut Vec<Problem>) -> Result<()> {
+        let existing = self.existing(p)?;
+        let content: Vec<u8> = match (&p.body, &existing) {
+            (Body::Keyed(fmt, src), Some((old, _))) => {
+                let (target_lines, _) = lines::parse(*fmt, &String::from_utf8_lossy(old));
+                let m = lines::merge(&target_lines, src, self.overwrite);
+                for c in m.conflicts {
+                    warnings.push(Problem::new(path, format!("conflict: {c}")));
+                }
+                lines::render(&m.lines).into_bytes()
+            }
+            (Body::Keyed(_, src), None) => lines::render(src).into_bytes(),
+            (Body::Filter(src), Some((old, _))) => {
+                let (merged, conflicts) = super::filter::merge(&String::from_utf8_lossy(old), src, self.overwrite);
+                for c in conflicts {
+                    warnings.push(Problem::new(path, format!("conflict: rule {c}")));
+                }
+                merged.into_bytes()
+            }
+            (Body::Filter(src), None) => src.clone().into_bytes(),
+            (Body::Whole(new), Some((old, _))) if new != old => {
+                let keep = if self.overwrite {
+                    "source's (--overwrite-metadata)"
+                } else {
+                    "target's (use --overwrite-metadata to take the source's)"
+                };
+                warnings.push(Problem::new(
+                    path,
+                    format!("conflict: the target file differs from {}; kept the {keep}", p.from.display()),
+                ));
+                if self.overwrite { new.clone() } else { old.clone() }
+            }
+            (Body::Whole(new), _) => new.clone(),
+        };
+        if existing.as_ref().is_some_and(|(old, _)| *old == content) {
+            return Ok(());
+        }
+        if self.dry_run {
+            self.rec.record(Event::Plan(format!(
+                "{}: write {} bytes (from {})",
+                path.display(),
+                content.len(),
+                p.from.display()
+            )));
+            return Ok(());
+        }
+        let dir = self.parent(p, true)?.ok_or_else(|| Error::bad(path, "directory missing"))?;
+        let owner = match &existing {
+            Some((_, o)) if self.root_run => Some(*o),
+            Some(_) => None,
+            None => self.file_owner(p),
+        };
+        dir.write_atomic(p.file_name(), &content, p.mode, owner, true)
+    }
+
+    /// Lists in `v` every way the target differs from the planned file.
+    pub fn compare(&self, p: &Planned, v: &mut Verification) {
+        let path = self.path_of(p);
+        let mut diff = |what: String| {
+            v.differences.push(Difference {
+                folder: "metadata".into(),
+                source: p.from.display().to_string(),
+                target: Some(path.display().to_string()),
+                what,
+            });
+        };
+        let existing = match self.existing(p) {
+            Ok(e) => e,
+            Err(e) => {
+                v.errors.push(e.problem());
+                return;
+            }
+        };
+        let Some((old, _)) = existing else {
+            diff("metadata file missing in target".into());
+            return;
+        };
+        match &p.body {
+            Body::Whole(new) => {
+                if *new != old {
+                    diff("metadata file differs".into());
+                }
+            }
+            Body::Filter(src) => {
+                let (_, t) = super::filter::parse(&String::from_utf8_lossy(&old));
+                for b in super::filter::parse(src).1 {
+                    match t.iter().find(|x| x.key == b.key) {
+                        Some(x) if x.text == b.text => {}
+                        Some(_) => diff(format!("filter rule {:?} differs", b.key.as_deref().unwrap_or(""))),
+                        None => diff(format!("filter rule {:?} missing in target", b.key.as_deref().unwrap_or(""))),
+                    }
+                }
+            }
+            Body::Keyed(fmt, src) => {
+                let (t, _) = lines::parse(*fmt, &String::from_utf8_lossy(&old));
+                for s in src {
+                    let found = match &s.key {
+                        Some(k) => t.iter().find(|x| x.key.as_deref() == Some(k.as_str())),
+                        None if s.text.trim().is_empty() => continue,
+                        None => t.iter().find(|x| x.text == s.text),
+                    };
+                    match found {
+                        Some(x) if x.text == s.text => {}
+                        Some(x) => diff(format!("line {:?} in target, {:?} expected", x.text, s.text)),
+                        None => diff(format!("line {:?} missing in target", s.text)),
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,710 @@
+//! cPanel account stores end to end (issue 5): `sync cpanel:SRC cpanel:DST` on the fixture
+//! account in fixtures/cpanel (two domains, the default mailbox, forwarders, filters, an
+//! autoresponder, quotas), with and without identity mappings, one mailbox, merges, re-runs,
+//! ownership, `verify`, `inspect`, the refusals (mdbox, target symlinks, bad mapping files),
+//! and Dovecot's `doveadm` reading every target mailbox.
+
+mod common;
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+
+/// The fixture copied into the test's temp dir (symlinks kept, as `cp -a` does): the account
+/// home and the source system `etc`.
+struct Account {
+    env: TestEnv,
+    src: PathBuf,
+    src_etc: PathBuf,
+}
+
+const BOXES: [&str; 4] = ["", "info@example.com", "sales@example.com", "bob@example.org"];
+
+impl Account {
+    fn new() -> Account {
+        let env = TestEnv::new();
+        std::fs::set_permissions(env.root(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let st = Command::new("cp").arg("-a").arg(fixtures().join("cpanel")).arg(env.path("src")).status().unwrap();
+        assert!(st.success());
+        restore_maildir_dirs(&env.path("src"));
+        // Deterministic internal dates (git checkouts set mtime to "now").
+        let mut files: Vec<PathBuf> = walkdir::WalkDir::new(env.path("src/home"))
+            .into_iter()
+            .filter_map(Result::ok)
+            .filter(|e| {
+                e.file_type().is_file() && e.path().parent().is_some_and(|p| p.ends_with("cur") || p.ends_with("new"))
+            })
+            .map(|e| e.into_path())
+            .collect();
+        files.sort();
+        for (i, f) in files.iter().enumerate() {
+            set_mtime(f, 1_546_300_800 + i as i64 * 86_400);
+        }
+        let src = env.path("src/home/acct");
+        let src_etc = env.path("src/etc");
+        Account { env, src, src_etc }
+    }
+
+    fn dst(&self, name: &str) -> (PathBuf, PathBuf) {
+        let home = self.env.path(&format!("{name}/home/newacct"));
+        std::fs::create_dir_all(&home).unwrap();
+        (home, self.env.path(&format!("{name}/etc")))
+    }
+
+    fn sync(&self, home: &Path, etc: &Path, extra: &[&str]) -> Run {
+        let s = format!("cpanel:{}", self.src.display());
+        let d = format!("cpanel:{}", home.display());
+        let mut args = vec!["--source-etc", self.src_etc.to_str().unwrap(), "--target-etc", etc.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        self.env.sync(&s, &d, &args)
+    }
+}
+
+fn mailbox(home: &Path, addr: &str) -> PathBuf {
+    match addr.split_once('@') {
+        Some((l, d)) => home.join("mail").join(d).join(l),
+        None => home.join("mail"),
+    }
+}
+
+/// (folder, flags, keywords, sha256, mtime) of every message of one mailbox; the
+/// compatibility symlinks (`.LOCAL@DOMAIN`) are not folders.
+fn box_msgs(root: &Path) -> Vec<(String, String, Vec<String>, String, i64)> {
+    let mut v: Vec<_> = read_maildir(root, Layout::MaildirPP)
+        .into_iter()
+        .filter(|m| !m.folder.contains('@'))
+        .map(|m| (m.folder.clone(), m.flags.clone(), m.keywords.clone(), sha256(&m.bytes), m.mtime))
+        .collect();
+    v.sort();
+    v
+}
+
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+fn lines(p: &Path) -> Vec<String> {
+    let mut v: Vec<String> = read(p).lines().map(str::to_string).collect();
+    v.sort();
+    v
+}
+
+fn mode(p: &Path) -> u32 {
+    std::fs::symlink_metadata(p).unwrap().mode() & 0o7777
+}
+
+#[test]
+fn plain_move_copies_every_mailbox_and_the_metadata() {
+    let a = Account::new();
+    let (home, etc) = a.dst("plain");
+    let before = snapshot(&a.env.path("src"));
+    let r = a.sync(&home, &etc, &[]);
+    r.expect_code(0);
+    assert_eq!(r.n("transferred"), 12);
+    assert_eq!(r.n("failed"), 0);
+    for b in BOXES {
+        let want = box_msgs(&mailbox(&a.src, b));
+        assert!(!want.is_empty(), "{b}");
+        assert_eq!(want, box_msgs(&mailbox(&home, b)), "mailbox {b:?}");
+    }
+    // The default box has no domain folders and no symlink folder.
+    let folders: Vec<String> =
+        maildir_folders(&home.join("mail"), Layout::MaildirPP).into_iter().map(|f| f.0).collect();
+    assert_eq!(folders, vec!["INBOX", "Sent"]);
+    let h = home.display().to_string();
+    assert_eq!(
+        lines(&home.join("etc/example.com/passwd")),
+        vec![
+            format!("info:x:1500:1500::{h}/mail/example.com/info:{h}"),
+            format!("sales:x:1500:1500::{h}/mail/example.com/sales:{h}")
+        ]
+    );
+    assert_eq!(read(&home.join("etc/example.org/shadow")), read(&a.src.join("etc/example.org/shadow")));
+    assert_eq!(read(&home.join("etc/example.com/quota")), read(&a.src.join("etc/example.com/quota")));
+    let va = read(&etc.join("valiases/example.com"));
+    assert!(va.contains(&format!("\"|/usr/local/cpanel/bin/autorespond info@example.com {h}/.autorespond\"")), "{va}");
+    assert!(va.contains(&format!("tickets@example.com: |{h}/bin/ticket.php")), "{va}");
+    assert!(va.contains("old@example.com: :fail: No such person at this address\n"), "{va}");
+    assert!(va.contains("spam@example.com: :blackhole:\n"), "{va}");
+    assert!(va.contains("this line has no colon\n"), "an unparseable line is kept verbatim: {va}");
+    assert!(va.contains("*: newacct\n"), "the bare cPanel user follows the account: {va}");
+    assert!(r.json()["warnings"].to_string().contains("this line"), "the unparseable line is reported: {}", r.stdout);
+    assert_eq!(read(&etc.join("vfilters/example.com")), read(&a.src_etc.join("vfilters/example.com")));
+    assert_eq!(read(&etc.join("vdomainaliases/example.net")), "example.net: example.com\n");
+    assert!(!etc.join("valiases/stranger.example").exists());
+    assert_eq!(read(&home.join(".autorespond/info@example.com")), read(&a.src.join(".autorespond/info@example.com")));
+    assert!(home.join(".autorespond/info@example.com.json").is_file());
+    assert_eq!(read(&home.join(".spamassassin/user_prefs")), read(&a.src.join(".spamassassin/user_prefs")));
+    assert!(home.join("etc/example.com/info/filter").is_file());
+    // maildirsize recomputed (the fixture's is stale on purpose), quota line kept.
+    let info = mailbox(&home, "info@example.com");
+    let count = box_msgs(&info).len() as u64;
+    let real: u64 = read_maildir(&info, Layout::MaildirPP).iter().map(|m| m.bytes.len() as u64).sum();
+    let mds = read(&info.join("maildirsize"));
+    let mut it = mds.lines();
+    assert_eq!(it.next(), Some("262144000S"));
+    let totals: Vec<u64> = it.next().unwrap().split_whitespace().map(|x| x.parse().unwrap()).collect();
+    assert_eq!(totals, vec![real, count]);
+    // bob has no maildirsize in the source: one is written from etc/example.org/quota.
+    assert!(read(&mailbox(&home, "bob@example.org").join("maildirsize")).starts_with("104857600S\n"));
+    // Modes (FORMATS.md §3.3).
+    assert_eq!(mode(&home.join("mail")), 0o751);
+    assert_eq!(mode(&home.join("mail/example.com")), 0o751);
+    assert_eq!(mode(&home.join("mail/example.com/info")), 0o751);
+    assert_eq!(mode(&home.join("etc")), 0o750);
+    assert_eq!(mode(&home.join("etc/example.com")), 0o750);
+    assert_eq!(mode(&home.join("etc/example.com/shadow")), 0o640);
+    assert_eq!(mode(&etc.join("valiases/example.com")), 0o640);
+    assert_eq!(mode(&etc.join("valiases")), 0o751);
+    let world_writable: Vec<PathBuf> = walkdir::WalkDir::new(&home)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| !e.path_is_symlink() && e.metadata().is_ok_and(|m| m.mode() & 0o002 != 0))
+        .map(|e| e.into_path())
+        .collect();
+    assert!(world_writable.is_empty(), "{world_writable:?}");
+    assert_unchanged(&before, &a.env.path("src"), "the source");
+}
+
+#[test]
+fn rerun_is_idempotent_and_verify_agrees() {
+    let a = Account::new();
+    let (home, etc) = a.dst("rerun");
+    a.sync(&home, &etc, &[]).expect_code(0);
+    let keep = |s: Snapshot| -> Snapshot {
+        s.into_iter().filter(|(k, _)| !k.to_string_lossy().contains("mailmover-cache")).collect()
+    };
+    let before = keep(snapshot(a.env.root().join("rerun").as_path()));
+    let r = a.sync(&home, &etc, &[]);
+    r.expect_code(0);
+    assert_eq!(r.n("transferred"), 0);
+    assert_eq!(r.n("skipped_existing"), 12);
+    let after = keep(snapshot(a.env.root().join("rerun").as_path()));
+    assert_eq!(snapshot_diff(&before, &after), "", "a second run changed the target");
+    let v = a.env.run([
+        "verify",
+        &format!("cpanel:{}", a.src.display()),
+        &format!("cpanel:{}", home.display()),
+        "--source-etc",
+        a.src_etc.to_str().unwrap(),
+        "--target-etc",
+        etc.to_str().unwrap(),
+        "--json",
+    ]);
+    v.expect_code(0);
+    assert_eq!(v.json()["ok"], true);
+    // A metadata difference is found and named.
+    std::fs::write(home.join("etc/example.com/quota"), "info:1\nsales:209715200\n").unwrap();
+    let v = a.env.run([
+        "verify",
+        &format!("cpanel:{}", a.src.display()),
+        &format!("cpanel:{}", home.display()),
+        "--source-etc",
+        a.src_etc.to_str().unwrap(),
+        "--target-etc",
+        etc.to_str().unwrap(),
+        "--json",
+    ]);
+    v.expect_code(1);
+    assert!(v.stdout.contains("info:104857600"), "{}", v.stdout);
+}
+
+#[test]
+fn domain_rename_applies_everywhere() {
+    let a = Account::new();
+    let (home, etc) = a.dst("dom");
+    let r = a.sync(&home, &etc, &["--map-domain", "example.com=example.info"]);
+    r.expect_code(0);
+    assert_eq!(box_msgs(&mailbox(&a.src, "info@example.com")), box_msgs(&mailbox(&home, "info@example.info")));
+    assert!(!home.join("mail/example.com").exists() && !home.join("etc/example.com").exists());
+    assert_eq!(
+        box_msgs(&mailbox(&a.src, "bob@example.org")),
+        box_msgs(&mailbox(&home, "bob@example.org")),
+        "other domains untouched"
+    );
+    let h = home.display().to_string();
+    assert!(
+        lines(&home.join("etc/example.info/passwd"))
+            .contains(&format!("info:x:1500:1500::{h}/mail/example.info/info:{h}"))
+    );
+    let va = read(&etc.join("valiases/example.info"));
+    assert!(va.contains("team@example.info: info@example.info, bob@example.org, far@elsewhere.example"), "{va}");
+    assert!(va.contains("autorespond info@example.info "), "{va}");
+    assert!(!etc.join("valiases/example.com").exists());
+    assert!(read(&etc.join("valiases/example.org")).contains("bob@example.org: bob@example.org, info@example.info"));
+    assert!(read(&etc.join("vfilters/example.info")).contains("deliver \"sales@example.info\""));
+    assert_eq!(read(&etc.join("vdomainaliases/example.net")), "example.net: example.info\n");
+    let ar = read(&home.join(".autorespond/info@example.info"));
+    assert!(ar.starts_with("From: \"Info Desk\" <info@example.info>") && ar.contains("sales@example.info"), "{ar}");
+    assert!(!home.join(".autorespond/info@example.com").exists());
+    assert!(read(&home.join("etc/example.info/info/filter")).contains("sales@example.info"));
+}
+
+#[test]
+fn user_rename_and_dry_run_listing() {
+    let a = Account::new();
+    let (home, etc) = a.dst("user");
+    let dry = a.sync(&home, &etc, &["--map-user", "info@example.com=contact@example.com", "--dry-run"]);
+    dry.expect_code(0);
+    assert!(dry.stderr.contains("team@example.com: info@example.com, bob@example.org, far@elsewhere.example -> team@example.com: contact@example.com, bob@example.org, far@elsewhere.example"), "{}", dry.stderr);
+    assert_eq!(std::fs::read_dir(&home).unwrap().count(), 0, "a dry run wrote into the target");
+    assert!(!etc.exists());
+    let r = a.sync(&home, &etc, &["--map-user", "info@example.com=contact@example.com"]);
+    r.expect_code(0);
+    assert_eq!(box_msgs(&mailbox(&a.src, "info@example.com")), box_msgs(&mailbox(&home, "contact@example.com")));
+    assert!(!mailbox(&home, "info@example.com").exists());
+    assert_eq!(box_msgs(&mailbox(&a.src, "sales@example.com")), box_msgs(&mailbox(&home, "sales@example.com")));
+    let pw = lines(&home.join("etc/example.com/passwd"));
+    assert!(
+        pw.iter().any(|l| l.starts_with("contact:x:1500:1500::") && l.contains("/mail/example.com/contact:")),
+        "{pw:?}"
+    );
+    assert!(pw.iter().any(|l| l.starts_with("sales:")));
+    assert!(read(&home.join("etc/example.com/shadow")).contains("contact:$6$fixsalt$hashinfo:"));
+    assert!(read(&etc.join("valiases/example.org")).contains("bob@example.org, contact@example.com"));
+    assert!(home.join(".autorespond/contact@example.com").is_file());
+}
+
+#[test]
+fn csv_mapping_and_bad_rows() {
+    let a = Account::new();
+    let (home, etc) = a.dst("csv");
+    let bad = a.env.write("bad.csv", b"old,new\nexample.org,example.biz\nnot a row\n");
+    let r = a.sync(&home, &etc, &["--map-file", bad.to_str().unwrap()]);
+    r.expect_code(2);
+    assert!(r.stderr.contains("line 3"), "{}", r.stderr);
+    assert_eq!(std::fs::read_dir(&home).unwrap().count(), 0, "a usage error wrote something");
+    let csv = a.env.write("map.csv", b"example.org,example.biz\nsales@example.com,shop@example.com\n");
+    a.sync(&home, &etc, &["--map-file", csv.to_str().unwrap()]).expect_code(0);
+    assert_eq!(box_msgs(&mailbox(&a.src, "bob@example.org")), box_msgs(&mailbox(&home, "bob@example.biz")));
+    assert_eq!(box_msgs(&mailbox(&a.src, "sales@example.com")), box_msgs(&mailbox(&home, "shop@example.com")));
+    assert_eq!(box_msgs(&mailbox(&a.src, "info@example.com")), box_msgs(&mailbox(&home, "info@example.com")));
+    assert!(read(&etc.join("valiases/example.biz")).contains("*: :fail: No Such User Here"));
+    assert!(read(&home.join("etc/example.com/quota")).contains("shop:"));
+}
+
+#[test]
+fn one_mailbox_with_its_lines_only() {
+    let a = Account::new();
+    let (home, etc) = a.dst("one");
+    let r = a.sync(&home, &etc, &["--mailbox", "bob@example.org"]);
+    r.expect_code(0);
+    assert_eq!(r.n("transferred"), 3);
+    assert_eq!(box_msgs(&mailbox(&a.src, "bob@example.org")), box_msgs(&mailbox(&home, "bob@example.org")));
+    assert!(!home.join("mail/example.com").exists() && !home.join("mail/cur").exists());
+    assert!(!home.join("etc/example.com").exists());
+    assert_eq!(lines(&home.join("etc/example.org/quota")), vec!["bob:104857600".to_string()]);
+    assert_eq!(read(&etc.join("valiases/example.org")), "bob@example.org: bob@example.org, info@example.com\n");
+    assert!(!home.join(".autorespond").exists());
+    let r = a.sync(&home, &etc, &["--mailbox", "nobody@example.org"]);
+    r.expect_code(2);
+}
+
+#[test]
+fn merge_keeps_target_mail_and_lines() {
+    let a = Account::new();
+    let (home, etc) = a.dst("merge");
+    let info = mailbox(&home, "info@example.com");
+    for s in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(info.join(s)).unwrap();
+    }
+    let mine = info.join("cur/1700000000.M1P1.dst,S=19:2,S");
+    std::fs::write(&mine, b"Subject: x\n\ntarget\n").unwrap();
+    a.env.write(
+        "merge/home/newacct/etc/example.com/passwd",
+        b"t:x:1:1::/x/mail/example.com/t:/x\ninfo:x:9:9::/elsewhere:/x\n",
+    );
+    a.env.write(
+        "merge/etc/vfilters/example.com",
+        b"# Exim filter - auto-generated by cPanel.\nheaders charset \"UTF-8\"\n\n#target rule\nif $header_subject: contains \"x\"\nthen\n save \"/dev/null\" 660\nendif\n",
+    );
+    let r = a.sync(&home, &etc, &[]);
+    r.expect_code(0);
+    assert!(mine.is_file(), "target mail kept");
+    let vf = read(&etc.join("vfilters/example.com"));
+    assert!(vf.contains("#target rule") && vf.contains("#invoices\nif $header_subject: contains \"invoice\""), "{vf}");
+    let pw = read(&home.join("etc/example.com/passwd"));
+    assert!(pw.starts_with("t:x:1:1::") && pw.contains("info:x:9:9::/elsewhere:/x") && pw.contains("\nsales:"), "{pw}");
+    assert!(r.json()["warnings"].to_string().contains("conflict"), "{}", r.stdout);
+    let src = box_msgs(&mailbox(&a.src, "info@example.com"));
+    let dst = box_msgs(&info);
+    assert_eq!(dst.len(), src.len() + 1);
+    assert!(src.iter().all(|m| dst.contains(m)));
+    let real: u64 = read_maildir(&info, Layout::MaildirPP).iter().map(|m| m.bytes.len() as u64).sum();
+    assert!(read(&info.join("maildirsize")).contains(&format!("{real} ")));
+    a.sync(&home, &etc, &["--overwrite-metadata"]).expect_code(0);
+    assert!(read(&home.join("etc/example.com/passwd")).contains("info:x:1500:1500::"));
+    assert!(read(&home.join("etc/example.com/passwd")).starts_with("t:x:1:1::"));
+}
+
+#[test]
+fn inspect_lists_domains_mailboxes_and_metadata() {
+    let a = Account::new();
+    let r = a.env.run(["inspect", "--json", &format!("cpanel:{}", a.src.display())]);
+    r.expect_code(0);
+    let j = r.json();
+    assert_eq!(j["kind"], "cpanel");
+    assert_eq!(j["domains"], serde_json::json!(["example.com", "example.org"]));
+    let folders: Vec<(String, u64)> = j["folders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["name"].as_str().unwrap().to_string(), f["messages"].as_u64().unwrap()))
+        .collect();
+    let want: Vec<(String, u64)> = [
+        ("INBOX", 2),
+        ("Sent", 1),
+        ("bob@example.org/INBOX", 2),
+        ("bob@example.org/Été", 1),
+        ("info@example.com/Archive/2019", 1),
+        ("info@example.com/INBOX", 3),
+        ("info@example.com/Sent", 1),
+        ("sales@example.com/INBOX", 1),
+    ]
+    .iter()
+    .map(|(n, c)| (n.to_string(), *c))
+    .collect();
+    assert_same_set(&want, &folders, "inspect folders");
+    let boxes = j["mailboxes"].as_array().unwrap();
+    let info = boxes.iter().find(|b| b["address"] == "info@example.com").unwrap();
+    assert_eq!(info["quota"], 104857600);
+    assert!(j["metadata"].to_string().contains("etc/example.com/passwd"));
+}
+
+#[test]
+fn mdbox_account_is_refused_before_writing() {
+    let a = Account::new();
+    let m = a.src.join("mail/example.com/old");
+    std::fs::create_dir_all(m.join("storage")).unwrap();
+    std::fs::write(m.join("mailbox_format.cpanel"), "mdbox").unwrap();
+    let (home, etc) = a.dst("mdbox");
+    let r = a.sync(&home, &etc, &[]);
+    r.expect_code(1);
+    assert!(
+        r.stderr.contains("mdbox") && r.stderr.contains("old@example.com") && r.stderr.contains("doveadm"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(std::fs::read_dir(&home).unwrap().count(), 0);
+    // The other mailboxes can still be moved one by one.
+    a.sync(&home, &etc, &["--mailbox", "bob@example.org"]).expect_code(0);
+}
+
+#[test]
+fn target_symlink_is_refused_and_reported() {
+    let a = Account::new();
+    let (home, etc) = a.dst("sym");
+    let victim = a.env.path("victim");
+    std::fs::create_dir_all(&victim).unwrap();
+    std::fs::create_dir_all(home.join("mail")).unwrap();
+    std::os::unix::fs::symlink(&victim, home.join("mail/example.org")).unwrap();
+    let r = a.sync(&home, &etc, &[]);
+    r.expect_code(1);
+    assert!(r.errors().iter().any(|(p, why)| p.contains("example.org") && why.contains("symlink")), "{:?}", r.errors());
+    assert_eq!(std::fs::read_dir(&victim).unwrap().count(), 0);
+    assert_eq!(
+        box_msgs(&mailbox(&a.src, "info@example.com")),
+        box_msgs(&mailbox(&home, "info@example.com")),
+        "the other mailboxes still move"
+    );
+}
+
+#[test]
+fn legacy_mbox_mailbox_converts() {
+    let a = Account::new();
+    let m = a.src.join("mail/example.org/old");
+    std::fs::create_dir_all(&m).unwrap();
+    std::fs::write(
+        m.join("inbox"),
+        make_mbox(&[
+            ("Tue Jan  1 10:00:00 2008", &message("one", "1\n")),
+            ("Tue Jan  1 11:00:00 2008", &message("two", "2\n")),
+        ]),
+    )
+    .unwrap();
+    std::fs::write(m.join("Sent"), make_mbox(&[("Tue Jan  1 12:00:00 2008", &message("sent", "3\n"))])).unwrap();
+    let (home, etc) = a.dst("legacy");
+    a.sync(&home, &etc, &[]).expect_code(0);
+    let got = box_msgs(&mailbox(&home, "old@example.org"));
+    let folders: Vec<&str> = got.iter().map(|m| m.0.as_str()).collect();
+    assert_eq!(folders, vec!["INBOX", "INBOX", "Sent"]);
+}
+
+fn doveadm_count(copy: &Path, work: &Path) -> Vec<(String, String)> {
+    let conf = work.join("dc.conf");
+    std::fs::write(&conf, "namespace inbox {\n  inbox = yes\n  separator = /\n}\n").unwrap();
+    let dhome = work.join("dovehome");
+    std::fs::create_dir_all(&dhome).unwrap();
+    let root = nix::unistd::geteuid().is_root();
+    if root {
+        assert!(Command::new("chown").args(["-R", "65534:65534"]).arg(copy).arg(&dhome).status().unwrap().success());
+    }
+    let mut c = Command::new("doveadm");
+    c.arg("-c")
+        .arg(&conf)
+        .arg("-o")
+        .arg(format!("mail_location=maildir:{}", copy.display()))
+        .arg("-o")
+        .arg(format!("mail_home={}", dhome.display()));
+    c.args(["-o", "mailbox_list_index=no"]);
+    if root {
+        c.args(["-o", "mail_uid=65534", "-o", "mail_gid=65534"]).env("USER", "nobody");
+    }
+    c.args(["-f", "json", "fetch", "mailbox flags", "all"]);
+    let out = c.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && !err.contains("Error"), "doveadm: {err}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut rows: Vec<(String, String)> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let mut f: Vec<&str> =
+                r["flags"].as_str().unwrap().split_whitespace().filter(|f| *f != "\\Recent").collect();
+            f.sort();
+            (r["mailbox"].as_str().unwrap().to_string(), f.join(" "))
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+#[test]
+fn doveadm_reads_every_target_mailbox() {
+    if !have("doveadm") {
+        eprintln!("notice: doveadm not found; Dovecot check of the cPanel target skipped");
+        return;
+    }
+    let a = Account::new();
+    let (home, etc) = a.dst("dove");
+    a.sync(&home, &etc, &[]).expect_code(0);
+    for b in BOXES {
+        let want: Vec<(String, String)> = {
+            let mut v: Vec<(String, String)> = read_maildir(&mailbox(&a.src, b), Layout::MaildirPP)
+                .into_iter()
+                .filter(|m| !m.folder.contains('@'))
+                .map(|m| {
+                    let mut f: Vec<String> = m
+                        .flags
+                        .chars()
+                        .filter_map(|c| match c {
+                            'D' => Some("\\Draft".to_string()),
+                            'F' => Some("\\Flagged".to_string()),
+                            'R' => Some("\\Answered".to_string()),
+                            'S' => Some("\\Seen".to_string()),
+                            'T' => Some("\\Deleted".to_string()),
+                            _ => None,
+                        })
+                        .chain(m.keywords.iter().cloned())
+                        .collect();
+                    f.sort();
+                    (m.folder, f.join(" "))
+                })
+                .collect();
+            v.sort();
+            v
+        };
+        // doveadm writes its indexes: give it a copy of the mailbox alone.
+        let copy = a.env.path(&format!("dovecopy-{}", if b.is_empty() { "default" } else { b }));
+        let st = Command::new("cp").arg("-a").arg(mailbox(&home, b)).arg(&copy).status().unwrap();
+        assert!(st.success());
+        if b.is_empty() {
+            for d in ["example.com", "example.org"] {
+                std::fs::remove_dir_all(copy.join(d)).unwrap();
+            }
+        }
+        assert_eq!(doveadm_count(&copy, a.env.root()), want, "doveadm on mailbox {b:?}");
+    }
+}
+
+#[test]
+fn ownership_as_root_with_a_test_user() {
+    if !nix::unistd::geteuid().is_root() || !have("useradd") {
+        eprintln!("notice: not root (or no useradd); the cPanel ownership test is skipped");
+        return;
+    }
+    let name = format!("mmcp{}", std::process::id() % 100_000);
+    let out = Command::new("useradd").args(["-M", "-N", "-s", "/usr/sbin/nologin", &name]).output().unwrap();
+    if !out.status.success() {
+        eprintln!("notice: useradd failed ({}); ownership test skipped", String::from_utf8_lossy(&out.stderr));
+        return;
+    }
+    let uid = nix::unistd::User::from_name(&name).unwrap().unwrap().uid.as_raw();
+    let result = std::panic::catch_unwind(|| {
+        let a = Account::new();
+        let (home, etc) = a.dst("own");
+        a.sync(&home, &etc, &["--owner", &name]).expect_code(0);
+        for e in walkdir::WalkDir::new(&home).min_depth(1).into_iter().filter_map(Result::ok) {
+            assert_eq!(e.metadata().unwrap().uid(), uid, "{} not owned by the test user", e.path().display());
+        }
+        for f in ["valiases/example.com", "vfilters/example.com", "vdomainaliases/example.net"] {
+            assert_eq!(std::fs::metadata(etc.join(f)).unwrap().uid(), uid, "{f}");
+        }
+        if let Ok(Some(g)) = nix::unistd::Group::from_name("mail") {
+            assert_eq!(std::fs::metadata(home.join("etc/example.com/shadow")).unwrap().gid(), g.gid.as_raw());
+        }
+        // Without --owner, the target home's owner is taken.
+        let (home2, etc2) = a.dst("own2");
+        nix::unistd::chown(&home2, Some(uid.into()), None).unwrap();
+        a.sync(&home2, &etc2, &[]).expect_code(0);
+        for e in walkdir::WalkDir::new(&home2).into_iter().filter_map(Result::ok) {
+            assert_eq!(e.metadata().unwrap().uid(), uid, "{} not owned by the home's owner", e.path().display());
+        }
+    });
+    let _ = Command::new("userdel").arg(&name).output();
+    if let Err(p) = result {
+        std::panic::resume_unwind(p);
+    }
+}
+
+/// A pkgacct-style archive of the fixture account: `cpmove-acct/homedir/…` (or a nested
+/// `homedir.tar`), `va/`, `vf/`, `vad/`.
+fn make_archive(a: &Account, nested: bool) -> PathBuf {
+    let stage = a.env.path("stage/cpmove-acct");
+    std::fs::create_dir_all(&stage).unwrap();
+    let cp =
+        |from: &Path, to: &Path| assert!(Command::new("cp").arg("-a").arg(from).arg(to).status().unwrap().success());
+    if nested {
+        let st = Command::new("tar")
+            .arg("-C")
+            .arg(&a.src)
+            .arg("-cf")
+            .arg(stage.join("homedir.tar"))
+            .arg(".")
+            .status()
+            .unwrap();
+        assert!(st.success());
+    } else {
+        cp(&a.src, &stage.join("homedir"));
+    }
+    cp(&a.src_etc.join("valiases"), &stage.join("va"));
+    cp(&a.src_etc.join("vfilters"), &stage.join("vf"));
+    cp(&a.src_etc.join("vdomainaliases"), &stage.join("vad"));
+    let out = a.env.path(if nested { "cpmove-nested.tar.gz" } else { "cpmove-acct.tar.gz" });
+    let st = Command::new("tar")
+        .arg("-C")
+        .arg(a.env.path("stage"))
+        .arg("-czf")
+        .arg(&out)
+        .arg("cpmove-acct")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    std::fs::remove_dir_all(a.env.path("stage")).unwrap();
+    out
+}
+
+fn check_archive_source(nested: bool) {
+    let a = Account::new();
+    // Dovecot copies a message to another folder with link(2); tar keeps the second name as a
+    // hard link without data.
+    let info = mailbox(&a.src, "info@example.com");
+    let first = std::fs::read_dir(info.join("cur")).unwrap().next().unwrap().unwrap().path();
+    std::fs::hard_link(&first, info.join(".Sent/cur/1546300000.M99P99.fixture,S=203:2,S")).unwrap();
+    let tgz = make_archive(&a, nested);
+    let (home, etc) = a.dst(if nested { "arch-nested" } else { "arch" });
+    let s = format!("cpanel:{}", tgz.display());
+    let d = format!("cpanel:{}", home.display());
+    let r = a.env.sync(&s, &d, &["--target-etc", etc.to_str().unwrap()]);
+    r.expect_code(0);
+    assert_eq!(r.n("transferred"), 13);
+    for b in BOXES {
+        assert_eq!(box_msgs(&mailbox(&a.src, b)), box_msgs(&mailbox(&home, b)), "mailbox {b:?} from the archive");
+    }
+    // The same metadata as from the unpacked account.
+    let v = a.env.run([
+        "verify",
+        &format!("cpanel:{}", a.src.display()),
+        &d,
+        "--source-etc",
+        a.src_etc.to_str().unwrap(),
+        "--target-etc",
+        etc.to_str().unwrap(),
+        "--json",
+    ]);
+    v.expect_code(0);
+    a.env.run(["verify", &s, &d, "--target-etc", etc.to_str().unwrap()]).expect_code(0);
+    // The archive carries the system files too, with the fixture's unparseable valiases line.
+    let ins = a.env.run(["inspect", "--json", &s]);
+    ins.expect_code(1);
+    assert_eq!(ins.json()["messages"], 13);
+    assert!(ins.json()["problems"].to_string().contains("this line has no colon"));
+    let r = a.env.sync(&s, &d, &["--target-etc", etc.to_str().unwrap()]);
+    r.expect_code(0);
+    assert_eq!(r.n("transferred"), 0);
+    // Nothing was unpacked next to the archive.
+    let names: Vec<String> = std::fs::read_dir(a.env.root())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().all(|n| !n.starts_with("cpmove-acct") || n.ends_with(".tar.gz")), "{names:?}");
+}
+
+#[test]
+fn pkgacct_archive_is_read_directly() {
+    check_archive_source(false);
+}
+
+#[test]
+fn pkgacct_archive_with_nested_homedir_tar() {
+    check_archive_source(true);
+}
+
+#[test]
+fn archive_members_escaping_are_refused() {
+    let a = Account::new();
+    let bad = a.env.path("evil.tar");
+    {
+        let f = std::fs::File::create(&bad).unwrap();
+        let mut b = tar::Builder::new(f);
+        let data = b"Subject: x\n\nevil\n";
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o600);
+        h.set_entry_type(tar::EntryType::Regular);
+        // tar::Builder refuses `..` through set_path, so the name is written raw.
+        let name = b"cpmove-x/homedir/mail/../../../escaped/cur/1:2,S";
+        h.as_old_mut().name[..name.len()].copy_from_slice(name);
+        h.set_cksum();
+        b.append(&h, &data[..]).unwrap();
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o600);
+        h.set_path("cpmove-x/homedir/mail/cur/2:2,S").unwrap();
+        h.set_cksum();
+        b.append(&h, &data[..]).unwrap();
+        b.finish().unwrap();
+    }
+    let (home, etc) = a.dst("evil");
+    let r = a.env.sync(
+        &format!("cpanel:{}", bad.display()),
+        &format!("cpanel:{}", home.display()),
+        &["--target-etc", etc.to_str().unwrap()],
+    );
+    r.expect_code(1);
+    assert!(r.errors().iter().any(|(p, _)| p.contains("escaped")), "{:?}", r.errors());
+    assert_eq!(r.n("transferred"), 1);
+    assert!(!a.env.path("escaped").exists() && !a.env.path("evil/escaped").exists());
+}
+
+#[test]
+fn utf8mailbox_folder_names_are_read() {
+    // cPanel's UTF8MAILBOX=1 stores folder names as raw UTF-8 instead of modified UTF-7.
+    let a = Account::new();
+    let f = mailbox(&a.src, "sales@example.com").join(".Entwürfe");
+    for s in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(f.join(s)).unwrap();
+    }
+    std::fs::write(f.join("cur/1546300800.M1P1.utf8,S=18:2,S"), b"Subject: d\n\ndraft\n").unwrap();
+    let ins = a.env.run(["inspect", "--json", &format!("cpanel:{}", a.src.display())]);
+    ins.expect_code(0);
+    assert!(ins.stdout.contains("sales@example.com/Entwürfe"), "{}", ins.stdout);
+    let (home, etc) = a.dst("utf8");
+    a.sync(&home, &etc, &[]).expect_code(0);
+    let got: Vec<String> =
+        maildir_folders(&mailbox(&home, "sales@example.com"), Layout::MaildirPP).into_iter().map(|x| x.0).collect();
+    assert!(got.contains(&"Entwürfe".to_string()), "{got:?}");
+}
