@@ -12,9 +12,9 @@ use crate::flags::Flags;
 use crate::message::Meta;
 use crate::plan::Hash;
 use crate::source::Opened;
-use crate::store::maildir::read::{self as mdread, ScanOptions};
+use crate::store::maildir::read::ScanOptions;
 use crate::store::maildir::write::MaildirTarget;
-use crate::store::mbox::read::{MboxFile, ReadOptions, Variant};
+use crate::store::mbox::read::{ReadOptions, Variant};
 use crate::store::{Kind, Location, Store};
 use crate::sync::{Identity, SyncOptions, mapped_folders, mbox_folder_path};
 
@@ -37,6 +37,32 @@ pub struct Verification {
     pub date_mismatches: u64,
     pub differences: Vec<Difference>,
     pub errors: Vec<Problem>,
+}
+
+impl Verification {
+    /// Adds another comparison's counts and differences to this one.
+    pub fn absorb(&mut self, o: Verification) {
+        self.source += o.source;
+        self.target += o.target;
+        self.missing_in_target += o.missing_in_target;
+        self.extra_in_target += o.extra_in_target;
+        self.flag_mismatches += o.flag_mismatches;
+        self.date_mismatches += o.date_mismatches;
+        self.differences.extend(o.differences);
+        self.errors.extend(o.errors);
+    }
+
+    /// Settles `ok`: nothing missing, no flag or date difference, no error, no metadata difference.
+    pub fn settle(&mut self) {
+        self.errors.sort();
+        self.errors.dedup();
+        let meta = self.differences.iter().any(|d| d.folder == "metadata");
+        self.ok = self.missing_in_target == 0
+            && self.flag_mismatches == 0
+            && self.date_mismatches == 0
+            && self.errors.is_empty()
+            && !meta;
+    }
 }
 
 struct Msg {
@@ -132,20 +158,11 @@ pub fn verify(src: &Store, dst: &Store, opts: &SyncOptions) -> Result<Verificati
             })
             .collect()
     });
-    for (fv, mut errs) in per_folder {
-        v.source += fv.source;
-        v.target += fv.target;
-        v.missing_in_target += fv.missing_in_target;
-        v.extra_in_target += fv.extra_in_target;
-        v.flag_mismatches += fv.flag_mismatches;
-        v.date_mismatches += fv.date_mismatches;
-        v.differences.extend(fv.differences);
-        v.errors.append(&mut errs);
+    for (fv, errs) in per_folder {
+        v.absorb(fv);
+        v.errors.extend(errs);
     }
-    v.errors.sort();
-    v.ok = v.missing_in_target == 0 && v.flag_mismatches == 0 && v.date_mismatches == 0 && v.errors.is_empty();
-    let _ = mdread::is_maildir;
-    let _ = MboxFile::open;
+    v.settle();
     Ok(v)
 }
 

@@ -441,18 +441,13 @@ pub fn verify(src: &Store, dst: &Store, opts: &SyncOptions, cp: &CpanelArgs) -> 
         }
         let target = Store { kind: Kind::Maildir, path: tpath, explicit: true };
         match crate::verify::verify(&b.store(), &target, &box_options(b, &acc, opts)?) {
-            Ok(mv) => {
-                v.source += mv.source;
-                v.target += mv.target;
-                v.missing_in_target += mv.missing_in_target;
-                v.extra_in_target += mv.extra_in_target;
-                v.flag_mismatches += mv.flag_mismatches;
-                v.date_mismatches += mv.date_mismatches;
-                v.differences.extend(mv.differences.into_iter().map(|mut d| {
-                    d.folder = if b.address.is_some() { format!("{label}/{}", d.folder) } else { d.folder };
-                    d
-                }));
-                v.errors.extend(mv.errors);
+            Ok(mut mv) => {
+                for d in &mut mv.differences {
+                    if b.address.is_some() {
+                        d.folder = format!("{label}/{}", d.folder);
+                    }
+                }
+                v.absorb(mv);
             }
             Err(e) => v.errors.push(e.problem()),
         }
@@ -467,7 +462,14 @@ pub fn verify(src: &Store, dst: &Store, opts: &SyncOptions, cp: &CpanelArgs) -> 
         source_user: &st.source_user,
         target_user: &st.target_user,
     };
-    let plan = metadata::plan(&acc, &cx);
+    compare_metadata(&acc, &cx, dst, cp, &mut v);
+    Ok(v)
+}
+
+/// Compares the metadata the source would write with what the target holds, then settles
+/// the verdict.
+fn compare_metadata(acc: &Account, cx: &metadata::Cx<'_>, dst: &Store, cp: &CpanelArgs, v: &mut Verification) {
+    let plan = metadata::plan(acc, cx);
     let out = Output {
         home: dst.path.clone(),
         etc: cp.target_etc.clone(),
@@ -479,17 +481,9 @@ pub fn verify(src: &Store, dst: &Store, opts: &SyncOptions, cp: &CpanelArgs) -> 
         rec: &crate::events::Discard,
     };
     for p in &plan.files {
-        out.compare(p, &mut v);
+        out.compare(p, v);
     }
-    v.errors.sort();
-    v.errors.dedup();
-    let meta_diffs = v.differences.iter().any(|d| d.folder == "metadata");
-    v.ok = v.missing_in_target == 0
-        && v.flag_mismatches == 0
-        && v.date_mismatches == 0
-        && v.errors.is_empty()
-        && !meta_diffs;
-    Ok(v)
+    v.settle();
 }
 
 /// One mailbox in `inspect`.
@@ -912,24 +906,7 @@ fn verify_archive(
         source_user: &st.source_user,
         target_user: &st.target_user,
     };
-    let plan = metadata::plan(&acc, &cx);
-    let output = Output {
-        home: dst.path.clone(),
-        etc: cp.target_etc.clone(),
-        owner: None,
-        mail_gid: None,
-        root_run: false,
-        dry_run: true,
-        overwrite: false,
-        rec: &crate::events::Discard,
-    };
-    for p in &plan.files {
-        output.compare(p, &mut v);
-    }
-    v.errors.sort();
-    v.errors.dedup();
-    let meta_diffs = v.differences.iter().any(|d| d.folder == "metadata");
-    v.ok = v.missing_in_target == 0 && v.flag_mismatches == 0 && v.errors.is_empty() && !meta_diffs;
+    compare_metadata(&acc, &cx, dst, cp, &mut v);
     Ok(v)
 }
 
