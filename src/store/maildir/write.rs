@@ -39,6 +39,8 @@ pub struct WriteOptions {
 
 pub struct MaildirTarget {
     pub root: Dir,
+    /// Why the root's own cur/, new/ or tmp/ could not be made, if it could not.
+    pub root_problem: Option<Problem>,
     pub opts: WriteOptions,
     host: String,
     pid: u32,
@@ -65,13 +67,15 @@ pub struct Written {
 impl MaildirTarget {
     pub fn create(path: &Path, opts: WriteOptions) -> Result<MaildirTarget> {
         let root = Dir::create_root(path, DIR_MODE, opts.owner)?;
-        for s in ["cur", "new", "tmp"] {
-            root.create(OsStr::new(s), DIR_MODE, opts.owner)?;
-        }
+        // The root is INBOX: a problem with its cur/new/tmp (a planted symlink) is INBOX's
+        // problem, reported for it; the other folders are still written.
+        let root_problem =
+            ["cur", "new", "tmp"].iter().find_map(|s| root.create(OsStr::new(s), DIR_MODE, opts.owner).err());
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         let host = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_default();
         Ok(MaildirTarget {
             root,
+            root_problem: root_problem.map(|e| e.problem()),
             opts,
             host: name::escape_host(&host),
             pid: std::process::id(),
