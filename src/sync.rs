@@ -801,6 +801,7 @@ fn to_mbox(
     rec: &dyn Recorder,
     out: &mut FolderOutcome,
 ) -> Result<()> {
+    let before = state::target_stamp(&path, true);
     let existing = read_target_mbox(&path)?;
     let mut matcher = Matcher::new(existing.iter().flat_map(|t| t.entries.iter().map(|(_, h, m)| (*h, m.clone()))));
     let mut updates: Vec<Option<Meta>> = vec![None; existing.as_ref().map_or(0, |t| t.entries.len())];
@@ -899,6 +900,15 @@ fn to_mbox(
         }
         Ok(())
     })();
+    // Mail appended to the target mbox by someone else while it was read would be lost by
+    // the rename: give up instead, the next run starts from the new file.
+    let res = res.and_then(|()| {
+        if state::target_stamp(&path, true) == before {
+            Ok(())
+        } else {
+            Err(Error::bad(&path, "the target mbox changed during the run (another writer?); not replaced, run again"))
+        }
+    });
     match res {
         Ok(()) => w.commit(),
         Err(e) => {

@@ -312,3 +312,29 @@ fn disk_full_then_rerun_with_room() {
     assert_eq!(maildir_contents(&dst), expected(8_000, 0));
     assert!(tmp_is_empty(&dst));
 }
+
+/// A message appended to the target mbox by another writer during a sync is never lost: either
+/// the sync finished first, or it notices the change and leaves the file alone.
+#[test]
+fn mbox_target_appended_during_run_is_not_clobbered() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src.mbox");
+    let dst = t.path().join("dst.mbox");
+    std::fs::write(&src, mbox(30_000, 0)).unwrap();
+    std::fs::write(&dst, mbox(1, 90_000)).unwrap();
+    let mut child = Command::new(bin())
+        .args(["sync", &format!("mbox:{}", src.display()), &format!("mbox:{}", dst.display()), "-q", "--no-fsync"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(40));
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().append(true).open(&dst).unwrap();
+        f.write_all(&mbox(1, 90_001)).unwrap();
+    }
+    let status = child.wait().unwrap();
+    let text = std::fs::read(&dst).unwrap();
+    let marker = b"Subject: message 90001\n";
+    assert!(text.windows(marker.len()).any(|w| w == marker), "the appended message was lost (sync exit {status:?})");
+}
