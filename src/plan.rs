@@ -5,7 +5,7 @@
 //! target copies. Among target messages with the right bytes, one that already has the right
 //! flags is preferred, so a re-run plans nothing.
 
-use std::collections::HashMap;
+use std::borrow::Borrow;
 
 use crate::message::Meta;
 
@@ -21,21 +21,24 @@ pub enum Action {
     UpdateFlags(usize),
 }
 
-#[derive(Debug, Default)]
-pub struct Matcher {
-    by_hash: HashMap<Hash, Vec<usize>>,
-    metas: Vec<Meta>,
+/// The target side of one folder: hashes sorted for binary search, metadata borrowed from the
+/// target's index (a few bytes per target message, whatever the folder size).
+#[derive(Debug)]
+pub struct Matcher<M = Meta> {
+    sorted: Vec<(Hash, u32)>,
+    metas: Vec<M>,
     used: Vec<bool>,
 }
 
-impl Matcher {
-    pub fn new(targets: impl IntoIterator<Item = (Hash, Meta)>) -> Matcher {
-        let mut m = Matcher::default();
+impl<M: Borrow<Meta>> Matcher<M> {
+    pub fn new(targets: impl IntoIterator<Item = (Hash, M)>) -> Matcher<M> {
+        let mut m = Matcher { sorted: Vec::new(), metas: Vec::new(), used: Vec::new() };
         for (i, (h, meta)) in targets.into_iter().enumerate() {
-            m.by_hash.entry(h).or_default().push(i);
+            m.sorted.push((h, i as u32));
             m.metas.push(meta);
             m.used.push(false);
         }
+        m.sorted.sort_unstable();
         m
     }
 
@@ -44,10 +47,11 @@ impl Matcher {
     }
 
     pub fn decide(&mut self, hash: &Hash, meta: &Meta) -> Action {
-        let Some(cands) = self.by_hash.get(hash) else { return Action::Copy };
-        let free = || cands.iter().copied().filter(|&i| !self.used[i]);
+        let lo = self.sorted.partition_point(|(h, _)| h < hash);
+        let hi = lo + self.sorted[lo..].partition_point(|(h, _)| h == hash);
+        let free = || self.sorted[lo..hi].iter().map(|&(_, i)| i as usize).filter(|&i| !self.used[i]);
         let pick = free()
-            .find(|&i| meta.same_state(&self.metas[i]))
+            .find(|&i| meta.same_state(self.metas[i].borrow()))
             .map(Action::Skip)
             .or_else(|| free().next().map(Action::UpdateFlags));
         match pick {
@@ -65,7 +69,7 @@ impl Matcher {
     }
 
     pub fn target_meta(&self, i: usize) -> Option<&Meta> {
-        self.metas.get(i)
+        self.metas.get(i).map(Borrow::borrow)
     }
 }
 
@@ -85,7 +89,8 @@ mod tests {
     fn multiset_and_flag_preference() {
         let h1 = [1u8; 32];
         let h2 = [2u8; 32];
-        let mut m = Matcher::new(vec![(h1, meta("S")), (h1, meta("")), (h2, meta("F"))]);
+        let (s, e, f) = (meta("S"), meta(""), meta("F"));
+        let mut m = Matcher::new(vec![(h1, &s), (h1, &e), (h2, &f)]);
         assert_eq!(m.decide(&h1, &meta("")), Action::Skip(1));
         assert_eq!(m.decide(&h1, &meta("R")), Action::UpdateFlags(0));
         assert_eq!(m.decide(&h1, &meta("")), Action::Copy, "two targets answer for two sources only");
@@ -96,7 +101,7 @@ mod tests {
     #[test]
     fn second_plan_is_empty() {
         let hs: Vec<(Hash, Meta)> = (0..5u8).map(|i| ([i; 32], meta(if i % 2 == 0 { "S" } else { "" }))).collect();
-        let mut m = Matcher::new(hs.clone());
+        let mut m = Matcher::new(hs.iter().map(|(h, m)| (*h, m)));
         for (h, mt) in &hs {
             assert!(matches!(m.decide(h, mt), Action::Skip(_)));
         }

@@ -10,9 +10,25 @@ use crate::error::{Problem, Result};
 use crate::fsx;
 use crate::message::Meta;
 use crate::store::Location;
+use crate::store::maildir::keywords::KeywordMap;
 use crate::store::maildir::read::{self as mdread, MaildirEntry, ScanOptions};
 use crate::store::mbox::read::{MboxFile, ReadOptions};
 use crate::store::mbox::split::{Entry, Splitter};
+
+/// Takes the next chunk: at most [`CHUNK_MESSAGES`] references and, for files read into
+/// memory, about [`CHUNK_BYTES`] of them (always at least one).
+fn bounded_chunk(it: &mut std::iter::Peekable<impl Iterator<Item = Ref>>) -> Option<Vec<Ref>> {
+    let mut v = Vec::new();
+    let mut bytes = 0u64;
+    while v.len() < CHUNK_MESSAGES && (bytes < CHUNK_BYTES || v.is_empty()) {
+        let Some(r) = it.next() else { break };
+        if let Ref::Maildir(e) = &r {
+            bytes += e.size;
+        }
+        v.push(r);
+    }
+    (!v.is_empty()).then_some(v)
+}
 
 /// Messages per chunk, and bytes per chunk for files read into memory.
 const CHUNK_MESSAGES: usize = 1024;
@@ -20,13 +36,21 @@ const CHUNK_BYTES: u64 = 16 << 20;
 
 pub enum Opened {
     Mbox(Arc<MboxFile>),
-    Maildir { dir: PathBuf, entries: Vec<MaildirEntry>, follow_symlinks: bool },
+    Maildir {
+        dir: PathBuf,
+        keywords: Box<KeywordMap>,
+        scan: ScanOptions,
+        /// The whole listing, sorted by name (`None`: streamed in directory order).
+        listed: Option<Vec<MaildirEntry>>,
+    },
 }
 
 #[derive(Debug, Clone)]
 pub enum Ref {
     Mbox(Entry),
-    Maildir(usize),
+    Maildir(Box<MaildirEntry>),
+    /// A directory entry that is not a readable message: loading it yields the problem.
+    Problem(Box<Problem>),
 }
 
 /// Where a message came from, for reports and the audit log.
@@ -87,8 +111,19 @@ pub struct Loaded<'a> {
 }
 
 impl Opened {
-    /// Opens a source folder. An mbox that is not an mbox is an error (nothing is read).
+    /// Opens a source folder, a Maildir fully listed and sorted by name (the order an mbox
+    /// target is written in). An mbox that is not an mbox is an error (nothing is read).
     pub fn open(loc: &Location, scan: ScanOptions, problems: &mut Vec<Problem>) -> Result<Opened> {
+        let mut o = Opened::open_streaming(loc, scan)?;
+        if let Opened::Maildir { dir, keywords, listed, .. } = &mut o {
+            *listed = Some(mdread::messages(dir, keywords, scan, problems));
+        }
+        Ok(o)
+    }
+
+    /// Opens a source folder whose Maildir messages are read in directory order, chunk by
+    /// chunk, so memory does not grow with the folder; listing problems come out of `load`.
+    pub fn open_streaming(loc: &Location, scan: ScanOptions) -> Result<Opened> {
         match loc {
             Location::MboxFile(p) => {
                 let f = MboxFile::open(p)?;
@@ -96,14 +131,12 @@ impl Opened {
                 Ok(Opened::Mbox(Arc::new(f)))
             }
             Location::Maildir(dir) => {
-                let kw = mdread::keyword_map(dir);
-                let entries = mdread::messages(dir, &kw, scan, problems);
-                Ok(Opened::Maildir { dir: dir.clone(), entries, follow_symlinks: scan.follow_symlinks })
+                Ok(Opened::Maildir { dir: dir.clone(), keywords: Box::new(mdread::keyword_map(dir)), scan, listed: None })
             }
         }
     }
 
-    /// References in source order, in chunks.
+    /// References in source order, in chunks of bounded count and bytes.
     pub fn chunks<'s>(&'s self, ropts: &ReadOptions) -> Box<dyn Iterator<Item = Vec<Ref>> + 's> {
         match self {
             Opened::Mbox(f) => {
@@ -113,16 +146,25 @@ impl Opened {
                     (!v.is_empty()).then_some(v)
                 }))
             }
-            Opened::Maildir { entries, .. } => {
-                let mut i = 0;
+            Opened::Maildir { listed: Some(entries), .. } => {
+                let mut it = entries.iter().cloned().map(|e| Ref::Maildir(Box::new(e))).peekable();
+                Box::new(std::iter::from_fn(move || bounded_chunk(&mut it)))
+            }
+            Opened::Maildir { dir, keywords, scan, listed: None } => {
+                let stream = mdread::MessageStream::new(dir, (**keywords).clone(), *scan);
+                let mut it = stream
+                    .map(|r| match r {
+                        Ok(e) => Ref::Maildir(Box::new(e)),
+                        Err(p) => Ref::Problem(Box::new(p)),
+                    })
+                    .peekable();
                 Box::new(std::iter::from_fn(move || {
-                    let start = i;
-                    let mut bytes = 0u64;
-                    while i < entries.len() && i - start < CHUNK_MESSAGES && (bytes < CHUNK_BYTES || i == start) {
-                        bytes += entries[i].size;
-                        i += 1;
-                    }
-                    (i > start).then(|| (start..i).map(Ref::Maildir).collect())
+                    let mut v = bounded_chunk(&mut it)?;
+                    v.sort_by(|a, b| match (a, b) {
+                        (Ref::Maildir(x), Ref::Maildir(y)) => (x.sub, &x.name).cmp(&(y.sub, &y.name)),
+                        _ => std::cmp::Ordering::Equal,
+                    });
+                    Some(v)
                 }))
             }
         }
@@ -135,18 +177,17 @@ impl Opened {
                 offset: e.from_line.start as u64,
                 len: (e.msg.end - e.from_line.start) as u64,
             },
-            (Opened::Maildir { dir, entries, .. }, Ref::Maildir(i)) => {
-                Origin::File(entries.get(*i).map_or_else(|| dir.clone(), |e| e.path(dir)))
-            }
+            (Opened::Maildir { dir, .. }, Ref::Maildir(e)) => Origin::File(e.path(dir)),
+            (_, Ref::Problem(p)) => Origin::File(PathBuf::from(&p.path)),
             (Opened::Mbox(f), _) => Origin::File(f.path.clone()),
             (Opened::Maildir { dir, .. }, _) => Origin::File(dir.clone()),
         }
     }
 
     /// Metadata known without reading the message (Maildir), for planning.
-    pub fn entry(&self, r: &Ref) -> Option<&MaildirEntry> {
-        match (self, r) {
-            (Opened::Maildir { entries, .. }, Ref::Maildir(i)) => entries.get(*i),
+    pub fn entry<'r>(&self, r: &'r Ref) -> Option<&'r MaildirEntry> {
+        match r {
+            Ref::Maildir(e) => Some(e),
             _ => None,
         }
     }
@@ -166,9 +207,9 @@ impl Opened {
                     partial: m.mozilla_partial,
                 })
             }
-            (Opened::Maildir { entries, follow_symlinks, .. }, Ref::Maildir(i)) => {
-                let e = entries.get(*i).ok_or_else(|| origin.problem("message vanished"))?;
-                let data = fsx::read_message_file(origin.path(), *follow_symlinks).map_err(|err| err.problem())?;
+            (_, Ref::Problem(p)) => Err((**p).clone()),
+            (Opened::Maildir { scan, .. }, Ref::Maildir(e)) => {
+                let data = fsx::read_message_file(origin.path(), scan.follow_symlinks).map_err(|err| err.problem())?;
                 if data.is_empty() {
                     return Err(origin.problem("empty file (0 bytes) is not a message; skipped"));
                 }
@@ -198,7 +239,7 @@ impl Opened {
     pub fn stored_len(&self, r: &Ref) -> u64 {
         match (self, r) {
             (Opened::Mbox(_), Ref::Mbox(e)) => (e.msg.end - e.msg.start) as u64,
-            (Opened::Maildir { entries, .. }, Ref::Maildir(i)) => entries.get(*i).map_or(0, |e| e.size),
+            (_, Ref::Maildir(e)) => e.size,
             _ => 0,
         }
     }

@@ -7,7 +7,7 @@
 //! folder was indexed can be renamed or removed, so mail delivered meanwhile is never touched.
 //! A dry run does all the reading and matching and writes nothing.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -331,10 +331,8 @@ fn sizes_match(tpath: &Path, mbox: bool) -> bool {
     if mbox {
         return true;
     }
-    let mut problems = Vec::new();
-    let entries = mdread::messages(tpath, &Default::default(), ScanOptions::default(), &mut problems);
-    problems.is_empty()
-        && entries.iter().all(|e| crate::store::maildir::name::size_field(e.base()).is_none_or(|s| s == e.size))
+    mdread::MessageStream::new(tpath, Default::default(), ScanOptions::default())
+        .all(|r| r.is_ok_and(|e| crate::store::maildir::name::size_field(e.base()).is_none_or(|s| s == e.size)))
 }
 
 fn sync_folder_read(
@@ -348,7 +346,14 @@ fn sync_folder_read(
     out.counts.folders = 1;
     let scan = ScanOptions { follow_symlinks: opts.follow_symlinks };
     let mut problems = Vec::new();
-    let opened = match Opened::open(&sf.loc, scan, &mut problems) {
+    // A Maildir target takes messages in any order, so a Maildir source is streamed; an mbox
+    // target is written in the source's sorted order.
+    let opened = if matches!(target, Target::Maildir { .. }) {
+        Opened::open_streaming(&sf.loc, scan)
+    } else {
+        Opened::open(&sf.loc, scan, &mut problems)
+    };
+    let opened = match opened {
         Ok(o) => o,
         Err(e) => {
             out.errors.push(e.problem());
@@ -373,7 +378,7 @@ fn sync_folder_read(
 fn folder_bytes(o: &Opened) -> u64 {
     match o {
         Opened::Mbox(f) => f.len(),
-        Opened::Maildir { entries, .. } => entries.iter().map(|e| e.size).sum(),
+        Opened::Maildir { listed, .. } => listed.iter().flatten().map(|e| e.size).sum(),
     }
 }
 
@@ -492,7 +497,7 @@ fn to_maildir(
             Err(e) => out.errors.push(e.problem()),
         }
     }
-    let mut matcher = Matcher::new(index.entries.iter().map(|(e, h)| (*h, e.meta.clone())));
+    let mut matcher = Matcher::new(index.entries.iter().map(|(e, h)| (*h, &e.meta)));
     let mut fw: Option<FolderWriter<'_>> = match writer {
         Some(w) => Some(w.folder(tn)?),
         None => None,
@@ -513,9 +518,24 @@ fn to_maildir(
     }
     let need_hash = !matcher.is_empty() || opts.dry_run;
     let mut seen: HashSet<[u8; 8]> = HashSet::new();
-    let mut written: Vec<(Vec<u8>, Hash)> = Vec::new();
+    let mut cache = match (&fw, opts.use_cache) {
+        (Some(w), true) => match target_index::CacheWriter::create(w) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                out.warnings.push(e.problem());
+                None
+            }
+        },
+        _ => None,
+    };
+    // Index entries whose file got a new date (flag updates that re-timed it).
+    let mut retimed: HashMap<usize, i64> = HashMap::new();
     let (mut copy_n, mut upd_n) = (0u64, 0u64);
+    let streamed = matches!(opened, Opened::Maildir { listed: None, .. });
     for refs in opened.chunks(&opts.read) {
+        if streamed {
+            rec.record(Event::Discovered { bytes: refs.iter().map(|r| opened.stored_len(r)).sum() });
+        }
         let mut prepared = Vec::with_capacity(refs.len());
         for p in load_chunk(opened, &refs, opts, need_hash.then_some(Identity::Exact)) {
             match p {
@@ -629,13 +649,20 @@ fn to_maildir(
             }
         }
         for (p, f) in prepared.iter().zip(fates) {
-            if let Some(Fate::Copied { sha, name, .. }) = &f {
-                written.push((target_index::base_of(name), *sha));
+            match (&f, p.action, cache.as_mut()) {
+                (Some(Fate::Copied { sha, name, size }), _, Some(c)) => {
+                    c.add(&target_index::base_of(name), *size, p.loaded.meta.date.saturating_mul(1_000_000_000), sha)
+                }
+                (Some(Fate::FlagsUpdated { .. }), Some(Action::UpdateFlags(i)), _) => {
+                    retimed.insert(i, p.loaded.meta.date);
+                }
+                _ => {}
             }
             tally(p, f.unwrap_or(Fate::NotMail), tn, &tdir, &mut seen, rec, out);
         }
     }
     let mut deleted = 0;
+    let mut gone: HashSet<usize> = HashSet::new();
     if opts.delete {
         for i in matcher.unmatched().collect::<Vec<_>>() {
             let Some((e, h)) = index.entries.get(i) else { continue };
@@ -647,6 +674,7 @@ fn to_maildir(
                 continue;
             }
             deleted += 1;
+            gone.insert(i);
             rec.record(Event::Delete { folder: tn.clone(), target: path, sha256: *h, size: e.size });
         }
     }
@@ -654,8 +682,21 @@ fn to_maildir(
     out.counts.messages_target = (index.entries.len() as u64 + out.counts.transferred).saturating_sub(deleted);
     if let Some(w) = &fw {
         w.sync_dirs()?;
-        if opts.use_cache {
-            target_index::save(w, &index, &written, &mut out.errors);
+        if let Some(mut c) = cache {
+            if index.from_cache && c.lines == 0 && retimed.is_empty() && gone.is_empty() {
+                c.discard();
+            } else {
+                for (i, (e, h)) in index.entries.iter().enumerate().filter(|(i, _)| !gone.contains(i)) {
+                    let mtime_ns = match retimed.get(&i) {
+                        Some(d) if *d != e.meta.date => d.saturating_mul(1_000_000_000),
+                        _ => e.mtime_ns,
+                    };
+                    c.add(e.base(), e.size, mtime_ns, h);
+                }
+                if let Err(e) = c.commit() {
+                    out.warnings.push(e.problem());
+                }
+            }
         }
     }
     if opts.dry_run {
@@ -803,13 +844,13 @@ fn to_mbox(
 ) -> Result<()> {
     let before = state::target_stamp(&path, true);
     let existing = read_target_mbox(&path)?;
-    let mut matcher = Matcher::new(existing.iter().flat_map(|t| t.entries.iter().map(|(_, h, m)| (*h, m.clone()))));
+    let mut matcher = Matcher::new(existing.iter().flat_map(|t| t.entries.iter().map(|(_, h, m)| (*h, m))));
     let mut updates: Vec<Option<Meta>> = vec![None; existing.as_ref().map_or(0, |t| t.entries.len())];
     let mut seen = HashSet::new();
     // Phase 1: decide for every message (the file is rewritten once, in order).
     let mut copies: Vec<Ref> = Vec::new();
-    let mut refs_all: Vec<Ref> = Vec::new();
     let mut keywords: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+    let mut last: Option<Ref> = None;
     for refs in opened.chunks(&opts.read) {
         let prepared = load_chunk(opened, &refs, opts, Some(Identity::Mbox));
         for (r, p) in refs.into_iter().zip(prepared) {
@@ -841,10 +882,10 @@ fn to_mbox(
                     }
                 }
             };
-            refs_all.push(r);
             tally(&p, fate, tn, &path, &mut seen, rec, out);
+            last = Some(r);
         }
-        opened.release(&refs_all[refs_all.len().saturating_sub(1)..]);
+        opened.release(last.as_slice());
     }
     let deletes: HashSet<usize> = if opts.delete { matcher.unmatched().collect() } else { HashSet::new() };
     out.counts.deleted_target = deletes.len() as u64;

@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
@@ -37,7 +38,15 @@ struct Key {
     mtime_ns: i64,
 }
 
-fn parse_cache(text: &[u8]) -> Option<HashMap<Vec<u8>, (Key, Hash)>> {
+/// Cache entries are looked up by a 64-bit digest of the base name rather than the name itself:
+/// a few dozen bytes per message instead of a copy of every name (size and mtime must match
+/// too, so a digest collision can only cost a re-read).
+fn name_key(base: &[u8]) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    BuildHasherDefault::<DefaultHasher>::default().hash_one(base)
+}
+
+fn parse_cache(text: &[u8]) -> Option<HashMap<u64, (Key, Hash)>> {
     let mut lines = text.split(|&b| b == b'\n');
     if lines.next()? != CACHE_HEADER.as_bytes() {
         return None;
@@ -53,24 +62,9 @@ fn parse_cache(text: &[u8]) -> Option<HashMap<Vec<u8>, (Key, Hash)>> {
         hex::decode_to_slice(h, &mut hash).ok()?;
         let size = std::str::from_utf8(s).ok()?.parse().ok()?;
         let mtime_ns = std::str::from_utf8(m).ok()?.parse().ok()?;
-        map.insert(n.to_vec(), (Key { size, mtime_ns }, hash));
+        map.insert(name_key(n), (Key { size, mtime_ns }, hash));
     }
     Some(map)
-}
-
-fn render_cache(entries: &[(&[u8], Key, Hash)]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(entries.len() * 120);
-    out.extend_from_slice(CACHE_HEADER.as_bytes());
-    out.push(b'\n');
-    for (base, k, h) in entries {
-        if base.contains(&b'\n') {
-            continue;
-        }
-        out.extend_from_slice(format!("{} {} {} ", hex::encode(h), k.size, k.mtime_ns).as_bytes());
-        out.extend_from_slice(base);
-        out.push(b'\n');
-    }
-    out
 }
 
 /// Indexes the Maildir folder at `dir` (empty when it does not exist).
@@ -108,7 +102,7 @@ pub fn maildir(dir: &Path, use_cache: bool, problems: &mut Vec<Problem>) -> Resu
                 ));
             }
             let key = Key { size: e.size, mtime_ns: e.mtime_ns };
-            if let Some((k, h)) = cache.as_ref().and_then(|c| c.get(e.base()))
+            if let Some((k, h)) = cache.as_ref().and_then(|c| c.get(&name_key(e.base())))
                 && *k == key
             {
                 return Ok((e, *h));
@@ -143,7 +137,9 @@ pub fn maildir(dir: &Path, use_cache: bool, problems: &mut Vec<Problem>) -> Resu
         }
     }
     let from_cache = all_cached
-        && cache.as_ref().is_some_and(|c| c.len() == out.len() && out.iter().all(|(e, _)| c.contains_key(e.base())));
+        && cache
+            .as_ref()
+            .is_some_and(|c| c.len() == out.len() && out.iter().all(|(e, _)| c.contains_key(&name_key(e.base()))));
     Ok(Index { entries: out, from_cache, torn })
 }
 
@@ -170,31 +166,55 @@ pub fn set_aside(path: &Path) -> crate::error::Result<PathBuf> {
     Ok(aside)
 }
 
-/// Rewrites the cache of a folder after a sync: the hashes known from the index plus those of
-/// the files just written (by base name, which a flag rename keeps).
-pub fn save(w: &FolderWriter<'_>, index: &Index, written: &[(Vec<u8>, Hash)], problems: &mut Vec<Problem>) {
-    if index.from_cache && written.is_empty() {
-        return;
-    }
-    let dir = w.path();
-    let mut known: HashMap<&[u8], Hash> = HashMap::new();
-    for (e, h) in &index.entries {
-        known.insert(e.base(), *h);
-    }
-    for (base, h) in written {
-        known.insert(base.as_slice(), *h);
-    }
-    let kw = mdread::keyword_map(dir);
-    let mut ignore = Vec::new();
-    let now = mdread::messages(dir, &kw, ScanOptions::default(), &mut ignore);
-    let mut lines = Vec::with_capacity(now.len());
-    for e in &now {
-        if let Some(h) = known.get(e.base()) {
-            lines.push((e.base(), Key { size: e.size, mtime_ns: e.mtime_ns }, *h));
+/// Writes a folder's cache during a sync, one line per message as it is written, then the
+/// entries of the index that are still there; renamed over the old cache at the end. Nothing
+/// is collected in memory and the folder is not listed again.
+pub struct CacheWriter {
+    dir: fsx::Dir,
+    tmp: String,
+    out: std::io::BufWriter<std::fs::File>,
+    pub lines: u64,
+    error: Option<std::io::Error>,
+}
+
+impl CacheWriter {
+    pub fn create(w: &FolderWriter<'_>) -> crate::error::Result<CacheWriter> {
+        let dir = fsx::Dir::open_root(w.path())?;
+        let tmp = format!(".{CACHE_FILE}.{}", std::process::id());
+        let _ = dir.unlink(std::ffi::OsStr::new(&tmp));
+        let f = dir.create_file(std::ffi::OsStr::new(&tmp), FILE_MODE)?;
+        if let Some(o) = w.owner() {
+            o.apply(std::os::fd::AsRawFd::as_raw_fd(&f), &dir.path.join(&tmp))?;
         }
+        let mut out = std::io::BufWriter::new(f);
+        let error = writeln!(out, "{CACHE_HEADER}").err();
+        Ok(CacheWriter { dir, tmp, out, lines: 0, error })
     }
-    if let Err(e) = w.dir.write_atomic(CACHE_FILE, &render_cache(&lines), FILE_MODE, w.owner(), false) {
-        problems.push(e.problem());
+
+    pub fn add(&mut self, base: &[u8], size: u64, mtime_ns: i64, hash: &Hash) {
+        if base.contains(&b'\n') || self.error.is_some() {
+            return;
+        }
+        let r = write!(self.out, "{} {size} {mtime_ns} ", hex::encode(hash))
+            .and_then(|()| self.out.write_all(base))
+            .and_then(|()| self.out.write_all(b"\n"));
+        if let Err(e) = r {
+            self.error = Some(e);
+        }
+        self.lines += 1;
+    }
+
+    pub fn commit(mut self) -> crate::error::Result<()> {
+        let path = self.dir.path.join(CACHE_FILE);
+        if let Some(e) = self.error.take().or_else(|| self.out.flush().err()) {
+            self.discard();
+            return Err(crate::error::Error::Io { path, source: e });
+        }
+        self.dir.rename_replace(std::ffi::OsStr::new(&self.tmp), &self.dir, std::ffi::OsStr::new(CACHE_FILE))
+    }
+
+    pub fn discard(self) {
+        let _ = self.dir.unlink(std::ffi::OsStr::new(&self.tmp));
     }
 }
 
@@ -219,12 +239,27 @@ mod tests {
         assert!(!written_by_us(b"1136214245.000001.mbox:2,S"));
     }
 
+    fn render_cache(entries: &[(&[u8], Key, Hash)]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(entries.len() * 120);
+        out.extend_from_slice(CACHE_HEADER.as_bytes());
+        out.push(b'\n');
+        for (base, k, h) in entries {
+            if base.contains(&b'\n') {
+                continue;
+            }
+            out.extend_from_slice(format!("{} {} {} ", hex::encode(h), k.size, k.mtime_ns).as_bytes());
+            out.extend_from_slice(base);
+            out.push(b'\n');
+        }
+        out
+    }
+
     #[test]
     fn cache_round_trip_and_corruption() {
         let h = [7u8; 32];
         let text = render_cache(&[(b"1.M1P1.h,S=3", Key { size: 3, mtime_ns: 5 }, h)]);
         let m = parse_cache(&text).unwrap();
-        assert_eq!(m.get(&b"1.M1P1.h,S=3"[..]), Some(&(Key { size: 3, mtime_ns: 5 }, h)));
+        assert_eq!(m.get(&name_key(b"1.M1P1.h,S=3")), Some(&(Key { size: 3, mtime_ns: 5 }, h)));
         assert!(parse_cache(b"garbage").is_none());
         let mut bad = text.clone();
         bad.extend_from_slice(b"zz 1 2 name\n");

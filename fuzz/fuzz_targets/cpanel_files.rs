@@ -23,7 +23,10 @@ fuzz_target!(|data: &[u8]| {
     let mut it = text.splitn(3, '\n');
     let (d, u, rest) = (it.next().unwrap_or(""), it.next().unwrap_or(""), it.next().unwrap_or(""));
     if let Ok(m) = mapping::Mapping::from_options(&[d.to_string()], &[u.to_string()], None) {
-        let _ = m.apply(rest);
+        for w in rest.split_whitespace() {
+            let _ = m.full_address(w);
+            let _ = m.domain(w);
+        }
     }
     for w in text.split_whitespace() {
         let _ = mapping::split_address(w);

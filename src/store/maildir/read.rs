@@ -218,39 +218,91 @@ pub fn messages(dir: &Path, kw: &KeywordMap, opts: ScanOptions, problems: &mut V
             }
         };
         for (raw, _) in entries {
-            if raw.starts_with(b".") {
-                continue;
+            match classify(&sd, sub, raw, kw, opts) {
+                Some(Ok(e)) => out.push(e),
+                Some(Err(p)) => problems.push(p),
+                None => {}
             }
-            let path = sd.join(std::ffi::OsStr::from_bytes(&raw));
-            let md = if opts.follow_symlinks { std::fs::metadata(&path) } else { std::fs::symlink_metadata(&path) };
-            let md = match md {
-                Ok(m) => m,
-                Err(e) => {
-                    problems.push(Problem::new(&path, io_reason(&e)));
-                    continue;
-                }
-            };
-            let ft = md.file_type();
-            if ft.is_symlink() {
-                problems.push(Problem::new(&path, "symlink not followed (use --follow-symlinks)"));
-                continue;
-            }
-            if ft.is_dir() {
-                problems.push(Problem::new(&path, "a directory where a message file should be"));
-                continue;
-            }
-            if !ft.is_file() {
-                problems.push(Problem::new(&path, "not a regular file (FIFO, socket or device); not read"));
-                continue;
-            }
-            if md.len() == 0 {
-                problems.push(Problem::new(&path, "empty file (0 bytes) is not a message; skipped"));
-                continue;
-            }
-            out.push(entry(sub, raw, md.len(), md.mtime(), md.mtime_nsec(), kw));
         }
     }
     out
+}
+
+/// One directory entry of new/ or cur/: a message, a problem, or nothing (dot-files).
+fn classify(
+    sd: &Path,
+    sub: Sub,
+    raw: Vec<u8>,
+    kw: &KeywordMap,
+    opts: ScanOptions,
+) -> Option<Result<MaildirEntry, Problem>> {
+    if raw.starts_with(b".") {
+        return None;
+    }
+    let path = sd.join(std::ffi::OsStr::from_bytes(&raw));
+    let md = if opts.follow_symlinks { std::fs::metadata(&path) } else { std::fs::symlink_metadata(&path) };
+    let md = match md {
+        Ok(m) => m,
+        Err(e) => return Some(Err(Problem::new(&path, io_reason(&e)))),
+    };
+    let ft = md.file_type();
+    let why = if ft.is_symlink() {
+        "symlink not followed (use --follow-symlinks)"
+    } else if ft.is_dir() {
+        "a directory where a message file should be"
+    } else if !ft.is_file() {
+        "not a regular file (FIFO, socket or device); not read"
+    } else if md.len() == 0 {
+        "empty file (0 bytes) is not a message; skipped"
+    } else {
+        return Some(Ok(entry(sub, raw, md.len(), md.mtime(), md.mtime_nsec(), kw)));
+    };
+    Some(Err(Problem::new(&path, why)))
+}
+
+/// The messages of one folder as the directories yield them, without holding the whole
+/// listing: memory stays bounded however many messages a folder has.
+pub struct MessageStream {
+    dir: PathBuf,
+    kw: KeywordMap,
+    opts: ScanOptions,
+    next_sub: usize,
+    current: Option<(Sub, PathBuf, std::fs::ReadDir)>,
+}
+
+impl MessageStream {
+    pub fn new(dir: &Path, kw: KeywordMap, opts: ScanOptions) -> MessageStream {
+        MessageStream { dir: dir.to_path_buf(), kw, opts, next_sub: 0, current: None }
+    }
+}
+
+impl Iterator for MessageStream {
+    type Item = Result<MaildirEntry, Problem>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some((sub, sd, rd)) = &mut self.current {
+                match rd.next() {
+                    Some(Ok(e)) => {
+                        if let Some(r) = classify(sd, *sub, e.file_name().as_bytes().to_vec(), &self.kw, self.opts) {
+                            return Some(r);
+                        }
+                        continue;
+                    }
+                    Some(Err(e)) => return Some(Err(Problem::new(sd, io_reason(&e)))),
+                    None => self.current = None,
+                }
+            }
+            let sub = *[Sub::New, Sub::Cur].get(self.next_sub)?;
+            self.next_sub += 1;
+            let sd = self.dir.join(sub.as_str());
+            match std::fs::read_dir(&sd) {
+                Ok(rd) => self.current = Some((sub, sd, rd)),
+                Err(e) if std::fs::symlink_metadata(&sd).is_ok() => return Some(Err(Problem::new(&sd, io_reason(&e)))),
+                Err(_) => {}
+            }
+        }
+    }
 }
 
 fn entry(sub: Sub, raw: Vec<u8>, size: u64, mtime: i64, nsec: i64, kw: &KeywordMap) -> MaildirEntry {
