@@ -64,6 +64,9 @@ fn check_level(level: &str) -> Result<(), String> {
     if level == "." || level == ".." {
         return Err(format!("folder name level {level:?} is not allowed"));
     }
+    if level.contains('/') {
+        return Err(format!("'/' inside the folder name level {level:?}"));
+    }
     if let Some(c) = level.chars().find(|c| c.is_control()) {
         return Err(format!("control character U+{:04X} in folder name", c as u32));
     }
@@ -98,6 +101,13 @@ mod tests {
             assert!(FolderName::parse(bad).is_err(), "{bad:?} accepted");
         }
         assert!(FolderName::parse("...").is_ok(), "three dots is a plain name");
+    }
+
+    /// Found by the mutf7 fuzz target: a level holding '/' would silently become two levels.
+    #[test]
+    fn slash_inside_a_level_is_rejected() {
+        assert!(FolderName::from_levels(["*/"]).is_err());
+        assert!(crate::store::maildir::layout::from_dot_dir(".*/").is_err());
     }
 
     #[test]

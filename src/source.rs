@@ -130,9 +130,12 @@ impl Opened {
                 f.check()?;
                 Ok(Opened::Mbox(Arc::new(f)))
             }
-            Location::Maildir(dir) => {
-                Ok(Opened::Maildir { dir: dir.clone(), keywords: Box::new(mdread::keyword_map(dir)), scan, listed: None })
-            }
+            Location::Maildir(dir) => Ok(Opened::Maildir {
+                dir: dir.clone(),
+                keywords: Box::new(mdread::keyword_map(dir)),
+                scan,
+                listed: None,
+            }),
         }
     }
 

@@ -77,3 +77,11 @@ proptest! {
         let _ = mapping::parse_csv(&text);
     }
 }
+
+/// Regression from fuzzing (fuzz/artifacts/mutf7, input `*/`): a decoded folder level holding
+/// '/' was accepted and turned into two levels.
+#[test]
+fn fuzz_mutf7_slash_in_level() {
+    assert!(mailmover::store::maildir::layout::from_dot_dir(".*/").is_err());
+    assert!(mailmover::folder::FolderName::from_levels(["a/b"]).is_err());
+}
