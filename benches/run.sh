@@ -37,6 +37,8 @@ say ""
 say "Corpus: gen_corpus.py --size-mb 1024 --mbox --maildir --folders 8 ($N messages)."
 
 # --- 1. side by side with the peers, cold and warm, durable and --no-fsync -------------------
+# The peers the targets name; PEERS="baseline mb2md doveadm movemail mblaze python mailmover" for all.
+export PEERS=${PEERS:-"baseline mb2md doveadm mblaze mailmover"}
 if [ "${QUICK:-0}" != 1 ]; then
   for cache in cold warm; do
     CACHE=$cache MAILMOVER=$BIN "$SHARED/peers.sh" "$C" "$W/peers-$cache.tsv" > "$W/peers-$cache.md"
@@ -170,8 +172,9 @@ fi
 if command -v strace > /dev/null; then
   S=$W/s10k
   [ -f "$S/corpus.mbox" ] || python3 "$SHARED/gen_corpus.py" --out "$S" --messages 10000 --mbox --maildir -q
+  NS=$(grep -vc '^#' "$S/manifest.tsv")
   say ""
-  say "## Syscalls per written message (strace -c -f, 10,000 messages)"
+  say "## Syscalls per written message (strace -c -f, $NS messages)"
   say ""
   say "| job | mode | syscalls | per message | top calls |"
   say "| --- | --- | ---: | ---: | --- |"
@@ -183,7 +186,7 @@ if command -v strace > /dev/null; then
       strace -c -f -o "$W/strace.txt" "$BIN" sync "$2" "$3:$W/st" -q $extra > /dev/null 2>&1 || true
       total=$(awk '/^100.00/ {print $4}' "$W/strace.txt")
       top=$(awk 'NR>2 && $1 ~ /^[0-9.]+$/ && $NF != "total" {print $NF":"$4}' "$W/strace.txt" | sort -t: -k2 -nr | head -6 | tr '\n' ' ')
-      say "| $1 | $mode | $total | $(echo "$total" | awk '{printf "%.1f", $1/10000}') | $top |"
+      say "| $1 | $mode | $total | $(echo "$total $NS" | awk '{printf "%.1f", $1/$2}') | $top |"
     done
   done
   rm -rf "$W/st"

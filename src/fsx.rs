@@ -58,8 +58,20 @@ pub fn read_message_file(path: &Path, follow: bool) -> Result<Vec<u8>> {
     if !md.is_file() {
         return Err(Error::bad(path, "not a regular file"));
     }
-    let mut buf = Vec::with_capacity(md.len() as usize);
-    f.read_to_end(&mut buf).at(path)?;
+    // The size is known: one read of exactly that much (std's read_to_end would stat, seek and
+    // probe again). A file that grows meanwhile is copied as it was when it was stat'ed.
+    let len = usize::try_from(md.len()).map_err(|_| Error::bad(path, "file too large for this machine"))?;
+    let mut buf = vec![0u8; len];
+    let mut n = 0;
+    while n < len {
+        match f.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e).at(path),
+        }
+    }
+    buf.truncate(n);
     Ok(buf)
 }
 
