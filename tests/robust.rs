@@ -338,3 +338,25 @@ fn mbox_target_appended_during_run_is_not_clobbered() {
     let marker = b"Subject: message 90001\n";
     assert!(text.windows(marker.len()).any(|w| w == marker), "the appended message was lost (sync exit {status:?})");
 }
+
+/// The unchanged-folder state saved by a --no-fsync run is not trusted blindly: a copy torn
+/// afterwards (no directory changes) is still found on the next run.
+#[test]
+fn torn_copy_is_found_through_an_unverified_state() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src.mbox");
+    let dst = t.path().join("dst");
+    std::fs::write(&src, mbox(5, 0)).unwrap();
+    let old = filetime::FileTime::from_unix_time(1_600_000_000, 0);
+    filetime::set_file_mtime(&src, old).unwrap();
+    let s = format!("mbox:{}", src.display());
+    let d = format!("maildir:{}", dst.display());
+    assert_eq!(run(&["sync", &s, &d, "-q", "--no-fsync"]).0, 0);
+    assert!(dst.join("mailmover-state").exists(), "the state was saved");
+    let victim = std::fs::read_dir(dst.join("new")).unwrap().flatten().next().unwrap().path();
+    std::fs::OpenOptions::new().write(true).open(&victim).unwrap().set_len(3).unwrap();
+    let (rc, json, err) = run(&["sync", &s, &d, "--json", "-q"]);
+    assert_eq!(rc, 0, "{err}");
+    assert_eq!(json["transferred"], 1, "{json}");
+    assert_eq!(maildir_contents(&dst), expected(5, 0));
+}
