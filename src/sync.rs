@@ -318,7 +318,13 @@ fn sync_folder(
 
 fn save_state(tpath: &Path, mbox: bool, saved: &state::Saved, opts: &SyncOptions) {
     let path = state::state_path(tpath, mbox);
-    if let (Some(dir), Some(name), Ok(text)) = (path.parent(), path.file_name(), serde_json::to_vec(saved))
+    // A text file with a final newline: tools that concatenate files next to an mbox (`cat`,
+    // grep counts) must not see it glued to the next file's first line.
+    let text = serde_json::to_vec(saved).map(|mut t| {
+        t.push(b'\n');
+        t
+    });
+    if let (Some(dir), Some(name), Ok(text)) = (path.parent(), path.file_name(), text)
         && let Ok(d) = fsx::Dir::open_root(dir)
     {
         let _ = d.write_atomic(&name.to_string_lossy(), &text, mdwrite::FILE_MODE, opts.owner, false);
@@ -833,6 +839,62 @@ fn read_target_mbox(path: &Path) -> Result<Option<TargetMbox>> {
     Ok(Some(TargetMbox { file, entries }))
 }
 
+/// Writes a new mbox from a Maildir folder in one pass (see [`to_mbox`]).
+#[allow(clippy::too_many_arguments)]
+fn new_mbox_from_maildir(
+    opened: &Opened,
+    tn: &FolderName,
+    path: &Path,
+    keywords: std::collections::BTreeSet<String>,
+    before: &str,
+    opts: &SyncOptions,
+    rec: &dyn Recorder,
+    out: &mut FolderOutcome,
+) -> Result<()> {
+    if let Some(parent) = path.parent()
+        && !parent.exists()
+    {
+        std::fs::create_dir_all(parent).map_err(|e| Error::Io { path: parent.to_path_buf(), source: e })?;
+    }
+    let mut w = MboxWriter::create(path, opts.owner, opts.durable)?;
+    w.set_keywords(keywords.into_iter().collect());
+    let mut seen = HashSet::new();
+    let res = (|| {
+        for refs in opened.chunks(&opts.read) {
+            for p in load_chunk(opened, &refs, opts, Some(Identity::Mbox)) {
+                let p = match p {
+                    Ok(p) => p,
+                    Err(e) => {
+                        out.errors.push(e);
+                        continue;
+                    }
+                };
+                let fate = match account(&p, opts, out) {
+                    Some("pseudo") => Fate::NotMail,
+                    Some(reason) => Fate::Filtered { reason },
+                    None => {
+                        w.append(&p.loaded.body.pieces(), &p.loaded.meta)?;
+                        Fate::Copied { sha: p.hash.unwrap_or_default(), size: p.loaded.body.len(), name: String::new() }
+                    }
+                };
+                tally(&p, fate, tn, path, &mut seen, rec, out);
+            }
+        }
+        if state::target_stamp(path, true) != before {
+            return Err(Error::bad(path, "the target mbox appeared during the run (another writer?); not replaced, run again"));
+        }
+        Ok(())
+    })();
+    out.counts.messages_target = out.counts.transferred;
+    match res {
+        Ok(()) => w.commit(),
+        Err(e) => {
+            w.abort();
+            Err(e)
+        }
+    }
+}
+
 fn to_mbox(
     opened: &Opened,
     sf: &SourceFolder,
@@ -844,6 +906,15 @@ fn to_mbox(
 ) -> Result<()> {
     let before = state::target_stamp(&path, true);
     let existing = read_target_mbox(&path)?;
+    if existing.is_none()
+        && !opts.dry_run
+        && let Opened::Maildir { listed: Some(entries), .. } = opened
+    {
+        // A new mbox from a listed Maildir: the keywords for X-IMAPbase are known from the
+        // names, so every file is read once, hashed and written in the same pass.
+        let keywords = entries.iter().flat_map(|e| e.meta.keywords.iter().map(str::to_string)).collect();
+        return new_mbox_from_maildir(opened, tn, &path, keywords, &before, opts, rec, out);
+    }
     let mut matcher = Matcher::new(existing.iter().flat_map(|t| t.entries.iter().map(|(_, h, m)| (*h, m))));
     let mut updates: Vec<Option<Meta>> = vec![None; existing.as_ref().map_or(0, |t| t.entries.len())];
     let mut seen = HashSet::new();
