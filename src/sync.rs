@@ -881,7 +881,10 @@ fn new_mbox_from_maildir(
             }
         }
         if state::target_stamp(path, true) != before {
-            return Err(Error::bad(path, "the target mbox appeared during the run (another writer?); not replaced, run again"));
+            return Err(Error::bad(
+                path,
+                "the target mbox appeared during the run (another writer?); not replaced, run again",
+            ));
         }
         Ok(())
     })();
