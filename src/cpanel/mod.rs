@@ -348,21 +348,7 @@ pub fn sync(src: &Store, dst: &Store, opts: &SyncOptions, cp: &CpanelArgs, rec: 
         source_user: &st.source_user,
         target_user: &st.target_user,
     };
-    let plan = metadata::plan(&acc, &cx);
-    total.warnings.extend(plan.warnings);
-    let out = Output {
-        home: dst_home.clone(),
-        etc: cp.target_etc.clone(),
-        owner,
-        mail_gid: if root_run { mail_gid() } else { None },
-        root_run,
-        dry_run: opts.dry_run,
-        overwrite: cp.overwrite_metadata,
-        rec,
-    };
-    for p in &plan.files {
-        out.apply(p, &mut total.errors, &mut total.warnings);
-    }
+    apply_metadata(&acc, &cx, &dst_home, cp, owner, root_run, &opts, rec, &mut total);
     Ok(finish(total, started, opts.dry_run))
 }
 
@@ -464,6 +450,36 @@ pub fn verify(src: &Store, dst: &Store, opts: &SyncOptions, cp: &CpanelArgs) -> 
     };
     compare_metadata(&acc, &cx, dst, cp, &mut v);
     Ok(v)
+}
+
+/// Writes (or, in a dry run, prints) the metadata files the source account maps to.
+#[allow(clippy::too_many_arguments)]
+fn apply_metadata(
+    acc: &Account,
+    cx: &metadata::Cx<'_>,
+    dst_home: &Path,
+    cp: &CpanelArgs,
+    owner: Option<Owner>,
+    root_run: bool,
+    opts: &SyncOptions,
+    rec: &dyn Recorder,
+    total: &mut Summary,
+) {
+    let plan = metadata::plan(acc, cx);
+    total.warnings.extend(plan.warnings);
+    let out = Output {
+        home: dst_home.to_path_buf(),
+        etc: cp.target_etc.clone(),
+        owner,
+        mail_gid: if root_run { mail_gid() } else { None },
+        root_run,
+        dry_run: opts.dry_run,
+        overwrite: cp.overwrite_metadata,
+        rec,
+    };
+    for p in &plan.files {
+        out.apply(p, &mut total.errors, &mut total.warnings);
+    }
 }
 
 /// Compares the metadata the source would write with what the target holds, then settles
@@ -747,21 +763,7 @@ fn sync_archive(
         source_user: &st.source_user,
         target_user: &st.target_user,
     };
-    let plan = metadata::plan(&acc, &cx);
-    total.warnings.extend(plan.warnings);
-    let output = Output {
-        home: dst_home.clone(),
-        etc: cp.target_etc.clone(),
-        owner,
-        mail_gid: if root_run { mail_gid() } else { None },
-        root_run,
-        dry_run: opts.dry_run,
-        overwrite: cp.overwrite_metadata,
-        rec,
-    };
-    for p in &plan.files {
-        output.apply(p, &mut total.errors, &mut total.warnings);
-    }
+    apply_metadata(&acc, &cx, &dst_home, cp, owner, root_run, &opts, rec, &mut total);
     Ok(finish(total, started, opts.dry_run))
 }
 
