@@ -839,6 +839,41 @@ fn read_target_mbox(path: &Path) -> Result<Option<TargetMbox>> {
     Ok(Some(TargetMbox { file, entries }))
 }
 
+/// Reads a source folder in order for an mbox target: each message, once loaded (hashed as an
+/// mbox holds it) and past the filters, goes to `decide`, which returns its fate; load errors,
+/// counts and events are handled here, and mapped pages are released chunk by chunk.
+fn for_mbox_target(
+    opened: &Opened,
+    tn: &FolderName,
+    path: &Path,
+    opts: &SyncOptions,
+    rec: &dyn Recorder,
+    out: &mut FolderOutcome,
+    mut decide: impl FnMut(&Ref, &Prepared<'_>) -> Result<Fate>,
+) -> Result<()> {
+    let mut seen = HashSet::new();
+    for refs in opened.chunks(&opts.read) {
+        let prepared = load_chunk(opened, &refs, opts, Some(Identity::Mbox));
+        for (r, p) in refs.iter().zip(prepared) {
+            let p = match p {
+                Ok(p) => p,
+                Err(e) => {
+                    out.errors.push(e);
+                    continue;
+                }
+            };
+            let fate = match account(&p, opts, out) {
+                Some("pseudo") => Fate::NotMail,
+                Some(reason) => Fate::Filtered { reason },
+                None => decide(r, &p)?,
+            };
+            tally(&p, fate, tn, path, &mut seen, rec, out);
+        }
+        opened.release(&refs);
+    }
+    Ok(())
+}
+
 /// Writes a new mbox from a Maildir folder in one pass (see [`to_mbox`]).
 #[allow(clippy::too_many_arguments)]
 fn new_mbox_from_maildir(
@@ -858,28 +893,11 @@ fn new_mbox_from_maildir(
     }
     let mut w = MboxWriter::create(path, opts.owner, opts.durable)?;
     w.set_keywords(keywords.into_iter().collect());
-    let mut seen = HashSet::new();
     let res = (|| {
-        for refs in opened.chunks(&opts.read) {
-            for p in load_chunk(opened, &refs, opts, Some(Identity::Mbox)) {
-                let p = match p {
-                    Ok(p) => p,
-                    Err(e) => {
-                        out.errors.push(e);
-                        continue;
-                    }
-                };
-                let fate = match account(&p, opts, out) {
-                    Some("pseudo") => Fate::NotMail,
-                    Some(reason) => Fate::Filtered { reason },
-                    None => {
-                        w.append(&p.loaded.body.pieces(), &p.loaded.meta)?;
-                        Fate::Copied { sha: p.hash.unwrap_or_default(), size: p.loaded.body.len(), name: String::new() }
-                    }
-                };
-                tally(&p, fate, tn, path, &mut seen, rec, out);
-            }
-        }
+        for_mbox_target(opened, tn, path, opts, rec, out, |_, p| {
+            w.append(&p.loaded.body.pieces(), &p.loaded.meta)?;
+            Ok(Fate::Copied { sha: p.hash.unwrap_or_default(), size: p.loaded.body.len(), name: String::new() })
+        })?;
         if state::target_stamp(path, true) != before {
             return Err(Error::bad(
                 path,
@@ -920,47 +938,26 @@ fn to_mbox(
     }
     let mut matcher = Matcher::new(existing.iter().flat_map(|t| t.entries.iter().map(|(_, h, m)| (*h, m))));
     let mut updates: Vec<Option<Meta>> = vec![None; existing.as_ref().map_or(0, |t| t.entries.len())];
-    let mut seen = HashSet::new();
     // Phase 1: decide for every message (the file is rewritten once, in order).
     let mut copies: Vec<Ref> = Vec::new();
     let mut keywords: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
-    let mut last: Option<Ref> = None;
-    for refs in opened.chunks(&opts.read) {
-        let prepared = load_chunk(opened, &refs, opts, Some(Identity::Mbox));
-        for (r, p) in refs.into_iter().zip(prepared) {
-            let p = match p {
-                Ok(p) => p,
-                Err(e) => {
-                    out.errors.push(e);
-                    continue;
+    for_mbox_target(opened, tn, &path, opts, rec, out, |r, p| {
+        let h = p.hash.unwrap_or_default();
+        Ok(match matcher.decide(&h, &p.loaded.meta.mbox_view()) {
+            Action::Copy => {
+                keywords.extend(p.loaded.meta.keywords.iter().map(str::to_string));
+                copies.push(r.clone());
+                Fate::Copied { sha: h, size: p.loaded.body.len(), name: String::new() }
+            }
+            Action::Skip(_) => Fate::Skipped { sha: h, reason: "exists" },
+            Action::UpdateFlags(i) => {
+                if let Some(u) = updates.get_mut(i) {
+                    *u = Some(p.loaded.meta.mbox_view());
                 }
-            };
-            let fate = match account(&p, opts, out) {
-                Some("pseudo") => Fate::NotMail,
-                Some(reason) => Fate::Filtered { reason },
-                None => {
-                    let h = p.hash.unwrap_or_default();
-                    match matcher.decide(&h, &p.loaded.meta.mbox_view()) {
-                        Action::Copy => {
-                            keywords.extend(p.loaded.meta.keywords.iter().map(str::to_string));
-                            copies.push(r.clone());
-                            Fate::Copied { sha: h, size: p.loaded.body.len(), name: String::new() }
-                        }
-                        Action::Skip(_) => Fate::Skipped { sha: h, reason: "exists" },
-                        Action::UpdateFlags(i) => {
-                            if let Some(u) = updates.get_mut(i) {
-                                *u = Some(p.loaded.meta.mbox_view());
-                            }
-                            Fate::FlagsUpdated { sha: h, name: String::new() }
-                        }
-                    }
-                }
-            };
-            tally(&p, fate, tn, &path, &mut seen, rec, out);
-            last = Some(r);
-        }
-        opened.release(last.as_slice());
-    }
+                Fate::FlagsUpdated { sha: h, name: String::new() }
+            }
+        })
+    })?;
     let deletes: HashSet<usize> = if opts.delete { matcher.unmatched().collect() } else { HashSet::new() };
     out.counts.deleted_target = deletes.len() as u64;
     if let Some(t) = &existing {
