@@ -264,17 +264,7 @@ fn autoresponders(acc: &Account, cx: &Cx<'_>, plan: &mut Plan) {
             ".conf" => {
                 let (src, bad) = lines::parse(Format::AutorespondConf, &text);
                 report_bad(&path, &text, Format::AutorespondConf, bad, plan);
-                let mut rewrites = Vec::new();
-                let out: Vec<KLine> = src
-                    .into_iter()
-                    .map(|l| {
-                        let t = cx.rw.apply(&l.text);
-                        if t != l.text {
-                            rewrites.push((l.text.clone(), t.clone()));
-                        }
-                        KLine { key: l.key, text: t }
-                    })
-                    .collect();
+                let (out, rewrites) = map_lines(src, |t| cx.rw.apply(t), Format::AutorespondConf);
                 (Body::Keyed(Format::AutorespondConf, out), rewrites)
             }
             _ => {
@@ -316,17 +306,7 @@ fn spam(acc: &Account, cx: &Cx<'_>, plan: &mut Plan) {
         if name == "user_prefs" {
             let Some(text) = read_text(cx.tree, &path, plan) else { continue };
             let (src, _) = lines::parse(Format::SpamPrefs, &text);
-            let mut rewrites = Vec::new();
-            let out: Vec<KLine> = src
-                .into_iter()
-                .map(|l| {
-                    let t = cx.rw.apply(&l.text);
-                    if t != l.text {
-                        rewrites.push((l.text.clone(), t.clone()));
-                    }
-                    KLine { key: Format::SpamPrefs.key(&t).ok().flatten(), text: t }
-                })
-                .collect();
+            let (out, rewrites) = map_lines(src, |t| cx.rw.apply(t), Format::SpamPrefs);
             plan.files.push(Planned {
                 root: Root::Home,
                 rel: vec![".spamassassin".into(), name],

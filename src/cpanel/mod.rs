@@ -540,6 +540,41 @@ pub struct AccountInspection {
     pub problems: Vec<Problem>,
 }
 
+/// The inspection of an account (directory or archive): its folders and mailboxes, the
+/// metadata files the account would carry, and every problem, sorted.
+fn account_inspection(
+    st: &Store,
+    acc: &Account,
+    cx: &metadata::Cx<'_>,
+    folders: Vec<FolderInfo>,
+    mailboxes: Vec<MailboxInfo>,
+    mut problems: Vec<Problem>,
+) -> AccountInspection {
+    let plan = metadata::plan(acc, cx);
+    problems.extend(plan.warnings);
+    problems.sort();
+    problems.dedup();
+    AccountInspection {
+        kind: "cpanel",
+        path: st.path.display().to_string(),
+        domains: acc.domains.clone(),
+        messages: folders.iter().map(|f| f.messages).sum(),
+        bytes: folders.iter().map(|f| f.bytes).sum(),
+        metadata: plan
+            .files
+            .iter()
+            .map(|p| MetadataInfo {
+                path: p.from.display().to_string(),
+                kind: body_kind(&p.body),
+                entries: body_entries(&p.body),
+            })
+            .collect(),
+        folders,
+        mailboxes,
+        problems,
+    }
+}
+
 /// `inspect cpanel:HOME`, read-only. mdbox mailboxes are listed as problems (not read).
 pub fn inspect(st: &Store, ropts: &ReadOptions, follow_symlinks: bool, jobs: usize) -> Result<AccountInspection> {
     if st.path.is_file() {
@@ -609,30 +644,7 @@ pub fn inspect(st: &Store, ropts: &ReadOptions, follow_symlinks: bool, jobs: usi
         source_user: &s.source_user,
         target_user: &s.target_user,
     };
-    let plan = metadata::plan(&acc, &cx);
-    problems.extend(plan.warnings);
-    let metadata = plan
-        .files
-        .iter()
-        .map(|p| MetadataInfo {
-            path: p.from.display().to_string(),
-            kind: body_kind(&p.body),
-            entries: body_entries(&p.body),
-        })
-        .collect();
-    problems.sort();
-    problems.dedup();
-    Ok(AccountInspection {
-        kind: "cpanel",
-        path: st.path.display().to_string(),
-        domains: acc.domains.clone(),
-        messages: folders.iter().map(|f| f.messages).sum(),
-        bytes: folders.iter().map(|f| f.bytes).sum(),
-        folders,
-        mailboxes,
-        metadata,
-        problems,
-    })
+    Ok(account_inspection(st, &acc, &cx, folders, mailboxes, problems))
 }
 
 impl AccountInspection {
@@ -823,29 +835,7 @@ fn inspect_archive(st: &Store) -> Result<AccountInspection> {
         source_user: &s.source_user,
         target_user: &s.target_user,
     };
-    let plan = metadata::plan(&acc, &cx);
-    problems.extend(plan.warnings);
-    problems.sort();
-    problems.dedup();
-    Ok(AccountInspection {
-        kind: "cpanel",
-        path: st.path.display().to_string(),
-        domains: acc.domains.clone(),
-        messages: folders.iter().map(|f| f.messages).sum(),
-        bytes: folders.iter().map(|f| f.bytes).sum(),
-        metadata: plan
-            .files
-            .iter()
-            .map(|p| MetadataInfo {
-                path: p.from.display().to_string(),
-                kind: body_kind(&p.body),
-                entries: body_entries(&p.body),
-            })
-            .collect(),
-        folders,
-        mailboxes,
-        problems,
-    })
+    Ok(account_inspection(st, &acc, &cx, folders, mailboxes, problems))
 }
 
 fn body_kind(b: &output::Body) -> String {
