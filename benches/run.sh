@@ -23,6 +23,29 @@ printf '#!/bin/sh\nexec "%s" "$@" --no-fsync\n' "$BIN" > "$NOFSYNC"
 chmod +x "$NOFSYNC"
 OUT=$W/results.md
 : > "$OUT"
+# ext4 without a journal (this machine's disk: no /proc/fs/jbd2 entry) will not reuse an inode
+# freed in the last minute and scans past every such inode at each file creation: a tool
+# started right after a 47,000-file output was deleted loses seconds to it, whichever tool it
+# is (perf shows recently_deleted() under ext4 inode allocation). peers.sh deletes each output
+# just before the next tool runs, which made the tool that comes after a big deletion look slow.
+# So nothing is deleted while tools are timed: `rm` (for peers.sh too, via PATH) moves what it
+# is given into $GRAVE, which is emptied between sections, followed by a pause.
+GRAVE=$W/grave
+mkdir -p "$GRAVE" "$W/bin" "$W/tmp"
+cat > "$W/bin/rm" <<EOF2
+#!/bin/sh
+for a in "\$@"; do
+  case "\$a" in -*) continue;; esac
+  [ -e "\$a" ] || [ -L "\$a" ] || continue
+  case "\$(realpath -m -- "\$a")" in
+    "$W"/*) mv -- "\$a" "$GRAVE/\$(date +%s%N).\$\$" ;;
+    *) /bin/rm -rf -- "\$a" ;;
+  esac
+done
+EOF2
+chmod +x "$W/bin/rm"
+export PATH="$W/bin:$PATH" TMPDIR="$W/tmp"
+settle() { /bin/rm -rf "$GRAVE"; mkdir -p "$GRAVE"; sync; sleep "${SETTLE:-65}"; }
 say() { echo "$*" | tee -a "$OUT"; }
 secs() { local t0 t1; t0=$(date +%s.%N); "$@" > /dev/null 2>&1 || true; t1=$(date +%s.%N); echo "$t0 $t1" | awk '{printf "%.3f", $2-$1}'; }
 ratio() { echo "$1 $2" | awk '{ if ($2 > 0) printf "%.2f", $1/$2; else print "-" }'; }
@@ -41,7 +64,9 @@ say "Corpus: gen_corpus.py --size-mb 1024 --mbox --maildir --folders 8 ($N messa
 export PEERS=${PEERS:-"baseline mb2md doveadm mblaze mailmover"}
 if [ "${QUICK:-0}" != 1 ]; then
   for cache in cold warm; do
+    settle
     CACHE=$cache MAILMOVER=$BIN "$SHARED/peers.sh" "$C" "$W/peers-$cache.tsv" > "$W/peers-$cache.md"
+    settle
     CACHE=$cache PEERS="baseline mailmover" MAILMOVER=$NOFSYNC "$SHARED/peers.sh" "$C" "$W/nofsync-$cache.tsv" > /dev/null
   done
   say ""
@@ -90,6 +115,7 @@ PY
 fi
 
 # --- 2. re-runs against find, verify against reading both sides (warm, same run) -------------
+settle
 T=$W/targets
 rm -rf "$T"; mkdir -p "$T"
 "$BIN" sync "mbox:$C/corpus.mbox" "maildir:$T/a" -q --no-fsync
@@ -126,6 +152,7 @@ say "## Scaling (warm cache, --no-fsync, output on the same disk)"
 say ""
 say "| job | --jobs 1 s | --jobs 2 s | gain |"
 say "| --- | ---: | ---: | ---: |"
+settle
 for spec in "a mbox:$C/corpus.mbox maildir" "b maildir:$C/maildir mbox" "c maildir:$C/maildir maildir" "c-20-folders maildir:$C20/maildir maildir"; do
   set -- $spec
   t=()
@@ -138,6 +165,7 @@ done
 rm -rf "$W/scale"
 
 # --- 4. memory -------------------------------------------------------------------------------
+settle
 say ""
 say "## Peak memory (/usr/bin/time -v, maximum resident set size)"
 say ""
@@ -191,4 +219,5 @@ if command -v strace > /dev/null; then
   done
   rm -rf "$W/st"
 fi
+/bin/rm -rf "$GRAVE"
 echo "results: $OUT" >&2
