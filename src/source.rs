@@ -11,6 +11,7 @@ use crate::fsx;
 use crate::message::Meta;
 use crate::store::Location;
 use crate::store::maildir::keywords::KeywordMap;
+use crate::store::maildir::listing::Listing;
 use crate::store::maildir::read::{self as mdread, MaildirEntry, ScanOptions};
 use crate::store::mbox::read::{MboxFile, ReadOptions};
 use crate::store::mbox::split::{Entry, Splitter};
@@ -41,7 +42,7 @@ pub enum Opened {
         keywords: Box<KeywordMap>,
         scan: ScanOptions,
         /// The whole listing, sorted by name (`None`: streamed in directory order).
-        listed: Option<Vec<MaildirEntry>>,
+        listed: Option<Box<Listing>>,
     },
 }
 
@@ -116,7 +117,7 @@ impl Opened {
     pub fn open(loc: &Location, scan: ScanOptions, problems: &mut Vec<Problem>) -> Result<Opened> {
         let mut o = Opened::open_streaming(loc, scan)?;
         if let Opened::Maildir { dir, keywords, listed, .. } = &mut o {
-            *listed = Some(mdread::messages(dir, keywords, scan, problems));
+            *listed = Some(Box::new(Listing::build(dir, keywords, scan, problems)?));
         }
         Ok(o)
     }
@@ -149,8 +150,14 @@ impl Opened {
                     (!v.is_empty()).then_some(v)
                 }))
             }
-            Opened::Maildir { listed: Some(entries), .. } => {
-                let mut it = entries.iter().cloned().map(|e| Ref::Maildir(Box::new(e))).peekable();
+            Opened::Maildir { listed: Some(listing), .. } => {
+                let mut it = listing
+                    .iter()
+                    .map(|r| match r {
+                        Ok(e) => Ref::Maildir(Box::new(e)),
+                        Err(p) => Ref::Problem(Box::new(p)),
+                    })
+                    .peekable();
                 Box::new(std::iter::from_fn(move || bounded_chunk(&mut it)))
             }
             Opened::Maildir { dir, keywords, scan, listed: None } => {

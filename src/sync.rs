@@ -384,7 +384,7 @@ fn sync_folder_read(
 fn folder_bytes(o: &Opened) -> u64 {
     match o {
         Opened::Mbox(f) => f.len(),
-        Opened::Maildir { listed, .. } => listed.iter().flatten().map(|e| e.size).sum(),
+        Opened::Maildir { listed, .. } => listed.as_ref().map_or(0, |l| l.bytes),
     }
 }
 
@@ -929,12 +929,11 @@ fn to_mbox(
     let existing = read_target_mbox(&path)?;
     if existing.is_none()
         && !opts.dry_run
-        && let Opened::Maildir { listed: Some(entries), .. } = opened
+        && let Opened::Maildir { listed: Some(listing), .. } = opened
     {
         // A new mbox from a listed Maildir: the keywords for X-IMAPbase are known from the
         // names, so every file is read once, hashed and written in the same pass.
-        let keywords = entries.iter().flat_map(|e| e.meta.keywords.iter().map(str::to_string)).collect();
-        return new_mbox_from_maildir(opened, tn, &path, keywords, &before, opts, rec, out);
+        return new_mbox_from_maildir(opened, tn, &path, listing.keywords.clone(), &before, opts, rec, out);
     }
     let mut matcher = Matcher::new(existing.iter().flat_map(|t| t.entries.iter().map(|(_, h, m)| (*h, m))));
     let mut updates: Vec<Option<Meta>> = vec![None; existing.as_ref().map_or(0, |t| t.entries.len())];

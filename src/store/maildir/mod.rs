@@ -3,6 +3,7 @@
 
 pub mod keywords;
 pub mod layout;
+pub mod listing;
 pub mod name;
 pub mod read;
 pub mod write;

@@ -305,7 +305,7 @@ impl Iterator for MessageStream {
     }
 }
 
-fn entry(sub: Sub, raw: Vec<u8>, size: u64, mtime: i64, nsec: i64, kw: &KeywordMap) -> MaildirEntry {
+pub(super) fn entry(sub: Sub, raw: Vec<u8>, size: u64, mtime: i64, nsec: i64, kw: &KeywordMap) -> MaildirEntry {
     let n = name::parse(&raw);
     let mut meta = Meta::new(mtime, DateSource::Mtime);
     meta.flags = n.flags;
