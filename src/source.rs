@@ -16,16 +16,18 @@ use crate::store::maildir::read::{self as mdread, MaildirEntry, ScanOptions};
 use crate::store::mbox::read::{MboxFile, ReadOptions};
 use crate::store::mbox::split::{Entry, Splitter};
 
-/// Takes the next chunk: at most [`CHUNK_MESSAGES`] references and, for files read into
-/// memory, about [`CHUNK_BYTES`] of them (always at least one).
-fn bounded_chunk(it: &mut std::iter::Peekable<impl Iterator<Item = Ref>>) -> Option<Vec<Ref>> {
+/// Takes the next chunk: at most [`CHUNK_MESSAGES`] references and about `max_bytes` of
+/// message bytes (always at least one).
+fn bounded_chunk(it: &mut std::iter::Peekable<impl Iterator<Item = Ref>>, max_bytes: u64) -> Option<Vec<Ref>> {
     let mut v = Vec::new();
     let mut bytes = 0u64;
-    while v.len() < CHUNK_MESSAGES && (bytes < CHUNK_BYTES || v.is_empty()) {
+    while v.len() < CHUNK_MESSAGES && (bytes < max_bytes || v.is_empty()) {
         let Some(r) = it.next() else { break };
-        if let Ref::Maildir(e) = &r {
-            bytes += e.size;
-        }
+        bytes += match &r {
+            Ref::Maildir(e) => e.size,
+            Ref::Mbox(e) => (e.msg.end - e.msg.start) as u64,
+            Ref::Problem(_) => 0,
+        };
         v.push(r);
     }
     (!v.is_empty()).then_some(v)
@@ -33,7 +35,7 @@ fn bounded_chunk(it: &mut std::iter::Peekable<impl Iterator<Item = Ref>>) -> Opt
 
 /// Messages per chunk, and bytes per chunk for files read into memory.
 const CHUNK_MESSAGES: usize = 1024;
-const CHUNK_BYTES: u64 = 16 << 20;
+pub const CHUNK_BYTES: u64 = 16 << 20;
 
 pub enum Opened {
     Mbox(Arc<MboxFile>),
@@ -142,13 +144,16 @@ impl Opened {
 
     /// References in source order, in chunks of bounded count and bytes.
     pub fn chunks<'s>(&'s self, ropts: &ReadOptions) -> Box<dyn Iterator<Item = Vec<Ref>> + 's> {
+        self.chunks_of(ropts, CHUNK_BYTES)
+    }
+
+    /// [`Opened::chunks`] with another byte budget per chunk.
+    pub fn chunks_of<'s>(&'s self, ropts: &ReadOptions, max: u64) -> Box<dyn Iterator<Item = Vec<Ref>> + 's> {
         match self {
             Opened::Mbox(f) => {
-                let mut it: Splitter<'s> = f.entries(ropts);
-                Box::new(std::iter::from_fn(move || {
-                    let v: Vec<Ref> = it.by_ref().take(CHUNK_MESSAGES).map(Ref::Mbox).collect();
-                    (!v.is_empty()).then_some(v)
-                }))
+                let splitter: Splitter<'s> = f.entries(ropts);
+                let mut it = splitter.map(Ref::Mbox).peekable();
+                Box::new(std::iter::from_fn(move || bounded_chunk(&mut it, max)))
             }
             Opened::Maildir { listed: Some(listing), .. } => {
                 let mut it = listing
@@ -158,7 +163,7 @@ impl Opened {
                         Err(p) => Ref::Problem(Box::new(p)),
                     })
                     .peekable();
-                Box::new(std::iter::from_fn(move || bounded_chunk(&mut it)))
+                Box::new(std::iter::from_fn(move || bounded_chunk(&mut it, max)))
             }
             Opened::Maildir { dir, keywords, scan, listed: None } => {
                 let stream = mdread::MessageStream::new(dir, (**keywords).clone(), *scan);
@@ -169,7 +174,7 @@ impl Opened {
                     })
                     .peekable();
                 Box::new(std::iter::from_fn(move || {
-                    let mut v = bounded_chunk(&mut it)?;
+                    let mut v = bounded_chunk(&mut it, max)?;
                     v.sort_by(|a, b| match (a, b) {
                         (Ref::Maildir(x), Ref::Maildir(y)) => (x.sub, &x.name).cmp(&(y.sub, &y.name)),
                         _ => std::cmp::Ordering::Equal,

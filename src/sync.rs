@@ -22,7 +22,7 @@ use crate::message::{DateSource, Meta};
 use crate::mutf7;
 use crate::plan::{Action, Hash, Matcher};
 use crate::report::{FolderOutcome, Summary, peak_rss_kib};
-use crate::source::{Loaded, Opened, Ref};
+use crate::source::{self, Loaded, Opened, Ref};
 use crate::state;
 use crate::store::maildir::layout::{self, Layout};
 use crate::store::maildir::read::{self as mdread, MaildirEntry, ScanOptions};
@@ -849,27 +849,44 @@ fn for_mbox_target(
     opts: &SyncOptions,
     rec: &dyn Recorder,
     out: &mut FolderOutcome,
-    mut decide: impl FnMut(&Ref, &Prepared<'_>) -> Result<Fate>,
+    mut decide: impl FnMut(&Ref, &Prepared<'_>) -> Result<Fate> + Send,
 ) -> Result<()> {
     let mut seen = HashSet::new();
-    for refs in opened.chunks(&opts.read) {
+    let load = |refs: Vec<Ref>| {
         let prepared = load_chunk(opened, &refs, opts, Some(Identity::Mbox));
-        for (r, p) in refs.iter().zip(prepared) {
-            let p = match p {
-                Ok(p) => p,
-                Err(e) => {
-                    out.errors.push(e);
-                    continue;
+        (refs, prepared)
+    };
+    // Two chunks are in memory at a time here: each gets half the usual budget.
+    let mut chunks = opened.chunks_of(&opts.read, source::CHUNK_BYTES / 2);
+    let mut current = chunks.next().map(load);
+    // The next chunk is read and hashed while this one is written: the writer is sequential,
+    // and a big folder would otherwise keep one core idle at every chunk.
+    while let Some((refs, prepared)) = current.take() {
+        let following = chunks.next();
+        let (done, next) = rayon::join(
+            || -> Result<()> {
+                for (r, p) in refs.iter().zip(prepared) {
+                    let p = match p {
+                        Ok(p) => p,
+                        Err(e) => {
+                            out.errors.push(e);
+                            continue;
+                        }
+                    };
+                    let fate = match account(&p, opts, out) {
+                        Some("pseudo") => Fate::NotMail,
+                        Some(reason) => Fate::Filtered { reason },
+                        None => decide(r, &p)?,
+                    };
+                    tally(&p, fate, tn, path, &mut seen, rec, out);
                 }
-            };
-            let fate = match account(&p, opts, out) {
-                Some("pseudo") => Fate::NotMail,
-                Some(reason) => Fate::Filtered { reason },
-                None => decide(r, &p)?,
-            };
-            tally(&p, fate, tn, path, &mut seen, rec, out);
-        }
+                Ok(())
+            },
+            || following.map(load),
+        );
+        done?;
         opened.release(&refs);
+        current = next;
     }
     Ok(())
 }
