@@ -115,6 +115,18 @@ impl Mapped {
         }
     }
 
+    /// Asks the kernel to start reading `len` bytes from `offset` into the page cache now, so
+    /// a cold file is read from disk while earlier messages are being written.
+    pub fn will_need(&self, offset: usize, len: usize) {
+        if let Mapped::Map(m) = self {
+            let start = offset.min(m.len()) & !4095;
+            let len = len.min(m.len() - start);
+            if len > 0 {
+                let _ = m.advise_range(memmap2::Advice::WillNeed, start, len);
+            }
+        }
+    }
+
     /// Tells the kernel the pages before `offset` are not needed any more, so the process's
     /// resident memory does not grow with the file.
     pub fn release_before(&self, offset: usize) {

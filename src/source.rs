@@ -81,6 +81,9 @@ impl Origin {
 pub enum Body<'a> {
     Slices(Vec<&'a [u8]>),
     Owned(Vec<u8>),
+    /// A Maildir file of this size whose hash was known without reading it; read with
+    /// [`Opened::read_body`] before its bytes are needed.
+    Unread(u64),
 }
 
 impl Body<'_> {
@@ -88,6 +91,7 @@ impl Body<'_> {
         match self {
             Body::Slices(v) => v.clone(),
             Body::Owned(b) => vec![b.as_slice()],
+            Body::Unread(_) => Vec::new(),
         }
     }
 
@@ -95,7 +99,12 @@ impl Body<'_> {
         match self {
             Body::Slices(v) => v.iter().map(|p| p.len() as u64).sum(),
             Body::Owned(b) => b.len() as u64,
+            Body::Unread(n) => *n,
         }
+    }
+
+    pub fn is_unread(&self) -> bool {
+        matches!(self, Body::Unread(_))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -103,10 +112,19 @@ impl Body<'_> {
     }
 }
 
+/// A Maildir source file's cache key: base name, size, mtime.
+pub struct SourceKey {
+    pub base: Vec<u8>,
+    pub size: u64,
+    pub mtime_ns: i64,
+}
+
 pub struct Loaded<'a> {
     pub body: Body<'a>,
     pub meta: Meta,
     pub origin: Origin,
+    /// Set for Maildir sources.
+    pub key: Option<SourceKey>,
     pub pseudo: bool,
     pub truncated: Option<&'static str>,
     pub expunged: bool,
@@ -151,9 +169,18 @@ impl Opened {
     pub fn chunks_of<'s>(&'s self, ropts: &ReadOptions, max: u64) -> Box<dyn Iterator<Item = Vec<Ref>> + 's> {
         match self {
             Opened::Mbox(f) => {
+                f.will_need(0, 2 * max as usize);
                 let splitter: Splitter<'s> = f.entries(ropts);
                 let mut it = splitter.map(Ref::Mbox).peekable();
-                Box::new(std::iter::from_fn(move || bounded_chunk(&mut it, max)))
+                Box::new(std::iter::from_fn(move || {
+                    let v = bounded_chunk(&mut it, max)?;
+                    // The splitter reads on from here when the next chunk is asked for: have
+                    // the disk fetch it while this one is processed.
+                    if let Some(Ref::Mbox(e)) = v.last() {
+                        f.will_need(e.msg.end, 2 * max as usize);
+                    }
+                    Some(v)
+                }))
             }
             Opened::Maildir { listed: Some(listing), .. } => {
                 let mut it = listing
@@ -216,6 +243,7 @@ impl Opened {
                     body: Body::Slices(m.pieces),
                     meta: m.meta,
                     origin,
+                    key: None,
                     pseudo: m.pseudo,
                     truncated: m.truncated,
                     expunged: m.mozilla_expunged,
@@ -232,6 +260,7 @@ impl Opened {
                     body: Body::Owned(data),
                     meta: e.meta.clone(),
                     origin,
+                    key: Some(source_key(e)),
                     pseudo: false,
                     truncated: None,
                     expunged: false,
@@ -240,6 +269,38 @@ impl Opened {
             }
             _ => Err(origin.problem("internal: reference of another folder")),
         }
+    }
+
+    /// A Maildir message whose hash is already known: everything but its bytes.
+    pub fn unread<'a>(&'a self, e: &MaildirEntry) -> Loaded<'a> {
+        let path = match self {
+            Opened::Maildir { dir, .. } => e.path(dir),
+            Opened::Mbox(f) => f.path.clone(),
+        };
+        Loaded {
+            body: Body::Unread(e.size),
+            meta: e.meta.clone(),
+            origin: Origin::File(path),
+            key: Some(source_key(e)),
+            pseudo: false,
+            truncated: None,
+            expunged: false,
+            partial: false,
+        }
+    }
+
+    /// Reads the bytes of a message loaded [`Opened::unread`].
+    pub fn read_body(&self, l: &mut Loaded<'_>) -> Result<(), Problem> {
+        if !l.body.is_unread() {
+            return Ok(());
+        }
+        let follow = matches!(self, Opened::Maildir { scan, .. } if scan.follow_symlinks);
+        let data = fsx::read_message_file(l.origin.path(), follow).map_err(|err| err.problem())?;
+        if data.is_empty() {
+            return Err(l.origin.problem("empty file (0 bytes) is not a message; skipped"));
+        }
+        l.body = Body::Owned(data);
+        Ok(())
     }
 
     /// The chunk `refs` is finished: its mapped pages need not stay resident (memory stays
@@ -258,4 +319,8 @@ impl Opened {
             _ => 0,
         }
     }
+}
+
+fn source_key(e: &MaildirEntry) -> SourceKey {
+    SourceKey { base: e.base().to_vec(), size: e.size, mtime_ns: e.mtime_ns }
 }

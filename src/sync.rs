@@ -433,9 +433,15 @@ fn load_chunk<'a>(
     refs: &[Ref],
     opts: &SyncOptions,
     need_hash: Option<Identity>,
+    known: Option<&target_index::SourceCache>,
 ) -> Vec<Result<Prepared<'a>, Problem>> {
     refs.par_iter()
         .map(|r| {
+            if let (Some(c), Some(e)) = (known, opened.entry(r))
+                && let Some(h) = c.get(e.base(), e.size, e.mtime_ns)
+            {
+                return Ok(Prepared { loaded: opened.unread(e), hash: Some(h), action: None });
+            }
             let loaded = opened.load(r, &opts.read)?;
             let hash = need_hash.map(|id| id.hash(&loaded.body.pieces()));
             Ok(Prepared { loaded, hash, action: None })
@@ -523,6 +529,20 @@ fn to_maildir(
         ));
     }
     let need_hash = !matcher.is_empty() || opts.dry_run;
+    let maildir_source = matches!(opened, Opened::Maildir { .. });
+    // Hashes of source files seen by an earlier run: only new or changed files are read.
+    let known =
+        if need_hash && opts.use_cache && maildir_source { target_index::SourceCache::load(&tdir) } else { None };
+    let mut source_cache = match (&fw, opts.use_cache && maildir_source) {
+        (Some(w), true) => match target_index::CacheWriter::create_source(w) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                out.warnings.push(e.problem());
+                None
+            }
+        },
+        _ => None,
+    };
     let mut seen: HashSet<[u8; 8]> = HashSet::new();
     let mut cache = match (&fw, opts.use_cache) {
         (Some(w), true) => match target_index::CacheWriter::create(w) {
@@ -543,7 +563,7 @@ fn to_maildir(
             rec.record(Event::Discovered { bytes: refs.iter().map(|r| opened.stored_len(r)).sum() });
         }
         let mut prepared = Vec::with_capacity(refs.len());
-        for p in load_chunk(opened, &refs, opts, need_hash.then_some(Identity::Exact)) {
+        for p in load_chunk(opened, &refs, opts, need_hash.then_some(Identity::Exact), known.as_ref()) {
             match p {
                 Ok(p) => prepared.push(p),
                 Err(e) => {
@@ -582,6 +602,21 @@ fn to_maildir(
             fates.push(fate);
         }
         if let Some(w) = fw.as_mut() {
+            // A message known from the source cache whose copy is gone from the target: its
+            // bytes are read now.
+            let unread: Vec<Option<Problem>> = prepared
+                .par_iter_mut()
+                .zip(fates.par_iter())
+                .map(|(p, f)| match (f, p.action) {
+                    (None, Some(Action::Copy)) => opened.read_body(&mut p.loaded).err(),
+                    _ => None,
+                })
+                .collect();
+            for (f, e) in fates.iter_mut().zip(unread) {
+                if let Some(e) = e {
+                    *f = Some(Fate::Failed(e));
+                }
+            }
             let mut reserved = 0u32;
             let mut kws: Vec<&str> = Vec::new();
             for p in prepared.iter().filter(|p| matches!(p.action, Some(Action::Copy | Action::UpdateFlags(_)))) {
@@ -603,6 +638,9 @@ fn to_maildir(
                 .par_iter()
                 .zip(fates.par_iter())
                 .map(|(p, f)| match (f, p.action) {
+                    (None, Some(Action::Copy)) if p.loaded.body.is_unread() => {
+                        Some(Err(p.loaded.origin.problem("internal: message bytes not read; not copied")))
+                    }
                     (None, Some(Action::Copy)) => {
                         Some(w.stage(&p.loaded.body.pieces(), &p.loaded.meta).map_err(|e| e.problem()))
                     }
@@ -664,6 +702,11 @@ fn to_maildir(
                 }
                 _ => {}
             }
+            if let (Some(c), Some(k)) = (source_cache.as_mut(), &p.loaded.key)
+                && let Some(Fate::Copied { sha, .. } | Fate::Skipped { sha, .. } | Fate::FlagsUpdated { sha, .. }) = &f
+            {
+                c.add(&k.base, k.size, k.mtime_ns, sha);
+            }
             tally(p, f.unwrap_or(Fate::NotMail), tn, &tdir, &mut seen, rec, out);
         }
     }
@@ -688,6 +731,11 @@ fn to_maildir(
     out.counts.messages_target = (index.entries.len() as u64 + out.counts.transferred).saturating_sub(deleted);
     if let Some(w) = &fw {
         w.sync_dirs()?;
+        if let Some(c) = source_cache
+            && let Err(e) = c.commit()
+        {
+            out.warnings.push(e.problem());
+        }
         if let Some(mut c) = cache {
             if index.from_cache && c.lines == 0 && retimed.is_empty() && gone.is_empty() {
                 c.discard();
@@ -853,7 +901,7 @@ fn for_mbox_target(
 ) -> Result<()> {
     let mut seen = HashSet::new();
     let load = |refs: Vec<Ref>| {
-        let prepared = load_chunk(opened, &refs, opts, Some(Identity::Mbox));
+        let prepared = load_chunk(opened, &refs, opts, Some(Identity::Mbox), None);
         (refs, prepared)
     };
     // Two chunks are in memory at a time here: each gets half the usual budget.

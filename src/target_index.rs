@@ -22,6 +22,10 @@ use crate::store::maildir::write::{FILE_MODE, FolderWriter};
 
 pub const CACHE_FILE: &str = "mailmover-cache";
 const CACHE_HEADER: &str = "mailmover-cache 1";
+/// The same for the messages of a Maildir source, kept in the target folder (nothing is ever
+/// written into a source): a re-run after new mail arrived reads only the new files.
+pub const SOURCE_CACHE_FILE: &str = "mailmover-source-cache";
+const SOURCE_CACHE_HEADER: &str = "mailmover-source-cache 1";
 
 #[derive(Debug, Default)]
 pub struct Index {
@@ -47,8 +51,12 @@ fn name_key(base: &[u8]) -> u64 {
 }
 
 fn parse_cache(text: &[u8]) -> Option<HashMap<u64, (Key, Hash)>> {
+    parse_with_header(text, CACHE_HEADER)
+}
+
+fn parse_with_header(text: &[u8], header: &str) -> Option<HashMap<u64, (Key, Hash)>> {
     let mut lines = text.split(|&b| b == b'\n');
-    if lines.next()? != CACHE_HEADER.as_bytes() {
+    if lines.next()? != header.as_bytes() {
         return None;
     }
     let mut map = HashMap::new();
@@ -65,6 +73,24 @@ fn parse_cache(text: &[u8]) -> Option<HashMap<u64, (Key, Hash)>> {
         map.insert(name_key(n), (Key { size, mtime_ns }, hash));
     }
     Some(map)
+}
+
+/// Hashes of a Maildir source folder's messages from an earlier run, by base name, size and
+/// mtime (the same checks as the target's cache: a file the file system shows changed misses).
+pub struct SourceCache(HashMap<u64, (Key, Hash)>);
+
+impl SourceCache {
+    pub fn load(target_dir: &Path) -> Option<SourceCache> {
+        let text = std::fs::read(target_dir.join(SOURCE_CACHE_FILE)).ok()?;
+        parse_with_header(&text, SOURCE_CACHE_HEADER).map(SourceCache)
+    }
+
+    pub fn get(&self, base: &[u8], size: u64, mtime_ns: i64) -> Option<Hash> {
+        match self.0.get(&name_key(base)) {
+            Some((k, h)) if *k == (Key { size, mtime_ns }) => Some(*h),
+            _ => None,
+        }
+    }
 }
 
 /// Indexes the Maildir folder at `dir` (empty when it does not exist).
@@ -171,6 +197,7 @@ pub fn set_aside(path: &Path) -> crate::error::Result<PathBuf> {
 /// is collected in memory and the folder is not listed again.
 pub struct CacheWriter {
     dir: fsx::Dir,
+    file: &'static str,
     tmp: String,
     out: std::io::BufWriter<std::fs::File>,
     pub lines: u64,
@@ -179,16 +206,25 @@ pub struct CacheWriter {
 
 impl CacheWriter {
     pub fn create(w: &FolderWriter<'_>) -> crate::error::Result<CacheWriter> {
+        CacheWriter::create_file(w, CACHE_FILE, CACHE_HEADER)
+    }
+
+    /// The writer of the folder's [`SourceCache`].
+    pub fn create_source(w: &FolderWriter<'_>) -> crate::error::Result<CacheWriter> {
+        CacheWriter::create_file(w, SOURCE_CACHE_FILE, SOURCE_CACHE_HEADER)
+    }
+
+    fn create_file(w: &FolderWriter<'_>, file: &'static str, header: &str) -> crate::error::Result<CacheWriter> {
         let dir = fsx::Dir::open_root(w.path())?;
-        let tmp = format!(".{CACHE_FILE}.{}", std::process::id());
+        let tmp = format!(".{file}.{}", std::process::id());
         let _ = dir.unlink(std::ffi::OsStr::new(&tmp));
         let f = dir.create_file(std::ffi::OsStr::new(&tmp), FILE_MODE)?;
         if let Some(o) = w.owner() {
             o.apply(std::os::fd::AsRawFd::as_raw_fd(&f), &dir.path.join(&tmp))?;
         }
         let mut out = std::io::BufWriter::new(f);
-        let error = writeln!(out, "{CACHE_HEADER}").err();
-        Ok(CacheWriter { dir, tmp, out, lines: 0, error })
+        let error = writeln!(out, "{header}").err();
+        Ok(CacheWriter { dir, file, tmp, out, lines: 0, error })
     }
 
     pub fn add(&mut self, base: &[u8], size: u64, mtime_ns: i64, hash: &Hash) {
@@ -205,15 +241,21 @@ impl CacheWriter {
     }
 
     pub fn commit(mut self) -> crate::error::Result<()> {
-        let path = self.dir.path.join(CACHE_FILE);
+        let path = self.dir.path.join(self.file);
         if let Some(e) = self.error.take().or_else(|| self.out.flush().err()) {
             self.discard();
             return Err(crate::error::Error::Io { path, source: e });
         }
-        self.dir.rename_replace(std::ffi::OsStr::new(&self.tmp), &self.dir, std::ffi::OsStr::new(CACHE_FILE))
+        self.dir.rename_replace(std::ffi::OsStr::new(&self.tmp), &self.dir, std::ffi::OsStr::new(self.file))
     }
 
-    pub fn discard(self) {
+    pub fn discard(self) {}
+}
+
+impl Drop for CacheWriter {
+    /// A cache not committed (a run that stopped early, or nothing to say) leaves nothing
+    /// behind; after a commit the temporary name is already gone.
+    fn drop(&mut self) {
         let _ = self.dir.unlink(std::ffi::OsStr::new(&self.tmp));
     }
 }

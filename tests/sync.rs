@@ -650,7 +650,9 @@ fn caches(root: &Path) -> Vec<std::path::PathBuf> {
     walkdir::WalkDir::new(root)
         .into_iter()
         .filter_map(Result::ok)
-        .filter(|e| e.file_name() == "mailmover-cache" || e.file_name() == "mailmover-state")
+        .filter(|e| {
+            ["mailmover-cache", "mailmover-source-cache", "mailmover-state"].iter().any(|n| e.file_name() == *n)
+        })
         .map(|e| e.path().to_path_buf())
         .collect()
 }
@@ -705,6 +707,60 @@ fn stale_cache_entries_are_rehashed() {
     touch_source(&src);
     let r = env.sync(s, "out", &[]);
     assert_eq!(r.n("transferred"), 1);
+}
+
+/// A Maildir re-run after new mail arrived reads only the new files: the others' hashes come
+/// from the source cache kept in the target. A file rewritten in place with its size and mtime
+/// kept shows it (only `--no-cache` notices the change), and a cached message whose copy is
+/// gone from the target is still copied whole.
+#[test]
+fn maildir_rerun_reads_only_new_source_files() {
+    let env = TestEnv::new();
+    let mut files = Vec::new();
+    for i in 0..5 {
+        let p =
+            env.write(&format!("src/cur/{}.M{i}P1.host:2,S", 1_600_000_000 + i), &message(&format!("m{i}"), "body\n"));
+        set_mtime(&p, 1_600_000_000 + i);
+        files.push(p);
+    }
+    for d in ["src/new", "src/tmp"] {
+        std::fs::create_dir_all(env.path(d)).unwrap();
+    }
+    let s = format!("maildir:{}", env.path("src").display());
+    env.sync(&s, "out", &[]).expect_code(0);
+    assert!(env.path("out/mailmover-source-cache").is_file(), "no source cache written");
+    let want = read_maildir(&env.path("out"), Layout::MaildirPP).into_iter().map(|m| m.key()).collect::<Vec<_>>();
+
+    // m0 rewritten in place, same size, same mtime: a cached hash stands for it.
+    let m0 = std::fs::read(&files[0]).unwrap();
+    let swapped = String::from_utf8(m0.clone()).unwrap().replace("Subject: m0", "Subject: X0");
+    assert_eq!(swapped.len(), m0.len());
+    std::fs::write(&files[0], &swapped).unwrap();
+    set_mtime(&files[0], 1_600_000_000);
+    // m1's copy disappears from the target.
+    let victim = read_maildir(&env.path("out"), Layout::MaildirPP)
+        .into_iter()
+        .find(|m| header(&m.bytes, "Subject").as_deref() == Some("m1"))
+        .unwrap();
+    std::fs::remove_file(env.path("out").join(&victim.sub).join(&victim.name)).unwrap();
+    // New mail, so the folder is compared again.
+    let p = env.write("src/new/1600000100.M9P1.host", &message("m9", "new\n"));
+    set_mtime(&p, 1_600_000_100);
+    let r = env.sync(&s, "out", &[]);
+    r.expect_code(0);
+    assert_eq!((r.n("transferred"), r.n("skipped_existing")), (2, 4));
+    let got = read_maildir(&env.path("out"), Layout::MaildirPP);
+    let m1 = got.iter().find(|m| header(&m.bytes, "Subject").as_deref() == Some("m1")).expect("m1 copied again");
+    assert_eq!(sha256(&m1.bytes), sha256(&std::fs::read(&files[1]).unwrap()), "m1 copied whole");
+    assert!(got.iter().all(|m| header(&m.bytes, "Subject").as_deref() != Some("X0")), "m0 was read again");
+    assert_eq!(got.len(), want.len() + 1);
+
+    // Without the cache every file is read: the rewritten m0 is new content.
+    let r = env.sync(&s, "out", &["--no-cache"]);
+    r.expect_code(0);
+    assert_eq!(r.n("transferred"), 1);
+    let got = read_maildir(&env.path("out"), Layout::MaildirPP);
+    assert!(got.iter().any(|m| header(&m.bytes, "Subject").as_deref() == Some("X0")));
 }
 
 #[test]

@@ -123,6 +123,10 @@ impl MboxFile {
         self.map.release_before(offset);
     }
 
+    pub fn will_need(&self, offset: usize, len: usize) {
+        self.map.will_need(offset, len);
+    }
+
     pub fn len(&self) -> u64 {
         self.bytes().len() as u64
     }
