@@ -393,17 +393,18 @@ pub fn write_pieces(f: &mut File, pieces: &[&[u8]], path: &Path) -> Result<(u64,
     Ok((n, h.finalize().into(), bare_lf_count(pieces)))
 }
 
-/// Number of LFs not preceded by CR, across piece boundaries (for Dovecot's `,W=` size).
+/// Number of LFs not preceded by CR, across piece boundaries (for Dovecot's `,W=` size):
+/// every LF minus every CRLF, both counted with vectorised searches.
 pub fn bare_lf_count(pieces: &[&[u8]]) -> u64 {
     let mut n = 0u64;
     let mut prev = 0u8;
     for p in pieces {
-        for i in memchr::memchr_iter(b'\n', p) {
-            let before = if i == 0 { prev } else { p[i - 1] };
-            if before != b'\r' {
-                n += 1;
-            }
+        let lfs = memchr::memchr_iter(b'\n', p).count() as u64;
+        let mut crlfs = memchr::memmem::find_iter(p, b"\r\n").count() as u64;
+        if prev == b'\r' && p.first() == Some(&b'\n') {
+            crlfs += 1;
         }
+        n += lfs - crlfs;
         if let Some(&l) = p.last() {
             prev = l;
         }
@@ -436,6 +437,15 @@ mod tests {
     fn bare_lfs_across_pieces() {
         assert_eq!(bare_lf_count(&[b"a\r", b"\nb\n"]), 1);
         assert_eq!(bare_lf_count(&[b"a\n", b"\n"]), 2);
+        assert_eq!(bare_lf_count(&[b"a\r", b"", b"\n\r\n\n"]), 1);
+        // Against a byte-by-byte count, over every split of a mixed text into three pieces.
+        let text = b"\r\n\nx\r\r\n\n\rab\n\r";
+        let naive = (0..text.len()).filter(|&i| text[i] == b'\n' && (i == 0 || text[i - 1] != b'\r')).count() as u64;
+        for i in 0..=text.len() {
+            for j in i..=text.len() {
+                assert_eq!(bare_lf_count(&[&text[..i], &text[i..j], &text[j..]]), naive, "{i} {j}");
+            }
+        }
     }
 
     #[test]
