@@ -58,6 +58,7 @@ settle() { /bin/rm -rf "$GRAVE"; mkdir -p "$GRAVE"; sync; sleep "${SETTLE:-65}";
 say() { echo "$*" | tee -a "$OUT"; }
 secs() { local t0 t1; t0=$(date +%s.%N); "$@" > /dev/null 2>&1 || true; t1=$(date +%s.%N); echo "$t0 $t1" | awk '{printf "%.3f", $2-$1}'; }
 ratio() { echo "$1 $2" | awk '{ if ($2 > 0) printf "%.2f", $1/$2; else print "-" }'; }
+preread() { local p=${1#*:}; if [ -d "$p" ]; then find "$p" -type f -print0 | xargs -0 -r cat > /dev/null; else cat "$p" > /dev/null; fi; }
 rss_mb() { /usr/bin/time -f '%M' "$@" 2>&1 >/dev/null | tail -1 | awk '{printf "%.0f", $1/1024}'; }
 
 C=$W/c1g
@@ -199,6 +200,7 @@ for spec in "a mbox:$C/corpus.mbox maildir" "b maildir:$C/maildir mbox" "c maild
   t=()
   for jobs in 1 2; do
     rm -rf "$W/scale"; sync
+    preread "$2"
     t+=("$(secs "$BIN" sync "$2" "$3:$W/scale" -q --no-fsync --jobs $jobs)")
   done
   say "| $1 | ${t[0]} | ${t[1]} | $(ratio "${t[0]}" "${t[1]}") |"

@@ -135,7 +135,7 @@ pub struct SyncFlags {
     /// Do not fsync: faster, but a power cut may lose messages reported as copied.
     #[arg(long)]
     pub no_fsync: bool,
-    /// Do not read or write the target's hash cache (every target file is read).
+    /// Do not read or write the hash caches and folder states kept in the target (every file is read).
     #[arg(long)]
     pub no_cache: bool,
     /// Skip messages bigger than this many bytes.

@@ -393,6 +393,20 @@ pub fn write_pieces(f: &mut File, pieces: &[&[u8]], path: &Path) -> Result<(u64,
     Ok((n, h.finalize().into(), bare_lf_count(pieces)))
 }
 
+/// Starts writing `f`'s dirty pages to disk without waiting, so the `syncfs` or `fsync` that
+/// makes them durable later finds most of the work done while the CPU went on with the next
+/// messages. Best effort: where it is not supported, the later sync does all of it.
+pub fn start_writeback(f: &File) {
+    start_writeback_range(f, 0, 0);
+}
+
+/// [`start_writeback`] for `len` bytes from `offset` (0: to the end of the file).
+pub fn start_writeback_range(f: &File, offset: u64, len: u64) {
+    let (Ok(off), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else { return };
+    // SAFETY: plain syscall on a descriptor this `File` owns; no memory is passed.
+    let _ = unsafe { libc::sync_file_range(f.as_raw_fd(), off, len, libc::SYNC_FILE_RANGE_WRITE) };
+}
+
 /// Number of LFs not preceded by CR, across piece boundaries (for Dovecot's `,W=` size):
 /// every LF minus every CRLF, both counted with vectorised searches.
 pub fn bare_lf_count(pieces: &[&[u8]]) -> u64 {

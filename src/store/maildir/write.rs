@@ -263,6 +263,9 @@ impl FolderWriter<'_> {
             // Before the rename, so the file is never visible with another date.
             let ts = TimeSpec::new(meta.date, 0);
             nix::sys::stat::futimens(f.as_raw_fd(), &ts, &ts).at(&tmp_path)?;
+            if t.opts.durable {
+                fsx::start_writeback(&f);
+            }
             let base = format!("{},S={size},W={}", t.next_base(meta.date), size + lfs);
             let (sub, name) = self.final_name(&base, meta);
             Ok(Staged { tmp_name: tmp_name.clone(), written: Written { sub, name, size, sha256: sha } })

@@ -19,8 +19,11 @@ use super::headers;
 use super::read::envelope_sender;
 use crate::error::{At, Error, Result};
 use crate::flags::Flags;
-use crate::fsx::{Dir, Owner};
+use crate::fsx::{self, Dir, Owner};
 use crate::message::Meta;
+
+/// Durable mode starts the disk writes every this many bytes.
+const KICK_BYTES: u64 = 8 << 20;
 
 pub struct MboxWriter {
     dir: Dir,
@@ -30,6 +33,9 @@ pub struct MboxWriter {
     path: PathBuf,
     owner: Option<Owner>,
     durable: bool,
+    /// Bytes appended, and how many of them were already handed to the disk (durable mode).
+    written: u64,
+    kicked: u64,
     pub messages: u64,
     /// Keywords to list in the first message's X-IMAPbase (Dovecot honours X-Keywords only for
     /// keywords listed there).
@@ -60,6 +66,8 @@ impl MboxWriter {
             path: path.to_path_buf(),
             owner,
             durable,
+            written: 0,
+            kicked: 0,
             messages: 0,
             keywords: Vec::new(),
         })
@@ -117,6 +125,12 @@ impl MboxWriter {
         }
         w.write_all(eol).at(p)?;
         self.messages += 1;
+        self.written += bytes.len() as u64;
+        if self.durable && self.written - self.kicked >= KICK_BYTES {
+            // What the buffer has passed on so far goes to the disk now, not all at the final fsync.
+            fsx::start_writeback_range(self.out.get_ref(), self.kicked, 0);
+            self.kicked = self.written;
+        }
         Ok(())
     }
 
