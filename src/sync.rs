@@ -533,6 +533,7 @@ fn to_maildir(
     // Hashes of source files seen by an earlier run: only new or changed files are read.
     let known =
         if need_hash && opts.use_cache && maildir_source { target_index::SourceCache::load(&tdir) } else { None };
+    let mut source_cache_same = 0u64;
     let mut source_cache = match (&fw, opts.use_cache && maildir_source) {
         (Some(w), true) => match target_index::CacheWriter::create_source(w) {
             Ok(c) => Some(c),
@@ -706,6 +707,9 @@ fn to_maildir(
                 && let Some(Fate::Copied { sha, .. } | Fate::Skipped { sha, .. } | Fate::FlagsUpdated { sha, .. }) = &f
             {
                 c.add(&k.base, k.size, k.mtime_ns, sha);
+                if known.as_ref().and_then(|kc| kc.get(&k.base, k.size, k.mtime_ns)) == Some(*sha) {
+                    source_cache_same += 1;
+                }
             }
             tally(p, f.unwrap_or(Fate::NotMail), tn, &tdir, &mut seen, rec, out);
         }
@@ -731,10 +735,14 @@ fn to_maildir(
     out.counts.messages_target = (index.entries.len() as u64 + out.counts.transferred).saturating_sub(deleted);
     if let Some(w) = &fw {
         w.sync_dirs()?;
-        if let Some(c) = source_cache
-            && let Err(e) = c.commit()
-        {
-            out.warnings.push(e.problem());
+        if let Some(c) = source_cache {
+            // Unchanged (every line as it was): the file is left alone, so a re-run writes nothing.
+            let unchanged = known.as_ref().is_some_and(|k| k.len() as u64 == c.lines && source_cache_same == c.lines);
+            if unchanged {
+                c.discard();
+            } else if let Err(e) = c.commit() {
+                out.warnings.push(e.problem());
+            }
         }
         if let Some(mut c) = cache {
             if index.from_cache && c.lines == 0 && retimed.is_empty() && gone.is_empty() {

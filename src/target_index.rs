@@ -85,6 +85,14 @@ impl SourceCache {
         parse_with_header(&text, SOURCE_CACHE_HEADER).map(SourceCache)
     }
 
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     pub fn get(&self, base: &[u8], size: u64, mtime_ns: i64) -> Option<Hash> {
         match self.0.get(&name_key(base)) {
             Some((k, h)) if *k == (Key { size, mtime_ns }) => Some(*h),

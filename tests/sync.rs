@@ -729,6 +729,12 @@ fn maildir_rerun_reads_only_new_source_files() {
     let s = format!("maildir:{}", env.path("src").display());
     env.sync(&s, "out", &[]).expect_code(0);
     assert!(env.path("out/mailmover-source-cache").is_file(), "no source cache written");
+    // A second run with nothing new (within 2 s, so the folder is compared, not skipped) leaves
+    // the source cache as it was.
+    let mtime = |p: &Path| std::fs::metadata(p).unwrap().modified().unwrap();
+    let before = mtime(&env.path("out/mailmover-source-cache"));
+    env.sync(&s, "out", &[]).expect_code(0);
+    assert_eq!(mtime(&env.path("out/mailmover-source-cache")), before, "source cache rewritten");
     let want = read_maildir(&env.path("out"), Layout::MaildirPP).into_iter().map(|m| m.key()).collect::<Vec<_>>();
 
     // m0 rewritten in place, same size, same mtime: a cached hash stands for it.
