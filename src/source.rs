@@ -251,21 +251,10 @@ impl Opened {
                 })
             }
             (_, Ref::Problem(p)) => Err((**p).clone()),
-            (Opened::Maildir { scan, .. }, Ref::Maildir(e)) => {
-                let data = fsx::read_message_file(origin.path(), scan.follow_symlinks).map_err(|err| err.problem())?;
-                if data.is_empty() {
-                    return Err(origin.problem("empty file (0 bytes) is not a message; skipped"));
-                }
-                Ok(Loaded {
-                    body: Body::Owned(data),
-                    meta: e.meta.clone(),
-                    origin,
-                    key: Some(source_key(e)),
-                    pseudo: false,
-                    truncated: None,
-                    expunged: false,
-                    partial: false,
-                })
+            (Opened::Maildir { .. }, Ref::Maildir(e)) => {
+                let mut l = self.unread(e);
+                self.read_body(&mut l)?;
+                Ok(l)
             }
             _ => Err(origin.problem("internal: reference of another folder")),
         }
