@@ -449,6 +449,14 @@ fn load_chunk<'a>(
         .collect()
 }
 
+/// A cache that cannot be started is a warning: the run goes on without it.
+fn cache_writer(
+    c: Result<target_index::CacheWriter>,
+    warnings: &mut Vec<Problem>,
+) -> Option<target_index::CacheWriter> {
+    c.map_err(|e| warnings.push(e.problem())).ok()
+}
+
 /// Counts that do not depend on the target; false when the message is not to be synced.
 fn account(p: &Prepared<'_>, opts: &SyncOptions, out: &mut FolderOutcome) -> Option<&'static str> {
     let l = &p.loaded;
@@ -534,25 +542,15 @@ fn to_maildir(
     let known =
         if need_hash && opts.use_cache && maildir_source { target_index::SourceCache::load(&tdir) } else { None };
     let mut source_cache_same = 0u64;
-    let mut source_cache = match (&fw, opts.use_cache && maildir_source) {
-        (Some(w), true) => match target_index::CacheWriter::create_source(w) {
-            Ok(c) => Some(c),
-            Err(e) => {
-                out.warnings.push(e.problem());
-                None
-            }
-        },
+    let mut source_cache = match &fw {
+        Some(w) if opts.use_cache && maildir_source => {
+            cache_writer(target_index::CacheWriter::create_source(w), &mut out.warnings)
+        }
         _ => None,
     };
     let mut seen: HashSet<[u8; 8]> = HashSet::new();
-    let mut cache = match (&fw, opts.use_cache) {
-        (Some(w), true) => match target_index::CacheWriter::create(w) {
-            Ok(c) => Some(c),
-            Err(e) => {
-                out.warnings.push(e.problem());
-                None
-            }
-        },
+    let mut cache = match &fw {
+        Some(w) if opts.use_cache => cache_writer(target_index::CacheWriter::create(w), &mut out.warnings),
         _ => None,
     };
     // Index entries whose file got a new date (flag updates that re-timed it).
