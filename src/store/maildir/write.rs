@@ -1,18 +1,21 @@
 //! Writing messages into a Maildir tree.
 //!
-//! Each message is created exclusively in the folder's `tmp/`, written, chowned, timestamped
-//! and (in durable mode) synced through its descriptor, then renamed into `new/` (never seen
-//! by a client, no info part) or `cur/` (`:2,` + flags) with `RENAME_NOREPLACE`, so no reader
-//! ever sees a partial file and nothing existing is replaced. Names are
+//! Each message is created in the folder's `tmp/` (unnamed, `O_TMPFILE`, where the file system
+//! allows; else under an exclusive temporary name), written, chowned, timestamped and (in
+//! durable mode) synced, then linked or renamed into `new/` (never seen by a client, no info
+//! part) or `cur/` (`:2,` + flags) without replacing anything, so no reader ever sees a partial
+//! file. An unnamed file also leaves nothing behind when a run dies, and naming it is cheaper
+//! than a rename between two directories, which the kernel serialises per file system. Names are
 //! `<date>.M<usec>P<pid>Q<n>.<host>,S=<size>,W=<crlf size>` — unique per run by pid, start
 //! time and a counter; `,S=`/`,W=` are computed from the bytes actually written because
 //! Dovecot trusts them.
 
 use std::ffi::OsStr;
+use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use nix::sys::time::TimeSpec;
 
@@ -22,7 +25,7 @@ use super::name;
 use super::read::{self, MaildirEntry, Sub};
 use crate::error::{At, Error, Problem, Result};
 use crate::folder::FolderName;
-use crate::fsx::{self, Dir, Owner};
+use crate::fsx::{self, Dir, LinkVia, Owner};
 use crate::message::Meta;
 use crate::mutf7;
 
@@ -48,11 +51,41 @@ pub struct MaildirTarget {
     seq: AtomicU64,
 }
 
-/// A message written into `tmp/`, waiting for its rename.
+/// A message written into `tmp/`, waiting to be put in place.
 #[derive(Debug)]
 pub struct Staged {
-    tmp_name: String,
+    pending: Pending,
     pub written: Written,
+}
+
+#[derive(Debug)]
+enum Pending {
+    /// A named file in `tmp/`, renamed at commit.
+    Named(String),
+    /// An unnamed file, held open until it is linked at commit.
+    Unnamed(File, LinkVia, Slot),
+    /// Already in place: without durability an unnamed file is linked at once.
+    Placed,
+}
+
+/// Descriptors held by unnamed files waiting for their batch's sync, across all folders.
+static HELD: AtomicUsize = AtomicUsize::new(0);
+
+/// One descriptor of the budget [`fsx::held_fd_budget`], given back when dropped.
+#[derive(Debug)]
+struct Slot;
+
+impl Slot {
+    fn take() -> Option<Slot> {
+        let budget = fsx::held_fd_budget();
+        HELD.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < budget).then_some(n + 1)).ok().map(|_| Slot)
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        HELD.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// One message as written.
@@ -101,7 +134,18 @@ impl MaildirTarget {
             dir.write_atomic("maildirfolder", b"", FILE_MODE, self.opts.owner, false)?;
         }
         let keywords = read::keyword_map(&dir.path);
-        Ok(FolderWriter { target: self, dir, tmp, new, cur, keywords, keywords_changed: false })
+        let unnamed = tmp.probe_unnamed(OsStr::new(&format!("{TMP_PREFIX}{}.probe", self.pid)));
+        Ok(FolderWriter {
+            target: self,
+            dir,
+            tmp,
+            new,
+            cur,
+            keywords,
+            keywords_changed: false,
+            unnamed,
+            linked: AtomicBool::new(false),
+        })
     }
 
     /// Where folder `name` lives, without creating anything.
@@ -161,6 +205,10 @@ pub struct FolderWriter<'t> {
     cur: Dir,
     keywords: KeywordMap,
     keywords_changed: bool,
+    /// How unnamed files are linked here (`None`: named temporary files and renames).
+    unnamed: Option<LinkVia>,
+    /// Whether a file was linked since the last [`FolderWriter::sync_dirs`].
+    linked: AtomicBool,
 }
 
 impl FolderWriter<'_> {
@@ -249,44 +297,30 @@ impl FolderWriter<'_> {
     /// A batch of staged messages is made durable with one [`FolderWriter::sync_staged`], then
     /// each is [`FolderWriter::commit`]ted.
     pub fn stage(&self, pieces: &[&[u8]], meta: &Meta) -> Result<Staged> {
-        let t = self.target;
-        let q = t.seq.fetch_add(1, Ordering::Relaxed);
-        let tmp_name = format!("{TMP_PREFIX}{}.{}.{q}", t.pid, t.usec);
+        let durable = self.target.opts.durable;
+        if let Some(via) = self.unnamed {
+            // Durable: held open until the batch is synced, within the descriptor budget (past
+            // it, the named way). Otherwise linked at once, as nothing is waited for.
+            let slot = if durable { Slot::take() } else { None };
+            if !durable || slot.is_some() {
+                let mut f = self.tmp.create_unnamed(FILE_MODE)?;
+                let written = self.fill(&mut f, pieces, meta, &self.tmp.path)?;
+                let pending = match slot {
+                    Some(slot) => Pending::Unnamed(f, via, slot),
+                    None => {
+                        self.place(&f, via, &written)?;
+                        Pending::Placed
+                    }
+                };
+                return Ok(Staged { pending, written });
+            }
+        }
+        let q = self.target.seq.fetch_add(1, Ordering::Relaxed);
+        let tmp_name = format!("{TMP_PREFIX}{}.{}.{q}", self.target.pid, self.target.usec);
         let tmp_os = OsStr::new(&tmp_name);
         let mut f = self.tmp.create_file(tmp_os, FILE_MODE)?;
-        let tmp_path = self.tmp.path.join(&tmp_name);
-        let res = (|| {
-            let (size, sha, lfs) = fsx::write_pieces(&mut f, pieces, &tmp_path)?;
-            if let Some(o) = t.opts.owner {
-                o.apply(f.as_raw_fd(), &tmp_path)?;
-            }
-            // Before the rename, so the file is never visible with another date.
-            let ts = TimeSpec::new(meta.date, 0);
-            nix::sys::stat::futimens(f.as_raw_fd(), &ts, &ts).at(&tmp_path)?;
-            if t.opts.durable {
-                fsx::start_writeback(&f);
-            }
-            let base = format!("{},S={size},W={}", t.next_base(meta.date), size + lfs);
-            let (sub, name) = self.final_name(&base, meta);
-            Ok(Staged { tmp_name: tmp_name.clone(), written: Written { sub, name, size, sha256: sha } })
-        })();
-        if res.is_err() {
-            let _ = self.tmp.unlink(tmp_os);
-        }
-        res
-    }
-
-    /// Makes every staged file of this run durable (one `syncfs`), when durability is asked for.
-    pub fn sync_staged(&self) -> Result<()> {
-        if self.target.opts.durable { self.tmp.syncfs() } else { Ok(()) }
-    }
-
-    /// Renames a staged message into `new/` or `cur/`, never replacing anything.
-    pub fn commit(&self, s: Staged) -> Result<Written> {
-        let tmp_os = OsStr::new(&s.tmp_name);
-        let r = self.tmp.rename_noreplace(tmp_os, self.sub_dir(s.written.sub), OsStr::new(&s.written.name));
-        match r {
-            Ok(()) => Ok(s.written),
+        match self.fill(&mut f, pieces, meta, &self.tmp.path.join(&tmp_name)) {
+            Ok(written) => Ok(Staged { pending: Pending::Named(tmp_name), written }),
             Err(e) => {
                 let _ = self.tmp.unlink(tmp_os);
                 Err(e)
@@ -294,9 +328,63 @@ impl FolderWriter<'_> {
         }
     }
 
+    /// Writes the message into `f` with its owner and date, and names it.
+    fn fill(&self, f: &mut File, pieces: &[&[u8]], meta: &Meta, path: &Path) -> Result<Written> {
+        let t = self.target;
+        let (size, sha, lfs) = fsx::write_pieces(f, pieces, path)?;
+        if let Some(o) = t.opts.owner {
+            o.apply(f.as_raw_fd(), path)?;
+        }
+        // Before it is put in place, so the file is never visible with another date.
+        let ts = TimeSpec::new(meta.date, 0);
+        nix::sys::stat::futimens(f.as_raw_fd(), &ts, &ts).at(path)?;
+        if t.opts.durable {
+            fsx::start_writeback(f);
+        }
+        let base = format!("{},S={size},W={}", t.next_base(meta.date), size + lfs);
+        let (sub, name) = self.final_name(&base, meta);
+        Ok(Written { sub, name, size, sha256: sha })
+    }
+
+    fn place(&self, f: &File, via: LinkVia, w: &Written) -> Result<()> {
+        self.sub_dir(w.sub).link_unnamed(f, via, OsStr::new(&w.name))?;
+        self.linked.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Makes every staged file of this run durable (one `syncfs`), when durability is asked for.
+    pub fn sync_staged(&self) -> Result<()> {
+        if self.target.opts.durable { self.tmp.syncfs() } else { Ok(()) }
+    }
+
+    /// Puts a staged message into `new/` or `cur/`, never replacing anything.
+    pub fn commit(&self, s: Staged) -> Result<Written> {
+        match s.pending {
+            Pending::Named(tmp_name) => {
+                let tmp_os = OsStr::new(&tmp_name);
+                let r = self.tmp.rename_noreplace(tmp_os, self.sub_dir(s.written.sub), OsStr::new(&s.written.name));
+                if r.is_err() {
+                    let _ = self.tmp.unlink(tmp_os);
+                }
+                r.map(|()| s.written)
+            }
+            Pending::Unnamed(f, via, _slot) => self.place(&f, via, &s.written).map(|()| s.written),
+            Pending::Placed => Ok(s.written),
+        }
+    }
+
     /// Removes a staged message that will not be committed.
     pub fn discard(&self, s: Staged) {
-        let _ = self.tmp.unlink(OsStr::new(&s.tmp_name));
+        match s.pending {
+            Pending::Named(tmp_name) => {
+                let _ = self.tmp.unlink(OsStr::new(&tmp_name));
+            }
+            // Never named: closing it frees it.
+            Pending::Unnamed(..) => {}
+            Pending::Placed => {
+                let _ = self.sub_dir(s.written.sub).unlink(OsStr::new(&s.written.name));
+            }
+        }
     }
 
     /// Renames an existing message file to carry `meta`'s flags (moving it from new/ to cur/
@@ -343,12 +431,70 @@ impl FolderWriter<'_> {
         n
     }
 
-    /// Makes the renames of this folder durable.
+    /// Makes the renames and links of this folder durable. A linked file's inode changed too
+    /// (its link count), which only a file-system sync covers.
     pub fn sync_dirs(&self) -> Result<()> {
         if self.target.opts.durable {
-            self.new.fsync()?;
-            self.cur.fsync()?;
+            if self.linked.swap(false, Ordering::Relaxed) {
+                self.cur.syncfs()?;
+            } else {
+                self.new.fsync()?;
+                self.cur.fsync()?;
+            }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::DateSource;
+
+    fn target(dir: &Path, durable: bool) -> MaildirTarget {
+        let opts = WriteOptions { durable, owner: None, layout: Layout::MaildirPlusPlus };
+        MaildirTarget::create(dir, opts).unwrap()
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> =
+            std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        v.sort();
+        v
+    }
+
+    /// Both ways of putting a message in place (unnamed file linked, named file renamed) give
+    /// the same result, in both modes, and leave nothing in tmp/; a discarded message leaves
+    /// nothing anywhere and gives its descriptor back.
+    #[test]
+    fn staged_messages_land_whole_either_way() {
+        let meta = Meta::new(1_400_000_000, DateSource::FromLine);
+        for durable in [false, true] {
+            for unnamed in [true, false] {
+                let tmp = tempfile::tempdir().unwrap();
+                let t = target(tmp.path(), durable);
+                let mut w = t.folder(&FolderName::inbox()).unwrap();
+                assert!(names(&tmp.path().join("tmp")).is_empty(), "the probe left a file");
+                if !unnamed {
+                    w.unnamed = None;
+                }
+                let s = w.stage(&[b"Subject: a\n\n", b"body\r\n"], &meta).unwrap();
+                assert_eq!(matches!(s.pending, Pending::Named(_)), w.unnamed.is_none());
+                w.sync_staged().unwrap();
+                let written = w.commit(s).unwrap();
+                let path = tmp.path().join(written.sub.as_str()).join(&written.name);
+                assert_eq!(std::fs::read(&path).unwrap(), b"Subject: a\n\nbody\r\n");
+                assert!(written.name.contains(",S=18,W=20"), "{}", written.name);
+                let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+                assert_eq!(mtime, std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_400_000_000));
+                let held = HELD.load(Ordering::Acquire);
+                let s = w.stage(&[b"x\n"], &meta).unwrap();
+                w.discard(s);
+                assert_eq!(HELD.load(Ordering::Acquire), held);
+                w.sync_dirs().unwrap();
+                assert!(names(&tmp.path().join("tmp")).is_empty());
+                assert_eq!(names(&tmp.path().join(written.sub.as_str())), vec![written.name.clone()]);
+            }
+        }
     }
 }
