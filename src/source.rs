@@ -161,12 +161,12 @@ impl Opened {
     }
 
     /// References in source order, in chunks of bounded count and bytes.
-    pub fn chunks<'s>(&'s self, ropts: &ReadOptions) -> Box<dyn Iterator<Item = Vec<Ref>> + 's> {
+    pub fn chunks<'s>(&'s self, ropts: &ReadOptions) -> Box<dyn Iterator<Item = Vec<Ref>> + Send + 's> {
         self.chunks_of(ropts, CHUNK_BYTES)
     }
 
     /// [`Opened::chunks`] with another byte budget per chunk.
-    pub fn chunks_of<'s>(&'s self, ropts: &ReadOptions, max: u64) -> Box<dyn Iterator<Item = Vec<Ref>> + 's> {
+    pub fn chunks_of<'s>(&'s self, ropts: &ReadOptions, max: u64) -> Box<dyn Iterator<Item = Vec<Ref>> + Send + 's> {
         match self {
             Opened::Mbox(f) => {
                 f.will_need(0, 2 * max as usize);

@@ -557,160 +557,182 @@ fn to_maildir(
     let mut retimed: HashMap<usize, i64> = HashMap::new();
     let (mut copy_n, mut upd_n) = (0u64, 0u64);
     let streamed = matches!(opened, Opened::Maildir { listed: None, .. });
-    for refs in opened.chunks(&opts.read) {
-        if streamed {
-            rec.record(Event::Discovered { bytes: refs.iter().map(|r| opened.stored_len(r)).sum() });
-        }
-        let mut prepared = Vec::with_capacity(refs.len());
-        for p in load_chunk(opened, &refs, opts, need_hash.then_some(Identity::Exact), known.as_ref()) {
-            match p {
-                Ok(p) => prepared.push(p),
-                Err(e) => {
-                    rec.record(Event::Error { folder: tn.clone(), problem: e.clone() });
-                    out.errors.push(e);
+    let load = |refs: Vec<Ref>| {
+        let loaded = load_chunk(opened, &refs, opts, need_hash.then_some(Identity::Exact), known.as_ref());
+        (refs, loaded)
+    };
+    // The next chunk is split, read and hashed while this one is written. Two chunks are in
+    // memory at a time: each gets half the usual budget.
+    let mut chunks = opened.chunks_of(&opts.read, source::CHUNK_BYTES / 2);
+    let mut current = chunks.next().map(load);
+    while let Some((refs, loaded)) = current.take() {
+        let (done, next) = rayon::join(
+            || -> Result<()> {
+                if streamed {
+                    rec.record(Event::Discovered { bytes: refs.iter().map(|r| opened.stored_len(r)).sum() });
                 }
-            }
-        }
-        let mut fates: Vec<Option<Fate>> = Vec::with_capacity(prepared.len());
-        for p in prepared.iter_mut() {
-            let fate = match account(p, opts, out) {
-                Some("pseudo") => Some(Fate::NotMail),
-                Some(reason) => Some(Fate::Filtered { reason }),
-                None => {
-                    if let Some(h) = &p.hash {
-                        let a = matcher.decide(h, &p.loaded.meta);
-                        p.action = Some(a);
-                        match a {
-                            Action::Skip(_) => Some(Fate::Skipped { sha: *h, reason: "exists" }),
-                            Action::Copy => {
+                let mut prepared = Vec::with_capacity(refs.len());
+                for p in loaded {
+                    match p {
+                        Ok(p) => prepared.push(p),
+                        Err(e) => {
+                            rec.record(Event::Error { folder: tn.clone(), problem: e.clone() });
+                            out.errors.push(e);
+                        }
+                    }
+                }
+                let mut fates: Vec<Option<Fate>> = Vec::with_capacity(prepared.len());
+                for p in prepared.iter_mut() {
+                    let fate = match account(p, opts, out) {
+                        Some("pseudo") => Some(Fate::NotMail),
+                        Some(reason) => Some(Fate::Filtered { reason }),
+                        None => {
+                            if let Some(h) = &p.hash {
+                                let a = matcher.decide(h, &p.loaded.meta);
+                                p.action = Some(a);
+                                match a {
+                                    Action::Skip(_) => Some(Fate::Skipped { sha: *h, reason: "exists" }),
+                                    Action::Copy => {
+                                        copy_n += 1;
+                                        None
+                                    }
+                                    Action::UpdateFlags(_) => {
+                                        upd_n += 1;
+                                        None
+                                    }
+                                }
+                            } else {
+                                p.action = Some(Action::Copy);
                                 copy_n += 1;
                                 None
                             }
-                            Action::UpdateFlags(_) => {
-                                upd_n += 1;
-                                None
+                        }
+                    };
+                    fates.push(fate);
+                }
+                if let Some(w) = fw.as_mut() {
+                    // A message known from the source cache whose copy is gone from the target: its
+                    // bytes are read now.
+                    let unread: Vec<Option<Problem>> = prepared
+                        .par_iter_mut()
+                        .zip(fates.par_iter())
+                        .map(|(p, f)| match (f, p.action) {
+                            (None, Some(Action::Copy)) => opened.read_body(&mut p.loaded).err(),
+                            _ => None,
+                        })
+                        .collect();
+                    for (f, e) in fates.iter_mut().zip(unread) {
+                        if let Some(e) = e {
+                            *f = Some(Fate::Failed(e));
+                        }
+                    }
+                    let mut reserved = 0u32;
+                    let mut kws: Vec<&str> = Vec::new();
+                    for p in prepared.iter().filter(|p| matches!(p.action, Some(Action::Copy | Action::UpdateFlags(_))))
+                    {
+                        reserved |= p.loaded.meta.stray_letters;
+                        kws.extend(p.loaded.meta.keywords.iter());
+                    }
+                    kws.sort_unstable();
+                    kws.dedup();
+                    for k in w.add_keywords(kws, reserved) {
+                        out.errors.push(Problem::new(
+                            w.path(),
+                            format!("keyword {k:?} not kept: a Maildir folder holds at most 26 keywords"),
+                        ));
+                    }
+                    w.save_keywords()?;
+                    let w = &*w;
+                    // Write the chunk into tmp/, make it durable with one syncfs, then rename.
+                    let staged: Vec<Option<Result<Staged, Problem>>> = prepared
+                        .par_iter()
+                        .zip(fates.par_iter())
+                        .map(|(p, f)| match (f, p.action) {
+                            (None, Some(Action::Copy)) if p.loaded.body.is_unread() => {
+                                Some(Err(p.loaded.origin.problem("internal: message bytes not read; not copied")))
                             }
+                            (None, Some(Action::Copy)) => {
+                                Some(w.stage(&p.loaded.body.pieces(), &p.loaded.meta).map_err(|e| e.problem()))
+                            }
+                            _ => None,
+                        })
+                        .collect();
+                    let synced = if staged.iter().any(|s| matches!(s, Some(Ok(_)))) { w.sync_staged() } else { Ok(()) };
+                    let synced = synced.map_err(|e| e.problem());
+                    let done: Vec<Option<Fate>> = prepared
+                        .par_iter()
+                        .zip(fates.par_iter())
+                        .zip(staged.into_par_iter())
+                        .map(|((p, f), s)| {
+                            if f.is_some() {
+                                return None;
+                            }
+                            Some(match (s, &synced) {
+                                (Some(Ok(s)), Ok(())) => match w.commit(s) {
+                                    Ok(wr) => Fate::Copied {
+                                        sha: wr.sha256,
+                                        size: wr.size,
+                                        name: format!("{}/{}", wr.sub.as_str(), wr.name),
+                                    },
+                                    Err(e) => Fate::Failed(e.problem()),
+                                },
+                                (Some(Ok(s)), Err(e)) => {
+                                    w.discard(s);
+                                    Fate::Failed(e.clone())
+                                }
+                                (Some(Err(e)), _) => Fate::Failed(e),
+                                (None, _) => update_flags(w, p, &index.entries),
+                            })
+                        })
+                        .collect();
+                    for (f, d) in fates.iter_mut().zip(done) {
+                        if d.is_some() {
+                            *f = d;
                         }
-                    } else {
-                        p.action = Some(Action::Copy);
-                        copy_n += 1;
-                        None
                     }
-                }
-            };
-            fates.push(fate);
-        }
-        if let Some(w) = fw.as_mut() {
-            // A message known from the source cache whose copy is gone from the target: its
-            // bytes are read now.
-            let unread: Vec<Option<Problem>> = prepared
-                .par_iter_mut()
-                .zip(fates.par_iter())
-                .map(|(p, f)| match (f, p.action) {
-                    (None, Some(Action::Copy)) => opened.read_body(&mut p.loaded).err(),
-                    _ => None,
-                })
-                .collect();
-            for (f, e) in fates.iter_mut().zip(unread) {
-                if let Some(e) = e {
-                    *f = Some(Fate::Failed(e));
-                }
-            }
-            let mut reserved = 0u32;
-            let mut kws: Vec<&str> = Vec::new();
-            for p in prepared.iter().filter(|p| matches!(p.action, Some(Action::Copy | Action::UpdateFlags(_)))) {
-                reserved |= p.loaded.meta.stray_letters;
-                kws.extend(p.loaded.meta.keywords.iter());
-            }
-            kws.sort_unstable();
-            kws.dedup();
-            for k in w.add_keywords(kws, reserved) {
-                out.errors.push(Problem::new(
-                    w.path(),
-                    format!("keyword {k:?} not kept: a Maildir folder holds at most 26 keywords"),
-                ));
-            }
-            w.save_keywords()?;
-            let w = &*w;
-            // Write the chunk into tmp/, make it durable with one syncfs, then rename.
-            let staged: Vec<Option<Result<Staged, Problem>>> = prepared
-                .par_iter()
-                .zip(fates.par_iter())
-                .map(|(p, f)| match (f, p.action) {
-                    (None, Some(Action::Copy)) if p.loaded.body.is_unread() => {
-                        Some(Err(p.loaded.origin.problem("internal: message bytes not read; not copied")))
-                    }
-                    (None, Some(Action::Copy)) => {
-                        Some(w.stage(&p.loaded.body.pieces(), &p.loaded.meta).map_err(|e| e.problem()))
-                    }
-                    _ => None,
-                })
-                .collect();
-            let synced = if staged.iter().any(|s| matches!(s, Some(Ok(_)))) { w.sync_staged() } else { Ok(()) };
-            let synced = synced.map_err(|e| e.problem());
-            let done: Vec<Option<Fate>> = prepared
-                .par_iter()
-                .zip(fates.par_iter())
-                .zip(staged.into_par_iter())
-                .map(|((p, f), s)| {
-                    if f.is_some() {
-                        return None;
-                    }
-                    Some(match (s, &synced) {
-                        (Some(Ok(s)), Ok(())) => match w.commit(s) {
-                            Ok(wr) => Fate::Copied {
-                                sha: wr.sha256,
-                                size: wr.size,
-                                name: format!("{}/{}", wr.sub.as_str(), wr.name),
-                            },
-                            Err(e) => Fate::Failed(e.problem()),
-                        },
-                        (Some(Ok(s)), Err(e)) => {
-                            w.discard(s);
-                            Fate::Failed(e.clone())
+                    opened.release(&refs);
+                } else {
+                    for (p, f) in prepared.iter().zip(fates.iter_mut()) {
+                        if f.is_none() {
+                            let sha = p.hash.unwrap_or_default();
+                            *f = Some(match p.action {
+                                Some(Action::UpdateFlags(_)) => Fate::FlagsUpdated { sha, name: String::new() },
+                                _ => Fate::Copied { sha, size: p.loaded.body.len(), name: String::new() },
+                            });
                         }
-                        (Some(Err(e)), _) => Fate::Failed(e),
-                        (None, _) => update_flags(w, p, &index.entries),
-                    })
-                })
-                .collect();
-            for (f, d) in fates.iter_mut().zip(done) {
-                if d.is_some() {
-                    *f = d;
+                    }
                 }
-            }
-            opened.release(&refs);
-        } else {
-            for (p, f) in prepared.iter().zip(fates.iter_mut()) {
-                if f.is_none() {
-                    let sha = p.hash.unwrap_or_default();
-                    *f = Some(match p.action {
-                        Some(Action::UpdateFlags(_)) => Fate::FlagsUpdated { sha, name: String::new() },
-                        _ => Fate::Copied { sha, size: p.loaded.body.len(), name: String::new() },
-                    });
+                for (p, f) in prepared.iter().zip(fates) {
+                    match (&f, p.action, cache.as_mut()) {
+                        (Some(Fate::Copied { sha, name, size }), _, Some(c)) => c.add(
+                            &target_index::base_of(name),
+                            *size,
+                            p.loaded.meta.date.saturating_mul(1_000_000_000),
+                            sha,
+                        ),
+                        (Some(Fate::FlagsUpdated { .. }), Some(Action::UpdateFlags(i)), _) => {
+                            retimed.insert(i, p.loaded.meta.date);
+                        }
+                        _ => {}
+                    }
+                    if let (Some(c), Some(k)) = (source_cache.as_mut(), &p.loaded.key)
+                        && let Some(
+                            Fate::Copied { sha, .. } | Fate::Skipped { sha, .. } | Fate::FlagsUpdated { sha, .. },
+                        ) = &f
+                    {
+                        c.add(&k.base, k.size, k.mtime_ns, sha);
+                        if known.as_ref().and_then(|kc| kc.get(&k.base, k.size, k.mtime_ns)) == Some(*sha) {
+                            source_cache_same += 1;
+                        }
+                    }
+                    tally(p, f.unwrap_or(Fate::NotMail), tn, &tdir, &mut seen, rec, out);
                 }
-            }
-        }
-        for (p, f) in prepared.iter().zip(fates) {
-            match (&f, p.action, cache.as_mut()) {
-                (Some(Fate::Copied { sha, name, size }), _, Some(c)) => {
-                    c.add(&target_index::base_of(name), *size, p.loaded.meta.date.saturating_mul(1_000_000_000), sha)
-                }
-                (Some(Fate::FlagsUpdated { .. }), Some(Action::UpdateFlags(i)), _) => {
-                    retimed.insert(i, p.loaded.meta.date);
-                }
-                _ => {}
-            }
-            if let (Some(c), Some(k)) = (source_cache.as_mut(), &p.loaded.key)
-                && let Some(Fate::Copied { sha, .. } | Fate::Skipped { sha, .. } | Fate::FlagsUpdated { sha, .. }) = &f
-            {
-                c.add(&k.base, k.size, k.mtime_ns, sha);
-                if known.as_ref().and_then(|kc| kc.get(&k.base, k.size, k.mtime_ns)) == Some(*sha) {
-                    source_cache_same += 1;
-                }
-            }
-            tally(p, f.unwrap_or(Fate::NotMail), tn, &tdir, &mut seen, rec, out);
-        }
+                Ok(())
+            },
+            || chunks.next().map(load),
+        );
+        done?;
+        current = next;
     }
     let mut deleted = 0;
     let mut gone: HashSet<usize> = HashSet::new();

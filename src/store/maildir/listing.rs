@@ -110,7 +110,7 @@ impl Listing {
 
     /// The entries in order. A spilled run that cannot be read back yields one problem and
     /// ends there (its messages are then missing from the run's report, never silently).
-    pub fn iter(&self) -> Box<dyn Iterator<Item = Result<MaildirEntry, Problem>> + '_> {
+    pub fn iter(&self) -> Box<dyn Iterator<Item = Result<MaildirEntry, Problem>> + Send + '_> {
         let Some(s) = &self.spill else {
             return Box::new(self.tail.iter().cloned().map(Ok));
         };
