@@ -54,7 +54,9 @@ pub fn is_blank_line(line: &[u8]) -> bool {
 
 /// Scans the header block of `msg`.
 pub fn scan(msg: &[u8]) -> HeaderBlock {
-    let mut hb = HeaderBlock { all_fields: true, ..Default::default() };
+    // Room for a typical header block at once: growing the list field by field costs
+    // reallocations that contend between worker threads.
+    let mut hb = HeaderBlock { all_fields: true, fields: Vec::with_capacity(32), ..Default::default() };
     let mut pos = 0;
     while pos < msg.len() {
         let le = line_end(msg, pos);

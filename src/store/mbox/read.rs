@@ -176,7 +176,8 @@ pub fn parse_message<'a>(d: &'a [u8], e: &Entry, opts: &ReadOptions, file_mtime:
         Variant::Mboxo | Variant::Mboxcl => Unquote::O,
         Variant::Mboxcl2 => Unquote::None,
     };
-    let unquote = if e.by_length && opts.variant == Variant::Auto { Unquote::None } else { unquote };
+    let unquote =
+        if (e.by_length && opts.variant == Variant::Auto) || !e.maybe_quoted { Unquote::None } else { unquote };
     let pieces = pieces(msg, &hb, unquote, !opts.keep_internal_headers, e.by_length);
     let pseudo = hb.get(msg, "X-IMAP").is_some()
         && hb.get(msg, "Subject").is_some_and(|s| memmem::find(s, b"FOLDER INTERNAL DATA").is_some());

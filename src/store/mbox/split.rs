@@ -24,6 +24,9 @@ pub struct Entry {
     pub by_length: bool,
     /// Why the message is incomplete, when it is.
     pub truncated: Option<&'static str>,
+    /// A `>From ` line (one or more `>`) may be in the message: false only when splitting
+    /// looked at every `From ` in it and none was quoted, so unquoting need not look again.
+    pub maybe_quoted: bool,
 }
 
 /// Offset of the first From_ line, skipping leading empty lines; `None` when the data is not an
@@ -53,7 +56,7 @@ pub struct Splitter<'a> {
 impl<'a> Splitter<'a> {
     /// `data` must start at a From_ line (see [`mbox_start`]).
     pub fn new(data: &'a [u8], start: usize, use_length: bool) -> Splitter<'a> {
-        Splitter { data, pos: start, use_length, finder: memmem::Finder::new(b"\nFrom ") }
+        Splitter { data, pos: start, use_length, finder: memmem::Finder::new(b"From ") }
     }
 
     /// Offset of the next unread byte (the next From_ line).
@@ -91,23 +94,35 @@ impl<'a> Splitter<'a> {
         Ok(None)
     }
 
-    /// End of the message starting at `start` by the From_ rule: (message end, next From_ line).
-    fn by_from_lines(&self, start: usize) -> (usize, usize) {
+    /// End of the message starting at `start` by the From_ rule: (message end, next From_ line,
+    /// whether a quoted `>From ` line was passed on the way).
+    fn by_from_lines(&self, start: usize) -> (usize, usize, bool) {
         let d = self.data;
         let mut from = start;
+        let mut quoted = false;
+        // Every `From ` is looked at once: at a line start it may be the next From_ line,
+        // after `>`s at a line start it is a quoted line.
         while let Some(i) = self.finder.find(&d[from..]) {
-            let f = from + i + 1;
-            from = f;
+            let f = from + i;
+            from = f + 5;
+            if f > start && d[f - 1] == b'>' {
+                let mut j = f - 1;
+                while j > start && d[j - 1] == b'>' {
+                    j -= 1;
+                }
+                quoted |= j == start || d[j - 1] == b'\n';
+                continue;
+            }
             if let Some(ls) = blank_line_before(d, start, f)
                 && is_from_line(d, f)
             {
-                return (ls, f);
+                return (ls, f, quoted);
             }
         }
         let n = d.len();
         match last_line_start(d, start) {
-            Some(ls) if headers::is_blank_line(&d[ls..n]) => (ls, n),
-            _ => (n, n),
+            Some(ls) if headers::is_blank_line(&d[ls..n]) => (ls, n, quoted),
+            _ => (n, n, quoted),
         }
     }
 }
@@ -132,13 +147,19 @@ impl Iterator for Splitter<'_> {
             match self.by_length(start) {
                 Ok(Some((end, next))) => {
                     self.pos = next;
-                    return Some(Entry { from_line, msg: start..end, by_length: true, truncated: None });
+                    return Some(Entry {
+                        from_line,
+                        msg: start..end,
+                        by_length: true,
+                        truncated: None,
+                        maybe_quoted: true,
+                    });
                 }
                 Ok(None) => {}
                 Err(()) => past_eof = true,
             }
         }
-        let (end, next) = self.by_from_lines(start);
+        let (end, next, quoted) = self.by_from_lines(start);
         self.pos = next;
         let at_eof = next >= d.len();
         let mut truncated = None;
@@ -147,7 +168,7 @@ impl Iterator for Splitter<'_> {
         } else if at_eof && end == d.len() && end > start && d[end - 1] != b'\n' && cut_in_headers(&d[start..end]) {
             truncated = Some("message truncated inside its header block (no empty line, no final newline)");
         }
-        Some(Entry { from_line, msg: start..end, by_length: false, truncated })
+        Some(Entry { from_line, msg: start..end, by_length: false, truncated, maybe_quoted: quoted })
     }
 }
 
@@ -216,6 +237,39 @@ mod tests {
     }
 
     const F: &str = "From a@b Mon Jan  2 15:04:05 2006\n";
+
+    /// `maybe_quoted` is false only when the message has no `>From ` line: checked against a
+    /// line-by-line look over every arrangement of awkward lines.
+    #[test]
+    fn maybe_quoted_is_never_wrongly_false() {
+        let lines = [
+            "From x\n",
+            ">From y\n",
+            ">>From z\n",
+            "a >From b\n",
+            "\n",
+            "t\n",
+            ">\n",
+            "From a@b Mon Jan  2 15:04:05 2006\n",
+        ];
+        for mask in 0..(8u32.pow(4)) {
+            let mut d = format!("{F}A: 1\n\n");
+            let mut m = mask;
+            for _ in 0..4 {
+                d.push_str(lines[(m % 8) as usize]);
+                m /= 8;
+            }
+            let d = d.as_bytes();
+            for e in Splitter::new(d, 0, false) {
+                let msg = &d[e.msg.clone()];
+                let quoted = msg.split(|&b| b == b'\n').any(|l| {
+                    let k = l.iter().take_while(|&&b| b == b'>').count();
+                    k > 0 && l[k..].starts_with(b"From ")
+                });
+                assert!(e.maybe_quoted || !quoted, "{:?}", String::from_utf8_lossy(msg));
+            }
+        }
+    }
 
     #[test]
     fn two_messages_blank_separator_excluded() {
