@@ -58,20 +58,12 @@ pub fn read_message_file(path: &Path, follow: bool) -> Result<Vec<u8>> {
     if !md.is_file() {
         return Err(Error::bad(path, "not a regular file"));
     }
-    // The size is known: one read of exactly that much (std's read_to_end would stat, seek and
-    // probe again). A file that grows meanwhile is copied as it was when it was stat'ed.
+    // The size is known: reads of exactly that much into memory that is not zeroed first (std's
+    // read_to_end on the file itself would stat, seek and probe again). A file that grows
+    // meanwhile is copied as it was when it was stat'ed.
     let len = usize::try_from(md.len()).map_err(|_| Error::bad(path, "file too large for this machine"))?;
-    let mut buf = vec![0u8; len];
-    let mut n = 0;
-    while n < len {
-        match f.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e).at(path),
-        }
-    }
-    buf.truncate(n);
+    let mut buf = Vec::with_capacity(len);
+    (&mut f).take(len as u64).read_to_end(&mut buf).at(path)?;
     Ok(buf)
 }
 
@@ -159,6 +151,62 @@ impl Owner {
 pub struct Dir {
     fd: OwnedFd,
     pub path: PathBuf,
+}
+
+/// Group commit for `syncfs`: one call covers every file written before it started, so threads
+/// that need a sync at the same time share one instead of queueing a flush each (each costs a
+/// disk cache flush, and two at once slow each other down).
+#[derive(Default)]
+pub struct SyncGate {
+    state: std::sync::Mutex<GateState>,
+    turn: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct GateState {
+    /// Syncs started and finished so far (numbered from 1).
+    started: u64,
+    finished: u64,
+    running: bool,
+    /// Callers waiting for a running sync.
+    waiting: usize,
+    /// The last finished sync's failure, with its number.
+    failed: Option<(u64, String)>,
+}
+
+impl SyncGate {
+    /// Returns once a `syncfs` of `dir` that started after this call has finished.
+    pub fn sync(&self, dir: &Dir) -> Result<()> {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        // A sync already running may have missed this caller's files: the next one is needed.
+        let need = st.started + 1;
+        loop {
+            if st.finished >= need {
+                return match &st.failed {
+                    Some((n, why)) if *n >= need => Err(Error::bad(&dir.path, why.clone())),
+                    _ => Ok(()),
+                };
+            }
+            if st.running {
+                st.waiting += 1;
+                st = self.turn.wait(st).unwrap_or_else(|p| p.into_inner());
+                st.waiting -= 1;
+                continue;
+            }
+            st.running = true;
+            st.started += 1;
+            let n = st.started;
+            drop(st);
+            let r = dir.syncfs();
+            st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            st.running = false;
+            st.finished = n;
+            if let Err(e) = &r {
+                st.failed = Some((n, format!("syncfs failed: {e}")));
+            }
+            self.turn.notify_all();
+        }
+    }
 }
 
 /// How an unnamed (`O_TMPFILE`) file is linked into a directory: by its descriptor
@@ -511,14 +559,11 @@ fn write_all_vectored(f: &mut File, pieces: &[&[u8]], path: &Path) -> Result<()>
     Ok(())
 }
 
-/// Starts writing `f`'s dirty pages to disk without waiting, so the `syncfs` or `fsync` that
-/// makes them durable later finds most of the work done while the CPU went on with the next
-/// messages. Best effort: where it is not supported, the later sync does all of it.
-pub fn start_writeback(f: &File) {
-    start_writeback_range(f, 0, 0);
-}
-
-/// [`start_writeback`] for `len` bytes from `offset` (0: to the end of the file).
+/// Starts writing `len` bytes of `f` from `offset` (0: to the end) to disk without waiting, so
+/// the `fsync` that makes them durable later finds most of the work done while the CPU went on.
+/// Best effort: where it is not supported, the later sync does all of it. Worth it for big
+/// ranges only: a small file kicked on its own costs one disk request (and, in a VM, one exit)
+/// that the batch `syncfs` would have merged with its neighbours.
 pub fn start_writeback_range(f: &File, offset: u64, len: u64) {
     let (Ok(off), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else { return };
     // SAFETY: plain syscall on a descriptor this `File` owns; no memory is passed.
@@ -579,6 +624,38 @@ pub fn pid_alive(pid: i32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Callers that arrive while a sync runs wait for it, then share one new sync between them.
+    #[test]
+    fn sync_gate_shares_syncs() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = Dir::open_root(tmp.path()).unwrap();
+        let gate = SyncGate::default();
+        // A sync in progress, started before any caller arrives.
+        {
+            let mut st = gate.state.lock().unwrap();
+            st.running = true;
+            st.started = 1;
+        }
+        std::thread::scope(|s| {
+            let callers: Vec<_> = (0..4).map(|_| s.spawn(|| gate.sync(&dir))).collect();
+            while gate.state.lock().unwrap().waiting < 4 {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            {
+                let mut st = gate.state.lock().unwrap();
+                st.running = false;
+                st.finished = 1;
+                gate.turn.notify_all();
+            }
+            for c in callers {
+                c.join().unwrap().unwrap();
+            }
+        });
+        let st = gate.state.lock().unwrap();
+        assert!(!st.running && st.finished == st.started && st.failed.is_none());
+        assert_eq!(st.started, 2, "four callers, one sync");
+    }
 
     #[test]
     fn bare_lfs_across_pieces() {

@@ -22,7 +22,7 @@ use crate::message::{DateSource, Meta};
 use crate::mutf7;
 use crate::plan::{Action, Hash, Matcher};
 use crate::report::{FolderOutcome, Summary, peak_rss_kib};
-use crate::source::{self, Loaded, Opened, Ref};
+use crate::source::{self, Body, Loaded, Opened, Ref};
 use crate::state;
 use crate::store::maildir::layout::{self, Layout};
 use crate::store::maildir::read::{self as mdread, MaildirEntry, ScanOptions};
@@ -100,7 +100,7 @@ pub fn pool(jobs: usize) -> Result<rayon::ThreadPool> {
 
 /// Where the target puts things.
 enum Target {
-    Maildir { path: PathBuf, writer: Option<MaildirTarget> },
+    Maildir { path: PathBuf, writer: Option<Box<MaildirTarget>> },
     MboxFile(PathBuf),
     MboxDir(PathBuf),
 }
@@ -221,7 +221,7 @@ fn open_target(dst: &Store, pairs: &[(SourceFolder, FolderName)], opts: &SyncOpt
                 None
             } else {
                 let wo = WriteOptions { durable: opts.durable, owner: opts.owner, layout: opts.layout };
-                Some(MaildirTarget::create(&dst.path, wo)?)
+                Some(Box::new(MaildirTarget::create(&dst.path, wo)?))
             };
             Ok(Target::Maildir { path: dst.path.clone(), writer })
         }
@@ -370,7 +370,7 @@ fn sync_folder_read(
     out.errors.append(&mut problems);
     rec.record(Event::Discovered { bytes: folder_bytes(&opened) });
     let r = match target {
-        Target::Maildir { path, writer } => to_maildir(&opened, sf, tn, path, writer.as_ref(), opts, rec, &mut out),
+        Target::Maildir { path, writer } => to_maildir(&opened, sf, tn, path, writer.as_deref(), opts, rec, &mut out),
         Target::MboxFile(p) => to_mbox(&opened, sf, tn, p.clone(), opts, rec, &mut out),
         Target::MboxDir(root) => to_mbox(&opened, sf, tn, mbox_folder_path(root, tn), opts, rec, &mut out),
     };
@@ -541,30 +541,34 @@ fn to_maildir(
     // Hashes of source files seen by an earlier run: only new or changed files are read.
     let known =
         if need_hash && opts.use_cache && maildir_source { target_index::SourceCache::load(&tdir) } else { None };
-    let mut source_cache_same = 0u64;
-    let mut source_cache = match &fw {
-        Some(w) if opts.use_cache && maildir_source => {
-            cache_writer(target_index::CacheWriter::create_source(w), &mut out.warnings)
-        }
-        _ => None,
+    let mut books = Books {
+        source_cache: match &fw {
+            Some(w) if opts.use_cache && maildir_source => {
+                cache_writer(target_index::CacheWriter::create_source(w), &mut out.warnings)
+            }
+            _ => None,
+        },
+        source_cache_same: 0,
+        cache: match &fw {
+            Some(w) if opts.use_cache => cache_writer(target_index::CacheWriter::create(w), &mut out.warnings),
+            _ => None,
+        },
+        retimed: HashMap::new(),
+        seen: HashSet::new(),
     };
-    let mut seen: HashSet<[u8; 8]> = HashSet::new();
-    let mut cache = match &fw {
-        Some(w) if opts.use_cache => cache_writer(target_index::CacheWriter::create(w), &mut out.warnings),
-        _ => None,
-    };
-    // Index entries whose file got a new date (flag updates that re-timed it).
-    let mut retimed: HashMap<usize, i64> = HashMap::new();
     let (mut copy_n, mut upd_n) = (0u64, 0u64);
     let streamed = matches!(opened, Opened::Maildir { listed: None, .. });
     let load = |refs: Vec<Ref>| {
         let loaded = load_chunk(opened, &refs, opts, need_hash.then_some(Identity::Exact), known.as_ref());
         (refs, loaded)
     };
-    // The next chunk is split, read and hashed while this one is written. Two chunks are in
-    // memory at a time: each gets half the usual budget.
+    // Three chunks are in flight: the next one is split, read and hashed while this one is
+    // written into tmp/ and the one before is made durable and put in place (its syncfs waits
+    // for the disk while the CPU writes on). Each gets half the usual byte budget; the bytes
+    // of a written chunk are let go before it waits.
     let mut chunks = opened.chunks_of(&opts.read, source::CHUNK_BYTES / 2);
     let mut current = chunks.next().map(load);
+    let mut pending: Vec<StagedChunk<'_>> = Vec::new();
     while let Some((refs, loaded)) = current.take() {
         let (done, next) = rayon::join(
             || -> Result<()> {
@@ -610,88 +614,7 @@ fn to_maildir(
                     };
                     fates.push(fate);
                 }
-                if let Some(w) = fw.as_mut() {
-                    // A message known from the source cache whose copy is gone from the target: its
-                    // bytes are read now.
-                    let unread: Vec<Option<Problem>> = prepared
-                        .par_iter_mut()
-                        .zip(fates.par_iter())
-                        .map(|(p, f)| match (f, p.action) {
-                            (None, Some(Action::Copy)) => opened.read_body(&mut p.loaded).err(),
-                            _ => None,
-                        })
-                        .collect();
-                    for (f, e) in fates.iter_mut().zip(unread) {
-                        if let Some(e) = e {
-                            *f = Some(Fate::Failed(e));
-                        }
-                    }
-                    let mut reserved = 0u32;
-                    let mut kws: Vec<&str> = Vec::new();
-                    for p in prepared.iter().filter(|p| matches!(p.action, Some(Action::Copy | Action::UpdateFlags(_))))
-                    {
-                        reserved |= p.loaded.meta.stray_letters;
-                        kws.extend(p.loaded.meta.keywords.iter());
-                    }
-                    kws.sort_unstable();
-                    kws.dedup();
-                    for k in w.add_keywords(kws, reserved) {
-                        out.errors.push(Problem::new(
-                            w.path(),
-                            format!("keyword {k:?} not kept: a Maildir folder holds at most 26 keywords"),
-                        ));
-                    }
-                    w.save_keywords()?;
-                    let w = &*w;
-                    // Write the chunk into tmp/, make it durable with one syncfs, then rename.
-                    let staged: Vec<Option<Result<Staged, Problem>>> = prepared
-                        .par_iter()
-                        .zip(fates.par_iter())
-                        .map(|(p, f)| match (f, p.action) {
-                            (None, Some(Action::Copy)) if p.loaded.body.is_unread() => {
-                                Some(Err(p.loaded.origin.problem("internal: message bytes not read; not copied")))
-                            }
-                            (None, Some(Action::Copy)) => {
-                                Some(w.stage(&p.loaded.body.pieces(), &p.loaded.meta).map_err(|e| e.problem()))
-                            }
-                            _ => None,
-                        })
-                        .collect();
-                    let synced = if staged.iter().any(|s| matches!(s, Some(Ok(_)))) { w.sync_staged() } else { Ok(()) };
-                    let synced = synced.map_err(|e| e.problem());
-                    let done: Vec<Option<Fate>> = prepared
-                        .par_iter()
-                        .zip(fates.par_iter())
-                        .zip(staged.into_par_iter())
-                        .map(|((p, f), s)| {
-                            if f.is_some() {
-                                return None;
-                            }
-                            Some(match (s, &synced) {
-                                (Some(Ok(s)), Ok(())) => match w.commit(s) {
-                                    Ok(wr) => Fate::Copied {
-                                        sha: wr.sha256,
-                                        size: wr.size,
-                                        name: format!("{}/{}", wr.sub.as_str(), wr.name),
-                                    },
-                                    Err(e) => Fate::Failed(e.problem()),
-                                },
-                                (Some(Ok(s)), Err(e)) => {
-                                    w.discard(s);
-                                    Fate::Failed(e.clone())
-                                }
-                                (Some(Err(e)), _) => Fate::Failed(e),
-                                (None, _) => update_flags(w, p, &index.entries),
-                            })
-                        })
-                        .collect();
-                    for (f, d) in fates.iter_mut().zip(done) {
-                        if d.is_some() {
-                            *f = d;
-                        }
-                    }
-                    opened.release(&refs);
-                } else {
+                let Some(w) = fw.as_mut() else {
                     for (p, f) in prepared.iter().zip(fates.iter_mut()) {
                         if f.is_none() {
                             let sha = p.hash.unwrap_or_default();
@@ -701,32 +624,73 @@ fn to_maildir(
                             });
                         }
                     }
-                }
-                for (p, f) in prepared.iter().zip(fates) {
-                    match (&f, p.action, cache.as_mut()) {
-                        (Some(Fate::Copied { sha, name, size }), _, Some(c)) => c.add(
-                            &target_index::base_of(name),
-                            *size,
-                            p.loaded.meta.date.saturating_mul(1_000_000_000),
-                            sha,
-                        ),
-                        (Some(Fate::FlagsUpdated { .. }), Some(Action::UpdateFlags(i)), _) => {
-                            retimed.insert(i, p.loaded.meta.date);
-                        }
-                        _ => {}
+                    books.tally(prepared, fates, known.as_ref(), tn, &tdir, rec, out);
+                    return Ok(());
+                };
+                // A message known from the source cache whose copy is gone from the target: its
+                // bytes are read now.
+                let unread: Vec<Option<Problem>> = prepared
+                    .par_iter_mut()
+                    .zip(fates.par_iter())
+                    .map(|(p, f)| match (f, p.action) {
+                        (None, Some(Action::Copy)) => opened.read_body(&mut p.loaded).err(),
+                        _ => None,
+                    })
+                    .collect();
+                for (f, e) in fates.iter_mut().zip(unread) {
+                    if let Some(e) = e {
+                        *f = Some(Fate::Failed(e));
                     }
-                    if let (Some(c), Some(k)) = (source_cache.as_mut(), &p.loaded.key)
-                        && let Some(
-                            Fate::Copied { sha, .. } | Fate::Skipped { sha, .. } | Fate::FlagsUpdated { sha, .. },
-                        ) = &f
-                    {
-                        c.add(&k.base, k.size, k.mtime_ns, sha);
-                        if known.as_ref().and_then(|kc| kc.get(&k.base, k.size, k.mtime_ns)) == Some(*sha) {
-                            source_cache_same += 1;
-                        }
-                    }
-                    tally(p, f.unwrap_or(Fate::NotMail), tn, &tdir, &mut seen, rec, out);
                 }
+                let mut reserved = 0u32;
+                let mut kws: Vec<&str> = Vec::new();
+                for p in prepared.iter().filter(|p| matches!(p.action, Some(Action::Copy | Action::UpdateFlags(_)))) {
+                    reserved |= p.loaded.meta.stray_letters;
+                    kws.extend(p.loaded.meta.keywords.iter());
+                }
+                kws.sort_unstable();
+                kws.dedup();
+                for k in w.add_keywords(kws, reserved) {
+                    out.errors.push(Problem::new(
+                        w.path(),
+                        format!("keyword {k:?} not kept: a Maildir folder holds at most 26 keywords"),
+                    ));
+                }
+                let saved = w.save_keywords();
+                let w = &*w;
+                if let Err(e) = saved {
+                    for (c, done) in place_batch(w, std::mem::take(&mut pending), &index.entries) {
+                        books.tally_placed(c, done, known.as_ref(), tn, &tdir, rec, out);
+                    }
+                    return Err(e);
+                }
+                // This chunk goes into tmp/ while the one before is synced and put in place.
+                let (staged, finished) = rayon::join(
+                    || -> Vec<Option<Result<Staged, Problem>>> {
+                        prepared
+                            .par_iter()
+                            .zip(fates.par_iter())
+                            .map(|(p, f)| match (f, p.action) {
+                                (None, Some(Action::Copy)) if p.loaded.body.is_unread() => {
+                                    Some(Err(p.loaded.origin.problem("internal: message bytes not read; not copied")))
+                                }
+                                (None, Some(Action::Copy)) => {
+                                    Some(w.stage(&p.loaded.body.pieces(), &p.loaded.meta).map_err(|e| e.problem()))
+                                }
+                                _ => None,
+                            })
+                            .collect()
+                    },
+                    || place_batch(w, std::mem::take(&mut pending), &index.entries),
+                );
+                for p in prepared.iter_mut() {
+                    p.loaded.body = Body::Unread(p.loaded.body.len());
+                }
+                opened.release(&refs);
+                for (c, done) in finished {
+                    books.tally_placed(c, done, known.as_ref(), tn, &tdir, rec, out);
+                }
+                pending.push(StagedChunk { prepared, fates, staged });
                 Ok(())
             },
             || chunks.next().map(load),
@@ -734,6 +698,12 @@ fn to_maildir(
         done?;
         current = next;
     }
+    if let Some(w) = &fw {
+        for (c, done) in place_batch(w, pending, &index.entries) {
+            books.tally_placed(c, done, known.as_ref(), tn, &tdir, rec, out);
+        }
+    }
+    let Books { source_cache, source_cache_same, cache, retimed, .. } = books;
     let mut deleted = 0;
     let mut gone: HashSet<usize> = HashSet::new();
     if opts.delete {
@@ -794,6 +764,131 @@ fn to_maildir(
     }
     let _ = sf;
     Ok(())
+}
+
+/// A chunk written into tmp/, waiting for its sync and for being put in place.
+struct StagedChunk<'a> {
+    prepared: Vec<Prepared<'a>>,
+    fates: Vec<Option<Fate>>,
+    staged: Vec<Option<Result<Staged, Problem>>>,
+}
+
+impl<'a> StagedChunk<'a> {
+    /// Links or renames each staged message into place (once `synced` says they are durable),
+    /// and renames the files whose flags change; returns the fate of each message that had none.
+    fn put_in_place(
+        self,
+        w: &FolderWriter<'_>,
+        index: &[(MaildirEntry, Hash)],
+        synced: &Result<(), Problem>,
+    ) -> (Self, Vec<Option<Fate>>) {
+        let StagedChunk { prepared, fates, staged } = self;
+        let done: Vec<Option<Fate>> = prepared
+            .par_iter()
+            .zip(fates.par_iter())
+            .zip(staged.into_par_iter())
+            .map(|((p, f), s)| {
+                if f.is_some() {
+                    return None;
+                }
+                Some(match (s, synced) {
+                    (Some(Ok(s)), Ok(())) => match w.commit(s) {
+                        Ok(wr) => Fate::Copied {
+                            sha: wr.sha256,
+                            size: wr.size,
+                            name: format!("{}/{}", wr.sub.as_str(), wr.name),
+                        },
+                        Err(e) => Fate::Failed(e.problem()),
+                    },
+                    (Some(Ok(s)), Err(e)) => {
+                        w.discard(s);
+                        Fate::Failed(e.clone())
+                    }
+                    (Some(Err(e)), _) => Fate::Failed(e),
+                    (None, _) => update_flags(w, p, index),
+                })
+            })
+            .collect();
+        (StagedChunk { prepared, fates, staged: Vec::new() }, done)
+    }
+}
+
+/// Makes a batch of staged chunks durable with one `syncfs` (durable mode) and puts them in place.
+fn place_batch<'a>(
+    w: &FolderWriter<'_>,
+    batch: Vec<StagedChunk<'a>>,
+    index: &[(MaildirEntry, Hash)],
+) -> Vec<(StagedChunk<'a>, Vec<Option<Fate>>)> {
+    let any = batch.iter().any(|c| c.staged.iter().any(|s| matches!(s, Some(Ok(_)))));
+    let synced = if any { w.sync_staged() } else { Ok(()) }.map_err(|e| e.problem());
+    batch.into_iter().map(|c| c.put_in_place(w, index, &synced)).collect()
+}
+
+/// What a folder's run keeps account of across chunks for its caches.
+struct Books {
+    source_cache: Option<target_index::CacheWriter>,
+    /// Source cache lines found as they were.
+    source_cache_same: u64,
+    cache: Option<target_index::CacheWriter>,
+    /// Index entries whose file got a new date (flag updates that re-timed it).
+    retimed: HashMap<usize, i64>,
+    seen: HashSet<[u8; 8]>,
+}
+
+impl Books {
+    #[allow(clippy::too_many_arguments)]
+    fn tally_placed(
+        &mut self,
+        c: StagedChunk<'_>,
+        done: Vec<Option<Fate>>,
+        known: Option<&target_index::SourceCache>,
+        tn: &FolderName,
+        tdir: &Path,
+        rec: &dyn Recorder,
+        out: &mut FolderOutcome,
+    ) {
+        let StagedChunk { prepared, mut fates, .. } = c;
+        for (f, d) in fates.iter_mut().zip(done) {
+            if d.is_some() {
+                *f = d;
+            }
+        }
+        self.tally(prepared, fates, known, tn, tdir, rec, out);
+    }
+
+    /// Records each message's fate (events, counts) and what the caches learn from it.
+    #[allow(clippy::too_many_arguments)]
+    fn tally(
+        &mut self,
+        prepared: Vec<Prepared<'_>>,
+        fates: Vec<Option<Fate>>,
+        known: Option<&target_index::SourceCache>,
+        tn: &FolderName,
+        tdir: &Path,
+        rec: &dyn Recorder,
+        out: &mut FolderOutcome,
+    ) {
+        for (p, f) in prepared.iter().zip(fates) {
+            match (&f, p.action, self.cache.as_mut()) {
+                (Some(Fate::Copied { sha, name, size }), _, Some(c)) => {
+                    c.add(&target_index::base_of(name), *size, p.loaded.meta.date.saturating_mul(1_000_000_000), sha)
+                }
+                (Some(Fate::FlagsUpdated { .. }), Some(Action::UpdateFlags(i)), _) => {
+                    self.retimed.insert(i, p.loaded.meta.date);
+                }
+                _ => {}
+            }
+            if let (Some(c), Some(k)) = (self.source_cache.as_mut(), &p.loaded.key)
+                && let Some(Fate::Copied { sha, .. } | Fate::Skipped { sha, .. } | Fate::FlagsUpdated { sha, .. }) = &f
+            {
+                c.add(&k.base, k.size, k.mtime_ns, sha);
+                if known.and_then(|kc| kc.get(&k.base, k.size, k.mtime_ns)) == Some(*sha) {
+                    self.source_cache_same += 1;
+                }
+            }
+            tally(p, f.unwrap_or(Fate::NotMail), tn, tdir, &mut self.seen, rec, out);
+        }
+    }
 }
 
 fn update_flags(w: &FolderWriter<'_>, p: &Prepared<'_>, index: &[(MaildirEntry, Hash)]) -> Fate {

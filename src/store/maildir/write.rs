@@ -49,6 +49,8 @@ pub struct MaildirTarget {
     pid: u32,
     usec: u32,
     seq: AtomicU64,
+    /// Shared by the folders written at once: one `syncfs` serves all that wait for it.
+    syncs: fsx::SyncGate,
 }
 
 /// A message written into `tmp/`, waiting to be put in place.
@@ -114,6 +116,7 @@ impl MaildirTarget {
             pid: std::process::id(),
             usec: now.subsec_micros(),
             seq: AtomicU64::new(0),
+            syncs: fsx::SyncGate::default(),
         })
     }
 
@@ -287,9 +290,7 @@ impl FolderWriter<'_> {
     /// Writes one message and puts it in place (durable first, in durable mode).
     pub fn write(&self, pieces: &[&[u8]], meta: &Meta) -> Result<Written> {
         let s = self.stage(pieces, meta)?;
-        if self.target.opts.durable {
-            self.tmp.syncfs()?;
-        }
+        self.sync_staged()?;
         self.commit(s)
     }
 
@@ -338,9 +339,6 @@ impl FolderWriter<'_> {
         // Before it is put in place, so the file is never visible with another date.
         let ts = TimeSpec::new(meta.date, 0);
         nix::sys::stat::futimens(f.as_raw_fd(), &ts, &ts).at(path)?;
-        if t.opts.durable {
-            fsx::start_writeback(f);
-        }
         let base = format!("{},S={size},W={}", t.next_base(meta.date), size + lfs);
         let (sub, name) = self.final_name(&base, meta);
         Ok(Written { sub, name, size, sha256: sha })
@@ -354,7 +352,7 @@ impl FolderWriter<'_> {
 
     /// Makes every staged file of this run durable (one `syncfs`), when durability is asked for.
     pub fn sync_staged(&self) -> Result<()> {
-        if self.target.opts.durable { self.tmp.syncfs() } else { Ok(()) }
+        if self.target.opts.durable { self.target.syncs.sync(&self.tmp) } else { Ok(()) }
     }
 
     /// Puts a staged message into `new/` or `cur/`, never replacing anything.
@@ -436,7 +434,7 @@ impl FolderWriter<'_> {
     pub fn sync_dirs(&self) -> Result<()> {
         if self.target.opts.durable {
             if self.linked.swap(false, Ordering::Relaxed) {
-                self.cur.syncfs()?;
+                self.target.syncs.sync(&self.cur)?;
             } else {
                 self.new.fsync()?;
                 self.cur.fsync()?;

@@ -326,7 +326,22 @@ fn pieces<'a>(msg: &'a [u8], hb: &HeaderBlock, unquote: Unquote, strip: bool, by
 pub fn envelope_sender(msg_head: &[u8]) -> String {
     let hb = headers::scan(msg_head);
     let end = if hb.terminated { hb.end } else { msg_head.len() };
-    let parsed = mail_parser::MessageParser::default().parse_headers(&msg_head[..end]);
+    // Only the two fields looked at are parsed, in their order, when the block is clean:
+    // parsing every field (Received lines most of all) cost more than the rest of the From_ line.
+    let mut picked = Vec::new();
+    let head = if hb.terminated && hb.all_fields {
+        for f in &hb.fields {
+            let name = &msg_head[f.name.clone()];
+            if name.eq_ignore_ascii_case(b"Return-Path") || name.eq_ignore_ascii_case(b"From") {
+                picked.extend_from_slice(&msg_head[f.range.clone()]);
+            }
+        }
+        picked.extend_from_slice(b"\n");
+        &picked[..]
+    } else {
+        &msg_head[..end]
+    };
+    let parsed = mail_parser::MessageParser::default().parse_headers(head);
     let pick = parsed.as_ref().and_then(|m| {
         m.return_address()
             .map(str::to_string)
@@ -403,5 +418,33 @@ mod tests {
         assert_eq!(envelope_sender(b"Return-Path: <r@x.org>\nFrom: A <a@b.c>\n\n"), "r@x.org");
         assert_eq!(envelope_sender(b"From: A <a@b.c>\n\n"), "a@b.c");
         assert_eq!(envelope_sender(b"Subject: none\n\n"), "MAILER-DAEMON");
+    }
+
+    /// Parsing only Return-Path and From picks what parsing the whole block picks.
+    #[test]
+    fn sender_from_picked_fields_matches_whole_block() {
+        let blocks: [&[u8]; 8] = [
+            b"Received: from a (b [1.2.3.4])\n\tby c; Mon, 2 Jan 2006 15:04:05 +0000\nFrom: A <a@b.c>\nReturn-Path: <r@x.org>\n\n",
+            b"Return-Path: <>\nFrom: A <a@b.c>\n\n",
+            b"Return-Path: <first@x>\nReturn-Path: <second@x>\nFrom: b@c\n\n",
+            b"From: =?utf-8?q?J=C3=B6rg?=\r\n <j@x.de>\r\nSubject: s\r\n\r\n",
+            b"FROM: Team: a@b.c, d@e.f;\n\n",
+            b"From: \"odd, name\" <o@x>, p@y\nTo: t@u\n\n",
+            b"from: lower@x\nreturn-path: <rp@x>\n\n",
+            b"Subject: only\nX: From: not@this\n\n",
+        ];
+        for b in blocks {
+            let parsed = mail_parser::MessageParser::default().parse_headers(b);
+            let whole = parsed
+                .as_ref()
+                .and_then(|m| {
+                    m.return_address()
+                        .map(str::to_string)
+                        .or_else(|| m.from().and_then(|a| a.first()).and_then(|a| a.address()).map(str::to_string))
+                })
+                .filter(|a| !a.is_empty() && a.bytes().all(|b| b > 0x20 && b < 0x7f))
+                .unwrap_or_else(|| "MAILER-DAEMON".to_string());
+            assert_eq!(envelope_sender(b), whole, "{}", String::from_utf8_lossy(b));
+        }
     }
 }
