@@ -53,17 +53,33 @@ pub fn read_source_file(path: &Path) -> Result<Vec<u8>> {
 
 /// Reads a message file; with `follow`, a symlink to a message is read too (`--follow-symlinks`).
 pub fn read_message_file(path: &Path, follow: bool) -> Result<Vec<u8>> {
-    let mut f = if follow { open_source_flags(path, libc::O_NONBLOCK)? } else { open_source_nofollow(path)? };
+    let f = if follow { open_source_flags(path, libc::O_NONBLOCK)? } else { open_source_nofollow(path)? };
     let md = f.metadata().at(path)?;
     if !md.is_file() {
         return Err(Error::bad(path, "not a regular file"));
     }
-    // The size is known: reads of exactly that much into memory that is not zeroed first (std's
-    // read_to_end on the file itself would stat, seek and probe again). A file that grows
-    // meanwhile is copied as it was when it was stat'ed.
+    // The size is known: one read of exactly that much, into memory that is not zeroed first
+    // (std's read_to_end would stat, seek and probe again, or read in growing 8 KiB steps). A
+    // file that grows meanwhile is copied as it was when it was stat'ed.
     let len = usize::try_from(md.len()).map_err(|_| Error::bad(path, "file too large for this machine"))?;
-    let mut buf = Vec::with_capacity(len);
-    (&mut f).take(len as u64).read_to_end(&mut buf).at(path)?;
+    let mut buf: Vec<u8> = Vec::with_capacity(len);
+    while buf.len() < len {
+        let want = len - buf.len();
+        let spare = &mut buf.spare_capacity_mut()[..want];
+        // SAFETY: read(2) writes at most `spare.len()` bytes into the spare capacity, and only
+        // the `n` bytes it reports written are then counted as initialised.
+        let n = unsafe { libc::read(f.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len()) };
+        match n {
+            0 => break,
+            n if n > 0 => unsafe { buf.set_len(buf.len() + n as usize) },
+            _ => {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e).at(path);
+                }
+            }
+        }
+    }
     Ok(buf)
 }
 
