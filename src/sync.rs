@@ -542,6 +542,9 @@ fn to_maildir(
     let known =
         if need_hash && opts.use_cache && maildir_source { target_index::SourceCache::load(&tdir) } else { None };
     let mut books = Books {
+        known: known.as_ref(),
+        tn,
+        tdir: &tdir,
         source_cache: match &fw {
             Some(w) if opts.use_cache && maildir_source => {
                 cache_writer(target_index::CacheWriter::create_source(w), &mut out.warnings)
@@ -568,7 +571,7 @@ fn to_maildir(
     // of a written chunk are let go before it waits.
     let mut chunks = opened.chunks_of(&opts.read, source::CHUNK_BYTES / 2);
     let mut current = chunks.next().map(load);
-    let mut pending: Vec<StagedChunk<'_>> = Vec::new();
+    let mut pending: Option<StagedChunk<'_>> = None;
     while let Some((refs, loaded)) = current.take() {
         let (done, next) = rayon::join(
             || -> Result<()> {
@@ -624,7 +627,7 @@ fn to_maildir(
                             });
                         }
                     }
-                    books.tally(prepared, fates, known.as_ref(), tn, &tdir, rec, out);
+                    books.tally(prepared, fates, rec, out);
                     return Ok(());
                 };
                 // A message known from the source cache whose copy is gone from the target: its
@@ -659,8 +662,8 @@ fn to_maildir(
                 let saved = w.save_keywords();
                 let w = &*w;
                 if let Err(e) = saved {
-                    for (c, done) in place_batch(w, std::mem::take(&mut pending), &index.entries) {
-                        books.tally_placed(c, done, known.as_ref(), tn, &tdir, rec, out);
+                    if let Some(c) = pending.take() {
+                        books.finish(w, c, &index.entries, rec, out);
                     }
                     return Err(e);
                 }
@@ -681,16 +684,16 @@ fn to_maildir(
                             })
                             .collect()
                     },
-                    || place_batch(w, std::mem::take(&mut pending), &index.entries),
+                    || pending.take().map(|c| c.put_in_place(w, &index.entries)),
                 );
                 for p in prepared.iter_mut() {
                     p.loaded.body = Body::Unread(p.loaded.body.len());
                 }
                 opened.release(&refs);
-                for (c, done) in finished {
-                    books.tally_placed(c, done, known.as_ref(), tn, &tdir, rec, out);
+                if let Some((prepared, fates)) = finished {
+                    books.tally(prepared, fates, rec, out);
                 }
-                pending.push(StagedChunk { prepared, fates, staged });
+                pending = Some(StagedChunk { prepared, fates, staged });
                 Ok(())
             },
             || chunks.next().map(load),
@@ -698,10 +701,8 @@ fn to_maildir(
         done?;
         current = next;
     }
-    if let Some(w) = &fw {
-        for (c, done) in place_batch(w, pending, &index.entries) {
-            books.tally_placed(c, done, known.as_ref(), tn, &tdir, rec, out);
-        }
+    if let (Some(w), Some(c)) = (&fw, pending) {
+        books.finish(w, c, &index.entries, rec, out);
     }
     let Books { source_cache, source_cache_same, cache, retimed, .. } = books;
     let mut deleted = 0;
@@ -774,15 +775,17 @@ struct StagedChunk<'a> {
 }
 
 impl<'a> StagedChunk<'a> {
-    /// Links or renames each staged message into place (once `synced` says they are durable),
-    /// and renames the files whose flags change; returns the fate of each message that had none.
+    /// Makes the chunk durable (one `syncfs`, durable mode), links or renames each staged
+    /// message into place and renames the files whose flags change; returns the messages with
+    /// their fates.
     fn put_in_place(
         self,
         w: &FolderWriter<'_>,
         index: &[(MaildirEntry, Hash)],
-        synced: &Result<(), Problem>,
-    ) -> (Self, Vec<Option<Fate>>) {
-        let StagedChunk { prepared, fates, staged } = self;
+    ) -> (Vec<Prepared<'a>>, Vec<Option<Fate>>) {
+        let StagedChunk { prepared, mut fates, staged } = self;
+        let synced = if staged.iter().any(|s| matches!(s, Some(Ok(_)))) { w.sync_staged() } else { Ok(()) };
+        let synced = synced.map_err(|e| e.problem());
         let done: Vec<Option<Fate>> = prepared
             .par_iter()
             .zip(fates.par_iter())
@@ -791,7 +794,7 @@ impl<'a> StagedChunk<'a> {
                 if f.is_some() {
                     return None;
                 }
-                Some(match (s, synced) {
+                Some(match (s, &synced) {
                     (Some(Ok(s)), Ok(())) => match w.commit(s) {
                         Ok(wr) => Fate::Copied {
                             sha: wr.sha256,
@@ -809,23 +812,21 @@ impl<'a> StagedChunk<'a> {
                 })
             })
             .collect();
-        (StagedChunk { prepared, fates, staged: Vec::new() }, done)
+        for (f, d) in fates.iter_mut().zip(done) {
+            if d.is_some() {
+                *f = d;
+            }
+        }
+        (prepared, fates)
     }
 }
 
-/// Makes a batch of staged chunks durable with one `syncfs` (durable mode) and puts them in place.
-fn place_batch<'a>(
-    w: &FolderWriter<'_>,
-    batch: Vec<StagedChunk<'a>>,
-    index: &[(MaildirEntry, Hash)],
-) -> Vec<(StagedChunk<'a>, Vec<Option<Fate>>)> {
-    let any = batch.iter().any(|c| c.staged.iter().any(|s| matches!(s, Some(Ok(_)))));
-    let synced = if any { w.sync_staged() } else { Ok(()) }.map_err(|e| e.problem());
-    batch.into_iter().map(|c| c.put_in_place(w, index, &synced)).collect()
-}
-
 /// What a folder's run keeps account of across chunks for its caches.
-struct Books {
+struct Books<'k> {
+    /// Source file hashes from an earlier run.
+    known: Option<&'k target_index::SourceCache>,
+    tn: &'k FolderName,
+    tdir: &'k Path,
     source_cache: Option<target_index::CacheWriter>,
     /// Source cache lines found as they were.
     source_cache_same: u64,
@@ -835,36 +836,25 @@ struct Books {
     seen: HashSet<[u8; 8]>,
 }
 
-impl Books {
-    #[allow(clippy::too_many_arguments)]
-    fn tally_placed(
+impl Books<'_> {
+    /// Puts a staged chunk in place and accounts for it.
+    fn finish(
         &mut self,
+        w: &FolderWriter<'_>,
         c: StagedChunk<'_>,
-        done: Vec<Option<Fate>>,
-        known: Option<&target_index::SourceCache>,
-        tn: &FolderName,
-        tdir: &Path,
+        index: &[(MaildirEntry, Hash)],
         rec: &dyn Recorder,
         out: &mut FolderOutcome,
     ) {
-        let StagedChunk { prepared, mut fates, .. } = c;
-        for (f, d) in fates.iter_mut().zip(done) {
-            if d.is_some() {
-                *f = d;
-            }
-        }
-        self.tally(prepared, fates, known, tn, tdir, rec, out);
+        let (prepared, fates) = c.put_in_place(w, index);
+        self.tally(prepared, fates, rec, out);
     }
 
     /// Records each message's fate (events, counts) and what the caches learn from it.
-    #[allow(clippy::too_many_arguments)]
     fn tally(
         &mut self,
         prepared: Vec<Prepared<'_>>,
         fates: Vec<Option<Fate>>,
-        known: Option<&target_index::SourceCache>,
-        tn: &FolderName,
-        tdir: &Path,
         rec: &dyn Recorder,
         out: &mut FolderOutcome,
     ) {
@@ -882,11 +872,11 @@ impl Books {
                 && let Some(Fate::Copied { sha, .. } | Fate::Skipped { sha, .. } | Fate::FlagsUpdated { sha, .. }) = &f
             {
                 c.add(&k.base, k.size, k.mtime_ns, sha);
-                if known.and_then(|kc| kc.get(&k.base, k.size, k.mtime_ns)) == Some(*sha) {
+                if self.known.and_then(|kc| kc.get(&k.base, k.size, k.mtime_ns)) == Some(*sha) {
                     self.source_cache_same += 1;
                 }
             }
-            tally(p, f.unwrap_or(Fate::NotMail), tn, tdir, &mut self.seen, rec, out);
+            tally(p, f.unwrap_or(Fate::NotMail), self.tn, self.tdir, &mut self.seen, rec, out);
         }
     }
 }
