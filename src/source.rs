@@ -260,6 +260,13 @@ impl Opened {
         }
     }
 
+    /// Has the kernel start reading a Maildir message file (see [`fsx::source_is_cold`]).
+    pub fn will_need(&self, r: &Ref) {
+        if let (Opened::Maildir { dir, scan, .. }, Ref::Maildir(e)) = (self, r) {
+            fsx::will_need(&e.path(dir), scan.follow_symlinks);
+        }
+    }
+
     /// A Maildir message whose hash is already known: everything but its bytes.
     pub fn unread<'a>(&'a self, e: &MaildirEntry) -> Loaded<'a> {
         let path = match self {

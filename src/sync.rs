@@ -435,11 +435,21 @@ fn load_chunk<'a>(
     need_hash: Option<Identity>,
     known: Option<&target_index::SourceCache>,
 ) -> Vec<Result<Prepared<'a>, Problem>> {
+    fn hash_known<'r>(
+        opened: &Opened,
+        known: Option<&target_index::SourceCache>,
+        r: &'r Ref,
+    ) -> Option<(&'r MaildirEntry, [u8; 32])> {
+        let e = opened.entry(r)?;
+        known?.get(e.base(), e.size, e.mtime_ns).map(|h| (e, h))
+    }
+    if fsx::source_is_cold() {
+        // Every file of the chunk is asked for at once, then read: the disk gets a queue.
+        refs.par_iter().filter(|r| hash_known(opened, known, r).is_none()).for_each(|r| opened.will_need(r));
+    }
     refs.par_iter()
         .map(|r| {
-            if let (Some(c), Some(e)) = (known, opened.entry(r))
-                && let Some(h) = c.get(e.base(), e.size, e.mtime_ns)
-            {
+            if let Some((e, h)) = hash_known(opened, known, r) {
                 return Ok(Prepared { loaded: opened.unread(e), hash: Some(h), action: None });
             }
             let loaded = opened.load(r, &opts.read)?;
