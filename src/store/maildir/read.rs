@@ -218,7 +218,7 @@ pub fn messages(dir: &Path, kw: &KeywordMap, opts: ScanOptions, problems: &mut V
             }
         };
         for (raw, _) in entries {
-            match classify(&sd, sub, raw, kw, opts) {
+            match classify(&sd, sub, raw, kw, opts, None) {
                 Some(Ok(e)) => out.push(e),
                 Some(Err(p)) => problems.push(p),
                 None => {}
@@ -229,21 +229,29 @@ pub fn messages(dir: &Path, kw: &KeywordMap, opts: ScanOptions, problems: &mut V
 }
 
 /// One directory entry of new/ or cur/: a message, a problem, or nothing (dot-files).
+/// `lstat` is the entry's own metadata when the caller has it (from the directory's descriptor,
+/// which spares a walk of the whole path).
 fn classify(
     sd: &Path,
     sub: Sub,
     raw: Vec<u8>,
     kw: &KeywordMap,
     opts: ScanOptions,
+    lstat: Option<std::io::Result<std::fs::Metadata>>,
 ) -> Option<Result<MaildirEntry, Problem>> {
     if raw.starts_with(b".") {
         return None;
     }
-    let path = sd.join(std::ffi::OsStr::from_bytes(&raw));
-    let md = if opts.follow_symlinks { std::fs::metadata(&path) } else { std::fs::symlink_metadata(&path) };
+    let path = || sd.join(std::ffi::OsStr::from_bytes(&raw));
+    let md = match lstat {
+        Some(Ok(m)) if opts.follow_symlinks && m.file_type().is_symlink() => std::fs::metadata(path()),
+        Some(md) => md,
+        None if opts.follow_symlinks => std::fs::metadata(path()),
+        None => std::fs::symlink_metadata(path()),
+    };
     let md = match md {
         Ok(m) => m,
-        Err(e) => return Some(Err(Problem::new(&path, io_reason(&e)))),
+        Err(e) => return Some(Err(Problem::new(&path(), io_reason(&e)))),
     };
     let ft = md.file_type();
     let why = if ft.is_symlink() {
@@ -257,7 +265,7 @@ fn classify(
     } else {
         return Some(Ok(entry(sub, raw, md.len(), md.mtime(), md.mtime_nsec(), kw)));
     };
-    Some(Err(Problem::new(&path, why)))
+    Some(Err(Problem::new(&path(), why)))
 }
 
 /// The messages of one folder as the directories yield them, without holding the whole
@@ -284,7 +292,8 @@ impl Iterator for MessageStream {
             if let Some((sub, sd, rd)) = &mut self.current {
                 match rd.next() {
                     Some(Ok(e)) => {
-                        if let Some(r) = classify(sd, *sub, e.file_name().as_bytes().to_vec(), &self.kw, self.opts) {
+                        let raw = e.file_name().as_bytes().to_vec();
+                        if let Some(r) = classify(sd, *sub, raw, &self.kw, self.opts, Some(e.metadata())) {
                             return Some(r);
                         }
                         continue;
