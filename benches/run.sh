@@ -103,61 +103,88 @@ fi
 
 # --- 1. side by side with the peers, cold and warm, durable and --no-fsync -------------------
 # The peers the targets name; PEERS="baseline mb2md doveadm movemail mblaze python mailmover" for all.
+# Write-heavy timings on this VM vary up to 2x between invocations of the same tool, so after
+# the peers' invocation the baselines (cat, read-all-files, cp -a) and mailmover are timed REPS
+# more times each way (durable, --no-fsync), alternating; the ratios use medians. Outputs of
+# those invocations are only moved aside (no deletion, so no pause) until the section ends.
 export PEERS=${PEERS:-"baseline mb2md doveadm mblaze mailmover"}
+REPS=${REPS:-3}
 if [ "${QUICK:-0}" != 1 ]; then
   for cache in cold warm; do
     settle
     CACHE=$cache MAILMOVER=$BIN "$SHARED/peers.sh" "$C" "$W/peers-$cache.tsv" > "$W/peers-$cache.md"
-    settle
-    CACHE=$cache PEERS="baseline mailmover" MAILMOVER=$NOFSYNC "$SHARED/peers.sh" "$C" "$W/nofsync-$cache.tsv" > /dev/null
+    for i in $(seq "$REPS"); do
+      sync; fill
+      CACHE=$cache PEERS="baseline mailmover" MAILMOVER=$NOFSYNC "$SHARED/peers.sh" "$C" "$W/nofsync-$cache-$i.tsv" > /dev/null
+      sync; fill
+      CACHE=$cache PEERS="baseline mailmover" MAILMOVER=$BIN "$SHARED/peers.sh" "$C" "$W/durable-$cache-$i.tsv" > /dev/null
+    done
   done
   say ""
   say "## Side by side (peers.sh, same run per cache mode)"
   for cache in cold warm; do
     say ""
-    say "### $cache cache"
+    say "### $cache cache: the peers' invocation (one run each)"
     say ""
     say "| tool | job | seconds | peak RSS MB | messages out | rc |"
     say "| --- | --- | ---: | ---: | ---: | ---: |"
     awk -F'\t' -v OFS=' | ' '$1 !~ /^#/ && $1 != "tool" && NF >= 9 {print "| " $1, $2, $3, $6, $7, $9 " |"}' "$W/peers-$cache.tsv" | tee -a "$OUT"
-    awk -F'\t' -v OFS=' | ' '$1 == "mailmover" && NF >= 9 {print "| mailmover --no-fsync", $2, $3, $6, $7, $9 " |"}' "$W/nofsync-$cache.tsv" | tee -a "$OUT"
   done
-  say ""
-  say "### Ratios (mailmover --no-fsync / reference; below 1 is faster; cp -a and read-all-files from the --no-fsync invocation, timed next to it; durable mode / --no-fsync in the last column)"
-  say ""
-  say "| cache | job | vs cp -a or read-all | vs mb2md | vs mblaze | vs doveadm sync | durable / no-fsync |"
-  say "| --- | --- | ---: | ---: | ---: | ---: | ---: |"
-  for cache in cold warm; do
-    python3 - "$W/peers-$cache.tsv" "$W/nofsync-$cache.tsv" "$cache" <<'PY' | tee -a "$OUT"
-import sys, csv
+  python3 - "$W" "$REPS" <<'PY' | tee -a "$OUT"
+import csv, statistics, sys
+w, reps = sys.argv[1], int(sys.argv[2])
 def rows(p):
     out = {}
     for r in csv.reader(open(p), delimiter='\t'):
-        if len(r) >= 9 and not r[0].startswith('#'):
-            try: out.setdefault((r[0], r[1]), float(r[2]))
+        if len(r) >= 9 and not r[0].startswith('#') and r[0] != 'tool':
+            try: out.setdefault((r[0], r[1]), (float(r[2]), r[8]))
             except ValueError: pass
     return out
-peers, nof, cache = rows(sys.argv[1]), rows(sys.argv[2]), sys.argv[3]
-# The issue's references: a and c against `cp -a` of the finished Maildir, b against reading
-# every message file once; doveadm's faster mode (sync) for every job.
-base = {'a': ('cp-a', 'c'), 'b': ('read-all-files', 'b'), 'c': ('cp-a', 'c')}
-def get(tool, job):
-    return peers.get((tool, job))
-# cp -a and read-all-files were also timed in the --no-fsync invocation, right before
-# mailmover --no-fsync: that is the reference for its ratio (the peers' run is another minute).
-def ref(tool, job):
-    return nof.get((tool, job)) or peers.get((tool, job))
-for job in ('a', 'b', 'c', 'a2', 'b2', 'c2'):
-    mm = nof.get(('mailmover', job)); dur = peers.get(('mailmover', job))
-    if mm is None: continue
-    cells = []
-    for i, r in enumerate((base.get(job), ('mb2md', job), ('mblaze-mexport' if job == 'b' else 'mblaze-mdeliver' if job == 'a' else 'mblaze-mrefile', job), ('doveadm-sync', job))):
-        p = (ref(*r) if i == 0 else get(*r)) if r else None
-        cells.append('%.2f' % (mm / p) if p else '-')
-    cells.append('%.2f' % (dur / mm) if dur and mm else '-')
-    print('| %s | %s | %s |' % (cache, job, ' | '.join(cells)))
+def samples(files, tool, job):
+    return [f[(tool, job)][0] for f in files if (tool, job) in f and f[(tool, job)][1] == '0']
+med = lambda v: statistics.median(v) if v else None
+fmt = lambda x: '-' if x is None else '%.2f' % x
+print('\n### Baselines and mailmover: median of the invocations (min–max, runs)\n')
+print('Baselines from every invocation of the section; mailmover durable from the peers\' invocation')
+print('and %d more, --no-fsync from %d.\n' % (reps, reps))
+print('| cache | tool | job | median s | min–max | runs |')
+print('| --- | --- | --- | ---: | --- | ---: |')
+M = {}
+for cache in ('cold', 'warm'):
+    peers = rows('%s/peers-%s.tsv' % (w, cache))
+    nof = [rows('%s/nofsync-%s-%d.tsv' % (w, cache, i)) for i in range(1, reps + 1)]
+    dur = [peers] + [rows('%s/durable-%s-%d.tsv' % (w, cache, i)) for i in range(1, reps + 1)]
+    sets = [('cat-devnull', 'a', dur + nof), ('cat-file', 'a', dur + nof), ('read-all-files', 'b', dur + nof),
+            ('cp-a', 'c', dur + nof)]
+    for job in ('a', 'a2', 'b', 'b2', 'c', 'c2'):
+        sets.append(('mailmover', job, dur))
+        sets.append(('mailmover --no-fsync', job, nof))
+    for tool, job, files in sets:
+        v = samples(files, tool.split(' ')[0], job)
+        M[(cache, tool, job)] = med(v)
+        if v:
+            print('| %s | %s | %s | %s | %s–%s | %d |' % (cache, tool, job, fmt(med(v)), fmt(min(v)), fmt(max(v)), len(v)))
+    for tool, job in (('mb2md', 'a'), ('mblaze-mdeliver', 'a'), ('mblaze-mexport', 'b'), ('mblaze-mrefile', 'c'),
+                      ('doveadm-sync', 'a'), ('doveadm-sync', 'b'), ('doveadm-sync', 'c'),
+                      ('doveadm-sync', 'a2'), ('doveadm-sync', 'b2'), ('doveadm-sync', 'c2')):
+        M[(cache, tool, job)] = med(samples([peers], tool, job))
+print('\n### Ratios (mailmover --no-fsync median / reference; below 1 is faster; cp -a and read-all-files medians; peers from their invocation; durable median / --no-fsync median in the last column)\n')
+print('| cache | job | vs cp -a or read-all | vs mb2md | vs mblaze | vs doveadm sync | durable / no-fsync | durable vs doveadm sync |')
+print('| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |')
+base = {'a': 'cp-a', 'b': 'read-all-files', 'c': 'cp-a'}
+blaze = {'a': 'mblaze-mdeliver', 'b': 'mblaze-mexport', 'c': 'mblaze-mrefile'}
+for cache in ('cold', 'warm'):
+    for job in ('a', 'b', 'c', 'a2', 'b2', 'c2'):
+        mm, dur = M.get((cache, 'mailmover --no-fsync', job)), M.get((cache, 'mailmover', job))
+        if mm is None: continue
+        def r(tool, j, x=mm):
+            p = M.get((cache, tool, j)) if tool else None
+            return '%.2f' % (x / p) if p and x is not None else '-'
+        refj = 'c' if job in ('a', 'c') else 'b'
+        cells = [r(base.get(job), refj), r('mb2md', job), r(blaze.get(job), job), r('doveadm-sync', job),
+                 '%.2f' % (dur / mm) if dur and mm else '-', r('doveadm-sync', job, dur)]
+        print('| %s | %s | %s |' % (cache, job, ' | '.join(cells)))
 PY
-  done
 fi
 
 # --- 2. re-runs against find, verify against reading both sides (warm, same run) -------------
