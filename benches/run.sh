@@ -4,7 +4,7 @@
 # both sides, --jobs 1 vs 2, memory on a 4 GiB mbox and a 500,000-message Maildir, syscalls per
 # message).
 #
-#   benches/run.sh [WORKDIR]        (default: $TMPDIR/mailmover-bench, needs ~12 GB free)
+#   benches/run.sh [WORKDIR]        (default: $TMPDIR/mailmover-bench, needs ~45 GB free)
 #
 # Run as root on a quiet machine: the peers script drops the page cache for cold runs. Peers
 # come from Debian: apt-get install -y --no-install-recommends mb2md dovecot-core mailutils
@@ -28,8 +28,9 @@ OUT=$W/results.md
 # started right after a 47,000-file output was deleted loses seconds to it, whichever tool it
 # is (perf shows recently_deleted() under ext4 inode allocation). peers.sh deletes each output
 # just before the next tool runs, which made the tool that comes after a big deletion look slow.
-# So nothing is deleted while tools are timed: `rm` (for peers.sh too, via PATH) moves what it
-# is given into $GRAVE, which is emptied between sections, followed by a pause.
+# So no many-file tree is deleted while tools are timed: `rm` (for peers.sh too, via PATH) moves
+# such a tree into $GRAVE, which is emptied between sections, followed by a pause; a file or a
+# directory of a few files (an mbox output) is deleted at once, to save disk space.
 GRAVE=$W/grave
 mkdir -p "$GRAVE" "$W/bin" "$W/tmp"
 cat > "$W/bin/rm" <<EOF2
@@ -38,7 +39,8 @@ for a in "\$@"; do
   case "\$a" in -*) continue;; esac
   [ -e "\$a" ] || [ -L "\$a" ] || continue
   case "\$(realpath -m -- "\$a")" in
-    "$W"/*) mv -- "\$a" "$GRAVE/\$(date +%s%N).\$\$" ;;
+    "$W"/*) if [ "\$(find "\$a" 2>/dev/null | head -n 1000 | wc -l)" -lt 1000 ]; then /bin/rm -rf -- "\$a"
+            else mv -- "\$a" "$GRAVE/\$(date +%s%N).\$\$"; fi ;;
     *) /bin/rm -rf -- "\$a" ;;
   esac
 done
