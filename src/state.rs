@@ -8,8 +8,10 @@
 //! the next run finds the same stamp, neither side has changed and the folder is not read.
 //! `--no-cache` ignores and does not write it. Age filters depend on the clock, so runs with
 //! them always read everything. A state saved by a `--no-fsync` run is unverified: a power cut
-//! could have torn a copy without changing any directory, so the next run first compares every
-//! target file's size with its `,S=` (a `stat` each, no reads) before it trusts the stamps.
+//! could have torn a copy without changing any directory, so a run after the machine restarted
+//! or the file system was mounted again first compares every target file's size with its `,S=`
+//! (a `stat` each, no reads) before it trusts the stamps. Within the same boot and mount no
+//! copy can be torn: readers see every written byte whether or not it has reached the disk.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -88,6 +90,32 @@ pub struct Saved {
     /// no copy can be torn, the stamps alone decide.
     #[serde(default)]
     pub verified: bool,
+    /// For an unverified state: the [`write_epoch`] its writes belong to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<String>,
+}
+
+impl Saved {
+    /// Whether the target's copies are known whole: synced, checked, or written in this boot
+    /// and mount of its file system.
+    pub fn whole(&self, target: &Path) -> bool {
+        self.verified || self.epoch.as_ref().is_some_and(|e| write_epoch(target).as_ref() == Some(e))
+    }
+}
+
+/// This boot of the machine and this mount of the file system holding `target`: unsynced
+/// writes can only be lost across a change of either. `None` when the kernel cannot tell (no
+/// boot id, or no unique mount id, which Linux gives since 6.8; a plain mount id can be reused
+/// by the next mount).
+pub fn write_epoch(target: &Path) -> Option<String> {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let path = std::ffi::CString::new(target.as_os_str().as_encoded_bytes()).ok()?;
+    // SAFETY: statx only writes into the struct it is given; a zeroed statx is a valid value.
+    let mut st: libc::statx = unsafe { std::mem::zeroed() };
+    let rc = unsafe {
+        libc::statx(libc::AT_FDCWD, path.as_ptr(), libc::AT_SYMLINK_NOFOLLOW, libc::STATX_MNT_ID_UNIQUE, &mut st)
+    };
+    (rc == 0 && st.stx_mask & libc::STATX_MNT_ID_UNIQUE != 0).then(|| format!("{} {}", boot.trim(), st.stx_mnt_id))
 }
 
 /// Where the state of a target folder lives: inside a Maildir folder's directory (which
@@ -126,6 +154,20 @@ pub fn unchanged_counts(saved: &Counts) -> Counts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn write_epoch_is_per_mount() {
+        let t = tempfile::tempdir().unwrap();
+        let (Some(a), Some(b)) = (write_epoch(t.path()), write_epoch(t.path())) else {
+            eprintln!("no unique mount id on this kernel");
+            return;
+        };
+        assert_eq!(a, b);
+        if let Some(p) = write_epoch(Path::new("/proc/self")) {
+            assert_ne!(a, p, "another mount, another epoch");
+            assert_eq!(a.split(' ').next(), p.split(' ').next(), "the same boot");
+        }
+    }
 
     #[test]
     fn stamps_change_with_the_directory() {

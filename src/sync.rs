@@ -290,10 +290,11 @@ fn sync_folder(
         && &saved.options == o
         && &saved.source == s
         && saved.target == state::target_stamp(tpath, *mbox)
-        && (saved.verified || sizes_match(tpath, *mbox))
+        && (saved.whole(tpath) || sizes_match(tpath, *mbox))
     {
-        if !saved.verified && !opts.dry_run {
+        if !saved.whole(tpath) && !opts.dry_run {
             saved.verified = true;
+            saved.epoch = None;
             save_state(tpath, *mbox, &saved, opts);
         }
         let mut out = FolderOutcome { counts: state::unchanged_counts(&saved.counts), ..Default::default() };
@@ -310,6 +311,7 @@ fn sync_folder(
             target: state::target_stamp(tpath, *mbox),
             counts: out.counts.clone(),
             verified: opts.durable,
+            epoch: if opts.durable { None } else { state::write_epoch(tpath) },
         };
         save_state(tpath, *mbox, &saved, opts);
     }
