@@ -233,58 +233,130 @@ pub struct Dir {
     pub path: PathBuf,
 }
 
-/// Group commit for `syncfs`: one call covers every file written before it started, so threads
-/// that need a sync at the same time share one instead of queueing a flush each (each costs a
-/// disk cache flush, and two at once slow each other down).
-#[derive(Default)]
-pub struct SyncGate {
-    state: std::sync::Mutex<GateState>,
+/// Group commit for `syncfs`, in the background: callers ask for a sync and go on writing,
+/// and one thread runs a sync after another while any is asked for. Each sync covers every
+/// file written before it started, so a batch grows by itself while the disk is slow and
+/// writers never sit in `syncfs` themselves (each sync costs disk cache flushes, and two at
+/// once slow each other down).
+pub struct Syncer {
+    shared: std::sync::Arc<SyncShared>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// The sync a caller waits for: it started after the caller asked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ticket(u64);
+
+struct SyncShared {
+    state: std::sync::Mutex<SyncState>,
     turn: std::sync::Condvar,
+    path: PathBuf,
 }
 
 #[derive(Default)]
-struct GateState {
-    /// Syncs started and finished so far (numbered from 1).
+struct SyncState {
+    /// The highest sync number asked for; syncs started and finished so far (from 1).
+    asked: u64,
     started: u64,
     finished: u64,
-    running: bool,
-    /// Callers waiting for a running sync.
-    waiting: usize,
-    /// The last finished sync's failure, with its number.
+    /// The first failed sync and why. Pages whose writeback failed are not written again, so
+    /// every later sync is failed too.
     failed: Option<(u64, String)>,
+    closing: bool,
 }
 
-impl SyncGate {
-    /// Returns once a `syncfs` of `dir` that started after this call has finished.
-    pub fn sync(&self, dir: &Dir) -> Result<()> {
-        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        // A sync already running may have missed this caller's files: the next one is needed.
-        let need = st.started + 1;
+impl SyncShared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, SyncState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn outcome(&self, st: &SyncState, t: Ticket) -> Option<Result<()>> {
+        (st.finished >= t.0).then(|| match &st.failed {
+            Some((n, why)) if *n <= t.0 => Err(Error::bad(&self.path, why.clone())),
+            _ => Ok(()),
+        })
+    }
+}
+
+impl Syncer {
+    /// Starts the sync thread for the file system `dir` is on.
+    pub fn start(dir: &Dir) -> Result<Syncer> {
+        let fd = dir.fd.try_clone().at(&dir.path)?;
+        let shared = std::sync::Arc::new(SyncShared {
+            state: std::sync::Mutex::new(SyncState::default()),
+            turn: std::sync::Condvar::new(),
+            path: dir.path.clone(),
+        });
+        let s = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("mailmover-sync".into())
+            .spawn(move || run_syncs(&s, || nix::unistd::syncfs(fd.as_raw_fd()).map_err(|e| e.to_string())))
+            .at(&dir.path)?;
+        Ok(Syncer { shared, thread: Some(thread) })
+    }
+
+    /// Asks for a sync of everything written so far; returns at once.
+    pub fn ask(&self) -> Ticket {
+        let mut st = self.shared.lock();
+        // A sync already running may have missed the caller's files: the next one is needed.
+        let t = Ticket(st.started + 1);
+        st.asked = st.asked.max(t.0);
+        self.shared.turn.notify_all();
+        t
+    }
+
+    /// The ticket's outcome, if its sync has finished.
+    pub fn poll(&self, t: Ticket) -> Option<Result<()>> {
+        let st = self.shared.lock();
+        self.shared.outcome(&st, t)
+    }
+
+    /// Waits for the ticket's sync.
+    pub fn wait(&self, t: Ticket) -> Result<()> {
+        let mut st = self.shared.lock();
         loop {
-            if st.finished >= need {
-                return match &st.failed {
-                    Some((n, why)) if *n >= need => Err(Error::bad(&dir.path, why.clone())),
-                    _ => Ok(()),
-                };
+            if let Some(r) = self.shared.outcome(&st, t) {
+                return r;
             }
-            if st.running {
-                st.waiting += 1;
-                st = self.turn.wait(st).unwrap_or_else(|p| p.into_inner());
-                st.waiting -= 1;
-                continue;
-            }
-            st.running = true;
+            st = self.shared.turn.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// Returns once a sync that started after this call has finished.
+    pub fn sync(&self) -> Result<()> {
+        self.wait(self.ask())
+    }
+}
+
+impl Drop for Syncer {
+    fn drop(&mut self) {
+        self.shared.lock().closing = true;
+        self.shared.turn.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The sync thread: one sync after another while any is asked for, until closed.
+fn run_syncs(sh: &SyncShared, mut syncfs: impl FnMut() -> std::result::Result<(), String>) {
+    let mut st = sh.lock();
+    loop {
+        if st.asked > st.started {
             st.started += 1;
             let n = st.started;
             drop(st);
-            let r = dir.syncfs();
-            st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-            st.running = false;
+            let r = syncfs();
+            st = sh.lock();
             st.finished = n;
-            if let Err(e) = &r {
-                st.failed = Some((n, format!("syncfs failed: {e}")));
+            if let (Err(why), None) = (r, &st.failed) {
+                st.failed = Some((n, format!("syncfs failed: {why}")));
             }
-            self.turn.notify_all();
+            sh.turn.notify_all();
+        } else if st.closing {
+            return;
+        } else {
+            st = sh.turn.wait(st).unwrap_or_else(|p| p.into_inner());
         }
     }
 }
@@ -770,36 +842,70 @@ mod tests {
         assert!(cold_by(1000, 250));
     }
 
-    /// Callers that arrive while a sync runs wait for it, then share one new sync between them.
-    #[test]
-    fn sync_gate_shares_syncs() {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = Dir::open_root(tmp.path()).unwrap();
-        let gate = SyncGate::default();
-        // A sync in progress, started before any caller arrives.
-        {
-            let mut st = gate.state.lock().unwrap();
-            st.running = true;
-            st.started = 1;
-        }
-        std::thread::scope(|s| {
-            let callers: Vec<_> = (0..4).map(|_| s.spawn(|| gate.sync(&dir))).collect();
-            while gate.state.lock().unwrap().waiting < 4 {
-                std::thread::sleep(std::time::Duration::from_millis(5));
-            }
-            {
-                let mut st = gate.state.lock().unwrap();
-                st.running = false;
-                st.finished = 1;
-                gate.turn.notify_all();
-            }
-            for c in callers {
-                c.join().unwrap().unwrap();
-            }
+    /// A syncer driven by a fake syncfs that blocks until the test lets it go.
+    fn held_syncer() -> (std::sync::Arc<SyncShared>, std::sync::mpsc::Sender<Result<(), String>>, Syncer) {
+        let shared = std::sync::Arc::new(SyncShared {
+            state: std::sync::Mutex::new(SyncState::default()),
+            turn: std::sync::Condvar::new(),
+            path: PathBuf::from("/fs"),
         });
-        let st = gate.state.lock().unwrap();
-        assert!(!st.running && st.finished == st.started && st.failed.is_none());
-        assert_eq!(st.started, 2, "four callers, one sync");
+        let (tx, rx) = std::sync::mpsc::channel::<Result<(), String>>();
+        let s = shared.clone();
+        let thread = std::thread::spawn(move || run_syncs(&s, || rx.recv().unwrap_or(Ok(()))));
+        (shared.clone(), tx, Syncer { shared, thread: Some(thread) })
+    }
+
+    fn wait_until(sh: &SyncShared, f: impl Fn(&SyncState) -> bool) {
+        while !f(&sh.lock()) {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+    }
+
+    /// Asking never waits; callers that ask while a sync runs share the next one; a ticket
+    /// is done only by a sync that started after it was asked for.
+    #[test]
+    fn syncer_batches_while_a_sync_runs() {
+        let (sh, release, syncer) = held_syncer();
+        let first = syncer.ask();
+        wait_until(&sh, |st| st.started == 1);
+        let (a, b) = (syncer.ask(), syncer.ask());
+        assert_eq!(a, b, "asked during the same sync: one ticket");
+        assert_ne!(a, first);
+        assert!(syncer.poll(first).is_none() && syncer.poll(a).is_none());
+        release.send(Ok(())).unwrap();
+        syncer.wait(first).unwrap();
+        assert!(syncer.poll(a).is_none(), "the second sync has not run yet");
+        wait_until(&sh, |st| st.started == 2);
+        release.send(Ok(())).unwrap();
+        syncer.wait(b).unwrap();
+        assert_eq!(sh.lock().started, 2, "three asks, two syncs");
+    }
+
+    /// A failed sync fails its ticket and every later one, not earlier ones.
+    #[test]
+    fn syncer_failure_is_sticky() {
+        let (sh, release, syncer) = held_syncer();
+        let ok = syncer.ask();
+        release.send(Ok(())).unwrap();
+        syncer.wait(ok).unwrap();
+        let bad = syncer.ask();
+        release.send(Err("EIO".into())).unwrap();
+        assert!(syncer.wait(bad).unwrap_err().to_string().contains("syncfs failed: EIO"));
+        let later = syncer.ask();
+        wait_until(&sh, |st| st.started == 3);
+        release.send(Ok(())).unwrap();
+        assert!(syncer.wait(later).is_err());
+        assert!(syncer.poll(ok).unwrap().is_ok());
+    }
+
+    #[test]
+    fn syncer_syncs_a_real_file_system() {
+        let tmp = tempfile::tempdir().unwrap();
+        let syncer = Syncer::start(&Dir::open_root(tmp.path()).unwrap()).unwrap();
+        syncer.sync().unwrap();
+        let t = syncer.ask();
+        syncer.wait(t).unwrap();
+        assert!(syncer.poll(t).unwrap().is_ok());
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! folder was indexed can be renamed or removed, so mail delivered meanwhile is never touched.
 //! A dry run does all the reading and matching and writes nothing.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -577,13 +577,13 @@ fn to_maildir(
         let loaded = load_chunk(opened, &refs, opts, need_hash.then_some(Identity::Exact), known.as_ref());
         (refs, loaded)
     };
-    // Three chunks are in flight: the next one is split, read and hashed while this one is
-    // written into tmp/ and the one before is made durable and put in place (its syncfs waits
-    // for the disk while the CPU writes on). Each gets half the usual byte budget; the bytes
-    // of a written chunk are let go before it waits.
+    // Chunks in flight: the next one is split, read and hashed while this one is written into
+    // tmp/, and the ones before wait for the background sync that makes them durable, then are
+    // put in place (the CPU writes on while the disk works). Each gets half the usual byte
+    // budget; the bytes of a written chunk are let go before it waits.
     let mut chunks = opened.chunks_of(&opts.read, source::CHUNK_BYTES / 2);
     let mut current = chunks.next().map(load);
-    let mut pending: Option<StagedChunk<'_>> = None;
+    let mut pending: VecDeque<StagedChunk<'_>> = VecDeque::new();
     while let Some((refs, loaded)) = current.take() {
         let (done, next) = rayon::join(
             || -> Result<()> {
@@ -674,8 +674,8 @@ fn to_maildir(
                 let saved = w.save_keywords();
                 let w = &*w;
                 if let Err(e) = saved {
-                    if let Some(c) = pending.take() {
-                        books.finish(w, c, &index.entries, rec, out);
+                    for (prepared, fates) in place_synced(&mut pending, w, &index.entries, 0) {
+                        books.tally(prepared, fates, rec, out);
                     }
                     return Err(e);
                 }
@@ -696,16 +696,17 @@ fn to_maildir(
                             })
                             .collect()
                     },
-                    || pending.take().map(|c| c.put_in_place(w, &index.entries)),
+                    || place_synced(&mut pending, w, &index.entries, MAX_STAGED_CHUNKS),
                 );
                 for p in prepared.iter_mut() {
                     p.loaded.body = Body::Unread(p.loaded.body.len());
                 }
                 opened.release(&refs);
-                if let Some((prepared, fates)) = finished {
+                for (prepared, fates) in finished {
                     books.tally(prepared, fates, rec, out);
                 }
-                pending = Some(StagedChunk { prepared, fates, staged });
+                let ticket = if staged.iter().any(|s| matches!(s, Some(Ok(_)))) { w.ask_sync() } else { None };
+                pending.push_back(StagedChunk { prepared, fates, staged, ticket });
                 Ok(())
             },
             || chunks.next().map(load),
@@ -713,8 +714,10 @@ fn to_maildir(
         done?;
         current = next;
     }
-    if let (Some(w), Some(c)) = (&fw, pending) {
-        books.finish(w, c, &index.entries, rec, out);
+    if let Some(w) = &fw {
+        for (prepared, fates) in place_synced(&mut pending, w, &index.entries, 0) {
+            books.tally(prepared, fates, rec, out);
+        }
     }
     let Books { source_cache, source_cache_same, cache, retimed, .. } = books;
     let mut deleted = 0;
@@ -779,25 +782,58 @@ fn to_maildir(
     Ok(())
 }
 
+/// Staged chunks of one folder that may wait for their sync at once (each holds up to 1,024
+/// descriptors of unnamed files); past this the oldest is waited for.
+const MAX_STAGED_CHUNKS: usize = 8;
+
+/// The messages of a chunk put in place, with their fates.
+type Placed<'a> = (Vec<Prepared<'a>>, Vec<Option<Fate>>);
+
 /// A chunk written into tmp/, waiting for its sync and for being put in place.
 struct StagedChunk<'a> {
     prepared: Vec<Prepared<'a>>,
     fates: Vec<Option<Fate>>,
     staged: Vec<Option<Result<Staged, Problem>>>,
+    /// The sync that makes it durable (`None`: nothing to wait for).
+    ticket: Option<fsx::Ticket>,
+}
+
+/// Puts in place, oldest first, the staged chunks whose sync has finished, waiting for the
+/// oldest while more than `keep` wait (0: every chunk is waited for). Returns the messages
+/// with their fates.
+fn place_synced<'a>(
+    pending: &mut VecDeque<StagedChunk<'a>>,
+    w: &FolderWriter<'_>,
+    index: &[(MaildirEntry, Hash)],
+    keep: usize,
+) -> Vec<Placed<'a>> {
+    let mut done = Vec::new();
+    while let Some(c) = pending.front() {
+        let synced = match c.ticket {
+            None => Ok(()),
+            Some(t) => match w.synced(t, pending.len() > keep) {
+                Some(r) => r,
+                None => break,
+            },
+        };
+        if let Some(c) = pending.pop_front() {
+            done.push(c.put_in_place(w, index, synced.map_err(|e| e.problem())));
+        }
+    }
+    done
 }
 
 impl<'a> StagedChunk<'a> {
-    /// Makes the chunk durable (one `syncfs`, durable mode), links or renames each staged
-    /// message into place and renames the files whose flags change; returns the messages with
-    /// their fates.
+    /// Links or renames each staged message of a synced chunk into place (or discards them
+    /// when the sync failed) and renames the files whose flags change; returns the messages
+    /// with their fates.
     fn put_in_place(
         self,
         w: &FolderWriter<'_>,
         index: &[(MaildirEntry, Hash)],
-    ) -> (Vec<Prepared<'a>>, Vec<Option<Fate>>) {
-        let StagedChunk { prepared, mut fates, staged } = self;
-        let synced = if staged.iter().any(|s| matches!(s, Some(Ok(_)))) { w.sync_staged() } else { Ok(()) };
-        let synced = synced.map_err(|e| e.problem());
+        synced: Result<(), Problem>,
+    ) -> Placed<'a> {
+        let StagedChunk { prepared, mut fates, staged, .. } = self;
         let done: Vec<Option<Fate>> = prepared
             .par_iter()
             .zip(fates.par_iter())
@@ -849,19 +885,6 @@ struct Books<'k> {
 }
 
 impl Books<'_> {
-    /// Puts a staged chunk in place and accounts for it.
-    fn finish(
-        &mut self,
-        w: &FolderWriter<'_>,
-        c: StagedChunk<'_>,
-        index: &[(MaildirEntry, Hash)],
-        rec: &dyn Recorder,
-        out: &mut FolderOutcome,
-    ) {
-        let (prepared, fates) = c.put_in_place(w, index);
-        self.tally(prepared, fates, rec, out);
-    }
-
     /// Records each message's fate (events, counts) and what the caches learn from it.
     fn tally(
         &mut self,

@@ -49,8 +49,8 @@ pub struct MaildirTarget {
     pid: u32,
     usec: u32,
     seq: AtomicU64,
-    /// Shared by the folders written at once: one `syncfs` serves all that wait for it.
-    syncs: fsx::SyncGate,
+    /// Durable mode: the background syncs shared by the folders written at once.
+    syncer: Option<fsx::Syncer>,
 }
 
 /// A message written into `tmp/`, waiting to be put in place.
@@ -108,6 +108,7 @@ impl MaildirTarget {
             ["cur", "new", "tmp"].iter().find_map(|s| root.create(OsStr::new(s), DIR_MODE, opts.owner).err());
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         let host = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_default();
+        let syncer = if opts.durable { Some(fsx::Syncer::start(&root)?) } else { None };
         Ok(MaildirTarget {
             root,
             root_problem: root_problem.map(|e| e.problem()),
@@ -116,7 +117,7 @@ impl MaildirTarget {
             pid: std::process::id(),
             usec: now.subsec_micros(),
             seq: AtomicU64::new(0),
-            syncs: fsx::SyncGate::default(),
+            syncer,
         })
     }
 
@@ -352,7 +353,23 @@ impl FolderWriter<'_> {
 
     /// Makes every staged file of this run durable (one `syncfs`), when durability is asked for.
     pub fn sync_staged(&self) -> Result<()> {
-        if self.target.opts.durable { self.target.syncs.sync(&self.tmp) } else { Ok(()) }
+        self.target.syncer.as_ref().map_or(Ok(()), |s| s.sync())
+    }
+
+    /// Asks for the files staged so far to be made durable, without waiting (`None`: nothing
+    /// to wait for, durability was not asked for). [`FolderWriter::synced`] tells when.
+    pub fn ask_sync(&self) -> Option<fsx::Ticket> {
+        self.target.syncer.as_ref().map(|s| s.ask())
+    }
+
+    /// Whether the files staged before `t` was asked for are durable: `None` while not yet
+    /// (never when `wait`).
+    pub fn synced(&self, t: fsx::Ticket, wait: bool) -> Option<Result<()>> {
+        match &self.target.syncer {
+            None => Some(Ok(())),
+            Some(s) if wait => Some(s.wait(t)),
+            Some(s) => s.poll(t),
+        }
     }
 
     /// Puts a staged message into `new/` or `cur/`, never replacing anything.
@@ -434,7 +451,7 @@ impl FolderWriter<'_> {
     pub fn sync_dirs(&self) -> Result<()> {
         if self.target.opts.durable {
             if self.linked.swap(false, Ordering::Relaxed) {
-                self.target.syncs.sync(&self.cur)?;
+                self.sync_staged()?;
             } else {
                 self.new.fsync()?;
                 self.cur.fsync()?;
