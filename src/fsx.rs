@@ -54,55 +54,91 @@ pub fn read_source_file(path: &Path) -> Result<Vec<u8>> {
 
 /// Reads a message file; with `follow`, a symlink to a message is read too (`--follow-symlinks`).
 pub fn read_message_file(path: &Path, follow: bool) -> Result<Vec<u8>> {
-    let f = if follow { open_source_flags(path, libc::O_NONBLOCK)? } else { open_source_nofollow(path)? };
-    let md = f.metadata().at(path)?;
-    if !md.is_file() {
-        return Err(Error::bad(path, "not a regular file"));
+    MessageFile::open(path, follow)?.read(path)
+}
+
+/// A source message file, opened and checked to be a regular file, not yet read.
+pub struct MessageFile {
+    f: File,
+    len: usize,
+    /// Held while the file waits to be read, when it was opened ahead of its read.
+    _slot: Option<FdSlot>,
+}
+
+impl MessageFile {
+    pub fn open(path: &Path, follow: bool) -> Result<MessageFile> {
+        let f = if follow { open_source_flags(path, libc::O_NONBLOCK)? } else { open_source_nofollow(path)? };
+        let md = f.metadata().at(path)?;
+        if !md.is_file() {
+            return Err(Error::bad(path, "not a regular file"));
+        }
+        let len = usize::try_from(md.len()).map_err(|_| Error::bad(path, "file too large for this machine"))?;
+        Ok(MessageFile { f, len, _slot: None })
     }
-    // The size is known: one read of exactly that much, into memory that is not zeroed first
-    // (std's read_to_end would stat, seek and probe again, or read in growing 8 KiB steps). A
-    // file that grows meanwhile is copied as it was when it was stat'ed.
-    let len = usize::try_from(md.len()).map_err(|_| Error::bad(path, "file too large for this machine"))?;
-    let mut buf: Vec<u8> = Vec::with_capacity(len);
-    // The first read asks not to wait: a miss means the source is not in the page cache, and
-    // from then on each chunk's files are hinted to the kernel before they are read (see
-    // [`source_is_cold`]).
-    let mut nowait = len > 0 && !SOURCE_COLD.load(Ordering::Relaxed) && !NOWAIT_REFUSED.load(Ordering::Relaxed);
-    while buf.len() < len {
-        let want = len - buf.len();
-        let spare = &mut buf.spare_capacity_mut()[..want];
-        // SAFETY: read(2) and preadv2(2) write at most `spare.len()` bytes into the spare
-        // capacity, and only the `n` bytes they report written are then counted as initialised.
-        let n = if nowait {
-            nowait = false;
-            let iov = libc::iovec { iov_base: spare.as_mut_ptr().cast(), iov_len: spare.len() };
-            let n = unsafe { libc::preadv2(f.as_raw_fd(), &iov, 1, 0, libc::RWF_NOWAIT) };
-            let errno = Errno::last();
-            if n < 0 && matches!(errno, Errno::EOPNOTSUPP | Errno::EINVAL | Errno::ENOSYS) {
-                NOWAIT_REFUSED.store(true, Ordering::Relaxed);
-                continue;
-            }
-            // EAGAIN: not cached (the kernel has started reading it); short: partly cached.
-            note_probe(n < 0 && errno == Errno::EAGAIN || (n >= 0 && (n as usize) < want));
-            if n < 0 {
-                continue;
-            }
-            n
-        } else {
-            unsafe { libc::read(f.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len()) }
-        };
-        match n {
-            0 => break,
-            n if n > 0 => unsafe { buf.set_len(buf.len() + n as usize) },
-            _ => {
-                let e = io::Error::last_os_error();
-                if e.kind() != io::ErrorKind::Interrupted {
-                    return Err(e).at(path);
+
+    /// Opens the file ahead of its read and asks the kernel to start reading it into the page
+    /// cache, without waiting (see [`source_is_cold`]). `None` when the descriptor budget is
+    /// spent or the file cannot be opened (its read reports why).
+    pub fn open_ahead(path: &Path, follow: bool) -> Option<MessageFile> {
+        let slot = FdSlot::take()?;
+        let mut m = MessageFile::open(path, follow).ok()?;
+        m.will_need();
+        m._slot = Some(slot);
+        Some(m)
+    }
+
+    fn will_need(&self) {
+        // SAFETY: a valid descriptor; the call only reads its arguments.
+        unsafe { libc::posix_fadvise(self.f.as_raw_fd(), 0, 0, libc::POSIX_FADV_WILLNEED) };
+    }
+
+    /// Reads the whole file as it was when it was opened.
+    pub fn read(self, path: &Path) -> Result<Vec<u8>> {
+        let MessageFile { f, len, .. } = self;
+        // The size is known: one read of exactly that much, into memory that is not zeroed
+        // first (std's read_to_end would stat, seek and probe again, or read in growing 8 KiB
+        // steps). A file that grows meanwhile is copied as it was when it was stat'ed.
+        let mut buf: Vec<u8> = Vec::with_capacity(len);
+        // The first read asks not to wait: a miss means the source is not in the page cache,
+        // and from then on each chunk's files are hinted to the kernel before they are read
+        // (see [`source_is_cold`]).
+        let mut nowait = len > 0 && !SOURCE_COLD.load(Ordering::Relaxed) && !NOWAIT_REFUSED.load(Ordering::Relaxed);
+        while buf.len() < len {
+            let want = len - buf.len();
+            let spare = &mut buf.spare_capacity_mut()[..want];
+            // SAFETY: read(2) and preadv2(2) write at most `spare.len()` bytes into the spare
+            // capacity, and only the `n` bytes they report written are then counted as initialised.
+            let n = if nowait {
+                nowait = false;
+                let iov = libc::iovec { iov_base: spare.as_mut_ptr().cast(), iov_len: spare.len() };
+                let n = unsafe { libc::preadv2(f.as_raw_fd(), &iov, 1, 0, libc::RWF_NOWAIT) };
+                let errno = Errno::last();
+                if n < 0 && matches!(errno, Errno::EOPNOTSUPP | Errno::EINVAL | Errno::ENOSYS) {
+                    NOWAIT_REFUSED.store(true, Ordering::Relaxed);
+                    continue;
+                }
+                // EAGAIN: not cached (the kernel has started reading it); short: partly cached.
+                note_probe(n < 0 && errno == Errno::EAGAIN || (n >= 0 && (n as usize) < want));
+                if n < 0 {
+                    continue;
+                }
+                n
+            } else {
+                unsafe { libc::read(f.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len()) }
+            };
+            match n {
+                0 => break,
+                n if n > 0 => unsafe { buf.set_len(buf.len() + n as usize) },
+                _ => {
+                    let e = io::Error::last_os_error();
+                    if e.kind() != io::ErrorKind::Interrupted {
+                        return Err(e).at(path);
+                    }
                 }
             }
         }
+        Ok(buf)
     }
-    Ok(buf)
 }
 
 static SOURCE_COLD: AtomicBool = AtomicBool::new(false);
@@ -135,16 +171,6 @@ static NOWAIT_REFUSED: AtomicBool = AtomicBool::new(false);
 /// syscalls.
 pub fn source_is_cold() -> bool {
     SOURCE_COLD.load(Ordering::Relaxed)
-}
-
-/// Asks the kernel to start reading a source message file into the page cache, without
-/// waiting. Best effort: a file that cannot be opened is reported when it is read.
-pub fn will_need(path: &Path, follow: bool) {
-    let f = if follow { open_source_flags(path, libc::O_NONBLOCK) } else { open_source_nofollow(path) };
-    if let Ok(f) = f {
-        // SAFETY: a valid descriptor; the call only reads its arguments.
-        unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_WILLNEED) };
-    }
 }
 
 /// A file's bytes: memory-mapped, or read when mapping is not possible (empty files, special
@@ -369,7 +395,7 @@ pub enum LinkVia {
     ProcFd,
 }
 
-/// How many descriptors files waiting for a batch sync may hold at once: half the soft limit,
+/// How many descriptors may be held across calls at once ([`FdSlot`]): half the soft limit,
 /// after raising it towards the hard limit (the usual soft limit of 1,024 would be one batch).
 pub fn held_fd_budget() -> usize {
     static BUDGET: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
@@ -390,6 +416,36 @@ pub fn held_fd_budget() -> usize {
         }
         (lim.rlim_cur / 2) as usize
     })
+}
+
+/// Descriptors held open across calls (unnamed files waiting for their sync, source files
+/// opened ahead of their read), across all folders.
+static HELD: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// One descriptor of the budget [`held_fd_budget`], given back when dropped.
+#[derive(Debug)]
+pub struct FdSlot;
+
+impl FdSlot {
+    pub fn take() -> Option<FdSlot> {
+        let budget = held_fd_budget();
+        HELD.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < budget).then_some(n + 1)).ok().map(|_| FdSlot)
+    }
+
+    /// Descriptors held now.
+    pub fn held() -> usize {
+        HELD.load(Ordering::Acquire)
+    }
+}
+
+/// Serialises the unit tests that count [`FdSlot`]s, so one's slots do not show in another's count.
+#[cfg(test)]
+pub static SLOT_COUNT_TEST: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+impl Drop for FdSlot {
+    fn drop(&mut self) {
+        HELD.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 fn owned(fd: RawFd) -> OwnedFd {
@@ -807,12 +863,14 @@ mod tests {
             eprintln!("this file system keeps file pages in memory (tmpfs?): nothing to observe");
             return;
         }
-        will_need(&path, false);
+        let ahead = MessageFile::open(&path, false).unwrap();
+        ahead.will_need();
         let t0 = std::time::Instant::now();
         while cached_pages(&path) < 256 {
             assert!(t0.elapsed().as_secs() < 20, "the hint did not bring the file into the cache");
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
+        assert_eq!(ahead.read(&path).unwrap(), data, "a file opened ahead reads whole");
         // Misses are counted (other tests may probe meanwhile: counters only grow), and enough
         // of them make the source cold; reads stay whole either way.
         let misses = MISSES.load(Ordering::Relaxed);

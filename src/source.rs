@@ -235,6 +235,16 @@ impl Opened {
     }
 
     pub fn load<'a>(&'a self, r: &Ref, ropts: &ReadOptions) -> Result<Loaded<'a>, Problem> {
+        self.load_from(r, ropts, None)
+    }
+
+    /// Like [`Opened::load`], reading a Maildir message from `file` when it was opened ahead.
+    pub fn load_from<'a>(
+        &'a self,
+        r: &Ref,
+        ropts: &ReadOptions,
+        file: Option<fsx::MessageFile>,
+    ) -> Result<Loaded<'a>, Problem> {
         let origin = self.origin(r);
         match (self, r) {
             (Opened::Mbox(f), Ref::Mbox(e)) => {
@@ -253,17 +263,21 @@ impl Opened {
             (_, Ref::Problem(p)) => Err((**p).clone()),
             (Opened::Maildir { .. }, Ref::Maildir(e)) => {
                 let mut l = self.unread(e);
-                self.read_body(&mut l)?;
+                self.read_body_from(&mut l, file)?;
                 Ok(l)
             }
             _ => Err(origin.problem("internal: reference of another folder")),
         }
     }
 
-    /// Has the kernel start reading a Maildir message file (see [`fsx::source_is_cold`]).
-    pub fn will_need(&self, r: &Ref) {
-        if let (Opened::Maildir { dir, scan, .. }, Ref::Maildir(e)) = (self, r) {
-            fsx::will_need(&e.path(dir), scan.follow_symlinks);
+    /// Opens a Maildir message file ahead of its read and has the kernel start reading it
+    /// (see [`fsx::source_is_cold`]); [`Opened::load_from`] reads it.
+    pub fn open_ahead(&self, r: &Ref) -> Option<fsx::MessageFile> {
+        match (self, r) {
+            (Opened::Maildir { dir, scan, .. }, Ref::Maildir(e)) => {
+                fsx::MessageFile::open_ahead(&e.path(dir), scan.follow_symlinks)
+            }
+            _ => None,
         }
     }
 
@@ -287,11 +301,19 @@ impl Opened {
 
     /// Reads the bytes of a message loaded [`Opened::unread`].
     pub fn read_body(&self, l: &mut Loaded<'_>) -> Result<(), Problem> {
+        self.read_body_from(l, None)
+    }
+
+    fn read_body_from(&self, l: &mut Loaded<'_>, file: Option<fsx::MessageFile>) -> Result<(), Problem> {
         if !l.body.is_unread() {
             return Ok(());
         }
-        let follow = matches!(self, Opened::Maildir { scan, .. } if scan.follow_symlinks);
-        let data = fsx::read_message_file(l.origin.path(), follow).map_err(|err| err.problem())?;
+        let path = l.origin.path();
+        let data = match file {
+            Some(f) => f.read(path),
+            None => fsx::read_message_file(path, matches!(self, Opened::Maildir { scan, .. } if scan.follow_symlinks)),
+        };
+        let data = data.map_err(|err| err.problem())?;
         if data.is_empty() {
             return Err(l.origin.problem("empty file (0 bytes) is not a message; skipped"));
         }
@@ -319,4 +341,44 @@ impl Opened {
 
 fn source_key(e: &MaildirEntry) -> SourceKey {
     SourceKey { base: e.base().to_vec(), size: e.size, mtime_ns: e.mtime_ns }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A message file opened ahead of its read (cold cache) loads the same bytes as one read by
+    /// path; a file that is not a regular file any more is not opened ahead, and its read says
+    /// why.
+    #[test]
+    fn opened_ahead_loads_as_by_path() {
+        let tmp = tempfile::tempdir().unwrap();
+        for s in ["cur", "new", "tmp"] {
+            std::fs::create_dir(tmp.path().join(s)).unwrap();
+        }
+        std::fs::write(tmp.path().join("cur/1.M1P1Q1.h,S=12:2,S"), b"Subject: a\n\nx").unwrap();
+        std::fs::write(tmp.path().join("cur/2.M1P1Q2.h:2,"), b"Subject: b\n\ny").unwrap();
+        let loc = Location::Maildir(tmp.path().to_path_buf());
+        let mut problems = Vec::new();
+        let opened = Opened::open(&loc, ScanOptions::default(), &mut problems).unwrap();
+        assert!(problems.is_empty(), "{problems:?}");
+        let refs: Vec<Ref> = opened.chunks(&ReadOptions::default()).flatten().collect();
+        assert_eq!(refs.len(), 2);
+        let ropts = ReadOptions::default();
+        let _counting = fsx::SLOT_COUNT_TEST.lock().unwrap_or_else(|p| p.into_inner());
+        let held = fsx::FdSlot::held();
+        let ahead = opened.open_ahead(&refs[0]).expect("opened ahead");
+        let by_path = opened.load(&refs[0], &ropts).unwrap();
+        let from_ahead = opened.load_from(&refs[0], &ropts, Some(ahead)).unwrap();
+        assert_eq!(from_ahead.body.pieces(), by_path.body.pieces());
+        assert_eq!(from_ahead.body.pieces(), vec![&b"Subject: a\n\nx"[..]]);
+        assert_eq!(fsx::FdSlot::held(), held, "the descriptor's slot is given back once read");
+
+        let second = tmp.path().join("cur/2.M1P1Q2.h:2,");
+        std::fs::remove_file(&second).unwrap();
+        nix::unistd::mkfifo(&second, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        assert!(opened.open_ahead(&refs[1]).is_none());
+        let err = opened.load_from(&refs[1], &ropts, None).err().expect("a FIFO is not read");
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+    }
 }

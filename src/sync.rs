@@ -445,16 +445,23 @@ fn load_chunk<'a>(
         let e = opened.entry(r)?;
         known?.get(e.base(), e.size, e.mtime_ns).map(|h| (e, h))
     }
+    // From a cold cache every file of the chunk is opened and asked for at once, then read
+    // through the same descriptor: the disk gets a queue.
+    let mut ahead: Vec<Option<fsx::MessageFile>> = Vec::new();
     if fsx::source_is_cold() {
-        // Every file of the chunk is asked for at once, then read: the disk gets a queue.
-        refs.par_iter().filter(|r| hash_known(opened, known, r).is_none()).for_each(|r| opened.will_need(r));
+        ahead = refs
+            .par_iter()
+            .map(|r| if hash_known(opened, known, r).is_some() { None } else { opened.open_ahead(r) })
+            .collect();
     }
+    ahead.resize_with(refs.len(), || None);
     refs.par_iter()
-        .map(|r| {
+        .zip(ahead.into_par_iter())
+        .map(|(r, file)| {
             if let Some((e, h)) = hash_known(opened, known, r) {
                 return Ok(Prepared { loaded: opened.unread(e), hash: Some(h), action: None });
             }
-            let loaded = opened.load(r, &opts.read)?;
+            let loaded = opened.load_from(r, &opts.read, file)?;
             let hash = need_hash.map(|id| id.hash(&loaded.body.pieces()));
             Ok(Prepared { loaded, hash, action: None })
         })

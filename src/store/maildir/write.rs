@@ -15,7 +15,7 @@ use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use nix::sys::time::TimeSpec;
 
@@ -65,29 +65,9 @@ enum Pending {
     /// A named file in `tmp/`, renamed at commit.
     Named(String),
     /// An unnamed file, held open until it is linked at commit.
-    Unnamed(File, LinkVia, Slot),
+    Unnamed(File, LinkVia, fsx::FdSlot),
     /// Already in place: without durability an unnamed file is linked at once.
     Placed,
-}
-
-/// Descriptors held by unnamed files waiting for their batch's sync, across all folders.
-static HELD: AtomicUsize = AtomicUsize::new(0);
-
-/// One descriptor of the budget [`fsx::held_fd_budget`], given back when dropped.
-#[derive(Debug)]
-struct Slot;
-
-impl Slot {
-    fn take() -> Option<Slot> {
-        let budget = fsx::held_fd_budget();
-        HELD.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < budget).then_some(n + 1)).ok().map(|_| Slot)
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        HELD.fetch_sub(1, Ordering::AcqRel);
-    }
 }
 
 /// One message as written.
@@ -303,7 +283,7 @@ impl FolderWriter<'_> {
         if let Some(via) = self.unnamed {
             // Durable: held open until the batch is synced, within the descriptor budget (past
             // it, the named way). Otherwise linked at once, as nothing is waited for.
-            let slot = if durable { Slot::take() } else { None };
+            let slot = if durable { fsx::FdSlot::take() } else { None };
             if !durable || slot.is_some() {
                 let mut f = self.tmp.create_unnamed(FILE_MODE)?;
                 let written = self.fill(&mut f, pieces, meta, &self.tmp.path)?;
@@ -486,6 +466,7 @@ mod tests {
         let meta = Meta::new(1_400_000_000, DateSource::FromLine);
         for durable in [false, true] {
             for unnamed in [true, false] {
+                let _counting = fsx::SLOT_COUNT_TEST.lock().unwrap_or_else(|p| p.into_inner());
                 let tmp = tempfile::tempdir().unwrap();
                 let t = target(tmp.path(), durable);
                 let mut w = t.folder(&FolderName::inbox()).unwrap();
@@ -502,10 +483,10 @@ mod tests {
                 assert!(written.name.contains(",S=18,W=20"), "{}", written.name);
                 let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
                 assert_eq!(mtime, std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_400_000_000));
-                let held = HELD.load(Ordering::Acquire);
+                let held = fsx::FdSlot::held();
                 let s = w.stage(&[b"x\n"], &meta).unwrap();
                 w.discard(s);
-                assert_eq!(HELD.load(Ordering::Acquire), held);
+                assert_eq!(fsx::FdSlot::held(), held);
                 w.sync_dirs().unwrap();
                 assert!(names(&tmp.path().join("tmp")).is_empty());
                 assert_eq!(names(&tmp.path().join(written.sub.as_str())), vec![written.name.clone()]);
