@@ -8,7 +8,8 @@
 #
 # Run as root on a quiet machine: the peers script drops the page cache for cold runs. Peers
 # come from Debian: apt-get install -y --no-install-recommends mb2md dovecot-core mailutils
-# mblaze time strace. QUICK=1 skips the peers and the big memory corpora.
+# mblaze time strace. QUICK=1 skips the peers and the big memory corpora; SECTIONS="reruns scaling"
+# runs only the named sections (peers reruns scaling memory syscalls).
 # Output: Markdown on stdout and in WORKDIR/results.md; raw TSVs in WORKDIR.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -52,13 +53,17 @@ export PATH="$W/bin:$PATH" TMPDIR="$W/tmp"
 # free page reporting): the first write into such memory costs seconds per GiB, while memory
 # the page cache recycles is cheap, as on any server whose RAM is in use. So that no tool's time
 # depends on how much never-used memory the kernel hands it, a helper holds all but HEADROOM_GB
-# of the memory for the whole run and a filler file keeps the rest in the page cache
+# of the memory for the whole run and filler files keep the rest in the page cache
 # (BALLOON=0 turns this off). The "This machine" section shows the effect with dd alone.
+# Deleting outputs frees their cached pages again, so fill() reads two fillers, twice the
+# headroom: whatever was freed is taken back into the page cache before the next tool runs.
 BALLOON=${BALLOON:-1}
 HEADROOM_GB=${HEADROOM_GB:-6}
-fill() { if [ "$BALLOON" = 1 ]; then cat "$W/filler" > /dev/null; fi; }
+fill() { if [ "$BALLOON" = 1 ]; then cat "$W/filler.1" "$W/filler.2" > /dev/null; fi; }
 settle() { /bin/rm -rf "$GRAVE"; mkdir -p "$GRAVE"; sync; sleep "${SETTLE:-65}"; fill; }
 say() { echo "$*" | tee -a "$OUT"; }
+SECTIONS=${SECTIONS:-"peers reruns scaling memory syscalls"}
+section() { case " $SECTIONS " in *" $1 "*) return 0;; esac; return 1; }
 secs() { local t0 t1; t0=$(date +%s.%N); "$@" > /dev/null 2>&1 || true; t1=$(date +%s.%N); echo "$t0 $t1" | awk '{printf "%.3f", $2-$1}'; }
 ratio() { echo "$1 $2" | awk '{ if ($2 > 0) printf "%.2f", $1/$2; else print "-" }'; }
 preread() { local p=${1#*:}; if [ -d "$p" ]; then find "$p" -type f -print0 | xargs -0 -r cat > /dev/null; else cat "$p" > /dev/null; fi; }
@@ -93,8 +98,9 @@ PY
     trap 'kill $BALLOON_PID 2>/dev/null || true' EXIT
     while ! grep -q held "$W/balloon.log"; do kill -0 $BALLOON_PID; sleep 1; done
   fi
-  [ -f "$W/filler" ] || fallocate -l "${HEADROOM_GB}G" "$W/filler"
-  fill; fill
+  /bin/rm -f "$W/filler"
+  for i in 1 2; do [ -f "$W/filler.$i" ] || fallocate -l "${HEADROOM_GB}G" "$W/filler.$i"; done
+  fill
   after=$(ddnew "$W/dd.2")
   /bin/rm -f "$W/dd.1" "$W/dd.2"
   say ""
@@ -112,7 +118,7 @@ fi
 # in $GRAVE until the section ends (about 18 GB for the peers and 5 GB per invocation).
 export PEERS=${PEERS:-"baseline mb2md doveadm mblaze mailmover"}
 REPS=${REPS:-2}
-if [ "${QUICK:-0}" != 1 ]; then
+if [ "${QUICK:-0}" != 1 ] && section peers; then
   for cache in cold warm; do
     settle
     CACHE=$cache MAILMOVER=$BIN "$SHARED/peers.sh" "$C" "$W/peers-$cache.tsv" > "$W/peers-$cache.md"
@@ -191,72 +197,84 @@ PY
 fi
 
 # --- 2. re-runs against find, verify against reading both sides (warm, same run) -------------
-settle
-T=$W/targets
-rm -rf "$T"; mkdir -p "$T"
-"$BIN" sync "mbox:$C/corpus.mbox" "maildir:$T/a" -q --no-fsync
-"$BIN" sync "maildir:$C/maildir" "mbox:$T/b" -q --no-fsync
-"$BIN" sync "maildir:$C/maildir" "maildir:$T/c" -q --no-fsync
-sleep 3   # stamps of folders changed in the last 2 s are not trusted
-for j in a b c; do "$BIN" sync "$([ $j = a ] && echo "mbox:$C/corpus.mbox" || echo "maildir:$C/maildir")" "$([ $j = b ] && echo mbox || echo maildir):$T/$j" -q --no-fsync; done
-say ""
-say "## Unchanged re-runs and verify (warm cache)"
-say ""
-say "| measure | mailmover s | reference | reference s | ratio |"
-say "| --- | ---: | --- | ---: | ---: |"
-for j in a b c; do
-  src=$([ $j = a ] && echo "mbox:$C/corpus.mbox" || echo "maildir:$C/maildir")
-  dst=$([ $j = b ] && echo "mbox:$T/$j" || echo "maildir:$T/$j")
-  find "$T/$j" -type f > /dev/null
-  f=$(secs sh -c "find '$T/$j' -type f | wc -l")
-  m=$(secs "$BIN" sync "$src" "$dst" -q)
-  say "| ${j}2 re-run | $m | find $j -type f \\| wc -l | $f | $(ratio "$m" "$f") |"
-done
-cat "$C/corpus.mbox" > /dev/null; find "$T/a" -type f -exec cat {} + > /dev/null
-r=$(secs sh -c "cat '$C/corpus.mbox' > /dev/null; find '$T/a' -type f -exec cat {} + > /dev/null")
-m=$(secs "$BIN" verify "mbox:$C/corpus.mbox" "maildir:$T/a")
-say "| verify a (mbox vs Maildir) | $m | read every byte of both | $r | $(ratio "$m" "$r") |"
-r=$(secs sh -c "find '$C/maildir' '$T/c' -type f -exec cat {} + > /dev/null")
-m=$(secs "$BIN" verify "maildir:$C/maildir" "maildir:$T/c")
-say "| verify c (Maildir vs Maildir) | $m | read every byte of both | $r | $(ratio "$m" "$r") |"
+if section reruns; then
+  settle
+  T=$W/targets
+  rm -rf "$T"; mkdir -p "$T"
+  "$BIN" sync "mbox:$C/corpus.mbox" "maildir:$T/a" -q --no-fsync
+  "$BIN" sync "maildir:$C/maildir" "mbox:$T/b" -q --no-fsync
+  "$BIN" sync "maildir:$C/maildir" "maildir:$T/c" -q --no-fsync
+  sleep 3   # stamps of folders changed in the last 2 s are not trusted
+  for j in a b c; do "$BIN" sync "$([ $j = a ] && echo "mbox:$C/corpus.mbox" || echo "maildir:$C/maildir")" "$([ $j = b ] && echo mbox || echo maildir):$T/$j" -q --no-fsync; done
+  say ""
+  say "## Unchanged re-runs and verify (warm cache)"
+  say ""
+  say "| measure | mailmover s | reference | reference s | ratio |"
+  say "| --- | ---: | --- | ---: | ---: |"
+  for j in a b c; do
+    src=$([ $j = a ] && echo "mbox:$C/corpus.mbox" || echo "maildir:$C/maildir")
+    dst=$([ $j = b ] && echo "mbox:$T/$j" || echo "maildir:$T/$j")
+    find "$T/$j" -type f > /dev/null
+    f=$(secs sh -c "find '$T/$j' -type f | wc -l")
+    m=$(secs "$BIN" sync "$src" "$dst" -q)
+    say "| ${j}2 re-run | $m | find $j -type f \\| wc -l | $f | $(ratio "$m" "$f") |"
+  done
+  cat "$C/corpus.mbox" > /dev/null; find "$T/a" -type f -exec cat {} + > /dev/null
+  r=$(secs sh -c "cat '$C/corpus.mbox' > /dev/null; find '$T/a' -type f -exec cat {} + > /dev/null")
+  m=$(secs "$BIN" verify "mbox:$C/corpus.mbox" "maildir:$T/a")
+  say "| verify a (mbox vs Maildir) | $m | read every byte of both | $r | $(ratio "$m" "$r") |"
+  r=$(secs sh -c "find '$C/maildir' '$T/c' -type f -exec cat {} + > /dev/null")
+  m=$(secs "$BIN" verify "maildir:$C/maildir" "maildir:$T/c")
+  say "| verify c (Maildir vs Maildir) | $m | read every byte of both | $r | $(ratio "$m" "$r") |"
+fi
 
 # --- 3. scaling: --jobs 1 vs 2, and 20 folders of mixed sizes ------------------------------
-C20=$W/c20
-[ -d "$C20/maildir" ] || python3 "$SHARED/gen_corpus.py" --out "$C20" --size-mb 512 --maildir --folders 20 -q
-say ""
-say "## Scaling (warm cache, --no-fsync, output on the same disk)"
-say ""
-say "| job | --jobs 1 s | --jobs 2 s | gain |"
-say "| --- | ---: | ---: | ---: |"
-settle
-for spec in "a mbox:$C/corpus.mbox maildir" "b maildir:$C/maildir mbox" "c maildir:$C/maildir maildir" "c-20-folders maildir:$C20/maildir maildir"; do
-  set -- $spec
-  t=()
-  for jobs in 1 2; do
-    rm -rf "$W/scale"; sync
-    preread "$2"
-    t+=("$(secs "$BIN" sync "$2" "$3:$W/scale" -q --no-fsync --jobs $jobs)")
+if section scaling; then
+  C20=$W/c20
+  [ -d "$C20/maildir" ] || python3 "$SHARED/gen_corpus.py" --out "$C20" --size-mb 512 --maildir --folders 20 -q
+  say ""
+  say "## Scaling (warm cache, --no-fsync, output on the same disk)"
+  say ""
+  say "Median of $((REPS + 1)) runs each, --jobs 1 and 2 alternating."
+  say ""
+  say "| job | --jobs 1 s | --jobs 2 s | gain |"
+  say "| --- | ---: | ---: | ---: |"
+  settle
+  median() { tr ' ' '\n' | sort -g | awk '{v[NR]=$1} END {printf "%.3f", NR % 2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
+  for spec in "a mbox:$C/corpus.mbox maildir" "b maildir:$C/maildir mbox" "c maildir:$C/maildir maildir" "c-20-folders maildir:$C20/maildir maildir"; do
+    set -- $spec
+    t1=(); t2=()
+    for i in $(seq $((REPS + 1))); do
+      for jobs in 1 2; do
+        rm -rf "$W/scale"; sync; fill
+        preread "$2"
+        t=$(secs "$BIN" sync "$2" "$3:$W/scale" -q --no-fsync --jobs $jobs)
+        if [ $jobs = 1 ]; then t1+=("$t"); else t2+=("$t"); fi
+      done
+    done
+    m1=$(echo "${t1[*]}" | median); m2=$(echo "${t2[*]}" | median)
+    say "| $1 | $m1 | $m2 | $(ratio "$m1" "$m2") |"
   done
-  say "| $1 | ${t[0]} | ${t[1]} | $(ratio "${t[0]}" "${t[1]}") |"
-done
-rm -rf "$W/scale"
+  rm -rf "$W/scale"
+fi
 
 # --- 4. memory -------------------------------------------------------------------------------
-settle
-say ""
-say "## Peak memory (/usr/bin/time -v, maximum resident set size)"
-say ""
-say "| input | job | peak RSS MB |"
-say "| --- | --- | ---: |"
-say "| 1 GiB mbox ($N messages) | mbox → Maildir | $(rm -rf "$W/m"; rss_mb "$BIN" sync "mbox:$C/corpus.mbox" "maildir:$W/m" -q --no-fsync) |"
-if [ "${QUICK:-0}" != 1 ]; then
-  C4=$W/c4g
-  [ -f "$C4/corpus.mbox" ] || python3 "$SHARED/gen_corpus.py" --out "$C4" --size-mb 4096 --mbox -q
-  say "| 4 GiB mbox | mbox → Maildir | $(rm -rf "$W/m"; rss_mb "$BIN" sync "mbox:$C4/corpus.mbox" "maildir:$W/m" -q --no-fsync) |"
-  rm -rf "$W/m"
-  M5=$W/md500k
-  if [ ! -d "$M5/cur" ]; then
-    python3 - "$M5" <<'PY'
+if section memory; then
+  settle
+  say ""
+  say "## Peak memory (/usr/bin/time -v, maximum resident set size)"
+  say ""
+  say "| input | job | peak RSS MB |"
+  say "| --- | --- | ---: |"
+  say "| 1 GiB mbox ($N messages) | mbox → Maildir | $(rm -rf "$W/m"; rss_mb "$BIN" sync "mbox:$C/corpus.mbox" "maildir:$W/m" -q --no-fsync) |"
+  if [ "${QUICK:-0}" != 1 ]; then
+    C4=$W/c4g
+    [ -f "$C4/corpus.mbox" ] || python3 "$SHARED/gen_corpus.py" --out "$C4" --size-mb 4096 --mbox -q
+    say "| 4 GiB mbox | mbox → Maildir | $(rm -rf "$W/m"; rss_mb "$BIN" sync "mbox:$C4/corpus.mbox" "maildir:$W/m" -q --no-fsync) |"
+    rm -rf "$W/m"
+    M5=$W/md500k
+    if [ ! -d "$M5/cur" ]; then
+      python3 - "$M5" <<'PY'
 import os, sys
 root = sys.argv[1]
 for s in ('cur', 'new', 'tmp'):
@@ -267,14 +285,15 @@ for i in range(500000):
     with open(os.path.join(root, 'cur', name), 'wb') as f:
         f.write(body)
 PY
+    fi
+    say "| Maildir, 500,000 messages | Maildir → Maildir | $(rm -rf "$W/m"; rss_mb "$BIN" sync "maildir:$M5" "maildir:$W/m" -q --no-fsync) |"
+    say "| Maildir, 500,000 messages | Maildir → mbox | $(rm -f "$W/m5.mbox"; rss_mb "$BIN" sync "maildir:$M5" "mbox:$W/m5.mbox" -q --no-fsync) |"
+    rm -rf "$W/m" "$W/m5.mbox"
   fi
-  say "| Maildir, 500,000 messages | Maildir → Maildir | $(rm -rf "$W/m"; rss_mb "$BIN" sync "maildir:$M5" "maildir:$W/m" -q --no-fsync) |"
-  say "| Maildir, 500,000 messages | Maildir → mbox | $(rm -f "$W/m5.mbox"; rss_mb "$BIN" sync "maildir:$M5" "mbox:$W/m5.mbox" -q --no-fsync) |"
-  rm -rf "$W/m" "$W/m5.mbox"
 fi
 
 # --- 5. syscalls per written message (10,000 messages) ---------------------------------------
-if command -v strace > /dev/null; then
+if command -v strace > /dev/null && section syscalls; then
   S=$W/s10k
   [ -f "$S/corpus.mbox" ] || python3 "$SHARED/gen_corpus.py" --out "$S" --messages 10000 --mbox --maildir -q
   NS=$(grep -vc '^#' "$S/manifest.tsv")
@@ -287,6 +306,7 @@ if command -v strace > /dev/null; then
     set -- $spec
     for mode in durable no-fsync; do
       rm -rf "$W/st"
+      preread "$2"   # warm: a cold source adds one read-ahead hint per message
       extra=$([ $mode = no-fsync ] && echo --no-fsync || true)
       strace -c -f -o "$W/strace.txt" "$BIN" sync "$2" "$3:$W/st" -q $extra > /dev/null 2>&1 || true
       total=$(awk '/^100.00/ {print $4}' "$W/strace.txt")
