@@ -99,7 +99,7 @@ PY
     while ! grep -q held "$W/balloon.log"; do kill -0 $BALLOON_PID; sleep 1; done
   fi
   /bin/rm -f "$W/filler"
-  for i in 1 2; do [ -f "$W/filler.$i" ] || fallocate -l "${HEADROOM_GB}G" "$W/filler.$i"; done
+  for i in 1 2; do /bin/rm -f "$W/filler.$i"; truncate -s "${HEADROOM_GB}G" "$W/filler.$i"; done   # sparse: cached zero pages, no disk
   fill
   after=$(ddnew "$W/dd.2")
   /bin/rm -f "$W/dd.1" "$W/dd.2"
