@@ -62,12 +62,13 @@ export PATH="$W/bin:$PATH" TMPDIR="$W/tmp"
 BALLOON=${BALLOON:-1}
 HEADROOM_GB=${HEADROOM_GB:-6}
 fill() { if [ "$BALLOON" = 1 ]; then cat "$W/filler.1" "$W/filler.2" > /dev/null; fi; }
-settle() { /bin/rm -rf "$GRAVE"; mkdir -p "$GRAVE"; sync; sleep "${SETTLE:-305}"; fill; }
+rest() { sync; sleep "$1"; fill; }
+settle() { /bin/rm -rf "$GRAVE"; mkdir -p "$GRAVE"; rest "${SETTLE:-305}"; }
 # Between the invocations of a section nothing is deleted, but each writes some 4 GiB: a pause
 # of PAUSE seconds after its sync gives every invocation the same start. (Durable mbox ->
 # Maildir from a cold cache took 1.9 s after the settle and 4.1-4.4 s right after such an
 # invocation; with the pause, 2.75, 2.78 and once still 4.9 s: not the whole cause.)
-pause() { sync; sleep "${PAUSE:-30}"; fill; }
+pause() { rest "${PAUSE:-30}"; }
 say() { echo "$*" | tee -a "$OUT"; }
 SECTIONS=${SECTIONS:-"peers reruns scaling memory syscalls"}
 section() { case " $SECTIONS " in *" $1 "*) return 0;; esac; return 1; }
