@@ -92,52 +92,116 @@ impl MessageFile {
         unsafe { libc::posix_fadvise(self.f.as_raw_fd(), 0, 0, libc::POSIX_FADV_WILLNEED) };
     }
 
-    /// Reads the whole file as it was when it was opened.
+    /// Reads the whole file. A file whose size or modification time changed while it was read
+    /// is read again (up to three times) and then reported, never returned half old.
     pub fn read(self, path: &Path) -> Result<Vec<u8>> {
-        let MessageFile { f, len, .. } = self;
-        // The size is known: one read of exactly that much, into memory that is not zeroed
-        // first (std's read_to_end would stat, seek and probe again, or read in growing 8 KiB
-        // steps). A file that grows meanwhile is copied as it was when it was stat'ed.
-        let mut buf: Vec<u8> = Vec::with_capacity(len);
-        // The first read asks not to wait: a miss means the source is not in the page cache,
-        // and from then on each chunk's files are hinted to the kernel before they are read
-        // (see [`source_is_cold`]).
-        let mut nowait = len > 0 && !SOURCE_COLD.load(Ordering::Relaxed) && !NOWAIT_REFUSED.load(Ordering::Relaxed);
-        while buf.len() < len {
-            let want = len - buf.len();
-            let spare = &mut buf.spare_capacity_mut()[..want];
-            // SAFETY: read(2) and preadv2(2) write at most `spare.len()` bytes into the spare
-            // capacity, and only the `n` bytes they report written are then counted as initialised.
-            let n = if nowait {
+        let MessageFile { f, mut len, .. } = self;
+        let probe = !SOURCE_COLD.load(Ordering::Relaxed) && !NOWAIT_REFUSED.load(Ordering::Relaxed);
+        let mut before = FileStamp::of(&f).at(path)?;
+        for _ in 0..3 {
+            let r = read_exact_at(&mut SysReader(&f), len, probe);
+            let after = FileStamp::of(&f).at(path)?;
+            match r {
+                Ok(buf) if after == before => return Ok(buf),
+                Ok(_) | Err(ReadError::Changed) => {}
+                Err(ReadError::Io(e)) => return Err(e).at(path),
+            }
+            before = after;
+            len = usize::try_from(after.size).map_err(|_| Error::bad(path, "file too large for this machine"))?;
+        }
+        Err(Error::bad(path, "the file kept changing while it was read; not copied"))
+    }
+}
+
+/// What tells that a file changed while it was read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct FileStamp {
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl FileStamp {
+    fn of(f: &File) -> io::Result<FileStamp> {
+        use std::os::unix::fs::MetadataExt;
+        let m = f.metadata()?;
+        Ok(FileStamp { size: m.len(), mtime: (m.mtime(), m.mtime_nsec()), ctime: (m.ctime(), m.ctime_nsec()) })
+    }
+}
+
+/// Positional reads of one file: the system's, or one that misbehaves on purpose in tests.
+pub(crate) trait PositionalRead {
+    /// Reads into `buf` from `offset`; with `nowait`, only what is in the page cache.
+    fn read_at(&mut self, buf: &mut [u8], offset: u64, nowait: bool) -> io::Result<usize>;
+}
+
+struct SysReader<'a>(&'a File);
+
+impl PositionalRead for SysReader<'_> {
+    fn read_at(&mut self, buf: &mut [u8], offset: u64, nowait: bool) -> io::Result<usize> {
+        let offset = libc::off_t::try_from(offset).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+        let flags = if nowait { libc::RWF_NOWAIT } else { 0 };
+        // SAFETY: the kernel writes at most `buf.len()` bytes into `buf`, which outlives the call.
+        let n = unsafe { libc::preadv2(self.0.as_raw_fd(), &iov, 1, offset, flags) };
+        if n < 0 { Err(io::Error::last_os_error()) } else { Ok(n as usize) }
+    }
+}
+
+#[derive(Debug)]
+pub(crate) enum ReadError {
+    /// The file is shorter or longer than `len` now.
+    Changed,
+    Io(io::Error),
+}
+
+/// Reads exactly `len` bytes from offset 0, each read continuing where the last one ended, and
+/// checks that nothing follows them. With `probe`, the first read asks not to wait, which tells
+/// whether the source is in the page cache (see [`source_is_cold`]).
+pub(crate) fn read_exact_at(r: &mut impl PositionalRead, len: usize, probe: bool) -> Result<Vec<u8>, ReadError> {
+    let mut buf = vec![0u8; len];
+    let mut done = 0;
+    let mut nowait = probe && len > 0;
+    // Regular files do not return EAGAIN without RWF_NOWAIT, or EINTR forever; the bound keeps
+    // a misbehaving file system from spinning the run.
+    let mut retries = 0u32;
+    while done < len {
+        match r.read_at(&mut buf[done..], done as u64, nowait) {
+            Ok(0) => return Err(ReadError::Changed),
+            Ok(n) => {
+                if nowait {
+                    note_probe(done + n < len);
+                    nowait = false;
+                }
+                done += n.min(len - done);
+                retries = 0;
+            }
+            Err(e) if nowait => {
                 nowait = false;
-                let iov = libc::iovec { iov_base: spare.as_mut_ptr().cast(), iov_len: spare.len() };
-                let n = unsafe { libc::preadv2(f.as_raw_fd(), &iov, 1, 0, libc::RWF_NOWAIT) };
-                let errno = Errno::last();
-                if n < 0 && matches!(errno, Errno::EOPNOTSUPP | Errno::EINVAL | Errno::ENOSYS) {
-                    NOWAIT_REFUSED.store(true, Ordering::Relaxed);
-                    continue;
-                }
-                // EAGAIN: not cached (the kernel has started reading it); short: partly cached.
-                note_probe(n < 0 && errno == Errno::EAGAIN || (n >= 0 && (n as usize) < want));
-                if n < 0 {
-                    continue;
-                }
-                n
-            } else {
-                unsafe { libc::read(f.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len()) }
-            };
-            match n {
-                0 => break,
-                n if n > 0 => unsafe { buf.set_len(buf.len() + n as usize) },
-                _ => {
-                    let e = io::Error::last_os_error();
-                    if e.kind() != io::ErrorKind::Interrupted {
-                        return Err(e).at(path);
-                    }
+                match Errno::from_raw(e.raw_os_error().unwrap_or(0)) {
+                    Errno::EAGAIN => note_probe(true),
+                    Errno::EOPNOTSUPP | Errno::EINVAL | Errno::ENOSYS => NOWAIT_REFUSED.store(true, Ordering::Relaxed),
+                    Errno::EINTR => {}
+                    _ => return Err(ReadError::Io(e)),
                 }
             }
+            Err(e) if matches!(e.kind(), io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock) && retries < 1000 => {
+                retries += 1;
+            }
+            Err(e) => return Err(ReadError::Io(e)),
         }
-        Ok(buf)
+    }
+    // One byte more: a file that grew since it was stat'ed is not what was listed.
+    let mut one = [0u8; 1];
+    loop {
+        match r.read_at(&mut one, len as u64, false) {
+            Ok(0) => return Ok(buf),
+            Ok(_) => return Err(ReadError::Changed),
+            Err(e) if matches!(e.kind(), io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock) && retries < 1000 => {
+                retries += 1;
+            }
+            Err(e) => return Err(ReadError::Io(e)),
+        }
     }
 }
 
@@ -890,6 +954,81 @@ mod tests {
         assert!(source_is_cold() || NOWAIT_REFUSED.load(Ordering::Relaxed));
         evict(&path);
         assert_eq!(read_message_file(&path, false).unwrap(), data);
+    }
+
+    /// A file whose reads misbehave as the kernel may: short reads, EAGAIN and EINTR at the
+    /// steps `script` says, and a size that may change after the first read.
+    struct Flaky {
+        data: Vec<u8>,
+        script: Vec<u8>,
+        step: usize,
+        grow_to: Option<usize>,
+    }
+
+    impl PositionalRead for Flaky {
+        fn read_at(&mut self, buf: &mut [u8], offset: u64, _nowait: bool) -> io::Result<usize> {
+            let s = self.script.get(self.step).copied().unwrap_or(0);
+            self.step += 1;
+            if let Some(n) = self.grow_to.take() {
+                self.data.resize(n, b'+');
+            }
+            match s % 4 {
+                1 => return Err(io::Error::from_raw_os_error(libc::EAGAIN)),
+                2 => return Err(io::Error::from_raw_os_error(libc::EINTR)),
+                _ => {}
+            }
+            let off = offset as usize;
+            let rest = self.data.len().saturating_sub(off);
+            let n = if s % 4 == 3 { rest.min(buf.len()).min(1 + s as usize / 4) } else { rest.min(buf.len()) };
+            buf[..n].copy_from_slice(&self.data[off..off + n]);
+            Ok(n)
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn reads_deliver_exactly_the_bytes(
+            data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..20_000),
+            script in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+            probe in proptest::prelude::any::<bool>(),
+        ) {
+            let mut r = Flaky { data: data.clone(), script, step: 0, grow_to: None };
+            let got = read_exact_at(&mut r, data.len(), probe).unwrap();
+            proptest::prop_assert!(got == data);
+        }
+
+        #[test]
+        fn a_file_that_changed_size_is_never_returned(
+            data in proptest::collection::vec(proptest::prelude::any::<u8>(), 1..5_000),
+            script in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..32),
+            delta in -100i64..100,
+        ) {
+            let new_len = (data.len() as i64 + delta).max(0) as usize;
+            proptest::prop_assume!(new_len != data.len());
+            let mut r = Flaky { data: data.clone(), script, step: 0, grow_to: Some(new_len) };
+            proptest::prop_assert!(matches!(read_exact_at(&mut r, data.len(), true), Err(ReadError::Changed)));
+        }
+    }
+
+    /// A file partly in the page cache (its first page read back after eviction) reads whole:
+    /// the probe returns a short read and the rest must continue at that offset.
+    #[test]
+    fn partly_cached_files_read_whole() {
+        let tmp = tempfile::tempdir().unwrap();
+        for (i, size) in [4097usize, 9000, 30_000, 200_000].into_iter().enumerate() {
+            let path = tmp.path().join(format!("m{i}"));
+            let data: Vec<u8> = (0..size).map(|j| (j * 7 + i) as u8).collect();
+            let mut f = File::create(&path).unwrap();
+            f.write_all(&data).unwrap();
+            f.sync_all().unwrap();
+            for _ in 0..20 {
+                evict(&path);
+                let f = File::open(&path).unwrap();
+                let mut head = [0u8; 4096];
+                std::os::unix::fs::FileExt::read_at(&f, &mut head, 0).unwrap();
+                assert_eq!(read_message_file(&path, false).unwrap(), data, "size {size}");
+            }
+        }
     }
 
     #[test]
