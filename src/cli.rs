@@ -8,7 +8,8 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 use regex::Regex;
 
 use crate::audit::{self, AuditLog, Check};
-use crate::error::{Error, Result};
+use crate::deletion::Deletion;
+use crate::error::{Error, Problem, Result};
 use crate::events::{Discard, Event, Recorder, Tee};
 use crate::folder::FolderName;
 use crate::folder_map::{FolderMap, Rename};
@@ -120,9 +121,18 @@ pub struct SyncFlags {
     /// Plan and report only; write nothing at all.
     #[arg(long, short = 'n')]
     pub dry_run: bool,
-    /// Remove from the target the messages that are not in the source (per mapped folder).
+    /// Remove from the target the copies an earlier run made from this source whose source
+    /// message is gone (per mapped folder); mail that reached the target otherwise is kept.
     #[arg(long)]
     pub delete: bool,
+    /// Strict sync: remove from the target every message the source does not have (per mapped
+    /// folder), mail delivered to the target by others included.
+    #[arg(long, conflicts_with = "delete")]
+    pub mirror: bool,
+    /// A run that would delete more than N messages deletes none and exits 1; also allows
+    /// deleting in a folder whose source has no messages.
+    #[arg(long, value_name = "N")]
+    pub max_delete: Option<u64>,
     /// Print one JSON object with the counts on stdout at the end.
     #[arg(long)]
     pub json: bool,
@@ -287,7 +297,15 @@ fn sync_options(a: &SyncFlags) -> Result<SyncOptions> {
         owner,
         durable: !a.no_fsync,
         dry_run: a.dry_run,
-        delete: a.delete,
+        deletion: if a.mirror {
+            Deletion::Mirror
+        } else if a.delete {
+            Deletion::Copied
+        } else {
+            Deletion::Off
+        },
+        max_delete: a.max_delete,
+        delete_budget: None,
         jobs: a.read.jobs,
         map: folder_map(&a.folders)?,
         filters: Filters {
@@ -337,7 +355,14 @@ struct PlanPrinter {
 
 impl Recorder for PlanPrinter {
     fn record(&self, e: Event) {
-        if let Event::Plan(l) = e {
+        let l = match e {
+            Event::Plan(l) => l,
+            Event::Delete { folder, target, size, .. } => {
+                format!("would delete from {}: {} ({size} bytes)", folder.as_str(), target.display())
+            }
+            _ => return,
+        };
+        {
             let l = crate::folder::sanitize(&l);
             if self.to_stderr {
                 eprintln!("plan: {l}");
@@ -486,11 +511,38 @@ pub fn sync_stores(
     cp: &crate::cpanel::CpanelArgs,
     rec: &dyn Recorder,
 ) -> Result<crate::report::Summary> {
-    if s.kind == Kind::Cpanel || d.kind == Kind::Cpanel {
-        crate::cpanel::sync(s, d, so, cp, rec)
-    } else {
-        crate::sync::sync(s, d, so, rec)
+    let run = |so: &SyncOptions, rec: &dyn Recorder| {
+        if s.kind == Kind::Cpanel || d.kind == Kind::Cpanel {
+            crate::cpanel::sync(s, d, so, cp, rec)
+        } else {
+            crate::sync::sync(s, d, so, rec)
+        }
+    };
+    let Some(max) = so.max_delete.filter(|_| so.deletion != Deletion::Off) else { return run(so, rec) };
+    let over = |n: u64, summary: &mut crate::report::Summary, done: &str| {
+        summary.errors.push(Problem::new(
+            &d.path,
+            format!("this run would delete {n} messages, more than --max-delete {max}: {done}"),
+        ));
+        summary.counts.failed += 1;
+        summary.complete = false;
+    };
+    if so.dry_run {
+        let mut summary = run(so, rec)?;
+        if summary.counts.deleted_target > max {
+            over(summary.counts.deleted_target, &mut summary, "a real run deletes none");
+        }
+        return Ok(summary);
     }
+    // The whole run's deletions are counted first (a dry run), so that "none" means none; the
+    // budget still holds if the source changes between the two passes.
+    let planned = run(&SyncOptions { dry_run: true, ..so.clone() }, &crate::events::Discard)?;
+    if planned.counts.deleted_target > max {
+        let mut summary = run(&SyncOptions { deletion: Deletion::Off, ..so.clone() }, rec)?;
+        over(planned.counts.deleted_target, &mut summary, "deleted none");
+        return Ok(summary);
+    }
+    run(&SyncOptions { delete_budget: Some(crate::deletion::Budget::new(max)), ..so.clone() }, rec)
 }
 
 pub fn stores_checked(src: &str, dst: &str) -> Result<(Store, Store)> {
@@ -516,7 +568,7 @@ fn run_sync(args: &SyncArgs) -> Result<i32> {
             k,
             serde_json::json!({
                 "argv": std::env::args().collect::<Vec<_>>(),
-                "source": args.src, "target": args.dst, "dry_run": a.dry_run, "delete": a.delete,
+                "source": args.src, "target": args.dst, "dry_run": a.dry_run, "delete": a.delete, "mirror": a.mirror,
             }),
         )?),
         _ => None,

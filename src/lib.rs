@@ -9,6 +9,7 @@ pub mod audit;
 pub mod batch;
 pub mod cli;
 pub mod cpanel;
+pub mod deletion;
 pub mod error;
 pub mod events;
 pub mod flags;

@@ -66,12 +66,13 @@ pub fn options_stamp(opts: &SyncOptions, src: &Path, tn: &FolderName) -> Option<
         return None;
     }
     Some(format!(
-        "v1 {:?} {:?} {} {:?} {} {} {:?} {} {:?} {:?}",
+        "v2 {:?} {:?} {} {:?} {:?} {} {} {:?} {} {:?} {:?}",
         opts.read.variant,
         opts.read.zone,
         opts.read.keep_internal_headers,
         opts.layout,
-        opts.delete,
+        opts.deletion,
+        opts.max_delete.is_some(),
         opts.follow_symlinks,
         opts.owner,
         f.max_size.unwrap_or(0),

@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
+use crate::deletion::{self, Deletion};
 use crate::error::{Error, Problem, Result};
 use crate::events::{Event, Recorder};
 use crate::folder::FolderName;
@@ -64,7 +65,11 @@ pub struct SyncOptions {
     pub owner: Option<Owner>,
     pub durable: bool,
     pub dry_run: bool,
-    pub delete: bool,
+    pub deletion: Deletion,
+    /// `--max-delete`: also allows deleting in a folder whose source has no messages.
+    pub max_delete: Option<u64>,
+    /// What is left of `--max-delete` in this run.
+    pub delete_budget: Option<deletion::Budget>,
     pub jobs: usize,
     pub map: FolderMap,
     pub filters: Filters,
@@ -80,7 +85,9 @@ impl Default for SyncOptions {
             owner: None,
             durable: true,
             dry_run: false,
-            delete: false,
+            deletion: Deletion::Off,
+            max_delete: None,
+            delete_budget: None,
             jobs: 0,
             map: FolderMap::default(),
             filters: Filters::default(),
@@ -556,6 +563,9 @@ fn to_maildir(
         ));
     }
     let need_hash = !matcher.is_empty() || opts.dry_run;
+    let source_id = deletion::source_id(sf.loc.path());
+    let record_path = deletion::record_path(&tdir, false);
+    let mut record = deletion::Record::load(&record_path, &source_id);
     let maildir_source = matches!(opened, Opened::Maildir { .. });
     // Hashes of source files seen by an earlier run: only new or changed files are read.
     let known =
@@ -577,6 +587,7 @@ fn to_maildir(
         },
         retimed: HashMap::new(),
         seen: HashSet::new(),
+        copied: Vec::new(),
     };
     let (mut copy_n, mut upd_n) = (0u64, 0u64);
     let streamed = matches!(opened, Opened::Maildir { listed: None, .. });
@@ -726,28 +737,36 @@ fn to_maildir(
             books.tally(prepared, fates, rec, out);
         }
     }
-    let Books { source_cache, source_cache_same, cache, retimed, .. } = books;
+    let Books { source_cache, source_cache_same, cache, retimed, copied, .. } = books;
     let mut deleted = 0;
     let mut gone: HashSet<usize> = HashSet::new();
-    if opts.delete {
-        for i in matcher.unmatched().collect::<Vec<_>>() {
-            let Some((e, h)) = index.entries.get(i) else { continue };
-            let path = e.path(&tdir);
-            if let Some(w) = &fw
-                && let Err(err) = w.delete(e)
-            {
-                out.errors.push(err.problem());
-                continue;
-            }
-            deleted += 1;
-            gone.insert(i);
-            rec.record(Event::Delete { folder: tn.clone(), target: path, sha256: *h, size: e.size });
+    let unmatched: Vec<(usize, Hash)> =
+        matcher.unmatched().filter_map(|i| index.entries.get(i).map(|(_, h)| (i, *h))).collect();
+    for i in choose_deletions(&unmatched, &mut record, &tdir, opts, out) {
+        let Some((e, h)) = index.entries.get(i) else { continue };
+        let path = e.path(&tdir);
+        if let Some(w) = &fw
+            && let Err(err) = w.delete(e)
+        {
+            out.errors.push(err.problem());
+            continue;
         }
+        deleted += 1;
+        gone.insert(i);
+        rec.record(Event::Delete { folder: tn.clone(), target: path, sha256: *h, size: e.size });
     }
     out.counts.deleted_target = deleted;
     out.counts.messages_target = (index.entries.len() as u64 + out.counts.transferred).saturating_sub(deleted);
     if let Some(w) = &fw {
         w.sync_dirs()?;
+        let kept: Vec<Hash> = index
+            .entries
+            .iter()
+            .enumerate()
+            .filter(|(i, (_, h))| !gone.contains(i) && record.take(h))
+            .map(|(_, (_, h))| *h)
+            .collect();
+        save_record(&record, &record_path, &source_id, &kept, &copied, deleted, opts, out);
         if let Some(c) = source_cache {
             // Unchanged (every line as it was): the file is left alone, so a re-run writes nothing.
             let unchanged = known.as_ref().is_some_and(|k| k.len() as u64 == c.lines && source_cache_same == c.lines);
@@ -787,6 +806,54 @@ fn to_maildir(
     }
     let _ = sf;
     Ok(())
+}
+
+/// The target messages of a folder to delete (indexes into `unmatched`'s entries), by the
+/// deletion mode, the safety rules and the run's `--max-delete` budget; refusals are reported.
+fn choose_deletions(
+    unmatched: &[(usize, Hash)],
+    record: &mut deletion::Record,
+    target: &Path,
+    opts: &SyncOptions,
+    out: &mut FolderOutcome,
+) -> Vec<usize> {
+    let src = deletion::SourceState { messages: out.counts.messages_source, read_errors: !out.errors.is_empty() };
+    let (chosen, why) = deletion::choose(opts.deletion, unmatched, record, src, opts.max_delete);
+    if let Some(why) = why {
+        out.warnings.push(Problem::new(target, why));
+    }
+    let n = chosen.len() as u64;
+    if n > 0 && opts.delete_budget.as_ref().is_some_and(|b| !b.take(n)) {
+        out.errors.push(Problem::new(
+            target,
+            format!("{n} deletions here would pass --max-delete {}; deleted none", opts.max_delete.unwrap_or(0)),
+        ));
+        return Vec::new();
+    }
+    chosen
+}
+
+/// Writes a folder's record of copies when it changed (a re-run that did nothing writes nothing;
+/// a target with no record and no new copy gets none, so `--delete` keeps saying it cannot tell).
+#[allow(clippy::too_many_arguments)]
+fn save_record(
+    record: &deletion::Record,
+    path: &Path,
+    source_id: &str,
+    kept: &[Hash],
+    copied: &[Hash],
+    deleted: u64,
+    opts: &SyncOptions,
+    out: &mut FolderOutcome,
+) {
+    let unchanged = record.found && copied.is_empty() && deleted == 0 && kept.len() as u64 == record.total();
+    if opts.dry_run || unchanged || (!record.found && copied.is_empty()) {
+        return;
+    }
+    let text = record.text(source_id, kept, copied);
+    if let Err(p) = deletion::Record::save(path, &text, opts.owner, opts.durable) {
+        out.warnings.push(p);
+    }
 }
 
 /// Staged chunks of one folder that may wait for their sync at once (each holds up to 1,024
@@ -889,6 +956,8 @@ struct Books<'k> {
     /// Index entries whose file got a new date (flag updates that re-timed it).
     retimed: HashMap<usize, i64>,
     seen: HashSet<[u8; 8]>,
+    /// Hashes of the messages copied in this run (for the record of copies).
+    copied: Vec<Hash>,
 }
 
 impl Books<'_> {
@@ -901,6 +970,9 @@ impl Books<'_> {
         out: &mut FolderOutcome,
     ) {
         for (p, f) in prepared.iter().zip(fates) {
+            if let Some(Fate::Copied { sha, .. }) = &f {
+                self.copied.push(*sha);
+            }
             match (&f, p.action, self.cache.as_mut()) {
                 (Some(Fate::Copied { sha, name, size }), _, Some(c)) => {
                     c.add(&target_index::base_of(name), *size, p.loaded.meta.date.saturating_mul(1_000_000_000), sha)
@@ -1102,6 +1174,7 @@ fn new_mbox_from_maildir(
     path: &Path,
     keywords: std::collections::BTreeSet<String>,
     before: &str,
+    sf_path: &Path,
     opts: &SyncOptions,
     rec: &dyn Recorder,
     out: &mut FolderOutcome,
@@ -1113,9 +1186,11 @@ fn new_mbox_from_maildir(
     }
     let mut w = MboxWriter::create(path, opts.owner, opts.durable)?;
     w.set_keywords(keywords.into_iter().collect());
+    let mut copied: Vec<Hash> = Vec::new();
     let res = (|| {
         for_mbox_target(opened, tn, path, opts, rec, out, |_, p| {
             w.append(&p.loaded.body.pieces(), &p.loaded.meta)?;
+            copied.push(p.hash.unwrap_or_default());
             Ok(Fate::Copied { sha: p.hash.unwrap_or_default(), size: p.loaded.body.len(), name: String::new() })
         })?;
         if state::target_stamp(path, true) != before {
@@ -1128,7 +1203,13 @@ fn new_mbox_from_maildir(
     })();
     out.counts.messages_target = out.counts.transferred;
     match res {
-        Ok(()) => w.commit(),
+        Ok(()) => {
+            w.commit()?;
+            let source_id = deletion::source_id(sf_path);
+            let record = deletion::Record::default();
+            save_record(&record, &deletion::record_path(path, true), &source_id, &[], &copied, 0, opts, out);
+            Ok(())
+        }
         Err(e) => {
             w.abort();
             Err(e)
@@ -1153,8 +1234,22 @@ fn to_mbox(
     {
         // A new mbox from a listed Maildir: the keywords for X-IMAPbase are known from the
         // names, so every file is read once, hashed and written in the same pass.
-        return new_mbox_from_maildir(opened, tn, &path, listing.keywords.clone(), &before, opts, rec, out);
+        return new_mbox_from_maildir(
+            opened,
+            tn,
+            &path,
+            listing.keywords.clone(),
+            &before,
+            sf.loc.path(),
+            opts,
+            rec,
+            out,
+        );
     }
+    let source_id = deletion::source_id(sf.loc.path());
+    let record_path = deletion::record_path(&path, true);
+    let mut record = deletion::Record::load(&record_path, &source_id);
+    let mut copied: Vec<Hash> = Vec::new();
     let mut matcher = Matcher::new(existing.iter().flat_map(|t| t.entries.iter().map(|(_, h, m)| (*h, m))));
     let mut updates: Vec<Option<Meta>> = vec![None; existing.as_ref().map_or(0, |t| t.entries.len())];
     // Phase 1: decide for every message (the file is rewritten once, in order).
@@ -1166,6 +1261,7 @@ fn to_mbox(
             Action::Copy => {
                 keywords.extend(p.loaded.meta.keywords.iter().map(str::to_string));
                 copies.push(r.clone());
+                copied.push(h);
                 Fate::Copied { sha: h, size: p.loaded.body.len(), name: String::new() }
             }
             Action::Skip(_) => Fate::Skipped { sha: h, reason: "exists" },
@@ -1177,7 +1273,11 @@ fn to_mbox(
             }
         })
     })?;
-    let deletes: HashSet<usize> = if opts.delete { matcher.unmatched().collect() } else { HashSet::new() };
+    let unmatched: Vec<(usize, Hash)> = matcher
+        .unmatched()
+        .filter_map(|i| existing.as_ref().and_then(|t| t.entries.get(i)).map(|(_, h, _)| (i, *h)))
+        .collect();
+    let deletes: HashSet<usize> = choose_deletions(&unmatched, &mut record, &path, opts, out).into_iter().collect();
     out.counts.deleted_target = deletes.len() as u64;
     if let Some(t) = &existing {
         for (i, (_, _, meta)) in t.entries.iter().enumerate().filter(|(i, _)| !deletes.contains(i)) {
@@ -1241,7 +1341,17 @@ fn to_mbox(
         }
     });
     match res {
-        Ok(()) => w.commit(),
+        Ok(()) => {
+            w.commit()?;
+            let kept: Vec<Hash> = existing
+                .iter()
+                .flat_map(|t| t.entries.iter().enumerate())
+                .filter(|(i, (_, h, _))| !deletes.contains(i) && record.take(h))
+                .map(|(_, (_, h, _))| *h)
+                .collect();
+            save_record(&record, &record_path, &source_id, &kept, &copied, deletes.len() as u64, opts, out);
+            Ok(())
+        }
         Err(e) => {
             w.abort();
             Err(e)

@@ -472,7 +472,12 @@ fn delete_removes_only_unmatched_messages_of_mapped_folders() {
     env.write("out/.Sent Items/new/1600000000.M2P1.other", &foreign);
     let r = env.sync(&s, "out", &["--delete", "--exclude", "^Sent"]);
     r.expect_code(0);
-    assert_eq!(r.n("deleted_target"), 2, "the gone INBOX message and the foreign INBOX one");
+    assert_eq!(r.n("deleted_target"), 1, "the gone INBOX message; the foreign one was never copied from here");
+    let msgs = read_maildir(&env.path("out"), Layout::MaildirPP);
+    assert!(msgs.iter().any(|m| m.folder == "INBOX" && m.bytes == foreign), "--delete keeps mail it did not copy");
+    let r = env.sync(&s, "out", &["--mirror", "--exclude", "^Sent"]);
+    r.expect_code(0);
+    assert_eq!(r.n("deleted_target"), 1, "the foreign INBOX message");
     let msgs = read_maildir(&env.path("out"), Layout::MaildirPP);
     assert!(
         !msgs.iter().any(|m| m.folder == "INBOX" && (m.bytes == foreign || m.bytes == strip_internal(&first.bytes)))
@@ -529,7 +534,7 @@ fn dry_run_writes_nothing_and_reports_the_real_counts() {
     {
         assert_eq!(dry.n(k), real.n(k), "{k}");
     }
-    // On an existing target: a dry run with --delete writes nothing, not even the cache.
+    // On an existing target: a dry run with --mirror writes nothing, not even the cache.
     std::fs::remove_file(src.join("Q&-A")).unwrap();
     for e in walkdir::WalkDir::new(env.path("out")).into_iter().filter_map(Result::ok) {
         if e.file_name() == "mailmover-cache" {
@@ -538,7 +543,7 @@ fn dry_run_writes_nothing_and_reports_the_real_counts() {
     }
     env.write("out/new/1600000000.M1P1.other", &message("foreign", "x\n"));
     let snap = snapshot(&env.path("out"));
-    let dry2 = env.sync(&s, "out", &["--dry-run", "--delete"]);
+    let dry2 = env.sync(&s, "out", &["--dry-run", "--mirror"]);
     dry2.expect_code(0);
     assert_eq!(dry2.n("deleted_target"), 1);
     assert_unchanged(&snap, &env.path("out"), "the target after --dry-run");

@@ -50,8 +50,9 @@ optional first row `source,target` is a header):
 
 Row options are sync's long options without the dashes: map-domain, map-user, map-folder,
 include, exclude, folder (repeatable: added to the command line's), map-file, mailbox,
-source-etc, target-etc, owner, layout, max-size, min-age, max-age, audit-log (replace the
-command line's), automap, delete, overwrite-metadata (flags: NAME, NAME=yes, NAME=no).
+source-etc, target-etc, owner, layout, max-size, max-delete, min-age, max-age, audit-log
+(replace the command line's), automap, delete, mirror, overwrite-metadata (flags: NAME,
+NAME=yes, NAME=no). max-delete caps each row's deletions on its own.
 Relative paths are relative to the current directory. A bad row stops the run before
 anything is written, naming its line.
 
@@ -272,7 +273,7 @@ fn run_row(job: &Job, ctx: &Ctx) -> Value {
             (Some(p), Some(k)) => Some(crate::audit::AuditLog::create(
                 p,
                 k.clone(),
-                json!({"batch": ctx.file, "line": row.line, "source": row.source, "target": row.target, "dry_run": job.flags.dry_run, "delete": job.flags.delete}),
+                json!({"batch": ctx.file, "line": row.line, "source": row.source, "target": row.target, "dry_run": job.flags.dry_run, "delete": job.flags.delete, "mirror": job.flags.mirror}),
             )?),
             _ => None,
         };

@@ -50,6 +50,8 @@ pub enum RowOption {
     Automap(bool),
     Layout(Layout),
     Delete(bool),
+    Mirror(bool),
+    MaxDelete(u64),
     MaxSize(u64),
     MinAge(f64),
     MaxAge(f64),
@@ -73,6 +75,8 @@ pub const OPTION_NAMES: &[&str] = &[
     "automap",
     "layout",
     "delete",
+    "mirror",
+    "max-delete",
     "max-size",
     "min-age",
     "max-age",
@@ -123,6 +127,8 @@ impl Row {
                 RowOption::Automap(b) => f.folders.automap = *b,
                 RowOption::Layout(l) => f.folders.layout = *l,
                 RowOption::Delete(b) => f.delete = *b,
+                RowOption::Mirror(b) => f.mirror = *b,
+                RowOption::MaxDelete(n) => f.max_delete = Some(*n),
                 RowOption::MaxSize(n) => f.max_size = Some(*n),
                 RowOption::MinAge(d) => f.min_age = Some(*d),
                 RowOption::MaxAge(d) => f.max_age = Some(*d),
@@ -291,6 +297,13 @@ fn parse_option(field: &str) -> Result<RowOption, String> {
             )
         }
         "delete" => RowOption::Delete(flag()?),
+        "mirror" => RowOption::Mirror(flag()?),
+        "max-delete" => {
+            let v = need()?;
+            RowOption::MaxDelete(
+                v.parse().map_err(|_| format!("option max-delete={v}: expected a number of messages"))?,
+            )
+        }
         "max-size" => {
             let v = need()?;
             RowOption::MaxSize(v.parse().map_err(|_| format!("option max-size={v}: expected a number of bytes"))?)
@@ -374,11 +387,13 @@ mod tests {
         }
         let base =
             T::parse_from(["t", "--map-domain", "a.example=b.example", "--owner", "root", "--include", "^INBOX"]).f;
-        let rows = parse("cpanel:/old/bob,cpanel:/new/bob,map-domain=c.example=d.example,--owner=bob,delete,automap=no,layout=fs,max-size=1000,min-age=1.5,include=Sent,mailbox=x@c.example,audit-log=/var/log/bob.jsonl\n").unwrap();
+        let rows = parse("cpanel:/old/bob,cpanel:/new/bob,map-domain=c.example=d.example,--owner=bob,delete,automap=no,layout=fs,max-size=1000,max-delete=7,mirror,min-age=1.5,include=Sent,mailbox=x@c.example,audit-log=/var/log/bob.jsonl\n").unwrap();
         let f = rows[0].flags(&base);
         assert_eq!(f.cpanel.map_domain, ["a.example=b.example", "c.example=d.example"]);
         assert_eq!(f.owner.as_deref(), Some("bob"));
         assert!(f.delete);
+        assert!(f.mirror);
+        assert_eq!(f.max_delete, Some(7));
         assert!(!f.folders.automap);
         assert_eq!(f.folders.layout, Layout::Fs);
         assert_eq!(f.max_size, Some(1000));

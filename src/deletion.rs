@@ -1,0 +1,299 @@
+//! What `--delete` and `--mirror` may remove from a target folder, and the record that makes
+//! `--delete` safe.
+//!
+//! `--delete` removes only copies an earlier run made from this source: each target folder keeps
+//! `mailmover-copied` (beside an mbox target: `.NAME.mailmover-copied`), one line per message
+//! mailmover copied there, `HASH SOURCE-ID`. Mail that reached the target any other way (a
+//! delivery after the DNS switch, another source) has no line and is never deleted by
+//! `--delete`. `--mirror` removes every target message no source message matched.
+//!
+//! Neither deletes in a folder whose source had a read error (an unreadable `cur/` looks like
+//! an empty folder), nor in a folder whose source has no message at all (a failed mount looks
+//! the same) unless `--max-delete` bounds the damage.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use sha2::{Digest, Sha256};
+
+use crate::error::Problem;
+use crate::fsx::{self, Owner};
+use crate::plan::Hash;
+
+pub const COPIED_FILE: &str = "mailmover-copied";
+const HEADER: &str = "mailmover-copied 1";
+/// A record bigger than this is not ours to trust (about 80 bytes a message: 100 million).
+const MAX_RECORD_BYTES: u64 = 8 << 30;
+
+/// Which target messages a sync may remove.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Deletion {
+    /// None.
+    #[default]
+    Off,
+    /// Copies an earlier run made from this source, whose source message is gone (`--delete`).
+    Copied,
+    /// Every target message that no source message matched (`--mirror`).
+    Mirror,
+}
+
+/// The run-wide cap of `--max-delete`: folders take their deletions from it, and a folder that
+/// would overdraw it deletes nothing.
+#[derive(Clone, Debug)]
+pub struct Budget(Arc<AtomicU64>);
+
+impl Budget {
+    pub fn new(n: u64) -> Budget {
+        Budget(Arc::new(AtomicU64::new(n)))
+    }
+
+    /// Takes `n` deletions, all or none.
+    pub fn take(&self, n: u64) -> bool {
+        self.0.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| left.checked_sub(n)).is_ok()
+    }
+}
+
+/// An identifier of a source folder: its path, hashed (records hold no paths of other people's
+/// folders, and their lines stay short).
+pub fn source_id(source: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let abs = source.canonicalize().unwrap_or_else(|_| source.to_path_buf());
+    hex::encode(&Sha256::digest(abs.as_os_str().as_bytes())[..8])
+}
+
+/// Where the record of a target folder lives.
+pub fn record_path(target: &Path, mbox: bool) -> PathBuf {
+    if mbox {
+        let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        target.with_file_name(format!(".{name}.{COPIED_FILE}"))
+    } else {
+        target.join(COPIED_FILE)
+    }
+}
+
+/// The copies a target folder holds from one source, as a multiset of hashes, and the lines of
+/// other sources (kept as they are).
+#[derive(Debug, Default)]
+pub struct Record {
+    ours: HashMap<Hash, u32>,
+    others: Vec<String>,
+    /// Lines of this source when it was read.
+    total: u64,
+    /// The file existed and parsed: without it nothing is known to be a copy.
+    pub found: bool,
+}
+
+impl Record {
+    /// Reads the record; a missing, unreadable, oversize or garbled one is an empty record with
+    /// `found` false.
+    pub fn load(path: &Path, source: &str) -> Record {
+        let Ok(f) = fsx::open_source_nofollow(path) else { return Record::default() };
+        let ok = f.metadata().is_ok_and(|m| m.is_file() && m.len() <= MAX_RECORD_BYTES);
+        if !ok {
+            return Record::default();
+        }
+        let mut text = String::new();
+        if std::io::Read::read_to_string(&mut &f, &mut text).is_err() {
+            return Record::default();
+        }
+        Record::parse(&text, source).unwrap_or_default()
+    }
+
+    fn parse(text: &str, source: &str) -> Option<Record> {
+        let mut lines = text.lines();
+        if lines.next()? != HEADER {
+            return None;
+        }
+        let mut r = Record { found: true, ..Default::default() };
+        for l in lines.filter(|l| !l.is_empty()) {
+            let (h, id) = l.split_once(' ')?;
+            let mut hash = [0u8; 32];
+            hex::decode_to_slice(h, &mut hash).ok()?;
+            if id == source {
+                *r.ours.entry(hash).or_default() += 1;
+                r.total += 1;
+            } else {
+                r.others.push(l.to_string());
+            }
+        }
+        Some(r)
+    }
+
+    /// Lines of this source when the record was read.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// Whether a target message with this hash is a copy from this source; takes one
+    /// occurrence (two target copies need two lines).
+    pub fn take(&mut self, h: &Hash) -> bool {
+        match self.ours.get_mut(h) {
+            Some(n) if *n > 0 => {
+                *n -= 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The text of the record after a run: copies still in the target (`kept`, each a hash
+    /// that [`Record::take`] granted) and those made now.
+    pub fn text(&self, source: &str, kept: &[Hash], copied: &[Hash]) -> String {
+        let mut lines: Vec<String> =
+            kept.iter().chain(copied).map(|h| format!("{} {source}", hex::encode(h))).collect();
+        lines.extend(self.others.iter().cloned());
+        lines.sort_unstable();
+        let mut text = String::with_capacity(HEADER.len() + 1 + lines.len() * 82);
+        text.push_str(HEADER);
+        text.push('\n');
+        for l in lines {
+            text.push_str(&l);
+            text.push('\n');
+        }
+        text
+    }
+
+    /// Writes the record whole (temporary file, then rename) through the guarded target path.
+    pub fn save(path: &Path, text: &str, owner: Option<Owner>, durable: bool) -> Result<(), Problem> {
+        let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+            return Err(Problem::new(path, "no folder for the record of copies"));
+        };
+        let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+        let d = fsx::Dir::open_root(dir).map_err(|e| e.problem())?;
+        d.write_atomic(
+            &name.to_string_lossy(),
+            text.as_bytes(),
+            crate::store::maildir::write::FILE_MODE,
+            owner,
+            durable,
+        )
+        .map_err(|e| e.problem())
+    }
+}
+
+/// What a folder's source looked like, for the safety rules.
+#[derive(Clone, Copy, Debug)]
+pub struct SourceState {
+    /// Messages (mail, not pseudo messages) read from the source folder.
+    pub messages: u64,
+    /// Any message or listing of the source folder failed to read.
+    pub read_errors: bool,
+}
+
+/// Picks from the target messages no source message matched (`unmatched`: index and hash) the
+/// ones to delete, by the mode and the safety rules; a refusal says why.
+pub fn choose(
+    mode: Deletion,
+    unmatched: &[(usize, Hash)],
+    record: &mut Record,
+    src: SourceState,
+    max_delete: Option<u64>,
+) -> (Vec<usize>, Option<String>) {
+    if mode == Deletion::Off || unmatched.is_empty() {
+        return (Vec::new(), None);
+    }
+    let flag = if mode == Deletion::Mirror { "--mirror" } else { "--delete" };
+    if src.read_errors {
+        return (Vec::new(), Some(format!("the source folder had read errors: {flag} deleted nothing here")));
+    }
+    if src.messages == 0 && max_delete.is_none() {
+        return (
+            Vec::new(),
+            Some(format!(
+                "the source folder has no messages (a failed mount looks the same): {flag} deleted nothing here; \
+                 give --max-delete N to allow it"
+            )),
+        );
+    }
+    match mode {
+        Deletion::Mirror => (unmatched.iter().map(|(i, _)| *i).collect(), None),
+        Deletion::Copied if !record.found => (
+            Vec::new(),
+            Some(format!(
+                "no record of what earlier runs copied here ({COPIED_FILE}): --delete deleted nothing; \
+                 --mirror deletes every message the source does not have"
+            )),
+        ),
+        Deletion::Copied => (unmatched.iter().filter(|(_, h)| record.take(h)).map(|(i, _)| *i).collect(), None),
+        Deletion::Off => (Vec::new(), None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SRC: SourceState = SourceState { messages: 3, read_errors: false };
+
+    fn record(lines: &[(u8, &str)]) -> Record {
+        let mut t = String::from(HEADER);
+        for (h, id) in lines {
+            t.push_str(&format!("\n{} {id}", hex::encode([*h; 32])));
+        }
+        Record::parse(&t, "me").unwrap()
+    }
+
+    #[test]
+    fn delete_takes_only_recorded_copies_of_this_source() {
+        let mut r = record(&[(1, "me"), (2, "other"), (3, "me")]);
+        let unmatched = [(0, [1u8; 32]), (1, [2u8; 32]), (2, [4u8; 32])];
+        let (d, why) = choose(Deletion::Copied, &unmatched, &mut r, SRC, None);
+        assert_eq!(d, vec![0]);
+        assert!(why.is_none());
+        let text = r.text("me", &[[3u8; 32]], &[[5u8; 32]]);
+        let again = Record::parse(&text, "me").unwrap();
+        assert_eq!(again.ours.len(), 2, "the kept and the new copy");
+        assert_eq!(again.others.len(), 1, "another source's line survives");
+    }
+
+    #[test]
+    fn a_recorded_hash_answers_for_one_copy() {
+        let mut r = record(&[(1, "me")]);
+        let unmatched = [(0, [1u8; 32]), (1, [1u8; 32])];
+        assert_eq!(choose(Deletion::Copied, &unmatched, &mut r, SRC, None).0, vec![0]);
+    }
+
+    #[test]
+    fn mirror_takes_everything_unmatched() {
+        let unmatched = [(0, [1u8; 32]), (4, [2u8; 32])];
+        assert_eq!(choose(Deletion::Mirror, &unmatched, &mut Record::default(), SRC, None).0, vec![0, 4]);
+    }
+
+    #[test]
+    fn refusals() {
+        let unmatched = [(0, [1u8; 32])];
+        let mut r = record(&[(1, "me")]);
+        let errs = SourceState { messages: 3, read_errors: true };
+        for mode in [Deletion::Copied, Deletion::Mirror] {
+            let (d, why) = choose(mode, &unmatched, &mut r, errs, Some(100));
+            assert!(d.is_empty() && why.unwrap().contains("read errors"));
+        }
+        let empty = SourceState { messages: 0, read_errors: false };
+        let (d, why) = choose(Deletion::Mirror, &unmatched, &mut r, empty, None);
+        assert!(d.is_empty() && why.unwrap().contains("--max-delete"));
+        assert_eq!(choose(Deletion::Mirror, &unmatched, &mut r, empty, Some(1)).0, vec![0]);
+        let (d, why) = choose(Deletion::Copied, &unmatched, &mut Record::default(), SRC, None);
+        assert!(d.is_empty() && why.unwrap().contains(COPIED_FILE));
+    }
+
+    #[test]
+    fn garbage_is_no_record() {
+        assert!(Record::parse("mailmover-copied 1\nzz me\n", "me").is_none());
+        assert!(Record::parse("something else\n", "me").is_none());
+        let tmp = tempfile::tempdir().unwrap();
+        assert!(!Record::load(&tmp.path().join("none"), "me").found);
+        std::os::unix::fs::symlink("/dev/zero", tmp.path().join("link")).unwrap();
+        assert!(!Record::load(&tmp.path().join("link"), "me").found, "a link is not followed");
+    }
+
+    #[test]
+    fn budget_is_all_or_nothing() {
+        let b = Budget::new(5);
+        assert!(b.take(3));
+        assert!(!b.take(3));
+        assert!(b.take(2));
+        assert!(!b.take(1));
+    }
+}
