@@ -56,6 +56,25 @@ pub enum Ref {
     Problem(Box<Problem>),
 }
 
+/// A total order over the references of a chunk: messages by name, problems after them by
+/// path (a comparison that called every problem equal to everything was no order at all, and
+/// the sort panicked on it).
+fn chunk_order(a: &Ref, b: &Ref) -> std::cmp::Ordering {
+    fn rank(r: &Ref) -> u8 {
+        match r {
+            Ref::Maildir(_) => 0,
+            Ref::Mbox(_) => 1,
+            Ref::Problem(_) => 2,
+        }
+    }
+    match (a, b) {
+        (Ref::Maildir(x), Ref::Maildir(y)) => (x.sub, &x.name).cmp(&(y.sub, &y.name)),
+        (Ref::Mbox(x), Ref::Mbox(y)) => x.from_line.start.cmp(&y.from_line.start),
+        (Ref::Problem(x), Ref::Problem(y)) => x.cmp(y),
+        _ => rank(a).cmp(&rank(b)),
+    }
+}
+
 /// Where a message came from, for reports and the audit log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {
@@ -202,10 +221,7 @@ impl Opened {
                     .peekable();
                 Box::new(std::iter::from_fn(move || {
                     let mut v = bounded_chunk(&mut it, max)?;
-                    v.sort_by(|a, b| match (a, b) {
-                        (Ref::Maildir(x), Ref::Maildir(y)) => (x.sub, &x.name).cmp(&(y.sub, &y.name)),
-                        _ => std::cmp::Ordering::Equal,
-                    });
+                    v.sort_by(chunk_order);
                     Some(v)
                 }))
             }
@@ -380,5 +396,42 @@ mod tests {
         assert!(opened.open_ahead(&refs[1]).is_none());
         let err = opened.load_from(&refs[1], &ropts, None).err().expect("a FIFO is not read");
         assert!(err.to_string().contains("not a regular file"), "{err}");
+    }
+
+    fn some_ref(kind: u8, name: &str) -> Ref {
+        use crate::message::{DateSource, Meta};
+        match kind % 3 {
+            0 | 1 => Ref::Maildir(Box::new(MaildirEntry {
+                sub: if kind % 3 == 0 { mdread::Sub::New } else { mdread::Sub::Cur },
+                name: name.as_bytes().to_vec(),
+                size: 0,
+                mtime_ns: 0,
+                meta: Meta::new(0, DateSource::Mtime),
+            })),
+            _ => {
+                Ref::Problem(Box::new(Problem::new(Path::new(name), "empty file (0 bytes) is not a message; skipped")))
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// Messages and unreadable entries (empty files) in any order sort without panic, by a
+        /// comparison that is a total order.
+        #[test]
+        fn chunk_order_is_total(items in proptest::collection::vec((0u8..3, "[a-c]{0,3}"), 0..40)) {
+            let mut v: Vec<Ref> = items.iter().map(|(k, n)| some_ref(*k, n)).collect();
+            for a in &v {
+                for b in &v {
+                    proptest::prop_assert_eq!(chunk_order(a, b), chunk_order(b, a).reverse());
+                    for c in &v {
+                        if chunk_order(a, b).is_le() && chunk_order(b, c).is_le() {
+                            proptest::prop_assert!(chunk_order(a, c).is_le());
+                        }
+                    }
+                }
+            }
+            v.sort_by(chunk_order);
+            proptest::prop_assert!(v.windows(2).all(|w| chunk_order(&w[0], &w[1]).is_le()));
+        }
     }
 }

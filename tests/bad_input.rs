@@ -234,3 +234,24 @@ fn lone_garbage_source_writes_no_target() {
     assert_eq!(r.code, 2, "{r:?}");
     assert!(!env.path("out").exists(), "target created for a rejected source");
 }
+
+/// Empty files among messages, in every order of names, never crash the sort of a chunk.
+#[test]
+fn empty_files_in_any_name_order_do_not_crash() {
+    for order in 0..8u32 {
+        let env = TestEnv::new();
+        for i in 0..3u32 {
+            let empty = order & (1 << i) != 0;
+            let name = format!("src/cur/{}.M{i}P1.h:2,S", 1_600_000_000 + i);
+            env.write(&name, if empty { b"" } else { b"Subject: m\n\nbody\n" });
+            env.write(
+                &format!("src/new/{}.M{i}P2.h", 1_600_000_000 + (2 - i)),
+                if empty { b"Subject: n\n\nx\n" } else { b"" },
+            );
+        }
+        restore_maildir_dirs(&env.path("src"));
+        let r = env.sync("maildir:src", "maildir:dst", &[]);
+        assert_eq!(r.code, 1, "order {order}: {}", r.stderr);
+        assert_eq!(r.n("transferred"), 3, "order {order}");
+    }
+}
