@@ -1,18 +1,20 @@
 //! What `--delete` and `--mirror` may remove from a target folder, and the record that makes
 //! `--delete` safe.
 //!
-//! `--delete` removes only copies an earlier run made from this source: each target folder keeps
-//! `mailmover-copied` (beside an mbox target: `.NAME.mailmover-copied`), one line per message
-//! mailmover copied there, `HASH SOURCE-ID`. Mail that reached the target any other way (a
-//! delivery after the DNS switch, another source) has no line and is never deleted by
-//! `--delete`. `--mirror` removes every target message no source message matched.
+//! `--delete` removes only copies an earlier run made from this source: each Maildir target
+//! folder keeps `mailmover-copied`, one line per message mailmover copied there,
+//! `HASH SOURCE-ID`. Mail that reached the target any other way (a delivery after the DNS
+//! switch, another source) has no line and is never deleted by `--delete`. mbox targets keep no
+//! record (a file beside the mbox would be listed by Dovecot as a mailbox), so `--delete`
+//! deletes nothing there and says so. `--mirror` removes every target message no source
+//! message matched.
 //!
 //! Neither deletes in a folder whose source had a read error (an unreadable `cur/` looks like
 //! an empty folder), nor in a folder whose source has no message at all (a failed mount looks
 //! the same) unless `--max-delete` bounds the damage.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -61,16 +63,6 @@ pub fn source_id(source: &Path) -> String {
     use std::os::unix::ffi::OsStrExt;
     let abs = source.canonicalize().unwrap_or_else(|_| source.to_path_buf());
     hex::encode(&Sha256::digest(abs.as_os_str().as_bytes())[..8])
-}
-
-/// Where the record of a target folder lives.
-pub fn record_path(target: &Path, mbox: bool) -> PathBuf {
-    if mbox {
-        let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        target.with_file_name(format!(".{name}.{COPIED_FILE}"))
-    } else {
-        target.join(COPIED_FILE)
-    }
 }
 
 /// The copies a target folder holds from one source, as a multiset of hashes, and the lines of

@@ -24,6 +24,11 @@ impl Error {
         Error::Bad { path: path.into(), reason: reason.into() }
     }
 
+    /// The file was not there (deleted or renamed meanwhile).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Error::Io { source, .. } if source.kind() == io::ErrorKind::NotFound)
+    }
+
     pub fn is_usage(&self) -> bool {
         matches!(self, Error::Usage(_))
     }

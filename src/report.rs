@@ -21,6 +21,8 @@ pub struct Counts {
     pub flags_updated: u64,
     pub deleted_target: u64,
     pub failed: u64,
+    /// Maildir source messages deleted by someone else while the run read the folder.
+    pub vanished_source: u64,
     pub bytes_transferred: u64,
     /// UW-IMAP/Dovecot "FOLDER INTERNAL DATA" pseudo messages (not mail, not copied).
     pub pseudo_skipped: u64,
@@ -44,6 +46,7 @@ impl Counts {
         self.duplicates_source += o.duplicates_source;
         self.flags_updated += o.flags_updated;
         self.deleted_target += o.deleted_target;
+        self.vanished_source += o.vanished_source;
         self.failed += o.failed;
         self.bytes_transferred += o.bytes_transferred;
         self.pseudo_skipped += o.pseudo_skipped;
@@ -108,6 +111,9 @@ impl Summary {
         writeln!(w, "  duplicates in source .. {}", c.duplicates_source)?;
         writeln!(w, "  flags updated ......... {}", c.flags_updated)?;
         writeln!(w, "  deleted in target ..... {}", c.deleted_target)?;
+        if c.vanished_source > 0 {
+            writeln!(w, "  gone from source ...... {} (deleted there during the run)", c.vanished_source)?;
+        }
         if c.pseudo_skipped > 0 {
             writeln!(w, "  pseudo messages ....... {} (mbox folder data, not mail)", c.pseudo_skipped)?;
         }

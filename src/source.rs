@@ -3,6 +3,8 @@
 //! the bytes to write (borrowed from the mbox mapping, or read from the Maildir file) with its
 //! metadata. sync, verify and inspect all read through here, so they agree on what a message is.
 
+use std::collections::{HashMap, HashSet};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -45,7 +47,53 @@ pub enum Opened {
         scan: ScanOptions,
         /// The whole listing, sorted by name (`None`: streamed in directory order).
         listed: Option<Box<Listing>>,
+        /// Where messages that moved during the run went (a live server renames new/ to cur/
+        /// and changes flags while the folder is read).
+        moved: std::sync::Mutex<Moved>,
     },
+}
+
+/// The folder's current names by base name, listed again when a message was not where the
+/// listing saw it.
+#[derive(Debug, Default)]
+pub struct Moved {
+    names: HashMap<Vec<u8>, (mdread::Sub, Vec<u8>)>,
+    relists: u32,
+    /// A message was taken for gone without a fresh listing to confirm it.
+    pub unsure: bool,
+}
+
+/// Fresh listings of one folder in one run at most; past this a message not found is taken
+/// for gone on the last listing's word, and the folder deletes nothing in this run.
+const MAX_RELISTS: u32 = 16;
+
+impl Moved {
+    fn relist(&mut self, dir: &Path) {
+        self.relists += 1;
+        self.names.clear();
+        for sub in [mdread::Sub::New, mdread::Sub::Cur] {
+            let Ok(rd) = std::fs::read_dir(dir.join(sub.as_str())) else { continue };
+            for e in rd.flatten() {
+                let name = e.file_name().as_bytes().to_vec();
+                let base = crate::store::maildir::name::parse(&name).base.to_vec();
+                self.names.insert(base, (sub, name));
+            }
+        }
+    }
+
+    /// The current name of the message with this base name, if it is still in the folder.
+    fn find(&mut self, dir: &Path, base: &[u8], old: &[u8]) -> Option<(mdread::Sub, Vec<u8>)> {
+        let fresh = |m: &Moved| m.names.get(base).filter(|(_, n)| n != old).cloned();
+        if let Some(hit) = fresh(self) {
+            return Some(hit);
+        }
+        if self.relists >= MAX_RELISTS {
+            self.unsure = true;
+            return None;
+        }
+        self.relist(dir);
+        fresh(self)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -54,6 +102,21 @@ pub enum Ref {
     Maildir(Box<MaildirEntry>),
     /// A directory entry that is not a readable message: loading it yields the problem.
     Problem(Box<Problem>),
+}
+
+/// Lets each Maildir message file through once per run: a message the server moved from new/
+/// to cur/ (or re-flagged) while the folder was listed shows up under both names, with one
+/// inode. Two files of one base name are two messages.
+#[derive(Default)]
+struct OncePerBase(HashSet<u64>);
+
+impl OncePerBase {
+    fn first(&mut self, r: &Ref) -> bool {
+        match r {
+            Ref::Maildir(e) if e.ino != 0 => self.0.insert(e.ino),
+            _ => true,
+        }
+    }
 }
 
 /// A total order over the references of a chunk: messages by name, problems after them by
@@ -148,6 +211,9 @@ pub struct Loaded<'a> {
     pub truncated: Option<&'static str>,
     pub expunged: bool,
     pub partial: bool,
+    /// A Maildir message deleted from the source while the run read it: not copied, not an
+    /// error.
+    pub gone: bool,
 }
 
 impl Opened {
@@ -175,6 +241,7 @@ impl Opened {
                 keywords: Box::new(mdread::keyword_map(dir)),
                 scan,
                 listed: None,
+                moved: Default::default(),
             }),
         }
     }
@@ -202,22 +269,26 @@ impl Opened {
                 }))
             }
             Opened::Maildir { listed: Some(listing), .. } => {
+                let mut once = OncePerBase::default();
                 let mut it = listing
                     .iter()
                     .map(|r| match r {
                         Ok(e) => Ref::Maildir(Box::new(e)),
                         Err(p) => Ref::Problem(Box::new(p)),
                     })
+                    .filter(move |r| once.first(r))
                     .peekable();
                 Box::new(std::iter::from_fn(move || bounded_chunk(&mut it, max)))
             }
-            Opened::Maildir { dir, keywords, scan, listed: None } => {
+            Opened::Maildir { dir, keywords, scan, listed: None, .. } => {
                 let stream = mdread::MessageStream::new(dir, (**keywords).clone(), *scan);
+                let mut once = OncePerBase::default();
                 let mut it = stream
                     .map(|r| match r {
                         Ok(e) => Ref::Maildir(Box::new(e)),
                         Err(p) => Ref::Problem(Box::new(p)),
                     })
+                    .filter(move |r| once.first(r))
                     .peekable();
                 Box::new(std::iter::from_fn(move || {
                     let mut v = bounded_chunk(&mut it, max)?;
@@ -274,6 +345,7 @@ impl Opened {
                     truncated: m.truncated,
                     expunged: m.mozilla_expunged,
                     partial: m.mozilla_partial,
+                    gone: false,
                 })
             }
             (_, Ref::Problem(p)) => Err((**p).clone()),
@@ -312,6 +384,7 @@ impl Opened {
             truncated: None,
             expunged: false,
             partial: false,
+            gone: false,
         }
     }
 
@@ -324,17 +397,65 @@ impl Opened {
         if !l.body.is_unread() {
             return Ok(());
         }
-        let path = l.origin.path();
+        let follow = matches!(self, Opened::Maildir { scan, .. } if scan.follow_symlinks);
+        let path = l.origin.path().to_path_buf();
         let data = match file {
-            Some(f) => f.read(path),
-            None => fsx::read_message_file(path, matches!(self, Opened::Maildir { scan, .. } if scan.follow_symlinks)),
+            Some(f) => f.read(&path),
+            None => fsx::read_message_file(&path, follow),
         };
-        let data = data.map_err(|err| err.problem())?;
+        let data = match data {
+            Err(e) if e.is_not_found() => {
+                let Some(data) = self.read_moved(l, follow)? else {
+                    l.gone = true;
+                    l.body = Body::Owned(Vec::new());
+                    return Ok(());
+                };
+                data
+            }
+            r => r.map_err(|err| err.problem())?,
+        };
         if data.is_empty() {
             return Err(l.origin.problem("empty file (0 bytes) is not a message; skipped"));
         }
         l.body = Body::Owned(data);
         Ok(())
+    }
+
+    /// A message not found where it was listed: read from where it moved to in the same
+    /// folder (with the flags of its new name), or `None` when it is gone.
+    fn read_moved(&self, l: &mut Loaded<'_>, follow: bool) -> Result<Option<Vec<u8>>, Problem> {
+        let Opened::Maildir { dir, keywords, moved, .. } = self else { return Ok(None) };
+        let old = l.origin.path().to_path_buf();
+        let Some(old_name) = old.file_name().map(|n| n.as_bytes().to_vec()) else { return Ok(None) };
+        let base = crate::store::maildir::name::parse(&old_name).base.to_vec();
+        for _ in 0..3 {
+            let found = moved.lock().unwrap_or_else(|p| p.into_inner()).find(dir, &base, &old_name);
+            let Some((sub, name)) = found else { return Ok(None) };
+            let path = dir.join(sub.as_str()).join(std::ffi::OsStr::from_bytes(&name));
+            match fsx::read_message_file(&path, follow) {
+                Ok(data) => {
+                    let e = mdread::entry(sub, name, 0, l.meta.date, 0, keywords);
+                    l.meta.flags = e.meta.flags;
+                    l.meta.keywords = e.meta.keywords;
+                    l.meta.stray_letters = e.meta.stray_letters;
+                    l.meta.recent = e.meta.recent;
+                    l.meta.info_tail = e.meta.info_tail;
+                    l.origin = Origin::File(path);
+                    return Ok(Some(data));
+                }
+                Err(e) if e.is_not_found() => continue,
+                Err(e) => return Err(e.problem()),
+            }
+        }
+        Err(l.origin.problem("the message kept moving while it was read; not copied"))
+    }
+
+    /// Whether a message of this folder was taken for gone without a fresh listing.
+    pub fn unsure_of_gone(&self) -> bool {
+        match self {
+            Opened::Maildir { moved, .. } => moved.lock().map_or(true, |m| m.unsure),
+            Opened::Mbox(_) => false,
+        }
     }
 
     /// The chunk `refs` is finished: its mapped pages need not stay resident (memory stays
@@ -402,11 +523,12 @@ mod tests {
         use crate::message::{DateSource, Meta};
         match kind % 3 {
             0 | 1 => Ref::Maildir(Box::new(MaildirEntry {
-                sub: if kind % 3 == 0 { mdread::Sub::New } else { mdread::Sub::Cur },
+                sub: if kind.is_multiple_of(3) { mdread::Sub::New } else { mdread::Sub::Cur },
                 name: name.as_bytes().to_vec(),
                 size: 0,
                 mtime_ns: 0,
                 meta: Meta::new(0, DateSource::Mtime),
+                ino: 0,
             })),
             _ => {
                 Ref::Problem(Box::new(Problem::new(Path::new(name), "empty file (0 bytes) is not a message; skipped")))
@@ -433,5 +555,47 @@ mod tests {
             v.sort_by(chunk_order);
             proptest::prop_assert!(v.windows(2).all(|w| chunk_order(&w[0], &w[1]).is_le()));
         }
+    }
+
+    /// A live server renames and deletes messages while a folder is read: a renamed message is
+    /// read under its new name with its new flags, once; a deleted one is gone, not an error.
+    #[test]
+    fn messages_moved_or_deleted_during_the_run() {
+        let tmp = tempfile::tempdir().unwrap();
+        for s in ["cur", "new", "tmp"] {
+            std::fs::create_dir(tmp.path().join(s)).unwrap();
+        }
+        let p = |n: &str| tmp.path().join(n);
+        std::fs::write(p("new/1.M1P1.h"), b"Subject: a\n\na\n").unwrap();
+        std::fs::write(p("new/2.M2P1.h"), b"Subject: b\n\nb\n").unwrap();
+        std::fs::write(p("cur/3.M3P1.h:2,S"), b"Subject: c\n\nc\n").unwrap();
+        let loc = Location::Maildir(tmp.path().to_path_buf());
+        let mut problems = Vec::new();
+        let opened = Opened::open(&loc, ScanOptions::default(), &mut problems).unwrap();
+        std::fs::rename(p("new/1.M1P1.h"), p("cur/1.M1P1.h:2,RS")).unwrap();
+        std::fs::remove_file(p("new/2.M2P1.h")).unwrap();
+        let ropts = ReadOptions::default();
+        let refs: Vec<Ref> = opened.chunks(&ropts).flatten().collect();
+        assert_eq!(refs.len(), 3);
+        let loaded: Vec<Loaded<'_>> = refs.iter().map(|r| opened.load(r, &ropts).unwrap()).collect();
+        let a = loaded.iter().find(|l| l.body.pieces() == vec![&b"Subject: a\n\na\n"[..]]).expect("a read");
+        assert_eq!(a.meta.flags, crate::flags::Flags::parse("RS"), "the new name's flags");
+        assert_eq!(loaded.iter().filter(|l| l.gone).count(), 1, "b is gone");
+        assert!(!opened.unsure_of_gone());
+
+        // One file listed under both names (moved between the reads of new/ and cur/; a hard
+        // link stands for that here): once. Two files of one base name are two messages.
+        std::fs::write(p("new/4.M4P1.h"), b"Subject: d\n\nd\n").unwrap();
+        std::fs::hard_link(p("new/4.M4P1.h"), p("cur/4.M4P1.h:2,S")).unwrap();
+        for o in [
+            Opened::open(&loc, ScanOptions::default(), &mut problems).unwrap(),
+            Opened::open_streaming(&loc, ScanOptions::default()).unwrap(),
+        ] {
+            let refs: Vec<Ref> = o.chunks(&ropts).flatten().collect();
+            assert_eq!(refs.len(), 3, "1, 3 and 4, each once");
+        }
+        std::fs::remove_file(p("cur/4.M4P1.h:2,S")).unwrap();
+        std::fs::write(p("cur/4.M4P1.h:2,S"), b"Subject: d\n\nd\n").unwrap();
+        assert_eq!(Opened::open_streaming(&loc, ScanOptions::default()).unwrap().chunks(&ropts).flatten().count(), 4);
     }
 }

@@ -490,6 +490,10 @@ fn account(p: &Prepared<'_>, opts: &SyncOptions, out: &mut FolderOutcome) -> Opt
         out.counts.pseudo_skipped += 1;
         return Some("pseudo");
     }
+    if l.gone {
+        out.counts.vanished_source += 1;
+        return Some("gone");
+    }
     out.counts.messages_source += 1;
     if let Some(why) = l.truncated {
         out.errors.push(l.origin.problem(format!("{why}; the bytes present are still written")));
@@ -564,7 +568,7 @@ fn to_maildir(
     }
     let need_hash = !matcher.is_empty() || opts.dry_run;
     let source_id = deletion::source_id(sf.loc.path());
-    let record_path = deletion::record_path(&tdir, false);
+    let record_path = tdir.join(deletion::COPIED_FILE);
     let mut record = deletion::Record::load(&record_path, &source_id);
     let maildir_source = matches!(opened, Opened::Maildir { .. });
     // Hashes of source files seen by an earlier run: only new or changed files are read.
@@ -621,7 +625,7 @@ fn to_maildir(
                 let mut fates: Vec<Option<Fate>> = Vec::with_capacity(prepared.len());
                 for p in prepared.iter_mut() {
                     let fate = match account(p, opts, out) {
-                        Some("pseudo") => Some(Fate::NotMail),
+                        Some("pseudo" | "gone") => Some(Fate::NotMail),
                         Some(reason) => Some(Fate::Filtered { reason }),
                         None => {
                             if let Some(h) = &p.hash {
@@ -670,9 +674,15 @@ fn to_maildir(
                         _ => None,
                     })
                     .collect();
-                for (f, e) in fates.iter_mut().zip(unread) {
+                for ((f, e), p) in fates.iter_mut().zip(unread).zip(prepared.iter()) {
                     if let Some(e) = e {
                         *f = Some(Fate::Failed(e));
+                    } else if f.is_none() && p.loaded.gone {
+                        // Known from the source cache, deleted from the source since.
+                        out.counts.vanished_source += 1;
+                        out.counts.messages_source -= 1;
+                        copy_n -= 1;
+                        *f = Some(Fate::NotMail);
                     }
                 }
                 let mut reserved = 0u32;
@@ -742,7 +752,7 @@ fn to_maildir(
     let mut gone: HashSet<usize> = HashSet::new();
     let unmatched: Vec<(usize, Hash)> =
         matcher.unmatched().filter_map(|i| index.entries.get(i).map(|(_, h)| (i, *h))).collect();
-    for i in choose_deletions(&unmatched, &mut record, &tdir, opts, out) {
+    for i in choose_deletions(&unmatched, &mut record, &tdir, opened, opts, out) {
         let Some((e, h)) = index.entries.get(i) else { continue };
         let path = e.path(&tdir);
         if let Some(w) = &fw
@@ -814,10 +824,12 @@ fn choose_deletions(
     unmatched: &[(usize, Hash)],
     record: &mut deletion::Record,
     target: &Path,
+    opened: &Opened,
     opts: &SyncOptions,
     out: &mut FolderOutcome,
 ) -> Vec<usize> {
-    let src = deletion::SourceState { messages: out.counts.messages_source, read_errors: !out.errors.is_empty() };
+    let read_errors = !out.errors.is_empty() || opened.unsure_of_gone();
+    let src = deletion::SourceState { messages: out.counts.messages_source, read_errors };
     let (chosen, why) = deletion::choose(opts.deletion, unmatched, record, src, opts.max_delete);
     if let Some(why) = why {
         out.warnings.push(Problem::new(target, why));
@@ -1149,7 +1161,7 @@ fn for_mbox_target(
                         }
                     };
                     let fate = match account(&p, opts, out) {
-                        Some("pseudo") => Fate::NotMail,
+                        Some("pseudo" | "gone") => Fate::NotMail,
                         Some(reason) => Fate::Filtered { reason },
                         None => decide(r, &p)?,
                     };
@@ -1174,7 +1186,6 @@ fn new_mbox_from_maildir(
     path: &Path,
     keywords: std::collections::BTreeSet<String>,
     before: &str,
-    sf_path: &Path,
     opts: &SyncOptions,
     rec: &dyn Recorder,
     out: &mut FolderOutcome,
@@ -1186,11 +1197,9 @@ fn new_mbox_from_maildir(
     }
     let mut w = MboxWriter::create(path, opts.owner, opts.durable)?;
     w.set_keywords(keywords.into_iter().collect());
-    let mut copied: Vec<Hash> = Vec::new();
     let res = (|| {
         for_mbox_target(opened, tn, path, opts, rec, out, |_, p| {
             w.append(&p.loaded.body.pieces(), &p.loaded.meta)?;
-            copied.push(p.hash.unwrap_or_default());
             Ok(Fate::Copied { sha: p.hash.unwrap_or_default(), size: p.loaded.body.len(), name: String::new() })
         })?;
         if state::target_stamp(path, true) != before {
@@ -1203,13 +1212,7 @@ fn new_mbox_from_maildir(
     })();
     out.counts.messages_target = out.counts.transferred;
     match res {
-        Ok(()) => {
-            w.commit()?;
-            let source_id = deletion::source_id(sf_path);
-            let record = deletion::Record::default();
-            save_record(&record, &deletion::record_path(path, true), &source_id, &[], &copied, 0, opts, out);
-            Ok(())
-        }
+        Ok(()) => w.commit(),
         Err(e) => {
             w.abort();
             Err(e)
@@ -1234,22 +1237,11 @@ fn to_mbox(
     {
         // A new mbox from a listed Maildir: the keywords for X-IMAPbase are known from the
         // names, so every file is read once, hashed and written in the same pass.
-        return new_mbox_from_maildir(
-            opened,
-            tn,
-            &path,
-            listing.keywords.clone(),
-            &before,
-            sf.loc.path(),
-            opts,
-            rec,
-            out,
-        );
+        return new_mbox_from_maildir(opened, tn, &path, listing.keywords.clone(), &before, opts, rec, out);
     }
-    let source_id = deletion::source_id(sf.loc.path());
-    let record_path = deletion::record_path(&path, true);
-    let mut record = deletion::Record::load(&record_path, &source_id);
-    let mut copied: Vec<Hash> = Vec::new();
+    // No record of copies beside an mbox (Dovecot would list it as a mailbox): --delete cannot
+    // tell copies from other mail there and deletes nothing; --mirror works.
+    let mut record = deletion::Record::default();
     let mut matcher = Matcher::new(existing.iter().flat_map(|t| t.entries.iter().map(|(_, h, m)| (*h, m))));
     let mut updates: Vec<Option<Meta>> = vec![None; existing.as_ref().map_or(0, |t| t.entries.len())];
     // Phase 1: decide for every message (the file is rewritten once, in order).
@@ -1261,7 +1253,6 @@ fn to_mbox(
             Action::Copy => {
                 keywords.extend(p.loaded.meta.keywords.iter().map(str::to_string));
                 copies.push(r.clone());
-                copied.push(h);
                 Fate::Copied { sha: h, size: p.loaded.body.len(), name: String::new() }
             }
             Action::Skip(_) => Fate::Skipped { sha: h, reason: "exists" },
@@ -1277,7 +1268,8 @@ fn to_mbox(
         .unmatched()
         .filter_map(|i| existing.as_ref().and_then(|t| t.entries.get(i)).map(|(_, h, _)| (i, *h)))
         .collect();
-    let deletes: HashSet<usize> = choose_deletions(&unmatched, &mut record, &path, opts, out).into_iter().collect();
+    let deletes: HashSet<usize> =
+        choose_deletions(&unmatched, &mut record, &path, opened, opts, out).into_iter().collect();
     out.counts.deleted_target = deletes.len() as u64;
     if let Some(t) = &existing {
         for (i, (_, _, meta)) in t.entries.iter().enumerate().filter(|(i, _)| !deletes.contains(i)) {
@@ -1325,6 +1317,12 @@ fn to_mbox(
         }
         for r in &copies {
             match opened.load(r, &opts.read) {
+                Ok(l) if l.gone => {
+                    // Deleted from the source between the two passes.
+                    out.counts.transferred -= 1;
+                    out.counts.bytes_transferred -= l.body.len().min(out.counts.bytes_transferred);
+                    out.counts.vanished_source += 1;
+                }
                 Ok(l) => w.append(&l.body.pieces(), &l.meta)?,
                 Err(p) => out.errors.push(p),
             }
@@ -1341,17 +1339,7 @@ fn to_mbox(
         }
     });
     match res {
-        Ok(()) => {
-            w.commit()?;
-            let kept: Vec<Hash> = existing
-                .iter()
-                .flat_map(|t| t.entries.iter().enumerate())
-                .filter(|(i, (_, h, _))| !deletes.contains(i) && record.take(h))
-                .map(|(_, (_, h, _))| *h)
-                .collect();
-            save_record(&record, &record_path, &source_id, &kept, &copied, deletes.len() as u64, opts, out);
-            Ok(())
-        }
+        Ok(()) => w.commit(),
         Err(e) => {
             w.abort();
             Err(e)

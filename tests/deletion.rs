@@ -47,7 +47,7 @@ fn delete_removes_only_what_it_copied_and_mirror_the_rest() {
 }
 
 #[test]
-fn delete_on_an_mbox_target_keeps_foreign_mail() {
+fn delete_on_an_mbox_target_deletes_nothing_and_mirror_does() {
     let env = TestEnv::new();
     let paths = source(&env, 3, false);
     env.sync("maildir:src", "mbox:out.mbox", &[]).expect_code(0);
@@ -57,11 +57,16 @@ fn delete_on_an_mbox_target_keeps_foreign_mail() {
     data.extend_from_slice(b"\n");
     std::fs::write(env.path("out.mbox"), &data).unwrap();
     std::fs::remove_file(&paths[1]).unwrap();
+    // No record beside an mbox: --delete cannot tell copies from other mail, deletes nothing.
     let r = env.sync("maildir:src", "mbox:out.mbox", &["--delete"]);
     r.expect_code(0);
-    assert_eq!(r.n("deleted_target"), 1);
+    assert_eq!(r.n("deleted_target"), 0);
+    assert!(r.stderr.contains("mailmover-copied"), "{}", r.stderr);
+    let r = env.sync("maildir:src", "mbox:out.mbox", &["--mirror"]);
+    r.expect_code(0);
+    assert_eq!(r.n("deleted_target"), 2);
     let text = std::fs::read(env.path("out.mbox")).unwrap();
-    assert!(String::from_utf8_lossy(&text).contains("delivered locally"));
+    assert!(!String::from_utf8_lossy(&text).contains("delivered locally"));
     assert!(!String::from_utf8_lossy(&text).contains("Subject: in 1\n"));
 }
 

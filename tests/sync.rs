@@ -1094,7 +1094,7 @@ fn delete_on_mbox_target_removes_only_unmatched() {
     let r = env.sync(&s, "mbox:out.mbox", &[]);
     assert_eq!((r.n("transferred"), r.n("deleted_target")), (0, 0), "without --delete nothing goes");
     assert_eq!(read_mbox(&std::fs::read(env.path("out.mbox")).unwrap(), Variant::Mboxrd).len(), 3);
-    let r = env.sync(&s, "mbox:out.mbox", &["--delete"]);
+    let r = env.sync(&s, "mbox:out.mbox", &["--mirror"]);
     r.expect_code(0);
     assert_eq!(r.n("deleted_target"), 1);
     let left: Vec<Vec<u8>> = read_mbox(&std::fs::read(env.path("out.mbox")).unwrap(), Variant::Mboxrd)

@@ -17,8 +17,8 @@ use crate::error::{Error, Problem, Result, io_reason};
 /// Entries sorted in memory at a time (a few MB).
 const RUN_ENTRIES: usize = 32 * 1024;
 const READ_BUF: usize = 64 * 1024;
-/// sub, size, mtime (s), mtime (ns), name length.
-const HEADER: usize = 1 + 8 + 8 + 8 + 4;
+/// sub, size, mtime (s), mtime (ns), name length, inode.
+const HEADER: usize = 1 + 8 + 8 + 8 + 4 + 8;
 
 pub struct Listing {
     kw: KeywordMap,
@@ -98,6 +98,7 @@ impl Listing {
                 .and_then(|()| w.write_all(&e.meta.date.to_le_bytes()))
                 .and_then(|()| w.write_all(&e.mtime_ns.to_le_bytes()))
                 .and_then(|()| w.write_all(&name_len.to_le_bytes()))
+                .and_then(|()| w.write_all(&e.ino.to_le_bytes()))
                 .and_then(|()| w.write_all(&e.name[..name_len as usize]))
                 .map_err(|err| Error::Io { path: s.dir.clone(), source: err })?;
             n += (HEADER + name_len as usize) as u64;
@@ -141,8 +142,8 @@ struct RunReader<'a> {
     at: usize,
 }
 
-/// A decoded record: sub, size, mtime (s), mtime (ns), name.
-type Record = (Sub, u64, i64, i64, Vec<u8>);
+/// A decoded record: sub, size, mtime (s), mtime (ns), name, inode.
+type Record = (Sub, u64, i64, i64, Vec<u8>, u64);
 
 impl RunReader<'_> {
     /// Makes at least `n` unread bytes available, unless the run ends first.
@@ -177,12 +178,13 @@ impl RunReader<'_> {
         let secs = i64::from_le_bytes(word(9));
         let ns = i64::from_le_bytes(word(17));
         let len = u32::from_le_bytes(<[u8; 4]>::try_from(&h[25..29]).unwrap_or_default()) as usize;
+        let ino = u64::from_le_bytes(word(29));
         if !self.fill(HEADER + len)? {
             return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "sort run ended early"));
         }
         let name = self.buf[self.at + HEADER..self.at + HEADER + len].to_vec();
         self.at += HEADER + len;
-        Ok(Some((sub, size, secs, ns, name)))
+        Ok(Some((sub, size, secs, ns, name, ino)))
     }
 }
 
@@ -222,9 +224,10 @@ impl Merge<'_> {
         let next = match &mut self.sources[i] {
             Source::Mem(it) => it.next().cloned(),
             Source::Run(r) => match r.next() {
-                Ok(Some((sub, size, secs, ns, name))) => {
+                Ok(Some((sub, size, secs, ns, name, ino))) => {
                     let mut e = entry(sub, name, size, secs, 0, self.kw);
                     e.mtime_ns = ns;
+                    e.ino = ino;
                     Some(e)
                 }
                 Ok(None) => None,

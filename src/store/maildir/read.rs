@@ -48,6 +48,8 @@ pub struct MaildirEntry {
     pub size: u64,
     pub mtime_ns: i64,
     pub meta: Meta,
+    /// The file's inode (0: not known): a renamed file keeps it.
+    pub ino: u64,
 }
 
 impl MaildirEntry {
@@ -251,6 +253,9 @@ fn classify(
     };
     let md = match md {
         Ok(m) => m,
+        // Renamed or deleted since the directory was read: a rename shows under its new name
+        // (in cur/, listed after new/), or in the next run.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
         Err(e) => return Some(Err(Problem::new(&path(), io_reason(&e)))),
     };
     let ft = md.file_type();
@@ -263,7 +268,9 @@ fn classify(
     } else if md.len() == 0 {
         "empty file (0 bytes) is not a message; skipped"
     } else {
-        return Some(Ok(entry(sub, raw, md.len(), md.mtime(), md.mtime_nsec(), kw)));
+        let mut e = entry(sub, raw, md.len(), md.mtime(), md.mtime_nsec(), kw);
+        e.ino = md.ino();
+        return Some(Ok(e));
     };
     Some(Err(Problem::new(&path(), why)))
 }
@@ -314,7 +321,7 @@ impl Iterator for MessageStream {
     }
 }
 
-pub(super) fn entry(sub: Sub, raw: Vec<u8>, size: u64, mtime: i64, nsec: i64, kw: &KeywordMap) -> MaildirEntry {
+pub(crate) fn entry(sub: Sub, raw: Vec<u8>, size: u64, mtime: i64, nsec: i64, kw: &KeywordMap) -> MaildirEntry {
     let n = name::parse(&raw);
     let mut meta = Meta::new(mtime, DateSource::Mtime);
     meta.flags = n.flags;
@@ -328,7 +335,14 @@ pub(super) fn entry(sub: Sub, raw: Vec<u8>, size: u64, mtime: i64, nsec: i64, kw
     }
     meta.recent = sub == Sub::New && n.info.is_none();
     meta.info_tail = n.tail;
-    MaildirEntry { sub, size, mtime_ns: mtime.saturating_mul(1_000_000_000).saturating_add(nsec), meta, name: raw }
+    MaildirEntry {
+        sub,
+        size,
+        mtime_ns: mtime.saturating_mul(1_000_000_000).saturating_add(nsec),
+        meta,
+        name: raw,
+        ino: 0,
+    }
 }
 
 #[cfg(test)]
