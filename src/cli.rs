@@ -103,6 +103,11 @@ pub struct FolderArgs {
     /// Subfolder layout of a Maildir target: Maildir++ dot-folders or nested directories.
     #[arg(long, value_enum, default_value = "maildir++")]
     pub layout: Layout,
+    /// Source folders that map to one target folder (`v1.0` and `v1_0` in Maildir++, or by
+    /// --map-folder) are merged into it, one after another; without it they are reported and
+    /// none of them is synced. --mirror acts as --delete in a merged folder.
+    #[arg(long)]
+    pub merge_folders: bool,
 }
 
 #[derive(Args, Debug)]
@@ -316,6 +321,7 @@ fn sync_options(a: &SyncFlags) -> Result<SyncOptions> {
         },
         follow_symlinks: a.read.follow_symlinks,
         use_cache: !a.no_cache,
+        merge_folders: a.folders.merge_folders,
     })
 }
 

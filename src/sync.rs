@@ -75,6 +75,9 @@ pub struct SyncOptions {
     pub filters: Filters,
     pub follow_symlinks: bool,
     pub use_cache: bool,
+    /// Source folders that map to one target folder are merged into it (else reported, and
+    /// none of them synced).
+    pub merge_folders: bool,
 }
 
 impl Default for SyncOptions {
@@ -93,6 +96,7 @@ impl Default for SyncOptions {
             filters: Filters::default(),
             follow_symlinks: false,
             use_cache: true,
+            merge_folders: false,
         }
     }
 }
@@ -166,7 +170,62 @@ pub fn mapped_folders(src: &Store, dst: &Store, opts: &SyncOptions) -> Result<(F
             out.push((f.clone(), t));
         }
     }
+    if !opts.merge_folders {
+        out = without_clashes(out, dst, opts.layout, &mut problems);
+    }
     Ok((out, problems))
+}
+
+/// Where a target folder lives on disk: two folder names with one place are one folder.
+fn target_place(dst: &Store, name: &FolderName, layout: Layout) -> PathBuf {
+    match dst.kind {
+        Kind::Maildir => MaildirTarget::folder_path(&dst.path, name, layout).unwrap_or_else(|_| dst.path.clone()),
+        _ => mbox_folder_path(&dst.path, name),
+    }
+}
+
+/// Drops every pair whose target folder another source folder maps to as well (`v1.0` and
+/// `v1_0` both become `.v1_0` in Maildir++), each reported: neither is written or deleted in.
+fn without_clashes(pairs: FolderPairs, dst: &Store, layout: Layout, problems: &mut Vec<Problem>) -> FolderPairs {
+    let mut by_place: HashMap<PathBuf, Vec<usize>> = HashMap::new();
+    for (i, (_, t)) in pairs.iter().enumerate() {
+        by_place.entry(target_place(dst, t, layout)).or_default().push(i);
+    }
+    let mut drop = HashSet::new();
+    for (place, idx) in by_place.iter().filter(|(_, v)| v.len() > 1) {
+        let names: Vec<String> = idx.iter().map(|&i| format!("{:?}", pairs[i].0.name.as_str())).collect();
+        for &i in idx {
+            problems.push(Problem::new(
+                pairs[i].0.loc.path(),
+                format!(
+                    "source folders {} all map to the target folder {}; none of them is synced \
+                     (rename one with --map-folder, or give --merge-folders to merge them)",
+                    names.join(", "),
+                    place.display()
+                ),
+            ));
+            drop.insert(i);
+        }
+    }
+    pairs.into_iter().enumerate().filter(|(i, _)| !drop.contains(i)).map(|(_, p)| p).collect()
+}
+
+/// Pairs grouped by target folder: with `--merge-folders` several sources may share one, and
+/// they are synced one after another, never at once.
+fn by_target<'p>(pairs: &'p FolderPairs, dst: &Store, layout: Layout) -> Vec<Vec<&'p (SourceFolder, FolderName)>> {
+    let mut groups: Vec<Vec<&'p (SourceFolder, FolderName)>> = Vec::new();
+    let mut at: HashMap<PathBuf, usize> = HashMap::new();
+    for p in pairs {
+        let place = target_place(dst, &p.1, layout);
+        match at.get(&place) {
+            Some(&g) => groups[g].push(p),
+            None => {
+                at.insert(place, groups.len());
+                groups.push(vec![p]);
+            }
+        }
+    }
+    groups
 }
 
 pub fn sync(src: &Store, dst: &Store, opts: &SyncOptions, rec: &dyn Recorder) -> Result<Summary> {
@@ -188,8 +247,23 @@ pub fn sync(src: &Store, dst: &Store, opts: &SyncOptions, rec: &dyn Recorder) ->
     let (pairs, mut source_problems) = mapped_folders(src, dst, opts)?;
     let target = open_target(dst, &pairs, opts)?;
     let pool = pool(opts.jobs)?;
-    let outcomes: Vec<FolderOutcome> =
-        pool.install(|| pairs.par_iter().map(|(sf, tn)| sync_folder(sf, tn, &target, opts, rec)).collect());
+    let groups = by_target(&pairs, dst, opts.layout);
+    let outcomes: Vec<FolderOutcome> = pool.install(|| {
+        groups
+            .par_iter()
+            .flat_map_iter(|g| {
+                // A merged folder's sources share it: --mirror would delete each other's mail.
+                let merged;
+                let opts = if g.len() > 1 && opts.deletion == Deletion::Mirror {
+                    merged = SyncOptions { deletion: Deletion::Copied, ..opts.clone() };
+                    &merged
+                } else {
+                    opts
+                };
+                g.iter().map(|(sf, tn)| sync_folder(sf, tn, &target, opts, rec)).collect::<Vec<_>>()
+            })
+            .collect()
+    });
 
     let mut summary = Summary { dry_run: opts.dry_run, ..Default::default() };
     for o in &outcomes {
