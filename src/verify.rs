@@ -1,6 +1,7 @@
 //! `verify`: every source message must be in the mapped target folder with the same bytes
-//! (SHA-256), flags, keywords and internal date. The same matching as sync, reported instead
-//! of executed; nothing is written.
+//! (SHA-256), flags, keywords and internal date. Maildir files are read by a plain loop that
+//! shares nothing with the copy path; the decision is sync's own ([`Matcher::decide`]), so
+//! verify reports exactly what `sync --dry-run` would act on. Nothing is written.
 
 use std::path::Path;
 
@@ -10,13 +11,13 @@ use serde::Serialize;
 use crate::error::{Problem, Result};
 use crate::flags::Flags;
 use crate::message::Meta;
-use crate::plan::Hash;
+use crate::plan::{Action, Hash, Matcher};
 use crate::source::Opened;
 use crate::store::maildir::read::ScanOptions;
 use crate::store::maildir::write::MaildirTarget;
 use crate::store::mbox::read::{ReadOptions, Variant};
 use crate::store::{Kind, Location, Store};
-use crate::sync::{Identity, SyncOptions, mapped_folders, mbox_folder_path};
+use crate::sync::{Filters, Identity, SyncOptions, mapped_folders, mbox_folder_path};
 
 #[derive(Debug, Serialize, Clone)]
 pub struct Difference {
@@ -71,25 +72,64 @@ struct Msg {
     place: String,
 }
 
-fn digest_opened(opened: &Opened, ropts: &ReadOptions, id: Identity, errors: &mut Vec<Problem>) -> Vec<Msg> {
+/// Reads a Maildir message file with a plain loop of its own: no cache probe, no read-ahead,
+/// nothing shared with the copy path it checks.
+fn read_plain(path: &Path) -> std::result::Result<Vec<u8>, Problem> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| Problem::new(path, crate::error::io_reason(&e)))?;
+    if !f.metadata().is_ok_and(|m| m.is_file()) {
+        return Err(Problem::new(path, "not a regular file"));
+    }
+    let mut data = Vec::new();
+    f.read_to_end(&mut data).map_err(|e| Problem::new(path, crate::error::io_reason(&e)))?;
+    Ok(data)
+}
+
+fn digest_opened(
+    opened: &Opened,
+    ropts: &ReadOptions,
+    id: Identity,
+    filters: Option<&Filters>,
+    errors: &mut Vec<Problem>,
+) -> Vec<Msg> {
     let mut out = Vec::new();
     for refs in opened.chunks(ropts) {
         let v: Vec<_> = refs
             .par_iter()
-            .map(|r| {
-                opened.load(r, ropts).map(|l| {
-                    let place = match &l.origin {
-                        crate::source::Origin::Mbox { path, offset, .. } => format!("{}@{offset}", path.display()),
-                        crate::source::Origin::File(p) => p.display().to_string(),
-                    };
-                    (l.pseudo, Msg { hash: id.hash(&l.body.pieces()), meta: l.meta, place })
-                })
+            .map(|r| -> std::result::Result<Option<Msg>, Problem> {
+                let (hash, meta, place, pseudo, size) = match (opened.entry(r), opened.origin(r)) {
+                    (Some(e), crate::source::Origin::File(path)) => {
+                        let data = read_plain(&path)?;
+                        if data.is_empty() {
+                            return Err(Problem::new(&path, "empty file (0 bytes) is not a message; skipped"));
+                        }
+                        (id.hash(&[&data]), e.meta.clone(), path.display().to_string(), false, data.len() as u64)
+                    }
+                    _ => {
+                        let l = opened.load(r, ropts)?;
+                        let place = match &l.origin {
+                            crate::source::Origin::Mbox { path, offset, .. } => format!("{}@{offset}", path.display()),
+                            crate::source::Origin::File(p) => p.display().to_string(),
+                        };
+                        (id.hash(&l.body.pieces()), l.meta, place, l.pseudo, l.body.len())
+                    }
+                };
+                // What sync leaves out is not expected in the target.
+                if pseudo || filters.is_some_and(|f| f.reason(size, meta.date).is_some()) {
+                    return Ok(None);
+                }
+                Ok(Some(Msg { hash, meta, place }))
             })
             .collect();
         for x in v {
             match x {
-                Ok((false, m)) => out.push(m),
-                Ok((true, _)) => {}
+                Ok(Some(m)) => out.push(m),
+                Ok(None) => {}
                 Err(p) => errors.push(p),
             }
         }
@@ -109,7 +149,9 @@ fn target_messages(dst: &Store, path: &Path, errors: &mut Vec<Problem>) -> Vec<M
         return Vec::new();
     }
     match Opened::open(&loc, ScanOptions::default(), errors) {
-        Ok(o) => digest_opened(&o, &ro, if dst.kind == Kind::Mbox { Identity::Mbox } else { Identity::Exact }, errors),
+        Ok(o) => {
+            digest_opened(&o, &ro, if dst.kind == Kind::Mbox { Identity::Mbox } else { Identity::Exact }, None, errors)
+        }
         Err(e) => {
             errors.push(e.problem());
             Vec::new()
@@ -134,6 +176,7 @@ pub fn verify(src: &Store, dst: &Store, opts: &SyncOptions) -> Result<Verificati
                             &o,
                             &opts.read,
                             if dst.kind == Kind::Mbox { Identity::Mbox } else { Identity::Exact },
+                            Some(&opts.filters),
                             &mut errors,
                         ),
                         Err(e) => {
@@ -166,25 +209,18 @@ pub fn verify(src: &Store, dst: &Store, opts: &SyncOptions) -> Result<Verificati
     Ok(v)
 }
 
-fn comparable(m: &Meta, mbox_target: bool) -> (Flags, Vec<String>, u32) {
-    let mut f = m.flags;
-    let mut stray = m.stray_letters;
-    if mbox_target {
-        // mbox has no letter for P and no place for unnamed keyword letters.
-        f.remove(Flags::PASSED);
-        stray = 0;
-    }
-    (f, m.keywords.iter().map(str::to_string).collect(), stray)
+fn comparable(m: &Meta) -> (Flags, Vec<String>, u32) {
+    (m.flags, m.keywords.iter().map(str::to_string).collect(), m.stray_letters)
 }
 
+/// Compares with the decision sync takes ([`Matcher::decide`]): a message sync would copy is
+/// missing, one it would re-flag or re-date differs, one it would leave alone matches; target
+/// messages no source message matched are what `--mirror` would delete.
 fn compare(folder: &str, src: &[Msg], dst: &[Msg], mbox_target: bool, v: &mut Verification) {
     v.source += src.len() as u64;
     v.target += dst.len() as u64;
-    let mut by_hash: std::collections::HashMap<Hash, Vec<usize>> = std::collections::HashMap::new();
-    for (i, m) in dst.iter().enumerate() {
-        by_hash.entry(m.hash).or_default().push(i);
-    }
-    let mut used = vec![false; dst.len()];
+    let view = |m: &Meta| if mbox_target { m.mbox_view() } else { m.clone() };
+    let mut matcher = Matcher::new(dst.iter().map(|t| (t.hash, view(&t.meta))));
     let diff = |s: &Msg, t: Option<&Msg>, what: String| Difference {
         folder: folder.to_string(),
         source: s.place.clone(),
@@ -192,47 +228,40 @@ fn compare(folder: &str, src: &[Msg], dst: &[Msg], mbox_target: bool, v: &mut Ve
         what,
     };
     for s in src {
-        let cands: Vec<usize> =
-            by_hash.get(&s.hash).map(|c| c.iter().copied().filter(|&i| !used[i]).collect()).unwrap_or_default();
-        let sf = comparable(&s.meta, mbox_target);
-        let exact = cands
-            .iter()
-            .copied()
-            .find(|&i| comparable(&dst[i].meta, mbox_target) == sf && (dst[i].meta.date - s.meta.date).abs() <= 1);
-        let Some(i) = exact.or_else(|| cands.first().copied()) else {
-            v.missing_in_target += 1;
-            v.differences.push(diff(s, None, "missing in target".into()));
-            continue;
+        let sm = view(&s.meta);
+        let i = match matcher.decide(&s.hash, &sm) {
+            Action::Skip(_) => continue,
+            Action::Copy => {
+                v.missing_in_target += 1;
+                v.differences.push(diff(s, None, "missing in target".into()));
+                continue;
+            }
+            Action::UpdateFlags(i) => i,
         };
-        used[i] = true;
         let t = &dst[i];
-        let tf = comparable(&t.meta, mbox_target);
-        if tf != sf {
+        let tm = view(&t.meta);
+        let (sf, tf) = (comparable(&sm), comparable(&tm));
+        if !sm.same_flags(&tm) || (sm.goes_to_new() != tm.goes_to_new() && !sm.goes_to_new()) {
             v.flag_mismatches += 1;
+            let place = |m: &Meta| if m.goes_to_new() { " (new/)" } else { "" };
             v.differences.push(diff(
                 s,
                 Some(t),
-                format!("flags {}{:?} in source, {}{:?} in target", sf.0, sf.1, tf.0, tf.1),
+                format!("flags {}{:?}{} in source, {}{:?}{} in target", sf.0, sf.1, place(&sm), tf.0, tf.1, place(&tm)),
             ));
         }
-        if (t.meta.date - s.meta.date).abs() > 1 {
+        if sm.date != tm.date {
             v.date_mismatches += 1;
-            v.differences.push(diff(
-                s,
-                Some(t),
-                format!("internal date {} in source, {} in target", s.meta.date, t.meta.date),
-            ));
+            v.differences.push(diff(s, Some(t), format!("internal date {} in source, {} in target", sm.date, tm.date)));
         }
     }
-    for (i, t) in dst.iter().enumerate() {
-        if !used[i] {
-            v.extra_in_target += 1;
-            v.differences.push(Difference {
-                folder: folder.to_string(),
-                source: String::new(),
-                target: Some(t.place.clone()),
-                what: "only in target".into(),
-            });
-        }
+    for i in matcher.unmatched() {
+        v.extra_in_target += 1;
+        v.differences.push(Difference {
+            folder: folder.to_string(),
+            source: String::new(),
+            target: Some(dst[i].place.clone()),
+            what: "only in target".into(),
+        });
     }
 }
