@@ -237,6 +237,24 @@ pub fn source_is_cold() -> bool {
     SOURCE_COLD.load(Ordering::Relaxed)
 }
 
+/// The file times a directory's file system can store, as (earliest, latest) seconds: the
+/// kernel clamps any other time silently (ext4: 1901-12-13 to 2446-05-10), so a date outside
+/// must be stored as the nearest end, said so, and compared as stored. Found by timing an
+/// unnamed file (`O_TMPFILE`) that never appears in the directory; `None` where that is not
+/// possible (a read-only target, no `O_TMPFILE`).
+pub fn time_bounds(dir: &Path) -> Option<(i64, i64)> {
+    let d = Dir::open_root(dir).ok()?;
+    let f = d.create_unnamed(0o600).ok()?;
+    let far = 3_000_000_000_000i64; // ±95,000 years: past every file system's range
+    let mut out = [0i64; 2];
+    for (i, t) in [-far, far].into_iter().enumerate() {
+        let ts = TimeSpec::new(t, 0);
+        nix::sys::stat::futimens(f.as_raw_fd(), &ts, &ts).ok()?;
+        out[i] = nix::sys::stat::fstat(f.as_raw_fd()).ok()?.st_mtime;
+    }
+    Some((out[0], out[1]))
+}
+
 /// A file's bytes: memory-mapped, or read when mapping is not possible (empty files, special
 /// file systems).
 pub enum Mapped {

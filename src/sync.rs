@@ -111,7 +111,12 @@ pub fn pool(jobs: usize) -> Result<rayon::ThreadPool> {
 
 /// Where the target puts things.
 enum Target {
-    Maildir { path: PathBuf, writer: Option<Box<MaildirTarget>> },
+    Maildir {
+        path: PathBuf,
+        writer: Option<Box<MaildirTarget>>,
+        /// The file times the target's file system stores ([`fsx::time_bounds`]).
+        bounds: Option<(i64, i64)>,
+    },
     MboxFile(PathBuf),
     MboxDir(PathBuf),
 }
@@ -304,7 +309,7 @@ fn open_target(dst: &Store, pairs: &[(SourceFolder, FolderName)], opts: &SyncOpt
                 let wo = WriteOptions { durable: opts.durable, owner: opts.owner, layout: opts.layout };
                 Some(Box::new(MaildirTarget::create(&dst.path, wo)?))
             };
-            Ok(Target::Maildir { path: dst.path.clone(), writer })
+            Ok(Target::Maildir { path: dst.path.clone(), writer, bounds: fsx::time_bounds(&dst.path) })
         }
         Kind::Mbox => {
             let single = pairs.len() <= 1 && pairs.iter().all(|(_, t)| t.is_inbox());
@@ -453,7 +458,10 @@ fn sync_folder_read(
     out.errors.append(&mut problems);
     rec.record(Event::Discovered { bytes: folder_bytes(&opened) });
     let r = match target {
-        Target::Maildir { path, writer } => to_maildir(&opened, sf, tn, path, writer.as_deref(), opts, rec, &mut out),
+        Target::Maildir { path, writer, bounds } => {
+            let job = MaildirJob { root: path, writer: writer.as_deref(), bounds: *bounds };
+            to_maildir(&opened, sf, tn, &job, opts, rec, &mut out)
+        }
         Target::MboxFile(p) => to_mbox(&opened, sf, tn, p.clone(), opts, rec, &mut out),
         Target::MboxDir(root) => to_mbox(&opened, sf, tn, mbox_folder_path(root, tn), opts, rec, &mut out),
     };
@@ -595,17 +603,45 @@ pub fn date_source_name(d: DateSource) -> &'static str {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Where a folder goes in a Maildir target.
+struct MaildirJob<'t> {
+    root: &'t Path,
+    writer: Option<&'t MaildirTarget>,
+    bounds: Option<(i64, i64)>,
+}
+
+/// A date the target's file system cannot store becomes the nearest one it can, said per
+/// message; sync and verify compare the stored date.
+pub fn storable_date(date: i64, bounds: Option<(i64, i64)>) -> i64 {
+    bounds.map_or(date, |(lo, hi)| date.clamp(lo, hi))
+}
+
+fn clamp_dates(prepared: &mut [Prepared<'_>], bounds: Option<(i64, i64)>, out: &mut FolderOutcome) {
+    let show = |t: i64| chrono::DateTime::from_timestamp(t, 0).map_or_else(|| t.to_string(), |d| d.to_rfc3339());
+    for p in prepared.iter_mut() {
+        let d = p.loaded.meta.date;
+        let c = storable_date(d, bounds);
+        if c != d {
+            out.warnings.push(p.loaded.origin.problem(format!(
+                "internal date {} is outside what the target file system stores; stored as {}",
+                show(d),
+                show(c)
+            )));
+            p.loaded.meta.date = c;
+        }
+    }
+}
+
 fn to_maildir(
     opened: &Opened,
     sf: &SourceFolder,
     tn: &FolderName,
-    root: &Path,
-    writer: Option<&MaildirTarget>,
+    job: &MaildirJob<'_>,
     opts: &SyncOptions,
     rec: &dyn Recorder,
     out: &mut FolderOutcome,
 ) -> Result<()> {
+    let (root, writer) = (job.root, job.writer);
     let tdir = MaildirTarget::folder_path(root, tn, opts.layout).map_err(|e| Error::bad(root, e))?;
     let index = target_index::maildir(&tdir, opts.use_cache && !opts.dry_run, &mut out.errors)?;
     for t in &index.torn {
@@ -696,6 +732,7 @@ fn to_maildir(
                         }
                     }
                 }
+                clamp_dates(&mut prepared, job.bounds, out);
                 let mut fates: Vec<Option<Fate>> = Vec::with_capacity(prepared.len());
                 for p in prepared.iter_mut() {
                     let fate = match account(p, opts, out) {

@@ -163,6 +163,7 @@ pub fn verify(src: &Store, dst: &Store, opts: &SyncOptions) -> Result<Verificati
     let (pairs, problems) = mapped_folders(src, dst, opts)?;
     let mut v = Verification { errors: problems, ..Default::default() };
     let single_mbox = dst.kind == Kind::Mbox && !dst.path.is_dir();
+    let bounds = if dst.kind == Kind::Maildir { crate::fsx::time_bounds(&dst.path) } else { None };
     let pool = crate::sync::pool(opts.jobs)?;
     let per_folder: Vec<(Verification, Vec<Problem>)> = pool.install(|| {
         pairs
@@ -196,7 +197,7 @@ pub fn verify(src: &Store, dst: &Store, opts: &SyncOptions) -> Result<Verificati
                     },
                 };
                 let tmsgs = target_messages(dst, &tpath, &mut errors);
-                compare(tn.as_str(), &smsgs, &tmsgs, dst.kind == Kind::Mbox, &mut fv);
+                compare(tn.as_str(), &smsgs, &tmsgs, dst.kind == Kind::Mbox, bounds, &mut fv);
                 (fv, errors)
             })
             .collect()
@@ -216,7 +217,14 @@ fn comparable(m: &Meta) -> (Flags, Vec<String>, u32) {
 /// Compares with the decision sync takes ([`Matcher::decide`]): a message sync would copy is
 /// missing, one it would re-flag or re-date differs, one it would leave alone matches; target
 /// messages no source message matched are what `--mirror` would delete.
-fn compare(folder: &str, src: &[Msg], dst: &[Msg], mbox_target: bool, v: &mut Verification) {
+fn compare(
+    folder: &str,
+    src: &[Msg],
+    dst: &[Msg],
+    mbox_target: bool,
+    bounds: Option<(i64, i64)>,
+    v: &mut Verification,
+) {
     v.source += src.len() as u64;
     v.target += dst.len() as u64;
     let view = |m: &Meta| if mbox_target { m.mbox_view() } else { m.clone() };
@@ -228,7 +236,8 @@ fn compare(folder: &str, src: &[Msg], dst: &[Msg], mbox_target: bool, v: &mut Ve
         what,
     };
     for s in src {
-        let sm = view(&s.meta);
+        let mut sm = view(&s.meta);
+        sm.date = crate::sync::storable_date(sm.date, bounds);
         let i = match matcher.decide(&s.hash, &sm) {
             Action::Skip(_) => continue,
             Action::Copy => {
