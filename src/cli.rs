@@ -138,6 +138,10 @@ pub struct SyncFlags {
     /// Do not read or write the hash caches and folder states kept in the target (every file is read).
     #[arg(long)]
     pub no_cache: bool,
+    /// Wait up to this many seconds for another run that holds the target's lock (default: exit
+    /// 2 at once, naming the lock file and the other run's pid).
+    #[arg(long, value_name = "SECS", value_parser = lock_wait)]
+    pub lock_wait: Option<std::time::Duration>,
     /// Skip messages bigger than this many bytes.
     #[arg(long, value_name = "BYTES")]
     pub max_size: Option<u64>,
@@ -298,7 +302,15 @@ fn sync_options(a: &SyncFlags) -> Result<SyncOptions> {
         },
         follow_symlinks: a.read.follow_symlinks,
         use_cache: !a.no_cache,
+        lock_wait: a.lock_wait.unwrap_or_default(),
     })
+}
+
+fn lock_wait(s: &str) -> std::result::Result<std::time::Duration, String> {
+    s.parse::<f64>()
+        .ok()
+        .and_then(|secs| std::time::Duration::try_from_secs_f64(secs).ok())
+        .ok_or_else(|| format!("{s:?}: expected a number of seconds"))
 }
 
 fn stores(src: &str, dst: &str) -> Result<(Store, Store)> {
@@ -502,6 +514,7 @@ pub fn sync_options_of(a: &SyncFlags) -> Result<SyncOptions> {
 }
 
 fn run_sync(args: &SyncArgs) -> Result<i32> {
+    crate::interrupt::install();
     let (s, d) = stores(&args.src, &args.dst)?;
     let a = &args.flags;
     let so = sync_options(a)?;
@@ -552,6 +565,9 @@ fn run_sync(args: &SyncArgs) -> Result<i32> {
     } else {
         for e in &summary.errors {
             let _ = writeln!(err, "error: {}", crate::folder::sanitize(&e.to_string()));
+        }
+        if let Some(sig) = summary.signal {
+            let _ = writeln!(err, "interrupted by {}; run it again to finish", crate::interrupt::name(sig));
         }
     }
     Ok(summary.exit_code())

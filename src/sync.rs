@@ -18,6 +18,8 @@ use crate::events::{Event, Recorder};
 use crate::folder::FolderName;
 use crate::folder_map::FolderMap;
 use crate::fsx::{self, Owner};
+use crate::interrupt;
+use crate::lock::{self, LockOptions, TargetLock};
 use crate::message::{DateSource, Meta};
 use crate::mutf7;
 use crate::plan::{Action, Hash, Matcher};
@@ -70,6 +72,8 @@ pub struct SyncOptions {
     pub filters: Filters,
     pub follow_symlinks: bool,
     pub use_cache: bool,
+    /// How long to wait for another run's lock on the target (`--lock-wait`).
+    pub lock_wait: std::time::Duration,
 }
 
 impl Default for SyncOptions {
@@ -86,6 +90,7 @@ impl Default for SyncOptions {
             filters: Filters::default(),
             follow_symlinks: false,
             use_cache: true,
+            lock_wait: std::time::Duration::ZERO,
         }
     }
 }
@@ -180,6 +185,7 @@ pub fn sync(src: &Store, dst: &Store, opts: &SyncOptions, rec: &dyn Recorder) ->
     }
     let (pairs, mut source_problems) = mapped_folders(src, dst, opts)?;
     let target = open_target(dst, &pairs, opts)?;
+    let _lock = lock_target(&target, opts)?;
     let pool = pool(opts.jobs)?;
     let outcomes: Vec<FolderOutcome> =
         pool.install(|| pairs.par_iter().map(|(sf, tn)| sync_folder(sf, tn, &target, opts, rec)).collect());
@@ -206,6 +212,7 @@ pub fn sync(src: &Store, dst: &Store, opts: &SyncOptions, rec: &dyn Recorder) ->
     summary.warnings.sort();
     summary.counts.failed = summary.counts.failed.max(summary.errors.len() as u64);
     summary.complete = summary.errors.is_empty();
+    summary.note_interruption(outcomes.iter().any(|o| o.interrupted));
     summary.seconds = started.elapsed().as_secs_f64();
     summary.peak_rss_kib = peak_rss_kib();
     Ok(summary)
@@ -246,6 +253,16 @@ fn open_target(dst: &Store, pairs: &[(SourceFolder, FolderName)], opts: &SyncOpt
     }
 }
 
+/// The target's lock, held until the run ends (see lock.rs).
+fn lock_target(target: &Target, opts: &SyncOptions) -> Result<TargetLock> {
+    let o = LockOptions::of(opts);
+    match target {
+        Target::Maildir { path, .. } => TargetLock::inside(path, lock::MAILDIR, &o),
+        Target::MboxDir(root) => TargetLock::inside(root, lock::HIDDEN, &o),
+        Target::MboxFile(p) => TargetLock::beside(p, &o),
+    }
+}
+
 /// The file of folder `name` in an mbox directory: levels as directories (modified UTF-7
 /// names, as Dovecot writes them).
 pub fn mbox_folder_path(root: &Path, name: &FolderName) -> PathBuf {
@@ -279,6 +296,9 @@ fn sync_folder(
     opts: &SyncOptions,
     rec: &dyn Recorder,
 ) -> FolderOutcome {
+    if interrupt::requested().is_some() {
+        return FolderOutcome { interrupted: true, ..Default::default() };
+    }
     // Stamps first: a source changed while it is read must not look unchanged next time.
     let tfolder = target_folder(target, tn, opts.layout);
     let stamp = match (&tfolder, opts.use_cache) {
@@ -304,7 +324,9 @@ fn sync_folder(
         return out;
     }
     let out = sync_folder_read(sf, tn, target, opts, rec);
-    if let (Some((tpath, mbox)), Some((o, s)), false, true) = (&tfolder, stamp, opts.dry_run, out.errors.is_empty()) {
+    // A folder cut short by a signal must be read again next time.
+    let finished = out.errors.is_empty() && !out.interrupted;
+    if let (Some((tpath, mbox)), Some((o, s)), false, true) = (&tfolder, stamp, opts.dry_run, finished) {
         let saved = state::Saved {
             options: o,
             source: s,
@@ -376,8 +398,10 @@ fn sync_folder_read(
         Target::MboxFile(p) => to_mbox(&opened, sf, tn, p.clone(), opts, rec, &mut out),
         Target::MboxDir(root) => to_mbox(&opened, sf, tn, mbox_folder_path(root, tn), opts, rec, &mut out),
     };
-    if let Err(e) = r {
-        out.errors.push(e.problem());
+    match r {
+        Err(Error::Interrupted(_)) => out.interrupted = true,
+        Err(e) => out.errors.push(e.problem()),
+        Ok(()) => {}
     }
     out.counts.failed = out.errors.len() as u64;
     out
@@ -592,6 +616,11 @@ fn to_maildir(
     let mut current = chunks.next().map(load);
     let mut pending: VecDeque<StagedChunk<'_>> = VecDeque::new();
     while let Some((refs, loaded)) = current.take() {
+        // A signal: this chunk is dropped unwritten; the staged ones are put in place below.
+        if interrupt::requested().is_some() {
+            out.interrupted = true;
+            break;
+        }
         let (done, next) = rayon::join(
             || -> Result<()> {
                 if streamed {
@@ -729,7 +758,8 @@ fn to_maildir(
     let Books { source_cache, source_cache_same, cache, retimed, .. } = books;
     let mut deleted = 0;
     let mut gone: HashSet<usize> = HashSet::new();
-    if opts.delete {
+    // Source messages not read yet match nothing: no deletion after a signal.
+    if opts.delete && !out.interrupted {
         for i in matcher.unmatched().collect::<Vec<_>>() {
             let Some((e, h)) = index.entries.get(i) else { continue };
             let path = e.path(&tdir);
@@ -1065,6 +1095,9 @@ fn for_mbox_target(
     // The next chunk is read and hashed while this one is written: the writer is sequential,
     // and a big folder would otherwise keep one core idle at every chunk.
     while let Some((refs, prepared)) = current.take() {
+        if let Some(sig) = interrupt::requested() {
+            return Err(Error::Interrupted(sig));
+        }
         let following = chunks.next();
         let (done, next) = rayon::join(
             || -> Result<()> {
@@ -1224,6 +1257,9 @@ fn to_mbox(
             }
         }
         for r in &copies {
+            if let Some(sig) = interrupt::requested() {
+                return Err(Error::Interrupted(sig));
+            }
             match opened.load(r, &opts.read) {
                 Ok(l) => w.append(&l.body.pieces(), &l.meta)?,
                 Err(p) => out.errors.push(p),
