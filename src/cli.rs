@@ -29,7 +29,9 @@ Examples:
   mailmover inspect --json ~/Maildir                   folders, counts, sizes, problems
 
 Stores are KIND:PATH (mbox:, maildir:) or a bare PATH whose kind is detected.
-Exit status: 0 all done, 1 finished but something failed or differs, 2 usage error.";
+Exit status: 0 all done, 1 finished but something failed or differs, 2 usage error or
+the target locked by another run (nothing written), 128+N stopped at a safe point by signal N
+(SIGINT, SIGTERM, SIGHUP; a second signal ends the run at once).";
 
 #[derive(Parser, Debug)]
 #[command(name = "mailmover", version, about = "Move mail stores between mbox and Maildir formats, offline and byte-exact", after_help = EXAMPLES)]
