@@ -293,3 +293,45 @@ fn cpanel_home_is_locked() {
     r.expect_code(0);
     assert!(!r.stdout.contains("mailmover.lock"), "{}", r.stdout);
 }
+
+/// Dovecot does not take a lock file for a mailbox: `doveadm mailbox list` of a Maildir, an
+/// mbox directory and a directory holding an mbox file target lists the source's folders only.
+#[test]
+fn dovecot_lists_no_lock_file() {
+    if !have("doveadm") {
+        eprintln!("notice: doveadm not found; skipped");
+        return;
+    }
+    let env = TestEnv::new();
+    let root = nix::unistd::geteuid().is_root();
+    std::fs::set_permissions(env.root(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let src = env.fixture("mbox/utf7-dir");
+    let s = format!("mbox:{}", src.display());
+    env.sync(&s, "maildir:md", &[]).expect_code(0);
+    env.sync(&s, "mbox:mb", &[]).expect_code(0);
+    std::fs::create_dir(env.path("bx")).unwrap();
+    env.fixture("example.mbox");
+    env.sync("example.mbox", "mbox:bx/INBOX", &[]).expect_code(0);
+    let conf = env.write("dc.conf", b"namespace inbox {\n  inbox = yes\n  separator = /\n}\n");
+    std::fs::create_dir(env.path("home")).unwrap();
+    if root {
+        assert!(Command::new("chown").args(["-R", "65534:65534"]).arg(env.root()).status().unwrap().success());
+    }
+    let p = |r: &str| env.path(r).display().to_string();
+    for loc in [
+        format!("maildir:{}", p("md")),
+        format!("mbox:{0}:INBOX={0}/INBOX", p("mb")),
+        format!("mbox:{0}:INBOX={0}/INBOX", p("bx")),
+    ] {
+        let mut c = Command::new("doveadm");
+        c.arg("-c").arg(&conf).args(["-o", &format!("mail_location={loc}"), "-o", &format!("mail_home={}", p("home"))]);
+        c.args(["-o", "mailbox_list_index=no"]);
+        if root {
+            c.args(["-o", "mail_uid=65534", "-o", "mail_gid=65534"]).env("USER", "nobody");
+        }
+        let out = c.args(["mailbox", "list"]).output().unwrap();
+        let list = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{loc}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(list.contains("INBOX") && !list.contains("lock"), "{loc}: {list}");
+    }
+}
