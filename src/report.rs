@@ -55,6 +55,18 @@ impl Counts {
     }
 }
 
+impl Counts {
+    /// The counts of a folder whose planned writes were all abandoned.
+    pub fn abandon_writes(&mut self) {
+        self.messages_target = (self.messages_target + self.deleted_target).saturating_sub(self.transferred);
+        self.transferred = 0;
+        self.bytes_transferred = 0;
+        self.biggest_message = 0;
+        self.flags_updated = 0;
+        self.deleted_target = 0;
+    }
+}
+
 /// Outcome of one folder.
 #[derive(Debug, Default, Clone)]
 pub struct FolderOutcome {

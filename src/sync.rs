@@ -399,7 +399,13 @@ fn sync_folder_read(
         Target::MboxDir(root) => to_mbox(&opened, sf, tn, mbox_folder_path(root, tn), opts, rec, &mut out),
     };
     match r {
-        Err(Error::Interrupted(_)) => out.interrupted = true,
+        Err(Error::Interrupted(_)) => {
+            out.interrupted = true;
+            // An mbox is replaced whole or not at all: none of its planned writes happened.
+            if !matches!(target, Target::Maildir { .. }) {
+                out.counts.abandon_writes();
+            }
+        }
         Err(e) => out.errors.push(e.problem()),
         Ok(()) => {}
     }

@@ -140,6 +140,7 @@ fn signal_leaves_an_mbox_target_as_it_was() {
     let r = finish(child);
     stopped_by(&r, Signal::SIGTERM);
     assert_eq!(others(), BTreeSet::new(), "half-written files left");
+    assert_eq!((r.n("transferred"), r.n("bytes_transferred")), (0, 0), "counted as copied, but not written");
     env.sync("maildir:src", "mbox:out.mbox", &[]).expect_code(0);
     let got = read_mbox(&std::fs::read(env.path("out.mbox")).unwrap(), Variant::Mboxrd);
     let stripped: Vec<Vec<u8>> = got.iter().map(|m| strip_internal(&m.bytes)).collect();
