@@ -335,3 +335,26 @@ fn dovecot_lists_no_lock_file() {
         assert!(list.contains("INBOX") && !list.contains("lock"), "{loc}: {list}");
     }
 }
+
+/// The lock file is created 0600 with the owner of the target's other files (`--owner`).
+#[test]
+fn lock_file_gets_the_targets_owner() {
+    use std::os::unix::fs::MetadataExt;
+    let env = TestEnv::new();
+    let src = env.fixture("example.mbox");
+    let s = format!("mbox:{}", src.display());
+    let owner = if nix::unistd::geteuid().is_root() {
+        (65534, 65534)
+    } else {
+        (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw())
+    };
+    let spec = format!("{}:{}", owner.0, owner.1);
+    env.sync(&s, "maildir:md", &["--owner", &spec]).expect_code(0);
+    env.sync(&s, "mbox:box/INBOX", &["--owner", &spec]).expect_code(0);
+    for l in ["md/mailmover.lock", "box/.INBOX.mailmover.lock"] {
+        let m = std::fs::symlink_metadata(env.path(l)).unwrap();
+        assert_eq!((m.uid(), m.gid(), m.mode() & 0o7777), (owner.0, owner.1, 0o600), "{l}");
+        let message = std::fs::symlink_metadata(env.path("md/mailmover-cache")).unwrap();
+        assert_eq!((m.uid(), m.gid()), (message.uid(), message.gid()), "{l}: not the owner of the other files");
+    }
+}
