@@ -177,3 +177,30 @@ fn signal_stops_a_batch() {
         assert!(multiset(got.iter().map(|m| m.bytes.as_slice())) == want, "{d}: not every message exactly once");
     }
 }
+
+/// A second signal ends the run at once (its default action); the next run still finishes
+/// the job exactly.
+#[test]
+fn a_second_signal_ends_the_run_at_once() {
+    use std::os::unix::process::ExitStatusExt;
+    let env = TestEnv::new();
+    let n = 8000;
+    let msgs = messages("twice", n);
+    let entries: Vec<(&str, &[u8])> = msgs.iter().map(|m| ("Mon Jan  2 15:04:05 2006", m.as_slice())).collect();
+    let src = env.write("src.mbox", &make_mbox(&entries));
+    let s = format!("mbox:{}", src.display());
+    let mut child = spawn(&env, &["sync", &s, "maildir:dst", "-q"]);
+    until("the first copies", || count_files(&env.path("dst")) > 0);
+    // Both signals are pending when the run goes on: each reaches the handler, the second
+    // finds the first recorded.
+    let pid = Pid::from_raw(child.id() as i32);
+    kill(pid, Signal::SIGSTOP).unwrap();
+    kill(pid, Signal::SIGTERM).unwrap();
+    kill(pid, Signal::SIGINT).unwrap();
+    kill(pid, Signal::SIGCONT).unwrap();
+    let st = child.wait().unwrap();
+    assert!(matches!(st.signal(), Some(libc::SIGTERM | libc::SIGINT)), "not killed by the second signal: {st:?}");
+    env.sync(&s, "maildir:dst", &[]).expect_code(0);
+    let got = read_maildir(&env.path("dst"), Layout::MaildirPP);
+    assert!(multiset(got.iter().map(|m| m.bytes.as_slice())) == multiset(msgs.iter().map(Vec::as_slice)));
+}
