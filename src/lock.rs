@@ -10,17 +10,18 @@
 //!
 //! `flock` dies with its process, so a killed run leaves a file that blocks nobody; the file is
 //! never deleted, because unlinking a lock file while another run waits on it would let a third
-//! lock a new file under the same name. The holder writes its pid into the file for the message
-//! a refused run prints. The file is opened without following symlinks, checked to be a regular
-//! file with one link before it is opened (a FIFO or device planted there is never opened), and
-//! created 0600 with the owner of the target's other files. A dry run writes nothing: it takes a
+//! lock a new file under the same name. Nor is it ever written: a refused run names the holder
+//! by the pid the kernel lists for the lock in `/proc/locks` (never stale, unlike a pid written
+//! into the file), and an unchanged re-run leaves the target exactly as it was, lock file
+//! included. The file is opened without following symlinks, checked to be a regular file with
+//! one link before it is opened (a FIFO or device planted there is never opened), and created
+//! 0600 with the owner of the target's other files. A dry run creates nothing: it takes a
 //! shared lock on the file if there is one (so it never plans against a half-written target),
 //! and none otherwise.
 
 use std::ffi::OsStr;
 use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -59,8 +60,7 @@ impl LockOptions {
 #[derive(Debug)]
 pub struct TargetLock {
     /// `None`: a dry run found no lock file to take.
-    file: Option<File>,
-    exclusive: bool,
+    _file: Option<File>,
     pub path: PathBuf,
 }
 
@@ -83,15 +83,6 @@ impl TargetLock {
     }
 }
 
-impl Drop for TargetLock {
-    fn drop(&mut self) {
-        // The pid goes with the lock, so a later refusal never names a finished run.
-        if let (Some(f), true) = (&self.file, self.exclusive) {
-            let _ = f.set_len(0);
-        }
-    }
-}
-
 fn locked(path: &Path, reason: impl Into<String>) -> Error {
     Error::Locked { path: path.to_path_buf(), reason: reason.into() }
 }
@@ -100,30 +91,23 @@ fn acquire(dir: &Path, name: &OsStr, o: &LockOptions) -> Result<TargetLock> {
     let path = dir.join(name);
     let d = match Dir::open_root(dir) {
         Ok(d) => d,
-        Err(_) if o.dry_run => return Ok(TargetLock { file: None, exclusive: false, path }),
+        Err(_) if o.dry_run => return Ok(TargetLock { _file: None, path }),
         Err(e) => return Err(locked(dir, format!("cannot open the target to lock it: {}", e.problem().reason))),
     };
     let file = if o.dry_run {
-        match open(&d, name, &path, OFlag::O_RDONLY)? {
+        match open(&d, name, &path)? {
             Some(f) => f,
-            None => return Ok(TargetLock { file: None, exclusive: false, path }),
+            None => return Ok(TargetLock { _file: None, path }),
         }
     } else {
         create_or_open(&d, name, &path, o.owner)?
     };
-    let exclusive = !o.dry_run;
-    take(&file, exclusive, o.wait, &path)?;
-    if exclusive {
-        let pid = format!("{}\n", std::process::id());
-        file.set_len(0).and_then(|()| file.write_all_at(pid.as_bytes(), 0)).map_err(|e| {
-            locked(&path, format!("cannot write the pid into the lock file: {}", crate::error::io_reason(&e)))
-        })?;
-    }
-    Ok(TargetLock { file: Some(file), exclusive, path })
+    take(&file, !o.dry_run, o.wait, &path)?;
+    Ok(TargetLock { _file: Some(file), path })
 }
 
 /// Refuses anything but a regular file with one name: a symlink, FIFO or device planted at the
-/// lock's path, or a hard link to a file elsewhere that writing the pid would clobber.
+/// lock's path, or a hard link to a file elsewhere (whose other users the lock would block).
 fn check(st: &FileStat, path: &Path) -> Result<()> {
     let kind = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT;
     let what = match kind {
@@ -136,14 +120,14 @@ fn check(st: &FileStat, path: &Path) -> Result<()> {
     Err(locked(path, format!("{what}, not mailmover's lock file; nothing written (remove it if it is not needed)")))
 }
 
-/// Opens an existing lock file (`None`: there is none, or this process may not read it).
-fn open(d: &Dir, name: &OsStr, path: &Path, access: OFlag) -> Result<Option<File>> {
+/// Opens an existing lock file (`None`: there is none). Read access is all `flock` needs.
+fn open(d: &Dir, name: &OsStr, path: &Path) -> Result<Option<File>> {
     match nix::sys::stat::fstatat(Some(d.raw()), name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
         Ok(st) => check(&st, path)?,
         Err(Errno::ENOENT) => return Ok(None),
         Err(e) => return Err(locked(path, e.desc())),
     }
-    let flags = access | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+    let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
     match nix::fcntl::openat(Some(d.raw()), name, flags, Mode::empty()) {
         Ok(fd) => {
             // SAFETY: `fd` was just returned by openat and is owned by nobody else.
@@ -153,14 +137,13 @@ fn open(d: &Dir, name: &OsStr, path: &Path, access: OFlag) -> Result<Option<File
             Ok(Some(f))
         }
         Err(Errno::ENOENT) => Ok(None),
-        Err(Errno::EACCES) if access == OFlag::O_RDONLY => Ok(None),
         Err(Errno::ELOOP) => Err(locked(path, "is a symlink, not mailmover's lock file; nothing written")),
         Err(e) => Err(locked(path, format!("cannot open the lock file: {}", e.desc()))),
     }
 }
 
 fn create_or_open(d: &Dir, name: &OsStr, path: &Path, owner: Option<Owner>) -> Result<File> {
-    let flags = OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let flags = OFlag::O_RDONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
     match nix::fcntl::openat(Some(d.raw()), name, flags, Mode::from_bits_truncate(MODE)) {
         Ok(fd) => {
             // SAFETY: `fd` was just returned by openat and is owned by nobody else.
@@ -170,9 +153,7 @@ fn create_or_open(d: &Dir, name: &OsStr, path: &Path, owner: Option<Owner>) -> R
                 .and_then(|()| owner.map_or(Ok(()), |o| o.apply(f.as_raw_fd(), path)));
             made.map(|()| f)
         }
-        Err(Errno::EEXIST) => {
-            open(d, name, path, OFlag::O_RDWR)?.ok_or_else(|| locked(path, "the lock file vanished; try again"))
-        }
+        Err(Errno::EEXIST) => open(d, name, path)?.ok_or_else(|| locked(path, "the lock file vanished; try again")),
         Err(e) => Err(locked(path, format!("cannot create the lock file: {}", e.desc()))),
     }
 }
@@ -205,21 +186,35 @@ fn take(f: &File, exclusive: bool, wait: Duration, path: &Path) -> Result<()> {
 fn held_by(f: &File, waited: Duration) -> String {
     let waited = if waited.is_zero() { String::new() } else { format!(" after waiting {} s", waited.as_secs_f64()) };
     let hint = "nothing written; wait for it to finish (or give --lock-wait SECS)";
-    // The holder writes its pid right after locking: give it a moment.
-    for _ in 0..20 {
-        if let Some(pid) = holder(f) {
-            return format!("another mailmover run (pid {pid}) holds this target's lock{waited}; {hint}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
+    let locks = std::fs::read_to_string("/proc/locks").unwrap_or_default();
+    let holders = nix::sys::stat::fstat(f.as_raw_fd()).map(|st| holders(&locks, &st)).unwrap_or_default();
+    match holders.as_slice() {
+        [] => format!("another run holds this target's lock{waited}; {hint}"),
+        [pid] => format!("another mailmover run (pid {pid}) holds this target's lock{waited}; {hint}"),
+        pids => format!(
+            "other runs (pids {}) hold this target's lock{waited} (dry runs share it); {hint}",
+            pids.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
+        ),
     }
-    format!("another run holds this target's lock{waited} (pid not recorded: a dry run, or one starting); {hint}")
 }
 
-/// The pid recorded in the lock file, if any.
-fn holder(f: &File) -> Option<u32> {
-    let mut buf = [0u8; 32];
-    let n = f.read_at(&mut buf, 0).ok()?;
-    std::str::from_utf8(buf.get(..n)?).ok()?.trim().parse().ok()
+/// The pids holding a `flock` on the file `st` describes, from the text of `/proc/locks`
+/// (`1: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF`; lines with `->` are waiters).
+fn holders(locks: &str, st: &FileStat) -> Vec<u32> {
+    let id = format!("{:02x}:{:02x}:{}", nix::sys::stat::major(st.st_dev), nix::sys::stat::minor(st.st_dev), st.st_ino);
+    let mut pids: Vec<u32> = locks
+        .lines()
+        .filter(|l| !l.contains("->"))
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let i = f.iter().position(|x| *x == id)?;
+            (f.get(1) == Some(&"FLOCK")).then_some(())?;
+            f.get(i.checked_sub(1)?)?.parse().ok()
+        })
+        .collect();
+    pids.sort_unstable();
+    pids.dedup();
+    pids
 }
 
 #[cfg(test)]
@@ -231,23 +226,43 @@ mod tests {
     }
 
     /// A second lock of the same file is refused while the first is held, names the holder's
-    /// pid, and is granted once the first is dropped; the file stays, without a pid.
+    /// pid, and is granted once the first is dropped; the file stays, empty and untouched.
     #[test]
     fn one_holder_at_a_time() {
+        use std::os::unix::fs::MetadataExt;
         let t = tempfile::tempdir().unwrap();
         let a = TargetLock::inside(t.path(), MAILDIR, &opts(false)).unwrap();
         let p = t.path().join(MAILDIR);
-        assert_eq!(std::fs::read_to_string(&p).unwrap(), format!("{}\n", std::process::id()));
-        use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        let made = std::fs::metadata(&p).unwrap();
+        assert_eq!((made.mode() & 0o7777, made.len()), (0o600, 0));
         let e = TargetLock::inside(t.path(), MAILDIR, &opts(false)).unwrap_err();
         assert_eq!(e.exit_code(), 2);
-        assert!(e.to_string().contains(&format!("pid {}", std::process::id())), "{e}");
+        if std::path::Path::new("/proc/locks").exists() {
+            assert!(e.to_string().contains(&format!("pid {}", std::process::id())), "{e}");
+        }
         assert!(TargetLock::inside(t.path(), MAILDIR, &opts(true)).is_err(), "a dry run waits for a writer too");
         drop(a);
-        assert_eq!(std::fs::read(&p).unwrap(), b"");
         let b = TargetLock::inside(t.path(), MAILDIR, &opts(false)).unwrap();
         drop(b);
+        let after = std::fs::metadata(&p).unwrap();
+        assert_eq!(
+            (after.mtime(), after.mtime_nsec(), after.ctime_nsec(), after.len()),
+            (made.mtime(), made.mtime_nsec(), made.ctime_nsec(), 0)
+        );
+    }
+
+    #[test]
+    fn holders_from_proc_locks() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("f");
+        std::fs::write(&p, b"").unwrap();
+        let st = nix::sys::stat::stat(&p).unwrap();
+        let id =
+            format!("{:02x}:{:02x}:{}", nix::sys::stat::major(st.st_dev), nix::sys::stat::minor(st.st_dev), st.st_ino);
+        let text = format!(
+            "1: POSIX  ADVISORY  WRITE 11 {id} 0 EOF\n2: FLOCK  ADVISORY  READ 22 {id} 0 EOF\n2: -> FLOCK  ADVISORY  WRITE 33 {id} 0 EOF\n3: FLOCK  ADVISORY  WRITE 44 00:01:1 0 EOF\n4: FLOCK  ADVISORY  READ 21 {id} 0 EOF\n"
+        );
+        assert_eq!(holders(&text, &st), vec![21, 22], "flock holders of this file only, no waiters");
     }
 
     /// A dry run creates nothing and shares the lock with other dry runs.
@@ -255,7 +270,7 @@ mod tests {
     fn dry_runs_write_nothing_and_share() {
         let t = tempfile::tempdir().unwrap();
         let a = TargetLock::inside(t.path(), HIDDEN, &opts(true)).unwrap();
-        assert!(a.file.is_none());
+        assert!(a._file.is_none());
         assert!(!t.path().join(HIDDEN).exists());
         drop(TargetLock::inside(t.path(), HIDDEN, &opts(false)).unwrap());
         let a = TargetLock::inside(t.path(), HIDDEN, &opts(true)).unwrap();

@@ -44,11 +44,15 @@ fn finish(c: Child) -> Run {
     }
 }
 
-/// Waits until the lock file names `pid` (its holder writes it right after locking).
-fn wait_for_holder(lock: &Path, pid: u32) {
+/// Waits until the run writing the Maildir `root` has put messages in place (it locked the
+/// target before anything else).
+fn wait_for_copies(root: &Path) {
     let t0 = Instant::now();
-    while std::fs::read_to_string(lock).ok().and_then(|s| s.trim().parse::<u32>().ok()) != Some(pid) {
-        assert!(t0.elapsed() < Duration::from_secs(60), "{} never named pid {pid}", lock.display());
+    let count = || -> usize {
+        ["new", "cur"].iter().filter_map(|s| std::fs::read_dir(root.join(s)).ok()).map(|d| d.count()).sum()
+    };
+    while count() == 0 {
+        assert!(t0.elapsed() < Duration::from_secs(60), "no copies in {}", root.display());
         std::thread::sleep(Duration::from_millis(2));
     }
 }
@@ -69,9 +73,7 @@ fn exactly_once(root: &Path, msgs: &[Vec<u8>]) {
 
 fn hold(path: &Path) -> nix::fcntl::Flock<File> {
     let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path).unwrap();
-    let f = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|(_, e)| e).unwrap();
-    std::fs::write(path, format!("{}\n", std::process::id())).unwrap();
-    f
+    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|(_, e)| e).unwrap()
 }
 
 /// A second run while the first holds the lock exits 2 at once, naming the lock file and the
@@ -84,7 +86,7 @@ fn second_run_refused_or_waits() {
     let s = format!("mbox:{}", src.display());
     let lock = env.path("dst/mailmover.lock");
     let a = spawn(&env, &["sync", &s, "maildir:dst", "-q", "--json"]);
-    wait_for_holder(&lock, a.id());
+    wait_for_copies(&env.path("dst"));
     let apid = Pid::from_raw(a.id() as i32);
     kill(apid, Signal::SIGSTOP).unwrap();
 
@@ -110,7 +112,7 @@ fn second_run_refused_or_waits() {
     w.expect_code(0);
     assert_eq!(w.n("transferred"), 0, "the first run copied everything");
     exactly_once(&env.path("dst"), &msgs);
-    assert_eq!(std::fs::read(&lock).unwrap(), b"", "a finished run leaves no pid behind");
+    assert_eq!(std::fs::read(&lock).unwrap(), b"", "the lock file is never written");
 }
 
 /// Two runs started together into a Maildir and into an mbox file: whoever loses exits 2 (or
@@ -153,10 +155,10 @@ fn killed_holder_does_not_block() {
     let s = format!("mbox:{}", src.display());
     let lock = env.path("dst/mailmover.lock");
     let mut a = spawn(&env, &["sync", &s, "maildir:dst", "-q"]);
-    wait_for_holder(&lock, a.id());
+    wait_for_copies(&env.path("dst"));
     kill(Pid::from_raw(a.id() as i32), Signal::SIGKILL).unwrap();
     let _ = a.wait();
-    assert_eq!(std::fs::read_to_string(&lock).unwrap().trim(), a.id().to_string());
+    assert!(lock.is_file(), "the lock file stays");
     env.sync(&s, "maildir:dst", &[]).expect_code(0);
     exactly_once(&env.path("dst"), &msgs);
 }
@@ -356,5 +358,28 @@ fn lock_file_gets_the_targets_owner() {
         assert_eq!((m.uid(), m.gid(), m.mode() & 0o7777), (owner.0, owner.1, 0o600), "{l}");
         let message = std::fs::symlink_metadata(env.path("md/mailmover-cache")).unwrap();
         assert_eq!((m.uid(), m.gid()), (message.uid(), message.gid()), "{l}: not the owner of the other files");
+    }
+}
+
+/// The lock file is never written: an unchanged re-run leaves every target file as it was,
+/// the lock file's times included.
+#[test]
+fn unchanged_rerun_leaves_the_lock_file_alone() {
+    use std::os::unix::fs::MetadataExt;
+    let env = TestEnv::new();
+    let src = env.fixture("example.mbox");
+    let s = format!("mbox:{}", src.display());
+    for (dst, lock) in [("maildir:md", "md/mailmover.lock"), ("mbox:box/INBOX", "box/.INBOX.mailmover.lock")] {
+        env.sync(&s, dst, &[]).expect_code(0);
+        let root = env.path(lock.split('/').next().unwrap());
+        let before = snapshot(&root);
+        let stamp = |m: std::fs::Metadata| (m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec(), m.len());
+        let lock_before = stamp(std::fs::metadata(env.path(lock)).unwrap());
+        std::thread::sleep(Duration::from_millis(20));
+        let r = env.sync(&s, dst, &[]);
+        r.expect_code(0);
+        assert_eq!(r.n("transferred"), 0);
+        assert_unchanged(&before, &root, "the target after an unchanged re-run");
+        assert_eq!(stamp(std::fs::metadata(env.path(lock)).unwrap()), lock_before, "{lock} was written");
     }
 }
