@@ -204,3 +204,64 @@ fn a_second_signal_ends_the_run_at_once() {
     let got = read_maildir(&env.path("dst"), Layout::MaildirPP);
     assert!(multiset(got.iter().map(|m| m.bytes.as_slice())) == multiset(msgs.iter().map(Vec::as_slice)));
 }
+
+/// A cPanel account (a home directory, then a pkgacct archive of it) stops between messages
+/// too: exit 128 + the signal, no metadata written after the cut, nothing in any tmp/, and
+/// the next run completes every mailbox and the metadata.
+#[test]
+fn signal_stops_a_cpanel_account() {
+    let env = TestEnv::new();
+    let st = Command::new("cp").arg("-a").arg(fixtures().join("cpanel")).arg(env.path("src")).status().unwrap();
+    assert!(st.success());
+    restore_maildir_dirs(&env.path("src"));
+    let info = "home/acct/mail/example.com/info";
+    let msgs = messages("cpanel", 6000);
+    for (i, m) in msgs.iter().enumerate() {
+        env.write(&format!("src/{info}/cur/{}.M{i}P7Q{i}.host:2,S", 1_500_000_000 + i), m);
+    }
+    let want =
+        multiset(read_maildir(&env.path(&format!("src/{info}")), Layout::MaildirPP).iter().map(|m| m.bytes.as_slice()));
+    // The archive: cpmove-acct/homedir/… plus the system files, as pkgacct writes it.
+    std::fs::create_dir_all(env.path("stage/cpmove-acct")).unwrap();
+    for (from, to) in [("src/home/acct", "homedir"), ("src/etc/valiases", "va"), ("src/etc/vfilters", "vf")] {
+        let st =
+            Command::new("cp").arg("-a").arg(env.path(from)).arg(env.path(&format!("stage/cpmove-acct/{to}"))).status();
+        assert!(st.unwrap().success());
+    }
+    let st = Command::new("tar")
+        .arg("-C")
+        .arg(env.path("stage"))
+        .arg("-czf")
+        .arg(env.path("cpmove-acct.tar.gz"))
+        .arg("cpmove-acct")
+        .status();
+    assert!(st.unwrap().success());
+    for (n, src) in [(1, "cpanel:src/home/acct"), (2, "cpanel:cpmove-acct.tar.gz")] {
+        let home = format!("dst{n}/home/newacct");
+        let etc = format!("dst{n}/etc");
+        std::fs::create_dir_all(env.path(&home)).unwrap();
+        let d = format!("cpanel:{home}");
+        let args = ["sync", src, &d, "--json", "--no-fsync", "--source-etc", "src/etc", "--target-etc", &etc];
+        let mut child = spawn(&env, &args);
+        let target_box = env.path(&format!("{home}/mail/example.com/info"));
+        until("the first copies", || count_files(&target_box) > 0 || child.try_wait().unwrap().is_some());
+        assert!(child.try_wait().unwrap().is_none(), "{src}: finished before the signal: {:?}", finish(child));
+        kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
+        let r = finish(child);
+        stopped_by(&r, Signal::SIGTERM);
+        assert!(count_files(&target_box) < msgs.len(), "{src}: not stopped early");
+        assert!(tmp_files(&env.path(&home)).is_empty(), "{src}: left in tmp/");
+        assert!(
+            !env.path(&format!("{home}/etc")).exists() && !env.path(&etc).exists(),
+            "{src}: metadata written after the signal"
+        );
+        for m in read_maildir(&target_box, Layout::MaildirPP) {
+            assert!(want.contains_key(&sha256(&m.bytes)), "{src}: a message that is no source message");
+        }
+        let again = env.run(&args[..args.len()]);
+        again.expect_code(0);
+        let got = read_maildir(&target_box, Layout::MaildirPP);
+        assert!(multiset(got.iter().map(|m| m.bytes.as_slice())) == want, "{src}: not every message exactly once");
+        assert!(env.path(&format!("{home}/etc/example.com/passwd")).is_file(), "{src}: no metadata after the re-run");
+    }
+}
