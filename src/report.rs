@@ -53,9 +53,7 @@ impl Counts {
         }
         self.biggest_message = self.biggest_message.max(o.biggest_message);
     }
-}
 
-impl Counts {
     /// The counts of a folder whose planned writes were all abandoned.
     pub fn abandon_writes(&mut self) {
         self.messages_target = (self.messages_target + self.deleted_target).saturating_sub(self.transferred);
@@ -100,6 +98,15 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// Records a signal received during the run: a run with `unfinished` work is not complete.
+    pub fn note_interruption(&mut self, unfinished: bool) {
+        self.signal = crate::interrupt::requested();
+        self.interrupted = self.signal.is_some();
+        if unfinished {
+            self.complete = false;
+        }
+    }
+
     pub fn exit_code(&self) -> i32 {
         if let Some(sig) = self.signal {
             crate::interrupt::exit_code(sig)
@@ -169,17 +176,6 @@ impl Summary {
             writeln!(w, "The run is NOT complete: it was interrupted.")
         } else {
             writeln!(w, "The run is NOT complete: {} problem(s) above.", self.errors.len())
-        }
-    }
-}
-
-impl Summary {
-    /// Records a signal received during the run: a run with `unfinished` work is not complete.
-    pub fn note_interruption(&mut self, unfinished: bool) {
-        self.signal = crate::interrupt::requested();
-        self.interrupted = self.signal.is_some();
-        if unfinished {
-            self.complete = false;
         }
     }
 }
