@@ -30,7 +30,9 @@ Examples:
   mailmover inspect --json ~/Maildir                   folders, counts, sizes, problems
 
 Stores are KIND:PATH (mbox:, maildir:) or a bare PATH whose kind is detected.
-Exit status: 0 all done, 1 finished but something failed or differs, 2 usage error.";
+Exit status: 0 all done, 1 finished but something failed or differs, 2 usage error or
+the target locked by another run (nothing written), 128+N stopped at a safe point by signal N
+(SIGINT, SIGTERM, SIGHUP; a second signal ends the run at once).";
 
 #[derive(Parser, Debug)]
 #[command(name = "mailmover", version, about = "Move mail stores between mbox and Maildir formats, offline and byte-exact", after_help = EXAMPLES)]
@@ -153,6 +155,10 @@ pub struct SyncFlags {
     /// Do not read or write the hash caches and folder states kept in the target (every file is read).
     #[arg(long)]
     pub no_cache: bool,
+    /// Wait up to this many seconds for another run that holds the target's lock (default: exit
+    /// 2 at once, naming the lock file and the other run's pid).
+    #[arg(long, value_name = "SECS", value_parser = lock_wait)]
+    pub lock_wait: Option<std::time::Duration>,
     /// Skip messages bigger than this many bytes.
     #[arg(long, value_name = "BYTES")]
     pub max_size: Option<u64>,
@@ -322,7 +328,15 @@ fn sync_options(a: &SyncFlags) -> Result<SyncOptions> {
         follow_symlinks: a.read.follow_symlinks,
         use_cache: !a.no_cache,
         merge_folders: a.folders.merge_folders,
+        lock_wait: a.lock_wait.unwrap_or_default(),
     })
+}
+
+fn lock_wait(s: &str) -> std::result::Result<std::time::Duration, String> {
+    s.parse::<f64>()
+        .ok()
+        .and_then(|secs| std::time::Duration::try_from_secs_f64(secs).ok())
+        .ok_or_else(|| format!("{s:?}: expected a number of seconds"))
 }
 
 fn stores(src: &str, dst: &str) -> Result<(Store, Store)> {
@@ -560,6 +574,7 @@ pub fn sync_options_of(a: &SyncFlags) -> Result<SyncOptions> {
 }
 
 fn run_sync(args: &SyncArgs) -> Result<i32> {
+    crate::interrupt::install();
     let (s, d) = stores(&args.src, &args.dst)?;
     let a = &args.flags;
     let so = sync_options(a)?;
@@ -610,6 +625,9 @@ fn run_sync(args: &SyncArgs) -> Result<i32> {
     } else {
         for e in &summary.errors {
             let _ = writeln!(err, "error: {}", crate::folder::sanitize(&e.to_string()));
+        }
+        if let Some(sig) = summary.signal {
+            let _ = writeln!(err, "interrupted by {}; run it again to finish", crate::interrupt::name(sig));
         }
     }
     Ok(summary.exit_code())

@@ -15,6 +15,13 @@ pub enum Error {
     /// Wrong command line or configuration: exit 2, nothing written.
     #[error("{0}")]
     Usage(String),
+    /// The target's lock is held by another run, or its lock file cannot be used: exit 2,
+    /// nothing written.
+    #[error("{}: {reason}", path.display())]
+    Locked { path: PathBuf, reason: String },
+    /// A signal stopped the run before it got anywhere (exit 128 + the signal).
+    #[error("interrupted by {}", crate::interrupt::name(*.0))]
+    Interrupted(i32),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -33,11 +40,21 @@ impl Error {
         matches!(self, Error::Usage(_))
     }
 
+    /// The exit status of a run that ends with this error.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Usage(_) | Error::Locked { .. } => 2,
+            Error::Interrupted(sig) => crate::interrupt::exit_code(*sig),
+            Error::Io { .. } | Error::Bad { .. } => 1,
+        }
+    }
+
     /// The error as a report entry.
     pub fn problem(&self) -> Problem {
         match self {
             Error::Io { path, source } => Problem::new(path, io_reason(source)),
-            Error::Bad { path, reason } => Problem::new(path, reason.clone()),
+            Error::Bad { path, reason } | Error::Locked { path, reason } => Problem::new(path, reason.clone()),
+            Error::Interrupted(_) => Problem { path: String::new(), reason: self.to_string(), offset: None },
             Error::Usage(m) => Problem { path: String::new(), reason: m.clone(), offset: None },
         }
     }

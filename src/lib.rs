@@ -17,6 +17,8 @@ pub mod folder;
 pub mod folder_map;
 pub mod fsx;
 pub mod inspect;
+pub mod interrupt;
+pub mod lock;
 pub mod message;
 pub mod mutf7;
 pub mod plan;

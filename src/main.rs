@@ -21,7 +21,7 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code as u8),
         Err(e) => {
             eprintln!("mailmover: {}", mailmover::folder::sanitize(&e.to_string()));
-            ExitCode::from(if e.is_usage() { 2 } else { 1 })
+            ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(1))
         }
     }
 }

@@ -56,6 +56,16 @@ impl Counts {
         }
         self.biggest_message = self.biggest_message.max(o.biggest_message);
     }
+
+    /// The counts of a folder whose planned writes were all abandoned.
+    pub fn abandon_writes(&mut self) {
+        self.messages_target = (self.messages_target + self.deleted_target).saturating_sub(self.transferred);
+        self.transferred = 0;
+        self.bytes_transferred = 0;
+        self.biggest_message = 0;
+        self.flags_updated = 0;
+        self.deleted_target = 0;
+    }
 }
 
 /// Outcome of one folder.
@@ -66,6 +76,8 @@ pub struct FolderOutcome {
     pub warnings: Vec<Problem>,
     /// `SOURCE -> TARGET: N to copy, …` (dry run plan).
     pub plan_line: Option<String>,
+    /// A signal stopped the folder before it was finished.
+    pub interrupted: bool,
 }
 
 #[derive(Debug, Default, Clone, Serialize)]
@@ -81,11 +93,27 @@ pub struct Summary {
     /// The only source given is not a store at all: nothing was written (exit 2).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub rejected: bool,
+    /// A signal (SIGINT, SIGTERM, SIGHUP) stopped the run at a safe point.
+    pub interrupted: bool,
+    /// Which one (exit 128 + it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i32>,
 }
 
 impl Summary {
+    /// Records a signal received during the run: a run with `unfinished` work is not complete.
+    pub fn note_interruption(&mut self, unfinished: bool) {
+        self.signal = crate::interrupt::requested();
+        self.interrupted = self.signal.is_some();
+        if unfinished {
+            self.complete = false;
+        }
+    }
+
     pub fn exit_code(&self) -> i32 {
-        if self.rejected {
+        if let Some(sig) = self.signal {
+            crate::interrupt::exit_code(sig)
+        } else if self.rejected {
             2
         } else if self.errors.is_empty() {
             0
@@ -99,7 +127,15 @@ impl Summary {
         let c = &self.counts;
         let secs = self.seconds.max(1e-6);
         let mib = c.bytes_transferred as f64 / (1024.0 * 1024.0);
-        writeln!(w, "{}", if self.dry_run { "Dry run: nothing was written." } else { "Sync finished." })?;
+        match self.signal {
+            Some(sig) => writeln!(
+                w,
+                "Sync interrupted by {}: stopped at a safe point (every message written is whole); run it again to finish.",
+                crate::interrupt::name(sig)
+            )?,
+            None if self.dry_run => writeln!(w, "Dry run: nothing was written.")?,
+            None => writeln!(w, "Sync finished.")?,
+        }
         writeln!(w, "  folders synced ........ {}", c.folders)?;
         writeln!(w, "  messages in source .... {}", c.messages_source)?;
         writeln!(w, "  messages in target .... {}", c.messages_target)?;
@@ -142,6 +178,8 @@ impl Summary {
         }
         if self.complete {
             writeln!(w, "The run is complete: every source message is in the target.")
+        } else if self.interrupted && self.errors.is_empty() {
+            writeln!(w, "The run is NOT complete: it was interrupted.")
         } else {
             writeln!(w, "The run is NOT complete: {} problem(s) above.", self.errors.len())
         }

@@ -19,6 +19,8 @@ use crate::events::{Event, Recorder};
 use crate::folder::FolderName;
 use crate::folder_map::FolderMap;
 use crate::fsx::{self, Owner};
+use crate::interrupt;
+use crate::lock::{self, LockOptions, TargetLock};
 use crate::message::{DateSource, Meta};
 use crate::mutf7;
 use crate::plan::{Action, Hash, Matcher};
@@ -78,6 +80,8 @@ pub struct SyncOptions {
     /// Source folders that map to one target folder are merged into it (else reported, and
     /// none of them synced).
     pub merge_folders: bool,
+    /// How long to wait for another run's lock on the target (`--lock-wait`).
+    pub lock_wait: std::time::Duration,
 }
 
 impl Default for SyncOptions {
@@ -97,6 +101,7 @@ impl Default for SyncOptions {
             follow_symlinks: false,
             use_cache: true,
             merge_folders: false,
+            lock_wait: std::time::Duration::ZERO,
         }
     }
 }
@@ -251,6 +256,7 @@ pub fn sync(src: &Store, dst: &Store, opts: &SyncOptions, rec: &dyn Recorder) ->
     }
     let (pairs, mut source_problems) = mapped_folders(src, dst, opts)?;
     let target = open_target(dst, &pairs, opts)?;
+    let _lock = lock_target(&target, opts)?;
     let pool = pool(opts.jobs)?;
     let groups = by_target(&pairs, dst, opts.layout);
     let outcomes: Vec<FolderOutcome> = pool.install(|| {
@@ -292,6 +298,7 @@ pub fn sync(src: &Store, dst: &Store, opts: &SyncOptions, rec: &dyn Recorder) ->
     summary.warnings.sort();
     summary.counts.failed = summary.counts.failed.max(summary.errors.len() as u64);
     summary.complete = summary.errors.is_empty();
+    summary.note_interruption(outcomes.iter().any(|o| o.interrupted));
     summary.seconds = started.elapsed().as_secs_f64();
     summary.peak_rss_kib = peak_rss_kib();
     Ok(summary)
@@ -332,6 +339,16 @@ fn open_target(dst: &Store, pairs: &[(SourceFolder, FolderName)], opts: &SyncOpt
     }
 }
 
+/// The target's lock, held until the run ends (see lock.rs).
+fn lock_target(target: &Target, opts: &SyncOptions) -> Result<TargetLock> {
+    let o = LockOptions::of(opts);
+    match target {
+        Target::Maildir { path, .. } => TargetLock::inside(path, lock::MAILDIR, &o),
+        Target::MboxDir(root) => TargetLock::inside(root, lock::HIDDEN, &o),
+        Target::MboxFile(p) => TargetLock::beside(p, &o),
+    }
+}
+
 /// The file of folder `name` in an mbox directory: levels as directories (modified UTF-7
 /// names, as Dovecot writes them).
 pub fn mbox_folder_path(root: &Path, name: &FolderName) -> PathBuf {
@@ -365,6 +382,9 @@ fn sync_folder(
     opts: &SyncOptions,
     rec: &dyn Recorder,
 ) -> FolderOutcome {
+    if interrupt::requested().is_some() {
+        return FolderOutcome { interrupted: true, ..Default::default() };
+    }
     // Stamps first: a source changed while it is read must not look unchanged next time.
     let tfolder = target_folder(target, tn, opts.layout);
     let stamp = match (&tfolder, opts.use_cache) {
@@ -390,7 +410,9 @@ fn sync_folder(
         return out;
     }
     let out = sync_folder_read(sf, tn, target, opts, rec);
-    if let (Some((tpath, mbox)), Some((o, s)), false, true) = (&tfolder, stamp, opts.dry_run, out.errors.is_empty()) {
+    // A folder cut short by a signal must be read again next time.
+    let finished = out.errors.is_empty() && !out.interrupted;
+    if let (Some((tpath, mbox)), Some((o, s)), false, true) = (&tfolder, stamp, opts.dry_run, finished) {
         let saved = state::Saved {
             options: o,
             source: s,
@@ -465,8 +487,16 @@ fn sync_folder_read(
         Target::MboxFile(p) => to_mbox(&opened, sf, tn, p.clone(), opts, rec, &mut out),
         Target::MboxDir(root) => to_mbox(&opened, sf, tn, mbox_folder_path(root, tn), opts, rec, &mut out),
     };
-    if let Err(e) = r {
-        out.errors.push(e.problem());
+    match r {
+        Err(Error::Interrupted(_)) => {
+            out.interrupted = true;
+            // An mbox is replaced whole or not at all: none of its planned writes happened.
+            if !matches!(target, Target::Maildir { .. }) {
+                out.counts.abandon_writes();
+            }
+        }
+        Err(e) => out.errors.push(e.problem()),
+        Ok(()) => {}
     }
     out.counts.failed = out.errors.len() as u64;
     out
@@ -717,6 +747,11 @@ fn to_maildir(
     let mut current = chunks.next().map(load);
     let mut pending: VecDeque<StagedChunk<'_>> = VecDeque::new();
     while let Some((refs, loaded)) = current.take() {
+        // A signal: this chunk is dropped unwritten; the staged ones are put in place below.
+        if interrupt::requested().is_some() {
+            out.interrupted = true;
+            break;
+        }
         let (done, next) = rayon::join(
             || -> Result<()> {
                 if streamed {
@@ -939,6 +974,10 @@ fn choose_deletions(
     opts: &SyncOptions,
     out: &mut FolderOutcome,
 ) -> Vec<usize> {
+    // Source messages not read yet match nothing: no deletion after a signal.
+    if out.interrupted {
+        return Vec::new();
+    }
     let read_errors = !out.errors.is_empty() || opened.unsure_of_gone();
     let src = deletion::SourceState { messages: out.counts.messages_source, read_errors };
     let (chosen, why) = deletion::choose(opts.deletion, unmatched, record, src, opts.max_delete);
@@ -1260,6 +1299,9 @@ fn for_mbox_target(
     // The next chunk is read and hashed while this one is written: the writer is sequential,
     // and a big folder would otherwise keep one core idle at every chunk.
     while let Some((refs, prepared)) = current.take() {
+        if let Some(sig) = interrupt::requested() {
+            return Err(Error::Interrupted(sig));
+        }
         let following = chunks.next();
         let (done, next) = rayon::join(
             || -> Result<()> {
@@ -1427,6 +1469,9 @@ fn to_mbox(
             }
         }
         for r in &copies {
+            if let Some(sig) = interrupt::requested() {
+                return Err(Error::Interrupted(sig));
+            }
             match opened.load(r, &opts.read) {
                 Ok(l) if l.gone => {
                     // Deleted from the source between the two passes.

@@ -347,7 +347,8 @@ fn run_all(jobs: &[Job], order: Vec<usize>, workers: usize, ctx: &Ctx, mut done:
                     let i = {
                         let Ok(mut q) = queue.lock() else { return };
                         loop {
-                            if q.pending.is_empty() {
+                            // After a signal, rows not started are left for the next run.
+                            if q.pending.is_empty() || crate::interrupt::requested().is_some() {
                                 return;
                             }
                             let pos = q
@@ -388,6 +389,7 @@ fn run_all(jobs: &[Job], order: Vec<usize>, workers: usize, ctx: &Ctx, mut done:
 }
 
 pub fn run_batch(a: &BatchArgs) -> Result<i32> {
+    crate::interrupt::install();
     let shard = shard::select(a.shard.as_deref(), a.shards, |k| std::env::var(k).ok()).map_err(Error::Usage)?;
     if a.sync.audit_log.is_some() {
         return Err(Error::Usage(
@@ -487,6 +489,13 @@ pub fn run_batch(a: &BatchArgs) -> Result<i32> {
     let expected_mine: Vec<Expected> = mine.iter().map(|j| expected(j.row)).collect();
     let merged = merge::merge(Some(&expected_mine), &results, &BTreeMap::new());
     print_batch(&merged, a, shard, skipped, write_failures);
+    if let Some(sig) = crate::interrupt::requested() {
+        eprintln!(
+            "batch: interrupted by {}; rows not started are missing from the reports, run it again to finish",
+            crate::interrupt::name(sig)
+        );
+        return Ok(crate::interrupt::exit_code(sig));
+    }
     Ok(if merged.failed > 0 || merged.missing > 0 || write_failures > 0 { 1 } else { 0 })
 }
 
@@ -501,6 +510,7 @@ fn print_batch(m: &Merged, a: &BatchArgs, shard: Shard, skipped: usize, write_fa
             o.insert("shard".into(), json!(shard.to_string()));
             o.insert("skipped".into(), json!(skipped));
             o.insert("reports_not_written".into(), json!(write_failures));
+            o.insert("interrupted".into(), json!(crate::interrupt::requested().is_some()));
             // An empty shard is a success for the run, whatever `report` would say.
             o.insert("ok".into(), json!(m.failed == 0 && m.missing == 0 && write_failures == 0));
         }

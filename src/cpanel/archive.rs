@@ -441,9 +441,13 @@ pub fn sync_messages(
     let mut current: Option<((usize, String), FolderWriter<'_>)> = None;
     let mut problems = Vec::new();
     let mut stash: BTreeMap<PathBuf, Vec<u8>> = BTreeMap::new();
-    walk(
+    let walked = walk(
         path,
         &mut |m: Member<'_>| {
+            // A signal stops the walk between messages; what was written is put in order below.
+            if let Some(sig) = crate::interrupt::requested() {
+                return Err(Error::Interrupted(sig));
+            }
             let Place::Home(rel) = &m.place else { return Ok(()) };
             let Some((bk, fdir, sub, fname)) = message_place(rel) else { return Ok(()) };
             if m.kind != FileKind::File {
@@ -612,7 +616,10 @@ pub fn sync_messages(
             Ok(())
         },
         &mut problems,
-    )?;
+    );
+    if !matches!(walked, Err(Error::Interrupted(_))) {
+        walked?;
+    }
     if let Some((_, w)) = current.take()
         && let Err(e) = w.sync_dirs()
     {

@@ -39,6 +39,8 @@ use crate::error::{Error, Problem, Result};
 use crate::events::Recorder;
 use crate::fsx::{Dir, Owner};
 use crate::inspect::FolderInfo;
+use crate::interrupt;
+use crate::lock::{LockOptions, TargetLock};
 use crate::report::{Summary, peak_rss_kib};
 use crate::store::mbox::read::ReadOptions;
 use crate::store::{Kind, Store};
@@ -219,6 +221,8 @@ fn finish(mut s: Summary, started: Instant, dry_run: bool) -> Summary {
     s.dry_run = dry_run;
     s.counts.failed = s.counts.failed.max(s.errors.len() as u64);
     s.complete = s.errors.is_empty();
+    // Mailboxes or metadata may have been left out after any signal.
+    s.note_interruption(interrupt::requested().is_some());
     s.seconds = started.elapsed().as_secs_f64();
     s.peak_rss_kib = peak_rss_kib();
     s
@@ -297,12 +301,16 @@ pub fn sync(src: &Store, dst: &Store, opts: &SyncOptions, cp: &CpanelArgs, rec: 
     if !opts.dry_run {
         Dir::create_root(&dst_home, HOME_MODE, owner)?;
     }
+    let _lock = lock_home(&dst_home, opts, owner)?;
     let mut total = Summary::default();
     total.errors.extend(acc.problems.iter().cloned());
     total.warnings.extend(collisions(&acc, &st.mapping, &dst_home));
     let mut opts = opts.clone();
     opts.owner = owner;
     for b in &acc.mailboxes {
+        if interrupt::requested().is_some() {
+            break;
+        }
         let rel = b.target_rel(&st.mapping);
         let tpath = rel.iter().fold(dst_home.clone(), |p, c| p.join(c));
         let dir = if opts.dry_run {
@@ -348,7 +356,9 @@ pub fn sync(src: &Store, dst: &Store, opts: &SyncOptions, cp: &CpanelArgs, rec: 
         source_user: &st.source_user,
         target_user: &st.target_user,
     };
-    apply_metadata(&acc, &cx, &dst_home, cp, owner, root_run, &opts, rec, &mut total);
+    if interrupt::requested().is_none() {
+        apply_metadata(&acc, &cx, &dst_home, cp, owner, root_run, &opts, rec, &mut total);
+    }
     Ok(finish(total, started, opts.dry_run))
 }
 
@@ -395,6 +405,9 @@ fn import_one(
     o.owner = owner;
     if !opts.dry_run {
         Dir::create_root(&dst.path, HOME_MODE, owner)?;
+    }
+    let _lock = lock_home(&dst.path, opts, owner)?;
+    if !opts.dry_run {
         mailbox_dir(&dst.path, &rel, owner, true)?;
     }
     let target =
@@ -687,6 +700,12 @@ impl AccountInspection {
     }
 }
 
+/// A cPanel target is locked at its home for the whole run (its mailboxes are locked each
+/// on their own too, as any Maildir target).
+fn lock_home(home: &Path, opts: &SyncOptions, owner: Option<Owner>) -> Result<TargetLock> {
+    TargetLock::inside(home, crate::lock::HIDDEN, &LockOptions { owner, ..LockOptions::of(opts) })
+}
+
 /// The target's owner: `--owner`, else (as root) the owner of the target home.
 fn target_owner(opts: &SyncOptions, dst_home: &Path, root_run: bool) -> Option<Owner> {
     match opts.owner {
@@ -736,6 +755,7 @@ fn sync_archive(
     if !opts.dry_run {
         Dir::create_root(&dst_home, HOME_MODE, owner)?;
     }
+    let _lock = lock_home(&dst_home, opts, owner)?;
     let mut opts = opts.clone();
     opts.owner = owner;
     let mut total = Summary::default();
@@ -775,7 +795,9 @@ fn sync_archive(
         source_user: &st.source_user,
         target_user: &st.target_user,
     };
-    apply_metadata(&acc, &cx, &dst_home, cp, owner, root_run, &opts, rec, &mut total);
+    if interrupt::requested().is_none() {
+        apply_metadata(&acc, &cx, &dst_home, cp, owner, root_run, &opts, rec, &mut total);
+    }
     Ok(finish(total, started, opts.dry_run))
 }
 

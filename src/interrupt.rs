@@ -1,0 +1,70 @@
+//! SIGINT, SIGTERM and SIGHUP ask a `sync` or `batch` run to stop at its next safe point.
+//!
+//! The handler only records the signal in an atomic; the sync loops look at it between chunks
+//! of messages, finish what is staged, commit the caches of what was done and skip deletions,
+//! so the target holds only whole messages and the next run picks up the rest. A second
+//! signal takes the default action at once: a run killed at any point is recoverable anyway
+//! (unnamed temporary files vanish with the process, named ones are cleaned by the next run),
+//! so an impatient user is never stuck waiting for a slow disk. Other commands (`verify`,
+//! `inspect`) write nothing and keep the default actions.
+
+use std::sync::atomic::{AtomicI32, Ordering};
+
+/// The first signal received, 0 while none was.
+static SIGNAL: AtomicI32 = AtomicI32::new(0);
+
+const SIGNALS: [nix::sys::signal::Signal; 3] =
+    [nix::sys::signal::Signal::SIGINT, nix::sys::signal::Signal::SIGTERM, nix::sys::signal::Signal::SIGHUP];
+
+extern "C" fn note(sig: libc::c_int) {
+    // Only async-signal-safe calls here: an atomic swap, and for a second signal its default
+    // action, delivered as soon as this handler returns.
+    if SIGNAL.swap(sig, Ordering::SeqCst) != 0 {
+        // SAFETY: signal() and raise() are async-signal-safe.
+        unsafe {
+            libc::signal(sig, libc::SIG_DFL);
+            libc::raise(sig);
+        }
+    }
+}
+
+/// Catches SIGINT, SIGTERM and SIGHUP for the rest of the process.
+pub fn install() {
+    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, sigaction};
+    // SA_RESTART: reads, writes and waits in progress go on instead of failing with EINTR.
+    let action = SigAction::new(SigHandler::Handler(note), SaFlags::SA_RESTART, SigSet::empty());
+    for s in SIGNALS {
+        // SAFETY: the handler only touches an atomic and async-signal-safe functions.
+        let _ = unsafe { sigaction(s, &action) };
+    }
+}
+
+/// The signal that asked the run to stop, if one did.
+pub fn requested() -> Option<i32> {
+    match SIGNAL.load(Ordering::SeqCst) {
+        0 => None,
+        s => Some(s),
+    }
+}
+
+/// `SIGTERM` for 15, and so on.
+pub fn name(sig: i32) -> String {
+    nix::sys::signal::Signal::try_from(sig).map_or_else(|_| format!("signal {sig}"), |s| s.as_str().to_string())
+}
+
+/// The exit status of a run stopped by `sig`, as a shell reports one killed by it.
+pub fn exit_code(sig: i32) -> i32 {
+    128 + sig
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_codes() {
+        assert_eq!(name(libc::SIGTERM), "SIGTERM");
+        assert_eq!(name(libc::SIGHUP), "SIGHUP");
+        assert_eq!(exit_code(libc::SIGINT), 130);
+    }
+}
