@@ -147,7 +147,7 @@ impl Opened {
     pub fn open_streaming(loc: &Location, scan: ScanOptions) -> Result<Opened> {
         match loc {
             Location::MboxFile(p) => {
-                let f = MboxFile::open(p)?;
+                let f = MboxFile::open_locked(p)?;
                 f.check()?;
                 Ok(Opened::Mbox(Arc::new(f)))
             }
@@ -172,8 +172,19 @@ impl Opened {
                 f.will_need(0, 2 * max as usize);
                 let splitter: Splitter<'s> = f.entries(ropts);
                 let mut it = splitter.map(Ref::Mbox).peekable();
+                let mut stopped = false;
                 Box::new(std::iter::from_fn(move || {
-                    let v = bounded_chunk(&mut it, max)?;
+                    if stopped {
+                        return None;
+                    }
+                    // A file that shrank or changed since it was opened is split no further:
+                    // its folder gets the problem instead of messages made of other bytes.
+                    let v = bounded_chunk(&mut it, max);
+                    if let Err(e) = f.intact() {
+                        stopped = true;
+                        return Some(vec![Ref::Problem(Box::new(e.problem()))]);
+                    }
+                    let v = v?;
                     // The splitter reads on from here when the next chunk is asked for: have
                     // the disk fetch it while this one is processed.
                     if let Some(Ref::Mbox(e)) = v.last() {
@@ -326,6 +337,15 @@ impl Opened {
     pub fn release(&self, refs: &[Ref]) {
         if let (Opened::Mbox(f), Some(Ref::Mbox(e))) = (self, refs.last()) {
             f.release_before(e.msg.end);
+        }
+    }
+
+    /// Fails when a source mbox shrank or changed since it was opened (see
+    /// [`MboxFile::intact`]); nothing read from it may be committed then.
+    pub fn intact(&self) -> Result<(), Problem> {
+        match self {
+            Opened::Mbox(f) => f.intact().map_err(|e| e.problem()),
+            Opened::Maildir { .. } => Ok(()),
         }
     }
 
