@@ -1246,8 +1246,7 @@ fn new_mbox_from_maildir(
     out: &mut FolderOutcome,
 ) -> Result<()> {
     let before = out.counts.clone();
-    let mut w =
-        MboxWriter::create(&place.dir, &place.name, mbox_target::owner_in(&place.dir, opts.owner), opts.durable)?;
+    let mut w = MboxWriter::create(&place.dir, &place.name, opts.owner, opts.durable)?;
     w.set_keywords(keywords.into_iter().collect());
     let mut ours = HashSet::new();
     let res = for_mbox_target(opened, tn, &place.path, opts, rec, out, |_, p| {
@@ -1336,8 +1335,7 @@ fn to_mbox(
         return Ok(());
     }
     let Some(place) = &place else { return Err(Error::bad(&path, "internal: no place for the mbox")) };
-    let mut w =
-        MboxWriter::create(&place.dir, &place.name, mbox_target::owner_in(&place.dir, opts.owner), opts.durable)?;
+    let mut w = MboxWriter::create(&place.dir, &place.name, opts.owner, opts.durable)?;
     w.set_keywords(keywords.into_iter().collect());
     let res = (|| {
         if let Some(t) = &existing {

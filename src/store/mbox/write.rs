@@ -93,14 +93,15 @@ pub struct MboxWriter<'d> {
 
 impl<'d> MboxWriter<'d> {
     /// Starts writing the mbox `name` of `dir` under a temporary name there, created 0600 and
-    /// owned by `owner` before anything is written to it.
+    /// owned by `owner` (`--owner`; as root without it: as `dir`) before anything is written
+    /// to it.
     pub fn create(dir: &'d Dir, name: &OsStr, owner: Option<Owner>, durable: bool) -> Result<MboxWriter<'d>> {
         let path = dir.path.join(name);
         clean_leftovers(dir, name);
         let tmp_name = tmp_name(name, std::process::id());
         let _ = dir.unlink(&tmp_name);
         let f = dir.create_file(&tmp_name, 0o600)?;
-        if let Some(o) = owner
+        if let Some(o) = super::target::owner_in(dir, owner)
             && let Err(e) = o.apply(f.as_raw_fd(), &path)
         {
             let _ = dir.unlink(&tmp_name);
