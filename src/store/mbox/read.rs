@@ -420,7 +420,9 @@ pub fn envelope_sender(msg_head: &[u8]) -> String {
         picked.extend_from_slice(b"\n");
         &picked[..]
     } else {
-        &msg_head[..end]
+        // A private copy for the parser (see `date::from_line_date`).
+        picked.extend_from_slice(&msg_head[..end]);
+        &picked[..]
     };
     sender_of(head)
 }
