@@ -418,7 +418,8 @@ fn sync_folder_read(
     let r = match target {
         Target::Maildir { path, writer } => to_maildir(&opened, sf, tn, path, writer.as_deref(), opts, rec, &mut out),
         Target::MboxFile(_) | Target::MboxDir { .. } => {
-            mbox_place(target, tn, opts).and_then(|place| to_mbox(&opened, sf, tn, place, opts, rec, &mut out))
+            let shown = target_folder(target, tn, opts.layout).map(|(p, _)| p).unwrap_or_default();
+            mbox_place(target, tn, opts).and_then(|place| to_mbox(&opened, sf, tn, shown, place, opts, rec, &mut out))
         }
     };
     if let Err(e) = r {
@@ -1153,24 +1154,20 @@ fn commit_mbox(
     out: &mut FolderOutcome,
 ) -> Result<()> {
     let path = w.path().to_path_buf();
-    let res = res.and_then(|()| checks.iter().try_for_each(|f| f.intact()));
-    let res =
-        match res {
-            Ok(()) => {
-                w.commit(was, lock::WRITE_WAIT, &|cur, from| appended_is_new_mail(cur, from, &path, ours)).map(|kept| {
-                    if kept > 0 {
-                        out.warnings.push(Problem::new(
-                    &path,
-                    format!("{kept} bytes of mail another program appended during the run were kept after the copies"),
-                ));
-                    }
-                })
-            }
-            Err(e) => {
-                w.abort();
-                Err(e)
-            }
-        };
+    let vet = |cur: &std::fs::File, from: u64| appended_is_new_mail(cur, from, &path, ours);
+    let res = match res.and_then(|()| checks.iter().try_for_each(|f| f.intact())) {
+        Ok(()) => w.commit(was, lock::WRITE_WAIT, &vet),
+        Err(e) => {
+            w.abort();
+            Err(e)
+        }
+    };
+    if let Ok(kept) = res
+        && kept > 0
+    {
+        let why = format!("{kept} bytes of mail another program appended during the run were kept after the copies");
+        out.warnings.push(Problem::new(&path, why));
+    }
     if let Err(e) = &res {
         uncount_failed_commit(before, out);
         let p = e.problem();
@@ -1179,7 +1176,7 @@ fn commit_mbox(
             problem: Problem { reason: format!("{}; none of this folder's copies were written", p.reason), ..p },
         });
     }
-    res
+    res.map(|_| ())
 }
 
 /// Reads a source folder in order for an mbox target: each message, once loaded (hashed as an
@@ -1260,10 +1257,12 @@ fn new_mbox_from_maildir(
     commit_mbox(w, res, &[], None, &ours, tn, &before, rec, out)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn to_mbox(
     opened: &Opened,
     sf: &SourceFolder,
     tn: &FolderName,
+    shown: PathBuf,
     place: Option<mbox_target::Place>,
     opts: &SyncOptions,
     rec: &dyn Recorder,
@@ -1281,7 +1280,7 @@ fn to_mbox(
         // names, so every file is read once, hashed and written in the same pass.
         return new_mbox_from_maildir(opened, tn, place, listing.keywords.clone(), opts, rec, out);
     }
-    let path = place.as_ref().map(|p| p.path.clone()).unwrap_or_default();
+    let path = place.as_ref().map_or(shown, |p| p.path.clone());
     let before = out.counts.clone();
     let mut matcher = Matcher::new(existing.iter().flat_map(|t| t.entries.iter().map(|(_, h, m)| (*h, m))));
     let mut updates: Vec<Option<Meta>> = vec![None; existing.as_ref().map_or(0, |t| t.entries.len())];

@@ -124,6 +124,13 @@ impl<'d> WriteLock<'d> {
                     let _ = dir.unlink(&dotlock);
                 }
                 Err(Errno::EEXIST) => {
+                    // A directory, link or FIFO there is nobody's lock, and will not go away.
+                    if dir.stat_at(&dotlock)?.is_some_and(|e| e.kind != crate::fsx::FileKind::File) {
+                        return Err(Error::bad(
+                            lock_path,
+                            "is not a dotlock (not a regular file); the mbox is not written",
+                        ));
+                    }
                     if stale(dir, &dotlock, name) {
                         // Another waiter may remove and recreate it between our checks; O_EXCL
                         // still lets only one of us hold it.
@@ -256,6 +263,11 @@ mod tests {
         std::fs::write(t.path().join("INBOX.lock"), format!("1:{}", host())).unwrap();
         let e = WriteLock::take(&d, OsStr::new("INBOX"), Duration::from_millis(300)).err().unwrap().to_string();
         assert!(e.contains("INBOX.lock") && e.contains("could not lock"), "{e}");
+        std::fs::remove_file(t.path().join("INBOX.lock")).unwrap();
+        std::fs::create_dir(t.path().join("INBOX.lock")).unwrap();
+        let t0 = Instant::now();
+        let e = WriteLock::take(&d, OsStr::new("INBOX"), Duration::from_secs(60)).err().unwrap().to_string();
+        assert!(e.contains("not a dotlock") && t0.elapsed() < Duration::from_secs(5), "a planted directory: {e}");
     }
 
     /// An fcntl lock held elsewhere is waited for without holding the dotlock meanwhile (so a
