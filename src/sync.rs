@@ -1155,8 +1155,10 @@ fn commit_mbox(
 ) -> Result<()> {
     let path = w.path().to_path_buf();
     let vet = |cur: &std::fs::File, from: u64| appended_is_new_mail(cur, from, &path, ours);
-    let res = match res.and_then(|()| checks.iter().try_for_each(|f| f.intact())) {
-        Ok(()) => w.commit(was, lock::WRITE_WAIT, &vet),
+    // Checked before the wait for the locks and again, last, under them.
+    let ready = || checks.iter().try_for_each(|f| f.intact());
+    let res = match res.and_then(|()| ready()) {
+        Ok(()) => w.commit(was, lock::WRITE_WAIT, &vet, &ready),
         Err(e) => {
             w.abort();
             Err(e)

@@ -249,7 +249,8 @@ fn mbox_target_changed_before_the_lock_is_not_replaced() {
     let (f, dotlock) = lock_like_procmail(&dst);
     let child = spawn_sync(src.to_str().unwrap(), &dst);
     wait_for_tmp(env.root(), "dst.mbox");
-    // An expunge as a mail client does it: the first message goes, in place.
+    // An expunge as a mail client does it: the first message goes, in place (while mailmover
+    // writes its new file or waits for the locks: refused either way).
     let rewritten = make_mbox(&[("Mon Jan  2 15:04:05 2006", &message("two", "2\n"))]);
     f.set_len(0).unwrap();
     std::os::unix::fs::FileExt::write_all_at(&f, &rewritten, 0).unwrap();
@@ -262,8 +263,7 @@ fn mbox_target_changed_before_the_lock_is_not_replaced() {
     assert!(
         errors
             .iter()
-            .any(|e| e["path"] == dst.display().to_string()
-                && e["reason"].as_str().unwrap().contains("since it was read")),
+            .any(|e| e["path"] == dst.display().to_string() && e["reason"].as_str().unwrap().contains("run again")),
         "{errors:?}"
     );
     assert_eq!(json["transferred"], 0, "nothing counts as copied");
@@ -353,4 +353,30 @@ fn mbox_write_errors_count_messages_as_failed() {
     let names: Vec<String> =
         std::fs::read_dir(env.root()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     assert!(!names.iter().any(|n| n.contains("mailmover-")), "temporary file left: {names:?}");
+}
+
+/// Issue 17: a source mbox that shrinks after it was read, while mailmover waits for the
+/// target's locks: nothing read from it is written, and the source is named.
+#[test]
+fn source_shrunk_before_the_commit_writes_nothing() {
+    let env = TestEnv::new();
+    let msgs: Vec<Vec<u8>> = (0..20).map(|i| message(&format!("s {i}"), "s\n")).collect();
+    let mb: Vec<(&str, &[u8])> = msgs.iter().map(|m| ("Mon Jan  2 15:04:05 2006", m.as_slice())).collect();
+    let src = env.write("src.mbox", &make_mbox(&mb));
+    let dst = env.write("dst.mbox", &make_mbox(&[("Mon Jan  2 15:04:05 2006", &message("old", "o\n"))]));
+    let before = std::fs::read(&dst).unwrap();
+    let (f, dotlock) = lock_like_procmail(&dst);
+    let child = spawn_sync(src.to_str().unwrap(), &dst);
+    wait_for_tmp(env.root(), "dst.mbox");
+    let len = std::fs::metadata(&src).unwrap().len();
+    std::fs::OpenOptions::new().write(true).open(&src).unwrap().set_len(len / 2).unwrap();
+    drop(f);
+    std::fs::remove_file(&dotlock).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let errors = json["errors"].as_array().unwrap();
+    assert!(errors.iter().any(|e| e["path"] == src.display().to_string()), "{errors:?}");
+    assert_eq!(json["transferred"], 0);
+    assert_eq!(std::fs::read(&dst).unwrap(), before, "the target is left as it was");
 }

@@ -188,11 +188,19 @@ impl<'d> MboxWriter<'d> {
     /// only by whole messages appended after it, which are then kept after ours. Anything else
     /// fails and leaves the target as it is. A replaced mbox keeps its owner, group and mode
     /// (`owner` wins when given). `appended_ok` vets appended mail (given the locked file and
-    /// the offset it starts at) before it is kept. Returns how many appended bytes were kept.
-    pub fn commit(self, was: Option<&Read>, wait: std::time::Duration, appended_ok: &AppendedCheck<'_>) -> Result<u64> {
+    /// the offset it starts at) before it is kept; `ready` is asked last, under the locks,
+    /// whether what the file was written from is still valid. Returns how many appended bytes
+    /// were kept.
+    pub fn commit(
+        self,
+        was: Option<&Read>,
+        wait: std::time::Duration,
+        appended_ok: &AppendedCheck<'_>,
+        ready: &dyn Fn() -> Result<()>,
+    ) -> Result<u64> {
         let dir = self.dir;
         let tmp = self.tmp_name.clone();
-        let r = self.commit_inner(was, wait, appended_ok);
+        let r = self.commit_inner(was, wait, appended_ok, ready);
         if r.is_err() {
             let _ = dir.unlink(&tmp);
         }
@@ -204,6 +212,7 @@ impl<'d> MboxWriter<'d> {
         was: Option<&Read>,
         wait: std::time::Duration,
         appended_ok: &AppendedCheck<'_>,
+        ready: &dyn Fn() -> Result<()>,
     ) -> Result<u64> {
         let MboxWriter { dir, name, tmp_name, out, path, owner, durable, .. } = self;
         let mut f = out.into_inner().map_err(|e| Error::Io { path: path.clone(), source: e.into_error() })?;
@@ -237,6 +246,7 @@ impl<'d> MboxWriter<'d> {
             f.sync_all().at(&path)?;
         }
         drop(f);
+        ready()?;
         locked.refresh();
         if locked.file().is_some() {
             dir.rename_replace(&tmp_name, dir, &name)?;
