@@ -367,6 +367,32 @@ fn source_key(e: &MaildirEntry) -> SourceKey {
 mod tests {
     use super::*;
 
+    /// Issue 17: a source mbox that shrinks while its chunks are taken ends with its problem
+    /// (naming the file) instead of messages made of other bytes; verify and inspect read
+    /// through here too.
+    #[test]
+    fn a_source_mbox_that_shrinks_ends_its_chunks_with_the_problem() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("Big");
+        let mut data = Vec::new();
+        for i in 0..3000 {
+            data.extend_from_slice(format!("From a@b Mon Jan  2 15:04:05 2006\nSubject: {i}\n\n").as_bytes());
+            data.extend_from_slice(&[b'x'; 8000]);
+            data.extend_from_slice(b"\n\n");
+        }
+        std::fs::write(&path, &data).unwrap();
+        let mut problems = Vec::new();
+        let opened = Opened::open(&Location::MboxFile(path.clone()), ScanOptions::default(), &mut problems).unwrap();
+        let mut chunks = opened.chunks_of(&ReadOptions::default(), 1 << 20);
+        assert!(matches!(chunks.next().unwrap().first(), Some(Ref::Mbox(_))));
+        std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(4096).unwrap();
+        let rest: Vec<Vec<Ref>> = chunks.collect();
+        let Some([Ref::Problem(p)]) = rest.last().map(Vec::as_slice) else { panic!("no problem at the end") };
+        assert_eq!(p.path, path.display().to_string());
+        assert!(p.reason.contains("shrank"), "{p}");
+        assert!(opened.intact().is_err());
+    }
+
     /// A message file opened ahead of its read (cold cache) loads the same bytes as one read by
     /// path; a file that is not a regular file any more is not opened ahead, and its read says
     /// why.
