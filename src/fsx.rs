@@ -258,7 +258,12 @@ pub fn time_bounds(dir: &Path) -> Option<(i64, i64)> {
 /// A file's bytes: memory-mapped, or read when mapping is not possible (empty files, special
 /// file systems).
 pub enum Mapped {
-    Map(Mmap),
+    /// The guard is declared first so it is dropped first: the range leaves the SIGBUS table
+    /// before it is unmapped and could be reused.
+    Map {
+        guard: Option<sigbus::Guard>,
+        map: Mmap,
+    },
     Buf(Vec<u8>),
 }
 
@@ -271,13 +276,15 @@ impl Mapped {
         // SAFETY: the mapping is read-only and private to this process. A source changed under
         // us by another process is the documented hazard of reading a live mbox; the splitter
         // only ever indexes inside the slice it was given, so a changed file gives wrong
-        // messages at worst, never out-of-bounds reads (a truncated file can raise SIGBUS, which
-        // the fallback below cannot prevent either).
+        // messages at worst, never out-of-bounds reads. A truncated file would raise SIGBUS:
+        // the guard turns that into zero pages and a flag ([`Mapped::faulted`]), and callers
+        // check [`Mapped::faulted`] and the file's stamp before they commit what they read.
         match unsafe { Mmap::map(file) } {
             Ok(m) => {
                 #[cfg(target_os = "linux")]
                 let _ = m.advise(memmap2::Advice::Sequential);
-                Ok(Mapped::Map(m))
+                let guard = sigbus::Guard::register(m.as_ptr() as usize, m.len());
+                Ok(Mapped::Map { guard, map: m })
             }
             Err(_) => {
                 let mut buf = Vec::new();
@@ -290,15 +297,24 @@ impl Mapped {
 
     pub fn bytes(&self) -> &[u8] {
         match self {
-            Mapped::Map(m) => m,
+            Mapped::Map { map, .. } => map,
             Mapped::Buf(b) => b,
+        }
+    }
+
+    /// Whether a read of the mapping hit a page past the file's end (the file shrank since it
+    /// was mapped): the bytes from there on read as zeros and must not be trusted.
+    pub fn faulted(&self) -> bool {
+        match self {
+            Mapped::Map { guard, .. } => guard.as_ref().is_some_and(sigbus::Guard::faulted),
+            Mapped::Buf(_) => false,
         }
     }
 
     /// Asks the kernel to start reading `len` bytes from `offset` into the page cache now, so
     /// a cold file is read from disk while earlier messages are being written.
     pub fn will_need(&self, offset: usize, len: usize) {
-        if let Mapped::Map(m) = self {
+        if let Mapped::Map { map: m, .. } = self {
             let start = offset.min(m.len()) & !4095;
             let len = len.min(m.len() - start);
             if len > 0 {
@@ -310,13 +326,132 @@ impl Mapped {
     /// Tells the kernel the pages before `offset` are not needed any more, so the process's
     /// resident memory does not grow with the file.
     pub fn release_before(&self, offset: usize) {
-        if let Mapped::Map(m) = self {
+        if let Mapped::Map { map: m, .. } = self {
             let len = offset.min(m.len()) & !4095;
             if len > 0 {
                 // SAFETY: the mapping is private, read-only and never written, so dropping its
-                // pages loses nothing: a later access reads them again from the file.
+                // pages loses nothing: a later access reads them again from the file (or, past
+                // a truncation, the guard's zero pages).
                 let _ = unsafe { m.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, 0, len) };
             }
+        }
+    }
+}
+
+/// Survives SIGBUS from mapped files that shrink while they are read (a mail client expunged
+/// from a source mbox): a fault inside a registered mapping gets anonymous zero pages mapped
+/// over the rest of that mapping, the mapping is flagged, and the read goes on; any other
+/// SIGBUS keeps its previous disposition. The alternative, reading through bounded buffers,
+/// would give up the borrowed slices every reader relies on.
+pub mod sigbus {
+    use std::sync::Once;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+
+    struct Slot {
+        start: AtomicUsize,
+        len: AtomicUsize,
+        faulted: AtomicBool,
+    }
+
+    /// More mappings than folders read at once by any run; past this a mapping is unguarded.
+    const SLOTS: usize = 1024;
+    static TABLE: [Slot; SLOTS] =
+        [const { Slot { start: AtomicUsize::new(0), len: AtomicUsize::new(0), faulted: AtomicBool::new(false) } };
+            SLOTS];
+    static PAGE: AtomicUsize = AtomicUsize::new(4096);
+    static INSTALL: Once = Once::new();
+    static PREVIOUS: std::sync::OnceLock<libc::sigaction> = std::sync::OnceLock::new();
+
+    /// A registered mapping; unregistered when dropped.
+    #[derive(Debug)]
+    pub struct Guard(usize);
+
+    impl Guard {
+        pub fn register(start: usize, len: usize) -> Option<Guard> {
+            if start == 0 || len == 0 || !install() {
+                return None;
+            }
+            for (i, s) in TABLE.iter().enumerate() {
+                if s.start.load(SeqCst) == 0 && s.len.compare_exchange(0, len, SeqCst, SeqCst).is_ok() {
+                    s.faulted.store(false, SeqCst);
+                    s.start.store(start, SeqCst);
+                    return Some(Guard(i));
+                }
+            }
+            None
+        }
+
+        pub fn faulted(&self) -> bool {
+            TABLE[self.0].faulted.load(SeqCst)
+        }
+    }
+
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            let s = &TABLE[self.0];
+            s.start.store(0, SeqCst);
+            s.len.store(0, SeqCst);
+        }
+    }
+
+    fn install() -> bool {
+        INSTALL.call_once(|| {
+            // SAFETY: sysconf has no memory effects.
+            let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+            if page > 0 {
+                PAGE.store(page as usize, SeqCst);
+            }
+            // SAFETY: a zeroed sigaction is valid; the handler only uses async-signal-safe
+            // calls (mmap, sigaction) and atomics.
+            unsafe {
+                let mut sa: libc::sigaction = std::mem::zeroed();
+                let handler: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) = on_sigbus;
+                sa.sa_sigaction = handler as usize;
+                sa.sa_flags = libc::SA_SIGINFO;
+                libc::sigemptyset(&mut sa.sa_mask);
+                let mut old: libc::sigaction = std::mem::zeroed();
+                if libc::sigaction(libc::SIGBUS, &sa, &mut old) == 0 {
+                    let _ = PREVIOUS.set(old);
+                }
+            }
+        });
+        PREVIOUS.get().is_some()
+    }
+
+    extern "C" fn on_sigbus(_sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut libc::c_void) {
+        // SAFETY: the kernel passes a valid siginfo for SA_SIGINFO handlers.
+        let addr = unsafe { (*info).si_addr() } as usize;
+        let page = PAGE.load(SeqCst);
+        for s in &TABLE {
+            let start = s.start.load(SeqCst);
+            let len = s.len.load(SeqCst);
+            if start == 0 || addr < start || addr - start >= len {
+                continue;
+            }
+            let from = addr & !(page - 1);
+            let end = (start + len).div_ceil(page) * page;
+            // SAFETY: [from, end) lies inside a live read-only mapping of ours (its guard is
+            // dropped before it is unmapped); replacing its pages with zeros changes only
+            // what this process reads there, and the flag says those bytes are not the file.
+            let p = unsafe {
+                libc::mmap(
+                    from as *mut libc::c_void,
+                    end - from,
+                    libc::PROT_READ,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED,
+                    -1,
+                    0,
+                )
+            };
+            if p != libc::MAP_FAILED {
+                s.faulted.store(true, SeqCst);
+                return;
+            }
+        }
+        // Not a guarded mapping: back to the previous disposition; the access faults again.
+        if let Some(old) = PREVIOUS.get() {
+            // SAFETY: restores a sigaction the kernel gave us.
+            unsafe { libc::sigaction(libc::SIGBUS, old, std::ptr::null_mut()) };
         }
     }
 }
@@ -607,6 +742,49 @@ impl Dir {
         Ok(d)
     }
 
+    /// Another descriptor of the same directory.
+    pub fn try_clone(&self) -> Result<Dir> {
+        Ok(Dir { fd: self.fd.try_clone().at(&self.path)?, path: self.path.clone() })
+    }
+
+    /// What `name` is here, not following a symlink; `None` when it does not exist.
+    pub fn stat_at(&self, name: &OsStr) -> Result<Option<Entry>> {
+        match nix::sys::stat::fstatat(Some(self.raw()), name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(st) => Ok(Some(Entry::of(&st))),
+            Err(Errno::ENOENT) => Ok(None),
+            Err(e) => Err(e).at(&self.path.join(name)),
+        }
+    }
+
+    /// This directory's owner and mode.
+    pub fn stat(&self) -> Result<Entry> {
+        nix::sys::stat::fstat(self.raw()).map(|st| Entry::of(&st)).at(&self.path)
+    }
+
+    /// Opens the regular file `name` here, refusing a symlink, a FIFO or anything else that is
+    /// not a regular file (checked on the descriptor, before any read); `None` when absent.
+    /// `write` opens it read-write (an fcntl write lock needs that).
+    pub fn open_file(&self, name: &OsStr, write: bool) -> Result<Option<File>> {
+        let path = self.path.join(name);
+        let access = if write { OFlag::O_RDWR } else { OFlag::O_RDONLY };
+        let flags = access | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+        let fd = match nix::fcntl::openat(Some(self.raw()), name, flags, Mode::empty()) {
+            Ok(fd) => owned(fd),
+            Err(Errno::ENOENT) => return Ok(None),
+            Err(Errno::ELOOP) if self.is_symlink(name) => {
+                return Err(Error::bad(path, "is a symlink in the target; nothing is written through it"));
+            }
+            Err(e) => return Err(e).at(&path),
+        };
+        let st = nix::sys::stat::fstat(fd.as_raw_fd()).at(&path)?;
+        if Entry::of(&st).kind != FileKind::File {
+            return Err(Error::bad(path, "not a regular file; not read or written"));
+        }
+        // Reads of a regular file never block; O_NONBLOCK was there for the FIFO case only.
+        nix::fcntl::fcntl(fd.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFL(OFlag::empty())).at(&path)?;
+        Ok(Some(File::from(fd)))
+    }
+
     pub fn exists(&self, name: &OsStr) -> bool {
         nix::sys::stat::fstatat(Some(self.raw()), name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW).is_ok()
     }
@@ -759,6 +937,29 @@ pub fn process_umask() -> u32 {
 
 fn fchmod(fd: RawFd, mode: u32, path: &Path) -> Result<()> {
     nix::sys::stat::fchmod(fd, Mode::from_bits_truncate(mode)).at(path)
+}
+
+/// What `fstat` says about a directory entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub kind: FileKind,
+    pub uid: u32,
+    pub gid: u32,
+    pub mode: u32,
+    pub dev: u64,
+    pub ino: u64,
+}
+
+impl Entry {
+    fn of(st: &libc::stat) -> Entry {
+        let kind = match st.st_mode & libc::S_IFMT {
+            libc::S_IFREG => FileKind::File,
+            libc::S_IFDIR => FileKind::Dir,
+            libc::S_IFLNK => FileKind::Symlink,
+            _ => FileKind::Other,
+        };
+        Entry { kind, uid: st.st_uid, gid: st.st_gid, mode: st.st_mode & 0o7777, dev: st.st_dev, ino: st.st_ino }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -1136,6 +1337,30 @@ mod tests {
                 assert_eq!(bare_lf_count(&[&text[..i], &text[i..j], &text[j..]]), naive, "{i} {j}");
             }
         }
+    }
+
+    /// Issue 17: a mapped file truncated while it is read makes reads past its new end give
+    /// zeros and flags the mapping, instead of killing the process with SIGBUS.
+    #[test]
+    fn truncated_mapping_is_flagged_not_fatal() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("mbox");
+        let data: Vec<u8> = (0..3 << 20).map(|i| (i % 251) as u8 + 1).collect();
+        std::fs::write(&path, &data).unwrap();
+        let f = File::open(&path).unwrap();
+        let m = Mapped::new(&f, &path).unwrap();
+        assert!(!m.faulted());
+        assert_eq!(m.bytes()[..4096], data[..4096]);
+        std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(1 << 20).unwrap();
+        let sum: u64 = m.bytes().iter().map(|&b| u64::from(b)).sum();
+        assert!(m.faulted(), "the read past the new end was noticed");
+        let whole: u64 = data[..1 << 20].iter().map(|&b| u64::from(b)).sum();
+        assert!(sum >= whole && sum < data.iter().map(|&b| u64::from(b)).sum::<u64>());
+        // Another mapping is not flagged by this one's fault, and a dropped guard frees its slot.
+        let other = Mapped::new(&File::open(&path).unwrap(), &path).unwrap();
+        assert!(!other.faulted());
+        drop(m);
+        assert!(!other.faulted());
     }
 
     #[test]

@@ -232,7 +232,7 @@ impl Opened {
     pub fn open_streaming(loc: &Location, scan: ScanOptions) -> Result<Opened> {
         match loc {
             Location::MboxFile(p) => {
-                let f = MboxFile::open(p)?;
+                let f = MboxFile::open_locked(p)?;
                 f.check()?;
                 Ok(Opened::Mbox(Arc::new(f)))
             }
@@ -258,8 +258,19 @@ impl Opened {
                 f.will_need(0, 2 * max as usize);
                 let splitter: Splitter<'s> = f.entries(ropts);
                 let mut it = splitter.map(Ref::Mbox).peekable();
+                let mut stopped = false;
                 Box::new(std::iter::from_fn(move || {
-                    let v = bounded_chunk(&mut it, max)?;
+                    if stopped {
+                        return None;
+                    }
+                    // A file that shrank or changed since it was opened is split no further:
+                    // its folder gets the problem instead of messages made of other bytes.
+                    let v = bounded_chunk(&mut it, max);
+                    if let Err(e) = f.intact() {
+                        stopped = true;
+                        return Some(vec![Ref::Problem(Box::new(e.problem()))]);
+                    }
+                    let v = v?;
                     // The splitter reads on from here when the next chunk is asked for: have
                     // the disk fetch it while this one is processed.
                     if let Some(Ref::Mbox(e)) = v.last() {
@@ -466,6 +477,15 @@ impl Opened {
         }
     }
 
+    /// Fails when a source mbox shrank or changed since it was opened (see
+    /// [`MboxFile::intact`]); nothing read from it may be committed then.
+    pub fn intact(&self) -> Result<(), Problem> {
+        match self {
+            Opened::Mbox(f) => f.intact().map_err(|e| e.problem()),
+            Opened::Maildir { .. } => Ok(()),
+        }
+    }
+
     /// Stored bytes of the folder (mbox: message bytes as stored; Maildir: file sizes).
     pub fn stored_len(&self, r: &Ref) -> u64 {
         match (self, r) {
@@ -483,6 +503,32 @@ fn source_key(e: &MaildirEntry) -> SourceKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 17: a source mbox that shrinks while its chunks are taken ends with its problem
+    /// (naming the file) instead of messages made of other bytes; verify and inspect read
+    /// through here too.
+    #[test]
+    fn a_source_mbox_that_shrinks_ends_its_chunks_with_the_problem() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("Big");
+        let mut data = Vec::new();
+        for i in 0..3000 {
+            data.extend_from_slice(format!("From a@b Mon Jan  2 15:04:05 2006\nSubject: {i}\n\n").as_bytes());
+            data.extend_from_slice(&[b'x'; 8000]);
+            data.extend_from_slice(b"\n\n");
+        }
+        std::fs::write(&path, &data).unwrap();
+        let mut problems = Vec::new();
+        let opened = Opened::open(&Location::MboxFile(path.clone()), ScanOptions::default(), &mut problems).unwrap();
+        let mut chunks = opened.chunks_of(&ReadOptions::default(), 1 << 20);
+        assert!(matches!(chunks.next().unwrap().first(), Some(Ref::Mbox(_))));
+        std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(4096).unwrap();
+        let rest: Vec<Vec<Ref>> = chunks.collect();
+        let Some([Ref::Problem(p)]) = rest.last().map(Vec::as_slice) else { panic!("no problem at the end") };
+        assert_eq!(p.path, path.display().to_string());
+        assert!(p.reason.contains("shrank"), "{p}");
+        assert!(opened.intact().is_err());
+    }
 
     /// A message file opened ahead of its read (cold cache) loads the same bytes as one read by
     /// path; a file that is not a regular file any more is not opened ahead, and its read says

@@ -22,7 +22,6 @@ use crate::fsx::{self, Owner};
 use crate::interrupt;
 use crate::lock::{self, LockOptions, TargetLock};
 use crate::message::{DateSource, Meta};
-use crate::mutf7;
 use crate::plan::{Action, Hash, Matcher};
 use crate::report::{FolderOutcome, Summary, peak_rss_kib};
 use crate::source::{self, Body, Loaded, Opened, Ref};
@@ -30,8 +29,10 @@ use crate::state;
 use crate::store::maildir::layout::{self, Layout};
 use crate::store::maildir::read::{self as mdread, MaildirEntry, ScanOptions};
 use crate::store::maildir::write::{self as mdwrite, FolderWriter, MaildirTarget, Staged, WriteOptions};
+use crate::store::mbox::lock as mbox_lock;
 use crate::store::mbox::read::{MboxFile, ReadOptions};
-use crate::store::mbox::write::MboxWriter;
+use crate::store::mbox::target as mbox_target;
+use crate::store::mbox::write::{self as mbox_write, MboxWriter};
 use crate::store::{self, Kind, SourceFolder, Store};
 use crate::target_index;
 
@@ -123,7 +124,12 @@ enum Target {
         bounds: Option<(i64, i64)>,
     },
     MboxFile(PathBuf),
-    MboxDir(PathBuf),
+    /// An mbox directory: its root opened (not in a dry run) and the folders written as files.
+    MboxDir {
+        path: PathBuf,
+        root: Option<fsx::Dir>,
+        written: HashSet<FolderName>,
+    },
 }
 
 /// Folder names a target already has (for `--automap`).
@@ -327,10 +333,13 @@ fn open_target(dst: &Store, pairs: &[(SourceFolder, FolderName)], opts: &SyncOpt
                         dst.path.display()
                     )));
                 }
-                if !opts.dry_run {
-                    fsx::Dir::create_root(&dst.path, mdwrite::DIR_MODE, opts.owner)?;
-                }
-                Ok(Target::MboxDir(dst.path.clone()))
+                let root = if opts.dry_run {
+                    None
+                } else {
+                    Some(fsx::Dir::create_root(&dst.path, mdwrite::DIR_MODE, opts.owner)?)
+                };
+                let written = pairs.iter().map(|(_, t)| t.clone()).collect();
+                Ok(Target::MboxDir { path: dst.path.clone(), root, written })
             } else {
                 Ok(Target::MboxFile(dst.path.clone()))
             }
@@ -344,26 +353,51 @@ fn lock_target(target: &Target, opts: &SyncOptions) -> Result<TargetLock> {
     let o = LockOptions::of(opts);
     match target {
         Target::Maildir { path, .. } => TargetLock::inside(path, lock::MAILDIR, &o),
-        Target::MboxDir(root) => TargetLock::inside(root, lock::HIDDEN, &o),
+        Target::MboxDir { path, .. } => TargetLock::inside(path, lock::HIDDEN, &o),
         Target::MboxFile(p) => TargetLock::beside(p, &o),
     }
 }
 
-/// The file of folder `name` in an mbox directory: levels as directories (modified UTF-7
-/// names, as Dovecot writes them).
+/// The file of folder `name` in an mbox directory as it is on disk: levels as directories
+/// (modified UTF-7 names, as Dovecot writes them), `NAME.sbd/` beside a folder file.
 pub fn mbox_folder_path(root: &Path, name: &FolderName) -> PathBuf {
-    let levels: Vec<String> = name.levels().map(mutf7::encode).collect();
-    let mut p = root.to_path_buf();
-    for (i, l) in levels.iter().enumerate() {
-        if i + 1 < levels.len() {
-            // A folder that is also a file keeps its children in NAME.sbd/ (Thunderbird).
-            let as_dir = p.join(l);
-            if as_dir.is_file() { p = p.join(format!("{l}.sbd")) } else { p = as_dir }
-        } else {
-            p = p.join(l);
+    mbox_target::place_path(root, name, &|_| false)
+}
+
+/// Where folder `tn` of an mbox target is, reached through descriptors (see
+/// [`mbox_target::place`]); `None` in a dry run when it does not exist yet.
+fn mbox_place(target: &Target, tn: &FolderName, opts: &SyncOptions) -> Result<Option<mbox_target::Place>> {
+    match target {
+        Target::MboxFile(p) => {
+            let name = p.file_name().ok_or_else(|| Error::bad(p, "not a usable file name"))?;
+            let parent = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            // The file's directory is named by the user: it may be reached through links.
+            let dir = if opts.dry_run {
+                if !parent.is_dir() {
+                    return Ok(None);
+                }
+                fsx::Dir::open_root(parent)?
+            } else {
+                fsx::Dir::create_root(parent, mdwrite::DIR_MODE, opts.owner)?
+            };
+            if dir.stat_at(name)?.is_some_and(|e| e.kind == fsx::FileKind::Symlink) {
+                return Err(Error::bad(
+                    p,
+                    "is a symlink; name the mbox file itself (nothing is written through a link)",
+                ));
+            }
+            Ok(Some(mbox_target::Place { dir, name: name.to_os_string(), path: p.clone() }))
         }
+        Target::MboxDir { path, root, written } => {
+            let is_written = |f: &FolderName| written.contains(f);
+            match root {
+                Some(r) => mbox_target::place(r, tn, &is_written, Some(opts.owner)),
+                None if path.is_dir() => mbox_target::place(&fsx::Dir::open_root(path)?, tn, &is_written, None),
+                None => Ok(None),
+            }
+        }
+        Target::Maildir { .. } => Err(Error::bad("", "internal: not an mbox target")),
     }
-    p
 }
 
 /// The target folder's path and whether it is an mbox file.
@@ -371,7 +405,9 @@ fn target_folder(target: &Target, tn: &FolderName, layout: Layout) -> Option<(Pa
     match target {
         Target::Maildir { path, .. } => MaildirTarget::folder_path(path, tn, layout).ok().map(|p| (p, false)),
         Target::MboxFile(p) => Some((p.clone(), true)),
-        Target::MboxDir(root) => Some((mbox_folder_path(root, tn), true)),
+        Target::MboxDir { path, written, .. } => {
+            Some((mbox_target::place_path(path, tn, &|f| written.contains(f)), true))
+        }
     }
 }
 
@@ -478,14 +514,21 @@ fn sync_folder_read(
         }
     };
     out.errors.append(&mut problems);
+    if let Opened::Mbox(f) = &opened
+        && let Some(w) = &f.lock_warning
+    {
+        out.warnings.push(Problem::new(&f.path, w.clone()));
+    }
     rec.record(Event::Discovered { bytes: folder_bytes(&opened) });
     let r = match target {
         Target::Maildir { path, writer, bounds } => {
             let job = MaildirJob { root: path, writer: writer.as_deref(), bounds: *bounds };
             to_maildir(&opened, sf, tn, &job, opts, rec, &mut out)
         }
-        Target::MboxFile(p) => to_mbox(&opened, sf, tn, p.clone(), opts, rec, &mut out),
-        Target::MboxDir(root) => to_mbox(&opened, sf, tn, mbox_folder_path(root, tn), opts, rec, &mut out),
+        Target::MboxFile(_) | Target::MboxDir { .. } => {
+            let shown = target_folder(target, tn, opts.layout).map(|(p, _)| p).unwrap_or_default();
+            mbox_place(target, tn, opts).and_then(|place| to_mbox(&opened, sf, tn, shown, place, opts, rec, &mut out))
+        }
     };
     match r {
         Err(Error::Interrupted(_)) => {
@@ -498,7 +541,14 @@ fn sync_folder_read(
         Err(e) => out.errors.push(e.problem()),
         Ok(()) => {}
     }
-    out.counts.failed = out.errors.len() as u64;
+    // A source that shrank or changed while it was read: whatever was read is not trusted.
+    if let Err(p) = opened.intact()
+        && !out.errors.contains(&p)
+    {
+        out.errors.push(p);
+    }
+    // Messages a failed commit did not write were counted as failed already.
+    out.counts.failed = out.counts.failed.max(out.errors.len() as u64);
     out
 }
 
@@ -848,7 +898,7 @@ fn to_maildir(
                 let saved = w.save_keywords();
                 let w = &*w;
                 if let Err(e) = saved {
-                    for (prepared, fates) in place_synced(&mut pending, w, &index.entries, 0) {
+                    for (prepared, fates) in place_synced(&mut pending, w, &index.entries, 0, opened) {
                         books.tally(prepared, fates, rec, out);
                     }
                     return Err(e);
@@ -870,7 +920,7 @@ fn to_maildir(
                             })
                             .collect()
                     },
-                    || place_synced(&mut pending, w, &index.entries, MAX_STAGED_CHUNKS),
+                    || place_synced(&mut pending, w, &index.entries, MAX_STAGED_CHUNKS, opened),
                 );
                 for p in prepared.iter_mut() {
                     p.loaded.body = Body::Unread(p.loaded.body.len());
@@ -889,7 +939,7 @@ fn to_maildir(
         current = next;
     }
     if let Some(w) = &fw {
-        for (prepared, fates) in place_synced(&mut pending, w, &index.entries, 0) {
+        for (prepared, fates) in place_synced(&mut pending, w, &index.entries, 0, opened) {
             books.tally(prepared, fates, rec, out);
         }
     }
@@ -978,7 +1028,7 @@ fn choose_deletions(
     if out.interrupted {
         return Vec::new();
     }
-    let read_errors = !out.errors.is_empty() || opened.unsure_of_gone();
+    let read_errors = !out.errors.is_empty() || opened.unsure_of_gone() || opened.intact().is_err();
     let src = deletion::SourceState { messages: out.counts.messages_source, read_errors };
     let (chosen, why) = deletion::choose(opts.deletion, unmatched, record, src, opts.max_delete);
     if let Some(why) = why {
@@ -1042,6 +1092,7 @@ fn place_synced<'a>(
     w: &FolderWriter<'_>,
     index: &[(MaildirEntry, Hash)],
     keep: usize,
+    source: &Opened,
 ) -> Vec<Placed<'a>> {
     let mut done = Vec::new();
     while let Some(c) = pending.front() {
@@ -1053,7 +1104,9 @@ fn place_synced<'a>(
             },
         };
         if let Some(c) = pending.pop_front() {
-            done.push(c.put_in_place(w, index, synced.map_err(|e| e.problem())));
+            // Bytes read from a source mbox that shrank or changed since are not put in place.
+            let synced = synced.map_err(|e| e.problem()).and_then(|()| source.intact());
+            done.push(c.put_in_place(w, index, synced));
         }
     }
     done
@@ -1240,9 +1293,10 @@ fn tally(
     }
 }
 
-/// A message of an existing target mbox.
+/// An existing target mbox as read: its messages, and what the locked commit checks.
 struct TargetMbox {
     file: MboxFile,
+    read: mbox_write::Read,
     entries: Vec<(crate::store::mbox::split::Entry, Hash, Meta)>,
 }
 
@@ -1254,13 +1308,10 @@ fn target_mbox_read_options() -> ReadOptions {
     }
 }
 
-fn read_target_mbox(path: &Path) -> Result<Option<TargetMbox>> {
-    if !path.exists() {
-        return Ok(None);
-    }
-    let file = MboxFile::open(path)?;
-    if file.check().is_err() {
-        return Err(Error::bad(path, "target exists and is not an mbox; not overwritten"));
+fn read_target_mbox(place: &mbox_target::Place) -> Result<Option<TargetMbox>> {
+    let Some((file, read)) = mbox_target::read_existing(place)? else { return Ok(None) };
+    if file.check().is_err() && !file.is_empty() {
+        return Err(Error::bad(&place.path, "target exists and is not an mbox; not overwritten"));
     }
     let ro = target_mbox_read_options();
     let mut entries = Vec::new();
@@ -1273,7 +1324,91 @@ fn read_target_mbox(path: &Path) -> Result<Option<TargetMbox>> {
             file.release_before(e.msg.end);
         }
     }
-    Ok(Some(TargetMbox { file, entries }))
+    file.intact()?;
+    Ok(Some(TargetMbox { file, read, entries }))
+}
+
+/// Takes back the counts of messages a failed mbox commit did not write (counted from
+/// `before`): they are failed, not transferred, and the folder says so.
+fn uncount_failed_commit(before: &crate::report::Counts, out: &mut FolderOutcome) {
+    let c = &mut out.counts;
+    let copied = c.transferred.saturating_sub(before.transferred);
+    let flagged = c.flags_updated.saturating_sub(before.flags_updated);
+    c.transferred = before.transferred;
+    c.bytes_transferred = before.bytes_transferred;
+    c.flags_updated = before.flags_updated;
+    c.skipped_existing = c.skipped_existing.saturating_sub(flagged);
+    c.deleted_target = before.deleted_target;
+    c.messages_target = before.messages_target;
+    c.failed += copied + flagged;
+}
+
+fn hash_key(h: &Hash) -> [u8; 8] {
+    let mut k = [0u8; 8];
+    k.copy_from_slice(&h[..8]);
+    k
+}
+
+/// Mail appended to a target mbox during the run is kept, unless it holds a message this run
+/// copies too: then another copier (a second run) wrote meanwhile, and keeping both would
+/// double it.
+fn appended_is_new_mail(cur: &std::fs::File, from: u64, path: &Path, ours: &HashSet<[u8; 8]>) -> Result<()> {
+    let f = MboxFile::from_file(cur.try_clone().map_err(|e| Error::Io { path: path.to_path_buf(), source: e })?, path)?;
+    let ro = target_mbox_read_options();
+    let from = usize::try_from(from).map_err(|_| Error::bad(path, "file too large for this machine"))?;
+    for e in f.entries_from(&ro, from) {
+        let m = f.message(&e, &ro);
+        if !m.pseudo && ours.contains(&hash_key(&Identity::Mbox.hash(&m.pieces))) {
+            return Err(Error::bad(
+                path,
+                "another program appended copies of messages this run copies (a second run?); not written, run again",
+            ));
+        }
+    }
+    f.intact()
+}
+
+/// Commits an mbox written for a folder, or gives it up: the sources read must still be as
+/// they were, then [`MboxWriter::commit`] checks the target under its locks. On failure the
+/// folder's counts say that nothing was written.
+#[allow(clippy::too_many_arguments)]
+fn commit_mbox(
+    w: MboxWriter<'_>,
+    res: Result<()>,
+    checks: &[&MboxFile],
+    was: Option<&mbox_write::Read>,
+    ours: &HashSet<[u8; 8]>,
+    tn: &FolderName,
+    before: &crate::report::Counts,
+    rec: &dyn Recorder,
+    out: &mut FolderOutcome,
+) -> Result<()> {
+    let path = w.path().to_path_buf();
+    let vet = |cur: &std::fs::File, from: u64| appended_is_new_mail(cur, from, &path, ours);
+    // Checked before the wait for the locks and again, last, under them.
+    let ready = || checks.iter().try_for_each(|f| f.intact());
+    let res = match res.and_then(|()| ready()) {
+        Ok(()) => w.commit(was, mbox_lock::WRITE_WAIT, &vet, &ready),
+        Err(e) => {
+            w.abort();
+            Err(e)
+        }
+    };
+    if let Ok(kept) = res
+        && kept > 0
+    {
+        let why = format!("{kept} bytes of mail another program appended during the run were kept after the copies");
+        out.warnings.push(Problem::new(&path, why));
+    }
+    if let Err(e) = &res {
+        uncount_failed_commit(before, out);
+        let p = e.problem();
+        rec.record(Event::Error {
+            folder: tn.clone(),
+            problem: Problem { reason: format!("{}; none of this folder's copies were written", p.reason), ..p },
+        });
+    }
+    res.map(|_| ())
 }
 
 /// Reads a source folder in order for an mbox target: each message, once loaded (hashed as an
@@ -1336,74 +1471,66 @@ fn for_mbox_target(
 fn new_mbox_from_maildir(
     opened: &Opened,
     tn: &FolderName,
-    path: &Path,
+    place: &mbox_target::Place,
     keywords: std::collections::BTreeSet<String>,
-    before: &str,
     opts: &SyncOptions,
     rec: &dyn Recorder,
     out: &mut FolderOutcome,
 ) -> Result<()> {
-    if let Some(parent) = path.parent()
-        && !parent.exists()
-    {
-        std::fs::create_dir_all(parent).map_err(|e| Error::Io { path: parent.to_path_buf(), source: e })?;
-    }
-    let mut w = MboxWriter::create(path, opts.owner, opts.durable)?;
+    let before = out.counts.clone();
+    let mut w = MboxWriter::create(&place.dir, &place.name, opts.owner, opts.durable)?;
     w.set_keywords(keywords.into_iter().collect());
-    let res = (|| {
-        for_mbox_target(opened, tn, path, opts, rec, out, |_, p| {
-            w.append(&p.loaded.body.pieces(), &p.loaded.meta)?;
-            Ok(Fate::Copied { sha: p.hash.unwrap_or_default(), size: p.loaded.body.len(), name: String::new() })
-        })?;
-        if state::target_stamp(path, true) != before {
-            return Err(Error::bad(
-                path,
-                "the target mbox appeared during the run (another writer?); not replaced, run again",
-            ));
-        }
-        Ok(())
-    })();
+    let mut ours = HashSet::new();
+    let res = for_mbox_target(opened, tn, &place.path, opts, rec, out, |_, p| {
+        w.append(&p.loaded.body.pieces(), &p.loaded.meta)?;
+        let sha = p.hash.unwrap_or_default();
+        ours.insert(hash_key(&sha));
+        Ok(Fate::Copied { sha, size: p.loaded.body.len(), name: String::new() })
+    });
     out.counts.messages_target = out.counts.transferred;
-    match res {
-        Ok(()) => w.commit(),
-        Err(e) => {
-            w.abort();
-            Err(e)
-        }
-    }
+    // A file that appeared meanwhile (a delivery) is kept after the copies by the commit.
+    commit_mbox(w, res, &[], None, &ours, tn, &before, rec, out)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn to_mbox(
     opened: &Opened,
     sf: &SourceFolder,
     tn: &FolderName,
-    path: PathBuf,
+    shown: PathBuf,
+    place: Option<mbox_target::Place>,
     opts: &SyncOptions,
     rec: &dyn Recorder,
     out: &mut FolderOutcome,
 ) -> Result<()> {
-    let before = state::target_stamp(&path, true);
-    let existing = read_target_mbox(&path)?;
+    let existing = match &place {
+        Some(p) => read_target_mbox(p)?,
+        None => None,
+    };
     if existing.is_none()
+        && let (Some(place), Opened::Maildir { listed: Some(listing), .. }) = (&place, opened)
         && !opts.dry_run
-        && let Opened::Maildir { listed: Some(listing), .. } = opened
     {
         // A new mbox from a listed Maildir: the keywords for X-IMAPbase are known from the
         // names, so every file is read once, hashed and written in the same pass.
-        return new_mbox_from_maildir(opened, tn, &path, listing.keywords.clone(), &before, opts, rec, out);
+        return new_mbox_from_maildir(opened, tn, place, listing.keywords.clone(), opts, rec, out);
     }
     // No record of copies beside an mbox (Dovecot would list it as a mailbox): --delete cannot
     // tell copies from other mail there and deletes nothing; --mirror works.
     let mut record = deletion::Record::default();
+    let path = place.as_ref().map_or(shown, |p| p.path.clone());
+    let before = out.counts.clone();
     let mut matcher = Matcher::new(existing.iter().flat_map(|t| t.entries.iter().map(|(_, h, m)| (*h, m))));
     let mut updates: Vec<Option<Meta>> = vec![None; existing.as_ref().map_or(0, |t| t.entries.len())];
     // Phase 1: decide for every message (the file is rewritten once, in order).
     let mut copies: Vec<Ref> = Vec::new();
+    let mut ours = HashSet::new();
     let mut keywords: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
     for_mbox_target(opened, tn, &path, opts, rec, out, |r, p| {
         let h = p.hash.unwrap_or_default();
         Ok(match matcher.decide(&h, &p.loaded.meta.mbox_view()) {
             Action::Copy => {
+                ours.insert(hash_key(&h));
                 keywords.extend(p.loaded.meta.keywords.iter().map(str::to_string));
                 copies.push(r.clone());
                 Fate::Copied { sha: h, size: p.loaded.body.len(), name: String::new() }
@@ -1449,12 +1576,8 @@ fn to_mbox(
     if !changed {
         return Ok(());
     }
-    if let Some(parent) = path.parent()
-        && !parent.exists()
-    {
-        std::fs::create_dir_all(parent).map_err(|e| Error::Io { path: parent.to_path_buf(), source: e })?;
-    }
-    let mut w = MboxWriter::create(&path, opts.owner, opts.durable)?;
+    let Some(place) = &place else { return Err(Error::bad(&path, "internal: no place for the mbox")) };
+    let mut w = MboxWriter::create(&place.dir, &place.name, opts.owner, opts.durable)?;
     w.set_keywords(keywords.into_iter().collect());
     let res = (|| {
         if let Some(t) = &existing {
@@ -1480,25 +1603,22 @@ fn to_mbox(
                     out.counts.vanished_source += 1;
                 }
                 Ok(l) => w.append(&l.body.pieces(), &l.meta)?,
-                Err(p) => out.errors.push(p),
+                Err(p) => {
+                    // Counted as copied when it was decided; it is not in the file.
+                    out.counts.transferred = out.counts.transferred.saturating_sub(1);
+                    out.counts.messages_target = out.counts.messages_target.saturating_sub(1);
+                    out.counts.failed += 1;
+                    out.errors.push(p);
+                }
             }
         }
         Ok(())
     })();
-    // Mail appended to the target mbox by someone else while it was read would be lost by
-    // the rename: give up instead, the next run starts from the new file.
-    let res = res.and_then(|()| {
-        if state::target_stamp(&path, true) == before {
-            Ok(())
-        } else {
-            Err(Error::bad(&path, "the target mbox changed during the run (another writer?); not replaced, run again"))
-        }
-    });
-    match res {
-        Ok(()) => w.commit(),
-        Err(e) => {
-            w.abort();
-            Err(e)
-        }
+    // The source and the target were read through mappings: both must be as they were, and
+    // the target is checked again under its locks.
+    let mut checks: Vec<&MboxFile> = existing.iter().map(|t| &t.file).collect();
+    if let Opened::Mbox(f) = opened {
+        checks.push(f);
     }
+    commit_mbox(w, res, &checks, existing.as_ref().map(|t| &t.read), &ours, tn, &before, rec, out)
 }

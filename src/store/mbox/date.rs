@@ -74,6 +74,20 @@ fn parse_offset(z: &[u8]) -> Option<i32> {
 
 /// Unix time of the date in a From_ line, or `None` when it has no valid date.
 pub fn from_line_date(line: &[u8], zone: Zone) -> Option<i64> {
+    // The regex engine searches twice and insists both agree: it reads a private copy, since
+    // bytes of a mapped mbox can turn to zeros mid-search when another program truncates it.
+    let mut small = [0u8; 256];
+    let owned: Vec<u8>;
+    let line = match small.get_mut(..line.len()) {
+        Some(b) => {
+            b.copy_from_slice(line);
+            &*b
+        }
+        None => {
+            owned = line.to_vec();
+            &owned
+        }
+    };
     let c = FROM_DATE.captures(line)?;
     let mon_name = c.get(1).or(c.get(4))?.as_bytes();
     let month = MONTHS.iter().position(|m| *m == mon_name)? as u32 + 1;
@@ -93,7 +107,8 @@ pub fn from_line_date(line: &[u8], zone: Zone) -> Option<i64> {
 
 /// Unix time of an RFC 5322 date header value.
 pub fn header_date(value: &[u8]) -> Option<i64> {
-    let s = String::from_utf8_lossy(value);
+    // An owned copy: a mapped source may change under the parser (see `from_line_date`).
+    let s = String::from_utf8_lossy(value).into_owned();
     let d = mail_parser::DateTime::parse_rfc822(s.trim())?;
     d.is_valid().then(|| d.to_timestamp())
 }

@@ -6,8 +6,10 @@
 
 pub mod date;
 pub mod headers;
+pub mod lock;
 pub mod read;
 pub mod split;
+pub mod target;
 pub mod write;
 
 use std::os::unix::ffi::OsStrExt;

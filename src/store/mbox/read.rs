@@ -9,6 +9,7 @@ use memchr::memmem;
 
 use super::date::{self, Zone};
 use super::headers::{self, HeaderBlock};
+use super::lock;
 use super::split::{self, Entry, Splitter};
 use crate::error::{At, Error, Result};
 use crate::flags::Flags;
@@ -59,6 +60,35 @@ pub struct MboxFile {
     map: Mapped,
     start: Option<usize>,
     mtime: i64,
+    /// Kept open for the stamp checks (and, for a source, its shared lock).
+    file: File,
+    stamp: Stamp,
+    /// Why a source is read without its shared lock, if it is.
+    pub lock_warning: Option<String>,
+}
+
+/// What tells that a file changed: identity, size and times (ctime cannot be set back).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stamp {
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    pub mtime: (i64, i64),
+    pub ctime: (i64, i64),
+}
+
+impl Stamp {
+    pub fn of(f: &File) -> std::io::Result<Stamp> {
+        use std::os::unix::fs::MetadataExt;
+        let m = f.metadata()?;
+        Ok(Stamp {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.len(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+        })
+    }
 }
 
 /// One message of an mbox file.
@@ -86,8 +116,27 @@ impl MboxMessage<'_> {
 }
 
 impl MboxFile {
+    /// Opens an mbox to read it, without a lock (inspection, the check of a lone source).
     pub fn open(path: &Path) -> Result<MboxFile> {
         let file = fsx::open_source(path)?;
+        MboxFile::from_file(file, path)
+    }
+
+    /// Opens a source mbox under a shared fcntl lock, as Dovecot reads one (FORMATS.md §6.5);
+    /// when the lock cannot be had in [`lock::READ_WAIT`], it is read anyway and
+    /// `lock_warning` says why.
+    pub fn open_locked(path: &Path) -> Result<MboxFile> {
+        let file = fsx::open_source(path)?;
+        if !file.metadata().at(path)?.is_file() {
+            return Err(Error::bad(path, "not a regular file"));
+        }
+        let warning = lock::read_lock(&file, lock::READ_WAIT).err();
+        let mut f = MboxFile::from_file(file, path)?;
+        f.lock_warning = warning;
+        Ok(f)
+    }
+
+    pub fn from_file(file: File, path: &Path) -> Result<MboxFile> {
         let md = file.metadata().at(path)?;
         if !md.is_file() {
             return Err(Error::bad(path, "not a regular file"));
@@ -97,21 +146,45 @@ impl MboxFile {
             .ok()
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
             .map_or(0, |d| d.as_secs() as i64);
+        let stamp = Stamp::of(&file).at(path)?;
         let map = Mapped::new(&file, path)?;
+        // Mapped after the stamp: a file that grew in between maps longer than its stamp says,
+        // and `intact` reports it.
         let start = split::mbox_start(map.bytes());
-        Ok(MboxFile { path: path.to_path_buf(), map, start, mtime })
+        Ok(MboxFile { path: path.to_path_buf(), map, start, mtime, file, stamp, lock_warning: None })
     }
 
-    pub fn from_file(file: File, path: &Path) -> Result<MboxFile> {
-        let md = file.metadata().at(path)?;
-        let mtime = md
-            .modified()
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_secs() as i64);
-        let map = Mapped::new(&file, path)?;
-        let start = split::mbox_start(map.bytes());
-        Ok(MboxFile { path: path.to_path_buf(), map, start, mtime })
+    /// The file's stamp when it was opened.
+    pub fn stamp(&self) -> Stamp {
+        self.stamp
+    }
+
+    /// Fails when the file shrank or was rewritten in place since it was opened: what was read
+    /// from it cannot be trusted and must not be committed. Mail appended after the bytes read
+    /// is no change to them (the next run copies it); a file replaced by rename leaves the
+    /// opened one whole. A rewrite in place that also grew the file is not seen here: lock
+    /// honouring writers (Dovecot) are kept out by the shared lock while it is read.
+    pub fn intact(&self) -> Result<()> {
+        let shrank = || {
+            Error::bad(
+                &self.path,
+                "the file shrank while it was read (another program truncated or expunged it); this folder is not copied, run again",
+            )
+        };
+        if self.map.faulted() {
+            return Err(shrank());
+        }
+        let now = Stamp::of(&self.file).at(&self.path)?;
+        if now.size < self.stamp.size {
+            return Err(shrank());
+        }
+        if now.size == self.stamp.size && now.mtime != self.stamp.mtime {
+            return Err(Error::bad(
+                &self.path,
+                "the file was rewritten while it was read (another program wrote to it); this folder is not copied, run again",
+            ));
+        }
+        Ok(())
     }
 
     pub fn bytes(&self) -> &[u8] {
@@ -147,6 +220,14 @@ impl MboxFile {
         let use_length = matches!(opts.variant, Variant::Auto | Variant::Mboxcl | Variant::Mboxcl2);
         let d = self.bytes();
         Splitter::new(d, self.start.unwrap_or(d.len()), use_length)
+    }
+
+    /// The messages from `offset` on (which must be at a From_ line, after any blank lines).
+    pub fn entries_from(&self, opts: &ReadOptions, offset: usize) -> Splitter<'_> {
+        let use_length = matches!(opts.variant, Variant::Auto | Variant::Mboxcl | Variant::Mboxcl2);
+        let d = self.bytes();
+        let skip = d.get(offset..).map_or(0, |t| t.iter().take_while(|&&b| b == b'\n' || b == b'\r').count());
+        Splitter::new(d, (offset + skip).min(d.len()), use_length)
     }
 
     pub fn message<'a>(&'a self, e: &Entry, opts: &ReadOptions) -> MboxMessage<'a> {
@@ -339,7 +420,9 @@ pub fn envelope_sender(msg_head: &[u8]) -> String {
         picked.extend_from_slice(b"\n");
         &picked[..]
     } else {
-        &msg_head[..end]
+        // A private copy for the parser (see `date::from_line_date`).
+        picked.extend_from_slice(&msg_head[..end]);
+        &picked[..]
     };
     sender_of(head)
 }

@@ -3,20 +3,26 @@
 //! Each message gets a From_ line with its envelope sender and its internal date in asctime
 //! UTC, `Status`/`X-Status`/`X-Keywords` from its flags (inserted at the end of its header
 //! block, in the message's own line-end style), mboxrd quoting of `^>*From ` lines, and one
-//! empty line after it. The whole file is written under a temporary name in the same directory
-//! and renamed over the target, so a reader sees the old file or the new one, never a mix.
+//! empty line after it. The whole file is written under a temporary name in the target's
+//! (guarded) directory and, under the mbox locks mail servers honour, checked against what was
+//! read and renamed over the target, so a reader sees the old file or the new one, never a
+//! mix, and mail appended meanwhile is kept (see [`MboxWriter::commit`]).
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use memchr::memmem;
+use sha2::{Digest, Sha256};
 
 use super::date::asctime_utc;
 use super::headers;
-use super::read::envelope_sender;
+use super::lock::WriteLock;
+use super::read::{Stamp, envelope_sender};
 use crate::error::{At, Error, Result};
 use crate::flags::Flags;
 use crate::fsx::{self, Dir, Owner};
@@ -25,10 +31,53 @@ use crate::message::Meta;
 /// Durable mode starts the disk writes every this many bytes.
 const KICK_BYTES: u64 = 8 << 20;
 
-pub struct MboxWriter {
-    dir: Dir,
-    name: String,
-    tmp_name: String,
+/// The temporary file's name: a dot-file ending in `.lock`, which Dovecot (`mbox_is_internal_name`)
+/// and mailmover's own reader never list as a folder, and which names its writer's pid so a
+/// later run can remove it once that process is gone.
+fn tmp_name(name: &OsStr, pid: u32) -> OsString {
+    let mut t = OsString::from(".");
+    t.push(name);
+    t.push(format!(".mailmover-{pid}.tmp.lock"));
+    t
+}
+
+/// Removes the temporary files of `name` that killed runs left in `dir` (older runs named them
+/// without the `.lock` suffix).
+fn clean_leftovers(dir: &Dir, name: &OsStr) {
+    let mut prefix = b".".to_vec();
+    prefix.extend_from_slice(name.as_bytes());
+    prefix.extend_from_slice(b".mailmover-");
+    // Listed through the descriptor, so a directory swapped for a link meanwhile is not read.
+    let Ok(entries) = std::fs::read_dir(format!("/proc/self/fd/{}", dir.raw())) else { return };
+    for e in entries.flatten() {
+        let n = e.file_name();
+        let Some(rest) = n.as_bytes().strip_prefix(prefix.as_slice()) else { continue };
+        let pid = rest.strip_suffix(b".tmp.lock").or_else(|| rest.strip_suffix(b".tmp"));
+        let pid = pid.and_then(|p| std::str::from_utf8(p).ok()).and_then(|p| p.parse::<i32>().ok());
+        if let Some(pid) = pid
+            && pid > 0
+            && !fsx::pid_alive(pid)
+        {
+            let _ = dir.unlink(&n);
+        }
+    }
+}
+
+/// An existing target mbox as it was read: what the locked commit compares it with.
+#[derive(Clone, Debug)]
+pub struct Read {
+    pub stamp: Stamp,
+    /// SHA-256 of the `stamp.size` bytes that were read.
+    pub digest: [u8; 32],
+}
+
+/// Vets mail appended to a target mbox during the run: the locked file and where it starts.
+pub type AppendedCheck<'a> = dyn Fn(&File, u64) -> Result<()> + 'a;
+
+pub struct MboxWriter<'d> {
+    dir: &'d Dir,
+    name: OsString,
+    tmp_name: OsString,
     out: BufWriter<File>,
     path: PathBuf,
     owner: Option<Owner>,
@@ -42,28 +91,28 @@ pub struct MboxWriter {
     keywords: Vec<String>,
 }
 
-impl MboxWriter {
-    /// Starts writing `path` (a file in an existing directory) under a temporary name.
-    pub fn create(path: &Path, owner: Option<Owner>, durable: bool) -> Result<MboxWriter> {
-        let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let name = path
-            .file_name()
-            .and_then(OsStr::to_str)
-            .ok_or_else(|| Error::bad(path, "not a usable file name"))?
-            .to_string();
-        let dir = Dir::open_root(parent)?;
-        let tmp_name = format!(".{name}.mailmover-{}.tmp", std::process::id());
-        let _ = dir.unlink(OsStr::new(&tmp_name));
-        let f = dir.create_file(OsStr::new(&tmp_name), 0o600)?;
-        if let Some(o) = owner {
-            o.apply(f.as_raw_fd(), path)?;
+impl<'d> MboxWriter<'d> {
+    /// Starts writing the mbox `name` of `dir` under a temporary name there, created 0600 and
+    /// owned by `owner` (`--owner`; as root without it: as `dir`) before anything is written
+    /// to it.
+    pub fn create(dir: &'d Dir, name: &OsStr, owner: Option<Owner>, durable: bool) -> Result<MboxWriter<'d>> {
+        let path = dir.path.join(name);
+        clean_leftovers(dir, name);
+        let tmp_name = tmp_name(name, std::process::id());
+        let _ = dir.unlink(&tmp_name);
+        let f = dir.create_file(&tmp_name, 0o600)?;
+        if let Some(o) = super::target::owner_in(dir, owner)
+            && let Err(e) = o.apply(f.as_raw_fd(), &path)
+        {
+            let _ = dir.unlink(&tmp_name);
+            return Err(e);
         }
         Ok(MboxWriter {
             dir,
-            name,
+            name: name.to_os_string(),
             tmp_name,
             out: BufWriter::with_capacity(1 << 20, f),
-            path: path.to_path_buf(),
+            path,
             owner,
             durable,
             written: 0,
@@ -134,29 +183,166 @@ impl MboxWriter {
         Ok(())
     }
 
-    /// Finishes the file and renames it into place.
-    pub fn commit(self) -> Result<()> {
-        let MboxWriter { dir, name, tmp_name, out, path, owner: _, durable, .. } = self;
-        let f = out.into_inner().map_err(|e| Error::Io { path: path.clone(), source: e.into_error() })?;
+    /// Finishes the file and puts it in place under the mbox locks (dotlock, then fcntl):
+    /// the target must be what `was` says was read (`None`: there was none), or have grown
+    /// only by whole messages appended after it, which are then kept after ours. Anything else
+    /// fails and leaves the target as it is. A replaced mbox keeps its owner, group and mode
+    /// (`owner` wins when given). `appended_ok` vets appended mail (given the locked file and
+    /// the offset it starts at) before it is kept; `ready` is asked last, under the locks,
+    /// whether what the file was written from is still valid. Returns how many appended bytes
+    /// were kept.
+    pub fn commit(
+        self,
+        was: Option<&Read>,
+        wait: std::time::Duration,
+        appended_ok: &AppendedCheck<'_>,
+        ready: &dyn Fn() -> Result<()>,
+    ) -> Result<u64> {
+        let dir = self.dir;
+        let tmp = self.tmp_name.clone();
+        let r = self.commit_inner(was, wait, appended_ok, ready);
+        if r.is_err() {
+            let _ = dir.unlink(&tmp);
+        }
+        r
+    }
+
+    fn commit_inner(
+        self,
+        was: Option<&Read>,
+        wait: std::time::Duration,
+        appended_ok: &AppendedCheck<'_>,
+        ready: &dyn Fn() -> Result<()>,
+    ) -> Result<u64> {
+        let MboxWriter { dir, name, tmp_name, out, path, owner, durable, .. } = self;
+        let mut f = out.into_inner().map_err(|e| Error::Io { path: path.clone(), source: e.into_error() })?;
+        let locked = WriteLock::take(dir, &name, wait)?;
+        let kept = match (was, locked.file()) {
+            (None, None) => 0,
+            (Some(_), None) => {
+                return Err(Error::bad(&path, "the target mbox was removed during the run; not written, run again"));
+            }
+            (was, Some(cur)) => {
+                let now = Stamp::of(cur).at(&path)?;
+                let read_len = was.map_or(0, |w| w.stamp.size);
+                if let Some(w) = was {
+                    same_prefix(cur, w, &now, &path)?;
+                }
+                if now.size > read_len {
+                    appended_ok(cur, read_len)?;
+                }
+                let kept = copy_appended(cur, read_len, now.size, &mut f, &path)?;
+                let st = nix::sys::stat::fstat(cur.as_raw_fd()).at(&path)?;
+                let keep = owner.unwrap_or(Owner { uid: st.st_uid, gid: st.st_gid });
+                if owner.is_some() || nix::unistd::geteuid().is_root() {
+                    keep.apply(f.as_raw_fd(), &path)?;
+                }
+                nix::sys::stat::fchmod(f.as_raw_fd(), nix::sys::stat::Mode::from_bits_truncate(st.st_mode & 0o777))
+                    .at(&path)?;
+                kept
+            }
+        };
         if durable {
             f.sync_all().at(&path)?;
         }
         drop(f);
-        dir.rename_replace(OsStr::new(&tmp_name), &dir, OsStr::new(&name))?;
+        ready()?;
+        locked.refresh();
+        if locked.file().is_some() {
+            dir.rename_replace(&tmp_name, dir, &name)?;
+        } else {
+            // Someone who ignores the locks may have created it since: never replace that.
+            dir.rename_noreplace(&tmp_name, dir, &name).map_err(|e| {
+                Error::bad(&path, format!("the target mbox appeared during the run; not replaced, run again ({e})"))
+            })?;
+        }
         if durable {
             dir.fsync()?;
         }
-        Ok(())
+        drop(locked);
+        Ok(kept)
     }
 
     /// Gives up: the temporary file is removed, the target is untouched.
     pub fn abort(self) {
-        let _ = self.dir.unlink(OsStr::new(&self.tmp_name));
+        let _ = self.dir.unlink(&self.tmp_name);
     }
 
     pub fn owner(&self) -> Option<Owner> {
         self.owner
     }
+}
+
+/// Checks under the lock that the mbox still starts with exactly the bytes that were read: the
+/// same file (not replaced), no shorter, and, unless its times show no write at all, the same
+/// digest over the bytes read.
+fn same_prefix(cur: &File, was: &Read, now: &Stamp, path: &Path) -> Result<()> {
+    let w = &was.stamp;
+    let changed = |why: &str| {
+        Err(Error::bad(
+            path,
+            format!("the target mbox {why} since it was read (another writer); not written, run again"),
+        ))
+    };
+    if (now.dev, now.ino) != (w.dev, w.ino) {
+        return changed("was replaced");
+    }
+    if now.size < w.size {
+        return changed("shrank");
+    }
+    if now == w {
+        return Ok(());
+    }
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut off = 0u64;
+    while off < w.size {
+        let want = usize::try_from((w.size - off).min(buf.len() as u64)).unwrap_or(buf.len());
+        let n = cur.read_at(&mut buf[..want], off).at(path)?;
+        if n == 0 {
+            return changed("shrank");
+        }
+        h.update(&buf[..n]);
+        off += n as u64;
+    }
+    if <[u8; 32]>::from(h.finalize()) != was.digest {
+        return changed("was rewritten");
+    }
+    Ok(())
+}
+
+/// Copies what was appended to the mbox after the `from` bytes that were read (up to `to`)
+/// to the end of `out`. Appended data must be whole messages: blank lines, then a From_ line.
+fn copy_appended(cur: &File, from: u64, to: u64, out: &mut File, path: &Path) -> Result<u64> {
+    let mut buf = vec![0u8; 1 << 20];
+    let mut off = from;
+    let mut first = true;
+    while off < to {
+        let want = usize::try_from((to - off).min(buf.len() as u64)).unwrap_or(buf.len());
+        let n = cur.read_at(&mut buf[..want], off).at(path)?;
+        if n == 0 {
+            return Err(Error::bad(path, "the target mbox shrank while it was locked; not written, run again"));
+        }
+        let mut chunk = &buf[..n];
+        if first {
+            let skip = chunk.iter().take_while(|&&b| b == b'\n' || b == b'\r').count();
+            chunk = &chunk[skip..];
+            if chunk.is_empty() && off + (n as u64) < to {
+                off += n as u64;
+                continue;
+            }
+            if !chunk.is_empty() && !chunk.starts_with(b"From ") {
+                return Err(Error::bad(
+                    path,
+                    "the target mbox changed since it was read (data that is not a new message was added); not written, run again",
+                ));
+            }
+            first = false;
+        }
+        out.write_all(chunk).at(path)?;
+        off += n as u64;
+    }
+    Ok(to - from)
 }
 
 /// `Status`, `X-Status` and `X-Keywords` lines for `meta` (C-client/Dovecot letters).
