@@ -483,8 +483,13 @@ pub fn run(opts: Opts) -> Result<i32> {
         Command::AuditVerify(a) => {
             let key = audit::read_key(&a.audit_key_file)?;
             match audit::verify_log(&a.log, &key)? {
-                Check::Ok { records } => {
-                    println!("OK: {records} records, chain intact");
+                Check::Ok { records, runs, after_unfinished } => {
+                    println!("OK: {records} records of {runs} run(s), chain intact");
+                    for l in after_unfinished {
+                        println!(
+                            "notice: the run that starts at line {l} follows a run that did not end (it was killed, or its last records were removed)"
+                        );
+                    }
                     Ok(0)
                 }
                 Check::Bad { line, reason } => {
