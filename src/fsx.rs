@@ -625,18 +625,27 @@ impl Dir {
     /// run is gone, and those older than a day whatever their pid says (the pid was reused).
     /// Only regular files are touched; returns how many were removed.
     pub fn remove_leftovers(&self) -> usize {
+        self.remove_leftovers_where(&|_| true)
+    }
+
+    /// [`Dir::remove_leftovers`], for the temporary names `pick` accepts.
+    pub fn remove_leftovers_where(&self, pick: &dyn Fn(&[u8]) -> bool) -> usize {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
         let me = std::process::id() as i32;
         let mut n = 0;
         for name in self.names() {
-            let Some(pid) = temp_pid(&name) else { continue };
+            let Some(pid) = temp_pid(&name).filter(|_| pick(&name)) else { continue };
             let name = OsStr::from_bytes(&name);
             let Ok(st) = nix::sys::stat::fstatat(Some(self.raw()), name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
             else {
                 continue;
             };
             let stale = now.saturating_sub(st.st_mtime) > LEFTOVER_AGE_SECS;
-            if st.st_mode & libc::S_IFMT == libc::S_IFREG && pid != me && (stale || !pid_alive(pid)) && self.unlink(name).is_ok() {
+            if st.st_mode & libc::S_IFMT == libc::S_IFREG
+                && pid != me
+                && (stale || !pid_alive(pid))
+                && self.unlink(name).is_ok()
+            {
                 n += 1;
             }
         }
@@ -646,8 +655,11 @@ impl Dir {
     /// The names in this directory, listed through its descriptor (a directory swapped for a
     /// link after it was opened is not what is listed).
     fn names(&self) -> Vec<Vec<u8>> {
-        let listed = std::fs::read_dir(format!("/proc/self/fd/{}", self.raw())).or_else(|_| std::fs::read_dir(&self.path));
-        listed.map(|rd| rd.filter_map(|e| e.ok().map(|e| e.file_name().as_bytes().to_vec())).collect()).unwrap_or_default()
+        let listed =
+            std::fs::read_dir(format!("/proc/self/fd/{}", self.raw())).or_else(|_| std::fs::read_dir(&self.path));
+        listed
+            .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.file_name().as_bytes().to_vec())).collect())
+            .unwrap_or_default()
     }
 
     pub fn exists(&self, name: &OsStr) -> bool {

@@ -187,6 +187,9 @@ pub fn sync(src: &Store, dst: &Store, opts: &SyncOptions, rec: &dyn Recorder) ->
     }
     let (pairs, mut source_problems) = mapped_folders(src, dst, opts)?;
     let target = open_target(dst, &pairs, opts)?;
+    if dst.kind == Kind::Mbox && !opts.dry_run {
+        store::mbox::remove_leftovers(&dst.path);
+    }
     let pool = pool(opts.jobs)?;
     let outcomes: Vec<FolderOutcome> =
         pool.install(|| pairs.par_iter().map(|(sf, tn)| sync_folder(sf, tn, &target, opts, rec)).collect());
@@ -343,7 +346,9 @@ fn save_state(tpath: &Path, mbox: bool, saved: &state::Saved, opts: &SyncOptions
         t.push(b'\n');
         t
     });
-    if let (Some(dir), Some(name), Ok(text)) = (path.parent(), path.file_name(), text)
+    // A bare file name's directory is the current one (`Path::parent` gives "").
+    let dir = path.parent().map(|d| if d.as_os_str().is_empty() { Path::new(".") } else { d });
+    if let (Some(dir), Some(name), Ok(text)) = (dir, path.file_name(), text)
         && let Ok(d) = fsx::Dir::open_root(dir)
     {
         let _ = d.write_atomic(&name.to_string_lossy(), &text, mdwrite::FILE_MODE, opts.owner, false);
@@ -587,12 +592,11 @@ fn to_maildir(
     });
     let maildir_source = matches!(opened, Opened::Maildir { .. });
     // Hashes of source files seen by an earlier run: only new or changed files are read.
-    let known =
-        if need_hash && opts.use_cache && maildir_source {
-            target_index::SourceCache::load(&tdir, &mut out.warnings)
-        } else {
-            None
-        };
+    let known = if need_hash && opts.use_cache && maildir_source {
+        target_index::SourceCache::load(&tdir, &mut out.warnings)
+    } else {
+        None
+    };
     let mut books = Books {
         known: known.as_ref(),
         tn,
