@@ -304,10 +304,7 @@ pub enum Check {
         after_unfinished: Vec<u64>,
     },
     /// 1-based line number and why.
-    Bad {
-        line: u64,
-        reason: String,
-    },
+    Bad { line: u64, reason: String },
 }
 
 /// Checks the whole log, every run in it: each line's MAC chained to the line before, the

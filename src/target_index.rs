@@ -212,7 +212,8 @@ pub fn maildir(dir: &Path, use_cache: bool, problems: &mut Vec<Problem>) -> Resu
         Default::default()
     });
     let entries = mdread::messages(dir, &kw, ScanOptions::default(), problems);
-    let cache = if use_cache { Table::read(dir, CACHE_FILE).map_err(|p| warnings.push(p)).ok().flatten() } else { None };
+    let cache =
+        if use_cache { Table::read(dir, CACHE_FILE).map_err(|p| warnings.push(p)).ok().flatten() } else { None };
     let mut all_cached = cache.is_some();
     let hashed: Vec<Result<(MaildirEntry, Hash), Problem>> = entries
         .into_par_iter()
@@ -437,7 +438,10 @@ mod tests {
             assert_eq!(t.get(n, *k), Some(*h));
         }
         std::fs::rename(&p, dir.path().join(SOURCE_CACHE_FILE)).unwrap();
-        assert!(Table::read(dir.path(), SOURCE_CACHE_FILE).unwrap().is_none(), "the other cache's header does not parse");
+        assert!(
+            Table::read(dir.path(), SOURCE_CACHE_FILE).unwrap().is_none(),
+            "the other cache's header does not parse"
+        );
     }
 
     /// Issue 18: a cache is data. A symlink (to /dev/zero), a FIFO, an oversize file or the
