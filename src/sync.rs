@@ -206,7 +206,7 @@ pub fn sync(src: &Store, dst: &Store, opts: &SyncOptions, rec: &dyn Recorder) ->
     if let Target::Maildir { writer: Some(w), .. } = &target {
         summary.errors.extend(w.root_problem.clone());
         let names: Vec<FolderName> = pairs.iter().map(|(_, t)| t.clone()).collect();
-        if let Err(e) = w.subscribe(&names) {
+        if let Err(e) = w.subscribe(&names, &mut summary.warnings) {
             summary.errors.push(e.problem());
         }
     }

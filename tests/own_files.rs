@@ -83,17 +83,19 @@ fn planted_own_files_are_ignored_with_a_warning_and_rebuilt() {
     mkfifo(&dst.join("mailmover-copied"));
     mkfifo(&dst.join("dovecot-keywords"));
     mkfifo(&dst.join(".Sent/mailmover-cache"));
+    mkfifo(&dst.join("subscriptions"));
     std::fs::write(src.join("cur/1500000050.M50P1.src:2,S"), message("new")).unwrap();
     settle(&src, 1);
     let r = env.sync(&s, "dst", &[]);
     r.expect_code(0);
     assert_eq!(r.n("transferred"), 1, "{}", r.stdout);
     let w = warnings(&r);
-    for f in ["mailmover-cache", "mailmover-source-cache", "mailmover-state", "mailmover-copied", "dovecot-keywords"] {
+    let own = ["mailmover-cache", "mailmover-source-cache", "mailmover-state", "mailmover-copied", "dovecot-keywords"];
+    for f in own.iter().chain(&["subscriptions"]) {
         assert!(w.contains(&format!("dst/{f}")), "no warning for {f}: {w}");
     }
     assert!(w.contains("symlink") && w.contains("not a regular file"), "{w}");
-    for f in ["mailmover-cache", "mailmover-source-cache", "mailmover-state", "mailmover-copied", "dovecot-keywords"] {
+    for f in own.iter().chain(&["subscriptions"]) {
         assert!(std::fs::symlink_metadata(dst.join(f)).unwrap().is_file(), "{f} not rebuilt");
     }
     assert_eq!(read_maildir(&dst, Layout::MaildirPP).len(), 5, "each message once");

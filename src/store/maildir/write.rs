@@ -148,11 +148,20 @@ impl MaildirTarget {
     }
 
     /// Adds `names` to the Dovecot `subscriptions` file (version 2 format), keeping what is there.
-    pub fn subscribe(&self, names: &[FolderName]) -> Result<()> {
+    /// A `subscriptions` that is not a regular file of sane size (a FIFO or link planted there)
+    /// is not read: it is replaced, and `warnings` says so.
+    pub fn subscribe(&self, names: &[FolderName], warnings: &mut Vec<Problem>) -> Result<()> {
+        const MAX_SUBSCRIPTIONS_BYTES: u64 = 16 << 20;
         let path = self.path().join("subscriptions");
         let mut have: Vec<String> = Vec::new();
-        if let Ok(text) = std::fs::read(&path) {
-            have = parse_subscriptions(&text);
+        let mut found = false;
+        match fsx::read_own_file(&path, MAX_SUBSCRIPTIONS_BYTES) {
+            Ok(Some(text)) => {
+                have = parse_subscriptions(&text);
+                found = true;
+            }
+            Ok(None) => {}
+            Err(e) => warnings.push(Problem::new(&path, format!("{}; written anew", e.problem().reason))),
         }
         let before = have.len();
         for n in names.iter().filter(|n| !n.is_inbox()) {
@@ -161,7 +170,7 @@ impl MaildirTarget {
                 have.push(line);
             }
         }
-        if have.len() == before && path.exists() {
+        if have.len() == before && found {
             return Ok(());
         }
         let mut text = String::from("V\t2\n\n");
