@@ -157,10 +157,11 @@ pub struct SyncFlags {
     /// Skip messages older than this many days.
     #[arg(long, value_name = "DAYS")]
     pub max_age: Option<f64>,
-    /// Write a JSON Lines audit log of every action, HMAC-SHA256 chained.
+    /// Append a JSON Lines audit log of every action, HMAC-SHA256 chained across runs (a
+    /// regular file, never a symlink; never truncated).
     #[arg(long, value_name = "FILE", requires = "audit_key_file")]
     pub audit_log: Option<PathBuf>,
-    /// Key for the audit log's HMACs (one line of hex text).
+    /// Key for the audit log's HMACs: at least 64 hex digits in a file only its owner may read.
     #[arg(long, value_name = "FILE")]
     pub audit_key_file: Option<PathBuf>,
     #[command(flatten)]

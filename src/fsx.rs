@@ -1292,6 +1292,28 @@ mod tests {
         assert!(e.to_string().contains("symlink"), "{e}");
     }
 
+    /// Issue 18: the temporary names of this and older versions are recognised, with their
+    /// pid; mailmover's own files and lock files are not temporary.
+    #[test]
+    fn temporary_names_and_their_pids() {
+        let ours = temp_name("Sent");
+        assert_eq!(temp_pid(ours.as_bytes()), Some(std::process::id() as i32));
+        assert!(ours.starts_with(".Sent.mailmover-") && ours.ends_with(".lock"));
+        for (name, pid) in [
+            (".Sent.mailmover-12.tmp", Some(12)),
+            (".mailmover-cache.mailmover-7.tmp.lock", Some(7)),
+            (".dovecot-keywords.mailmover-9", Some(9)),
+            (".mailmover-source-cache.44", Some(44)),
+            (".INBOX.mailmover-state", None),
+            (".mailmover.lock", None),
+            (".Sent.mailmover.lock", None),
+            ("Sent.mailmover-3.tmp", None),
+            (".mailmover-4", None),
+        ] {
+            assert_eq!(temp_pid(name.as_bytes()), pid, "{name}");
+        }
+    }
+
     #[test]
     fn create_file_is_exclusive() {
         let t = tempfile::tempdir().unwrap();
