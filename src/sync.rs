@@ -587,7 +587,10 @@ fn to_maildir(
     let source_id = deletion::source_id(sf.loc.path());
     let record_path = tdir.join(deletion::COPIED_FILE);
     let mut record = deletion::Record::load(&record_path, &source_id).unwrap_or_else(|p| {
-        out.warnings.push(p);
+        // Only --delete reads the record; other runs keep it quietly.
+        if opts.deletion == Deletion::Copied {
+            out.warnings.push(p);
+        }
         deletion::Record::default()
     });
     let maildir_source = matches!(opened, Opened::Maildir { .. });
