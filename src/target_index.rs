@@ -36,6 +36,8 @@ const CACHE_VERSION: &str = "2";
 const MAX_CACHE_BYTES: u64 = 4 << 30;
 /// A line holds a hash, two numbers and a base name (at most 255 bytes).
 const MAX_LINE: u64 = 1024;
+/// The first line holds a path (up to 4,096 bytes, each escaped to at most 4).
+const MAX_HEADER: u64 = 20 << 10;
 
 /// The first line of the cache `file` of the folder `folder` ([`fsx::folder_id`]).
 fn header(file: &str, folder: &str) -> String {
@@ -83,7 +85,10 @@ impl Table {
         };
         let folder = fsx::folder_id(dir).ok_or_else(|| refused("its folder cannot be looked at".into()))?;
         let mut first = Vec::new();
-        std::io::BufReader::new(&f).take(MAX_LINE).read_until(b'\n', &mut first).map_err(|e| refused(e.to_string()))?;
+        std::io::BufReader::new(&f)
+            .take(MAX_HEADER)
+            .read_until(b'\n', &mut first)
+            .map_err(|e| refused(e.to_string()))?;
         let want = header(file, &folder);
         if strip_nl(&first) != want.as_bytes() {
             let ours = first.strip_prefix(format!("{file} {CACHE_VERSION} ").as_bytes()).is_some();
@@ -98,7 +103,7 @@ impl Table {
 
     fn parse(mut r: impl BufRead, header: &str, capacity: usize) -> Option<Table> {
         let mut line = Vec::with_capacity(256);
-        (&mut r).take(MAX_LINE).read_until(b'\n', &mut line).ok()?;
+        (&mut r).take(MAX_HEADER).read_until(b'\n', &mut line).ok()?;
         if strip_nl(&line) != header.as_bytes() {
             return None;
         }
@@ -412,6 +417,10 @@ mod tests {
         let mut long = text.clone();
         long.extend(std::iter::repeat_n(b'0', 5000));
         assert!(parse(&long).is_none(), "a line longer than any of ours ends it");
+        // A folder deep in the tree: its header is long, and still read whole.
+        let deep = header(CACHE_FILE, &format!("1:2 /{}", "d/".repeat(2000)));
+        let text = render_cache(&deep, &[(b"1.M1P1.h,S=3", Key { size: 3, mtime_ns: 5 }, h)]);
+        assert!(Table::parse(&text[..], &deep, 0).is_some());
     }
 
     #[test]
