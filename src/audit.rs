@@ -5,9 +5,21 @@
 //! A line is the record's JSON object with `"mac":"<hex>"` as its last member; the MAC covers
 //! the previous MAC (hex), a newline and the record's bytes without the `mac` member, exactly
 //! as written. The first record describes the run, the last carries the totals.
+//!
+//! One log holds every run: it is never truncated. A run appends, its first record chained to
+//! the last record already there (whose MAC must verify with the run's key, or nothing is
+//! written), and `audit-verify` checks the whole chain across runs; a run that follows one
+//! that never wrote its final record (killed) says so in its first record. The log is opened
+//! `O_NOFOLLOW | O_APPEND`, must be a regular file with one link (a symlink or hard link
+//! planted at its path could make root append to another file), and is locked (`flock`) for
+//! the run so two runs never interleave their chains. The key file must be a regular file of
+//! the running user (or root) that nobody else may read, holding at least 32 bytes of key as
+//! hex. Anything else is a usage error (exit 2) before any work.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -22,14 +34,46 @@ use crate::source::Origin;
 
 type HmacSha256 = Hmac<Sha256>;
 
-/// Reads an audit key: one line of hex text (decoded), or any other non-empty text (its bytes).
+/// The shortest key accepted: 32 bytes, the size of the HMAC-SHA256 output.
+pub const MIN_KEY_BYTES: usize = 32;
+
+/// Reads an audit key: hex text (64 hex digits or more: 32 bytes) in a regular file of the
+/// running user or root that only its owner may read. Anything else is a usage error that
+/// says why.
 pub fn read_key(path: &Path) -> Result<Vec<u8>> {
-    let raw = std::fs::read(path)
-        .map_err(|e| Error::Usage(format!("audit key file {}: {}", path.display(), crate::error::io_reason(&e))))?;
+    let usage = |why: String| Error::Usage(format!("audit key file {}: {why}", path.display()));
+    let (f, _) = crate::fsx::open_own_file(path, 64 << 10)
+        .map_err(|e| usage(e.problem().reason))?
+        .ok_or_else(|| usage("No such file or directory".into()))?;
+    let md = f.metadata().map_err(|e| usage(crate::error::io_reason(&e)))?;
+    if md.mode() & 0o077 != 0 {
+        return Err(usage(format!(
+            "others may read it (mode {:04o}); make it readable by its owner only (chmod 600)",
+            md.mode() & 0o7777
+        )));
+    }
+    let me = nix::unistd::geteuid().as_raw();
+    if md.uid() != me && md.uid() != 0 {
+        return Err(usage(format!("it belongs to uid {}, not to the user running mailmover or root", md.uid())));
+    }
+    let mut raw = Vec::new();
+    std::io::Read::read_to_end(&mut &f, &mut raw).map_err(|e| usage(crate::error::io_reason(&e)))?;
     let text = String::from_utf8_lossy(&raw);
     let t = text.trim();
     if t.is_empty() {
-        return Err(Error::Usage(format!("audit key file {} is empty", path.display())));
+        return Err(usage("it is empty".into()));
+    }
+    if !t.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(usage(format!("not a hex key (only 0-9 and a-f; at least {} digits)", 2 * MIN_KEY_BYTES)));
+    }
+    // An odd count cannot be decoded: earlier versions took such a key as its text, and so
+    // does this one (logs written with it still verify); 63 digits carry 252 bits.
+    if t.len() < 2 * MIN_KEY_BYTES - 1 {
+        return Err(usage(format!(
+            "{} hex digits; at least {} are needed ({MIN_KEY_BYTES} bytes of key)",
+            t.len(),
+            2 * MIN_KEY_BYTES
+        )));
     }
     Ok(hex::decode(t).unwrap_or_else(|_| t.as_bytes().to_vec()))
 }
@@ -60,20 +104,27 @@ pub struct AuditLog {
 }
 
 impl AuditLog {
-    /// Creates (truncating) the log and writes its first record.
+    /// Opens the log (created 0600 if it is not there), locks it for this run and appends the
+    /// run's first record, chained to the last record in it. Every refusal is a usage error.
     pub fn create(path: &Path, key: Vec<u8>, params: Value) -> Result<AuditLog> {
-        let f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).open(path).at(path)?;
+        let f = open_log(path)?;
+        let (prev, seq, finished) = last_record(&f, path, &key)?;
         let log = AuditLog {
             key,
             path: path.to_path_buf(),
-            state: Mutex::new(State { out: BufWriter::new(f), prev: String::new(), seq: 0, error: None }),
+            state: Mutex::new(State { out: BufWriter::new(f), prev, seq, error: None }),
         };
-        log.write(json!({
+        let mut start = json!({
             "type": "start",
             "tool": "mailmover",
             "version": env!("CARGO_PKG_VERSION"),
             "parameters": params,
-        }));
+        });
+        if !finished && let Value::Object(m) = &mut start {
+            // Chained to a run that never wrote its final record: said where it can't be removed.
+            m.insert("after_unfinished_run".into(), json!(true));
+        }
+        log.write(start);
         Ok(log)
     }
 
@@ -106,6 +157,96 @@ impl AuditLog {
         st.out.flush().at(&self.path)?;
         st.out.get_ref().sync_all().at(&self.path)
     }
+}
+
+/// Opens the audit log for appending: never through a symlink, only a regular file with one
+/// link, locked against another run writing it at the same time.
+fn open_log(path: &Path) -> Result<File> {
+    let usage = |why: String| Error::Usage(format!("audit log {}: {why}; nothing written", path.display()));
+    // lstat first: a FIFO or device planted there is never opened.
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => return Err(usage("is a symlink, which is not followed".into())),
+        Ok(m) if !m.is_file() => return Err(usage("not a regular file".into())),
+        _ => {}
+    }
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => usage("is a symlink, which is not followed".into()),
+            _ => usage(crate::error::io_reason(&e)),
+        })?;
+    let md = f.metadata().map_err(|e| usage(crate::error::io_reason(&e)))?;
+    if !md.is_file() {
+        return Err(usage("not a regular file".into()));
+    }
+    if md.nlink() > 1 {
+        return Err(usage(format!("has {} hard links; an audit log must have one", md.nlink())));
+    }
+    // SAFETY: flock only takes a descriptor this `File` owns; the lock goes with it.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(usage("another run is writing it".into()));
+    }
+    Ok(f)
+}
+
+/// The MAC and sequence number of the log's last record, and whether it was a run's final
+/// record (`("", 0, true)` for an empty log). The last record must be whole and its MAC must
+/// verify with `key` (chained to the record before it): a run never continues a chain it
+/// cannot vouch for.
+fn last_record(f: &File, path: &Path, key: &[u8]) -> Result<(String, u64, bool)> {
+    let usage = |why: &str| {
+        Error::Usage(format!("audit log {}: {why}; nothing written (check it with audit-verify)", path.display()))
+    };
+    let len = f.metadata().at(path)?.len();
+    if len == 0 {
+        return Ok((String::new(), 0, true));
+    }
+    // The last two lines: records are a few hundred bytes, a path list at most some KiB.
+    const WINDOW: u64 = 1 << 20;
+    let start = len.saturating_sub(WINDOW);
+    let mut buf = vec![0u8; (len - start) as usize];
+    f.read_exact_at(&mut buf, start).at(path)?;
+    let Some(body) = buf.strip_suffix(b"\n") else { return Err(usage("its last line is incomplete")) };
+    let (before, last) = match memchr::memrchr(b'\n', body) {
+        Some(i) => (&body[..i], &body[i + 1..]),
+        None if start == 0 => (&body[..0], body),
+        None => return Err(usage("its last line is too long to be a record")),
+    };
+    let prev = if before.is_empty() && start == 0 {
+        String::new()
+    } else {
+        let line = match memchr::memrchr(b'\n', before) {
+            Some(i) => &before[i + 1..],
+            None if start == 0 => before,
+            None => return Err(usage("its last lines are too long to be records")),
+        };
+        let (_, mac) = sealed(line).ok_or_else(|| usage("its last records are not sealed records"))?;
+        mac.to_string()
+    };
+    let (body, mac) = sealed(last).ok_or_else(|| usage("its last line is not a sealed record"))?;
+    if seal(key, &prev, &body) != mac {
+        return Err(usage("its last record does not verify with this key (another key, or the log was changed)"));
+    }
+    let v: Value = serde_json::from_str(&body).map_err(|_| usage("its last line is not a JSON object"))?;
+    let seq = v.get("seq").and_then(Value::as_u64).ok_or_else(|| usage("its last record has no sequence number"))?;
+    Ok((mac.to_string(), seq, v.get("type").and_then(Value::as_str) == Some("end")))
+}
+
+/// A sealed line's record without its MAC, and the MAC.
+fn sealed(line: &[u8]) -> Option<(String, &str)> {
+    let text = std::str::from_utf8(line).ok()?;
+    const TAIL: usize = ",\"mac\":\"".len() + 64 + 2;
+    if text.len() < TAIL + 2 || !text.ends_with("\"}") {
+        return None;
+    }
+    let (head, tail) = text.split_at(text.len() - TAIL);
+    let mac = tail.strip_prefix(",\"mac\":\"")?.strip_suffix("\"}")?;
+    Some((format!("{head}}}"), mac))
 }
 
 fn origin_json(o: &Origin) -> Value {
@@ -157,33 +298,37 @@ impl Recorder for AuditLog {
 pub enum Check {
     Ok {
         records: u64,
+        /// Runs in the log (each starts with a start record).
+        runs: u64,
+        /// Lines of runs that followed a run that never wrote its final record.
+        after_unfinished: Vec<u64>,
     },
     /// 1-based line number and why.
-    Bad {
-        line: u64,
-        reason: String,
-    },
+    Bad { line: u64, reason: String },
 }
 
+/// Checks the whole log, every run in it: each line's MAC chained to the line before, the
+/// sequence numbers, a start record first, the final record last.
 pub fn verify_log(path: &Path, key: &[u8]) -> Result<Check> {
-    let f = File::open(path).at(path)?;
+    let f = crate::fsx::open_source_flags_nonblocking(path)?;
+    if !f.metadata().at(path)?.is_file() {
+        return Err(Error::Usage(format!("audit log {}: not a regular file", path.display())));
+    }
     let mut prev = String::new();
     let mut n = 0u64;
+    let mut runs = 0u64;
+    let mut after_unfinished = Vec::new();
     let mut last_type = String::new();
     for (i, line) in BufReader::new(f).split(b'\n').enumerate() {
         let lineno = i as u64 + 1;
         let line = line.at(path)?;
         let bad = |reason: &str| Ok(Check::Bad { line: lineno, reason: reason.to_string() });
-        let Ok(text) = std::str::from_utf8(&line) else { return bad("not UTF-8") };
-        const TAIL: usize = ",\"mac\":\"".len() + 64 + 2;
-        if text.len() < TAIL + 2 || !text.ends_with("\"}") {
-            return bad("not a sealed record (no trailing \"mac\" member)");
+        if std::str::from_utf8(&line).is_err() {
+            return bad("not UTF-8");
         }
-        let (head, tail) = text.split_at(text.len() - TAIL);
-        let Some(mac) = tail.strip_prefix(",\"mac\":\"").and_then(|t| t.strip_suffix("\"}")) else {
+        let Some((body, mac)) = sealed(&line) else {
             return bad("not a sealed record (no trailing \"mac\" member)");
         };
-        let body = format!("{head}}}");
         if seal(key, &prev, &body) != mac {
             return bad("MAC does not match: the line was changed, removed, inserted or moved, or the key is wrong");
         }
@@ -194,10 +339,21 @@ pub fn verify_log(path: &Path, key: &[u8]) -> Result<Check> {
         if v.get("seq").and_then(Value::as_u64) != Some(lineno) {
             return bad("sequence number out of order");
         }
-        last_type = v.get("type").and_then(Value::as_str).unwrap_or("").to_string();
-        if lineno == 1 && last_type != "start" {
+        let ty = v.get("type").and_then(Value::as_str).unwrap_or("");
+        if lineno == 1 && ty != "start" {
             return bad("the first record is not the run's start record");
         }
+        if ty == "start" {
+            runs += 1;
+            let said = v.get("after_unfinished_run").and_then(Value::as_bool) == Some(true);
+            if lineno > 1 && last_type != "end" {
+                if !said {
+                    return bad("a run starts here although the run before did not end");
+                }
+                after_unfinished.push(lineno);
+            }
+        }
+        last_type = ty.to_string();
         prev = mac.to_string();
         n = lineno;
     }
@@ -210,7 +366,7 @@ pub fn verify_log(path: &Path, key: &[u8]) -> Result<Check> {
             reason: "log ends without its final (totals) record: it was cut short".into(),
         });
     }
-    Ok(Check::Ok { records: n })
+    Ok(Check::Ok { records: n, runs, after_unfinished })
 }
 
 #[cfg(test)]
@@ -226,11 +382,34 @@ mod tests {
         p
     }
 
+    /// Issue 18: a second run appends, chained to the first; a run killed before its final
+    /// record is named by the next run's first record; the wrong key appends nothing.
+    #[test]
+    fn runs_append_to_one_chain() {
+        let t = tempfile::tempdir().unwrap();
+        let p = sample(t.path());
+        sample(t.path());
+        assert_eq!(verify_log(&p, b"k").unwrap(), Check::Ok { records: 8, runs: 2, after_unfinished: vec![] });
+        let killed = AuditLog::create(&p, b"k".to_vec(), json!({})).unwrap();
+        killed.record(Event::Plan("a -> b".into()));
+        drop(killed.state.lock().unwrap().out.flush());
+        drop(killed);
+        sample(t.path());
+        assert_eq!(verify_log(&p, b"k").unwrap(), Check::Ok { records: 14, runs: 4, after_unfinished: vec![11] });
+        let before = std::fs::read(&p).unwrap();
+        assert!(AuditLog::create(&p, b"other".to_vec(), json!({})).err().unwrap().is_usage());
+        assert_eq!(std::fs::read(&p).unwrap(), before, "nothing appended with another key");
+        let mut cut = before.clone();
+        cut.truncate(cut.len() - 10);
+        std::fs::write(&p, &cut).unwrap();
+        assert!(AuditLog::create(&p, b"k".to_vec(), json!({})).err().unwrap().to_string().contains("incomplete"));
+    }
+
     #[test]
     fn intact_log_verifies() {
         let t = tempfile::tempdir().unwrap();
         let p = sample(t.path());
-        assert_eq!(verify_log(&p, b"k").unwrap(), Check::Ok { records: 4 });
+        assert_eq!(verify_log(&p, b"k").unwrap(), Check::Ok { records: 4, runs: 1, after_unfinished: vec![] });
         assert!(matches!(verify_log(&p, b"other").unwrap(), Check::Bad { line: 1, .. }));
     }
 

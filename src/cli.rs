@@ -168,10 +168,11 @@ pub struct SyncFlags {
     /// Skip messages older than this many days.
     #[arg(long, value_name = "DAYS")]
     pub max_age: Option<f64>,
-    /// Write a JSON Lines audit log of every action, HMAC-SHA256 chained.
+    /// Append a JSON Lines audit log of every action, HMAC-SHA256 chained across runs (a
+    /// regular file, never a symlink; never truncated).
     #[arg(long, value_name = "FILE", requires = "audit_key_file")]
     pub audit_log: Option<PathBuf>,
-    /// Key for the audit log's HMACs (one line of hex text).
+    /// Key for the audit log's HMACs: at least 64 hex digits in a file only its owner may read.
     #[arg(long, value_name = "FILE")]
     pub audit_key_file: Option<PathBuf>,
     #[command(flatten)]
@@ -503,8 +504,13 @@ pub fn run(opts: Opts) -> Result<i32> {
         Command::AuditVerify(a) => {
             let key = audit::read_key(&a.audit_key_file)?;
             match audit::verify_log(&a.log, &key)? {
-                Check::Ok { records } => {
-                    println!("OK: {records} records, chain intact");
+                Check::Ok { records, runs, after_unfinished } => {
+                    println!("OK: {records} records of {runs} run(s), chain intact");
+                    for l in after_unfinished {
+                        println!(
+                            "notice: the run that starts at line {l} follows a run that did not end (it was killed, or its last records were removed)"
+                        );
+                    }
                     Ok(0)
                 }
                 Check::Bad { line, reason } => {

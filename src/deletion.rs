@@ -9,6 +9,12 @@
 //! deletes nothing there and says so. `--mirror` removes every target message no source
 //! message matched.
 //!
+//! The record is data a mailbox owner can replace: it is read only from a regular file (never
+//! through a symlink, never a FIFO: [`fsx::open_own_file`]) below a size bound, and its first
+//! line names the folder it was written for ([`fsx::folder_id`]). A record copied from another
+//! folder, or one written before records named their folder, is no record: `--delete` then
+//! deletes nothing there, which errs on keeping mail.
+//!
 //! Neither deletes in a folder whose source had a read error (an unreadable `cur/` looks like
 //! an empty folder), nor in a folder whose source has no message at all (a failed mount looks
 //! the same) unless `--max-delete` bounds the damage.
@@ -25,7 +31,8 @@ use crate::fsx::{self, Owner};
 use crate::plan::Hash;
 
 pub const COPIED_FILE: &str = "mailmover-copied";
-const HEADER: &str = "mailmover-copied 1";
+/// Version 2 names its folder: `mailmover-copied 2 DEV:INO PATH`.
+const HEADER: &str = "mailmover-copied 2";
 /// A record bigger than this is not ours to trust (about 80 bytes a message: 100 million).
 const MAX_RECORD_BYTES: u64 = 8 << 30;
 
@@ -78,26 +85,31 @@ pub struct Record {
 }
 
 impl Record {
-    /// Reads the record; a missing, unreadable, oversize or garbled one is an empty record with
-    /// `found` false.
-    pub fn load(path: &Path, source: &str) -> Record {
-        let Ok(f) = fsx::open_source_nofollow(path) else { return Record::default() };
-        let ok = f.metadata().is_ok_and(|m| m.is_file() && m.len() <= MAX_RECORD_BYTES);
-        if !ok {
-            return Record::default();
+    /// Reads the record of the folder whose directory holds `path`; a missing or garbled one is
+    /// an empty record with `found` false, and so is a refused one, returned as `Err` with why
+    /// (a symlink, FIFO or oversize file, or another folder's record).
+    pub fn load(path: &Path, source: &str) -> Result<Record, Problem> {
+        let refused = |why: &str| Problem::new(path, format!("{why}; not used (--delete deletes nothing here)"));
+        let text = match fsx::read_own_file(path, MAX_RECORD_BYTES) {
+            Ok(Some(t)) => t,
+            Ok(None) => return Ok(Record::default()),
+            Err(e) => return Err(refused(&e.problem().reason)),
+        };
+        let Ok(text) = String::from_utf8(text) else { return Ok(Record::default()) };
+        let folder = path.parent().and_then(fsx::folder_id).unwrap_or_default();
+        match text.lines().next() {
+            Some(h) if h == record_header(&folder) => Ok(Record::parse(&text, source).unwrap_or_default()),
+            Some(h) if h.starts_with(HEADER) => Err(refused("the record of another folder")),
+            Some(h) if h.starts_with("mailmover-copied ") => {
+                Err(refused("a record of an older version, which does not name its folder"))
+            }
+            _ => Ok(Record::default()),
         }
-        let mut text = String::new();
-        if std::io::Read::read_to_string(&mut &f, &mut text).is_err() {
-            return Record::default();
-        }
-        Record::parse(&text, source).unwrap_or_default()
     }
 
     fn parse(text: &str, source: &str) -> Option<Record> {
         let mut lines = text.lines();
-        if lines.next()? != HEADER {
-            return None;
-        }
+        lines.next()?.strip_prefix(HEADER)?;
         let mut r = Record { found: true, ..Default::default() };
         for l in lines.filter(|l| !l.is_empty()) {
             let (h, id) = l.split_once(' ')?;
@@ -130,15 +142,15 @@ impl Record {
         }
     }
 
-    /// The text of the record after a run: copies still in the target (`kept`, each a hash
-    /// that [`Record::take`] granted) and those made now.
-    pub fn text(&self, source: &str, kept: &[Hash], copied: &[Hash]) -> String {
+    /// The text of the record of `folder` ([`fsx::folder_id`]) after a run: copies still in the
+    /// target (`kept`, each a hash that [`Record::take`] granted) and those made now.
+    pub fn text(&self, folder: &str, source: &str, kept: &[Hash], copied: &[Hash]) -> String {
         let mut lines: Vec<String> =
             kept.iter().chain(copied).map(|h| format!("{} {source}", hex::encode(h))).collect();
         lines.extend(self.others.iter().cloned());
         lines.sort_unstable();
         let mut text = String::with_capacity(HEADER.len() + 1 + lines.len() * 82);
-        text.push_str(HEADER);
+        text.push_str(&record_header(folder));
         text.push('\n');
         for l in lines {
             text.push_str(&l);
@@ -163,6 +175,10 @@ impl Record {
         )
         .map_err(|e| e.problem())
     }
+}
+
+fn record_header(folder: &str) -> String {
+    format!("{HEADER} {folder}")
 }
 
 /// What a folder's source looked like, for the safety rules.
@@ -234,7 +250,7 @@ mod tests {
         let (d, why) = choose(Deletion::Copied, &unmatched, &mut r, SRC, None);
         assert_eq!(d, vec![0]);
         assert!(why.is_none());
-        let text = r.text("me", &[[3u8; 32]], &[[5u8; 32]]);
+        let text = r.text("1:2 /f", "me", &[[3u8; 32]], &[[5u8; 32]]);
         let again = Record::parse(&text, "me").unwrap();
         assert_eq!(again.ours.len(), 2, "the kept and the new copy");
         assert_eq!(again.others.len(), 1, "another source's line survives");
@@ -272,12 +288,28 @@ mod tests {
 
     #[test]
     fn garbage_is_no_record() {
-        assert!(Record::parse("mailmover-copied 1\nzz me\n", "me").is_none());
+        assert!(Record::parse("mailmover-copied 2 x\nzz me\n", "me").is_none());
         assert!(Record::parse("something else\n", "me").is_none());
         let tmp = tempfile::tempdir().unwrap();
-        assert!(!Record::load(&tmp.path().join("none"), "me").found);
+        assert!(!Record::load(&tmp.path().join("none"), "me").unwrap().found);
         std::os::unix::fs::symlink("/dev/zero", tmp.path().join("link")).unwrap();
-        assert!(!Record::load(&tmp.path().join("link"), "me").found, "a link is not followed");
+        assert!(Record::load(&tmp.path().join("link"), "me").unwrap_err().reason.contains("symlink"));
+    }
+
+    /// Issue 18: a record names its folder; another folder's record, or one that names none,
+    /// is not used (nothing is deleted by it).
+    #[test]
+    fn a_record_is_used_only_in_its_own_folder() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let text = Record::default().text(&fsx::folder_id(a.path()).unwrap(), "me", &[], &[[1u8; 32]]);
+        std::fs::write(a.path().join(COPIED_FILE), &text).unwrap();
+        std::fs::write(b.path().join(COPIED_FILE), &text).unwrap();
+        assert_eq!(Record::load(&a.path().join(COPIED_FILE), "me").unwrap().total(), 1);
+        let e = Record::load(&b.path().join(COPIED_FILE), "me").unwrap_err();
+        assert!(e.reason.contains("another folder"), "{e}");
+        let old = format!("mailmover-copied 1\n{} me\n", hex::encode([1u8; 32]));
+        std::fs::write(b.path().join(COPIED_FILE), old).unwrap();
+        assert!(Record::load(&b.path().join(COPIED_FILE), "me").unwrap_err().reason.contains("older version"));
     }
 
     #[test]

@@ -36,6 +36,12 @@ pub fn open_source_nofollow(path: &Path) -> Result<File> {
     open_source_flags(path, libc::O_NOFOLLOW | libc::O_NONBLOCK)
 }
 
+/// Opens a file named by the user for reading without blocking on a FIFO (the caller checks
+/// the type on the descriptor before reading).
+pub fn open_source_flags_nonblocking(path: &Path) -> Result<File> {
+    open_source_flags(path, libc::O_NONBLOCK)
+}
+
 fn open_source_flags(path: &Path, extra: i32) -> Result<File> {
     let open =
         |flags: i32| std::fs::OpenOptions::new().read(true).custom_flags(flags | extra | libc::O_CLOEXEC).open(path);
@@ -688,6 +694,11 @@ impl Dir {
             }
             let d = Dir::open_root(path)?;
             fchmod(d.raw(), mode, path)?;
+            let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            let owner = match owner {
+                Some(o) => Some(o),
+                None => Dir::open_root(parent).ok().and_then(|p| p.owner_for_new(None)),
+            };
             if let Some(o) = owner {
                 o.apply(d.raw(), path)?;
             }
@@ -704,6 +715,12 @@ impl Dir {
 
     pub fn raw(&self) -> RawFd {
         self.fd.as_raw_fd()
+    }
+
+    /// This directory opened again, through its descriptor.
+    pub fn reopen(&self) -> Result<Dir> {
+        let fd = nix::fcntl::openat(Some(self.raw()), ".", dir_flags(), Mode::empty()).at(&self.path)?;
+        Ok(Dir { fd: owned(fd), path: self.path.clone() })
     }
 
     /// Opens the subdirectory `name`, refusing a symlink.
@@ -736,7 +753,7 @@ impl Dir {
         }
         let d = self.open(name)?.ok_or_else(|| Error::bad(&path, "directory vanished after creation"))?;
         fchmod(d.raw(), mode, &path)?;
-        if let Some(o) = owner {
+        if let Some(o) = self.owner_for_new(owner) {
             o.apply(d.raw(), &path)?;
         }
         Ok(d)
@@ -783,6 +800,62 @@ impl Dir {
         // Reads of a regular file never block; O_NONBLOCK was there for the FIFO case only.
         nix::fcntl::fcntl(fd.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFL(OFlag::empty())).at(&path)?;
         Ok(Some(File::from(fd)))
+    }
+
+    /// The owner to give what is created in this directory: `given` (`--owner`) when there is
+    /// one; else, when running as root, this directory's owner and group, as Dovecot gives a
+    /// user's new mail files their mail directory's owner (a root-owned message in a user's
+    /// Maildir is one their Dovecot cannot read). `None`: nothing to change, the kernel's
+    /// choice (the running user) is right.
+    pub fn owner_for_new(&self, given: Option<Owner>) -> Option<Owner> {
+        if given.is_some() || !running_as_root() {
+            return given;
+        }
+        let st = nix::sys::stat::fstat(self.raw()).ok()?;
+        let o = Owner { uid: st.st_uid, gid: st.st_gid };
+        let me = Owner { uid: nix::unistd::geteuid().as_raw(), gid: nix::unistd::getegid().as_raw() };
+        (o != me).then_some(o)
+    }
+
+    /// Removes the temporary files ([`temp_name`]) that killed runs left here: those whose
+    /// run is gone, and those older than a day whatever their pid says (the pid was reused).
+    /// Only regular files are touched; returns how many were removed.
+    pub fn remove_leftovers(&self) -> usize {
+        self.remove_leftovers_where(&|_| true)
+    }
+
+    /// [`Dir::remove_leftovers`], for the temporary names `pick` accepts.
+    pub fn remove_leftovers_where(&self, pick: &dyn Fn(&[u8]) -> bool) -> usize {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+        let me = std::process::id() as i32;
+        let mut n = 0;
+        for name in self.names() {
+            let Some(pid) = temp_pid(&name).filter(|_| pick(&name)) else { continue };
+            let name = OsStr::from_bytes(&name);
+            let Ok(st) = nix::sys::stat::fstatat(Some(self.raw()), name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
+            else {
+                continue;
+            };
+            let stale = now.saturating_sub(st.st_mtime) > LEFTOVER_AGE_SECS;
+            if st.st_mode & libc::S_IFMT == libc::S_IFREG
+                && pid != me
+                && (stale || !pid_alive(pid))
+                && self.unlink(name).is_ok()
+            {
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// The names in this directory, listed through its descriptor (a directory swapped for a
+    /// link after it was opened is not what is listed).
+    fn names(&self) -> Vec<Vec<u8>> {
+        let listed =
+            std::fs::read_dir(format!("/proc/self/fd/{}", self.raw())).or_else(|_| std::fs::read_dir(&self.path));
+        listed
+            .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.file_name().as_bytes().to_vec())).collect())
+            .unwrap_or_default()
     }
 
     pub fn exists(&self, name: &OsStr) -> bool {
@@ -894,11 +967,12 @@ impl Dir {
         nix::unistd::syncfs(self.raw()).at(&self.path)
     }
 
-    /// Writes a small file atomically: a temporary name in this directory, then rename over
-    /// `name`.
+    /// Writes a small file atomically: a temporary name ([`temp_name`]) in this directory, owned
+    /// as [`Dir::owner_for_new`] says, then rename over `name`.
     pub fn write_atomic(&self, name: &str, data: &[u8], mode: u32, owner: Option<Owner>, durable: bool) -> Result<()> {
-        let tmp = format!(".{name}.mailmover-{}", std::process::id());
+        let tmp = temp_name(name);
         let tmp = OsStr::new(&tmp);
+        let owner = self.owner_for_new(owner);
         let _ = self.unlink(tmp);
         let mut f = self.create_file(tmp, mode)?;
         let path = self.path.join(name);
@@ -1110,6 +1184,94 @@ pub fn pid_alive(pid: i32) -> bool {
         Err(Errno::EPERM) => true,
         Err(_) => false,
     }
+}
+
+/// Opens one of mailmover's own files in a target (a cache, a state, the record of copies) or
+/// a Dovecot keyword list for reading. They are data a mailbox owner can replace, not trust: a
+/// symlink is never followed, a FIFO or device is never opened (checked with `lstat`, then the
+/// open is `O_NOFOLLOW | O_NONBLOCK` and the descriptor's `fstat` must say regular file), and a
+/// file bigger than `max` is not read. `Ok(None)`: there is none.
+pub fn open_own_file(path: &Path, max: u64) -> Result<Option<(File, u64)>> {
+    // lstat first: opening a device node can have effects of its own.
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).at(path),
+        Ok(m) if m.file_type().is_symlink() => return Err(Error::bad(path, "is a symlink; not followed")),
+        Ok(m) if !m.is_file() => return Err(Error::bad(path, "not a regular file (FIFO, device or directory)")),
+        Ok(_) => {}
+    }
+    let f = match open_source_nofollow(path) {
+        Err(e) if e.is_not_found() => return Ok(None),
+        r => r?,
+    };
+    let md = f.metadata().at(path)?;
+    if !md.is_file() {
+        return Err(Error::bad(path, "not a regular file (FIFO, device or directory)"));
+    }
+    if md.len() > max {
+        return Err(Error::bad(path, format!("{} bytes, more than the {max} such a file may have", md.len())));
+    }
+    Ok(Some((f, md.len())))
+}
+
+/// [`open_own_file`], read whole (never more than `max` bytes, even if it grows meanwhile).
+pub fn read_own_file(path: &Path, max: u64) -> Result<Option<Vec<u8>>> {
+    let Some((f, len)) = open_own_file(path, max)? else { return Ok(None) };
+    let mut buf = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+    f.take(max.saturating_add(1)).read_to_end(&mut buf).at(path)?;
+    if buf.len() as u64 > max {
+        return Err(Error::bad(path, format!("grew past the {max} bytes such a file may have while it was read")));
+    }
+    Ok(Some(buf))
+}
+
+/// The identity of a target folder that its caches and state record: the device and inode of
+/// its directory and its real path. A cache found in another directory (a folder copied with
+/// its files, a cache planted by hand) does not match and is not trusted. `None` when the
+/// directory cannot be looked at.
+pub fn folder_id(dir: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let real = dir.canonicalize().ok()?;
+    let md = std::fs::symlink_metadata(&real).ok()?;
+    md.is_dir().then(|| format!("{}:{} {}", md.dev(), md.ino(), real.as_os_str().as_bytes().escape_ascii()))
+}
+
+/// Whether this process runs as root (checked once).
+fn running_as_root() -> bool {
+    static ROOT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ROOT.get_or_init(|| nix::unistd::geteuid().is_root())
+}
+
+/// How long a temporary file of a run whose pid is alive is left alone: past this its pid
+/// was given to another process (or the run hangs).
+const LEFTOVER_AGE_SECS: i64 = 24 * 3600;
+
+/// The temporary name under which `name` is written beside it before it is renamed into place:
+/// a dot-file ending in `.lock` (Dovecot lists no `*.lock` name as a mailbox, Maildir readers
+/// no plain file, mailmover's readers none of these) that names its writer's pid, so a later
+/// run can tell a killed run's leftover from a running one's file.
+pub fn temp_name(name: &str) -> String {
+    format!(".{name}.mailmover-{}.tmp.lock", std::process::id())
+}
+
+/// The pid in a name [`temp_name`] made, or an older version of mailmover made
+/// (`.NAME.mailmover-PID.tmp`, `.NAME.mailmover-PID`, `.mailmover-cache.PID`,
+/// `.mailmover-source-cache.PID`); `None` for any other name.
+pub fn temp_pid(name: &[u8]) -> Option<i32> {
+    let digits = |d: &[u8]| -> Option<i32> {
+        (!d.is_empty() && d.iter().all(u8::is_ascii_digit)).then(|| std::str::from_utf8(d).ok()?.parse().ok())?
+    };
+    let rest = name.strip_prefix(b".")?;
+    for old in [&b"mailmover-cache."[..], b"mailmover-source-cache."] {
+        if let Some(pid) = rest.strip_prefix(old).and_then(digits) {
+            return Some(pid);
+        }
+    }
+    let at = memchr::memmem::rfind(rest, b".mailmover-")?;
+    let tail = &rest[at + ".mailmover-".len()..];
+    let tail = tail.strip_suffix(b".lock").unwrap_or(tail);
+    let tail = tail.strip_suffix(b".tmp").unwrap_or(tail);
+    (at > 0).then(|| digits(tail))?
 }
 
 #[cfg(test)]
@@ -1371,6 +1533,28 @@ mod tests {
         let root = Dir::open_root(t.path()).unwrap();
         let e = root.create(OsStr::new("cur"), 0o700, None).unwrap_err();
         assert!(e.to_string().contains("symlink"), "{e}");
+    }
+
+    /// Issue 18: the temporary names of this and older versions are recognised, with their
+    /// pid; mailmover's own files and lock files are not temporary.
+    #[test]
+    fn temporary_names_and_their_pids() {
+        let ours = temp_name("Sent");
+        assert_eq!(temp_pid(ours.as_bytes()), Some(std::process::id() as i32));
+        assert!(ours.starts_with(".Sent.mailmover-") && ours.ends_with(".lock"));
+        for (name, pid) in [
+            (".Sent.mailmover-12.tmp", Some(12)),
+            (".mailmover-cache.mailmover-7.tmp.lock", Some(7)),
+            (".dovecot-keywords.mailmover-9", Some(9)),
+            (".mailmover-source-cache.44", Some(44)),
+            (".INBOX.mailmover-state", None),
+            (".mailmover.lock", None),
+            (".Sent.mailmover.lock", None),
+            ("Sent.mailmover-3.tmp", None),
+            (".mailmover-4", None),
+        ] {
+            assert_eq!(temp_pid(name.as_bytes()), pid, "{name}");
+        }
     }
 
     #[test]

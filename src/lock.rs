@@ -150,7 +150,7 @@ fn create_or_open(d: &Dir, name: &OsStr, path: &Path, owner: Option<Owner>) -> R
             let f = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
             let made = nix::sys::stat::fchmod(f.as_raw_fd(), Mode::from_bits_truncate(MODE))
                 .map_err(|e| locked(path, e.desc()))
-                .and_then(|()| owner.map_or(Ok(()), |o| o.apply(f.as_raw_fd(), path)));
+                .and_then(|()| d.owner_for_new(owner).map_or(Ok(()), |o| o.apply(f.as_raw_fd(), path)));
             made.map(|()| f)
         }
         Err(Errno::EEXIST) => open(d, name, path)?.ok_or_else(|| locked(path, "the lock file vanished; try again")),

@@ -12,18 +12,27 @@
 //! or the file system was mounted again first compares every target file's size with its `,S=`
 //! (a `stat` each, no reads) before it trusts the stamps. Within the same boot and mount no
 //! copy can be torn: readers see every written byte whether or not it has reached the disk.
+//!
+//! The state is data a mailbox owner can replace: it is read only from a regular file below
+//! [`MAX_STATE_BYTES`] (never through a symlink, never from a FIFO: [`fsx::open_own_file`]), and
+//! it names the folder it was written for ([`folder_of`]); one found beside another folder, or
+//! written before states named their folder, is ignored and written anew.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::Problem;
 use crate::folder::FolderName;
+use crate::fsx;
 use crate::report::Counts;
 use crate::store::Location;
 use crate::sync::SyncOptions;
 
 pub const STATE_FILE: &str = "mailmover-state";
+/// A state is a few hundred bytes.
+const MAX_STATE_BYTES: u64 = 1 << 20;
 
 fn meta_stamp(p: &Path) -> String {
     match std::fs::symlink_metadata(p) {
@@ -94,6 +103,9 @@ pub struct Saved {
     /// For an unverified state: the [`write_epoch`] its writes belong to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub epoch: Option<String>,
+    /// The target folder this state belongs to ([`folder_of`]); a state without it is not used.
+    #[serde(default)]
+    pub folder: Option<String>,
 }
 
 impl Saved {
@@ -130,9 +142,32 @@ pub fn state_path(target: &Path, mbox: bool) -> PathBuf {
     }
 }
 
-pub fn load(path: &Path) -> Option<Saved> {
-    let text = std::fs::read(path).ok()?;
-    serde_json::from_slice(&text).ok()
+/// The identity of a target folder: a Maildir folder's directory, or an mbox file's directory
+/// and the file's name (see [`fsx::folder_id`]).
+pub fn folder_of(target: &Path, mbox: bool) -> Option<String> {
+    if !mbox {
+        return fsx::folder_id(target);
+    }
+    let parent = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = target.file_name()?.as_encoded_bytes().escape_ascii().to_string();
+    Some(format!("{} {name}", fsx::folder_id(parent)?))
+}
+
+/// The state of the target folder `target`: `Ok(None)` when there is none usable (missing,
+/// garbled, of an older version, or of another folder); `Err` when the file was refused.
+pub fn load(target: &Path, mbox: bool) -> Result<Option<Saved>, Problem> {
+    let path = state_path(target, mbox);
+    let text = match fsx::read_own_file(&path, MAX_STATE_BYTES) {
+        Ok(Some(t)) => t,
+        Ok(None) => return Ok(None),
+        Err(e) => return Err(Problem::new(&path, format!("{}; ignored, written anew", e.problem().reason))),
+    };
+    let Ok(saved) = serde_json::from_slice::<Saved>(&text) else { return Ok(None) };
+    match (&saved.folder, folder_of(target, mbox)) {
+        (Some(f), Some(here)) if *f == here => Ok(Some(saved)),
+        (Some(_), _) => Err(Problem::new(&path, "the state of another folder; ignored, written anew")),
+        (None, _) => Ok(None),
+    }
 }
 
 /// The counts an unchanged folder reports: everything there, nothing done.

@@ -263,6 +263,9 @@ pub fn sync(src: &Store, dst: &Store, opts: &SyncOptions, rec: &dyn Recorder) ->
     let (pairs, mut source_problems) = mapped_folders(src, dst, opts)?;
     let target = open_target(dst, &pairs, opts)?;
     let _lock = lock_target(&target, opts)?;
+    if dst.kind == Kind::Mbox && !opts.dry_run {
+        store::mbox::remove_leftovers(&dst.path);
+    }
     let pool = pool(opts.jobs)?;
     let groups = by_target(&pairs, dst, opts.layout);
     let outcomes: Vec<FolderOutcome> = pool.install(|| {
@@ -294,7 +297,7 @@ pub fn sync(src: &Store, dst: &Store, opts: &SyncOptions, rec: &dyn Recorder) ->
     if let Target::Maildir { writer: Some(w), .. } = &target {
         summary.errors.extend(w.root_problem.clone());
         let names: Vec<FolderName> = pairs.iter().map(|(_, t)| t.clone()).collect();
-        if let Err(e) = w.subscribe(&names) {
+        if let Err(e) = w.subscribe(&names, &mut summary.warnings) {
             summary.errors.push(e.problem());
         }
     }
@@ -427,8 +430,16 @@ fn sync_folder(
         (Some(_), true) => state::options_stamp(opts, sf.loc.path(), tn).zip(state::source_stamp(&sf.loc)),
         _ => None,
     };
+    let mut warnings = Vec::new();
+    let saved = match (&tfolder, &stamp) {
+        (Some((tpath, mbox)), Some(_)) => state::load(tpath, *mbox).unwrap_or_else(|p| {
+            warnings.push(p);
+            None
+        }),
+        _ => None,
+    };
     if let (Some((tpath, mbox)), Some((o, s))) = (&tfolder, &stamp)
-        && let Some(mut saved) = state::load(&state::state_path(tpath, *mbox))
+        && let Some(mut saved) = saved
         && &saved.options == o
         && &saved.source == s
         && saved.target == state::target_stamp(tpath, *mbox)
@@ -439,13 +450,14 @@ fn sync_folder(
             saved.epoch = None;
             save_state(tpath, *mbox, &saved, opts);
         }
-        let mut out = FolderOutcome { counts: state::unchanged_counts(&saved.counts), ..Default::default() };
+        let mut out = FolderOutcome { counts: state::unchanged_counts(&saved.counts), warnings, ..Default::default() };
         if opts.dry_run {
             out.plan_line = Some(format!("{} -> {}: unchanged since the last run", sf.name.as_str(), tn.as_str()));
         }
         return out;
     }
-    let out = sync_folder_read(sf, tn, target, opts, rec);
+    let mut out = sync_folder_read(sf, tn, target, opts, rec);
+    out.warnings.append(&mut warnings);
     // A folder cut short by a signal must be read again next time.
     let finished = out.errors.is_empty() && !out.interrupted;
     if let (Some((tpath, mbox)), Some((o, s)), false, true) = (&tfolder, stamp, opts.dry_run, finished) {
@@ -456,6 +468,7 @@ fn sync_folder(
             counts: out.counts.clone(),
             verified: opts.durable,
             epoch: if opts.durable { None } else { state::write_epoch(tpath) },
+            folder: state::folder_of(tpath, *mbox),
         };
         save_state(tpath, *mbox, &saved, opts);
     }
@@ -470,7 +483,9 @@ fn save_state(tpath: &Path, mbox: bool, saved: &state::Saved, opts: &SyncOptions
         t.push(b'\n');
         t
     });
-    if let (Some(dir), Some(name), Ok(text)) = (path.parent(), path.file_name(), text)
+    // A bare file name's directory is the current one (`Path::parent` gives "").
+    let dir = path.parent().map(|d| if d.as_os_str().is_empty() { Path::new(".") } else { d });
+    if let (Some(dir), Some(name), Ok(text)) = (dir, path.file_name(), text)
         && let Ok(d) = fsx::Dir::open_root(dir)
     {
         let _ = d.write_atomic(&name.to_string_lossy(), &text, mdwrite::FILE_MODE, opts.owner, false);
@@ -723,7 +738,8 @@ fn to_maildir(
 ) -> Result<()> {
     let (root, writer) = (job.root, job.writer);
     let tdir = MaildirTarget::folder_path(root, tn, opts.layout).map_err(|e| Error::bad(root, e))?;
-    let index = target_index::maildir(&tdir, opts.use_cache && !opts.dry_run, &mut out.errors)?;
+    let mut index = target_index::maildir(&tdir, opts.use_cache && !opts.dry_run, &mut out.errors)?;
+    out.warnings.append(&mut index.warnings);
     for t in &index.torn {
         if writer.is_none() {
             out.warnings.push(Problem::new(t, "torn copy (shorter than its ,S=): would be set aside and copied again"));
@@ -744,6 +760,7 @@ fn to_maildir(
     };
     if let Some(w) = &fw {
         w.clean_tmp(&mut out.errors);
+        w.dir.remove_leftovers();
     }
     let (_, replaced) = layout::components(tn, opts.layout).unwrap_or_default();
     if replaced {
@@ -759,11 +776,20 @@ fn to_maildir(
     let need_hash = !matcher.is_empty() || opts.dry_run;
     let source_id = deletion::source_id(sf.loc.path());
     let record_path = tdir.join(deletion::COPIED_FILE);
-    let mut record = deletion::Record::load(&record_path, &source_id);
+    let mut record = deletion::Record::load(&record_path, &source_id).unwrap_or_else(|p| {
+        // Only --delete reads the record; other runs keep it quietly.
+        if opts.deletion == Deletion::Copied {
+            out.warnings.push(p);
+        }
+        deletion::Record::default()
+    });
     let maildir_source = matches!(opened, Opened::Maildir { .. });
     // Hashes of source files seen by an earlier run: only new or changed files are read.
-    let known =
-        if need_hash && opts.use_cache && maildir_source { target_index::SourceCache::load(&tdir) } else { None };
+    let known = if need_hash && opts.use_cache && maildir_source {
+        target_index::SourceCache::load(&tdir, &mut out.warnings)
+    } else {
+        None
+    };
     let mut books = Books {
         known: known.as_ref(),
         tn,
@@ -1062,7 +1088,11 @@ fn save_record(
     if opts.dry_run || unchanged || (!record.found && copied.is_empty()) {
         return;
     }
-    let text = record.text(source_id, kept, copied);
+    let Some(folder) = path.parent().and_then(fsx::folder_id) else {
+        out.warnings.push(Problem::new(path, "its folder cannot be looked at; the record of copies is not written"));
+        return;
+    };
+    let text = record.text(&folder, source_id, kept, copied);
     if let Err(p) = deletion::Record::save(path, &text, opts.owner, opts.durable) {
         out.warnings.push(p);
     }

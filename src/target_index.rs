@@ -5,9 +5,16 @@
 //! `mailbox` ignore), keyed by the file's base name, size and mtime. A cache that does not
 //! parse is ignored whole and rebuilt; an entry whose size or mtime no longer matches the file
 //! is hashed again. Nothing is trusted that the file system does not confirm.
+//!
+//! A cache is data a mailbox owner can replace: it is read only from a regular file below
+//! [`MAX_CACHE_BYTES`], never through a symlink, never from a FIFO or device
+//! ([`fsx::open_own_file`]); its first line names the folder it belongs to (device, inode and
+//! path of the folder directory, [`fsx::folder_id`]), so a cache copied from another folder is
+//! ignored. Anything refused is reported as a warning and rebuilt; a cache of an older version
+//! (no folder in its first line) is rebuilt without a word.
 
 use std::ffi::OsStr;
-use std::io::{BufRead, Write};
+use std::io::{BufRead, Read, Write};
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
@@ -20,11 +27,22 @@ use crate::store::maildir::read::{self as mdread, MaildirEntry, ScanOptions};
 use crate::store::maildir::write::{FILE_MODE, FolderWriter};
 
 pub const CACHE_FILE: &str = "mailmover-cache";
-const CACHE_HEADER: &str = "mailmover-cache 1";
 /// The same for the messages of a Maildir source, kept in the target folder (nothing is ever
 /// written into a source): a re-run after new mail arrived reads only the new files.
 pub const SOURCE_CACHE_FILE: &str = "mailmover-source-cache";
-const SOURCE_CACHE_HEADER: &str = "mailmover-source-cache 1";
+/// Version 2 names its folder in the first line: `mailmover-cache 2 DEV:INO PATH`.
+const CACHE_VERSION: &str = "2";
+/// Some 130 bytes a message: 30 million messages. Bigger is not a cache of ours.
+const MAX_CACHE_BYTES: u64 = 4 << 30;
+/// A line holds a hash, two numbers and a base name (at most 255 bytes).
+const MAX_LINE: u64 = 1024;
+/// The first line holds a path (up to 4,096 bytes, each escaped to at most 4).
+const MAX_HEADER: u64 = 20 << 10;
+
+/// The first line of the cache `file` of the folder `folder` ([`fsx::folder_id`]).
+fn header(file: &str, folder: &str) -> String {
+    format!("{file} {CACHE_VERSION} {folder}")
+}
 
 #[derive(Debug, Default)]
 pub struct Index {
@@ -33,6 +51,8 @@ pub struct Index {
     pub from_cache: bool,
     /// Copies mailmover wrote that a crash left shorter than their `,S=` says.
     pub torn: Vec<PathBuf>,
+    /// A cache or keyword list that was refused (and is rebuilt): why.
+    pub warnings: Vec<Problem>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,25 +75,48 @@ fn name_key(base: &[u8]) -> u64 {
 struct Table(Vec<(u64, Key, Hash)>);
 
 impl Table {
-    fn read(path: &Path, header: &str) -> Option<Table> {
-        let file = std::fs::File::open(path).ok()?;
+    /// The cache `file` of the folder directory `dir`: `Ok(None)` when there is none, or one of
+    /// an older version, or one that does not parse; `Err` (a warning) when it was refused.
+    fn read(dir: &Path, file: &str) -> Result<Option<Table>, Problem> {
+        let path = dir.join(file);
+        let refused = |why: String| Problem::new(&path, format!("{why}; ignored, rebuilt"));
+        let Some((f, _)) = fsx::open_own_file(&path, MAX_CACHE_BYTES).map_err(|e| refused(e.problem().reason))? else {
+            return Ok(None);
+        };
+        let folder = fsx::folder_id(dir).ok_or_else(|| refused("its folder cannot be looked at".into()))?;
+        let mut first = Vec::new();
+        std::io::BufReader::new(&f)
+            .take(MAX_HEADER)
+            .read_until(b'\n', &mut first)
+            .map_err(|e| refused(e.to_string()))?;
+        let want = header(file, &folder);
+        if strip_nl(&first) != want.as_bytes() {
+            let ours = first.strip_prefix(format!("{file} {CACHE_VERSION} ").as_bytes()).is_some();
+            return if ours { Err(refused("it belongs to another folder".into())) } else { Ok(None) };
+        }
+        std::io::Seek::rewind(&mut &f).map_err(|e| refused(e.to_string()))?;
         // Counted first so the table is allocated once, at its final size.
-        let lines = count_lines(std::io::BufReader::with_capacity(1 << 16, &file)).ok()?.saturating_sub(1);
-        std::io::Seek::rewind(&mut &file).ok()?;
-        Table::parse(std::io::BufReader::with_capacity(1 << 16, &file), header, lines)
+        let lines = count_lines(std::io::BufReader::with_capacity(1 << 16, &f)).map_err(|e| refused(e.to_string()))?;
+        std::io::Seek::rewind(&mut &f).map_err(|e| refused(e.to_string()))?;
+        Ok(Table::parse(std::io::BufReader::with_capacity(1 << 16, &f), &want, lines.saturating_sub(1)))
     }
 
     fn parse(mut r: impl BufRead, header: &str, capacity: usize) -> Option<Table> {
         let mut line = Vec::with_capacity(256);
-        r.read_until(b'\n', &mut line).ok()?;
+        (&mut r).take(MAX_HEADER).read_until(b'\n', &mut line).ok()?;
         if strip_nl(&line) != header.as_bytes() {
             return None;
         }
         let mut v = Vec::with_capacity(capacity);
         loop {
             line.clear();
-            if r.read_until(b'\n', &mut line).ok()? == 0 {
+            // A line longer than any of ours (a file of zeros) ends the reading: not a cache.
+            let n = (&mut r).take(MAX_LINE).read_until(b'\n', &mut line).ok()?;
+            if n == 0 {
                 break;
+            }
+            if n as u64 == MAX_LINE && !line.ends_with(b"\n") {
+                return None;
             }
             let l = strip_nl(&line);
             if l.is_empty() {
@@ -133,8 +176,9 @@ fn count_lines(mut r: impl BufRead) -> std::io::Result<usize> {
 pub struct SourceCache(Table);
 
 impl SourceCache {
-    pub fn load(target_dir: &Path) -> Option<SourceCache> {
-        Table::read(&target_dir.join(SOURCE_CACHE_FILE), SOURCE_CACHE_HEADER).map(SourceCache)
+    /// The source cache kept in the target folder `target_dir`; a refused one is a warning.
+    pub fn load(target_dir: &Path, warnings: &mut Vec<Problem>) -> Option<SourceCache> {
+        Table::read(target_dir, SOURCE_CACHE_FILE).map_err(|p| warnings.push(p)).ok().flatten().map(SourceCache)
     }
 
     pub fn len(&self) -> usize {
@@ -167,9 +211,14 @@ pub fn maildir(dir: &Path, use_cache: bool, problems: &mut Vec<Problem>) -> Resu
             ));
         }
     }
-    let kw = mdread::keyword_map(dir);
+    let mut warnings = Vec::new();
+    let kw = mdread::keyword_map_checked(dir).unwrap_or_else(|p| {
+        warnings.push(p);
+        Default::default()
+    });
     let entries = mdread::messages(dir, &kw, ScanOptions::default(), problems);
-    let cache = if use_cache { Table::read(&dir.join(CACHE_FILE), CACHE_HEADER) } else { None };
+    let cache =
+        if use_cache { Table::read(dir, CACHE_FILE).map_err(|p| warnings.push(p)).ok().flatten() } else { None };
     let mut all_cached = cache.is_some();
     let hashed: Vec<Result<(MaildirEntry, Hash), Problem>> = entries
         .into_par_iter()
@@ -219,7 +268,7 @@ pub fn maildir(dir: &Path, use_cache: bool, problems: &mut Vec<Problem>) -> Resu
     }
     let from_cache = all_cached
         && cache.as_ref().is_some_and(|c| c.len() == out.len() && out.iter().all(|(e, _)| c.contains(e.base())));
-    Ok(Index { entries: out, from_cache, torn })
+    Ok(Index { entries: out, from_cache, torn, warnings })
 }
 
 /// Names in the shape mailmover writes (`<secs>.M<usec>P<pid>Q<n>.host,S=…`): a size that
@@ -259,24 +308,26 @@ pub struct CacheWriter {
 
 impl CacheWriter {
     pub fn create(w: &FolderWriter<'_>) -> crate::error::Result<CacheWriter> {
-        CacheWriter::create_file(w, CACHE_FILE, CACHE_HEADER)
+        CacheWriter::create_file(w, CACHE_FILE)
     }
 
     /// The writer of the folder's [`SourceCache`].
     pub fn create_source(w: &FolderWriter<'_>) -> crate::error::Result<CacheWriter> {
-        CacheWriter::create_file(w, SOURCE_CACHE_FILE, SOURCE_CACHE_HEADER)
+        CacheWriter::create_file(w, SOURCE_CACHE_FILE)
     }
 
-    fn create_file(w: &FolderWriter<'_>, file: &'static str, header: &str) -> crate::error::Result<CacheWriter> {
-        let dir = fsx::Dir::open_root(w.path())?;
-        let tmp = format!(".{file}.{}", std::process::id());
+    fn create_file(w: &FolderWriter<'_>, file: &'static str) -> crate::error::Result<CacheWriter> {
+        let dir = w.dir.reopen()?;
+        let folder = fsx::folder_id(&dir.path)
+            .ok_or_else(|| crate::error::Error::bad(&dir.path, "the folder cannot be looked at; no cache written"))?;
+        let tmp = fsx::temp_name(file);
         let _ = dir.unlink(std::ffi::OsStr::new(&tmp));
         let f = dir.create_file(std::ffi::OsStr::new(&tmp), FILE_MODE)?;
-        if let Some(o) = w.owner() {
+        if let Some(o) = dir.owner_for_new(w.owner()) {
             o.apply(std::os::fd::AsRawFd::as_raw_fd(&f), &dir.path.join(&tmp))?;
         }
         let mut out = std::io::BufWriter::new(f);
-        let error = writeln!(out, "{header}").err();
+        let error = writeln!(out, "{}", header(file, &folder)).err();
         Ok(CacheWriter { dir, file, tmp, out, lines: 0, error })
     }
 
@@ -334,9 +385,9 @@ mod tests {
         assert!(!written_by_us(b"1136214245.000001.mbox:2,S"));
     }
 
-    fn render_cache(entries: &[(&[u8], Key, Hash)]) -> Vec<u8> {
+    fn render_cache(head: &str, entries: &[(&[u8], Key, Hash)]) -> Vec<u8> {
         let mut out = Vec::with_capacity(entries.len() * 120);
-        out.extend_from_slice(CACHE_HEADER.as_bytes());
+        out.extend_from_slice(head.as_bytes());
         out.push(b'\n');
         for (base, k, h) in entries {
             if base.contains(&b'\n') {
@@ -352,8 +403,9 @@ mod tests {
     #[test]
     fn cache_round_trip_and_corruption() {
         let h = [7u8; 32];
-        let text = render_cache(&[(b"1.M1P1.h,S=3", Key { size: 3, mtime_ns: 5 }, h)]);
-        let parse = |t: &[u8]| Table::parse(t, CACHE_HEADER, 0);
+        let head = header(CACHE_FILE, "1:2 /x");
+        let text = render_cache(&head, &[(b"1.M1P1.h,S=3", Key { size: 3, mtime_ns: 5 }, h)]);
+        let parse = |t: &[u8]| Table::parse(t, &head, 0);
         let m = parse(&text).unwrap();
         assert_eq!(m.get(b"1.M1P1.h,S=3", Key { size: 3, mtime_ns: 5 }), Some(h));
         assert_eq!(m.get(b"1.M1P1.h,S=3", Key { size: 3, mtime_ns: 6 }), None, "a changed mtime misses");
@@ -362,6 +414,13 @@ mod tests {
         let mut bad = text.clone();
         bad.extend_from_slice(b"zz 1 2 name\n");
         assert!(parse(&bad).is_none(), "a bad line invalidates the whole cache");
+        let mut long = text.clone();
+        long.extend(std::iter::repeat_n(b'0', 5000));
+        assert!(parse(&long).is_none(), "a line longer than any of ours ends it");
+        // A folder deep in the tree: its header is long, and still read whole.
+        let deep = header(CACHE_FILE, &format!("1:2 /{}", "d/".repeat(2000)));
+        let text = render_cache(&deep, &[(b"1.M1P1.h,S=3", Key { size: 3, mtime_ns: 5 }, h)]);
+        assert!(Table::parse(&text[..], &deep, 0).is_some());
     }
 
     #[test]
@@ -380,12 +439,49 @@ mod tests {
         entries.push((b"5.M1P1.h,S=5", Key { size: 5, mtime_ns: 1 }, [9; 32]));
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join(CACHE_FILE);
-        std::fs::write(&p, render_cache(&entries)).unwrap();
-        let t = Table::read(&p, CACHE_HEADER).unwrap();
+        let id = fsx::folder_id(dir.path()).unwrap();
+        std::fs::write(&p, render_cache(&header(CACHE_FILE, &id), &entries)).unwrap();
+        let t = Table::read(dir.path(), CACHE_FILE).unwrap().unwrap();
         assert_eq!(t.len(), 301);
         for (n, k, h) in &entries {
             assert_eq!(t.get(n, *k), Some(*h));
         }
-        assert!(Table::read(&p, SOURCE_CACHE_HEADER).is_none(), "the other cache's header does not parse");
+        std::fs::rename(&p, dir.path().join(SOURCE_CACHE_FILE)).unwrap();
+        assert!(
+            Table::read(dir.path(), SOURCE_CACHE_FILE).unwrap().is_none(),
+            "the other cache's header does not parse"
+        );
+    }
+
+    /// Issue 18: a cache is data. A symlink (to /dev/zero), a FIFO, an oversize file or the
+    /// cache of another folder is refused at once with a reason, never read; an old version's
+    /// cache is rebuilt silently.
+    #[test]
+    fn planted_caches_are_refused_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(CACHE_FILE);
+        let refused = |why: &str| {
+            let t0 = std::time::Instant::now();
+            let e = Table::read(dir.path(), CACHE_FILE).unwrap_err();
+            assert!(e.reason.contains(why), "{why}: {e}");
+            assert!(t0.elapsed().as_secs() < 5, "{why}: took {:?}", t0.elapsed());
+        };
+        std::os::unix::fs::symlink("/dev/zero", &p).unwrap();
+        refused("symlink");
+        std::fs::remove_file(&p).unwrap();
+        nix::unistd::mkfifo(&p, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        refused("not a regular file");
+        std::fs::remove_file(&p).unwrap();
+        std::fs::File::create(&p).unwrap().set_len(MAX_CACHE_BYTES + 1).unwrap();
+        refused("more than");
+        std::fs::remove_file(&p).unwrap();
+        let other = tempfile::tempdir().unwrap();
+        let head = header(CACHE_FILE, &fsx::folder_id(other.path()).unwrap());
+        std::fs::write(&p, render_cache(&head, &[(b"1.M1P1.h,S=3", Key { size: 3, mtime_ns: 5 }, [1; 32])])).unwrap();
+        refused("another folder");
+        std::fs::write(&p, b"mailmover-cache 1\n").unwrap();
+        assert!(Table::read(dir.path(), CACHE_FILE).unwrap().is_none());
+        std::fs::File::create(&p).unwrap().set_len(64 << 20).unwrap();
+        assert!(Table::read(dir.path(), CACHE_FILE).unwrap().is_none(), "zeros are not a cache");
     }
 }

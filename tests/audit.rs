@@ -1,17 +1,32 @@
 //! The audit log (`--audit-log`, `audit-verify`): a log verifies; a changed, removed or
 //! reordered line, or a cut log, is rejected naming the right 1-based line; a missing or empty
-//! key file is a usage error before any work.
+//! key file is a usage error before any work. Issue 18: the log is appended to, never
+//! truncated, one chain across runs; a symlink at its path or a weak key file is refused.
 
 mod common;
 
+use std::os::unix::fs::PermissionsExt;
+
 use common::*;
+
+const KEY: &[u8] = b"00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n";
+
+/// Writes a key file readable by its owner only.
+fn key_file(env: &TestEnv, name: &str, key: &[u8]) {
+    let p = env.write(name, key);
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+fn audited_sync(env: &TestEnv, src: &str, dst: &str) -> Run {
+    env.sync(src, dst, &["--audit-log", "audit.log", "--audit-key-file", "key"])
+}
 
 /// Runs a sync with an audit log; returns (env, log lines).
 fn logged() -> (TestEnv, Vec<String>) {
     let env = TestEnv::new();
-    env.write("key", b"00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n");
+    key_file(&env, "key", KEY);
     let src = env.fixture("example.mbox");
-    env.sync(src.to_str().unwrap(), "out", &["--audit-log", "audit.log", "--audit-key-file", "key"]).expect_code(0);
+    audited_sync(&env, src.to_str().unwrap(), "out").expect_code(0);
     let text = std::fs::read_to_string(env.path("audit.log")).unwrap();
     let lines: Vec<String> = text.lines().map(String::from).collect();
     (env, lines)
@@ -88,7 +103,7 @@ fn truncated_log_is_detected() {
 #[test]
 fn wrong_key_is_rejected_at_line_1() {
     let (env, _) = logged();
-    env.write("key", b"ffff\n");
+    key_file(&env, "key", &[b'f'; 64]);
     assert_eq!(rejected_line(&audit_verify(&env)), 1);
 }
 
@@ -97,7 +112,7 @@ fn missing_or_empty_key_file_is_a_usage_error_before_any_work() {
     for key in [None, Some(&b""[..]), Some(&b"\n  \n"[..])] {
         let env = TestEnv::new();
         if let Some(k) = key {
-            env.write("key", k);
+            key_file(&env, "key", k);
         }
         let src = env.fixture("example.mbox");
         let r = env.sync(src.to_str().unwrap(), "out", &["--audit-log", "audit.log", "--audit-key-file", "key"]);
@@ -135,4 +150,81 @@ fn empty_log_is_rejected() {
     let (env, _) = logged();
     env.write("audit.log", b"");
     assert_eq!(rejected_line(&audit_verify(&env)), 1);
+}
+
+/// Issue 18: a symlink at the log path (here to a file that must stay as it is) is refused
+/// with exit 2 before anything is written: neither the file it points to nor the target.
+#[test]
+fn symlink_at_the_log_path_is_refused() {
+    let env = TestEnv::new();
+    key_file(&env, "key", KEY);
+    let victim = env.write("victim.conf", b"precious\n");
+    std::os::unix::fs::symlink(&victim, env.path("audit.log")).unwrap();
+    let src = env.fixture("example.mbox");
+    let r = audited_sync(&env, src.to_str().unwrap(), "out");
+    r.expect_code(2);
+    assert!(r.stderr.contains("symlink"), "{}", r.stderr);
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious\n");
+    assert!(!env.path("out").exists(), "target written");
+    assert!(std::fs::symlink_metadata(env.path("audit.log")).unwrap().file_type().is_symlink());
+}
+
+/// Issue 18: two runs append to one chain that verifies whole; a line of the first run
+/// changed afterwards is found, and the second run's lines do not hide it.
+#[test]
+fn two_runs_make_one_chain_and_run_one_stays_checked() {
+    let (env, first) = logged();
+    let src = env.fixture("example.mbox");
+    audited_sync(&env, src.to_str().unwrap(), "out2").expect_code(0);
+    let text = std::fs::read_to_string(env.path("audit.log")).unwrap();
+    let lines: Vec<String> = text.lines().map(String::from).collect();
+    assert!(lines.len() > first.len() + 2, "the second run appended");
+    assert_eq!(lines[..first.len()], first[..], "the first run's lines are kept as they were");
+    let r = audit_verify(&env);
+    r.expect_code(0);
+    assert!(r.stdout.contains("2 run(s)"), "{}", r.stdout);
+    let mut tampered = lines.clone();
+    tampered[2] = tampered[2].replacen("\"INBOX\"", "\"INBOY\"", 1);
+    write_log(&env, &tampered);
+    assert_eq!(rejected_line(&audit_verify(&env)), 3);
+    // A run refuses to continue a chain whose last record does not verify with its key.
+    let mut forged = lines.clone();
+    let n = forged.len();
+    forged[n - 1] = forged[n - 1].replacen("\"end\"", "\"End\"", 1);
+    write_log(&env, &forged);
+    let r = audited_sync(&env, src.to_str().unwrap(), "out3");
+    r.expect_code(2);
+    assert!(!env.path("out3").exists());
+}
+
+/// Issue 18: the key file must be only its owner's, at least 32 bytes, hex; otherwise exit 2
+/// with the reason, and nothing is written.
+#[test]
+fn weak_key_files_are_usage_errors_that_say_why() {
+    let long_hex = "ab".repeat(32);
+    let cases: [(&str, Vec<u8>, u32, &str); 4] = [
+        ("world-readable", KEY.to_vec(), 0o644, "chmod 600"),
+        ("group-readable", KEY.to_vec(), 0o640, "owner only"),
+        ("short", b"0011223344\n".to_vec(), 0o600, "at least 64"),
+        ("non-hex", format!("{}zz\n", &long_hex[..62]).into_bytes(), 0o600, "not a hex key"),
+    ];
+    for (what, key, mode, why) in cases {
+        let env = TestEnv::new();
+        let p = env.write("key", &key);
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        let src = env.fixture("example.mbox");
+        let r = audited_sync(&env, src.to_str().unwrap(), "out");
+        assert_eq!(r.code, 2, "{what}: {r:?}");
+        assert!(r.stderr.contains(why), "{what}: {}", r.stderr);
+        assert!(!env.path("out").exists() && !env.path("audit.log").exists(), "{what}: something written");
+        let r = env.run(["audit-verify", "audit.log", "--audit-key-file", "key"]);
+        assert_eq!(r.code, 2, "{what}: audit-verify {r:?}");
+    }
+    let env = TestEnv::new();
+    key_file(&env, "real", KEY);
+    std::os::unix::fs::symlink(env.path("real"), env.path("key")).unwrap();
+    let src = env.fixture("example.mbox");
+    let r = audited_sync(&env, src.to_str().unwrap(), "out");
+    r.expect_code(2);
+    assert!(r.stderr.contains("symlink"), "{}", r.stderr);
 }

@@ -631,7 +631,8 @@ pub fn sync_messages(
     for (i, bt) in targets.iter().enumerate() {
         let Some(w) = &bt.writer else { continue };
         let folders: Vec<FolderName> = names.iter().filter(|((j, _), _)| *j == i).map(|(_, n)| n.clone()).collect();
-        if let Err(e) = w.subscribe(&folders) {
+        // A refused subscriptions file is replaced; this pass reports errors only.
+        if let Err(e) = w.subscribe(&folders, &mut Vec::new()) {
             out.errors.push(e.problem());
         }
     }

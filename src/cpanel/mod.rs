@@ -157,10 +157,15 @@ fn mailbox_dir(home: &Path, rel: &[String], owner: Option<Owner>, create: bool) 
     Ok(Some(dir))
 }
 
+/// Dovecot recalculates a `maildirsize` at 5,120 bytes; far more is not one (a file planted to
+/// make root read without end).
+const MAX_MAILDIRSIZE_BYTES: u64 = 1 << 20;
+
 /// The quota definition line for a target mailbox's `maildirsize`.
 fn quota_for(src: &dyn tree::Tree, b: &Mailbox, acc: &Account, target_dir: &Path) -> Option<String> {
-    let target = crate::fsx::read_source_file(&target_dir.join("maildirsize"))
+    let target = crate::fsx::read_own_file(&target_dir.join("maildirsize"), MAX_MAILDIRSIZE_BYTES)
         .ok()
+        .flatten()
         .map(|v| String::from_utf8_lossy(&v).into_owned());
     if let Some(q) = target.and_then(|t| maildirsize::quota_line(&t)) {
         return Some(q);
@@ -196,7 +201,8 @@ fn write_maildirsize(
     if existing.as_ref().is_some_and(|m| m.file_type().is_symlink()) {
         return Err(Error::bad(&path, "is a symlink in the target; not written"));
     }
-    if crate::fsx::read_source_file(&path).is_ok_and(|old| old == text.as_bytes()) {
+    if crate::fsx::read_own_file(&path, MAX_MAILDIRSIZE_BYTES).is_ok_and(|old| old.as_deref() == Some(text.as_bytes()))
+    {
         return Ok(());
     }
     let owner = match existing {

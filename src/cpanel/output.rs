@@ -130,6 +130,10 @@ impl Output<'_> {
                 }
             };
         }
+        if create {
+            // Temporary files that killed runs left beside the file about to be written.
+            dir.remove_leftovers();
+        }
         Ok(Some(dir))
     }
 

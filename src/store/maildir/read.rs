@@ -198,10 +198,23 @@ fn dedupe(out: &mut Vec<MaildirFolder>, problems: &mut Vec<Problem>) {
     }
 }
 
+/// Dovecot's keyword list is at most 26 short lines; more than this is not one.
+const MAX_KEYWORDS_BYTES: u64 = 64 << 10;
+
+/// The folder's `dovecot-keywords` (empty when there is none or it cannot be used).
 pub fn keyword_map(dir: &Path) -> KeywordMap {
-    match std::fs::read(dir.join("dovecot-keywords")) {
-        Ok(b) => KeywordMap::parse(&b),
-        Err(_) => KeywordMap::default(),
+    keyword_map_checked(dir).unwrap_or_default()
+}
+
+/// The folder's `dovecot-keywords`, read only from a regular file (a symlink, FIFO, device or
+/// oversize file planted there is refused, never read: see [`fsx::open_own_file`]).
+pub fn keyword_map_checked(dir: &Path) -> Result<KeywordMap, Problem> {
+    let path = dir.join("dovecot-keywords");
+    match fsx::read_own_file(&path, MAX_KEYWORDS_BYTES) {
+        Ok(Some(b)) => Ok(KeywordMap::parse(&b)),
+        Ok(None) => Ok(KeywordMap::default()),
+        Err(e) if e.is_not_found() => Ok(KeywordMap::default()),
+        Err(e) => Err(Problem::new(&path, format!("{}; ignored (keywords get letters anew)", e.problem().reason))),
     }
 }
 

@@ -9,6 +9,11 @@
 //! `<date>.M<usec>P<pid>Q<n>.<host>,S=<size>,W=<crlf size>` — unique per run by pid, start
 //! time and a counter; `,S=`/`,W=` are computed from the bytes actually written because
 //! Dovecot trusts them.
+//!
+//! Owners: `--owner` when given; else, when running as root, what is created takes the owner
+//! and group of the directory it is created in (a folder's directories, its messages, its
+//! `dovecot-keywords`, `maildirfolder`, the root's `subscriptions`, mailmover's own files), as
+//! Dovecot does in a user's mail directory (see [`Dir::owner_for_new`]).
 
 use std::ffi::OsStr;
 use std::fs::File;
@@ -86,6 +91,8 @@ impl MaildirTarget {
         // problem, reported for it; the other folders are still written.
         let root_problem =
             ["cur", "new", "tmp"].iter().find_map(|s| root.create(OsStr::new(s), DIR_MODE, opts.owner).err());
+        // Temporary files of killed runs (subscriptions); each folder's are removed when it is written.
+        root.remove_leftovers();
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         let host = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_default();
         let syncer = if opts.durable { Some(fsx::Syncer::start(&root)?) } else { None };
@@ -119,8 +126,10 @@ impl MaildirTarget {
         }
         let keywords = read::keyword_map(&dir.path);
         let unnamed = tmp.probe_unnamed(OsStr::new(&format!("{TMP_PREFIX}{}.probe", self.pid)));
+        let message_owner = tmp.owner_for_new(self.opts.owner);
         Ok(FolderWriter {
             target: self,
+            message_owner,
             dir,
             tmp,
             new,
@@ -139,11 +148,20 @@ impl MaildirTarget {
     }
 
     /// Adds `names` to the Dovecot `subscriptions` file (version 2 format), keeping what is there.
-    pub fn subscribe(&self, names: &[FolderName]) -> Result<()> {
+    /// A `subscriptions` that is not a regular file of sane size (a FIFO or link planted there)
+    /// is not read: it is replaced, and `warnings` says so.
+    pub fn subscribe(&self, names: &[FolderName], warnings: &mut Vec<Problem>) -> Result<()> {
+        const MAX_SUBSCRIPTIONS_BYTES: u64 = 16 << 20;
         let path = self.path().join("subscriptions");
         let mut have: Vec<String> = Vec::new();
-        if let Ok(text) = std::fs::read(&path) {
-            have = parse_subscriptions(&text);
+        let mut found = false;
+        match fsx::read_own_file(&path, MAX_SUBSCRIPTIONS_BYTES) {
+            Ok(Some(text)) => {
+                have = parse_subscriptions(&text);
+                found = true;
+            }
+            Ok(None) => {}
+            Err(e) => warnings.push(Problem::new(&path, format!("{}; written anew", e.problem().reason))),
         }
         let before = have.len();
         for n in names.iter().filter(|n| !n.is_inbox()) {
@@ -152,7 +170,7 @@ impl MaildirTarget {
                 have.push(line);
             }
         }
-        if have.len() == before && path.exists() {
+        if have.len() == before && found {
             return Ok(());
         }
         let mut text = String::from("V\t2\n\n");
@@ -183,6 +201,8 @@ pub fn parse_subscriptions(text: &[u8]) -> Vec<String> {
 
 pub struct FolderWriter<'t> {
     target: &'t MaildirTarget,
+    /// Who the messages written into `tmp/` belong to (`None`: the running user).
+    message_owner: Option<Owner>,
     pub dir: Dir,
     tmp: Dir,
     new: Dir,
@@ -314,7 +334,7 @@ impl FolderWriter<'_> {
     fn fill(&self, f: &mut File, pieces: &[&[u8]], meta: &Meta, path: &Path) -> Result<Written> {
         let t = self.target;
         let (size, sha, lfs) = fsx::write_pieces(f, pieces, path)?;
-        if let Some(o) = t.opts.owner {
+        if let Some(o) = self.message_owner {
             o.apply(f.as_raw_fd(), path)?;
         }
         // Before it is put in place, so the file is never visible with another date.

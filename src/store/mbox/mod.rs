@@ -2,7 +2,11 @@
 //!
 //! A directory holds one mbox file per folder; subfolders are directories, and Thunderbird's
 //! `NAME.sbd/` directories hold the subfolders of `NAME`. File names are modified UTF-7 where
-//! Dovecot wrote them. Index and state files of mail clients are not folders.
+//! Dovecot wrote them. Index and state files of mail clients are not folders, and neither are
+//! mailmover's own temporary files (`.NAME.mailmover-PID.tmp.lock`, and the older
+//! `.NAME.mailmover-PID.tmp` a killed run may have left, which starts like an mbox): a target
+//! that is read back, or inspected, never shows them as folders, and a sync into an mbox target
+//! removes those of runs that are gone ([`remove_leftovers`]).
 
 pub mod date;
 pub mod headers;
@@ -82,7 +86,10 @@ fn walk(
     };
     for (raw, kind) in entries {
         let path = dir.join(std::ffi::OsStr::from_bytes(&raw));
-        if is_index_file(&raw) || (raw.starts_with(b".") && !is_hidden_mbox(&path, kind)) {
+        if is_index_file(&raw)
+            || fsx::temp_pid(&raw).is_some()
+            || (raw.starts_with(b".") && !is_hidden_mbox(&path, kind))
+        {
             continue;
         }
         let kind = match kind {
@@ -129,6 +136,41 @@ fn walk(
     }
 }
 
+/// Removes the temporary files of runs that are gone ([`fsx::Dir::remove_leftovers`]) from an
+/// mbox target: every directory of an mbox directory tree (reached without following a link),
+/// or, for an mbox file, those of that file beside it.
+pub fn remove_leftovers(target: &Path) {
+    let Ok(md) = std::fs::symlink_metadata(target) else { return };
+    if md.is_dir() {
+        if let Ok(root) = fsx::Dir::open_root(target) {
+            remove_leftovers_below(&root, 0);
+        }
+        return;
+    }
+    let (Some(parent), Some(name)) = (target.parent(), target.file_name()) else { return };
+    let parent = if parent.as_os_str().is_empty() { Path::new(".") } else { parent };
+    let mut prefix = b".".to_vec();
+    prefix.extend_from_slice(name.as_bytes());
+    prefix.extend_from_slice(b".mailmover-");
+    if let Ok(dir) = fsx::Dir::open_root(parent) {
+        dir.remove_leftovers_where(&|n| n.starts_with(&prefix));
+    }
+}
+
+fn remove_leftovers_below(dir: &fsx::Dir, depth: usize) {
+    dir.remove_leftovers();
+    if depth >= 64 {
+        return;
+    }
+    for (raw, kind) in dir.list().unwrap_or_default() {
+        if kind == Some(FileKind::Dir)
+            && let Ok(Some(sub)) = dir.open(std::ffi::OsStr::from_bytes(&raw))
+        {
+            remove_leftovers_below(&sub, depth + 1);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,6 +194,10 @@ mod tests {
             std::fs::write(r.join(f), b"").unwrap();
         }
         std::fs::write(r.join("..."), b"From a Mon Jan  2 15:04:05 2006\n\nx\n").unwrap();
+        // Issue 18: temporary files of mailmover (a killed run's) are not folders.
+        for f in [".Archive.sbd.mailmover-7.tmp", ".Inbox.mailmover-99999.tmp.lock", "Archive/.2019.mailmover-3"] {
+            std::fs::write(r.join(f), b"From a Mon Jan  2 15:04:05 2006\n\nx\n").unwrap();
+        }
         let mut p = Vec::new();
         let names: Vec<String> = folders(r, false, &mut p).into_iter().map(|f| f.name.to_string()).collect();
         assert_eq!(names, vec!["...", "Archive/2019", "Entwürfe", "INBOX", "INBOX/Bugs", "INBOX/Bugs/Old"]);
