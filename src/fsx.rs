@@ -117,6 +117,58 @@ impl MessageFile {
         }
         Err(Error::bad(path, "the file kept changing while it was read; not copied"))
     }
+
+    /// Reads the file, or maps it when it is big (from [`BIG_FILE`] bytes): a message bigger
+    /// than memory is then read through in windows ([`release_read`]) instead of held.
+    pub fn read_any(self, path: &Path) -> Result<FileBytes> {
+        if self.len < BIG_FILE {
+            return self.read(path).map(FileBytes::Owned);
+        }
+        let stamp = FileStamp::of(&self.f).at(path)?;
+        // SAFETY: a read-only private mapping; a file that shrinks under it is caught by the
+        // SIGBUS guard registered here, and [`MappedFile::intact`] tells whether it changed.
+        let map = unsafe { Mmap::map(&self.f) }.at(path)?;
+        let _ = map.advise(memmap2::Advice::Sequential);
+        let guard = sigbus::Guard::register(map.as_ptr() as usize, map.len());
+        if guard.is_none() {
+            // Unguarded, a truncation would kill the run: read it instead.
+            drop(map);
+            return self.read(path).map(FileBytes::Owned);
+        }
+        Ok(FileBytes::Mapped(MappedFile { _guard: guard, map, file: self.f, stamp }))
+    }
+}
+
+/// Message files from this size on are mapped, not read into memory.
+pub const BIG_FILE: usize = 64 << 20;
+
+/// A source file's bytes: in memory, or mapped when big.
+#[derive(Debug)]
+pub enum FileBytes {
+    Owned(Vec<u8>),
+    Mapped(MappedFile),
+}
+
+/// A big source file, mapped read-only; its pages are let go as they are read through.
+#[derive(Debug)]
+pub struct MappedFile {
+    // Declared before `map`: the guard is dropped before the mapping goes away.
+    _guard: Option<sigbus::Guard>,
+    map: Mmap,
+    file: File,
+    stamp: FileStamp,
+}
+
+impl MappedFile {
+    pub fn bytes(&self) -> &[u8] {
+        &self.map
+    }
+
+    /// Whether the file is still as it was mapped: same size and times, no page lost to a
+    /// truncation.
+    pub fn intact(&self) -> bool {
+        !self._guard.as_ref().is_some_and(|g| g.faulted()) && FileStamp::of(&self.file).is_ok_and(|s| s == self.stamp)
+    }
 }
 
 /// What tells that a file changed while it was read.
@@ -390,6 +442,15 @@ pub mod sigbus {
         pub fn faulted(&self) -> bool {
             TABLE[self.0].faulted.load(SeqCst)
         }
+    }
+
+    /// Whether `[start, start + len)` lies inside one registered mapping (all of them are
+    /// read-only, private mappings of files, or the zero pages put over a truncated end).
+    pub fn covers(start: usize, len: usize) -> bool {
+        TABLE.iter().any(|s| {
+            let (a, l) = (s.start.load(SeqCst), s.len.load(SeqCst));
+            a != 0 && start >= a && start - a + len <= l
+        })
     }
 
     impl Drop for Guard {
@@ -1091,16 +1152,28 @@ pub fn write_pieces(f: &mut File, pieces: &[&[u8]], path: &Path) -> Result<(u64,
         Ok(())
     };
     for p in pieces {
-        let mut rest = *p;
-        n += rest.len() as u64;
-        while !rest.is_empty() {
-            let take = (BLOCK - block_len).min(rest.len());
-            block.push(&rest[..take]);
-            block_len += take;
-            rest = &rest[take..];
-            if block_len == BLOCK {
-                flush(&mut block)?;
-                block_len = 0;
+        n += p.len() as u64;
+        let mut done = 0;
+        for w in windows(p) {
+            done += w.len();
+            let mut rest = w;
+            while !rest.is_empty() {
+                let take = (BLOCK - block_len).min(rest.len());
+                block.push(&rest[..take]);
+                block_len += take;
+                rest = &rest[take..];
+                if block_len == BLOCK {
+                    flush(&mut block)?;
+                    block_len = 0;
+                }
+            }
+            if w.len() >= WINDOW / 2 {
+                // Written and hashed: a big mapped piece's pages can go.
+                if !block.is_empty() {
+                    flush(&mut block)?;
+                    block_len = 0;
+                }
+                release_through(p, done);
             }
         }
     }
@@ -1172,9 +1245,46 @@ impl BareLfs {
 pub fn sha256_pieces(pieces: &[&[u8]]) -> [u8; 32] {
     let mut h = Sha256::new();
     for p in pieces {
-        h.update(p);
+        let mut done = 0;
+        for w in windows(p) {
+            h.update(w);
+            done += w.len();
+            release_through(p, done);
+        }
     }
     h.finalize().into()
+}
+
+/// Pieces bigger than this are read in windows whose mapped pages are let go behind them.
+pub const WINDOW: usize = 8 << 20;
+
+/// A piece in windows of [`WINDOW`] bytes (one window when it is smaller).
+pub fn windows(p: &[u8]) -> impl Iterator<Item = &[u8]> {
+    p.chunks(WINDOW.max(1)).chain(p.is_empty().then_some(p))
+}
+
+/// Lets go of the pages of `p` read so far (up to `done`): the last two windows, so that a
+/// page a window boundary cut in two goes too (the kernel maps whole folios around a fault).
+pub fn release_through(p: &[u8], done: usize) {
+    release_read(&p[done.saturating_sub(2 * WINDOW)..done.min(p.len())]);
+}
+
+/// Lets go of the pages of `b` when it lies in a mapped source file: a message bigger than
+/// memory is read through once, not held (peak memory stays flat for a 1.5 GiB message).
+/// Anything else (heap memory) is left alone; small slices are not worth a system call.
+pub fn release_read(b: &[u8]) {
+    if b.len() < WINDOW / 2 || !sigbus::covers(b.as_ptr() as usize, b.len()) {
+        return;
+    }
+    let page = 4096usize;
+    let start = (b.as_ptr() as usize).div_ceil(page) * page;
+    let end = (b.as_ptr() as usize + b.len()) & !(page - 1);
+    if end > start {
+        // SAFETY: the range lies inside a registered mapping, which is read-only and private
+        // and never written: dropping its pages loses nothing, a later read maps them again
+        // from the file (or the zero pages of a truncated end).
+        unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
+    }
 }
 
 /// Whether the process `pid` is alive (for cleaning temporary files of crashed runs).

@@ -163,6 +163,8 @@ impl Origin {
 pub enum Body<'a> {
     Slices(Vec<&'a [u8]>),
     Owned(Vec<u8>),
+    /// A big Maildir file, mapped ([`fsx::BIG_FILE`]).
+    Mapped(fsx::MappedFile),
     /// A Maildir file of this size whose hash was known without reading it; read with
     /// [`Opened::read_body`] before its bytes are needed.
     Unread(u64),
@@ -173,6 +175,7 @@ impl Body<'_> {
         match self {
             Body::Slices(v) => v.clone(),
             Body::Owned(b) => vec![b.as_slice()],
+            Body::Mapped(m) => vec![m.bytes()],
             Body::Unread(_) => Vec::new(),
         }
     }
@@ -181,12 +184,22 @@ impl Body<'_> {
         match self {
             Body::Slices(v) => v.iter().map(|p| p.len() as u64).sum(),
             Body::Owned(b) => b.len() as u64,
+            Body::Mapped(m) => m.bytes().len() as u64,
             Body::Unread(n) => *n,
         }
     }
 
     pub fn is_unread(&self) -> bool {
         matches!(self, Body::Unread(_))
+    }
+
+    /// Whether the bytes are still those of the source: a mapped file must not have changed
+    /// since it was mapped (read bytes are a snapshot already).
+    pub fn intact(&self) -> bool {
+        match self {
+            Body::Mapped(m) => m.intact(),
+            _ => true,
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -411,8 +424,8 @@ impl Opened {
         let follow = matches!(self, Opened::Maildir { scan, .. } if scan.follow_symlinks);
         let path = l.origin.path().to_path_buf();
         let data = match file {
-            Some(f) => f.read(&path),
-            None => fsx::read_message_file(&path, follow),
+            Some(f) => f.read_any(&path),
+            None => fsx::MessageFile::open(&path, follow).and_then(|f| f.read_any(&path)),
         };
         let data = match data {
             Err(e) if e.is_not_found() => {
@@ -425,16 +438,19 @@ impl Opened {
             }
             r => r.map_err(|err| err.problem())?,
         };
-        if data.is_empty() {
-            return Err(l.origin.problem("empty file (0 bytes) is not a message; skipped"));
-        }
-        l.body = Body::Owned(data);
+        l.body = match data {
+            fsx::FileBytes::Owned(d) if d.is_empty() => {
+                return Err(l.origin.problem("empty file (0 bytes) is not a message; skipped"));
+            }
+            fsx::FileBytes::Owned(d) => Body::Owned(d),
+            fsx::FileBytes::Mapped(m) => Body::Mapped(m),
+        };
         Ok(())
     }
 
     /// A message not found where it was listed: read from where it moved to in the same
     /// folder (with the flags of its new name), or `None` when it is gone.
-    fn read_moved(&self, l: &mut Loaded<'_>, follow: bool) -> Result<Option<Vec<u8>>, Problem> {
+    fn read_moved(&self, l: &mut Loaded<'_>, follow: bool) -> Result<Option<fsx::FileBytes>, Problem> {
         let Opened::Maildir { dir, keywords, moved, .. } = self else { return Ok(None) };
         let old = l.origin.path().to_path_buf();
         let Some(old_name) = old.file_name().map(|n| n.as_bytes().to_vec()) else { return Ok(None) };
@@ -443,7 +459,7 @@ impl Opened {
             let found = moved.lock().unwrap_or_else(|p| p.into_inner()).find(dir, &base, &old_name);
             let Some((sub, name)) = found else { return Ok(None) };
             let path = dir.join(sub.as_str()).join(std::ffi::OsStr::from_bytes(&name));
-            match fsx::read_message_file(&path, follow) {
+            match fsx::MessageFile::open(&path, follow).and_then(|f| f.read_any(&path)) {
                 Ok(data) => {
                     let e = mdread::entry(sub, name, 0, l.meta.date, 0, keywords);
                     l.meta.flags = e.meta.flags;

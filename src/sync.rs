@@ -646,7 +646,9 @@ fn load_chunk<'a>(
                 return Ok(Prepared { loaded: opened.unread(e), hash: Some(h), action: None });
             }
             let loaded = opened.load_from(r, &opts.read, file)?;
-            let hash = need_hash.map(|id| id.hash(&loaded.body.pieces()));
+            // A mapped file is always hashed: what is written is checked against it.
+            let need = need_hash.or(matches!(loaded.body, Body::Mapped(_)).then_some(Identity::Exact));
+            let hash = need.map(|id| id.hash(&loaded.body.pieces()));
             Ok(Prepared { loaded, hash, action: None })
         })
         .collect()
@@ -940,7 +942,21 @@ fn to_maildir(
                                     Some(Err(p.loaded.origin.problem("internal: message bytes not read; not copied")))
                                 }
                                 (None, Some(Action::Copy)) => {
-                                    Some(w.stage(&p.loaded.body.pieces(), &p.loaded.meta).map_err(|e| e.problem()))
+                                    Some(
+                                        w.stage(&p.loaded.body.pieces(), &p.loaded.meta)
+                                            .map_err(|e| e.problem())
+                                            .and_then(|st| {
+                                                // What was written must be what was decided on.
+                                                let same = p.hash.is_none_or(|h| h == st.written.sha256)
+                                                    && p.loaded.body.intact();
+                                                if same {
+                                                    Ok(st)
+                                                } else {
+                                                    w.discard(st);
+                                                    Err(p.loaded.origin.problem(CHANGED))
+                                                }
+                                            }),
+                                    )
                                 }
                                 _ => None,
                             })
@@ -1096,6 +1112,14 @@ fn save_record(
     if let Err(p) = deletion::Record::save(path, &text, opts.owner, opts.durable) {
         out.warnings.push(p);
     }
+}
+
+const CHANGED: &str = "the message changed while it was copied; not copied (the next run copies it)";
+
+/// A mapped source file written into an mbox must not have changed meanwhile: the folder is
+/// then not written (its temporary mbox is dropped) and the next run does it.
+fn still_the_same(l: &source::Loaded<'_>) -> Result<()> {
+    if l.body.intact() { Ok(()) } else { Err(Error::bad(l.origin.path(), CHANGED)) }
 }
 
 /// Staged chunks of one folder that may wait for their sync at once (each holds up to 1,024
@@ -1513,6 +1537,7 @@ fn new_mbox_from_maildir(
     let mut ours = HashSet::new();
     let res = for_mbox_target(opened, tn, &place.path, opts, rec, out, |_, p| {
         w.append(&p.loaded.body.pieces(), &p.loaded.meta)?;
+        still_the_same(&p.loaded)?;
         let sha = p.hash.unwrap_or_default();
         ours.insert(hash_key(&sha));
         Ok(Fate::Copied { sha, size: p.loaded.body.len(), name: String::new() })
@@ -1553,7 +1578,7 @@ fn to_mbox(
     let mut matcher = Matcher::new(existing.iter().flat_map(|t| t.entries.iter().map(|(_, h, m)| (*h, m))));
     let mut updates: Vec<Option<Meta>> = vec![None; existing.as_ref().map_or(0, |t| t.entries.len())];
     // Phase 1: decide for every message (the file is rewritten once, in order).
-    let mut copies: Vec<Ref> = Vec::new();
+    let mut copies: Vec<(Ref, Hash)> = Vec::new();
     let mut ours = HashSet::new();
     let mut keywords: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
     for_mbox_target(opened, tn, &path, opts, rec, out, |r, p| {
@@ -1562,7 +1587,7 @@ fn to_mbox(
             Action::Copy => {
                 ours.insert(hash_key(&h));
                 keywords.extend(p.loaded.meta.keywords.iter().map(str::to_string));
-                copies.push(r.clone());
+                copies.push((r.clone(), h));
                 Fate::Copied { sha: h, size: p.loaded.body.len(), name: String::new() }
             }
             Action::Skip(_) => Fate::Skipped { sha: h, reason: "exists" },
@@ -1621,18 +1646,29 @@ fn to_mbox(
                 w.append(&m.pieces, meta)?;
             }
         }
-        for r in &copies {
+        for (r, planned) in &copies {
             if let Some(sig) = interrupt::requested() {
                 return Err(Error::Interrupted(sig));
             }
-            match opened.load(r, &opts.read) {
+            // Read again for this pass: it must still be the message that was decided on.
+            let again = opened.load(r, &opts.read).and_then(|l| {
+                if l.gone || Identity::Mbox.hash(&l.body.pieces()) == *planned {
+                    Ok(l)
+                } else {
+                    Err(l.origin.problem("the message changed while the run read it; not copied (the next run does)"))
+                }
+            });
+            match again {
                 Ok(l) if l.gone => {
                     // Deleted from the source between the two passes.
                     out.counts.transferred -= 1;
                     out.counts.bytes_transferred -= l.body.len().min(out.counts.bytes_transferred);
                     out.counts.vanished_source += 1;
                 }
-                Ok(l) => w.append(&l.body.pieces(), &l.meta)?,
+                Ok(l) => {
+                    w.append(&l.body.pieces(), &l.meta)?;
+                    still_the_same(&l)?;
+                }
                 Err(p) => {
                     // Counted as copied when it was decided; it is not in the file.
                     out.counts.transferred = out.counts.transferred.saturating_sub(1);

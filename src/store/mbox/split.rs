@@ -102,7 +102,20 @@ impl<'a> Splitter<'a> {
         let mut quoted = false;
         // Every `From ` is looked at once: at a line start it may be the next From_ line,
         // after `>`s at a line start it is a quoted line.
-        while let Some(i) = self.finder.find(&d[from..]) {
+        // Searched a window at a time: the pages of a huge message are let go behind the
+        // search when the file is mapped (its bytes are read again when they are copied).
+        let window = crate::fsx::WINDOW;
+        loop {
+            let upto = d.len().min(from.saturating_add(window));
+            let Some(i) = self.finder.find(&d[from..upto]) else {
+                if upto == d.len() {
+                    break;
+                }
+                // The next window starts 4 bytes back: a "From " across the cut is found.
+                crate::fsx::release_through(d, upto - 4);
+                from = upto - 4;
+                continue;
+            };
             let f = from + i;
             from = f + 5;
             if f > start && d[f - 1] == b'>' {

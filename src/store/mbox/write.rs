@@ -168,7 +168,21 @@ impl<'d> MboxWriter<'d> {
         if can_insert {
             w.write_all(&status).at(p)?;
         }
-        write_quoted(w, &bytes[head_end..], p)?;
+        // In windows that end at line ends (quoting looks at line starts), each let go of
+        // once written when it lies in a mapped source: memory stays flat for a huge message.
+        let mut body = &bytes[head_end..];
+        while !body.is_empty() {
+            let cut = if body.len() <= fsx::WINDOW {
+                body.len()
+            } else {
+                memchr::memrchr(b'\n', &body[..fsx::WINDOW])
+                    .or_else(|| memchr::memchr(b'\n', &body[fsx::WINDOW..]).map(|i| i + fsx::WINDOW))
+                    .map_or(body.len(), |i| i + 1)
+            };
+            write_quoted(w, &body[..cut], p)?;
+            fsx::release_through(bytes, bytes.len() - body.len() + cut);
+            body = &body[cut..];
+        }
         if !bytes.ends_with(b"\n") {
             w.write_all(eol).at(p)?;
         }
