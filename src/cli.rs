@@ -441,6 +441,7 @@ pub fn run(opts: Opts) -> Result<i32> {
                 jobs: a.read.jobs,
                 map: folder_map(&a.folders)?,
                 follow_symlinks: a.read.follow_symlinks,
+                merge_folders: a.folders.merge_folders,
                 ..Default::default()
             };
             let v = if s.kind == Kind::Cpanel || d.kind == Kind::Cpanel {

@@ -74,7 +74,7 @@ pub fn source_id(source: &Path) -> String {
 
 /// The copies a target folder holds from one source, as a multiset of hashes, and the lines of
 /// other sources (kept as they are).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Record {
     ours: HashMap<Hash, u32>,
     others: Vec<String>,
@@ -144,6 +144,11 @@ impl Record {
 
     /// The text of the record of `folder` ([`fsx::folder_id`]) after a run: copies still in the
     /// target (`kept`, each a hash that [`Record::take`] granted) and those made now.
+    /// Gives back a line [`Record::take`] granted for a copy that stays (its deletion failed).
+    pub fn give_back(&mut self, h: &Hash) {
+        *self.ours.entry(*h).or_default() += 1;
+    }
+
     pub fn text(&self, folder: &str, source: &str, kept: &[Hash], copied: &[Hash]) -> String {
         let mut lines: Vec<String> =
             kept.iter().chain(copied).map(|h| format!("{} {source}", hex::encode(h))).collect();
@@ -160,12 +165,11 @@ impl Record {
     }
 
     /// Writes the record whole (temporary file, then rename) through the guarded target path.
-    pub fn save(path: &Path, text: &str, owner: Option<Owner>, durable: bool) -> Result<(), Problem> {
+    pub fn save(root: &Path, path: &Path, text: &str, owner: Option<Owner>, durable: bool) -> Result<(), Problem> {
         let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
             return Err(Problem::new(path, "no folder for the record of copies"));
         };
-        let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
-        let d = fsx::Dir::open_root(dir).map_err(|e| e.problem())?;
+        let d = fsx::Dir::open_beneath(root, dir).map_err(|e| e.problem())?;
         d.write_atomic(
             &name.to_string_lossy(),
             text.as_bytes(),

@@ -31,6 +31,12 @@ pub fn open_source(path: &Path) -> Result<File> {
     open_source_flags(path, 0)
 }
 
+/// Like [`open_source`], but a FIFO or device swapped in for the file is not waited on (the
+/// caller checks the type before any read).
+pub fn open_source_nonblocking(path: &Path) -> Result<File> {
+    open_source_flags(path, libc::O_NONBLOCK)
+}
+
 /// Like [`open_source`], but a symlink is refused (for files found inside a source tree).
 pub fn open_source_nofollow(path: &Path) -> Result<File> {
     open_source_flags(path, libc::O_NOFOLLOW | libc::O_NONBLOCK)
@@ -767,6 +773,23 @@ impl Dir {
         let fd =
             nix::fcntl::open(path, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).at(path)?;
         Ok(Dir { fd: owned(fd), path: path.to_path_buf() })
+    }
+
+    /// Opens `dir`, a directory at or below the target `root`: the root as given (an admin's
+    /// path may go through links), every level below it without following a link.
+    pub fn open_beneath(root: &Path, dir: &Path) -> Result<Dir> {
+        let rel = dir.strip_prefix(root).map_err(|_| Error::bad(dir, "internal: not below the target root"))?;
+        let mut d = Dir::open_root(if root.as_os_str().is_empty() { Path::new(".") } else { root })?;
+        for c in rel.components() {
+            match c {
+                std::path::Component::Normal(name) => {
+                    d = d.open(name)?.ok_or_else(|| Error::bad(d.path.join(name), "no such directory"))?;
+                }
+                std::path::Component::CurDir => {}
+                _ => return Err(Error::bad(dir, "internal: not a plain path below the target root")),
+            }
+        }
+        Ok(d)
     }
 
     pub fn raw(&self) -> RawFd {

@@ -82,9 +82,9 @@ impl Moved {
     }
 
     /// The current name of the message with this base name, if it is still in the folder.
-    fn find(&mut self, dir: &Path, base: &[u8], old: &[u8]) -> Option<(mdread::Sub, Vec<u8>)> {
+    fn find(&mut self, dir: &Path, base: &[u8], old: &[u8], stale: bool) -> Option<(mdread::Sub, Vec<u8>)> {
         let fresh = |m: &Moved| m.names.get(base).filter(|(_, n)| n != old).cloned();
-        if let Some(hit) = fresh(self) {
+        if !stale && let Some(hit) = fresh(self) {
             return Some(hit);
         }
         if self.relists >= MAX_RELISTS {
@@ -102,6 +102,16 @@ pub enum Ref {
     Maildir(Box<MaildirEntry>),
     /// A directory entry that is not a readable message: loading it yields the problem.
     Problem(Box<Problem>),
+}
+
+/// An entry that vanished while the folder was listed: dropped, and the folder marked unsure
+/// (its deletions wait for a run that sees the whole folder).
+fn vanished(r: &Result<MaildirEntry, Problem>, moved: &std::sync::Mutex<Moved>) -> bool {
+    let gone = matches!(r, Err(p) if p.reason == mdread::VANISHED);
+    if gone {
+        moved.lock().unwrap_or_else(|e| e.into_inner()).unsure = true;
+    }
+    gone
 }
 
 /// Lets each Maildir message file through once per run: a message the server moved from new/
@@ -212,6 +222,8 @@ pub struct SourceKey {
     pub base: Vec<u8>,
     pub size: u64,
     pub mtime_ns: i64,
+    /// The file's inode when listed (0: not known).
+    pub ino: u64,
 }
 
 pub struct Loaded<'a> {
@@ -234,8 +246,16 @@ impl Opened {
     /// target is written in). An mbox that is not an mbox is an error (nothing is read).
     pub fn open(loc: &Location, scan: ScanOptions, problems: &mut Vec<Problem>) -> Result<Opened> {
         let mut o = Opened::open_streaming(loc, scan)?;
-        if let Opened::Maildir { dir, keywords, listed, .. } = &mut o {
-            *listed = Some(Box::new(Listing::build(dir, keywords, scan, problems)?));
+        if let Opened::Maildir { dir, keywords, listed, moved, .. } = &mut o {
+            let mut found = Vec::new();
+            *listed = Some(Box::new(Listing::build(dir, keywords, scan, &mut found)?));
+            for p in found {
+                if p.reason == mdread::VANISHED {
+                    moved.get_mut().unwrap_or_else(|e| e.into_inner()).unsure = true;
+                } else {
+                    problems.push(p);
+                }
+            }
         }
         Ok(o)
     }
@@ -304,10 +324,11 @@ impl Opened {
                     .peekable();
                 Box::new(std::iter::from_fn(move || bounded_chunk(&mut it, max)))
             }
-            Opened::Maildir { dir, keywords, scan, listed: None, .. } => {
+            Opened::Maildir { dir, keywords, scan, listed: None, moved } => {
                 let stream = mdread::MessageStream::new(dir, (**keywords).clone(), *scan);
                 let mut once = OncePerBase::default();
                 let mut it = stream
+                    .filter(|r| !vanished(r, moved))
                     .map(|r| match r {
                         Ok(e) => Ref::Maildir(Box::new(e)),
                         Err(p) => Ref::Problem(Box::new(p)),
@@ -455,10 +476,18 @@ impl Opened {
         let old = l.origin.path().to_path_buf();
         let Some(old_name) = old.file_name().map(|n| n.as_bytes().to_vec()) else { return Ok(None) };
         let base = crate::store::maildir::name::parse(&old_name).base.to_vec();
-        for _ in 0..3 {
-            let found = moved.lock().unwrap_or_else(|p| p.into_inner()).find(dir, &base, &old_name);
+        for attempt in 0..3 {
+            // After a miss the names known are stale: list again.
+            let found = moved.lock().unwrap_or_else(|p| p.into_inner()).find(dir, &base, &old_name, attempt > 0);
             let Some((sub, name)) = found else { return Ok(None) };
             let path = dir.join(sub.as_str()).join(std::ffi::OsStr::from_bytes(&name));
+            // Renamed, the file keeps its inode: another file of the same base name is another
+            // message (it is listed and copied on its own).
+            let ino = l.key.as_ref().map_or(0, |k| k.ino);
+            let same = std::fs::symlink_metadata(&path).map(|m| std::os::unix::fs::MetadataExt::ino(&m));
+            if ino != 0 && same.as_ref().is_ok_and(|i| *i != ino) {
+                return Ok(None);
+            }
             match fsx::MessageFile::open(&path, follow).and_then(|f| f.read_any(&path)) {
                 Ok(data) => {
                     let e = mdread::entry(sub, name, 0, l.meta.date, 0, keywords);
@@ -513,7 +542,7 @@ impl Opened {
 }
 
 fn source_key(e: &MaildirEntry) -> SourceKey {
-    SourceKey { base: e.base().to_vec(), size: e.size, mtime_ns: e.mtime_ns }
+    SourceKey { base: e.base().to_vec(), size: e.size, mtime_ns: e.mtime_ns, ino: e.ino }
 }
 
 #[cfg(test)]
@@ -659,5 +688,41 @@ mod tests {
         std::fs::remove_file(p("cur/4.M4P1.h:2,S")).unwrap();
         std::fs::write(p("cur/4.M4P1.h:2,S"), b"Subject: d\n\nd\n").unwrap();
         assert_eq!(Opened::open_streaming(&loc, ScanOptions::default()).unwrap().chunks(&ropts).flatten().count(), 4);
+    }
+
+    /// A message deleted during the run whose base name another, separate file shares is gone;
+    /// the other file is not read in its place (it is copied once, as itself).
+    #[test]
+    fn a_moved_message_is_found_by_inode_not_by_name_alone() {
+        let tmp = tempfile::tempdir().unwrap();
+        for s in ["cur", "new", "tmp"] {
+            std::fs::create_dir(tmp.path().join(s)).unwrap();
+        }
+        let p = |n: &str| tmp.path().join(n);
+        std::fs::write(p("new/1.M1P1.h"), b"Subject: x\n\nx\n").unwrap();
+        std::fs::write(p("cur/1.M1P1.h:2,S"), b"Subject: y\n\ny\n").unwrap();
+        let loc = Location::Maildir(tmp.path().to_path_buf());
+        let opened = Opened::open(&loc, ScanOptions::default(), &mut Vec::new()).unwrap();
+        std::fs::remove_file(p("new/1.M1P1.h")).unwrap();
+        let ropts = ReadOptions::default();
+        let loaded: Vec<Loaded<'_>> =
+            opened.chunks(&ropts).flatten().map(|r| opened.load(&r, &ropts).unwrap()).collect();
+        assert_eq!(loaded.iter().filter(|l| l.gone).count(), 1);
+        let ys = loaded.iter().filter(|l| !l.gone && l.body.pieces() == vec![&b"Subject: y\n\ny\n"[..]]).count();
+        assert_eq!(ys, 1, "y once");
+    }
+
+    /// An entry that vanished between the directory read and its stat is no error, but the
+    /// folder is marked unsure (no deletion in this run).
+    #[test]
+    fn a_vanished_entry_makes_the_folder_unsure() {
+        let m = std::sync::Mutex::new(Moved::default());
+        let gone: Result<MaildirEntry, Problem> = Err(Problem::new(Path::new("x"), mdread::VANISHED));
+        assert!(vanished(&gone, &m));
+        assert!(m.lock().unwrap().unsure);
+        let other: Result<MaildirEntry, Problem> = Err(Problem::new(Path::new("x"), "symlink not followed"));
+        let m2 = std::sync::Mutex::new(Moved::default());
+        assert!(!vanished(&other, &m2));
+        assert!(!m2.lock().unwrap().unsure);
     }
 }

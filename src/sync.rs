@@ -403,6 +403,14 @@ fn mbox_place(target: &Target, tn: &FolderName, opts: &SyncOptions) -> Result<Op
     }
 }
 
+/// The directory everything of the target is below (an mbox file's own directory).
+fn target_root(target: &Target) -> &Path {
+    match target {
+        Target::Maildir { path, .. } | Target::MboxDir { path, .. } => path,
+        Target::MboxFile(p) => p.parent().unwrap_or(Path::new("")),
+    }
+}
+
 /// The target folder's path and whether it is an mbox file.
 fn target_folder(target: &Target, tn: &FolderName, layout: Layout) -> Option<(PathBuf, bool)> {
     match target {
@@ -448,7 +456,7 @@ fn sync_folder(
         if !saved.whole(tpath) && !opts.dry_run {
             saved.verified = true;
             saved.epoch = None;
-            save_state(tpath, *mbox, &saved, opts);
+            save_state(target_root(target), tpath, *mbox, &saved, opts);
         }
         let mut out = FolderOutcome { counts: state::unchanged_counts(&saved.counts), warnings, ..Default::default() };
         if opts.dry_run {
@@ -470,12 +478,12 @@ fn sync_folder(
             epoch: if opts.durable { None } else { state::write_epoch(tpath) },
             folder: state::folder_of(tpath, *mbox),
         };
-        save_state(tpath, *mbox, &saved, opts);
+        save_state(target_root(target), tpath, *mbox, &saved, opts);
     }
     out
 }
 
-fn save_state(tpath: &Path, mbox: bool, saved: &state::Saved, opts: &SyncOptions) {
+fn save_state(root: &Path, tpath: &Path, mbox: bool, saved: &state::Saved, opts: &SyncOptions) {
     let path = state::state_path(tpath, mbox);
     // A text file with a final newline: tools that concatenate files next to an mbox (`cat`,
     // grep counts) must not see it glued to the next file's first line.
@@ -485,8 +493,9 @@ fn save_state(tpath: &Path, mbox: bool, saved: &state::Saved, opts: &SyncOptions
     });
     // A bare file name's directory is the current one (`Path::parent` gives "").
     let dir = path.parent().map(|d| if d.as_os_str().is_empty() { Path::new(".") } else { d });
+    let root = if root.as_os_str().is_empty() { Path::new(".") } else { root };
     if let (Some(dir), Some(name), Ok(text)) = (dir, path.file_name(), text)
-        && let Ok(d) = fsx::Dir::open_root(dir)
+        && let Ok(d) = fsx::Dir::open_beneath(root, dir)
     {
         let _ = d.write_atomic(&name.to_string_lossy(), &text, mdwrite::FILE_MODE, opts.owner, false);
     }
@@ -997,6 +1006,7 @@ fn to_maildir(
             && let Err(err) = w.delete(e)
         {
             out.errors.push(err.problem());
+            record.give_back(h);
             continue;
         }
         deleted += 1;
@@ -1014,7 +1024,7 @@ fn to_maildir(
             .filter(|(i, (_, h))| !gone.contains(i) && record.take(h))
             .map(|(_, (_, h))| *h)
             .collect();
-        save_record(&record, &record_path, &source_id, &kept, &copied, deleted, opts, out);
+        save_record(&record, root, &record_path, &source_id, &kept, &copied, deleted, opts, out);
         if let Some(c) = source_cache {
             // Unchanged (every line as it was): the file is left alone, so a re-run writes nothing.
             let unchanged = known.as_ref().is_some_and(|k| k.len() as u64 == c.lines && source_cache_same == c.lines);
@@ -1070,9 +1080,19 @@ fn choose_deletions(
     if out.interrupted {
         return Vec::new();
     }
+    // A message a filter left out matched nothing, and its copy would look gone.
+    if opts.deletion != Deletion::Off && !unmatched.is_empty() && !out.counts.skipped_filtered.is_empty() {
+        out.warnings.push(Problem::new(
+            target,
+            "--max-size, --min-age or --max-age left messages of this folder out: nothing deleted here",
+        ));
+        return Vec::new();
+    }
     let read_errors = !out.errors.is_empty() || opened.unsure_of_gone() || opened.intact().is_err();
     let src = deletion::SourceState { messages: out.counts.messages_source, read_errors };
-    let (chosen, why) = deletion::choose(opts.deletion, unmatched, record, src, opts.max_delete);
+    // Lines of the record are given up only for deletions that happen.
+    let mut trial = record.clone();
+    let (chosen, why) = deletion::choose(opts.deletion, unmatched, &mut trial, src, opts.max_delete);
     if let Some(why) = why {
         out.warnings.push(Problem::new(target, why));
     }
@@ -1084,6 +1104,7 @@ fn choose_deletions(
         ));
         return Vec::new();
     }
+    *record = trial;
     chosen
 }
 
@@ -1092,6 +1113,7 @@ fn choose_deletions(
 #[allow(clippy::too_many_arguments)]
 fn save_record(
     record: &deletion::Record,
+    root: &Path,
     path: &Path,
     source_id: &str,
     kept: &[Hash],
@@ -1109,7 +1131,7 @@ fn save_record(
         return;
     };
     let text = record.text(&folder, source_id, kept, copied);
-    if let Err(p) = deletion::Record::save(path, &text, opts.owner, opts.durable) {
+    if let Err(p) = deletion::Record::save(root, path, &text, opts.owner, opts.durable) {
         out.warnings.push(p);
     }
 }

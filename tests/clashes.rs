@@ -46,6 +46,7 @@ fn merge_folders_merges_them_one_after_another() {
     r.expect_code(0);
     let msgs = read_maildir(&env.path("dst"), Layout::MaildirPP);
     assert_eq!(msgs.iter().filter(|m| m.folder == "v1_0").count(), 2, "{msgs:?}");
+    env.run(["verify", "mbox:src", "maildir:dst", "--merge-folders"]).expect_code(0);
     // --mirror in a merged folder removes neither source's mail.
     let r = env.sync("mbox:src", "maildir:dst", &["--merge-folders", "--mirror"]);
     r.expect_code(0);

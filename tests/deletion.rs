@@ -181,3 +181,22 @@ fn mirror_and_delete_exclude_each_other() {
     env.run(["sync", "maildir:src", "maildir:dst", "--delete", "--mirror"]).expect_code(2);
     assert!(!env.path("dst").exists());
 }
+
+#[test]
+fn filters_turn_deletion_off_in_their_folder() {
+    let env = TestEnv::new();
+    let paths = source(&env, 4, false);
+    for p in &paths[..3] {
+        set_mtime(p, 1_500_000_000);
+    }
+    env.sync("maildir:src", "maildir:dst", &[]).expect_code(0);
+    std::fs::remove_file(&paths[3]).unwrap();
+    // The three old messages are left out by --max-age; their copies must not look gone.
+    for flag in ["--delete", "--mirror"] {
+        let r = env.sync("maildir:src", "maildir:dst", &[flag, "--max-age", "30"]);
+        r.expect_code(0);
+        assert_eq!(r.n("deleted_target"), 0, "{flag}: {}", r.stdout);
+        assert!(r.stderr.contains("--max-age"), "{}", r.stderr);
+        assert_eq!(count(&env, "dst"), 4);
+    }
+}

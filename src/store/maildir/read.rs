@@ -243,6 +243,9 @@ pub fn messages(dir: &Path, kw: &KeywordMap, opts: ScanOptions, problems: &mut V
     out
 }
 
+/// The reason of an entry that vanished between the directory read and its stat.
+pub const VANISHED: &str = "renamed or deleted while the folder was listed";
+
 /// One directory entry of new/ or cur/: a message, a problem, or nothing (dot-files).
 /// `lstat` is the entry's own metadata when the caller has it (from the directory's descriptor,
 /// which spares a walk of the whole path).
@@ -266,9 +269,9 @@ fn classify(
     };
     let md = match md {
         Ok(m) => m,
-        // Renamed or deleted since the directory was read: a rename shows under its new name
-        // (in cur/, listed after new/), or in the next run.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        // Renamed or deleted since the directory was read: not an error, but the listing may
+        // have missed its new name, so the folder deletes nothing in this run.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Some(Err(Problem::new(&path(), VANISHED))),
         Err(e) => return Some(Err(Problem::new(&path(), io_reason(&e)))),
     };
     let ft = md.file_type();
@@ -373,5 +376,19 @@ mod tests {
         assert!(e.meta.recent);
         let e = entry(Sub::New, b"1.M1P1.h:2,F".to_vec(), 10, 5, 0, &kw);
         assert!(!e.meta.goes_to_new(), "flags in new/ are real");
+    }
+
+    #[test]
+    fn an_entry_gone_before_its_stat_is_vanished_not_an_error() {
+        let gone = Some(Err(std::io::Error::from(std::io::ErrorKind::NotFound)));
+        let r = classify(
+            Path::new("/x/cur"),
+            Sub::Cur,
+            b"1.M1P1.h:2,S".to_vec(),
+            &KeywordMap::default(),
+            ScanOptions::default(),
+            gone,
+        );
+        assert!(matches!(r, Some(Err(p)) if p.reason == VANISHED));
     }
 }

@@ -118,7 +118,7 @@ impl MboxMessage<'_> {
 impl MboxFile {
     /// Opens an mbox to read it, without a lock (inspection, the check of a lone source).
     pub fn open(path: &Path) -> Result<MboxFile> {
-        let file = fsx::open_source(path)?;
+        let file = fsx::open_source_nonblocking(path)?;
         MboxFile::from_file(file, path)
     }
 
@@ -126,7 +126,7 @@ impl MboxFile {
     /// when the lock cannot be had in [`lock::READ_WAIT`], it is read anyway and
     /// `lock_warning` says why.
     pub fn open_locked(path: &Path) -> Result<MboxFile> {
-        let file = fsx::open_source(path)?;
+        let file = fsx::open_source_nonblocking(path)?;
         if !file.metadata().at(path)?.is_file() {
             return Err(Error::bad(path, "not a regular file"));
         }
