@@ -117,13 +117,15 @@ fn vanished(r: &Result<MaildirEntry, Problem>, moved: &std::sync::Mutex<Moved>) 
 /// Lets each Maildir message file through once per run: a message the server moved from new/
 /// to cur/ (or re-flagged) while the folder was listed shows up under both names, with one
 /// inode. Two files of one base name are two messages.
+/// Size and mtime go with the inode: a renamed file keeps all three, while a new file that
+/// reused a deleted one's inode during the run does not.
 #[derive(Default)]
-struct OncePerBase(HashSet<u64>);
+struct OncePerBase(HashSet<(u64, u64, i64)>);
 
 impl OncePerBase {
     fn first(&mut self, r: &Ref) -> bool {
         match r {
-            Ref::Maildir(e) if e.ino != 0 => self.0.insert(e.ino),
+            Ref::Maildir(e) if e.ino != 0 => self.0.insert((e.ino, e.size, e.mtime_ns)),
             _ => true,
         }
     }

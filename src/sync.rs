@@ -1683,8 +1683,8 @@ fn to_mbox(
             match again {
                 Ok(l) if l.gone => {
                     // Deleted from the source between the two passes.
-                    out.counts.transferred -= 1;
-                    out.counts.bytes_transferred -= l.body.len().min(out.counts.bytes_transferred);
+                    out.counts.transferred = out.counts.transferred.saturating_sub(1);
+                    out.counts.messages_target = out.counts.messages_target.saturating_sub(1);
                     out.counts.vanished_source += 1;
                 }
                 Ok(l) => {
