@@ -7,32 +7,12 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-
-fn spawn(env: &TestEnv, args: &[&str]) -> Child {
-    Command::new(assert_cmd::cargo::cargo_bin("mailmover"))
-        .args(args)
-        .current_dir(env.root())
-        .env("TZ", "UTC")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn mailmover")
-}
-
-fn finish(c: Child) -> Run {
-    let out = c.wait_with_output().expect("wait");
-    Run {
-        code: out.status.code().unwrap_or_else(|| panic!("killed by a signal: {:?}", out.status)),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
 
 fn messages(tag: &str, n: usize) -> Vec<Vec<u8>> {
     (0..n).map(|i| message(&format!("{tag} {i}"), &format!("body {i}\n{}\n", "lorem ipsum ".repeat(30)))).collect()

@@ -72,15 +72,3 @@ fn messages_deleted_during_the_run_are_gone_not_failed() {
     assert!(t + gone <= n as u64 && gone <= deleted as u64, "{j}");
     assert_eq!(read_maildir(&env.path("dst"), Layout::MaildirPP).len() as u64, t);
 }
-
-/// The binary started in the background, in the test's directory, its output captured.
-fn spawn(env: &TestEnv, args: &[&str]) -> std::process::Child {
-    std::process::Command::new(assert_cmd::cargo::cargo_bin("mailmover"))
-        .args(args)
-        .current_dir(env.root())
-        .env("TZ", "UTC")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap()
-}

@@ -9,7 +9,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -22,26 +22,6 @@ fn big_mbox(env: &TestEnv, name: &str, n: usize) -> (PathBuf, Vec<Vec<u8>>) {
         (0..n).map(|i| message(&format!("lock {i}"), &format!("body {i}\n{}\n", "x".repeat(200)))).collect();
     let entries: Vec<(&str, &[u8])> = msgs.iter().map(|m| ("Mon Jan  2 15:04:05 2006", m.as_slice())).collect();
     (env.write(name, &make_mbox(&entries)), msgs)
-}
-
-fn spawn(env: &TestEnv, args: &[&str]) -> Child {
-    Command::new(assert_cmd::cargo::cargo_bin("mailmover"))
-        .args(args)
-        .current_dir(env.root())
-        .env("TZ", "UTC")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn mailmover")
-}
-
-fn finish(c: Child) -> Run {
-    let out = c.wait_with_output().expect("wait");
-    Run {
-        code: out.status.code().unwrap_or_else(|| panic!("killed by a signal: {:?}", out.status)),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
 }
 
 /// Waits until the run writing the Maildir `root` has put messages in place (it locked the

@@ -154,6 +154,28 @@ impl TestEnv {
     }
 }
 
+/// The binary started in the background in `env`'s directory (`TZ=UTC`), output captured.
+pub fn spawn(env: &TestEnv, args: &[&str]) -> std::process::Child {
+    std::process::Command::new(assert_cmd::cargo::cargo_bin("mailmover"))
+        .args(args)
+        .current_dir(env.root())
+        .env("TZ", "UTC")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn mailmover")
+}
+
+/// Waits for a [`spawn`]ed run; a run killed by a signal fails the test.
+pub fn finish(c: std::process::Child) -> Run {
+    let out = c.wait_with_output().expect("wait");
+    Run {
+        code: out.status.code().unwrap_or_else(|| panic!("killed by a signal: {:?}", out.status)),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
 /// Copies a store (file or tree, mtimes kept). `.keep` placeholders are not copied, and every directory
 /// holding `cur/` or `new/` gets all of `cur/ new/ tmp/` (git does not keep empty dirs).
 pub fn copy_store(src: &Path, dst: &Path) {
