@@ -330,6 +330,7 @@ fn sync_options(a: &SyncFlags) -> Result<SyncOptions> {
         use_cache: !a.no_cache,
         merge_folders: a.folders.merge_folders,
         lock_wait: a.lock_wait.unwrap_or_default(),
+        merged: false,
     })
 }
 

@@ -125,6 +125,20 @@ impl Record {
         Some(r)
     }
 
+    /// The copies recorded for other sources, by hash.
+    pub fn others_by_hash(&self) -> HashMap<Hash, u32> {
+        let mut m = HashMap::new();
+        for l in &self.others {
+            let mut hash = [0u8; 32];
+            if let Some((h, _)) = l.split_once(' ')
+                && hex::decode_to_slice(h, &mut hash).is_ok()
+            {
+                *m.entry(hash).or_default() += 1;
+            }
+        }
+        m
+    }
+
     /// Lines of this source when the record was read.
     pub fn total(&self) -> u64 {
         self.total

@@ -28,11 +28,13 @@ pub struct Matcher<M = Meta> {
     sorted: Vec<(Hash, u32)>,
     metas: Vec<M>,
     used: Vec<bool>,
+    /// Target messages of a hash that belong to someone else (see [`Matcher::reserve`]).
+    reserved: std::collections::HashMap<Hash, u32>,
 }
 
 impl<M: Borrow<Meta>> Matcher<M> {
     pub fn new(targets: impl IntoIterator<Item = (Hash, M)>) -> Matcher<M> {
-        let mut m = Matcher { sorted: Vec::new(), metas: Vec::new(), used: Vec::new() };
+        let mut m = Matcher { sorted: Vec::new(), metas: Vec::new(), used: Vec::new(), reserved: Default::default() };
         for (i, (h, meta)) in targets.into_iter().enumerate() {
             m.sorted.push((h, i as u32));
             m.metas.push(meta);
@@ -46,9 +48,20 @@ impl<M: Borrow<Meta>> Matcher<M> {
         self.metas.is_empty()
     }
 
+    /// Leaves `n` of the target messages with this hash to someone else: at most the rest
+    /// answer for source messages (which of them is still chosen by state).
+    pub fn reserve(&mut self, hash: Hash, n: u32) {
+        *self.reserved.entry(hash).or_default() += n;
+    }
+
     pub fn decide(&mut self, hash: &Hash, meta: &Meta) -> Action {
         let lo = self.sorted.partition_point(|(h, _)| h < hash);
         let hi = lo + self.sorted[lo..].partition_point(|(h, _)| h == hash);
+        let taken = self.sorted[lo..hi].iter().filter(|&&(_, i)| self.used[i as usize]).count();
+        let reserved = self.reserved.get(hash).copied().unwrap_or(0) as usize;
+        if taken + reserved >= hi - lo {
+            return Action::Copy;
+        }
         let free = || self.sorted[lo..hi].iter().map(|&(_, i)| i as usize).filter(|&i| !self.used[i]);
         let pick = free()
             .find(|&i| meta.same_state(self.metas[i].borrow()))
@@ -96,6 +109,16 @@ mod tests {
         assert_eq!(m.decide(&h1, &meta("")), Action::Copy, "two targets answer for two sources only");
         assert_eq!(m.decide(&[3u8; 32], &meta("")), Action::Copy);
         assert_eq!(m.unmatched().collect::<Vec<_>>(), vec![2]);
+    }
+
+    #[test]
+    fn reserved_copies_answer_for_nobody() {
+        let h = [1u8; 32];
+        let (s, e) = (meta("S"), meta(""));
+        let mut m = Matcher::new(vec![(h, &e), (h, &s)]);
+        m.reserve(h, 1);
+        assert_eq!(m.decide(&h, &meta("S")), Action::Skip(1), "the copy in the same state is chosen");
+        assert_eq!(m.decide(&h, &meta("")), Action::Copy, "the other one is someone else's");
     }
 
     #[test]

@@ -83,6 +83,8 @@ pub struct SyncOptions {
     pub merge_folders: bool,
     /// How long to wait for another run's lock on the target (`--lock-wait`).
     pub lock_wait: std::time::Duration,
+    /// This folder's target is shared with other source folders of the run (`--merge-folders`).
+    pub merged: bool,
 }
 
 impl Default for SyncOptions {
@@ -103,6 +105,7 @@ impl Default for SyncOptions {
             use_cache: true,
             merge_folders: false,
             lock_wait: std::time::Duration::ZERO,
+            merged: false,
         }
     }
 }
@@ -274,8 +277,9 @@ pub fn sync(src: &Store, dst: &Store, opts: &SyncOptions, rec: &dyn Recorder) ->
             .flat_map_iter(|g| {
                 // A merged folder's sources share it: --mirror would delete each other's mail.
                 let merged;
-                let opts = if g.len() > 1 && opts.deletion == Deletion::Mirror {
-                    merged = SyncOptions { deletion: Deletion::Copied, ..opts.clone() };
+                let opts = if g.len() > 1 {
+                    let deletion = if opts.deletion == Deletion::Mirror { Deletion::Copied } else { opts.deletion };
+                    merged = SyncOptions { deletion, merged: true, ..opts.clone() };
                     &merged
                 } else {
                     opts
@@ -764,7 +768,24 @@ fn to_maildir(
             Err(e) => out.errors.push(e.problem()),
         }
     }
+    let source_id = deletion::source_id(sf.loc.path());
+    let record_path = tdir.join(deletion::COPIED_FILE);
+    let mut record = deletion::Record::load(&record_path, &source_id).unwrap_or_else(|p| {
+        // Only --delete reads the record; other runs keep it quietly.
+        if opts.deletion == Deletion::Copied {
+            out.warnings.push(p);
+        }
+        deletion::Record::default()
+    });
+    // In a folder merged from several sources, the copies recorded for the others are theirs:
+    // each source matches only its own (a message both have is there twice, and neither
+    // re-flags the other's copy run after run).
     let mut matcher = Matcher::new(index.entries.iter().map(|(e, h)| (*h, &e.meta)));
+    if opts.merged {
+        for (h, n) in record.others_by_hash() {
+            matcher.reserve(h, n);
+        }
+    }
     let mut fw: Option<FolderWriter<'_>> = match writer {
         Some(w) => Some(w.folder(tn)?),
         None => None,
@@ -785,15 +806,6 @@ fn to_maildir(
         ));
     }
     let need_hash = !matcher.is_empty() || opts.dry_run;
-    let source_id = deletion::source_id(sf.loc.path());
-    let record_path = tdir.join(deletion::COPIED_FILE);
-    let mut record = deletion::Record::load(&record_path, &source_id).unwrap_or_else(|p| {
-        // Only --delete reads the record; other runs keep it quietly.
-        if opts.deletion == Deletion::Copied {
-            out.warnings.push(p);
-        }
-        deletion::Record::default()
-    });
     let maildir_source = matches!(opened, Opened::Maildir { .. });
     // Hashes of source files seen by an earlier run: only new or changed files are read.
     let known = if need_hash && opts.use_cache && maildir_source {

@@ -62,3 +62,22 @@ fn map_folder_into_an_existing_name_is_a_clash() {
     assert!(r.code == 1 || r.code == 2, "{}", r.stderr);
     assert!(!env.path("dst/v1.0").exists());
 }
+
+/// A message both merged sources hold, with other flags in each: each source keeps its own
+/// copy, and a second run changes nothing (no source re-flags the other's copy).
+#[test]
+fn merged_sources_with_one_message_in_common_settle() {
+    let env = TestEnv::new();
+    let m = b"From a@b Mon Jan  2 15:04:05 2006\nSubject: same\nMessage-ID: <same@x>\n";
+    env.write("src/v1.0", &[&m[..], b"Status: RO\n\nsame body\n\n"].concat());
+    env.write("src/v1_0", &[&m[..], b"\nsame body\n\n"].concat());
+    let first = env.sync("mbox:src", "maildir:dst", &["--merge-folders"]);
+    first.expect_code(0);
+    assert_eq!(first.n("transferred"), 2, "{}", first.stdout);
+    for _ in 0..2 {
+        let again = env.sync("mbox:src", "maildir:dst", &["--merge-folders"]);
+        again.expect_code(0);
+        assert_eq!((again.n("transferred"), again.n("flags_updated")), (0, 0), "{}", again.stdout);
+    }
+    assert_eq!(read_maildir(&env.path("dst"), Layout::MaildirPP).len(), 2);
+}
