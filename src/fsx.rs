@@ -101,6 +101,20 @@ impl MessageFile {
         Some(m)
     }
 
+    /// Refuses a file that is not where it was looked for: opened by its full path, a
+    /// directory on the way swapped for a link meanwhile would lead elsewhere. The open
+    /// descriptor's real path must lie directly in `folder`'s `cur/` or `new/` (`folder`
+    /// canonical; a rename inside them is fine). Where `/proc` cannot tell, nothing is refused.
+    pub fn check_in_folder(&self, folder: &Path, path: &Path) -> Result<()> {
+        let Ok(real) = std::fs::read_link(format!("/proc/self/fd/{}", self.f.as_raw_fd())) else { return Ok(()) };
+        let parent = real.parent();
+        if parent.is_some_and(|p| p == folder.join("cur") || p == folder.join("new")) {
+            Ok(())
+        } else {
+            Err(Error::bad(path, format!("leads to {} (a link on the way?); not read", real.display())))
+        }
+    }
+
     fn will_need(&self) {
         // SAFETY: a valid descriptor; the call only reads its arguments.
         unsafe { libc::posix_fadvise(self.f.as_raw_fd(), 0, 0, libc::POSIX_FADV_WILLNEED) };

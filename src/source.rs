@@ -50,6 +50,8 @@ pub enum Opened {
         /// Where messages that moved during the run went (a live server renames new/ to cur/
         /// and changes flags while the folder is read).
         moved: std::sync::Mutex<Moved>,
+        /// The folder's real path when it was opened: every message file read must be in it.
+        real: Option<PathBuf>,
     },
 }
 
@@ -277,6 +279,7 @@ impl Opened {
                 scan,
                 listed: None,
                 moved: Default::default(),
+                real: if scan.follow_symlinks { None } else { dir.canonicalize().ok() },
             }),
         }
     }
@@ -326,7 +329,7 @@ impl Opened {
                     .peekable();
                 Box::new(std::iter::from_fn(move || bounded_chunk(&mut it, max)))
             }
-            Opened::Maildir { dir, keywords, scan, listed: None, moved } => {
+            Opened::Maildir { dir, keywords, scan, listed: None, moved, .. } => {
                 let stream = mdread::MessageStream::new(dir, (**keywords).clone(), *scan);
                 let mut once = OncePerBase::default();
                 let mut it = stream
@@ -411,6 +414,7 @@ impl Opened {
         match (self, r) {
             (Opened::Maildir { dir, scan, .. }, Ref::Maildir(e)) => {
                 fsx::MessageFile::open_ahead(&e.path(dir), scan.follow_symlinks)
+                    .filter(|f| self.in_folder(f, &e.path(dir)).is_ok())
             }
             _ => None,
         }
@@ -448,7 +452,9 @@ impl Opened {
         let path = l.origin.path().to_path_buf();
         let data = match file {
             Some(f) => f.read_any(&path),
-            None => fsx::MessageFile::open(&path, follow).and_then(|f| f.read_any(&path)),
+            None => fsx::MessageFile::open(&path, follow)
+                .and_then(|f| self.in_folder(&f, &path).map(|()| f))
+                .and_then(|f| f.read_any(&path)),
         };
         let data = match data {
             Err(e) if e.is_not_found() => {
@@ -490,7 +496,10 @@ impl Opened {
             if ino != 0 && same.as_ref().is_ok_and(|i| *i != ino) {
                 return Ok(None);
             }
-            match fsx::MessageFile::open(&path, follow).and_then(|f| f.read_any(&path)) {
+            match fsx::MessageFile::open(&path, follow)
+                .and_then(|f| self.in_folder(&f, &path).map(|()| f))
+                .and_then(|f| f.read_any(&path))
+            {
                 Ok(data) => {
                     let e = mdread::entry(sub, name, 0, l.meta.date, 0, keywords);
                     l.meta.flags = e.meta.flags;
@@ -506,6 +515,15 @@ impl Opened {
             }
         }
         Err(l.origin.problem("the message kept moving while it was read; not copied"))
+    }
+
+    /// A message file opened by path must be in this folder (see
+    /// [`fsx::MessageFile::check_in_folder`]); not checked with `--follow-symlinks`.
+    fn in_folder(&self, f: &fsx::MessageFile, path: &Path) -> crate::error::Result<()> {
+        match self {
+            Opened::Maildir { real: Some(real), .. } => f.check_in_folder(real, path),
+            _ => Ok(()),
+        }
     }
 
     /// Whether a message of this folder was taken for gone without a fresh listing.
@@ -726,5 +744,35 @@ mod tests {
         let m2 = std::sync::Mutex::new(Moved::default());
         assert!(!vanished(&other, &m2));
         assert!(!m2.lock().unwrap().unsure);
+    }
+
+    /// `cur/` swapped for a link between the listing and the read: the file it leads to is not
+    /// read (a mailbox owner could point root at anyone's mail).
+    #[test]
+    fn a_directory_swapped_for_a_link_is_not_read_through() {
+        let tmp = tempfile::tempdir().unwrap();
+        let md = tmp.path().join("md");
+        for s in ["cur", "new", "tmp"] {
+            std::fs::create_dir_all(md.join(s)).unwrap();
+        }
+        std::fs::write(md.join("cur/1.M1P1.h:2,S"), b"Subject: mine\n\nmine\n").unwrap();
+        let victim = tmp.path().join("victim");
+        std::fs::create_dir(&victim).unwrap();
+        std::fs::write(victim.join("1.M1P1.h:2,S"), b"Subject: secret\n\nsecret\n").unwrap();
+        let loc = Location::Maildir(md.clone());
+        let opened = Opened::open(&loc, ScanOptions::default(), &mut Vec::new()).unwrap();
+        std::fs::rename(md.join("cur"), md.join("cur.real")).unwrap();
+        std::os::unix::fs::symlink(&victim, md.join("cur")).unwrap();
+        let ropts = ReadOptions::default();
+        for r in opened.chunks(&ropts).flatten() {
+            assert!(opened.open_ahead(&r).is_none());
+            match opened.load(&r, &ropts) {
+                Ok(l) => assert!(
+                    l.gone || l.body.pieces() != vec![&b"Subject: secret\n\nsecret\n"[..]],
+                    "read through the link"
+                ),
+                Err(p) => assert!(p.reason.contains("link"), "{p:?}"),
+            }
+        }
     }
 }
