@@ -760,7 +760,7 @@ fn to_maildir(
             out.warnings.push(Problem::new(t, "torn copy (shorter than its ,S=): would be set aside and copied again"));
             continue;
         }
-        match target_index::set_aside(t) {
+        match target_index::set_aside(root, t) {
             Ok(a) => out.warnings.push(Problem::new(
                 t,
                 format!("torn copy (shorter than its ,S=) set aside as {}; its message is copied again", a.display()),

@@ -741,3 +741,33 @@ fn utf8mailbox_folder_names_are_read() {
         maildir_folders(&mailbox(&home, "sales@example.com"), Layout::MaildirPP).into_iter().map(|x| x.0).collect();
     assert!(got.contains(&"Entwürfe".to_string()), "{got:?}");
 }
+
+/// Account files in the target that a mailbox owner replaced with a link or a FIFO are not
+/// read through (nor waited on): the run reports them and leaves what they point to alone.
+#[test]
+fn planted_links_and_fifos_among_target_account_files_are_refused() {
+    let a = Account::new();
+    let (home, etc) = a.dst("planted");
+    let r = a.sync(&home, &etc, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let victim = a.env.write("victim", b"secret:x:0:0::/root:/bin/sh\n");
+    let mut planted = Vec::new();
+    for e in walkdir::WalkDir::new(home.join("etc")).into_iter().filter_map(Result::ok) {
+        if e.file_type().is_file() && planted.len() < 2 {
+            planted.push(e.into_path());
+        }
+    }
+    assert_eq!(planted.len(), 2, "account files to plant at");
+    std::fs::remove_file(&planted[0]).unwrap();
+    std::os::unix::fs::symlink(&victim, &planted[0]).unwrap();
+    std::fs::remove_file(&planted[1]).unwrap();
+    nix::unistd::mkfifo(&planted[1], nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let r = a.sync(&home, &etc, &[]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    for p in &planted {
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(r.stderr.contains(&name) || r.stdout.contains(&name), "{name} not reported: {}", r.stderr);
+    }
+    assert_eq!(std::fs::read(&victim).unwrap(), b"secret:x:0:0::/root:/bin/sh\n");
+    assert!(std::fs::symlink_metadata(&planted[0]).unwrap().file_type().is_symlink());
+}

@@ -52,6 +52,9 @@ pub struct Planned {
     pub rewrites: Vec<(String, String)>,
 }
 
+/// An account's metadata file (forwarders, filters, passwd, quotas) past this is not one.
+const MAX_METADATA_BYTES: u64 = 64 << 20;
+
 impl Planned {
     fn file_name(&self) -> &str {
         self.rel.last().map_or("", String::as_str)
@@ -145,8 +148,16 @@ impl Output<'_> {
             return Ok(None);
         }
         let path = dir.path.join(name);
-        let data = crate::fsx::read_source_file(&path)?;
-        let md = std::fs::symlink_metadata(&path).map_err(|e| Error::Io { path: path.clone(), source: e })?;
+        // Through the guarded directory: a link or FIFO planted here is refused, not followed,
+        // and a metadata file is read up to a bound.
+        let Some(f) = dir.open_file(name, false)? else { return Ok(None) };
+        let md = f.metadata().map_err(|e| Error::Io { path: path.clone(), source: e })?;
+        if md.len() > MAX_METADATA_BYTES {
+            return Err(Error::bad(&path, "larger than any account file should be; not read"));
+        }
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::Read::take(&f, MAX_METADATA_BYTES), &mut data)
+            .map_err(|e| Error::Io { path: path.clone(), source: e })?;
         Ok(Some((data, Owner { uid: md.uid(), gid: md.gid() })))
     }
 
