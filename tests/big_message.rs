@@ -70,6 +70,9 @@ fn a_huge_message_converts_in_bounded_memory() {
         let (code, rss) = run_measured(d, &["sync", src, dst, "-q"]);
         assert_eq!(code, 0, "{src} -> {dst}");
         assert!(rss < 100_000, "{src} -> {dst}: peak RSS {rss} KiB");
+        let (code, rss) = run_measured(d, &["verify", src, dst]);
+        assert_eq!(code, 0, "verify {src} {dst}");
+        assert!(rss < 100_000, "verify {src} {dst}: peak RSS {rss} KiB");
         let out = dst.split_once(':').unwrap().1;
         let path = if dst.starts_with("maildir:") {
             ["new", "cur"]
