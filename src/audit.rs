@@ -310,7 +310,7 @@ pub enum Check {
 /// Checks the whole log, every run in it: each line's MAC chained to the line before, the
 /// sequence numbers, a start record first, the final record last.
 pub fn verify_log(path: &Path, key: &[u8]) -> Result<Check> {
-    let f = crate::fsx::open_source_flags_nonblocking(path)?;
+    let f = crate::fsx::open_source_nonblocking(path)?;
     if !f.metadata().at(path)?.is_file() {
         return Err(Error::Usage(format!("audit log {}: not a regular file", path.display())));
     }

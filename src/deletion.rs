@@ -77,7 +77,8 @@ pub fn source_id(source: &Path) -> String {
 #[derive(Debug, Default, Clone)]
 pub struct Record {
     ours: HashMap<Hash, u32>,
-    others: Vec<String>,
+    /// Other sources' lines, kept as they are, with their hashes.
+    others: Vec<(Hash, String)>,
     /// Lines of this source when it was read.
     total: u64,
     /// The file existed and parsed: without it nothing is known to be a copy.
@@ -119,7 +120,7 @@ impl Record {
                 *r.ours.entry(hash).or_default() += 1;
                 r.total += 1;
             } else {
-                r.others.push(l.to_string());
+                r.others.push((hash, l.to_string()));
             }
         }
         Some(r)
@@ -128,13 +129,8 @@ impl Record {
     /// The copies recorded for other sources, by hash.
     pub fn others_by_hash(&self) -> HashMap<Hash, u32> {
         let mut m = HashMap::new();
-        for l in &self.others {
-            let mut hash = [0u8; 32];
-            if let Some((h, _)) = l.split_once(' ')
-                && hex::decode_to_slice(h, &mut hash).is_ok()
-            {
-                *m.entry(hash).or_default() += 1;
-            }
+        for (h, _) in &self.others {
+            *m.entry(*h).or_default() += 1;
         }
         m
     }
@@ -166,7 +162,7 @@ impl Record {
     pub fn text(&self, folder: &str, source: &str, kept: &[Hash], copied: &[Hash]) -> String {
         let mut lines: Vec<String> =
             kept.iter().chain(copied).map(|h| format!("{} {source}", hex::encode(h))).collect();
-        lines.extend(self.others.iter().cloned());
+        lines.extend(self.others.iter().map(|(_, l)| l.clone()));
         lines.sort_unstable();
         let mut text = String::with_capacity(HEADER.len() + 1 + lines.len() * 82);
         text.push_str(&record_header(folder));

@@ -42,12 +42,6 @@ pub fn open_source_nofollow(path: &Path) -> Result<File> {
     open_source_flags(path, libc::O_NOFOLLOW | libc::O_NONBLOCK)
 }
 
-/// Opens a file named by the user for reading without blocking on a FIFO (the caller checks
-/// the type on the descriptor before reading).
-pub fn open_source_flags_nonblocking(path: &Path) -> Result<File> {
-    open_source_flags(path, libc::O_NONBLOCK)
-}
-
 fn open_source_flags(path: &Path, extra: i32) -> Result<File> {
     let open =
         |flags: i32| std::fs::OpenOptions::new().read(true).custom_flags(flags | extra | libc::O_CLOEXEC).open(path);

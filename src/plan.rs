@@ -81,6 +81,14 @@ impl<M: Borrow<Meta>> Matcher<M> {
         self.used.iter().enumerate().filter(|(_, u)| !**u).map(|(i, _)| i)
     }
 
+    /// [`Matcher::unmatched`] with each one's hash, in target order.
+    pub fn unmatched_hashes(&self) -> Vec<(usize, Hash)> {
+        let mut v: Vec<(usize, Hash)> =
+            self.sorted.iter().filter(|&&(_, i)| !self.used[i as usize]).map(|&(h, i)| (i as usize, h)).collect();
+        v.sort_unstable_by_key(|&(i, _)| i);
+        v
+    }
+
     pub fn target_meta(&self, i: usize) -> Option<&Meta> {
         self.metas.get(i).map(Borrow::borrow)
     }
@@ -109,6 +117,7 @@ mod tests {
         assert_eq!(m.decide(&h1, &meta("")), Action::Copy, "two targets answer for two sources only");
         assert_eq!(m.decide(&[3u8; 32], &meta("")), Action::Copy);
         assert_eq!(m.unmatched().collect::<Vec<_>>(), vec![2]);
+        assert_eq!(m.unmatched_hashes(), vec![(2, h2)]);
     }
 
     #[test]

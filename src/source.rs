@@ -122,9 +122,9 @@ fn vanished(r: &Result<MaildirEntry, Problem>, moved: &std::sync::Mutex<Moved>) 
 /// Size and mtime go with the inode: a renamed file keeps all three, while a new file that
 /// reused a deleted one's inode during the run does not.
 #[derive(Default)]
-struct OncePerBase(HashSet<(u64, u64, i64)>);
+struct OncePerFile(HashSet<(u64, u64, i64)>);
 
-impl OncePerBase {
+impl OncePerFile {
     fn first(&mut self, r: &Ref) -> bool {
         match r {
             Ref::Maildir(e) if e.ino != 0 => self.0.insert((e.ino, e.size, e.mtime_ns)),
@@ -318,7 +318,7 @@ impl Opened {
                 }))
             }
             Opened::Maildir { listed: Some(listing), .. } => {
-                let mut once = OncePerBase::default();
+                let mut once = OncePerFile::default();
                 let mut it = listing
                     .iter()
                     .map(|r| match r {
@@ -331,7 +331,7 @@ impl Opened {
             }
             Opened::Maildir { dir, keywords, scan, listed: None, moved, .. } => {
                 let stream = mdread::MessageStream::new(dir, (**keywords).clone(), *scan);
-                let mut once = OncePerBase::default();
+                let mut once = OncePerFile::default();
                 let mut it = stream
                     .filter(|r| !vanished(r, moved))
                     .map(|r| match r {
@@ -452,9 +452,7 @@ impl Opened {
         let path = l.origin.path().to_path_buf();
         let data = match file {
             Some(f) => f.read_any(&path),
-            None => fsx::MessageFile::open(&path, follow)
-                .and_then(|f| self.in_folder(&f, &path).map(|()| f))
-                .and_then(|f| f.read_any(&path)),
+            None => self.read_file(&path, follow),
         };
         let data = match data {
             Err(e) if e.is_not_found() => {
@@ -496,10 +494,7 @@ impl Opened {
             if ino != 0 && same.as_ref().is_ok_and(|i| *i != ino) {
                 return Ok(None);
             }
-            match fsx::MessageFile::open(&path, follow)
-                .and_then(|f| self.in_folder(&f, &path).map(|()| f))
-                .and_then(|f| f.read_any(&path))
-            {
+            match self.read_file(&path, follow) {
                 Ok(data) => {
                     let e = mdread::entry(sub, name, 0, l.meta.date, 0, keywords);
                     l.meta.flags = e.meta.flags;
@@ -515,6 +510,13 @@ impl Opened {
             }
         }
         Err(l.origin.problem("the message kept moving while it was read; not copied"))
+    }
+
+    /// Opens a message file of this folder by path, checks it is in the folder, and reads it.
+    fn read_file(&self, path: &Path, follow: bool) -> crate::error::Result<fsx::FileBytes> {
+        let f = fsx::MessageFile::open(path, follow)?;
+        self.in_folder(&f, path)?;
+        f.read_any(path)
     }
 
     /// A message file opened by path must be in this folder (see

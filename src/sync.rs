@@ -203,17 +203,30 @@ fn target_place(dst: &Store, name: &FolderName, layout: Layout) -> PathBuf {
     }
 }
 
+/// The pairs' indexes grouped by the place of their target folder, in first-seen order.
+fn groups_by_place(pairs: &FolderPairs, dst: &Store, layout: Layout) -> Vec<(PathBuf, Vec<usize>)> {
+    let mut groups: Vec<(PathBuf, Vec<usize>)> = Vec::new();
+    let mut at: HashMap<PathBuf, usize> = HashMap::new();
+    for (i, (_, t)) in pairs.iter().enumerate() {
+        let place = target_place(dst, t, layout);
+        match at.get(&place) {
+            Some(&g) => groups[g].1.push(i),
+            None => {
+                at.insert(place.clone(), groups.len());
+                groups.push((place, vec![i]));
+            }
+        }
+    }
+    groups
+}
+
 /// Drops every pair whose target folder another source folder maps to as well (`v1.0` and
 /// `v1_0` both become `.v1_0` in Maildir++), each reported: neither is written or deleted in.
 fn without_clashes(pairs: FolderPairs, dst: &Store, layout: Layout, problems: &mut Vec<Problem>) -> FolderPairs {
-    let mut by_place: HashMap<PathBuf, Vec<usize>> = HashMap::new();
-    for (i, (_, t)) in pairs.iter().enumerate() {
-        by_place.entry(target_place(dst, t, layout)).or_default().push(i);
-    }
     let mut drop = HashSet::new();
-    for (place, idx) in by_place.iter().filter(|(_, v)| v.len() > 1) {
+    for (place, idx) in groups_by_place(&pairs, dst, layout).into_iter().filter(|(_, v)| v.len() > 1) {
         let names: Vec<String> = idx.iter().map(|&i| format!("{:?}", pairs[i].0.name.as_str())).collect();
-        for &i in idx {
+        for &i in &idx {
             problems.push(Problem::new(
                 pairs[i].0.loc.path(),
                 format!(
@@ -232,19 +245,7 @@ fn without_clashes(pairs: FolderPairs, dst: &Store, layout: Layout, problems: &m
 /// Pairs grouped by target folder: with `--merge-folders` several sources may share one, and
 /// they are synced one after another, never at once.
 fn by_target<'p>(pairs: &'p FolderPairs, dst: &Store, layout: Layout) -> Vec<Vec<&'p (SourceFolder, FolderName)>> {
-    let mut groups: Vec<Vec<&'p (SourceFolder, FolderName)>> = Vec::new();
-    let mut at: HashMap<PathBuf, usize> = HashMap::new();
-    for p in pairs {
-        let place = target_place(dst, &p.1, layout);
-        match at.get(&place) {
-            Some(&g) => groups[g].push(p),
-            None => {
-                at.insert(place, groups.len());
-                groups.push(vec![p]);
-            }
-        }
-    }
-    groups
+    groups_by_place(pairs, dst, layout).into_iter().map(|(_, idx)| idx.iter().map(|&i| &pairs[i]).collect()).collect()
 }
 
 pub fn sync(src: &Store, dst: &Store, opts: &SyncOptions, rec: &dyn Recorder) -> Result<Summary> {
@@ -1009,8 +1010,7 @@ fn to_maildir(
     let Books { source_cache, source_cache_same, cache, retimed, copied, .. } = books;
     let mut deleted = 0;
     let mut gone: HashSet<usize> = HashSet::new();
-    let unmatched: Vec<(usize, Hash)> =
-        matcher.unmatched().filter_map(|i| index.entries.get(i).map(|(_, h)| (i, *h))).collect();
+    let unmatched = matcher.unmatched_hashes();
     for i in choose_deletions(&unmatched, &mut record, &tdir, opened, opts, out) {
         let Some((e, h)) = index.entries.get(i) else { continue };
         let path = e.path(&tdir);
@@ -1321,9 +1321,7 @@ fn tally(
     let l = &p.loaded;
     rec.record(Event::Progress { bytes: l.body.len() });
     let mut note_hash = |sha: &Hash, out: &mut FolderOutcome| {
-        let mut k = [0u8; 8];
-        k.copy_from_slice(&sha[..8]);
-        if !seen.insert(k) {
+        if !seen.insert(hash_key(sha)) {
             out.counts.duplicates_source += 1;
         }
     };
@@ -1633,10 +1631,7 @@ fn to_mbox(
             }
         })
     })?;
-    let unmatched: Vec<(usize, Hash)> = matcher
-        .unmatched()
-        .filter_map(|i| existing.as_ref().and_then(|t| t.entries.get(i)).map(|(_, h, _)| (i, *h)))
-        .collect();
+    let unmatched = matcher.unmatched_hashes();
     let deletes: HashSet<usize> =
         choose_deletions(&unmatched, &mut record, &path, opened, opts, out).into_iter().collect();
     out.counts.deleted_target = deletes.len() as u64;
