@@ -1057,8 +1057,8 @@ impl Dir {
     /// Writes a small file atomically: a temporary name ([`temp_name`]) in this directory, owned
     /// as [`Dir::owner_for_new`] says, then rename over `name`.
     pub fn write_atomic(&self, name: &str, data: &[u8], mode: u32, owner: Option<Owner>, durable: bool) -> Result<()> {
-        let tmp = temp_name(name);
-        let tmp = OsStr::new(&tmp);
+        let tmp = temp_name(OsStr::new(name));
+        let tmp = tmp.as_os_str();
         let owner = self.owner_for_new(owner);
         let _ = self.unlink(tmp);
         let mut f = self.create_file(tmp, mode)?;
@@ -1386,8 +1386,11 @@ const LEFTOVER_AGE_SECS: i64 = 24 * 3600;
 /// a dot-file ending in `.lock` (Dovecot lists no `*.lock` name as a mailbox, Maildir readers
 /// no plain file, mailmover's readers none of these) that names its writer's pid, so a later
 /// run can tell a killed run's leftover from a running one's file.
-pub fn temp_name(name: &str) -> String {
-    format!(".{name}.mailmover-{}.tmp.lock", std::process::id())
+pub fn temp_name(name: &OsStr) -> std::ffi::OsString {
+    let mut t = std::ffi::OsString::from(".");
+    t.push(name);
+    t.push(format!(".mailmover-{}.tmp.lock", std::process::id()));
+    t
 }
 
 /// The pid in a name [`temp_name`] made, or an older version of mailmover made
@@ -1688,8 +1691,9 @@ mod tests {
     /// pid; mailmover's own files and lock files are not temporary.
     #[test]
     fn temporary_names_and_their_pids() {
-        let ours = temp_name("Sent");
+        let ours = temp_name(OsStr::new("Sent"));
         assert_eq!(temp_pid(ours.as_bytes()), Some(std::process::id() as i32));
+        let ours = ours.to_str().unwrap();
         assert!(ours.starts_with(".Sent.mailmover-") && ours.ends_with(".lock"));
         for (name, pid) in [
             (".Sent.mailmover-12.tmp", Some(12)),

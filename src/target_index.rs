@@ -301,7 +301,7 @@ pub fn set_aside(root: &Path, path: &Path) -> crate::error::Result<PathBuf> {
 pub struct CacheWriter {
     dir: fsx::Dir,
     file: &'static str,
-    tmp: String,
+    tmp: std::ffi::OsString,
     out: std::io::BufWriter<std::fs::File>,
     pub lines: u64,
     error: Option<std::io::Error>,
@@ -321,9 +321,9 @@ impl CacheWriter {
         let dir = w.dir.reopen()?;
         let folder = fsx::folder_id(&dir.path)
             .ok_or_else(|| crate::error::Error::bad(&dir.path, "the folder cannot be looked at; no cache written"))?;
-        let tmp = fsx::temp_name(file);
-        let _ = dir.unlink(std::ffi::OsStr::new(&tmp));
-        let f = dir.create_file(std::ffi::OsStr::new(&tmp), FILE_MODE)?;
+        let tmp = fsx::temp_name(std::ffi::OsStr::new(file));
+        let _ = dir.unlink(&tmp);
+        let f = dir.create_file(&tmp, FILE_MODE)?;
         if let Some(o) = dir.owner_for_new(w.owner()) {
             o.apply(std::os::fd::AsRawFd::as_raw_fd(&f), &dir.path.join(&tmp))?;
         }
@@ -351,7 +351,7 @@ impl CacheWriter {
             self.discard();
             return Err(crate::error::Error::Io { path, source: e });
         }
-        self.dir.rename_replace(std::ffi::OsStr::new(&self.tmp), &self.dir, std::ffi::OsStr::new(self.file))
+        self.dir.rename_replace(&self.tmp, &self.dir, std::ffi::OsStr::new(self.file))
     }
 
     pub fn discard(self) {}
@@ -361,7 +361,7 @@ impl Drop for CacheWriter {
     /// A cache not committed (a run that stopped early, or nothing to say) leaves nothing
     /// behind; after a commit the temporary name is already gone.
     fn drop(&mut self) {
-        let _ = self.dir.unlink(std::ffi::OsStr::new(&self.tmp));
+        let _ = self.dir.unlink(&self.tmp);
     }
 }
 

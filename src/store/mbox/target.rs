@@ -44,15 +44,8 @@ fn symlink(path: PathBuf) -> Error {
     Error::bad(path, "is a symlink in the target; nothing is written through it")
 }
 
-/// The owner of what is created in `parent`: `--owner`, else (as root) the directory's own.
-pub fn owner_in(parent: &Dir, owner: Option<Owner>) -> Option<Owner> {
-    owner.or_else(|| {
-        nix::unistd::geteuid().is_root().then(|| parent.stat().ok().map(|e| Owner { uid: e.uid, gid: e.gid })).flatten()
-    })
-}
-
 /// Reaches the folder `name` of the mbox directory `root`. With `create`, missing levels are
-/// made (owned as [`owner_in`] says); without, `None` when a level is missing. `written` tells
+/// made (owned as [`Dir::create`] owns new directories); without, `None` when a level is missing. `written` tells
 /// which folders this run writes as files (their children go to `NAME.sbd/`).
 pub fn place(
     root: &Dir,
@@ -91,7 +84,7 @@ pub fn place(
             None => {}
         }
         dir = match create {
-            Some(owner) => dir.create(sub, 0o700, owner_in(&dir, owner))?,
+            Some(owner) => dir.create(sub, 0o700, owner)?,
             None => dir.open(sub)?.ok_or_else(|| Error::bad(dir.path.join(sub), "vanished while it was opened"))?,
         };
     }

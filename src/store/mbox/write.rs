@@ -31,36 +31,13 @@ use crate::message::Meta;
 /// Durable mode starts the disk writes every this many bytes.
 const KICK_BYTES: u64 = 8 << 20;
 
-/// The temporary file's name: a dot-file ending in `.lock`, which Dovecot (`mbox_is_internal_name`)
-/// and mailmover's own reader never list as a folder, and which names its writer's pid so a
-/// later run can remove it once that process is gone.
-fn tmp_name(name: &OsStr, pid: u32) -> OsString {
-    let mut t = OsString::from(".");
-    t.push(name);
-    t.push(format!(".mailmover-{pid}.tmp.lock"));
-    t
-}
-
-/// Removes the temporary files of `name` that killed runs left in `dir` (older runs named them
-/// without the `.lock` suffix).
+/// Removes the temporary files of `name` that killed runs left in `dir` ([`fsx::temp_name`];
+/// older runs named them without the `.lock` suffix).
 fn clean_leftovers(dir: &Dir, name: &OsStr) {
     let mut prefix = b".".to_vec();
     prefix.extend_from_slice(name.as_bytes());
     prefix.extend_from_slice(b".mailmover-");
-    // Listed through the descriptor, so a directory swapped for a link meanwhile is not read.
-    let Ok(entries) = std::fs::read_dir(format!("/proc/self/fd/{}", dir.raw())) else { return };
-    for e in entries.flatten() {
-        let n = e.file_name();
-        let Some(rest) = n.as_bytes().strip_prefix(prefix.as_slice()) else { continue };
-        let pid = rest.strip_suffix(b".tmp.lock").or_else(|| rest.strip_suffix(b".tmp"));
-        let pid = pid.and_then(|p| std::str::from_utf8(p).ok()).and_then(|p| p.parse::<i32>().ok());
-        if let Some(pid) = pid
-            && pid > 0
-            && !fsx::pid_alive(pid)
-        {
-            let _ = dir.unlink(&n);
-        }
-    }
+    dir.remove_leftovers_where(&|n| n.starts_with(&prefix));
 }
 
 /// An existing target mbox as it was read: what the locked commit compares it with.
@@ -98,10 +75,10 @@ impl<'d> MboxWriter<'d> {
     pub fn create(dir: &'d Dir, name: &OsStr, owner: Option<Owner>, durable: bool) -> Result<MboxWriter<'d>> {
         let path = dir.path.join(name);
         clean_leftovers(dir, name);
-        let tmp_name = tmp_name(name, std::process::id());
+        let tmp_name = fsx::temp_name(name);
         let _ = dir.unlink(&tmp_name);
         let f = dir.create_file(&tmp_name, 0o600)?;
-        if let Some(o) = super::target::owner_in(dir, owner)
+        if let Some(o) = dir.owner_for_new(owner)
             && let Err(e) = o.apply(f.as_raw_fd(), &path)
         {
             let _ = dir.unlink(&tmp_name);
