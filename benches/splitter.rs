@@ -6,11 +6,11 @@ use std::hint::black_box;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use mailmover::flags::Flags;
 use mailmover::message::{DateSource, Meta};
-use mailmover::plan::Matcher;
 use mailmover::store::maildir::name;
 use mailmover::store::mbox::date::Zone;
 use mailmover::store::mbox::read::{ReadOptions, Variant, parse_message};
 use mailmover::store::mbox::split::Splitter;
+use mailmover::sync::plan::Matcher;
 
 mod common;
 use common::mbox_bytes;
@@ -59,7 +59,7 @@ fn planner(c: &mut Criterion) {
     c.bench_function("plan 50k unchanged", |b| {
         b.iter(|| {
             let mut m = Matcher::new(metas.iter().cloned());
-            metas.iter().filter(|(h, meta)| matches!(m.decide(h, meta), mailmover::plan::Action::Skip(_))).count()
+            metas.iter().filter(|(h, meta)| matches!(m.decide(h, meta), mailmover::sync::plan::Action::Skip(_))).count()
         })
     });
 }

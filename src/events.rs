@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use crate::error::Problem;
 use crate::folder::FolderName;
 use crate::message::Meta;
-use crate::plan::Hash;
 use crate::source::Origin;
+use crate::sync::plan::Hash;
 
 #[derive(Debug, Clone)]
 pub enum Event {

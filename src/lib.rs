@@ -21,7 +21,7 @@ pub mod interrupt;
 pub mod lock;
 pub mod message;
 pub mod mutf7;
-pub mod plan;
+
 pub mod report;
 pub mod source;
 pub mod state;

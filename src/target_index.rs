@@ -21,10 +21,10 @@ use rayon::prelude::*;
 
 use crate::error::{Problem, Result};
 use crate::fsx;
-use crate::plan::Hash;
 use crate::store::maildir::name;
 use crate::store::maildir::read::{self as mdread, MaildirEntry, ScanOptions};
 use crate::store::maildir::write::{FILE_MODE, FolderWriter};
+use crate::sync::plan::Hash;
 
 pub const CACHE_FILE: &str = "mailmover-cache";
 /// The same for the messages of a Maildir source, kept in the target folder (nothing is ever

@@ -11,12 +11,12 @@ use serde::Serialize;
 use crate::error::{Problem, Result};
 use crate::flags::Flags;
 use crate::message::Meta;
-use crate::plan::{Action, Hash, Matcher};
 use crate::source::Opened;
 use crate::store::maildir::read::ScanOptions;
 use crate::store::maildir::write::MaildirTarget;
 use crate::store::mbox::read::{ReadOptions, Variant};
 use crate::store::{Kind, Location, Store};
+use crate::sync::plan::{Action, Hash, Matcher};
 use crate::sync::{Filters, Identity, SyncOptions, mapped_folders, mbox_folder_path};
 
 #[derive(Debug, Serialize, Clone)]

@@ -28,7 +28,6 @@ use crate::events::{Event, Recorder};
 use crate::folder::FolderName;
 use crate::fsx::FileKind;
 use crate::message::{DateSource, Meta};
-use crate::plan::{Action, Matcher};
 use crate::report::Counts;
 use crate::source::Origin;
 use crate::store::maildir::keywords::KeywordMap;
@@ -36,6 +35,7 @@ use crate::store::maildir::layout;
 use crate::store::maildir::name;
 use crate::store::maildir::write::{FolderWriter, MaildirTarget, WriteOptions};
 use crate::sync::SyncOptions;
+use crate::sync::plan::{Action, Matcher};
 use crate::target_index;
 
 /// Files bigger than this are not kept in memory in the first pass (they are not metadata).

@@ -7,6 +7,7 @@
 
 use std::borrow::Borrow;
 
+use crate::fsx;
 use crate::message::Meta;
 
 pub type Hash = [u8; 32];
@@ -92,6 +93,34 @@ impl<M: Borrow<Meta>> Matcher<M> {
     pub fn target_meta(&self, i: usize) -> Option<&Meta> {
         self.metas.get(i).map(Borrow::borrow)
     }
+}
+
+/// How a message's identity is computed for matching.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Identity {
+    /// The bytes exactly.
+    Exact,
+    /// The bytes as an mbox can hold them: ending with a newline (an mbox message always
+    /// does, so one without gets it and must still match its copy).
+    Mbox,
+}
+
+impl Identity {
+    pub fn hash(self, pieces: &[&[u8]]) -> Hash {
+        let ends = pieces.iter().rev().find(|p| !p.is_empty()).is_none_or(|p| p.ends_with(b"\n"));
+        if self == Identity::Mbox && !ends {
+            let mut v = pieces.to_vec();
+            v.push(b"\n");
+            fsx::sha256_pieces(&v)
+        } else {
+            fsx::sha256_pieces(pieces)
+        }
+    }
+}
+
+/// message; sync and verify compare the stored date.
+pub fn storable_date(date: i64, bounds: Option<(i64, i64)>) -> i64 {
+    bounds.map_or(date, |(lo, hi)| date.clamp(lo, hi))
 }
 
 #[cfg(test)]

@@ -1,0 +1,580 @@
+//! Writing a folder into a Maildir target: staged into tmp/, synced in batches, put in
+//! place; flag updates, deletions, the record of copies and the caches.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::Path;
+
+use rayon::prelude::*;
+
+use super::SyncOptions;
+use super::choose_deletions;
+use super::fate::Fate;
+use super::fate::account;
+use super::fate::tally;
+use super::load::Prepared;
+use super::load::load_chunk;
+use super::mbox::CHANGED;
+use super::plan::Identity;
+use super::plan::storable_date;
+use crate::deletion::{self, Deletion};
+use crate::error::{Error, Problem, Result};
+use crate::events::{Event, Recorder};
+use crate::folder::FolderName;
+use crate::fsx;
+use crate::interrupt;
+use crate::report::FolderOutcome;
+use crate::source::{self, Body, Opened, Ref};
+use crate::store::SourceFolder;
+use crate::store::maildir::layout::{self};
+use crate::store::maildir::read::MaildirEntry;
+use crate::store::maildir::write::{FolderWriter, MaildirTarget, Staged};
+use crate::sync::plan::{Action, Hash, Matcher};
+use crate::target_index;
+
+/// A cache that cannot be started is a warning: the run goes on without it.
+pub(super) fn cache_writer(
+    c: Result<target_index::CacheWriter>,
+    warnings: &mut Vec<Problem>,
+) -> Option<target_index::CacheWriter> {
+    c.map_err(|e| warnings.push(e.problem())).ok()
+}
+
+/// Where a folder goes in a Maildir target.
+pub(super) struct MaildirJob<'t> {
+    pub(super) root: &'t Path,
+    pub(super) writer: Option<&'t MaildirTarget>,
+    pub(super) bounds: Option<(i64, i64)>,
+}
+
+/// A date the target's file system cannot store becomes the nearest one it can, said per
+pub(super) fn clamp_dates(prepared: &mut [Prepared<'_>], bounds: Option<(i64, i64)>, out: &mut FolderOutcome) {
+    let show = |t: i64| chrono::DateTime::from_timestamp(t, 0).map_or_else(|| t.to_string(), |d| d.to_rfc3339());
+    for p in prepared.iter_mut() {
+        let d = p.loaded.meta.date;
+        let c = storable_date(d, bounds);
+        if c != d {
+            out.warnings.push(p.loaded.origin.problem(format!(
+                "internal date {} is outside what the target file system stores; stored as {}",
+                show(d),
+                show(c)
+            )));
+            p.loaded.meta.date = c;
+        }
+    }
+}
+
+pub(super) fn to_maildir(
+    opened: &Opened,
+    sf: &SourceFolder,
+    tn: &FolderName,
+    job: &MaildirJob<'_>,
+    opts: &SyncOptions,
+    rec: &dyn Recorder,
+    out: &mut FolderOutcome,
+) -> Result<()> {
+    let (root, writer) = (job.root, job.writer);
+    let tdir = MaildirTarget::folder_path(root, tn, opts.layout).map_err(|e| Error::bad(root, e))?;
+    let mut index = target_index::maildir(&tdir, opts.use_cache && !opts.dry_run, &mut out.errors)?;
+    out.warnings.append(&mut index.warnings);
+    for t in &index.torn {
+        if writer.is_none() {
+            out.warnings.push(Problem::new(t, "torn copy (shorter than its ,S=): would be set aside and copied again"));
+            continue;
+        }
+        match target_index::set_aside(root, t) {
+            Ok(a) => out.warnings.push(Problem::new(
+                t,
+                format!("torn copy (shorter than its ,S=) set aside as {}; its message is copied again", a.display()),
+            )),
+            Err(e) => out.errors.push(e.problem()),
+        }
+    }
+    let source_id = deletion::source_id(sf.loc.path());
+    let record_path = tdir.join(deletion::COPIED_FILE);
+    let mut record = deletion::Record::load(&record_path, &source_id).unwrap_or_else(|p| {
+        // Only --delete reads the record; other runs keep it quietly.
+        if opts.deletion == Deletion::Copied {
+            out.warnings.push(p);
+        }
+        deletion::Record::default()
+    });
+    // In a folder merged from several sources, the copies recorded for the others are theirs:
+    // each source matches only its own (a message both have is there twice, and neither
+    // re-flags the other's copy run after run).
+    let mut matcher = Matcher::new(index.entries.iter().map(|(e, h)| (*h, &e.meta)));
+    if opts.merged {
+        for (h, n) in record.others_by_hash() {
+            matcher.reserve(h, n);
+        }
+    }
+    let mut fw: Option<FolderWriter<'_>> = match writer {
+        Some(w) => Some(w.folder(tn)?),
+        None => None,
+    };
+    if let Some(w) = &fw {
+        w.clean_tmp(&mut out.errors);
+        w.dir.remove_leftovers();
+    }
+    let (_, replaced) = layout::components(tn, opts.layout).unwrap_or_default();
+    if replaced {
+        out.warnings.push(Problem::new(
+            &tdir,
+            format!(
+                "'.' in folder name {:?} written as '{}' (Maildir++ uses '.' between levels)",
+                tn.as_str(),
+                layout::DOT_REPLACEMENT
+            ),
+        ));
+    }
+    let need_hash = !matcher.is_empty() || opts.dry_run;
+    let maildir_source = matches!(opened, Opened::Maildir { .. });
+    // Hashes of source files seen by an earlier run: only new or changed files are read.
+    let known = if need_hash && opts.use_cache && maildir_source {
+        target_index::SourceCache::load(&tdir, &mut out.warnings)
+    } else {
+        None
+    };
+    let mut books = Books {
+        known: known.as_ref(),
+        tn,
+        tdir: &tdir,
+        source_cache: match &fw {
+            Some(w) if opts.use_cache && maildir_source => {
+                cache_writer(target_index::CacheWriter::create_source(w), &mut out.warnings)
+            }
+            _ => None,
+        },
+        source_cache_same: 0,
+        cache: match &fw {
+            Some(w) if opts.use_cache => cache_writer(target_index::CacheWriter::create(w), &mut out.warnings),
+            _ => None,
+        },
+        retimed: HashMap::new(),
+        seen: HashSet::new(),
+        copied: Vec::new(),
+    };
+    let (mut copy_n, mut upd_n) = (0u64, 0u64);
+    let streamed = matches!(opened, Opened::Maildir { listed: None, .. });
+    let load = |refs: Vec<Ref>| {
+        let loaded = load_chunk(opened, &refs, opts, need_hash.then_some(Identity::Exact), known.as_ref());
+        (refs, loaded)
+    };
+    // Chunks in flight: the next one is split, read and hashed while this one is written into
+    // tmp/, and the ones before wait for the background sync that makes them durable, then are
+    // put in place (the CPU writes on while the disk works). Each gets half the usual byte
+    // budget; the bytes of a written chunk are let go before it waits.
+    let mut chunks = opened.chunks_of(&opts.read, source::CHUNK_BYTES / 2);
+    let mut current = chunks.next().map(load);
+    let mut pending: VecDeque<StagedChunk<'_>> = VecDeque::new();
+    while let Some((refs, loaded)) = current.take() {
+        // A signal: this chunk is dropped unwritten; the staged ones are put in place below.
+        if interrupt::requested().is_some() {
+            out.interrupted = true;
+            break;
+        }
+        let (done, next) = rayon::join(
+            || -> Result<()> {
+                if streamed {
+                    rec.record(Event::Discovered { bytes: refs.iter().map(|r| opened.stored_len(r)).sum() });
+                }
+                let mut prepared = Vec::with_capacity(refs.len());
+                for p in loaded {
+                    match p {
+                        Ok(p) => prepared.push(p),
+                        Err(e) => {
+                            rec.record(Event::Error { folder: tn.clone(), problem: e.clone() });
+                            out.errors.push(e);
+                        }
+                    }
+                }
+                clamp_dates(&mut prepared, job.bounds, out);
+                let mut fates: Vec<Option<Fate>> = Vec::with_capacity(prepared.len());
+                for p in prepared.iter_mut() {
+                    let fate = match account(p, opts, out) {
+                        Some("pseudo" | "gone") => Some(Fate::NotMail),
+                        Some(reason) => Some(Fate::Filtered { reason }),
+                        None => {
+                            if let Some(h) = &p.hash {
+                                let a = matcher.decide(h, &p.loaded.meta);
+                                p.action = Some(a);
+                                match a {
+                                    Action::Skip(_) => Some(Fate::Skipped { sha: *h, reason: "exists" }),
+                                    Action::Copy => {
+                                        copy_n += 1;
+                                        None
+                                    }
+                                    Action::UpdateFlags(_) => {
+                                        upd_n += 1;
+                                        None
+                                    }
+                                }
+                            } else {
+                                p.action = Some(Action::Copy);
+                                copy_n += 1;
+                                None
+                            }
+                        }
+                    };
+                    fates.push(fate);
+                }
+                let Some(w) = fw.as_mut() else {
+                    for (p, f) in prepared.iter().zip(fates.iter_mut()) {
+                        if f.is_none() {
+                            let sha = p.hash.unwrap_or_default();
+                            *f = Some(match p.action {
+                                Some(Action::UpdateFlags(_)) => Fate::FlagsUpdated { sha, name: String::new() },
+                                _ => Fate::Copied { sha, size: p.loaded.body.len(), name: String::new() },
+                            });
+                        }
+                    }
+                    books.tally(prepared, fates, rec, out);
+                    return Ok(());
+                };
+                // A message known from the source cache whose copy is gone from the target: its
+                // bytes are read now.
+                let unread: Vec<Option<Problem>> = prepared
+                    .par_iter_mut()
+                    .zip(fates.par_iter())
+                    .map(|(p, f)| match (f, p.action) {
+                        (None, Some(Action::Copy)) => opened.read_body(&mut p.loaded).err(),
+                        _ => None,
+                    })
+                    .collect();
+                for ((f, e), p) in fates.iter_mut().zip(unread).zip(prepared.iter()) {
+                    if let Some(e) = e {
+                        *f = Some(Fate::Failed(e));
+                    } else if f.is_none() && p.loaded.gone {
+                        // Known from the source cache, deleted from the source since.
+                        out.counts.vanished_source += 1;
+                        out.counts.messages_source -= 1;
+                        copy_n -= 1;
+                        *f = Some(Fate::NotMail);
+                    }
+                }
+                let mut reserved = 0u32;
+                let mut kws: Vec<&str> = Vec::new();
+                for p in prepared.iter().filter(|p| matches!(p.action, Some(Action::Copy | Action::UpdateFlags(_)))) {
+                    reserved |= p.loaded.meta.stray_letters;
+                    kws.extend(p.loaded.meta.keywords.iter());
+                }
+                kws.sort_unstable();
+                kws.dedup();
+                for k in w.add_keywords(kws, reserved) {
+                    out.errors.push(Problem::new(
+                        w.path(),
+                        format!("keyword {k:?} not kept: a Maildir folder holds at most 26 keywords"),
+                    ));
+                }
+                let saved = w.save_keywords();
+                let w = &*w;
+                if let Err(e) = saved {
+                    for (prepared, fates) in place_synced(&mut pending, w, &index.entries, 0, opened) {
+                        books.tally(prepared, fates, rec, out);
+                    }
+                    return Err(e);
+                }
+                // This chunk goes into tmp/ while the one before is synced and put in place.
+                let (staged, finished) = rayon::join(
+                    || -> Vec<Option<Result<Staged, Problem>>> {
+                        prepared
+                            .par_iter()
+                            .zip(fates.par_iter())
+                            .map(|(p, f)| match (f, p.action) {
+                                (None, Some(Action::Copy)) if p.loaded.body.is_unread() => {
+                                    Some(Err(p.loaded.origin.problem("internal: message bytes not read; not copied")))
+                                }
+                                (None, Some(Action::Copy)) => {
+                                    Some(
+                                        w.stage(&p.loaded.body.pieces(), &p.loaded.meta)
+                                            .map_err(|e| e.problem())
+                                            .and_then(|st| {
+                                                // What was written must be what was decided on.
+                                                let same = p.hash.is_none_or(|h| h == st.written.sha256)
+                                                    && p.loaded.body.intact();
+                                                if same {
+                                                    Ok(st)
+                                                } else {
+                                                    w.discard(st);
+                                                    Err(p.loaded.origin.problem(CHANGED))
+                                                }
+                                            }),
+                                    )
+                                }
+                                _ => None,
+                            })
+                            .collect()
+                    },
+                    || place_synced(&mut pending, w, &index.entries, MAX_STAGED_CHUNKS, opened),
+                );
+                for p in prepared.iter_mut() {
+                    p.loaded.body = Body::Unread(p.loaded.body.len());
+                }
+                opened.release(&refs);
+                for (prepared, fates) in finished {
+                    books.tally(prepared, fates, rec, out);
+                }
+                let ticket = if staged.iter().any(|s| matches!(s, Some(Ok(_)))) { w.ask_sync() } else { None };
+                pending.push_back(StagedChunk { prepared, fates, staged, ticket });
+                Ok(())
+            },
+            || chunks.next().map(load),
+        );
+        done?;
+        current = next;
+    }
+    if let Some(w) = &fw {
+        for (prepared, fates) in place_synced(&mut pending, w, &index.entries, 0, opened) {
+            books.tally(prepared, fates, rec, out);
+        }
+    }
+    let Books { source_cache, source_cache_same, cache, retimed, copied, .. } = books;
+    let mut deleted = 0;
+    let mut gone: HashSet<usize> = HashSet::new();
+    let unmatched = matcher.unmatched_hashes();
+    for i in choose_deletions(&unmatched, &mut record, &tdir, opened, opts, out) {
+        let Some((e, h)) = index.entries.get(i) else { continue };
+        let path = e.path(&tdir);
+        if let Some(w) = &fw
+            && let Err(err) = w.delete(e)
+        {
+            out.errors.push(err.problem());
+            record.give_back(h);
+            continue;
+        }
+        deleted += 1;
+        gone.insert(i);
+        rec.record(Event::Delete { folder: tn.clone(), target: path, sha256: *h, size: e.size });
+    }
+    out.counts.deleted_target = deleted;
+    out.counts.messages_target = (index.entries.len() as u64 + out.counts.transferred).saturating_sub(deleted);
+    if let Some(w) = &fw {
+        w.sync_dirs()?;
+        let kept: Vec<Hash> = index
+            .entries
+            .iter()
+            .enumerate()
+            .filter(|(i, (_, h))| !gone.contains(i) && record.take(h))
+            .map(|(_, (_, h))| *h)
+            .collect();
+        save_record(&record, root, &record_path, &source_id, &kept, &copied, deleted, opts, out);
+        if let Some(c) = source_cache {
+            // Unchanged (every line as it was): the file is left alone, so a re-run writes nothing.
+            let unchanged = known.as_ref().is_some_and(|k| k.len() as u64 == c.lines && source_cache_same == c.lines);
+            if unchanged {
+                c.discard();
+            } else if let Err(e) = c.commit() {
+                out.warnings.push(e.problem());
+            }
+        }
+        if let Some(mut c) = cache {
+            if index.from_cache && c.lines == 0 && retimed.is_empty() && gone.is_empty() {
+                c.discard();
+            } else {
+                for (i, (e, h)) in index.entries.iter().enumerate().filter(|(i, _)| !gone.contains(i)) {
+                    let mtime_ns = match retimed.get(&i) {
+                        Some(d) if *d != e.meta.date => d.saturating_mul(1_000_000_000),
+                        _ => e.mtime_ns,
+                    };
+                    c.add(e.base(), e.size, mtime_ns, h);
+                }
+                if let Err(e) = c.commit() {
+                    out.warnings.push(e.problem());
+                }
+            }
+        }
+    }
+    if opts.dry_run {
+        out.plan_line = Some(format!(
+            "{} -> {}: {} to copy, {} flag updates, {} to delete, {} already there",
+            sf.name.as_str(),
+            tn.as_str(),
+            copy_n,
+            upd_n,
+            deleted,
+            out.counts.skipped_existing
+        ));
+    }
+    let _ = sf;
+    Ok(())
+}
+
+/// Writes a folder's record of copies when it changed (a re-run that did nothing writes nothing;
+/// a target with no record and no new copy gets none, so `--delete` keeps saying it cannot tell).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn save_record(
+    record: &deletion::Record,
+    root: &Path,
+    path: &Path,
+    source_id: &str,
+    kept: &[Hash],
+    copied: &[Hash],
+    deleted: u64,
+    opts: &SyncOptions,
+    out: &mut FolderOutcome,
+) {
+    let unchanged = record.found && copied.is_empty() && deleted == 0 && kept.len() as u64 == record.total();
+    if opts.dry_run || unchanged || (!record.found && copied.is_empty()) {
+        return;
+    }
+    let Some(folder) = path.parent().and_then(fsx::folder_id) else {
+        out.warnings.push(Problem::new(path, "its folder cannot be looked at; the record of copies is not written"));
+        return;
+    };
+    let text = record.text(&folder, source_id, kept, copied);
+    if let Err(p) = deletion::Record::save(root, path, &text, opts.owner, opts.durable) {
+        out.warnings.push(p);
+    }
+}
+
+/// Staged chunks of one folder that may wait for their sync at once (each holds up to 1,024
+/// descriptors of unnamed files); past this the oldest is waited for.
+pub(super) const MAX_STAGED_CHUNKS: usize = 8;
+
+/// The messages of a chunk put in place, with their fates.
+pub(super) type Placed<'a> = (Vec<Prepared<'a>>, Vec<Option<Fate>>);
+
+/// A chunk written into tmp/, waiting for its sync and for being put in place.
+pub(super) struct StagedChunk<'a> {
+    prepared: Vec<Prepared<'a>>,
+    fates: Vec<Option<Fate>>,
+    staged: Vec<Option<Result<Staged, Problem>>>,
+    /// The sync that makes it durable (`None`: nothing to wait for).
+    ticket: Option<fsx::Ticket>,
+}
+
+/// Puts in place, oldest first, the staged chunks whose sync has finished, waiting for the
+/// oldest while more than `keep` wait (0: every chunk is waited for). Returns the messages
+/// with their fates.
+pub(super) fn place_synced<'a>(
+    pending: &mut VecDeque<StagedChunk<'a>>,
+    w: &FolderWriter<'_>,
+    index: &[(MaildirEntry, Hash)],
+    keep: usize,
+    source: &Opened,
+) -> Vec<Placed<'a>> {
+    let mut done = Vec::new();
+    while let Some(c) = pending.front() {
+        let synced = match c.ticket {
+            None => Ok(()),
+            Some(t) => match w.synced(t, pending.len() > keep) {
+                Some(r) => r,
+                None => break,
+            },
+        };
+        if let Some(c) = pending.pop_front() {
+            // Bytes read from a source mbox that shrank or changed since are not put in place.
+            let synced = synced.map_err(|e| e.problem()).and_then(|()| source.intact());
+            done.push(c.put_in_place(w, index, synced));
+        }
+    }
+    done
+}
+
+impl<'a> StagedChunk<'a> {
+    /// Links or renames each staged message of a synced chunk into place (or discards them
+    /// when the sync failed) and renames the files whose flags change; returns the messages
+    /// with their fates.
+    fn put_in_place(
+        self,
+        w: &FolderWriter<'_>,
+        index: &[(MaildirEntry, Hash)],
+        synced: Result<(), Problem>,
+    ) -> Placed<'a> {
+        let StagedChunk { prepared, mut fates, staged, .. } = self;
+        let done: Vec<Option<Fate>> = prepared
+            .par_iter()
+            .zip(fates.par_iter())
+            .zip(staged.into_par_iter())
+            .map(|((p, f), s)| {
+                if f.is_some() {
+                    return None;
+                }
+                Some(match (s, &synced) {
+                    (Some(Ok(s)), Ok(())) => match w.commit(s) {
+                        Ok(wr) => Fate::Copied {
+                            sha: wr.sha256,
+                            size: wr.size,
+                            name: format!("{}/{}", wr.sub.as_str(), wr.name),
+                        },
+                        Err(e) => Fate::Failed(e.problem()),
+                    },
+                    (Some(Ok(s)), Err(e)) => {
+                        w.discard(s);
+                        Fate::Failed(e.clone())
+                    }
+                    (Some(Err(e)), _) => Fate::Failed(e),
+                    (None, _) => update_flags(w, p, index),
+                })
+            })
+            .collect();
+        for (f, d) in fates.iter_mut().zip(done) {
+            if d.is_some() {
+                *f = d;
+            }
+        }
+        (prepared, fates)
+    }
+}
+
+/// What a folder's run keeps account of across chunks for its caches.
+pub(super) struct Books<'k> {
+    /// Source file hashes from an earlier run.
+    known: Option<&'k target_index::SourceCache>,
+    tn: &'k FolderName,
+    tdir: &'k Path,
+    source_cache: Option<target_index::CacheWriter>,
+    /// Source cache lines found as they were.
+    source_cache_same: u64,
+    cache: Option<target_index::CacheWriter>,
+    /// Index entries whose file got a new date (flag updates that re-timed it).
+    retimed: HashMap<usize, i64>,
+    seen: HashSet<[u8; 8]>,
+    /// Hashes of the messages copied in this run (for the record of copies).
+    copied: Vec<Hash>,
+}
+
+impl Books<'_> {
+    /// Records each message's fate (events, counts) and what the caches learn from it.
+    fn tally(
+        &mut self,
+        prepared: Vec<Prepared<'_>>,
+        fates: Vec<Option<Fate>>,
+        rec: &dyn Recorder,
+        out: &mut FolderOutcome,
+    ) {
+        for (p, f) in prepared.iter().zip(fates) {
+            if let Some(Fate::Copied { sha, .. }) = &f {
+                self.copied.push(*sha);
+            }
+            match (&f, p.action, self.cache.as_mut()) {
+                (Some(Fate::Copied { sha, name, size }), _, Some(c)) => {
+                    c.add(&target_index::base_of(name), *size, p.loaded.meta.date.saturating_mul(1_000_000_000), sha)
+                }
+                (Some(Fate::FlagsUpdated { .. }), Some(Action::UpdateFlags(i)), _) => {
+                    self.retimed.insert(i, p.loaded.meta.date);
+                }
+                _ => {}
+            }
+            if let (Some(c), Some(k)) = (self.source_cache.as_mut(), &p.loaded.key)
+                && let Some(Fate::Copied { sha, .. } | Fate::Skipped { sha, .. } | Fate::FlagsUpdated { sha, .. }) = &f
+            {
+                c.add(&k.base, k.size, k.mtime_ns, sha);
+                if self.known.and_then(|kc| kc.get(&k.base, k.size, k.mtime_ns)) == Some(*sha) {
+                    self.source_cache_same += 1;
+                }
+            }
+            tally(p, f.unwrap_or(Fate::NotMail), self.tn, self.tdir, &mut self.seen, rec, out);
+        }
+    }
+}
+
+pub(super) fn update_flags(w: &FolderWriter<'_>, p: &Prepared<'_>, index: &[(MaildirEntry, Hash)]) -> Fate {
+    let Some(Action::UpdateFlags(i)) = p.action else {
+        return Fate::Failed(p.loaded.origin.problem("internal: no action for this message"));
+    };
+    let Some((e, h)) = index.get(i) else { return Fate::Failed(p.loaded.origin.problem("internal: no target entry")) };
+    match w.set_flags(e, &p.loaded.meta) {
+        Ok((sub, name)) => Fate::FlagsUpdated { sha: *h, name: format!("{}/{name}", sub.as_str()) },
+        Err(err) => Fate::Failed(err.problem()),
+    }
+}

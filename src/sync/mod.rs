@@ -1,0 +1,313 @@
+//! The sync: every selected source folder into its target folder, folders in parallel and,
+//! inside a folder, messages in parallel chunks (rayon on a pool sized by `--jobs`).
+//!
+//! Per folder: index the target folder (content hash per message), match source messages
+//! against it (plan.rs), then copy what is missing, rename what has other flags and, with
+//! `--delete`, remove what no source message matched. Only what was in the target when the
+//! folder was indexed can be renamed or removed, so mail delivered meanwhile is never touched.
+//! A dry run does all the reading and matching and writes nothing.
+
+use std::path::Path;
+use std::time::Instant;
+
+use rayon::prelude::*;
+
+use crate::deletion::{self, Deletion};
+use crate::error::{Error, Problem, Result};
+use crate::events::{Event, Recorder};
+use crate::folder::FolderName;
+use crate::folder_map::FolderMap;
+use crate::fsx::Owner;
+use crate::report::{FolderOutcome, Summary, peak_rss_kib};
+use crate::source::Opened;
+use crate::store::maildir::layout::Layout;
+use crate::store::maildir::read::ScanOptions;
+use crate::store::mbox::read::{MboxFile, ReadOptions};
+use crate::store::{self, Kind, SourceFolder, Store};
+use crate::sync::plan::Hash;
+
+mod fate;
+mod folders;
+mod load;
+mod maildir;
+mod mbox;
+pub mod plan;
+mod shortcut;
+mod target;
+
+pub use fate::date_source_name;
+pub use folders::{FolderPairs, existing_folders, mapped_folders};
+pub use plan::{Identity, storable_date};
+pub use target::mbox_folder_path;
+
+use folders::by_target;
+use maildir::{MaildirJob, to_maildir};
+use mbox::to_mbox;
+use shortcut::sync_folder;
+use target::{Target, lock_target, mbox_place, open_target, target_folder};
+
+#[derive(Debug, Clone, Default)]
+pub struct Filters {
+    pub max_size: Option<u64>,
+    pub min_age_days: Option<f64>,
+    pub max_age_days: Option<f64>,
+    pub now: i64,
+}
+
+impl Filters {
+    /// Why a message is filtered out, if it is.
+    pub fn reason(&self, size: u64, date: i64) -> Option<&'static str> {
+        if self.max_size.is_some_and(|m| size > m) {
+            return Some("max-size");
+        }
+        let age_days = (self.now - date) as f64 / 86400.0;
+        if self.min_age_days.is_some_and(|d| age_days < d) {
+            return Some("min-age");
+        }
+        if self.max_age_days.is_some_and(|d| age_days > d) {
+            return Some("max-age");
+        }
+        None
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SyncOptions {
+    pub read: ReadOptions,
+    pub layout: Layout,
+    pub owner: Option<Owner>,
+    pub durable: bool,
+    pub dry_run: bool,
+    pub deletion: Deletion,
+    /// `--max-delete`: also allows deleting in a folder whose source has no messages.
+    pub max_delete: Option<u64>,
+    /// What is left of `--max-delete` in this run.
+    pub delete_budget: Option<deletion::Budget>,
+    pub jobs: usize,
+    pub map: FolderMap,
+    pub filters: Filters,
+    pub follow_symlinks: bool,
+    pub use_cache: bool,
+    /// Source folders that map to one target folder are merged into it (else reported, and
+    /// none of them synced).
+    pub merge_folders: bool,
+    /// How long to wait for another run's lock on the target (`--lock-wait`).
+    pub lock_wait: std::time::Duration,
+    /// This folder's target is shared with other source folders of the run (`--merge-folders`).
+    pub merged: bool,
+}
+
+impl Default for SyncOptions {
+    fn default() -> Self {
+        SyncOptions {
+            read: ReadOptions::default(),
+            layout: Layout::MaildirPlusPlus,
+            owner: None,
+            durable: true,
+            dry_run: false,
+            deletion: Deletion::Off,
+            max_delete: None,
+            delete_budget: None,
+            jobs: 0,
+            map: FolderMap::default(),
+            filters: Filters::default(),
+            follow_symlinks: false,
+            use_cache: true,
+            merge_folders: false,
+            lock_wait: std::time::Duration::ZERO,
+            merged: false,
+        }
+    }
+}
+
+pub fn pool(jobs: usize) -> Result<rayon::ThreadPool> {
+    let n = if jobs == 0 { std::thread::available_parallelism().map_or(2, |n| n.get()) } else { jobs };
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build()
+        .map_err(|e| Error::Usage(format!("cannot start {n} worker threads: {e}")))
+}
+
+pub fn sync(src: &Store, dst: &Store, opts: &SyncOptions, rec: &dyn Recorder) -> Result<Summary> {
+    let started = Instant::now();
+    if dst.kind == Kind::Cpanel || src.kind == Kind::Cpanel {
+        return Err(Error::Usage("cpanel: stores are not supported by this version".into()));
+    }
+    if src.kind == Kind::Mbox && src.path.is_file() {
+        // The only source given is not an mbox: nothing to do, and nothing is written.
+        let f = MboxFile::open(&src.path)?;
+        if let Err(e) = f.check() {
+            let mut s = Summary { rejected: true, dry_run: opts.dry_run, ..Default::default() };
+            s.errors.push(e.problem());
+            s.counts.failed = 1;
+            s.seconds = started.elapsed().as_secs_f64();
+            return Ok(s);
+        }
+    }
+    let (pairs, mut source_problems) = mapped_folders(src, dst, opts)?;
+    let target = open_target(dst, &pairs, opts)?;
+    let _lock = lock_target(&target, opts)?;
+    if dst.kind == Kind::Mbox && !opts.dry_run {
+        store::mbox::remove_leftovers(&dst.path);
+    }
+    let pool = pool(opts.jobs)?;
+    let groups = by_target(&pairs, dst, opts.layout);
+    let outcomes: Vec<FolderOutcome> = pool.install(|| {
+        groups
+            .par_iter()
+            .flat_map_iter(|g| {
+                // A merged folder's sources share it: --mirror would delete each other's mail.
+                let merged;
+                let opts = if g.len() > 1 {
+                    let deletion = if opts.deletion == Deletion::Mirror { Deletion::Copied } else { opts.deletion };
+                    merged = SyncOptions { deletion, merged: true, ..opts.clone() };
+                    &merged
+                } else {
+                    opts
+                };
+                g.iter().map(|(sf, tn)| sync_folder(sf, tn, &target, opts, rec)).collect::<Vec<_>>()
+            })
+            .collect()
+    });
+
+    let mut summary = Summary { dry_run: opts.dry_run, ..Default::default() };
+    for o in &outcomes {
+        summary.counts.add(&o.counts);
+        summary.errors.extend(o.errors.iter().cloned());
+        summary.warnings.extend(o.warnings.iter().cloned());
+        if let Some(l) = &o.plan_line {
+            rec.record(Event::Plan(l.clone()));
+        }
+    }
+    if let Target::Maildir { writer: Some(w), .. } = &target {
+        summary.errors.extend(w.root_problem.clone());
+        let names: Vec<FolderName> = pairs.iter().map(|(_, t)| t.clone()).collect();
+        if let Err(e) = w.subscribe(&names, &mut summary.warnings) {
+            summary.errors.push(e.problem());
+        }
+    }
+    summary.errors.append(&mut source_problems);
+    summary.errors.sort();
+    summary.errors.dedup();
+    summary.warnings.sort();
+    summary.counts.failed = summary.counts.failed.max(summary.errors.len() as u64);
+    summary.complete = summary.errors.is_empty();
+    summary.note_interruption(outcomes.iter().any(|o| o.interrupted));
+    summary.seconds = started.elapsed().as_secs_f64();
+    summary.peak_rss_kib = peak_rss_kib();
+    Ok(summary)
+}
+
+fn sync_folder_read(
+    sf: &SourceFolder,
+    tn: &FolderName,
+    target: &Target,
+    opts: &SyncOptions,
+    rec: &dyn Recorder,
+) -> FolderOutcome {
+    let mut out = FolderOutcome::default();
+    out.counts.folders = 1;
+    let scan = ScanOptions { follow_symlinks: opts.follow_symlinks };
+    let mut problems = Vec::new();
+    // A Maildir target takes messages in any order, so a Maildir source is streamed; an mbox
+    // target is written in the source's sorted order.
+    let opened = if matches!(target, Target::Maildir { .. }) {
+        Opened::open_streaming(&sf.loc, scan)
+    } else {
+        Opened::open(&sf.loc, scan, &mut problems)
+    };
+    let opened = match opened {
+        Ok(o) => o,
+        Err(e) => {
+            out.errors.push(e.problem());
+            out.counts.folders = 0;
+            return out;
+        }
+    };
+    out.errors.append(&mut problems);
+    if let Opened::Mbox(f) = &opened
+        && let Some(w) = &f.lock_warning
+    {
+        out.warnings.push(Problem::new(&f.path, w.clone()));
+    }
+    rec.record(Event::Discovered { bytes: folder_bytes(&opened) });
+    let r = match target {
+        Target::Maildir { path, writer, bounds } => {
+            let job = MaildirJob { root: path, writer: writer.as_deref(), bounds: *bounds };
+            to_maildir(&opened, sf, tn, &job, opts, rec, &mut out)
+        }
+        Target::MboxFile(_) | Target::MboxDir { .. } => {
+            let shown = target_folder(target, tn, opts.layout).map(|(p, _)| p).unwrap_or_default();
+            mbox_place(target, tn, opts).and_then(|place| to_mbox(&opened, sf, tn, shown, place, opts, rec, &mut out))
+        }
+    };
+    match r {
+        Err(Error::Interrupted(_)) => {
+            out.interrupted = true;
+            // An mbox is replaced whole or not at all: none of its planned writes happened.
+            if !matches!(target, Target::Maildir { .. }) {
+                out.counts.abandon_writes();
+            }
+        }
+        Err(e) => out.errors.push(e.problem()),
+        Ok(()) => {}
+    }
+    // A source that shrank or changed while it was read: whatever was read is not trusted.
+    if let Err(p) = opened.intact()
+        && !out.errors.contains(&p)
+    {
+        out.errors.push(p);
+    }
+    // Messages a failed commit did not write were counted as failed already.
+    out.counts.failed = out.counts.failed.max(out.errors.len() as u64);
+    out
+}
+
+fn folder_bytes(o: &Opened) -> u64 {
+    match o {
+        Opened::Mbox(f) => f.len(),
+        Opened::Maildir { listed, .. } => listed.as_ref().map_or(0, |l| l.bytes),
+    }
+}
+
+/// The target messages of a folder to delete (indexes into `unmatched`'s entries), by the
+/// deletion mode, the safety rules and the run's `--max-delete` budget; refusals are reported.
+fn choose_deletions(
+    unmatched: &[(usize, Hash)],
+    record: &mut deletion::Record,
+    target: &Path,
+    opened: &Opened,
+    opts: &SyncOptions,
+    out: &mut FolderOutcome,
+) -> Vec<usize> {
+    // Source messages not read yet match nothing: no deletion after a signal.
+    if out.interrupted {
+        return Vec::new();
+    }
+    // A message a filter left out matched nothing, and its copy would look gone.
+    if opts.deletion != Deletion::Off && !unmatched.is_empty() && !out.counts.skipped_filtered.is_empty() {
+        out.warnings.push(Problem::new(
+            target,
+            "--max-size, --min-age or --max-age left messages of this folder out: nothing deleted here",
+        ));
+        return Vec::new();
+    }
+    let read_errors = !out.errors.is_empty() || opened.unsure_of_gone() || opened.intact().is_err();
+    let src = deletion::SourceState { messages: out.counts.messages_source, read_errors };
+    // Lines of the record are given up only for deletions that happen.
+    let mut trial = record.clone();
+    let (chosen, why) = deletion::choose(opts.deletion, unmatched, &mut trial, src, opts.max_delete);
+    if let Some(why) = why {
+        out.warnings.push(Problem::new(target, why));
+    }
+    let n = chosen.len() as u64;
+    if n > 0 && opts.delete_budget.as_ref().is_some_and(|b| !b.take(n)) {
+        out.errors.push(Problem::new(
+            target,
+            format!("{n} deletions here would pass --max-delete {}; deleted none", opts.max_delete.unwrap_or(0)),
+        ));
+        return Vec::new();
+    }
+    *record = trial;
+    chosen
+}

@@ -1,0 +1,108 @@
+//! The unchanged-folder shortcut: a folder whose source, target and options are as the last
+//! run left them is not read again (see state.rs).
+
+use std::path::Path;
+
+use super::SyncOptions;
+use super::sync_folder_read;
+use super::target::Target;
+use super::target::target_folder;
+use super::target::target_root;
+use crate::events::Recorder;
+use crate::folder::FolderName;
+use crate::fsx;
+use crate::interrupt;
+use crate::report::FolderOutcome;
+use crate::state;
+use crate::store::SourceFolder;
+use crate::store::maildir::read::{self as mdread, ScanOptions};
+use crate::store::maildir::write::{self as mdwrite};
+
+pub(super) fn sync_folder(
+    sf: &SourceFolder,
+    tn: &FolderName,
+    target: &Target,
+    opts: &SyncOptions,
+    rec: &dyn Recorder,
+) -> FolderOutcome {
+    if interrupt::requested().is_some() {
+        return FolderOutcome { interrupted: true, ..Default::default() };
+    }
+    // Stamps first: a source changed while it is read must not look unchanged next time.
+    let tfolder = target_folder(target, tn, opts.layout);
+    let stamp = match (&tfolder, opts.use_cache) {
+        (Some(_), true) => state::options_stamp(opts, sf.loc.path(), tn).zip(state::source_stamp(&sf.loc)),
+        _ => None,
+    };
+    let mut warnings = Vec::new();
+    let saved = match (&tfolder, &stamp) {
+        (Some((tpath, mbox)), Some(_)) => state::load(tpath, *mbox).unwrap_or_else(|p| {
+            warnings.push(p);
+            None
+        }),
+        _ => None,
+    };
+    if let (Some((tpath, mbox)), Some((o, s))) = (&tfolder, &stamp)
+        && let Some(mut saved) = saved
+        && &saved.options == o
+        && &saved.source == s
+        && saved.target == state::target_stamp(tpath, *mbox)
+        && (saved.whole(tpath) || sizes_match(tpath, *mbox))
+    {
+        if !saved.whole(tpath) && !opts.dry_run {
+            saved.verified = true;
+            saved.epoch = None;
+            save_state(target_root(target), tpath, *mbox, &saved, opts);
+        }
+        let mut out = FolderOutcome { counts: state::unchanged_counts(&saved.counts), warnings, ..Default::default() };
+        if opts.dry_run {
+            out.plan_line = Some(format!("{} -> {}: unchanged since the last run", sf.name.as_str(), tn.as_str()));
+        }
+        return out;
+    }
+    let mut out = sync_folder_read(sf, tn, target, opts, rec);
+    out.warnings.append(&mut warnings);
+    // A folder cut short by a signal must be read again next time.
+    let finished = out.errors.is_empty() && !out.interrupted;
+    if let (Some((tpath, mbox)), Some((o, s)), false, true) = (&tfolder, stamp, opts.dry_run, finished) {
+        let saved = state::Saved {
+            options: o,
+            source: s,
+            target: state::target_stamp(tpath, *mbox),
+            counts: out.counts.clone(),
+            verified: opts.durable,
+            epoch: if opts.durable { None } else { state::write_epoch(tpath) },
+            folder: state::folder_of(tpath, *mbox),
+        };
+        save_state(target_root(target), tpath, *mbox, &saved, opts);
+    }
+    out
+}
+
+pub(super) fn save_state(root: &Path, tpath: &Path, mbox: bool, saved: &state::Saved, opts: &SyncOptions) {
+    let path = state::state_path(tpath, mbox);
+    // A text file with a final newline: tools that concatenate files next to an mbox (`cat`,
+    // grep counts) must not see it glued to the next file's first line.
+    let text = serde_json::to_vec(saved).map(|mut t| {
+        t.push(b'\n');
+        t
+    });
+    // A bare file name's directory is the current one (`Path::parent` gives "").
+    let dir = path.parent().map(|d| if d.as_os_str().is_empty() { Path::new(".") } else { d });
+    let root = if root.as_os_str().is_empty() { Path::new(".") } else { root };
+    if let (Some(dir), Some(name), Ok(text)) = (dir, path.file_name(), text)
+        && let Ok(d) = fsx::Dir::open_beneath(root, dir)
+    {
+        let _ = d.write_atomic(&name.to_string_lossy(), &text, mdwrite::FILE_MODE, opts.owner, false);
+    }
+}
+
+/// Every message file of a target Maildir folder has the size its `,S=` says (an mbox target
+/// is covered by its stamp, which holds its size).
+pub(super) fn sizes_match(tpath: &Path, mbox: bool) -> bool {
+    if mbox {
+        return true;
+    }
+    mdread::MessageStream::new(tpath, Default::default(), ScanOptions::default())
+        .all(|r| r.is_ok_and(|e| crate::store::maildir::name::size_field(e.base()).is_none_or(|s| s == e.size)))
+}

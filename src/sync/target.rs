@@ -1,0 +1,139 @@
+//! The target of a run: opened, locked, and where each folder goes in it.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use super::SyncOptions;
+use crate::error::{Error, Result};
+use crate::folder::FolderName;
+use crate::fsx;
+use crate::lock::{self, LockOptions, TargetLock};
+use crate::store::maildir::layout::Layout;
+use crate::store::maildir::write::{self as mdwrite, MaildirTarget, WriteOptions};
+use crate::store::mbox::target as mbox_target;
+use crate::store::{Kind, SourceFolder, Store};
+
+/// Where the target puts things.
+pub(super) enum Target {
+    Maildir {
+        path: PathBuf,
+        writer: Option<Box<MaildirTarget>>,
+        /// The file times the target's file system stores ([`fsx::time_bounds`]).
+        bounds: Option<(i64, i64)>,
+    },
+    MboxFile(PathBuf),
+    /// An mbox directory: its root opened (not in a dry run) and the folders written as files.
+    MboxDir {
+        path: PathBuf,
+        root: Option<fsx::Dir>,
+        written: HashSet<FolderName>,
+    },
+}
+pub(super) fn open_target(dst: &Store, pairs: &[(SourceFolder, FolderName)], opts: &SyncOptions) -> Result<Target> {
+    match dst.kind {
+        Kind::Maildir => {
+            if dst.path.exists() && !dst.path.is_dir() {
+                return Err(Error::Usage(format!("{}: target exists and is not a directory", dst.path.display())));
+            }
+            let writer = if opts.dry_run {
+                None
+            } else {
+                let wo = WriteOptions { durable: opts.durable, owner: opts.owner, layout: opts.layout };
+                Some(Box::new(MaildirTarget::create(&dst.path, wo)?))
+            };
+            Ok(Target::Maildir { path: dst.path.clone(), writer, bounds: fsx::time_bounds(&dst.path) })
+        }
+        Kind::Mbox => {
+            let single = pairs.len() <= 1 && pairs.iter().all(|(_, t)| t.is_inbox());
+            if dst.path.is_dir() || !single {
+                if dst.path.exists() && !dst.path.is_dir() {
+                    return Err(Error::Usage(format!(
+                        "{}: the source has several folders, so the mbox target must be a directory",
+                        dst.path.display()
+                    )));
+                }
+                let root = if opts.dry_run {
+                    None
+                } else {
+                    Some(fsx::Dir::create_root(&dst.path, mdwrite::DIR_MODE, opts.owner)?)
+                };
+                let written = pairs.iter().map(|(_, t)| t.clone()).collect();
+                Ok(Target::MboxDir { path: dst.path.clone(), root, written })
+            } else {
+                Ok(Target::MboxFile(dst.path.clone()))
+            }
+        }
+        Kind::Cpanel => Err(Error::Usage("cpanel: targets are not supported by this version".into())),
+    }
+}
+
+/// The target's lock, held until the run ends (see lock.rs).
+pub(super) fn lock_target(target: &Target, opts: &SyncOptions) -> Result<TargetLock> {
+    let o = LockOptions::of(opts);
+    match target {
+        Target::Maildir { path, .. } => TargetLock::inside(path, lock::MAILDIR, &o),
+        Target::MboxDir { path, .. } => TargetLock::inside(path, lock::HIDDEN, &o),
+        Target::MboxFile(p) => TargetLock::beside(p, &o),
+    }
+}
+
+/// The file of folder `name` in an mbox directory as it is on disk: levels as directories
+/// (modified UTF-7 names, as Dovecot writes them), `NAME.sbd/` beside a folder file.
+pub fn mbox_folder_path(root: &Path, name: &FolderName) -> PathBuf {
+    mbox_target::place_path(root, name, &|_| false)
+}
+
+/// Where folder `tn` of an mbox target is, reached through descriptors (see
+/// [`mbox_target::place`]); `None` in a dry run when it does not exist yet.
+pub(super) fn mbox_place(target: &Target, tn: &FolderName, opts: &SyncOptions) -> Result<Option<mbox_target::Place>> {
+    match target {
+        Target::MboxFile(p) => {
+            let name = p.file_name().ok_or_else(|| Error::bad(p, "not a usable file name"))?;
+            let parent = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            // The file's directory is named by the user: it may be reached through links.
+            let dir = if opts.dry_run {
+                if !parent.is_dir() {
+                    return Ok(None);
+                }
+                fsx::Dir::open_root(parent)?
+            } else {
+                fsx::Dir::create_root(parent, mdwrite::DIR_MODE, opts.owner)?
+            };
+            if dir.stat_at(name)?.is_some_and(|e| e.kind == fsx::FileKind::Symlink) {
+                return Err(Error::bad(
+                    p,
+                    "is a symlink; name the mbox file itself (nothing is written through a link)",
+                ));
+            }
+            Ok(Some(mbox_target::Place { dir, name: name.to_os_string(), path: p.clone() }))
+        }
+        Target::MboxDir { path, root, written } => {
+            let is_written = |f: &FolderName| written.contains(f);
+            match root {
+                Some(r) => mbox_target::place(r, tn, &is_written, Some(opts.owner)),
+                None if path.is_dir() => mbox_target::place(&fsx::Dir::open_root(path)?, tn, &is_written, None),
+                None => Ok(None),
+            }
+        }
+        Target::Maildir { .. } => Err(Error::bad("", "internal: not an mbox target")),
+    }
+}
+
+/// The directory everything of the target is below (an mbox file's own directory).
+pub(super) fn target_root(target: &Target) -> &Path {
+    match target {
+        Target::Maildir { path, .. } | Target::MboxDir { path, .. } => path,
+        Target::MboxFile(p) => p.parent().unwrap_or(Path::new("")),
+    }
+}
+
+/// The target folder's path and whether it is an mbox file.
+pub(super) fn target_folder(target: &Target, tn: &FolderName, layout: Layout) -> Option<(PathBuf, bool)> {
+    match target {
+        Target::Maildir { path, .. } => MaildirTarget::folder_path(path, tn, layout).ok().map(|p| (p, false)),
+        Target::MboxFile(p) => Some((p.clone(), true)),
+        Target::MboxDir { path, written, .. } => {
+            Some((mbox_target::place_path(path, tn, &|f| written.contains(f)), true))
+        }
+    }
+}
