@@ -202,6 +202,11 @@ pub struct SourceState {
     pub messages: u64,
     /// Any message or listing of the source folder failed to read.
     pub read_errors: bool,
+    /// A filter (`--max-size`, `--min-age`, `--max-age`) left messages out: their copies would
+    /// look unmatched.
+    pub filtered: bool,
+    /// The run stopped at a signal before the folder was read through.
+    pub interrupted: bool,
 }
 
 /// Picks from the target messages no source message matched (`unmatched`: index and hash) the
@@ -213,8 +218,15 @@ pub fn choose(
     src: SourceState,
     max_delete: Option<u64>,
 ) -> (Vec<usize>, Option<String>) {
-    if mode == Deletion::Off || unmatched.is_empty() {
+    // Source messages not read yet match nothing: no deletion after a signal.
+    if mode == Deletion::Off || unmatched.is_empty() || src.interrupted {
         return (Vec::new(), None);
+    }
+    if src.filtered {
+        return (
+            Vec::new(),
+            Some("--max-size, --min-age or --max-age left messages of this folder out: nothing deleted here".into()),
+        );
     }
     let flag = if mode == Deletion::Mirror { "--mirror" } else { "--delete" };
     if src.read_errors {
@@ -247,7 +259,7 @@ pub fn choose(
 mod tests {
     use super::*;
 
-    const SRC: SourceState = SourceState { messages: 3, read_errors: false };
+    const SRC: SourceState = SourceState { messages: 3, read_errors: false, filtered: false, interrupted: false };
 
     fn record(lines: &[(u8, &str)]) -> Record {
         let mut t = String::from(HEADER);
@@ -287,12 +299,12 @@ mod tests {
     fn refusals() {
         let unmatched = [(0, [1u8; 32])];
         let mut r = record(&[(1, "me")]);
-        let errs = SourceState { messages: 3, read_errors: true };
+        let errs = SourceState { read_errors: true, ..SRC };
         for mode in [Deletion::Copied, Deletion::Mirror] {
             let (d, why) = choose(mode, &unmatched, &mut r, errs, Some(100));
             assert!(d.is_empty() && why.unwrap().contains("read errors"));
         }
-        let empty = SourceState { messages: 0, read_errors: false };
+        let empty = SourceState { messages: 0, ..SRC };
         let (d, why) = choose(Deletion::Mirror, &unmatched, &mut r, empty, None);
         assert!(d.is_empty() && why.unwrap().contains("--max-delete"));
         assert_eq!(choose(Deletion::Mirror, &unmatched, &mut r, empty, Some(1)).0, vec![0]);

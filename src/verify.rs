@@ -16,8 +16,8 @@ use crate::store::maildir::read::ScanOptions;
 use crate::store::maildir::write::MaildirTarget;
 use crate::store::mbox::read::{ReadOptions, Variant};
 use crate::store::{Kind, Location, Store};
-use crate::sync::plan::{Action, Hash, Matcher};
-use crate::sync::{Filters, Identity, SyncOptions, mapped_folders, mbox_folder_path};
+use crate::sync::plan::{Candidate, Decision, Hash, NotMail, Planner, Rules};
+use crate::sync::{Identity, SyncOptions, mapped_folders, mbox_folder_path};
 
 #[derive(Debug, Serialize, Clone)]
 pub struct Difference {
@@ -70,6 +70,8 @@ struct Msg {
     hash: Hash,
     meta: Meta,
     place: String,
+    size: u64,
+    not_mail: Option<NotMail>,
 }
 
 /// Hashes a Maildir message file read by a plain loop of its own (no cache probe, no
@@ -108,18 +110,12 @@ fn hash_plain(path: &Path, id: Identity) -> std::result::Result<(Hash, u64), Pro
     Ok((h.finalize().into(), size))
 }
 
-fn digest_opened(
-    opened: &Opened,
-    ropts: &ReadOptions,
-    id: Identity,
-    filters: Option<&Filters>,
-    errors: &mut Vec<Problem>,
-) -> Vec<Msg> {
+fn digest_opened(opened: &Opened, ropts: &ReadOptions, id: Identity, errors: &mut Vec<Problem>) -> Vec<Msg> {
     let mut out = Vec::new();
     for refs in opened.chunks(ropts) {
         let v: Vec<_> = refs
             .par_iter()
-            .map(|r| -> std::result::Result<Option<Msg>, Problem> {
+            .map(|r| -> std::result::Result<Msg, Problem> {
                 let (hash, meta, place, pseudo, size) = match (opened.entry(r), opened.origin(r)) {
                     (Some(e), crate::source::Origin::File(path)) => {
                         let (hash, size) = hash_plain(&path, id)?;
@@ -137,17 +133,13 @@ fn digest_opened(
                         (id.hash(&l.body.pieces()), l.meta, place, l.pseudo, l.body.len())
                     }
                 };
-                // What sync leaves out is not expected in the target.
-                if pseudo || filters.is_some_and(|f| f.reason(size, meta.date).is_some()) {
-                    return Ok(None);
-                }
-                Ok(Some(Msg { hash, meta, place }))
+                let not_mail = pseudo.then_some(NotMail::Pseudo);
+                Ok(Msg { hash, meta, place, size, not_mail })
             })
             .collect();
         for x in v {
             match x {
-                Ok(Some(m)) => out.push(m),
-                Ok(None) => {}
+                Ok(m) => out.push(m),
                 Err(p) => errors.push(p),
             }
         }
@@ -168,7 +160,8 @@ fn target_messages(dst: &Store, path: &Path, errors: &mut Vec<Problem>) -> Vec<M
     }
     match Opened::open(&loc, ScanOptions::default(), errors) {
         Ok(o) => {
-            digest_opened(&o, &ro, if dst.kind == Kind::Mbox { Identity::Mbox } else { Identity::Exact }, None, errors)
+            let id = if dst.kind == Kind::Mbox { Identity::Mbox } else { Identity::Exact };
+            digest_opened(&o, &ro, id, errors).into_iter().filter(|m| m.not_mail.is_none()).collect()
         }
         Err(e) => {
             errors.push(e.problem());
@@ -195,7 +188,6 @@ pub fn verify(src: &Store, dst: &Store, opts: &SyncOptions) -> Result<Verificati
                             &o,
                             &opts.read,
                             if dst.kind == Kind::Mbox { Identity::Mbox } else { Identity::Exact },
-                            Some(&opts.filters),
                             &mut errors,
                         ),
                         Err(e) => {
@@ -215,7 +207,8 @@ pub fn verify(src: &Store, dst: &Store, opts: &SyncOptions) -> Result<Verificati
                     },
                 };
                 let tmsgs = target_messages(dst, &tpath, &mut errors);
-                compare(tn.as_str(), &smsgs, &tmsgs, dst.kind == Kind::Mbox, bounds, &mut fv);
+                let rules = Rules { filters: opts.filters.clone(), bounds, mbox: dst.kind == Kind::Mbox };
+                compare(tn.as_str(), &smsgs, &tmsgs, rules, &mut fv);
                 (fv, errors)
             })
             .collect()
@@ -232,21 +225,15 @@ fn comparable(m: &Meta) -> (Flags, Vec<String>, u32) {
     (m.flags, m.keywords.iter().map(str::to_string).collect(), m.stray_letters)
 }
 
-/// Compares with the decision sync takes ([`Matcher::decide`]): a message sync would copy is
-/// missing, one it would re-flag or re-date differs, one it would leave alone matches; target
-/// messages no source message matched are what `--mirror` would delete.
-fn compare(
-    folder: &str,
-    src: &[Msg],
-    dst: &[Msg],
-    mbox_target: bool,
-    bounds: Option<(i64, i64)>,
-    v: &mut Verification,
-) {
-    v.source += src.len() as u64;
+/// Reports the plan sync would make ([`Planner::decide`]): a message sync would copy is
+/// missing, one it would re-flag or re-date differs, one it would leave alone matches, one it
+/// leaves out is not expected; target messages no source message matched are what `--mirror`
+/// would delete.
+fn compare(folder: &str, src: &[Msg], dst: &[Msg], rules: Rules, v: &mut Verification) {
     v.target += dst.len() as u64;
-    let view = |m: &Meta| if mbox_target { m.mbox_view() } else { m.clone() };
-    let mut matcher = Matcher::new(dst.iter().map(|t| (t.hash, view(&t.meta))));
+    let mbox = rules.mbox;
+    let view = |m: &Meta| if mbox { m.mbox_view() } else { m.clone() };
+    let mut planner = Planner::new(dst.iter().map(|t| (t.hash, view(&t.meta))), rules);
     let diff = |s: &Msg, t: Option<&Msg>, what: String| Difference {
         folder: folder.to_string(),
         source: s.place.clone(),
@@ -254,21 +241,27 @@ fn compare(
         what,
     };
     for s in src {
-        let mut sm = view(&s.meta);
-        sm.date = crate::sync::storable_date(sm.date, bounds);
-        let i = match matcher.decide(&s.hash, &sm) {
-            Action::Skip(_) => continue,
-            Action::Copy => {
+        let c = Candidate { hash: Some(&s.hash), meta: &s.meta, size: s.size, not_mail: s.not_mail };
+        let decision = planner.decide(c);
+        let i = match decision {
+            Decision::Filtered(_) | Decision::NotMail(_) => continue,
+            Decision::Skip(_) => {
+                v.source += 1;
+                continue;
+            }
+            Decision::Copy => {
+                v.source += 1;
                 v.missing_in_target += 1;
                 v.differences.push(diff(s, None, "missing in target".into()));
                 continue;
             }
-            Action::UpdateFlags(i) => i,
+            Decision::UpdateFlags(i) | Decision::UpdateDate(i) => i,
         };
+        v.source += 1;
         let t = &dst[i];
-        let tm = view(&t.meta);
-        let (sf, tf) = (comparable(&sm), comparable(&tm));
-        if !sm.same_flags(&tm) || (sm.goes_to_new() != tm.goes_to_new() && !sm.goes_to_new()) {
+        let (sm, tm) = (planner.rules().as_stored(&s.meta), view(&t.meta));
+        if let Decision::UpdateFlags(_) = decision {
+            let (sf, tf) = (comparable(&sm), comparable(&tm));
             v.flag_mismatches += 1;
             let place = |m: &Meta| if m.goes_to_new() { " (new/)" } else { "" };
             v.differences.push(diff(
@@ -282,7 +275,7 @@ fn compare(
             v.differences.push(diff(s, Some(t), format!("internal date {} in source, {} in target", sm.date, tm.date)));
         }
     }
-    for i in matcher.unmatched() {
+    for (i, _) in planner.unmatched() {
         v.extra_in_target += 1;
         v.differences.push(Difference {
             folder: folder.to_string(),

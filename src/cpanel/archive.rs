@@ -35,7 +35,7 @@ use crate::store::maildir::layout;
 use crate::store::maildir::name;
 use crate::store::maildir::write::{FolderWriter, MaildirTarget, WriteOptions};
 use crate::sync::SyncOptions;
-use crate::sync::plan::{Action, Matcher};
+use crate::sync::plan::{Candidate, Decision, Planner, Rules};
 use crate::target_index;
 
 /// Files bigger than this are not kept in memory in the first pass (they are not metadata).
@@ -380,7 +380,7 @@ impl BoxTarget {
 struct FolderState {
     tdir: PathBuf,
     index: target_index::Index,
-    matcher: Matcher,
+    planner: Planner,
     keywords: KeywordMap,
     seen: HashSet<[u8; 32]>,
 }
@@ -481,11 +481,12 @@ pub fn sync_messages(
                     target_index::Index::default()
                 };
                 out.errors.extend(errs);
-                let matcher = Matcher::new(index.entries.iter().map(|(e, h)| (*h, e.meta.clone())));
+                let rules = Rules { filters: opts.filters.clone(), bounds: None, mbox: false };
+                let planner = Planner::new(index.entries.iter().map(|(e, h)| (*h, e.meta.clone())), rules);
                 let src_dir = if fdir.is_empty() { bt.mailbox.dir.clone() } else { bt.mailbox.dir.join(&fdir) };
                 let keywords =
                     s.tree.read(&src_dir.join("dovecot-keywords")).map(|b| KeywordMap::parse(&b)).unwrap_or_default();
-                states.insert(key.clone(), FolderState { tdir, index, matcher, keywords, seen: HashSet::new() });
+                states.insert(key.clone(), FolderState { tdir, index, planner, keywords, seen: HashSet::new() });
                 out.counts.folders += 1;
             }
             let Some(st) = states.get_mut(&key) else { return Ok(()) };
@@ -525,23 +526,24 @@ pub fn sync_messages(
             }
             meta.recent = sub == "new" && n.info.is_none();
             out.counts.messages_source += 1;
-            if let Some(why) = opts.filters.reason(data.len() as u64, meta.date) {
-                *out.counts.skipped_filtered.entry(why.to_string()).or_default() += 1;
+            let hash = crate::fsx::sha256_pieces(&[&data]);
+            let c = Candidate { hash: Some(&hash), meta: &meta, size: data.len() as u64, not_mail: None };
+            let decision = st.planner.decide(c);
+            if let Decision::Filtered(why) = decision {
+                *out.counts.skipped_filtered.entry(why.as_str().to_string()).or_default() += 1;
                 return Ok(());
             }
-            let hash = crate::fsx::sha256_pieces(&[&data]);
             if !st.seen.insert(hash) {
                 out.counts.duplicates_source += 1;
             }
-            let action = st.matcher.decide(&hash, &meta);
-            if matches!(action, Action::Skip(_)) {
+            if matches!(decision, Decision::Skip(_)) {
                 out.counts.skipped_existing += 1;
                 rec.record(Event::Skip { folder: tn.clone(), origin, reason: "exists".into(), sha256: Some(hash) });
                 return Ok(());
             }
             let Some(tw) = &bt.writer else {
-                match action {
-                    Action::UpdateFlags(_) => {
+                match decision {
+                    d if d.updates() => {
                         out.counts.flags_updated += 1;
                         out.counts.skipped_existing += 1;
                     }
@@ -577,8 +579,8 @@ pub fn sync_messages(
             if let Err(e) = w.save_keywords() {
                 out.errors.push(e.problem());
             }
-            match action {
-                Action::UpdateFlags(j) => match st.index.entries.get(j) {
+            match decision {
+                Decision::UpdateFlags(j) | Decision::UpdateDate(j) => match st.index.entries.get(j) {
                     Some((e, _)) => match w.set_flags(e, &meta) {
                         Ok((_, nm)) => {
                             out.counts.flags_updated += 1;

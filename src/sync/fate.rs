@@ -3,35 +3,63 @@
 use std::collections::HashSet;
 use std::path::Path;
 
-use super::SyncOptions;
 use super::load::Prepared;
 use crate::error::Problem;
 use crate::events::{Event, Recorder};
 use crate::folder::FolderName;
 use crate::message::DateSource;
 use crate::report::FolderOutcome;
-use crate::sync::plan::Hash;
+use crate::source::Loaded;
+use crate::sync::plan::{Candidate, Decision, FilterReason, Hash, NotMail};
 
 /// What happened to one source message.
 pub(super) enum Fate {
     Copied { sha: Hash, size: u64, name: String },
-    Skipped { sha: Hash, reason: &'static str },
-    Filtered { reason: &'static str },
+    Skipped { sha: Hash },
+    Filtered(FilterReason),
     FlagsUpdated { sha: Hash, name: String },
     Failed(Problem),
     NotMail,
 }
 
-/// Counts that do not depend on the target; false when the message is not to be synced.
-pub(super) fn account(p: &Prepared<'_>, opts: &SyncOptions, out: &mut FolderOutcome) -> Option<&'static str> {
-    let l = &p.loaded;
+fn not_mail(l: &Loaded<'_>) -> Option<NotMail> {
     if l.pseudo {
-        out.counts.pseudo_skipped += 1;
-        return Some("pseudo");
+        Some(NotMail::Pseudo)
+    } else if l.gone {
+        Some(NotMail::Gone)
+    } else {
+        None
     }
-    if l.gone {
-        out.counts.vanished_source += 1;
-        return Some("gone");
+}
+
+/// A loaded message as the planner takes it.
+pub(super) fn candidate<'p>(p: &'p Prepared<'_>) -> Candidate<'p> {
+    Candidate { hash: p.hash.as_ref(), meta: &p.loaded.meta, size: p.loaded.body.len(), not_mail: not_mail(&p.loaded) }
+}
+
+/// The fate of a message its decision writes nothing for (`None`: the executor acts).
+pub(super) fn settled(d: Decision, p: &Prepared<'_>) -> Option<Fate> {
+    match d {
+        Decision::Skip(_) => Some(Fate::Skipped { sha: p.hash.unwrap_or_default() }),
+        Decision::Filtered(why) => Some(Fate::Filtered(why)),
+        Decision::NotMail(_) => Some(Fate::NotMail),
+        Decision::Copy | Decision::UpdateFlags(_) | Decision::UpdateDate(_) => None,
+    }
+}
+
+/// Counts that do not depend on the target, and the problems a message carries.
+pub(super) fn account(p: &Prepared<'_>, out: &mut FolderOutcome) {
+    let l = &p.loaded;
+    match not_mail(l) {
+        Some(NotMail::Pseudo) => {
+            out.counts.pseudo_skipped += 1;
+            return;
+        }
+        Some(NotMail::Gone) => {
+            out.counts.vanished_source += 1;
+            return;
+        }
+        None => {}
     }
     out.counts.messages_source += 1;
     if let Some(why) = l.truncated {
@@ -47,7 +75,6 @@ pub(super) fn account(p: &Prepared<'_>, opts: &SyncOptions, out: &mut FolderOutc
     if !matches!(l.meta.date_source, DateSource::FromLine | DateSource::Mtime) {
         *out.counts.date_fallbacks.entry(date_source_name(l.meta.date_source).to_string()).or_default() += 1;
     }
-    opts.filters.reason(l.body.len(), l.meta.date)
 }
 
 pub fn date_source_name(d: DateSource) -> &'static str {
@@ -59,6 +86,7 @@ pub fn date_source_name(d: DateSource) -> &'static str {
         DateSource::FileMtime => "file-mtime",
     }
 }
+
 pub(super) fn tally(
     p: &Prepared<'_>,
     fate: Fate,
@@ -90,22 +118,22 @@ pub(super) fn tally(
                 meta: l.meta.clone(),
             });
         }
-        Fate::Skipped { sha, reason } => {
+        Fate::Skipped { sha } => {
             note_hash(&sha, out);
             out.counts.skipped_existing += 1;
             rec.record(Event::Skip {
                 folder: tn.clone(),
                 origin: l.origin.clone(),
-                reason: reason.to_string(),
+                reason: "exists".into(),
                 sha256: Some(sha),
             });
         }
-        Fate::Filtered { reason } => {
-            *out.counts.skipped_filtered.entry(reason.to_string()).or_default() += 1;
+        Fate::Filtered(why) => {
+            *out.counts.skipped_filtered.entry(why.as_str().to_string()).or_default() += 1;
             rec.record(Event::Skip {
                 folder: tn.clone(),
                 origin: l.origin.clone(),
-                reason: reason.to_string(),
+                reason: why.as_str().to_string(),
                 sha256: None,
             });
         }
@@ -128,6 +156,8 @@ pub(super) fn tally(
         Fate::NotMail => {}
     }
 }
+
+/// The first 8 bytes of a hash: enough to tell a run's messages apart in a set.
 pub(super) fn hash_key(h: &Hash) -> [u8; 8] {
     let mut k = [0u8; 8];
     k.copy_from_slice(&h[..8]);

@@ -8,14 +8,14 @@ use crate::error::{Problem, Result};
 use crate::fsx;
 use crate::source::{Body, Loaded, Opened, Ref};
 use crate::store::maildir::read::MaildirEntry;
-use crate::sync::plan::{Action, Hash};
+use crate::sync::plan::{Decision, Hash};
 use crate::target_index;
 
 /// A source message loaded for a folder's run, with its hash and the decision taken on it.
 pub(super) struct Prepared<'a> {
     pub(super) loaded: Loaded<'a>,
     pub(super) hash: Option<Hash>,
-    pub(super) action: Option<Action>,
+    pub(super) decision: Option<Decision>,
 }
 
 /// Loads a chunk in parallel, hashing when the target has something to match against.
@@ -48,13 +48,13 @@ pub(super) fn load_chunk<'a>(
         .zip(ahead.into_par_iter())
         .map(|(r, file)| {
             if let Some((e, h)) = hash_known(opened, known, r) {
-                return Ok(Prepared { loaded: opened.unread(e), hash: Some(h), action: None });
+                return Ok(Prepared { loaded: opened.unread(e), hash: Some(h), decision: None });
             }
             let loaded = opened.load_from(r, &opts.read, file)?;
             // A mapped file is always hashed: what is written is checked against it.
             let need = need_hash.or(matches!(loaded.body, Body::Mapped(_)).then_some(Identity::Exact));
             let hash = need.map(|id| id.hash(&loaded.body.pieces()));
-            Ok(Prepared { loaded, hash, action: None })
+            Ok(Prepared { loaded, hash, decision: None })
         })
         .collect()
 }

@@ -9,8 +9,8 @@ use rayon::prelude::*;
 use super::SyncOptions;
 use super::choose_deletions;
 use super::fate::Fate;
-use super::fate::account;
 use super::fate::tally;
+use super::fate::{account, candidate, settled};
 use super::load::Prepared;
 use super::load::load_chunk;
 use super::mbox::CHANGED;
@@ -28,7 +28,7 @@ use crate::store::SourceFolder;
 use crate::store::maildir::layout::{self};
 use crate::store::maildir::read::MaildirEntry;
 use crate::store::maildir::write::{FolderWriter, MaildirTarget, Staged};
-use crate::sync::plan::{Action, Hash, Matcher};
+use crate::sync::plan::{Decision, Hash, Planner, Rules};
 use crate::target_index;
 
 /// A cache that cannot be started is a warning: the run goes on without it.
@@ -101,10 +101,11 @@ pub(super) fn to_maildir(
     // In a folder merged from several sources, the copies recorded for the others are theirs:
     // each source matches only its own (a message both have is there twice, and neither
     // re-flags the other's copy run after run).
-    let mut matcher = Matcher::new(index.entries.iter().map(|(e, h)| (*h, &e.meta)));
+    let rules = Rules { filters: opts.filters.clone(), bounds: job.bounds, mbox: false };
+    let mut planner = Planner::new(index.entries.iter().map(|(e, h)| (*h, &e.meta)), rules);
     if opts.merged {
         for (h, n) in record.others_by_hash() {
-            matcher.reserve(h, n);
+            planner.reserve(h, n);
         }
     }
     let mut fw: Option<FolderWriter<'_>> = match writer {
@@ -126,7 +127,7 @@ pub(super) fn to_maildir(
             ),
         ));
     }
-    let need_hash = !matcher.is_empty() || opts.dry_run;
+    let need_hash = !planner.target_is_empty() || opts.dry_run;
     let maildir_source = matches!(opened, Opened::Maildir { .. });
     // Hashes of source files seen by an earlier run: only new or changed files are read.
     let known = if need_hash && opts.use_cache && maildir_source {
@@ -190,39 +191,22 @@ pub(super) fn to_maildir(
                 clamp_dates(&mut prepared, job.bounds, out);
                 let mut fates: Vec<Option<Fate>> = Vec::with_capacity(prepared.len());
                 for p in prepared.iter_mut() {
-                    let fate = match account(p, opts, out) {
-                        Some("pseudo" | "gone") => Some(Fate::NotMail),
-                        Some(reason) => Some(Fate::Filtered { reason }),
-                        None => {
-                            if let Some(h) = &p.hash {
-                                let a = matcher.decide(h, &p.loaded.meta);
-                                p.action = Some(a);
-                                match a {
-                                    Action::Skip(_) => Some(Fate::Skipped { sha: *h, reason: "exists" }),
-                                    Action::Copy => {
-                                        copy_n += 1;
-                                        None
-                                    }
-                                    Action::UpdateFlags(_) => {
-                                        upd_n += 1;
-                                        None
-                                    }
-                                }
-                            } else {
-                                p.action = Some(Action::Copy);
-                                copy_n += 1;
-                                None
-                            }
-                        }
-                    };
-                    fates.push(fate);
+                    account(p, out);
+                    let decision = planner.decide(candidate(p));
+                    p.decision = Some(decision);
+                    match decision {
+                        Decision::Copy => copy_n += 1,
+                        d if d.updates() => upd_n += 1,
+                        _ => {}
+                    }
+                    fates.push(settled(decision, p));
                 }
                 let Some(w) = fw.as_mut() else {
                     for (p, f) in prepared.iter().zip(fates.iter_mut()) {
                         if f.is_none() {
                             let sha = p.hash.unwrap_or_default();
-                            *f = Some(match p.action {
-                                Some(Action::UpdateFlags(_)) => Fate::FlagsUpdated { sha, name: String::new() },
+                            *f = Some(match p.decision {
+                                Some(d) if d.updates() => Fate::FlagsUpdated { sha, name: String::new() },
                                 _ => Fate::Copied { sha, size: p.loaded.body.len(), name: String::new() },
                             });
                         }
@@ -235,8 +219,8 @@ pub(super) fn to_maildir(
                 let unread: Vec<Option<Problem>> = prepared
                     .par_iter_mut()
                     .zip(fates.par_iter())
-                    .map(|(p, f)| match (f, p.action) {
-                        (None, Some(Action::Copy)) => opened.read_body(&mut p.loaded).err(),
+                    .map(|(p, f)| match (f, p.decision) {
+                        (None, Some(Decision::Copy)) => opened.read_body(&mut p.loaded).err(),
                         _ => None,
                     })
                     .collect();
@@ -253,7 +237,7 @@ pub(super) fn to_maildir(
                 }
                 let mut reserved = 0u32;
                 let mut kws: Vec<&str> = Vec::new();
-                for p in prepared.iter().filter(|p| matches!(p.action, Some(Action::Copy | Action::UpdateFlags(_)))) {
+                for p in prepared.iter().filter(|p| p.decision.is_some_and(Decision::writes)) {
                     reserved |= p.loaded.meta.stray_letters;
                     kws.extend(p.loaded.meta.keywords.iter());
                 }
@@ -279,11 +263,11 @@ pub(super) fn to_maildir(
                         prepared
                             .par_iter()
                             .zip(fates.par_iter())
-                            .map(|(p, f)| match (f, p.action) {
-                                (None, Some(Action::Copy)) if p.loaded.body.is_unread() => {
+                            .map(|(p, f)| match (f, p.decision) {
+                                (None, Some(Decision::Copy)) if p.loaded.body.is_unread() => {
                                     Some(Err(p.loaded.origin.problem("internal: message bytes not read; not copied")))
                                 }
-                                (None, Some(Action::Copy)) => {
+                                (None, Some(Decision::Copy)) => {
                                     Some(
                                         w.stage(&p.loaded.body.pieces(), &p.loaded.meta)
                                             .map_err(|e| e.problem())
@@ -330,7 +314,7 @@ pub(super) fn to_maildir(
     let Books { source_cache, source_cache_same, cache, retimed, copied, .. } = books;
     let mut deleted = 0;
     let mut gone: HashSet<usize> = HashSet::new();
-    let unmatched = matcher.unmatched_hashes();
+    let unmatched = planner.unmatched();
     for i in choose_deletions(&unmatched, &mut record, &tdir, opened, opts, out) {
         let Some((e, h)) = index.entries.get(i) else { continue };
         let path = e.path(&tdir);
@@ -546,11 +530,11 @@ impl Books<'_> {
             if let Some(Fate::Copied { sha, .. }) = &f {
                 self.copied.push(*sha);
             }
-            match (&f, p.action, self.cache.as_mut()) {
+            match (&f, p.decision.and_then(Decision::target), self.cache.as_mut()) {
                 (Some(Fate::Copied { sha, name, size }), _, Some(c)) => {
                     c.add(&target_index::base_of(name), *size, p.loaded.meta.date.saturating_mul(1_000_000_000), sha)
                 }
-                (Some(Fate::FlagsUpdated { .. }), Some(Action::UpdateFlags(i)), _) => {
+                (Some(Fate::FlagsUpdated { .. }), Some(i), _) => {
                     self.retimed.insert(i, p.loaded.meta.date);
                 }
                 _ => {}
@@ -569,7 +553,7 @@ impl Books<'_> {
 }
 
 pub(super) fn update_flags(w: &FolderWriter<'_>, p: &Prepared<'_>, index: &[(MaildirEntry, Hash)]) -> Fate {
-    let Some(Action::UpdateFlags(i)) = p.action else {
+    let Some(i) = p.decision.filter(|d| d.updates()).and_then(Decision::target) else {
         return Fate::Failed(p.loaded.origin.problem("internal: no action for this message"));
     };
     let Some((e, h)) = index.get(i) else { return Fate::Failed(p.loaded.origin.problem("internal: no target entry")) };

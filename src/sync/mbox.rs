@@ -1,15 +1,16 @@
 //! Writing a folder into an mbox target: the file is rewritten once, in order, under its
 //! locks, and replaced whole or not at all.
 
+use std::borrow::Borrow;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use super::SyncOptions;
 use super::choose_deletions;
 use super::fate::Fate;
-use super::fate::account;
 use super::fate::hash_key;
 use super::fate::tally;
+use super::fate::{account, candidate, settled};
 use super::load::Prepared;
 use super::load::load_chunk;
 use super::plan::Identity;
@@ -26,7 +27,7 @@ use crate::store::mbox::lock as mbox_lock;
 use crate::store::mbox::read::{MboxFile, ReadOptions};
 use crate::store::mbox::target as mbox_target;
 use crate::store::mbox::write::{self as mbox_write, MboxWriter};
-use crate::sync::plan::{Action, Hash, Matcher};
+use crate::sync::plan::{Decision, Hash, Planner, Rules};
 
 pub(super) const CHANGED: &str = "the message changed while it was copied; not copied (the next run copies it)";
 
@@ -149,16 +150,19 @@ pub(super) fn commit_mbox(
 }
 
 /// Reads a source folder in order for an mbox target: each message, once loaded (hashed as an
-/// mbox holds it) and past the filters, goes to `decide`, which returns its fate; load errors,
-/// counts and events are handled here, and mapped pages are released chunk by chunk.
-pub(super) fn for_mbox_target(
+/// mbox holds it), is decided by `planner`, and `act` carries out the decisions that write;
+/// load errors, counts and events are handled here, and mapped pages are released chunk by
+/// chunk.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn for_mbox_target<M: Borrow<Meta> + Send>(
     opened: &Opened,
     tn: &FolderName,
     path: &Path,
     opts: &SyncOptions,
     rec: &dyn Recorder,
     out: &mut FolderOutcome,
-    mut decide: impl FnMut(&Ref, &Prepared<'_>) -> Result<Fate> + Send,
+    planner: &mut Planner<M>,
+    mut act: impl FnMut(&Ref, &Prepared<'_>, Decision) -> Result<Fate> + Send,
 ) -> Result<()> {
     let mut seen = HashSet::new();
     let load = |refs: Vec<Ref>| {
@@ -185,10 +189,11 @@ pub(super) fn for_mbox_target(
                             continue;
                         }
                     };
-                    let fate = match account(&p, opts, out) {
-                        Some("pseudo" | "gone") => Fate::NotMail,
-                        Some(reason) => Fate::Filtered { reason },
-                        None => decide(r, &p)?,
+                    account(&p, out);
+                    let decision = planner.decide(candidate(&p));
+                    let fate = match settled(decision, &p) {
+                        Some(f) => f,
+                        None => act(r, &p, decision)?,
                     };
                     tally(&p, fate, tn, path, &mut seen, rec, out);
                 }
@@ -201,6 +206,11 @@ pub(super) fn for_mbox_target(
         current = next;
     }
     Ok(())
+}
+
+/// The plan's rules for an mbox target: flags as an mbox holds them, no date bound.
+fn rules(opts: &SyncOptions) -> Rules {
+    Rules { filters: opts.filters.clone(), bounds: None, mbox: true }
 }
 
 /// Writes a new mbox from a Maildir folder in one pass (see [`to_mbox`]).
@@ -218,7 +228,8 @@ pub(super) fn new_mbox_from_maildir(
     let mut w = MboxWriter::create(&place.dir, &place.name, opts.owner, opts.durable)?;
     w.set_keywords(keywords.into_iter().collect());
     let mut ours = HashSet::new();
-    let res = for_mbox_target(opened, tn, &place.path, opts, rec, out, |_, p| {
+    let mut planner: Planner = Planner::new([], rules(opts));
+    let res = for_mbox_target(opened, tn, &place.path, opts, rec, out, &mut planner, |_, p, _| {
         w.append(&p.loaded.body.pieces(), &p.loaded.meta)?;
         still_the_same(&p.loaded)?;
         let sha = p.hash.unwrap_or_default();
@@ -258,31 +269,32 @@ pub(super) fn to_mbox(
     let mut record = deletion::Record::default();
     let path = place.as_ref().map_or(shown, |p| p.path.clone());
     let before = out.counts.clone();
-    let mut matcher = Matcher::new(existing.iter().flat_map(|t| t.entries.iter().map(|(_, h, m)| (*h, m))));
+    let targets = existing.iter().flat_map(|t| t.entries.iter().map(|(_, h, m)| (*h, m)));
+    let mut planner = Planner::new(targets, rules(opts));
     let mut updates: Vec<Option<Meta>> = vec![None; existing.as_ref().map_or(0, |t| t.entries.len())];
     // Phase 1: decide for every message (the file is rewritten once, in order).
     let mut copies: Vec<(Ref, Hash)> = Vec::new();
     let mut ours = HashSet::new();
     let mut keywords: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
-    for_mbox_target(opened, tn, &path, opts, rec, out, |r, p| {
+    for_mbox_target(opened, tn, &path, opts, rec, out, &mut planner, |r, p, decision| {
         let h = p.hash.unwrap_or_default();
-        Ok(match matcher.decide(&h, &p.loaded.meta.mbox_view()) {
-            Action::Copy => {
+        Ok(match decision {
+            Decision::Copy => {
                 ours.insert(hash_key(&h));
                 keywords.extend(p.loaded.meta.keywords.iter().map(str::to_string));
                 copies.push((r.clone(), h));
                 Fate::Copied { sha: h, size: p.loaded.body.len(), name: String::new() }
             }
-            Action::Skip(_) => Fate::Skipped { sha: h, reason: "exists" },
-            Action::UpdateFlags(i) => {
+            Decision::UpdateFlags(i) | Decision::UpdateDate(i) => {
                 if let Some(u) = updates.get_mut(i) {
                     *u = Some(p.loaded.meta.mbox_view());
                 }
                 Fate::FlagsUpdated { sha: h, name: String::new() }
             }
+            _ => return Err(Error::bad(p.loaded.origin.path(), "internal: a decision that writes nothing")),
         })
     })?;
-    let unmatched = matcher.unmatched_hashes();
+    let unmatched = planner.unmatched();
     let deletes: HashSet<usize> =
         choose_deletions(&unmatched, &mut record, &path, opened, opts, out).into_iter().collect();
     out.counts.deleted_target = deletes.len() as u64;

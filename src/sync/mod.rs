@@ -37,7 +37,7 @@ mod target;
 
 pub use fate::date_source_name;
 pub use folders::{FolderPairs, existing_folders, mapped_folders};
-pub use plan::{Identity, storable_date};
+pub use plan::{FilterReason, Filters, Identity, storable_date};
 pub use target::mbox_folder_path;
 
 use folders::by_target;
@@ -45,31 +45,6 @@ use maildir::{MaildirJob, to_maildir};
 use mbox::to_mbox;
 use shortcut::sync_folder;
 use target::{Target, lock_target, mbox_place, open_target, target_folder};
-
-#[derive(Debug, Clone, Default)]
-pub struct Filters {
-    pub max_size: Option<u64>,
-    pub min_age_days: Option<f64>,
-    pub max_age_days: Option<f64>,
-    pub now: i64,
-}
-
-impl Filters {
-    /// Why a message is filtered out, if it is.
-    pub fn reason(&self, size: u64, date: i64) -> Option<&'static str> {
-        if self.max_size.is_some_and(|m| size > m) {
-            return Some("max-size");
-        }
-        let age_days = (self.now - date) as f64 / 86400.0;
-        if self.min_age_days.is_some_and(|d| age_days < d) {
-            return Some("min-age");
-        }
-        if self.max_age_days.is_some_and(|d| age_days > d) {
-            return Some("max-age");
-        }
-        None
-    }
-}
 
 #[derive(Debug, Clone)]
 pub struct SyncOptions {
@@ -280,20 +255,13 @@ fn choose_deletions(
     opts: &SyncOptions,
     out: &mut FolderOutcome,
 ) -> Vec<usize> {
-    // Source messages not read yet match nothing: no deletion after a signal.
-    if out.interrupted {
-        return Vec::new();
-    }
-    // A message a filter left out matched nothing, and its copy would look gone.
-    if opts.deletion != Deletion::Off && !unmatched.is_empty() && !out.counts.skipped_filtered.is_empty() {
-        out.warnings.push(Problem::new(
-            target,
-            "--max-size, --min-age or --max-age left messages of this folder out: nothing deleted here",
-        ));
-        return Vec::new();
-    }
     let read_errors = !out.errors.is_empty() || opened.unsure_of_gone() || opened.intact().is_err();
-    let src = deletion::SourceState { messages: out.counts.messages_source, read_errors };
+    let src = deletion::SourceState {
+        messages: out.counts.messages_source,
+        read_errors,
+        filtered: !out.counts.skipped_filtered.is_empty(),
+        interrupted: out.interrupted,
+    };
     // Lines of the record are given up only for deletions that happen.
     let mut trial = record.clone();
     let (chosen, why) = deletion::choose(opts.deletion, unmatched, &mut trial, src, opts.max_delete);
