@@ -772,15 +772,6 @@ pub fn set_mtime(p: &Path, secs: i64) {
     filetime::set_file_times(p, t, t).expect("set mtime");
 }
 
-/// Tells whether an executable is on PATH.
-pub fn have(cmd: &str) -> bool {
-    std::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {cmd} >/dev/null 2>&1"))
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 /// A simple well-formed message with `body`.
 pub fn message(subject: &str, body: &str) -> Vec<u8> {
     format!(
