@@ -1,5 +1,5 @@
-//! The test harness itself: `require`'s run/skip/fail decision and the skip notice reaching
-//! the terminal past libtest's capture.
+//! The test harness itself: `require`'s run/skip/fail decision, the skip notice reaching the
+//! terminal past libtest's capture, and CI requiring (and installing) every need.
 
 mod common;
 
@@ -60,6 +60,26 @@ fn every_need_has_its_own_variable_and_a_way_to_meet_it() {
     vars.sort();
     vars.dedup();
     assert_eq!(vars.len(), Need::ALL.len(), "two needs share a variable");
+}
+
+/// CI must skip nothing, so it requires everything and installs every package a need names.
+#[test]
+fn ci_requires_every_need_and_installs_its_packages() {
+    let ci = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/.ci/run")).unwrap();
+    assert!(ci.lines().any(|l| l.trim() == "export MAILMOVER_REQUIRE_ALL=1"), ".ci/run does not require everything");
+    let installed: Vec<&str> = ci
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("apt-get install "))
+        .flat_map(|l| l.split_whitespace())
+        .filter(|w| !w.starts_with('-') && !w.starts_with('>'))
+        .collect();
+    for n in Need::ALL {
+        if let Some(pkgs) = n.how().strip_prefix("apt-get install -y ") {
+            for p in pkgs.split_whitespace() {
+                assert!(installed.contains(&p), "{n:?}: .ci/run does not install {p} (it installs {installed:?})");
+            }
+        }
+    }
 }
 
 /// Does something only when run by the tests below, in a child with no doveadm on PATH.
