@@ -2,10 +2,13 @@
 //! its errors, shards that partition the file, reports, re-runs, failures that do not stop the
 //! other rows, and the GNU parallel recipe of docs/scale-out.md against an unsharded run.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use common::{Need, require};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -378,19 +381,6 @@ fn bash(dir: &Path, script: &str, env: &[(&str, &str)]) -> Output {
     c.output().unwrap()
 }
 
-/// Whether GNU parallel can run; without it the test is skipped with a notice, unless
-/// MAILMOVER_REQUIRE_PARALLEL=1 (CI) makes that a failure.
-fn parallel_available(test: &str) -> bool {
-    let have = Command::new("parallel").arg("--version").output().is_ok_and(|o| o.status.success());
-    if !have {
-        if std::env::var("MAILMOVER_REQUIRE_PARALLEL").as_deref() == Ok("1") {
-            panic!("GNU parallel is not installed and MAILMOVER_REQUIRE_PARALLEL=1 (apt-get install -y parallel)");
-        }
-        eprintln!("SKIPPED {test}: GNU parallel is not installed (apt-get install -y parallel)");
-    }
-    have
-}
-
 /// `report DIR --json` of a recipe's run: every row complete, all mail copied.
 fn assert_all_complete(dir: &Path, rows: u64) -> Value {
     let r = run(dir, &["report", "reports", "--json"]);
@@ -405,7 +395,7 @@ fn assert_all_complete(dir: &Path, rows: u64) -> Value {
 /// merges into the same report (and the same mail) as one unsharded run.
 #[test]
 fn gnu_parallel_four_shards_equal_one_unsharded_run() {
-    if !parallel_available("gnu_parallel_four_shards_equal_one_unsharded_run") {
+    if !require(Need::Parallel) {
         return;
     }
     let t = tempfile::tempdir().unwrap();
@@ -446,7 +436,7 @@ fn gnu_parallel_four_shards_equal_one_unsharded_run() {
 /// The `--sshlogin` recipe, with the hosts replaced by the local host (`:` to GNU parallel).
 #[test]
 fn gnu_parallel_sshlogin_recipe() {
-    if !parallel_available("gnu_parallel_sshlogin_recipe") {
+    if !require(Need::Parallel) {
         return;
     }
     let t = tempfile::tempdir().unwrap();
@@ -539,18 +529,11 @@ fn walk_size(p: &Path) -> u64 {
     total
 }
 
-/// A cPanel row with its own domain mapping (skipped, with a notice, while this build or the
-/// tree has no cPanel support or fixture).
+/// A cPanel row with its own domain mapping.
 #[test]
 fn cpanel_row_with_map_domain() {
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/cpanel");
     let home = fixture.join("home/acct");
-    let ok = home.join("etc/example.com").is_dir()
-        && run(Path::new("/"), &["inspect", &format!("cpanel:{}", home.display())]).status.code() == Some(0);
-    if !ok {
-        eprintln!("SKIPPED cpanel_row_with_map_domain: no cPanel support or no fixtures/cpanel/home/acct");
-        return;
-    }
     let t = tempfile::tempdir().unwrap();
     let d = t.path();
     let row = format!(

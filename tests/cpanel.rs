@@ -474,8 +474,7 @@ fn doveadm_count(copy: &Path, work: &Path) -> Vec<(String, String)> {
 
 #[test]
 fn doveadm_reads_every_target_mailbox() {
-    if !have("doveadm") {
-        eprintln!("notice: doveadm not found; Dovecot check of the cPanel target skipped");
+    if !require(Need::Doveadm) {
         return;
     }
     let a = Account::new();
@@ -522,16 +521,12 @@ fn doveadm_reads_every_target_mailbox() {
 
 #[test]
 fn ownership_as_root_with_a_test_user() {
-    if !nix::unistd::geteuid().is_root() || !have("useradd") {
-        eprintln!("notice: not root (or no useradd); the cPanel ownership test is skipped");
+    if !require(Need::Root) || !require(Need::Useradd) {
         return;
     }
     let name = format!("mmcp{}", std::process::id() % 100_000);
     let out = Command::new("useradd").args(["-M", "-N", "-s", "/usr/sbin/nologin", &name]).output().unwrap();
-    if !out.status.success() {
-        eprintln!("notice: useradd failed ({}); ownership test skipped", String::from_utf8_lossy(&out.stderr));
-        return;
-    }
+    assert!(out.status.success(), "useradd {name}: {}", String::from_utf8_lossy(&out.stderr));
     let uid = nix::unistd::User::from_name(&name).unwrap().unwrap().uid.as_raw();
     let result = std::panic::catch_unwind(|| {
         let a = Account::new();
@@ -567,8 +562,7 @@ fn ownership_as_root_with_a_test_user() {
 /// keeps them so.
 #[test]
 fn as_root_every_new_file_of_the_mail_tree_belongs_to_the_home_owner() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("notice: not root; the cPanel ownership test of issue 18 is skipped");
+    if !require(Need::Root) {
         return;
     }
     let a = Account::new();

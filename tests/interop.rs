@@ -15,17 +15,6 @@ use std::process::Command;
 use common::*;
 use serde_json::Value;
 
-fn doveadm_available() -> bool {
-    if have("doveadm") {
-        return true;
-    }
-    if std::env::var("MAILMOVER_REQUIRE_DOVEADM").as_deref() == Ok("1") {
-        panic!("doveadm is not installed and MAILMOVER_REQUIRE_DOVEADM=1");
-    }
-    eprintln!("notice: doveadm not found; Dovecot interop checks skipped");
-    false
-}
-
 fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
@@ -121,7 +110,7 @@ fn synced_maildir(env: &TestEnv, layout: &str) -> Vec<Msg> {
 }
 
 fn check_doveadm_maildir(layout: &str) {
-    if !doveadm_available() {
+    if !require(Need::Doveadm) {
         return;
     }
     let env = TestEnv::new();
@@ -175,7 +164,7 @@ fn doveadm_mbox_rows(env: &TestEnv, dir: &Path) -> Vec<(String, Vec<String>, i64
 
 #[test]
 fn doveadm_reads_mbox_target_flags_and_dates() {
-    if !doveadm_available() {
+    if !require(Need::Doveadm) {
         return;
     }
     let env = TestEnv::new();
@@ -189,7 +178,7 @@ fn doveadm_reads_mbox_target_flags_and_dates() {
 
 #[test]
 fn doveadm_sees_keywords_in_mbox_target() {
-    if !doveadm_available() {
+    if !require(Need::Doveadm) {
         return;
     }
     let env = TestEnv::new();
@@ -216,21 +205,20 @@ else:
 print(json.dumps(out))
 "#;
 
-fn python(kind: &str, path: &Path) -> Option<BTreeMap<String, Vec<String>>> {
-    if !have("python3") {
-        eprintln!("notice: python3 not found; mailbox interop skipped");
-        return None;
-    }
+fn python(kind: &str, path: &Path) -> BTreeMap<String, Vec<String>> {
     let out = Command::new("python3").args(["-c", PY, kind]).arg(path).output().unwrap();
     assert!(out.status.success(), "python3 mailbox failed: {}", String::from_utf8_lossy(&out.stderr));
-    Some(serde_json::from_slice(&out.stdout).unwrap())
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 #[test]
 fn python_mailbox_reads_maildir_target() {
+    if !require(Need::Python) {
+        return;
+    }
     let env = TestEnv::new();
     let msgs = synced_maildir(&env, "maildir++");
-    let Some(py) = python("maildir", &env.path("out")) else { return };
+    let py = python("maildir", &env.path("out"));
     let mut want: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (name, dir) in maildir_folders(&env.path("out"), Layout::MaildirPP) {
         let key =
@@ -244,9 +232,12 @@ fn python_mailbox_reads_maildir_target() {
 
 #[test]
 fn python_mailbox_reads_mbox_target() {
+    if !require(Need::Python) {
+        return;
+    }
     let env = TestEnv::new();
     let (msgs, dir) = mbox_target(&env);
-    let Some(py) = python("mbox", &dir.join("INBOX")) else { return };
+    let py = python("mbox", &dir.join("INBOX"));
     let got: Vec<String> = py["INBOX"]
         .iter()
         .map(|h| sha256(&strip_internal(&unquote(&hex::decode(h).unwrap(), Variant::Mboxrd))))

@@ -280,8 +280,7 @@ fn cpanel_home_is_locked() {
 /// mbox directory and a directory holding an mbox file target lists the source's folders only.
 #[test]
 fn dovecot_lists_no_lock_file() {
-    if !have("doveadm") {
-        eprintln!("notice: doveadm not found; skipped");
+    if !require(Need::Doveadm) {
         return;
     }
     let env = TestEnv::new();

@@ -15,10 +15,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
-
 /// A Maildir with INBOX and the given subfolders (Maildir++), one message each.
 fn maildir_src(root: &Path, folders: &[&str]) {
     for (i, f) in std::iter::once(&"").chain(folders).enumerate() {
@@ -85,8 +81,7 @@ fn mbox_dir_target_links_are_refused() {
 /// 0600 (root only: chown).
 #[test]
 fn owner_reaches_every_level_of_an_mbox_dir_target() {
-    if !is_root() {
-        eprintln!("SKIP owner_reaches_every_level_of_an_mbox_dir_target: needs root (chown)");
+    if !require(Need::Root) {
         return;
     }
     let env = TestEnv::new();
@@ -116,10 +111,9 @@ fn rewritten_mbox_keeps_owner_group_and_mode() {
     let src = env.write("src.mbox", &make_mbox(&[("Mon Jan  2 15:04:05 2006", &message("new", "n\n"))]));
     let dst = env.write("dst.mbox", &make_mbox(&[("Mon Jan  2 15:04:05 2006", &message("old", "o\n"))]));
     std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(0o660)).unwrap();
-    if is_root() {
+    let root = require_for(Need::Root, "the owner half");
+    if root {
         std::os::unix::fs::chown(&dst, Some(65534), Some(8)).unwrap();
-    } else {
-        eprintln!("SKIP the owner half of rewritten_mbox_keeps_owner_group_and_mode: needs root");
     }
     let before = std::fs::metadata(&dst).unwrap();
     env.sync(src.to_str().unwrap(), &format!("mbox:{}", dst.display()), &[]).expect_code(0);
@@ -127,7 +121,7 @@ fn rewritten_mbox_keeps_owner_group_and_mode() {
     assert_ne!(after.ino(), before.ino(), "rewritten");
     assert_eq!(mbox_count(&dst), 2);
     assert_eq!((after.uid(), after.gid(), after.mode() & 0o7777), (before.uid(), before.gid(), 0o660));
-    if is_root() {
+    if root {
         env.sync(src.to_str().unwrap(), "mbox:owned.mbox", &["--owner", "65534:65534"]).expect_code(0);
         let m = std::fs::metadata(env.path("owned.mbox")).unwrap();
         assert_eq!((m.uid(), m.gid(), m.mode() & 0o777), (65534, 65534, 0o600));

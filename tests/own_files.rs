@@ -221,10 +221,6 @@ fn leftovers_in_an_mbox_directory_are_no_folders_and_are_removed() {
     }
 }
 
-fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
-
 /// Everything below `root` that this run created (not in `before`), with its owner.
 fn created(root: &Path, before: &[PathBuf]) -> Vec<(PathBuf, u32, u32)> {
     walkdir::WalkDir::new(root)
@@ -255,8 +251,7 @@ fn chown_tree(p: &Path, uid: u32, gid: u32) {
 /// someone else gives its own); `--owner` wins over both.
 #[test]
 fn as_root_new_files_belong_to_their_directory_owner() {
-    if !is_root() {
-        eprintln!("notice: not root; the Maildir ownership test (issue 18, point 4) is skipped");
+    if !require(Need::Root) {
         return;
     }
     let env = TestEnv::new();

@@ -1,7 +1,8 @@
 //! Shared test support: a `TestEnv` (temp dir, fixture copies, the binary with `TZ=UTC`,
 //! `--json` parsing), a reader that turns a Maildir tree back into plain records, an independent
 //! mbox splitter (the rules of the corpus' `expected.py`), tree snapshots for "wrote nothing" and
-//! "source unchanged" checks, and diffs that say which message differs and how.
+//! "source unchanged" checks, diffs that say which message differs and how, and `require` for
+//! the tests that need a tool, root or the shared corpus (require.rs).
 //!
 //! Every helper here is written from FORMATS.md, not from mailmover's code, so a test that
 //! agrees with the binary checks it against a second reading of the spec.
@@ -16,6 +17,11 @@ use std::path::{Path, PathBuf};
 use assert_cmd::Command;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+
+mod require;
+// Each test crate compiles its own copy of this module and uses only some of it.
+#[allow(unused_imports)]
+pub use require::{Decision, Need, decide, notice, require, require_for};
 
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
@@ -764,15 +770,6 @@ pub fn from_line_date(line: &[u8]) -> Option<i64> {
 pub fn set_mtime(p: &Path, secs: i64) {
     let t = filetime::FileTime::from_unix_time(secs, 0);
     filetime::set_file_times(p, t, t).expect("set mtime");
-}
-
-/// Tells whether an executable is on PATH.
-pub fn have(cmd: &str) -> bool {
-    std::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {cmd} >/dev/null 2>&1"))
-        .status()
-        .is_ok_and(|s| s.success())
 }
 
 /// A simple well-formed message with `body`.
