@@ -1,7 +1,6 @@
 //! Writing a folder into an mbox target: the file is rewritten once, in order, under its
 //! locks, and replaced whole or not at all.
 
-use std::borrow::Borrow;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
@@ -27,7 +26,7 @@ use crate::store::mbox::lock as mbox_lock;
 use crate::store::mbox::read::{MboxFile, ReadOptions};
 use crate::store::mbox::target as mbox_target;
 use crate::store::mbox::write::{self as mbox_write, MboxWriter};
-use crate::sync::plan::{Decision, Hash, Planner, Rules};
+use crate::sync::plan::{Decision, Hash, Planner, Rules, TargetMetas};
 
 pub(super) const CHANGED: &str = "the message changed while it was copied; not copied (the next run copies it)";
 
@@ -154,14 +153,14 @@ pub(super) fn commit_mbox(
 /// load errors, counts and events are handled here, and mapped pages are released chunk by
 /// chunk.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn for_mbox_target<M: Borrow<Meta> + Send>(
+pub(super) fn for_mbox_target<T: TargetMetas + Send>(
     opened: &Opened,
     tn: &FolderName,
     path: &Path,
     opts: &SyncOptions,
     rec: &dyn Recorder,
     out: &mut FolderOutcome,
-    planner: &mut Planner<M>,
+    planner: &mut Planner<T>,
     mut act: impl FnMut(&Ref, &Prepared<'_>, Decision) -> Result<Fate> + Send,
 ) -> Result<()> {
     let mut seen = HashSet::new();

@@ -25,31 +25,47 @@ pub enum Action {
     UpdateFlags(usize),
 }
 
-/// The target side of one folder: hashes sorted for binary search, metadata borrowed from the
-/// target's index (a few bytes per target message, whatever the folder size).
+/// The target messages' states, by index: a list, or the target's own index (so the matcher
+/// needs no copy of them).
+pub trait TargetMetas {
+    fn meta(&self, i: usize) -> Option<&Meta>;
+}
+
+impl<M: Borrow<Meta>> TargetMetas for Vec<M> {
+    fn meta(&self, i: usize) -> Option<&Meta> {
+        self.get(i).map(Borrow::borrow)
+    }
+}
+
+/// The target side of one folder: hashes sorted for binary search, each target message's
+/// state looked up in `metas` (a few bytes per target message, whatever the folder size).
 #[derive(Debug)]
-pub struct Matcher<M = Meta> {
+pub struct Matcher<T = Vec<Meta>> {
     sorted: Vec<(Hash, u32)>,
-    metas: Vec<M>,
+    metas: T,
     used: Vec<bool>,
     /// Target messages of a hash that belong to someone else (see [`Matcher::reserve`]).
     reserved: std::collections::HashMap<Hash, u32>,
 }
 
-impl<M: Borrow<Meta>> Matcher<M> {
-    pub fn new(targets: impl IntoIterator<Item = (Hash, M)>) -> Matcher<M> {
-        let mut m = Matcher { sorted: Vec::new(), metas: Vec::new(), used: Vec::new(), reserved: Default::default() };
-        for (i, (h, meta)) in targets.into_iter().enumerate() {
-            m.sorted.push((h, i as u32));
-            m.metas.push(meta);
-            m.used.push(false);
-        }
-        m.sorted.sort_unstable();
-        m
+impl<M: Borrow<Meta>> Matcher<Vec<M>> {
+    pub fn new(targets: impl IntoIterator<Item = (Hash, M)>) -> Matcher<Vec<M>> {
+        let (hashes, metas): (Vec<Hash>, Vec<M>) = targets.into_iter().unzip();
+        Matcher::over(hashes, metas)
+    }
+}
+
+impl<T: TargetMetas> Matcher<T> {
+    /// `hashes` in target order; `metas` answers for the same indexes.
+    pub fn over(hashes: impl IntoIterator<Item = Hash>, metas: T) -> Matcher<T> {
+        let mut sorted: Vec<(Hash, u32)> = hashes.into_iter().enumerate().map(|(i, h)| (h, i as u32)).collect();
+        let used = vec![false; sorted.len()];
+        sorted.sort_unstable();
+        Matcher { sorted, metas, used, reserved: Default::default() }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.metas.is_empty()
+        self.used.is_empty()
     }
 
     /// Leaves `n` of the target messages with this hash to someone else: at most the rest
@@ -68,7 +84,7 @@ impl<M: Borrow<Meta>> Matcher<M> {
         }
         let free = || self.sorted[lo..hi].iter().map(|&(_, i)| i as usize).filter(|&i| !self.used[i]);
         let pick = free()
-            .find(|&i| meta.same_state(self.metas[i].borrow()))
+            .find(|&i| self.metas.meta(i).is_some_and(|t| meta.same_state(t)))
             .map(Action::Skip)
             .or_else(|| free().next().map(Action::UpdateFlags));
         match pick {
@@ -94,7 +110,11 @@ impl<M: Borrow<Meta>> Matcher<M> {
     }
 
     pub fn target_meta(&self, i: usize) -> Option<&Meta> {
-        self.metas.get(i).map(Borrow::borrow)
+        self.metas.meta(i)
+    }
+
+    pub fn targets(&self) -> &T {
+        &self.metas
     }
 }
 
@@ -250,15 +270,27 @@ impl Rules {
 
 /// A folder's plan being made, one source message at a time (a folder is planned as it is
 /// read, in chunks; [`plan`] makes a whole one at once).
-pub struct Planner<M = Meta> {
-    matcher: Matcher<M>,
+pub struct Planner<T = Vec<Meta>> {
+    matcher: Matcher<T>,
     rules: Rules,
 }
 
-impl<M: Borrow<Meta>> Planner<M> {
+impl<M: Borrow<Meta>> Planner<Vec<M>> {
     /// `targets`: each target message's hash and state, as the target holds it.
-    pub fn new(targets: impl IntoIterator<Item = (Hash, M)>, rules: Rules) -> Planner<M> {
+    pub fn new(targets: impl IntoIterator<Item = (Hash, M)>, rules: Rules) -> Planner<Vec<M>> {
         Planner { matcher: Matcher::new(targets), rules }
+    }
+}
+
+impl<T: TargetMetas> Planner<T> {
+    /// `hashes` in target order, `metas` the target messages' states by the same index.
+    pub fn over(hashes: impl IntoIterator<Item = Hash>, metas: T, rules: Rules) -> Planner<T> {
+        Planner { matcher: Matcher::over(hashes, metas), rules }
+    }
+
+    /// The target messages the plan was made over.
+    pub fn targets(&self) -> &T {
+        self.matcher.targets()
     }
 
     /// Whether the target folder has messages to compare against (else nothing needs hashing).
