@@ -1,0 +1,124 @@
+//! Survives SIGBUS from mapped files that shrink while they are read (a mail client expunged
+//! from a source mbox): a fault inside a registered mapping gets anonymous zero pages mapped
+//! over the rest of that mapping, the mapping is flagged, and the read goes on; any other
+//! SIGBUS keeps its previous disposition. The alternative, reading through bounded buffers,
+//! would give up the borrowed slices every reader relies on.
+
+use std::sync::Once;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+
+struct Slot {
+    start: AtomicUsize,
+    len: AtomicUsize,
+    faulted: AtomicBool,
+}
+
+/// More mappings than folders read at once by any run; past this a mapping is unguarded.
+const SLOTS: usize = 1024;
+static TABLE: [Slot; SLOTS] =
+    [const { Slot { start: AtomicUsize::new(0), len: AtomicUsize::new(0), faulted: AtomicBool::new(false) } }; SLOTS];
+static PAGE: AtomicUsize = AtomicUsize::new(4096);
+static INSTALL: Once = Once::new();
+static PREVIOUS: std::sync::OnceLock<libc::sigaction> = std::sync::OnceLock::new();
+
+/// A registered mapping; unregistered when dropped.
+#[derive(Debug)]
+pub struct Guard(usize);
+
+impl Guard {
+    pub fn register(start: usize, len: usize) -> Option<Guard> {
+        if start == 0 || len == 0 || !install() {
+            return None;
+        }
+        for (i, s) in TABLE.iter().enumerate() {
+            if s.start.load(SeqCst) == 0 && s.len.compare_exchange(0, len, SeqCst, SeqCst).is_ok() {
+                s.faulted.store(false, SeqCst);
+                s.start.store(start, SeqCst);
+                return Some(Guard(i));
+            }
+        }
+        None
+    }
+
+    pub fn faulted(&self) -> bool {
+        TABLE[self.0].faulted.load(SeqCst)
+    }
+}
+
+/// Whether `[start, start + len)` lies inside one registered mapping (all of them are
+/// read-only, private mappings of files, or the zero pages put over a truncated end).
+pub fn covers(start: usize, len: usize) -> bool {
+    TABLE.iter().any(|s| {
+        let (a, l) = (s.start.load(SeqCst), s.len.load(SeqCst));
+        a != 0 && start >= a && start - a + len <= l
+    })
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let s = &TABLE[self.0];
+        s.start.store(0, SeqCst);
+        s.len.store(0, SeqCst);
+    }
+}
+
+fn install() -> bool {
+    INSTALL.call_once(|| {
+        // SAFETY: sysconf has no memory effects.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        if page > 0 {
+            PAGE.store(page as usize, SeqCst);
+        }
+        // SAFETY: a zeroed sigaction is valid; the handler only uses async-signal-safe
+        // calls (mmap, sigaction) and atomics.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            let handler: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) = on_sigbus;
+            sa.sa_sigaction = handler as usize;
+            sa.sa_flags = libc::SA_SIGINFO;
+            libc::sigemptyset(&mut sa.sa_mask);
+            let mut old: libc::sigaction = std::mem::zeroed();
+            if libc::sigaction(libc::SIGBUS, &sa, &mut old) == 0 {
+                let _ = PREVIOUS.set(old);
+            }
+        }
+    });
+    PREVIOUS.get().is_some()
+}
+
+extern "C" fn on_sigbus(_sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut libc::c_void) {
+    // SAFETY: the kernel passes a valid siginfo for SA_SIGINFO handlers.
+    let addr = unsafe { (*info).si_addr() } as usize;
+    let page = PAGE.load(SeqCst);
+    for s in &TABLE {
+        let start = s.start.load(SeqCst);
+        let len = s.len.load(SeqCst);
+        if start == 0 || addr < start || addr - start >= len {
+            continue;
+        }
+        let from = addr & !(page - 1);
+        let end = (start + len).div_ceil(page) * page;
+        // SAFETY: [from, end) lies inside a live read-only mapping of ours (its guard is
+        // dropped before it is unmapped); replacing its pages with zeros changes only
+        // what this process reads there, and the flag says those bytes are not the file.
+        let p = unsafe {
+            libc::mmap(
+                from as *mut libc::c_void,
+                end - from,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED,
+                -1,
+                0,
+            )
+        };
+        if p != libc::MAP_FAILED {
+            s.faulted.store(true, SeqCst);
+            return;
+        }
+    }
+    // Not a guarded mapping: back to the previous disposition; the access faults again.
+    if let Some(old) = PREVIOUS.get() {
+        // SAFETY: restores a sigaction the kernel gave us.
+        unsafe { libc::sigaction(libc::SIGBUS, old, std::ptr::null_mut()) };
+    }
+}
