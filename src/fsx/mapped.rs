@@ -3,7 +3,7 @@
 //! mapping is survived ([`super::sigbus`]) and flagged, never trusted.
 
 use std::fs::File;
-use std::io::Read;
+use std::io::{self, Read};
 use std::path::Path;
 
 use memmap2::Mmap;
@@ -44,6 +44,21 @@ impl MappedFile {
     }
 }
 
+/// Maps all of `file` for one pass from start to end, registered with the SIGBUS guard (`None`
+/// when its table is full). The guard comes first: dropped with the pair, it goes first.
+pub(super) fn map_guarded(file: &File) -> io::Result<(Option<sigbus::Guard>, Mmap)> {
+    // SAFETY: the mapping is read-only and private to this process. A source changed under us
+    // by another process is the documented hazard of reading a live mailbox; readers only ever
+    // index inside the slice they were given, so a changed file gives wrong messages at worst,
+    // never out-of-bounds reads. A truncated file would raise SIGBUS: the guard turns that into
+    // zero pages and a flag, and callers check the flag and the file's stamp before they commit
+    // what they read ([`Mapped::faulted`], [`MappedFile::intact`]).
+    let map = unsafe { Mmap::map(file) }?;
+    let _ = map.advise(memmap2::Advice::Sequential);
+    let guard = sigbus::Guard::register(map.as_ptr() as usize, map.len());
+    Ok((guard, map))
+}
+
 /// A file's bytes: memory-mapped, or read when mapping is not possible (empty files, special
 /// file systems).
 pub enum Mapped {
@@ -62,19 +77,8 @@ impl Mapped {
         if len == 0 {
             return Ok(Mapped::Buf(Vec::new()));
         }
-        // SAFETY: the mapping is read-only and private to this process. A source changed under
-        // us by another process is the documented hazard of reading a live mbox; the splitter
-        // only ever indexes inside the slice it was given, so a changed file gives wrong
-        // messages at worst, never out-of-bounds reads. A truncated file would raise SIGBUS:
-        // the guard turns that into zero pages and a flag ([`Mapped::faulted`]), and callers
-        // check [`Mapped::faulted`] and the file's stamp before they commit what they read.
-        match unsafe { Mmap::map(file) } {
-            Ok(m) => {
-                #[cfg(target_os = "linux")]
-                let _ = m.advise(memmap2::Advice::Sequential);
-                let guard = sigbus::Guard::register(m.as_ptr() as usize, m.len());
-                Ok(Mapped::Map { guard, map: m })
-            }
+        match map_guarded(file) {
+            Ok((guard, map)) => Ok(Mapped::Map { guard, map }),
             Err(_) => {
                 let mut buf = Vec::new();
                 let mut f = file;

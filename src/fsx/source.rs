@@ -10,12 +10,10 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use memmap2::Mmap;
 use nix::errno::Errno;
 
 use super::fd_budget::FdSlot;
-use super::mapped::{BIG_FILE, FileBytes, MappedFile};
-use super::sigbus;
+use super::mapped::{BIG_FILE, FileBytes, MappedFile, map_guarded};
 use crate::error::{At, Error, Result};
 
 /// Opens a source file for reading: read-only, no atime update when permitted.
@@ -133,18 +131,13 @@ impl MessageFile {
         if self.len < BIG_FILE {
             return self.read(path).map(FileBytes::Owned);
         }
-        let stamp = self.stamp;
-        // SAFETY: a read-only private mapping; a file that shrinks under it is caught by the
-        // SIGBUS guard registered here, and [`MappedFile::intact`] tells whether it changed.
-        let map = unsafe { Mmap::map(&self.f) }.at(path)?;
-        let _ = map.advise(memmap2::Advice::Sequential);
-        let guard = sigbus::Guard::register(map.as_ptr() as usize, map.len());
+        let (guard, map) = map_guarded(&self.f).at(path)?;
         if guard.is_none() {
             // Unguarded, a truncation would kill the run: read it instead.
             drop(map);
             return self.read(path).map(FileBytes::Owned);
         }
-        Ok(FileBytes::Mapped(MappedFile { _guard: guard, map, file: self.f, stamp }))
+        Ok(FileBytes::Mapped(MappedFile { _guard: guard, map, file: self.f, stamp: self.stamp }))
     }
 }
 
@@ -268,6 +261,8 @@ pub fn source_is_cold() -> bool {
 #[cfg(test)]
 mod tests {
     use std::io::Write;
+
+    use memmap2::Mmap;
 
     use super::*;
 
