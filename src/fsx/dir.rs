@@ -48,6 +48,7 @@ pub enum LinkVia {
 
 fn owned(fd: RawFd) -> OwnedFd {
     // SAFETY: `fd` was just returned by a successful open call and is owned by nobody else.
+    // Needed because nix 0.29's `open`/`openat` hand back a bare RawFd (std has no openat).
     unsafe { OwnedFd::from_raw_fd(fd) }
 }
 

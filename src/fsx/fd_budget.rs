@@ -3,26 +3,19 @@
 
 use std::sync::atomic::Ordering;
 
+use nix::sys::resource::{Resource, getrlimit, setrlimit};
+
 /// How many descriptors may be held across calls at once ([`FdSlot`]): half the soft limit,
 /// after raising it towards the hard limit (the usual soft limit of 1,024 would be one batch).
 pub fn held_fd_budget() -> usize {
     static BUDGET: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *BUDGET.get_or_init(|| {
-        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-        // SAFETY: getrlimit/setrlimit only read and write the struct passed.
-        unsafe {
-            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-                return 0;
-            }
-            let want = lim.rlim_max.min(65_536);
-            if want > lim.rlim_cur {
-                let raised = libc::rlimit { rlim_cur: want, rlim_max: lim.rlim_max };
-                if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                    lim.rlim_cur = want;
-                }
-            }
+        let Ok((mut soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else { return 0 };
+        let want = hard.min(65_536);
+        if want > soft && setrlimit(Resource::RLIMIT_NOFILE, want, hard).is_ok() {
+            soft = want;
         }
-        (lim.rlim_cur / 2) as usize
+        (soft / 2) as usize
     })
 }
 

@@ -158,7 +158,8 @@ pub fn release_read(b: &[u8]) {
     if end > start {
         // SAFETY: the range lies inside a registered mapping, which is read-only and private
         // and never written: dropping its pages loses nothing, a later read maps them again
-        // from the file (or the zero pages of a truncated end).
+        // from the file (or the zero pages of a truncated end). libc: nix's madvise is unsafe
+        // too, and memmap2's needs the `Mmap`, which the caller's slice does not carry.
         unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
     }
 }

@@ -7,6 +7,9 @@
 use std::sync::Once;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 
+use nix::sys::signal::SigSet;
+use nix::unistd::{SysconfVar, sysconf};
+
 struct Slot {
     start: AtomicUsize,
     len: AtomicUsize,
@@ -64,26 +67,32 @@ impl Drop for Guard {
 
 fn install() -> bool {
     INSTALL.call_once(|| {
-        // SAFETY: sysconf has no memory effects.
-        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-        if page > 0 {
+        if let Ok(Some(page)) = sysconf(SysconfVar::PAGE_SIZE)
+            && page > 0
+        {
             PAGE.store(page as usize, SeqCst);
         }
-        // SAFETY: a zeroed sigaction is valid; the handler only uses async-signal-safe
-        // calls (mmap, sigaction) and atomics.
-        unsafe {
-            let mut sa: libc::sigaction = std::mem::zeroed();
-            let handler: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) = on_sigbus;
-            sa.sa_sigaction = handler as usize;
-            sa.sa_flags = libc::SA_SIGINFO;
-            libc::sigemptyset(&mut sa.sa_mask);
-            let mut old: libc::sigaction = std::mem::zeroed();
-            if libc::sigaction(libc::SIGBUS, &sa, &mut old) == 0 {
-                let _ = PREVIOUS.set(old);
-            }
+        let mut sa = no_action();
+        let handler: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) = on_sigbus;
+        sa.sa_sigaction = handler as usize;
+        sa.sa_flags = libc::SA_SIGINFO;
+        sa.sa_mask = *SigSet::empty().as_ref();
+        let mut old = no_action();
+        // SAFETY: both structs are valid and outlive the call; the handler only uses
+        // async-signal-safe calls (mmap, sigaction) and atomics. libc, not nix: nix's sigaction
+        // is unsafe as well, and its SigAction::new (0.29) leaves `sa_restorer` uninitialised.
+        if unsafe { libc::sigaction(libc::SIGBUS, &sa, &mut old) } == 0 {
+            let _ = PREVIOUS.set(old);
         }
     });
     PREVIOUS.get().is_some()
+}
+
+/// A sigaction with no handler (SIG_DFL), no flags, an empty mask.
+fn no_action() -> libc::sigaction {
+    // SAFETY: its fields are integers, a signal set and an optional function pointer, all valid
+    // as zeros.
+    unsafe { std::mem::zeroed() }
 }
 
 extern "C" fn on_sigbus(_sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut libc::c_void) {
@@ -101,6 +110,8 @@ extern "C" fn on_sigbus(_sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mu
         // SAFETY: [from, end) lies inside a live read-only mapping of ours (its guard is
         // dropped before it is unmapped); replacing its pages with zeros changes only
         // what this process reads there, and the flag says those bytes are not the file.
+        // libc, not nix: nix's mmap is unsafe too, and a signal handler is best kept to the
+        // bare system call.
         let p = unsafe {
             libc::mmap(
                 from as *mut libc::c_void,
@@ -118,7 +129,7 @@ extern "C" fn on_sigbus(_sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mu
     }
     // Not a guarded mapping: back to the previous disposition; the access faults again.
     if let Some(old) = PREVIOUS.get() {
-        // SAFETY: restores a sigaction the kernel gave us.
+        // SAFETY: restores the sigaction the kernel gave back when ours was installed.
         unsafe { libc::sigaction(libc::SIGBUS, old, std::ptr::null_mut()) };
     }
 }

@@ -11,6 +11,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use nix::errno::Errno;
+use nix::fcntl::{PosixFadviseAdvice, posix_fadvise};
 
 use super::fd_budget::FdSlot;
 use super::mapped::{BIG_FILE, FileBytes, MappedFile, map_guarded};
@@ -100,8 +101,7 @@ impl MessageFile {
     }
 
     fn will_need(&self) {
-        // SAFETY: a valid descriptor; the call only reads its arguments.
-        unsafe { libc::posix_fadvise(self.f.as_raw_fd(), 0, 0, libc::POSIX_FADV_WILLNEED) };
+        let _ = posix_fadvise(self.f.as_raw_fd(), 0, 0, PosixFadviseAdvice::POSIX_FADV_WILLNEED);
     }
 
     /// Reads the whole file. A file whose size or modification time changed while it was read
@@ -174,6 +174,8 @@ impl PositionalRead for SysReader<'_> {
         let iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
         let flags = if nowait { libc::RWF_NOWAIT } else { 0 };
         // SAFETY: the kernel writes at most `buf.len()` bytes into `buf`, which outlives the call.
+        // libc, not nix or std: neither offers preadv2, and its RWF_NOWAIT is what probes the
+        // page cache.
         let n = unsafe { libc::preadv2(self.0.as_raw_fd(), &iov, 1, offset, flags) };
         if n < 0 { Err(io::Error::last_os_error()) } else { Ok(n as usize) }
     }
@@ -269,16 +271,19 @@ mod tests {
     /// Pages of `path` in the page cache (mincore on a mapping does not read anything in).
     fn cached_pages(path: &Path) -> usize {
         let f = File::open(path).unwrap();
+        // SAFETY: read-only and private; only its address is used, never its bytes.
         let m = unsafe { Mmap::map(&f) }.unwrap();
         let pages = m.len().div_ceil(4096);
         let mut v = vec![0u8; pages];
+        // SAFETY: `v` has a byte for every 4 KiB of the live mapping, at least one per page
+        // (nix has no mincore).
         assert_eq!(unsafe { libc::mincore(m.as_ptr() as *mut _, m.len(), v.as_mut_ptr()) }, 0);
         v.iter().filter(|b| *b & 1 == 1).count()
     }
 
     fn evict(path: &Path) {
         let f = File::open(path).unwrap();
-        unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        let _ = posix_fadvise(f.as_raw_fd(), 0, 0, PosixFadviseAdvice::POSIX_FADV_DONTNEED);
     }
 
     /// A read that has to wait for the disk marks the source cold; a hint brings a file into

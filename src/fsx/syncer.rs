@@ -143,7 +143,8 @@ fn run_syncs(sh: &SyncShared, mut syncfs: impl FnMut() -> std::result::Result<()
 /// that the batch `syncfs` would have merged with its neighbours.
 pub fn start_writeback_range(f: &File, offset: u64, len: u64) {
     let (Ok(off), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else { return };
-    // SAFETY: plain syscall on a descriptor this `File` owns; no memory is passed.
+    // SAFETY: plain syscall on a descriptor this `File` owns; no memory is passed. libc: neither
+    // nix nor std has sync_file_range.
     let _ = unsafe { libc::sync_file_range(f.as_raw_fd(), off, len, libc::SYNC_FILE_RANGE_WRITE) };
 }
 
