@@ -1,6 +1,7 @@
 //! The guarded target tree: below a target root every directory is opened through its parent's
 //! descriptor with `O_NOFOLLOW`, so a symlink planted in a target is refused, not followed;
 //! files are created exclusively or unnamed (`O_TMPFILE`) and named without replacing anything.
+//! The sweep of what killed runs left under temporary names is `Dir`'s too, in `temp`.
 
 use std::ffi::OsStr;
 use std::fs::File;
