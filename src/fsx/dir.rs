@@ -1,0 +1,482 @@
+//! The guarded target tree: below a target root every directory is opened through its parent's
+//! descriptor with `O_NOFOLLOW`, so a symlink planted in a target is refused, not followed;
+//! files are created exclusively or unnamed (`O_TMPFILE`) and named without replacing anything.
+//! The sweep of what killed runs left under temporary names is `Dir`'s too, in `temp`.
+
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::{OFlag, RenameFlags};
+use nix::sys::stat::{Mode, UtimensatFlags};
+use nix::sys::time::TimeSpec;
+use nix::unistd::{Gid, Uid};
+
+use super::temp::temp_name;
+use crate::error::{At, Error, Result};
+
+/// Owner for everything written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Owner {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl Owner {
+    pub fn apply(self, fd: RawFd, path: &Path) -> Result<()> {
+        nix::unistd::fchown(fd, Some(Uid::from_raw(self.uid)), Some(Gid::from_raw(self.gid))).at(path)
+    }
+}
+
+/// An open directory of a target tree.
+#[derive(Debug)]
+pub struct Dir {
+    fd: OwnedFd,
+    pub path: PathBuf,
+}
+
+/// How an unnamed (`O_TMPFILE`) file is linked into a directory: by its descriptor
+/// (`AT_EMPTY_PATH`, which needs `CAP_DAC_READ_SEARCH`) or through `/proc/self/fd`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkVia {
+    EmptyPath,
+    ProcFd,
+}
+
+fn owned(fd: RawFd) -> OwnedFd {
+    // SAFETY: `fd` was just returned by a successful open call and is owned by nobody else.
+    // Needed because nix 0.29's `open`/`openat` hand back a bare RawFd (std has no openat).
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+fn dir_flags() -> OFlag {
+    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC
+}
+
+impl Dir {
+    /// Opens (creating it and its parents if needed) the root of a target. The root itself is
+    /// named by the user, so a symlink there is followed; nothing below it is.
+    pub fn create_root(path: &Path, mode: u32, owner: Option<Owner>) -> Result<Dir> {
+        if !path.exists() {
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent).at(parent)?;
+            }
+            match nix::unistd::mkdir(path, Mode::from_bits_truncate(mode)) {
+                Ok(()) | Err(Errno::EEXIST) => {}
+                Err(e) => return Err(e).at(path),
+            }
+            let d = Dir::open_root(path)?;
+            fchmod(d.raw(), mode, path)?;
+            let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            let owner = match owner {
+                Some(o) => Some(o),
+                None => Dir::open_root(parent).ok().and_then(|p| p.owner_for_new(None)),
+            };
+            if let Some(o) = owner {
+                o.apply(d.raw(), path)?;
+            }
+            return Ok(d);
+        }
+        Dir::open_root(path)
+    }
+
+    pub fn open_root(path: &Path) -> Result<Dir> {
+        let fd =
+            nix::fcntl::open(path, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).at(path)?;
+        Ok(Dir { fd: owned(fd), path: path.to_path_buf() })
+    }
+
+    /// Opens `dir`, a directory at or below the target `root`: the root as given (an admin's
+    /// path may go through links), every level below it without following a link.
+    pub fn open_beneath(root: &Path, dir: &Path) -> Result<Dir> {
+        let rel = dir.strip_prefix(root).map_err(|_| Error::bad(dir, "internal: not below the target root"))?;
+        let mut d = Dir::open_root(if root.as_os_str().is_empty() { Path::new(".") } else { root })?;
+        for c in rel.components() {
+            match c {
+                std::path::Component::Normal(name) => {
+                    d = d.open(name)?.ok_or_else(|| Error::bad(d.path.join(name), "no such directory"))?;
+                }
+                std::path::Component::CurDir => {}
+                _ => return Err(Error::bad(dir, "internal: not a plain path below the target root")),
+            }
+        }
+        Ok(d)
+    }
+
+    pub fn raw(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// This directory opened again, through its descriptor.
+    pub fn reopen(&self) -> Result<Dir> {
+        let fd = nix::fcntl::openat(Some(self.raw()), ".", dir_flags(), Mode::empty()).at(&self.path)?;
+        Ok(Dir { fd: owned(fd), path: self.path.clone() })
+    }
+
+    /// Opens the subdirectory `name`, refusing a symlink.
+    pub fn open(&self, name: &OsStr) -> Result<Option<Dir>> {
+        let path = self.path.join(name);
+        match nix::fcntl::openat(Some(self.raw()), name, dir_flags(), Mode::empty()) {
+            Ok(fd) => Ok(Some(Dir { fd: owned(fd), path })),
+            Err(Errno::ENOENT) => Ok(None),
+            Err(Errno::ELOOP) | Err(Errno::ENOTDIR) if self.is_symlink(name) => {
+                Err(Error::bad(path, "is a symlink in the target; nothing is written through it"))
+            }
+            Err(e) => Err(e).at(&path),
+        }
+    }
+
+    fn is_symlink(&self, name: &OsStr) -> bool {
+        nix::sys::stat::fstatat(Some(self.raw()), name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
+            .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFLNK)
+    }
+
+    /// Opens or creates the subdirectory `name` (mode and owner applied on creation only).
+    pub fn create(&self, name: &OsStr, mode: u32, owner: Option<Owner>) -> Result<Dir> {
+        if let Some(d) = self.open(name)? {
+            return Ok(d);
+        }
+        let path = self.path.join(name);
+        match nix::sys::stat::mkdirat(Some(self.raw()), name, Mode::from_bits_truncate(mode)) {
+            Ok(()) | Err(Errno::EEXIST) => {}
+            Err(e) => return Err(e).at(&path),
+        }
+        let d = self.open(name)?.ok_or_else(|| Error::bad(&path, "directory vanished after creation"))?;
+        fchmod(d.raw(), mode, &path)?;
+        if let Some(o) = self.owner_for_new(owner) {
+            o.apply(d.raw(), &path)?;
+        }
+        Ok(d)
+    }
+
+    /// Another descriptor of the same directory.
+    pub fn try_clone(&self) -> Result<Dir> {
+        Ok(Dir { fd: self.fd.try_clone().at(&self.path)?, path: self.path.clone() })
+    }
+
+    /// What `name` is here, not following a symlink; `None` when it does not exist.
+    pub fn stat_at(&self, name: &OsStr) -> Result<Option<Entry>> {
+        match nix::sys::stat::fstatat(Some(self.raw()), name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(st) => Ok(Some(Entry::of(&st))),
+            Err(Errno::ENOENT) => Ok(None),
+            Err(e) => Err(e).at(&self.path.join(name)),
+        }
+    }
+
+    /// This directory's owner and mode.
+    pub fn stat(&self) -> Result<Entry> {
+        nix::sys::stat::fstat(self.raw()).map(|st| Entry::of(&st)).at(&self.path)
+    }
+
+    /// Opens the regular file `name` here, refusing a symlink, a FIFO or anything else that is
+    /// not a regular file (checked on the descriptor, before any read); `None` when absent.
+    /// `write` opens it read-write (an fcntl write lock needs that).
+    pub fn open_file(&self, name: &OsStr, write: bool) -> Result<Option<File>> {
+        let path = self.path.join(name);
+        let access = if write { OFlag::O_RDWR } else { OFlag::O_RDONLY };
+        let flags = access | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+        let fd = match nix::fcntl::openat(Some(self.raw()), name, flags, Mode::empty()) {
+            Ok(fd) => owned(fd),
+            Err(Errno::ENOENT) => return Ok(None),
+            Err(Errno::ELOOP) if self.is_symlink(name) => {
+                return Err(Error::bad(path, "is a symlink in the target; nothing is written through it"));
+            }
+            Err(e) => return Err(e).at(&path),
+        };
+        let st = nix::sys::stat::fstat(fd.as_raw_fd()).at(&path)?;
+        if Entry::of(&st).kind != FileKind::File {
+            return Err(Error::bad(path, "not a regular file; not read or written"));
+        }
+        // Reads of a regular file never block; O_NONBLOCK was there for the FIFO case only.
+        nix::fcntl::fcntl(fd.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFL(OFlag::empty())).at(&path)?;
+        Ok(Some(File::from(fd)))
+    }
+
+    /// The owner to give what is created in this directory: `given` (`--owner`) when there is
+    /// one; else, when running as root, this directory's owner and group, as Dovecot gives a
+    /// user's new mail files their mail directory's owner (a root-owned message in a user's
+    /// Maildir is one their Dovecot cannot read). `None`: nothing to change, the kernel's
+    /// choice (the running user) is right.
+    pub fn owner_for_new(&self, given: Option<Owner>) -> Option<Owner> {
+        if given.is_some() || !running_as_root() {
+            return given;
+        }
+        let st = nix::sys::stat::fstat(self.raw()).ok()?;
+        let o = Owner { uid: st.st_uid, gid: st.st_gid };
+        let me = Owner { uid: nix::unistd::geteuid().as_raw(), gid: nix::unistd::getegid().as_raw() };
+        (o != me).then_some(o)
+    }
+
+    /// The names in this directory, listed through its descriptor (a directory swapped for a
+    /// link after it was opened is not what is listed).
+    pub(super) fn names(&self) -> Vec<Vec<u8>> {
+        let listed =
+            std::fs::read_dir(format!("/proc/self/fd/{}", self.raw())).or_else(|_| std::fs::read_dir(&self.path));
+        listed
+            .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.file_name().as_bytes().to_vec())).collect())
+            .unwrap_or_default()
+    }
+
+    pub fn exists(&self, name: &OsStr) -> bool {
+        nix::sys::stat::fstatat(Some(self.raw()), name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW).is_ok()
+    }
+
+    /// Creates `name` exclusively (never through a symlink) for writing.
+    pub fn create_file(&self, name: &OsStr, mode: u32) -> Result<File> {
+        let path = self.path.join(name);
+        let fd = nix::fcntl::openat(
+            Some(self.raw()),
+            name,
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(mode),
+        )
+        .at(&path)?;
+        let f = File::from(owned(fd));
+        if mode & !process_umask() != mode {
+            fchmod(f.as_raw_fd(), mode, &path)?;
+        }
+        Ok(f)
+    }
+
+    /// Opens a file with no name on this directory's file system (`O_TMPFILE`): it is invisible
+    /// until [`Dir::link_unnamed`] names it, and vanishes with the process if that never happens.
+    pub fn create_unnamed(&self, mode: u32) -> Result<File> {
+        let fd = nix::fcntl::openat(
+            Some(self.raw()),
+            ".",
+            OFlag::O_TMPFILE | OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(mode),
+        )
+        .at(&self.path)?;
+        let f = File::from(owned(fd));
+        if mode & !process_umask() != mode {
+            fchmod(f.as_raw_fd(), mode, &self.path)?;
+        }
+        Ok(f)
+    }
+
+    /// Gives the unnamed file `f` the name `name` here; fails if the name exists.
+    pub fn link_unnamed(&self, f: &File, via: LinkVia, name: &OsStr) -> Result<()> {
+        let path = self.path.join(name);
+        match via {
+            LinkVia::EmptyPath => nix::unistd::linkat(
+                Some(f.as_raw_fd()),
+                OsStr::new(""),
+                Some(self.raw()),
+                name,
+                nix::fcntl::AtFlags::AT_EMPTY_PATH,
+            ),
+            LinkVia::ProcFd => {
+                let proc = format!("/proc/self/fd/{}", f.as_raw_fd());
+                nix::unistd::linkat(
+                    None,
+                    OsStr::new(&proc),
+                    Some(self.raw()),
+                    name,
+                    nix::fcntl::AtFlags::AT_SYMLINK_FOLLOW,
+                )
+            }
+        }
+        .at(&path)
+    }
+
+    /// Whether unnamed files can be made and named in this directory, and how: tried with a
+    /// throwaway file (`probe_name` is unlinked again). `None` where the file system or the
+    /// process cannot (no `O_TMPFILE`, no privilege for `AT_EMPTY_PATH` and no `/proc`).
+    pub fn probe_unnamed(&self, probe_name: &OsStr) -> Option<LinkVia> {
+        let f = self.create_unnamed(0o600).ok()?;
+        let _ = self.unlink(probe_name);
+        for via in [LinkVia::EmptyPath, LinkVia::ProcFd] {
+            if self.link_unnamed(&f, via, probe_name).is_ok() {
+                let _ = self.unlink(probe_name);
+                return Some(via);
+            }
+        }
+        None
+    }
+
+    /// Moves `name` from this directory to `to/new_name`; fails if the target name exists.
+    pub fn rename_noreplace(&self, name: &OsStr, to: &Dir, new_name: &OsStr) -> Result<()> {
+        nix::fcntl::renameat2(Some(self.raw()), name, Some(to.raw()), new_name, RenameFlags::RENAME_NOREPLACE)
+            .at(&to.path.join(new_name))
+    }
+
+    /// Replaces `to/new_name` by `name` (for files only mailmover writes: keyword lists, state).
+    pub fn rename_replace(&self, name: &OsStr, to: &Dir, new_name: &OsStr) -> Result<()> {
+        nix::fcntl::renameat(Some(self.raw()), name, Some(to.raw()), new_name).at(&to.path.join(new_name))
+    }
+
+    pub fn unlink(&self, name: &OsStr) -> Result<()> {
+        nix::unistd::unlinkat(Some(self.raw()), name, nix::unistd::UnlinkatFlags::NoRemoveDir).at(&self.path.join(name))
+    }
+
+    pub fn set_times(&self, name: &OsStr, secs: i64) -> Result<()> {
+        let t = TimeSpec::new(secs, 0);
+        nix::sys::stat::utimensat(Some(self.raw()), name, &t, &t, UtimensatFlags::NoFollowSymlink)
+            .at(&self.path.join(name))
+    }
+
+    pub fn fsync(&self) -> Result<()> {
+        nix::unistd::fsync(self.raw()).at(&self.path)
+    }
+
+    /// Flushes every dirty page of the file system this directory is on: one call makes a
+    /// whole batch of written files durable, far cheaper than an fsync per file.
+    pub fn syncfs(&self) -> Result<()> {
+        nix::unistd::syncfs(self.raw()).at(&self.path)
+    }
+
+    /// Writes a small file atomically: a temporary name ([`temp_name`]) in this directory, owned
+    /// as [`Dir::owner_for_new`] says, then rename over `name`.
+    pub fn write_atomic(&self, name: &str, data: &[u8], mode: u32, owner: Option<Owner>, durable: bool) -> Result<()> {
+        let tmp = temp_name(OsStr::new(name));
+        let tmp = tmp.as_os_str();
+        let owner = self.owner_for_new(owner);
+        let _ = self.unlink(tmp);
+        let mut f = self.create_file(tmp, mode)?;
+        let path = self.path.join(name);
+        let r = (|| {
+            f.write_all(data).at(&path)?;
+            if let Some(o) = owner {
+                o.apply(f.as_raw_fd(), &path)?;
+            }
+            if durable {
+                f.sync_all().at(&path)?;
+            }
+            self.rename_replace(tmp, self, OsStr::new(name))
+        })();
+        if r.is_err() {
+            let _ = self.unlink(tmp);
+        }
+        r
+    }
+
+    /// Names in the directory (not `.`/`..`) with their d_type hint.
+    pub fn list(&self) -> Result<Vec<(Vec<u8>, Option<FileKind>)>> {
+        list_dir(&self.path)
+    }
+}
+
+/// The process umask, read once (reading it means setting it, so it is done before any other
+/// thread could create files).
+pub fn process_umask() -> u32 {
+    static UMASK: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *UMASK.get_or_init(|| {
+        let old = nix::sys::stat::umask(Mode::from_bits_truncate(0o077));
+        nix::sys::stat::umask(old);
+        old.bits()
+    })
+}
+
+fn fchmod(fd: RawFd, mode: u32, path: &Path) -> Result<()> {
+    nix::sys::stat::fchmod(fd, Mode::from_bits_truncate(mode)).at(path)
+}
+
+/// What `fstat` says about a directory entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub kind: FileKind,
+    pub uid: u32,
+    pub gid: u32,
+    pub mode: u32,
+    pub dev: u64,
+    pub ino: u64,
+}
+
+impl Entry {
+    fn of(st: &libc::stat) -> Entry {
+        let kind = match st.st_mode & libc::S_IFMT {
+            libc::S_IFREG => FileKind::File,
+            libc::S_IFDIR => FileKind::Dir,
+            libc::S_IFLNK => FileKind::Symlink,
+            _ => FileKind::Other,
+        };
+        Entry { kind, uid: st.st_uid, gid: st.st_gid, mode: st.st_mode & 0o7777, dev: st.st_dev, ino: st.st_ino }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum FileKind {
+    File,
+    Dir,
+    Symlink,
+    Other,
+}
+
+impl FileKind {
+    pub fn of(ft: std::fs::FileType) -> FileKind {
+        if ft.is_symlink() {
+            FileKind::Symlink
+        } else if ft.is_dir() {
+            FileKind::Dir
+        } else if ft.is_file() {
+            FileKind::File
+        } else {
+            FileKind::Other
+        }
+    }
+}
+
+/// Directory entries with their types, sorted by name (so output does not depend on the file
+/// system's order).
+pub fn list_dir(path: &Path) -> Result<Vec<(Vec<u8>, Option<FileKind>)>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(path).at(path)? {
+        let e = e.at(path)?;
+        let kind = e.file_type().ok().map(FileKind::of);
+        out.push((e.file_name().as_bytes().to_vec(), kind));
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Whether this process runs as root (checked once).
+fn running_as_root() -> bool {
+    static ROOT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ROOT.get_or_init(|| nix::unistd::geteuid().is_root())
+}
+
+/// The file times a directory's file system can store, as (earliest, latest) seconds: the
+/// kernel clamps any other time silently (ext4: 1901-12-13 to 2446-05-10), so a date outside
+/// must be stored as the nearest end, said so, and compared as stored. Found by timing an
+/// unnamed file (`O_TMPFILE`) that never appears in the directory; `None` where that is not
+/// possible (a read-only target, no `O_TMPFILE`).
+pub fn time_bounds(dir: &Path) -> Option<(i64, i64)> {
+    let d = Dir::open_root(dir).ok()?;
+    let f = d.create_unnamed(0o600).ok()?;
+    let far = 3_000_000_000_000i64; // ±95,000 years: past every file system's range
+    let mut out = [0i64; 2];
+    for (i, t) in [-far, far].into_iter().enumerate() {
+        let ts = TimeSpec::new(t, 0);
+        nix::sys::stat::futimens(f.as_raw_fd(), &ts, &ts).ok()?;
+        out[i] = nix::sys::stat::fstat(f.as_raw_fd()).ok()?.st_mtime;
+    }
+    Some((out[0], out[1]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn symlinked_subdir_refused() {
+        let t = tempfile::tempdir().unwrap();
+        let other = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(other.path(), t.path().join("cur")).unwrap();
+        let root = Dir::open_root(t.path()).unwrap();
+        let e = root.create(OsStr::new("cur"), 0o700, None).unwrap_err();
+        assert!(e.to_string().contains("symlink"), "{e}");
+    }
+
+    #[test]
+    fn create_file_is_exclusive() {
+        let t = tempfile::tempdir().unwrap();
+        let root = Dir::open_root(t.path()).unwrap();
+        root.create_file(OsStr::new("x"), 0o600).unwrap();
+        assert!(root.create_file(OsStr::new("x"), 0o600).is_err());
+    }
+}
