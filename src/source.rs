@@ -36,7 +36,7 @@ fn bounded_chunk(it: &mut std::iter::Peekable<impl Iterator<Item = Ref>>, max_by
 }
 
 /// Messages per chunk, and bytes per chunk for files read into memory.
-const CHUNK_MESSAGES: usize = 1024;
+pub const CHUNK_MESSAGES: usize = 1024;
 pub const CHUNK_BYTES: u64 = 16 << 20;
 
 pub enum Opened {

@@ -55,6 +55,12 @@ pub struct Index {
     pub warnings: Vec<Problem>,
 }
 
+impl crate::sync::plan::TargetMetas for Index {
+    fn meta(&self, i: usize) -> Option<&crate::message::Meta> {
+        self.entries.get(i).map(|(e, _)| &e.meta)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Key {
     size: u64,

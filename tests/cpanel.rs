@@ -765,3 +765,47 @@ fn planted_links_and_fifos_among_target_account_files_are_refused() {
     assert_eq!(std::fs::read(&victim).unwrap(), b"secret:x:0:0::/root:/bin/sh\n");
     assert!(std::fs::symlink_metadata(&planted[0]).unwrap().file_type().is_symlink());
 }
+
+/// Messages from an archive go through sync's Maildir run: a folder's messages are made
+/// durable a batch at a time, not with one file-system sync each.
+#[test]
+fn archive_messages_are_synced_in_batches() {
+    if !require(Need::Strace) {
+        return;
+    }
+    let a = Account::new();
+    let cur = mailbox(&a.src, "info@example.com").join(".Archive/cur");
+    std::fs::create_dir_all(&cur).unwrap();
+    for d in ["new", "tmp"] {
+        std::fs::create_dir_all(cur.with_file_name(d)).unwrap();
+    }
+    for i in 0..200 {
+        std::fs::write(cur.join(format!("1600000{i:03}.M{i}P1.fixture:2,S")), message(&format!("m{i}"), "body\n"))
+            .unwrap();
+    }
+    let tgz = make_archive(&a, false);
+    let (home, etc) = a.dst("batched");
+    let trace = a.env.path("syncfs.trace");
+    let bin = assert_cmd::cargo::cargo_bin("mailmover");
+    let out = Command::new("strace")
+        .args(["-f", "-qq", "-e", "trace=syncfs", "-o"])
+        .arg(&trace)
+        .arg(&bin)
+        .arg("sync")
+        .arg(format!("cpanel:{}", tgz.display()))
+        .arg(format!("cpanel:{}", home.display()))
+        .arg("--target-etc")
+        .arg(&etc)
+        .arg("--json")
+        .env("TZ", "UTC")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["transferred"], 212, "{report}");
+    let syncs = std::fs::read_to_string(&trace).unwrap().lines().filter(|l| l.contains("syncfs(")).count();
+    // One or two per folder (a batch, then the renames), not one per message.
+    assert!((1..=40).contains(&syncs), "{syncs} syncfs calls for 212 messages");
+    let archived = box_msgs(&mailbox(&home, "info@example.com"));
+    assert_eq!(archived.iter().filter(|m| m.0 == "Archive").count(), 200);
+}

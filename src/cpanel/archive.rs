@@ -23,6 +23,7 @@ use std::path::{Component, Path, PathBuf};
 use super::account::{Account, BoxFormat, Mailbox};
 use super::mapping::{valid_domain, valid_local};
 use super::tree::{Mem, MemEntry, Tree};
+use crate::deletion::Deletion;
 use crate::error::{At, Error, Problem, Result};
 use crate::events::{Event, Recorder};
 use crate::folder::FolderName;
@@ -33,10 +34,8 @@ use crate::source::Origin;
 use crate::store::maildir::keywords::KeywordMap;
 use crate::store::maildir::layout;
 use crate::store::maildir::name;
-use crate::store::maildir::write::{FolderWriter, MaildirTarget, WriteOptions};
-use crate::sync::SyncOptions;
-use crate::sync::plan::{Candidate, Decision, Planner, Rules};
-use crate::target_index;
+use crate::store::maildir::write::{MaildirTarget, WriteOptions};
+use crate::sync::{FedFolder, SyncOptions};
 
 /// Files bigger than this are not kept in memory in the first pass (they are not metadata).
 const SMALL_FILE: u64 = 32 << 20;
@@ -376,24 +375,18 @@ impl BoxTarget {
     }
 }
 
-/// State of one target folder during the second pass.
-struct FolderState {
-    tdir: PathBuf,
-    index: target_index::Index,
-    planner: Planner,
-    keywords: KeywordMap,
-    seen: HashSet<[u8; 32]>,
-}
-
 /// The totals of the second pass.
 #[derive(Default)]
 pub struct Outcome {
     pub counts: Counts,
     pub errors: Vec<Problem>,
+    pub warnings: Vec<Problem>,
 }
 
-/// Second pass: every message member of a selected mailbox matched against its target folder
-/// and written when missing (or its flags updated).
+/// Second pass: every message member of a selected mailbox goes, folder by folder, through
+/// sync's Maildir run ([`FedFolder`]): planned against its target folder, written in synced
+/// batches, its flags updated. Nothing is deleted: a folder the archive does not hold is not
+/// visited, so deleting could only ever be partial.
 pub fn sync_messages(
     path: &Path,
     s: &Scanned,
@@ -437,14 +430,14 @@ pub fn sync_messages(
             }
         }
     }
-    let mut states: BTreeMap<(usize, String), FolderState> = BTreeMap::new();
-    let mut current: Option<((usize, String), FolderWriter<'_>)> = None;
+    let opts = &SyncOptions { deletion: Deletion::Off, ..opts.clone() };
+    let mut folders: BTreeMap<(usize, String), (FedFolder<'_>, KeywordMap)> = BTreeMap::new();
     let mut problems = Vec::new();
     let mut stash: BTreeMap<PathBuf, Vec<u8>> = BTreeMap::new();
     let walked = walk(
         path,
         &mut |m: Member<'_>| {
-            // A signal stops the walk between messages; what was written is put in order below.
+            // A signal stops the walk between messages; what was written is put in place below.
             if let Some(sig) = crate::interrupt::requested() {
                 return Err(Error::Interrupted(sig));
             }
@@ -471,25 +464,12 @@ pub fn sync_messages(
             let key = (i, fdir.clone());
             let Some(tn) = names.get(&key) else { return Ok(()) };
             let Some(bt) = targets.get(i) else { return Ok(()) };
-            if !states.contains_key(&key) {
-                let tdir =
-                    MaildirTarget::folder_path(&bt.path, tn, opts.layout).map_err(|e| Error::bad(&bt.path, e))?;
-                let mut errs = Vec::new();
-                let index = if tdir.exists() {
-                    target_index::maildir(&tdir, false, &mut errs)?
-                } else {
-                    target_index::Index::default()
-                };
-                out.errors.extend(errs);
-                let rules = Rules { filters: opts.filters.clone(), bounds: None, mbox: false };
-                let planner = Planner::new(index.entries.iter().map(|(e, h)| (*h, e.meta.clone())), rules);
-                let src_dir = if fdir.is_empty() { bt.mailbox.dir.clone() } else { bt.mailbox.dir.join(&fdir) };
+            let src_dir = if fdir.is_empty() { bt.mailbox.dir.clone() } else { bt.mailbox.dir.join(&fdir) };
+            let (folder, keywords) = folders.entry(key).or_insert_with(|| {
                 let keywords =
                     s.tree.read(&src_dir.join("dovecot-keywords")).map(|b| KeywordMap::parse(&b)).unwrap_or_default();
-                states.insert(key.clone(), FolderState { tdir, index, planner, keywords, seen: HashSet::new() });
-                out.counts.folders += 1;
-            }
-            let Some(st) = states.get_mut(&key) else { return Ok(()) };
+                (FedFolder::open(&bt.path, bt.writer.as_ref(), tn, &src_dir, opts), keywords)
+            });
             let origin = Origin::File(PathBuf::from(&m.display));
             let link = m.hardlink.as_ref().or(stash.contains_key(rel).then_some(rel));
             let data = match link {
@@ -518,118 +498,31 @@ pub fn sync_messages(
             meta.flags = n.flags;
             for l in 0u8..26 {
                 if n.keyword_letters & (1 << l) != 0 {
-                    match st.keywords.name(l) {
+                    match keywords.name(l) {
                         Some(k) => meta.keywords.insert(k),
                         None => meta.stray_letters |= 1 << l,
                     }
                 }
             }
             meta.recent = sub == "new" && n.info.is_none();
-            out.counts.messages_source += 1;
-            let hash = crate::fsx::sha256_pieces(&[&data]);
-            let c = Candidate { hash: Some(&hash), meta: &meta, size: data.len() as u64, not_mail: None };
-            let decision = st.planner.decide(c);
-            if let Decision::Filtered(why) = decision {
-                *out.counts.skipped_filtered.entry(why.as_str().to_string()).or_default() += 1;
-                return Ok(());
-            }
-            if !st.seen.insert(hash) {
-                out.counts.duplicates_source += 1;
-            }
-            if matches!(decision, Decision::Skip(_)) {
-                out.counts.skipped_existing += 1;
-                rec.record(Event::Skip { folder: tn.clone(), origin, reason: "exists".into(), sha256: Some(hash) });
-                return Ok(());
-            }
-            let Some(tw) = &bt.writer else {
-                match decision {
-                    d if d.updates() => {
-                        out.counts.flags_updated += 1;
-                        out.counts.skipped_existing += 1;
-                    }
-                    _ => {
-                        out.counts.transferred += 1;
-                        out.counts.bytes_transferred += data.len() as u64;
-                    }
-                }
-                return Ok(());
-            };
-            if current.as_ref().is_none_or(|(k, _)| *k != key) {
-                if let Some((_, w)) = current.take()
-                    && let Err(e) = w.sync_dirs()
-                {
-                    out.errors.push(e.problem());
-                }
-                match tw.folder(tn) {
-                    Ok(w) => current = Some((key.clone(), w)),
-                    Err(e) => {
-                        out.errors.push(e.problem());
-                        return Ok(());
-                    }
-                }
-            }
-            let Some((_, w)) = current.as_mut() else { return Ok(()) };
-            let kws: Vec<&str> = meta.keywords.iter().collect();
-            for k in w.add_keywords(kws, meta.stray_letters) {
-                out.errors.push(Problem::new(
-                    w.path(),
-                    format!("keyword {k:?} not kept: a Maildir folder holds at most 26 keywords"),
-                ));
-            }
-            if let Err(e) = w.save_keywords() {
-                out.errors.push(e.problem());
-            }
-            match decision {
-                Decision::UpdateFlags(j) | Decision::UpdateDate(j) => match st.index.entries.get(j) {
-                    Some((e, _)) => match w.set_flags(e, &meta) {
-                        Ok((_, nm)) => {
-                            out.counts.flags_updated += 1;
-                            out.counts.skipped_existing += 1;
-                            rec.record(Event::Flags {
-                                folder: tn.clone(),
-                                origin,
-                                target: st.tdir.join(nm),
-                                sha256: hash,
-                                meta,
-                            });
-                        }
-                        Err(e) => out.errors.push(e.problem()),
-                    },
-                    None => out.errors.push(origin.problem("internal: no target entry")),
-                },
-                _ => match w.write(&[&data], &meta) {
-                    Ok(wr) => {
-                        out.counts.transferred += 1;
-                        out.counts.bytes_transferred += wr.size;
-                        out.counts.biggest_message = out.counts.biggest_message.max(wr.size);
-                        let target = st.tdir.join(wr.sub.as_str()).join(&wr.name);
-                        rec.record(Event::Copy {
-                            folder: tn.clone(),
-                            origin,
-                            target,
-                            sha256: wr.sha256,
-                            size: wr.size,
-                            meta,
-                        });
-                    }
-                    Err(e) => out.errors.push(e.problem()),
-                },
-            }
+            folder.add(PathBuf::from(&m.display), data, meta, rec);
             Ok(())
         },
         &mut problems,
     );
-    if !matches!(walked, Err(Error::Interrupted(_))) {
-        walked?;
-    }
-    if let Some((_, w)) = current.take()
-        && let Err(e) = w.sync_dirs()
-    {
-        out.errors.push(e.problem());
+    let interrupted = matches!(walked, Err(Error::Interrupted(_)));
+    for ((i, fdir), (folder, _)) in folders {
+        let Some(bt) = targets.get(i) else { continue };
+        let shown = if fdir.is_empty() { bt.mailbox.dir.clone() } else { bt.mailbox.dir.join(&fdir) };
+        let o = folder.finish(&shown.display().to_string(), interrupted, rec);
+        out.counts.add(&o.counts);
+        out.errors.extend(o.errors);
+        out.warnings.extend(o.warnings);
+        if let Some(line) = o.plan_line {
+            rec.record(Event::Plan(format!("{} -> {}: {line}", bt.mailbox.dir.display(), bt.path.display())));
+        }
     }
     out.errors.extend(problems);
-    out.counts.messages_target += states.values().map(|st| st.index.entries.len() as u64).sum::<u64>();
-    out.counts.messages_target += out.counts.transferred;
     for (i, bt) in targets.iter().enumerate() {
         let Some(w) = &bt.writer else { continue };
         let folders: Vec<FolderName> = names.iter().filter(|((j, _), _)| *j == i).map(|(_, n)| n.clone()).collect();
@@ -638,17 +531,8 @@ pub fn sync_messages(
             out.errors.push(e.problem());
         }
     }
-    if opts.dry_run {
-        for ((i, _), tn) in &names {
-            if let Some(bt) = targets.get(*i) {
-                rec.record(Event::Plan(format!(
-                    "{} -> {}: folder {}",
-                    bt.mailbox.dir.display(),
-                    bt.path.display(),
-                    tn.as_str()
-                )));
-            }
-        }
+    if !interrupted {
+        walked?;
     }
     Ok(out)
 }

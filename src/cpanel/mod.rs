@@ -784,6 +784,7 @@ fn sync_archive(
     let out = archive::sync_messages(&src.path, &scanned, &targets, &opts, rec)?;
     total.counts.add(&out.counts);
     total.errors.extend(out.errors);
+    total.warnings.extend(out.warnings);
     for (t, d) in targets.iter().zip(dirs) {
         if let Some(d) = d
             && let Err(e) = write_maildirsize(&scanned.tree, &t.mailbox, &acc, &d, owner, root_run)

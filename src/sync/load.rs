@@ -58,3 +58,45 @@ pub(super) fn load_chunk<'a>(
         })
         .collect()
 }
+
+/// What a folder's run asks of the source it is fed from: a source folder on disk
+/// ([`Opened`]), or messages already in memory (a cPanel archive's).
+pub(super) trait Feed: Sync {
+    /// Reads the bytes of a message known from the source cache only.
+    fn read_body(&self, l: &mut Loaded<'_>) -> Result<(), Problem>;
+    /// The source is still as it was read (else nothing read from it is put in place).
+    fn intact(&self) -> Result<(), Problem>;
+    /// Entries vanished while the source was listed: its message count is not one to delete by.
+    fn unsure_of_gone(&self) -> bool;
+}
+
+impl Feed for Opened {
+    fn read_body(&self, l: &mut Loaded<'_>) -> Result<(), Problem> {
+        Opened::read_body(self, l)
+    }
+
+    fn intact(&self) -> Result<(), Problem> {
+        Opened::intact(self)
+    }
+
+    fn unsure_of_gone(&self) -> bool {
+        Opened::unsure_of_gone(self)
+    }
+}
+
+/// Messages whose bytes were read whole before they were fed (a cPanel archive's).
+pub(super) struct InMemory;
+
+impl Feed for InMemory {
+    fn read_body(&self, l: &mut Loaded<'_>) -> Result<(), Problem> {
+        if l.body.is_unread() { Err(l.origin.problem("internal: message bytes not read; not copied")) } else { Ok(()) }
+    }
+
+    fn intact(&self) -> Result<(), Problem> {
+        Ok(())
+    }
+
+    fn unsure_of_gone(&self) -> bool {
+        false
+    }
+}

@@ -2,7 +2,7 @@
 //! place; flag updates, deletions, the record of copies and the caches.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
@@ -11,8 +11,8 @@ use super::choose_deletions;
 use super::fate::Fate;
 use super::fate::tally;
 use super::fate::{account, candidate, settled};
-use super::load::Prepared;
 use super::load::load_chunk;
+use super::load::{Feed, InMemory, Prepared};
 use super::mbox::CHANGED;
 use super::plan::Identity;
 use super::plan::storable_date;
@@ -22,8 +22,9 @@ use crate::events::{Event, Recorder};
 use crate::folder::FolderName;
 use crate::fsx;
 use crate::interrupt;
+use crate::message::Meta;
 use crate::report::FolderOutcome;
-use crate::source::{self, Body, Opened, Ref};
+use crate::source::{self, Body, Loaded, Opened, Origin, Ref};
 use crate::store::SourceFolder;
 use crate::store::maildir::layout::{self};
 use crate::store::maildir::read::MaildirEntry;
@@ -72,101 +73,25 @@ pub(super) fn to_maildir(
     rec: &dyn Recorder,
     out: &mut FolderOutcome,
 ) -> Result<()> {
-    let (root, writer) = (job.root, job.writer);
-    let tdir = MaildirTarget::folder_path(root, tn, opts.layout).map_err(|e| Error::bad(root, e))?;
-    let mut index = target_index::maildir(&tdir, opts.use_cache && !opts.dry_run, &mut out.errors)?;
-    out.warnings.append(&mut index.warnings);
-    for t in &index.torn {
-        if writer.is_none() {
-            out.warnings.push(Problem::new(t, "torn copy (shorter than its ,S=): would be set aside and copied again"));
-            continue;
-        }
-        match target_index::set_aside(root, t) {
-            Ok(a) => out.warnings.push(Problem::new(
-                t,
-                format!("torn copy (shorter than its ,S=) set aside as {}; its message is copied again", a.display()),
-            )),
-            Err(e) => out.errors.push(e.problem()),
-        }
-    }
-    let source_id = deletion::source_id(sf.loc.path());
-    let record_path = tdir.join(deletion::COPIED_FILE);
-    let mut record = deletion::Record::load(&record_path, &source_id).unwrap_or_else(|p| {
-        // Only --delete reads the record; other runs keep it quietly.
-        if opts.deletion == Deletion::Copied {
-            out.warnings.push(p);
-        }
-        deletion::Record::default()
-    });
-    // In a folder merged from several sources, the copies recorded for the others are theirs:
-    // each source matches only its own (a message both have is there twice, and neither
-    // re-flags the other's copy run after run).
-    let rules = Rules { filters: opts.filters.clone(), bounds: job.bounds, mbox: false };
-    let mut planner = Planner::new(index.entries.iter().map(|(e, h)| (*h, &e.meta)), rules);
-    if opts.merged {
-        for (h, n) in record.others_by_hash() {
-            planner.reserve(h, n);
-        }
-    }
-    let mut fw: Option<FolderWriter<'_>> = match writer {
-        Some(w) => Some(w.folder(tn)?),
-        None => None,
-    };
-    if let Some(w) = &fw {
-        w.clean_tmp(&mut out.errors);
-        w.dir.remove_leftovers();
-    }
-    let (_, replaced) = layout::components(tn, opts.layout).unwrap_or_default();
-    if replaced {
-        out.warnings.push(Problem::new(
-            &tdir,
-            format!(
-                "'.' in folder name {:?} written as '{}' (Maildir++ uses '.' between levels)",
-                tn.as_str(),
-                layout::DOT_REPLACEMENT
-            ),
-        ));
-    }
-    let need_hash = !planner.target_is_empty() || opts.dry_run;
+    let folder = TargetFolder::open(job, tn, sf.loc.path(), opts, out)?;
+    let need_hash = !folder.index.entries.is_empty() || opts.dry_run;
     let maildir_source = matches!(opened, Opened::Maildir { .. });
     // Hashes of source files seen by an earlier run: only new or changed files are read.
     let known = if need_hash && opts.use_cache && maildir_source {
-        target_index::SourceCache::load(&tdir, &mut out.warnings)
+        target_index::SourceCache::load(&folder.tdir, &mut out.warnings)
     } else {
         None
     };
-    let mut books = Books {
-        known: known.as_ref(),
-        tn,
-        tdir: &tdir,
-        source_cache: match &fw {
-            Some(w) if opts.use_cache && maildir_source => {
-                cache_writer(target_index::CacheWriter::create_source(w), &mut out.warnings)
-            }
-            _ => None,
-        },
-        source_cache_same: 0,
-        cache: match &fw {
-            Some(w) if opts.use_cache => cache_writer(target_index::CacheWriter::create(w), &mut out.warnings),
-            _ => None,
-        },
-        retimed: HashMap::new(),
-        seen: HashSet::new(),
-        copied: Vec::new(),
-    };
-    let (mut copy_n, mut upd_n) = (0u64, 0u64);
+    let mut run = FolderRun::start(folder, job, tn, known.as_ref(), maildir_source, opened, opts, out)?;
     let streamed = matches!(opened, Opened::Maildir { listed: None, .. });
     let load = |refs: Vec<Ref>| {
         let loaded = load_chunk(opened, &refs, opts, need_hash.then_some(Identity::Exact), known.as_ref());
         (refs, loaded)
     };
-    // Chunks in flight: the next one is split, read and hashed while this one is written into
-    // tmp/, and the ones before wait for the background sync that makes them durable, then are
-    // put in place (the CPU writes on while the disk works). Each gets half the usual byte
-    // budget; the bytes of a written chunk are let go before it waits.
+    // The next chunk is split, read and hashed while this one is written (see FolderRun); each
+    // gets half the usual byte budget.
     let mut chunks = opened.chunks_of(&opts.read, source::CHUNK_BYTES / 2);
     let mut current = chunks.next().map(load);
-    let mut pending: VecDeque<StagedChunk<'_>> = VecDeque::new();
     while let Some((refs, loaded)) = current.take() {
         // A signal: this chunk is dropped unwritten; the staged ones are put in place below.
         if interrupt::requested().is_some() {
@@ -178,127 +103,8 @@ pub(super) fn to_maildir(
                 if streamed {
                     rec.record(Event::Discovered { bytes: refs.iter().map(|r| opened.stored_len(r)).sum() });
                 }
-                let mut prepared = Vec::with_capacity(refs.len());
-                for p in loaded {
-                    match p {
-                        Ok(p) => prepared.push(p),
-                        Err(e) => {
-                            rec.record(Event::Error { folder: tn.clone(), problem: e.clone() });
-                            out.errors.push(e);
-                        }
-                    }
-                }
-                clamp_dates(&mut prepared, job.bounds, out);
-                let mut fates: Vec<Option<Fate>> = Vec::with_capacity(prepared.len());
-                for p in prepared.iter_mut() {
-                    account(p, out);
-                    let decision = planner.decide(candidate(p));
-                    p.decision = Some(decision);
-                    match decision {
-                        Decision::Copy => copy_n += 1,
-                        d if d.updates() => upd_n += 1,
-                        _ => {}
-                    }
-                    fates.push(settled(decision, p));
-                }
-                let Some(w) = fw.as_mut() else {
-                    for (p, f) in prepared.iter().zip(fates.iter_mut()) {
-                        if f.is_none() {
-                            let sha = p.hash.unwrap_or_default();
-                            *f = Some(match p.decision {
-                                Some(d) if d.updates() => Fate::FlagsUpdated { sha, name: String::new() },
-                                _ => Fate::Copied { sha, size: p.loaded.body.len(), name: String::new() },
-                            });
-                        }
-                    }
-                    books.tally(prepared, fates, rec, out);
-                    return Ok(());
-                };
-                // A message known from the source cache whose copy is gone from the target: its
-                // bytes are read now.
-                let unread: Vec<Option<Problem>> = prepared
-                    .par_iter_mut()
-                    .zip(fates.par_iter())
-                    .map(|(p, f)| match (f, p.decision) {
-                        (None, Some(Decision::Copy)) => opened.read_body(&mut p.loaded).err(),
-                        _ => None,
-                    })
-                    .collect();
-                for ((f, e), p) in fates.iter_mut().zip(unread).zip(prepared.iter()) {
-                    if let Some(e) = e {
-                        *f = Some(Fate::Failed(e));
-                    } else if f.is_none() && p.loaded.gone {
-                        // Known from the source cache, deleted from the source since.
-                        out.counts.vanished_source += 1;
-                        out.counts.messages_source -= 1;
-                        copy_n -= 1;
-                        *f = Some(Fate::NotMail);
-                    }
-                }
-                let mut reserved = 0u32;
-                let mut kws: Vec<&str> = Vec::new();
-                for p in prepared.iter().filter(|p| p.decision.is_some_and(Decision::writes)) {
-                    reserved |= p.loaded.meta.stray_letters;
-                    kws.extend(p.loaded.meta.keywords.iter());
-                }
-                kws.sort_unstable();
-                kws.dedup();
-                for k in w.add_keywords(kws, reserved) {
-                    out.errors.push(Problem::new(
-                        w.path(),
-                        format!("keyword {k:?} not kept: a Maildir folder holds at most 26 keywords"),
-                    ));
-                }
-                let saved = w.save_keywords();
-                let w = &*w;
-                if let Err(e) = saved {
-                    for (prepared, fates) in place_synced(&mut pending, w, &index.entries, 0, opened) {
-                        books.tally(prepared, fates, rec, out);
-                    }
-                    return Err(e);
-                }
-                // This chunk goes into tmp/ while the one before is synced and put in place.
-                let (staged, finished) = rayon::join(
-                    || -> Vec<Option<Result<Staged, Problem>>> {
-                        prepared
-                            .par_iter()
-                            .zip(fates.par_iter())
-                            .map(|(p, f)| match (f, p.decision) {
-                                (None, Some(Decision::Copy)) if p.loaded.body.is_unread() => {
-                                    Some(Err(p.loaded.origin.problem("internal: message bytes not read; not copied")))
-                                }
-                                (None, Some(Decision::Copy)) => {
-                                    Some(
-                                        w.stage(&p.loaded.body.pieces(), &p.loaded.meta)
-                                            .map_err(|e| e.problem())
-                                            .and_then(|st| {
-                                                // What was written must be what was decided on.
-                                                let same = p.hash.is_none_or(|h| h == st.written.sha256)
-                                                    && p.loaded.body.intact();
-                                                if same {
-                                                    Ok(st)
-                                                } else {
-                                                    w.discard(st);
-                                                    Err(p.loaded.origin.problem(CHANGED))
-                                                }
-                                            }),
-                                    )
-                                }
-                                _ => None,
-                            })
-                            .collect()
-                    },
-                    || place_synced(&mut pending, w, &index.entries, MAX_STAGED_CHUNKS, opened),
-                );
-                for p in prepared.iter_mut() {
-                    p.loaded.body = Body::Unread(p.loaded.body.len());
-                }
+                run.feed(loaded, rec, out)?;
                 opened.release(&refs);
-                for (prepared, fates) in finished {
-                    books.tally(prepared, fates, rec, out);
-                }
-                let ticket = if staged.iter().any(|s| matches!(s, Some(Ok(_)))) { w.ask_sync() } else { None };
-                pending.push_back(StagedChunk { prepared, fates, staged, ticket });
                 Ok(())
             },
             || chunks.next().map(load),
@@ -306,96 +112,486 @@ pub(super) fn to_maildir(
         done?;
         current = next;
     }
-    if let Some(w) = &fw {
-        for (prepared, fates) in place_synced(&mut pending, w, &index.entries, 0, opened) {
-            books.tally(prepared, fates, rec, out);
-        }
-    }
-    let Books { source_cache, source_cache_same, cache, retimed, copied, .. } = books;
-    let mut deleted = 0;
-    let mut gone: HashSet<usize> = HashSet::new();
-    let unmatched = planner.unmatched();
-    for i in choose_deletions(&unmatched, &mut record, &tdir, opened, opts, out) {
-        let Some((e, h)) = index.entries.get(i) else { continue };
-        let path = e.path(&tdir);
-        if let Some(w) = &fw
-            && let Err(err) = w.delete(e)
-        {
-            out.errors.push(err.problem());
-            record.give_back(h);
-            continue;
-        }
-        deleted += 1;
-        gone.insert(i);
-        rec.record(Event::Delete { folder: tn.clone(), target: path, sha256: *h, size: e.size });
-    }
-    out.counts.deleted_target = deleted;
-    out.counts.messages_target = (index.entries.len() as u64 + out.counts.transferred).saturating_sub(deleted);
-    if let Some(w) = &fw {
-        w.sync_dirs()?;
-        let kept: Vec<Hash> = index
-            .entries
-            .iter()
-            .enumerate()
-            .filter(|(i, (_, h))| !gone.contains(i) && record.take(h))
-            .map(|(_, (_, h))| *h)
-            .collect();
-        save_record(&record, root, &record_path, &source_id, &kept, &copied, deleted, opts, out);
-        if let Some(c) = source_cache {
-            // Unchanged (every line as it was): the file is left alone, so a re-run writes nothing.
-            let unchanged = known.as_ref().is_some_and(|k| k.len() as u64 == c.lines && source_cache_same == c.lines);
-            if unchanged {
-                c.discard();
-            } else if let Err(e) = c.commit() {
-                out.warnings.push(e.problem());
+    run.finish(sf.name.as_str(), rec, out)
+}
+
+/// A target folder as a run finds it: its index, and the record of copies from this source.
+pub(super) struct TargetFolder {
+    pub(super) tdir: PathBuf,
+    pub(super) index: target_index::Index,
+    record: deletion::Record,
+    record_path: PathBuf,
+    source_id: String,
+}
+
+impl TargetFolder {
+    /// Indexes target folder `tn` (torn copies set aside) and reads the record of what earlier
+    /// runs copied there from `source`.
+    pub(super) fn open(
+        job: &MaildirJob<'_>,
+        tn: &FolderName,
+        source: &Path,
+        opts: &SyncOptions,
+        out: &mut FolderOutcome,
+    ) -> Result<TargetFolder> {
+        let root = job.root;
+        let tdir = MaildirTarget::folder_path(root, tn, opts.layout).map_err(|e| Error::bad(root, e))?;
+        let mut index = target_index::maildir(&tdir, opts.use_cache && !opts.dry_run, &mut out.errors)?;
+        out.warnings.append(&mut index.warnings);
+        for t in &index.torn {
+            if job.writer.is_none() {
+                out.warnings
+                    .push(Problem::new(t, "torn copy (shorter than its ,S=): would be set aside and copied again"));
+                continue;
+            }
+            match target_index::set_aside(root, t) {
+                Ok(a) => out.warnings.push(Problem::new(
+                    t,
+                    format!(
+                        "torn copy (shorter than its ,S=) set aside as {}; its message is copied again",
+                        a.display()
+                    ),
+                )),
+                Err(e) => out.errors.push(e.problem()),
             }
         }
-        if let Some(mut c) = cache {
-            if index.from_cache && c.lines == 0 && retimed.is_empty() && gone.is_empty() {
-                c.discard();
-            } else {
-                for (i, (e, h)) in index.entries.iter().enumerate().filter(|(i, _)| !gone.contains(i)) {
-                    let mtime_ns = match retimed.get(&i) {
-                        Some(d) if *d != e.meta.date => d.saturating_mul(1_000_000_000),
-                        _ => e.mtime_ns,
-                    };
-                    c.add(e.base(), e.size, mtime_ns, h);
+        let source_id = deletion::source_id(source);
+        let record_path = tdir.join(deletion::COPIED_FILE);
+        let record = deletion::Record::load(&record_path, &source_id).unwrap_or_else(|p| {
+            // Only --delete reads the record; other runs keep it quietly.
+            if opts.deletion == Deletion::Copied {
+                out.warnings.push(p);
+            }
+            deletion::Record::default()
+        });
+        Ok(TargetFolder { tdir, index, record, record_path, source_id })
+    }
+}
+
+/// One folder's run into a Maildir target, fed its source messages chunk by chunk: each chunk
+/// is planned, written into tmp/ while the chunks before wait for the background sync that
+/// makes them durable, then put in place (the CPU writes on while the disk works). The bytes
+/// of a written chunk are let go before it waits. Nothing is written in a dry run.
+pub(super) struct FolderRun<'t, 'a> {
+    tn: &'t FolderName,
+    root: &'t Path,
+    tdir: PathBuf,
+    opts: &'t SyncOptions,
+    bounds: Option<(i64, i64)>,
+    source: &'a dyn Feed,
+    planner: Planner<target_index::Index>,
+    record: deletion::Record,
+    record_path: PathBuf,
+    source_id: String,
+    writer: Option<FolderWriter<'t>>,
+    books: Books<'t>,
+    pending: VecDeque<StagedChunk<'a>>,
+    copies: u64,
+    updates: u64,
+}
+
+impl<'t, 'a> FolderRun<'t, 'a> {
+    /// `known`: source hashes from an earlier run; `source_cache`: keep one for the next run
+    /// (a Maildir source).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn start(
+        folder: TargetFolder,
+        job: &MaildirJob<'t>,
+        tn: &'t FolderName,
+        known: Option<&'t target_index::SourceCache>,
+        source_cache: bool,
+        source: &'a dyn Feed,
+        opts: &'t SyncOptions,
+        out: &mut FolderOutcome,
+    ) -> Result<FolderRun<'t, 'a>> {
+        let TargetFolder { tdir, index, record, record_path, source_id } = folder;
+        // In a folder merged from several sources, the copies recorded for the others are
+        // theirs: each source matches only its own (a message both have is there twice, and
+        // neither re-flags the other's copy run after run).
+        let rules = Rules { filters: opts.filters.clone(), bounds: job.bounds, mbox: false };
+        let hashes: Vec<Hash> = index.entries.iter().map(|(_, h)| *h).collect();
+        let mut planner = Planner::over(hashes, index, rules);
+        if opts.merged {
+            for (h, n) in record.others_by_hash() {
+                planner.reserve(h, n);
+            }
+        }
+        let writer = match job.writer {
+            Some(w) => Some(w.folder(tn)?),
+            None => None,
+        };
+        if let Some(w) = &writer {
+            w.clean_tmp(&mut out.errors);
+            w.dir.remove_leftovers();
+        }
+        let (_, replaced) = layout::components(tn, opts.layout).unwrap_or_default();
+        if replaced {
+            out.warnings.push(Problem::new(
+                &tdir,
+                format!(
+                    "'.' in folder name {:?} written as '{}' (Maildir++ uses '.' between levels)",
+                    tn.as_str(),
+                    layout::DOT_REPLACEMENT
+                ),
+            ));
+        }
+        let books = Books {
+            known,
+            source_cache: match &writer {
+                Some(w) if opts.use_cache && source_cache => {
+                    cache_writer(target_index::CacheWriter::create_source(w), &mut out.warnings)
                 }
-                if let Err(e) = c.commit() {
+                _ => None,
+            },
+            source_cache_same: 0,
+            cache: match &writer {
+                Some(w) if opts.use_cache => cache_writer(target_index::CacheWriter::create(w), &mut out.warnings),
+                _ => None,
+            },
+            retimed: HashMap::new(),
+            seen: HashSet::new(),
+            copied: Vec::new(),
+        };
+        Ok(FolderRun {
+            tn,
+            root: job.root,
+            tdir,
+            opts,
+            bounds: job.bounds,
+            source,
+            planner,
+            record,
+            record_path,
+            source_id,
+            writer,
+            books,
+            pending: VecDeque::new(),
+            copies: 0,
+            updates: 0,
+        })
+    }
+
+    /// Plans a chunk of loaded source messages and writes what it decides (see the type).
+    pub(super) fn feed(
+        &mut self,
+        loaded: Vec<Result<Prepared<'a>, Problem>>,
+        rec: &dyn Recorder,
+        out: &mut FolderOutcome,
+    ) -> Result<()> {
+        let FolderRun { tn, tdir, bounds, source, planner, writer, books, pending, copies, updates, .. } = self;
+        let (tn, tdir, source) = (*tn, &*tdir, *source);
+        let mut prepared = Vec::with_capacity(loaded.len());
+        for p in loaded {
+            match p {
+                Ok(p) => prepared.push(p),
+                Err(e) => {
+                    rec.record(Event::Error { folder: tn.clone(), problem: e.clone() });
+                    out.errors.push(e);
+                }
+            }
+        }
+        clamp_dates(&mut prepared, *bounds, out);
+        let mut fates: Vec<Option<Fate>> = Vec::with_capacity(prepared.len());
+        for p in prepared.iter_mut() {
+            account(p, out);
+            let decision = planner.decide(candidate(p));
+            p.decision = Some(decision);
+            match decision {
+                Decision::Copy => *copies += 1,
+                d if d.updates() => *updates += 1,
+                _ => {}
+            }
+            fates.push(settled(decision, p));
+        }
+        let Some(w) = writer.as_mut() else {
+            for (p, f) in prepared.iter().zip(fates.iter_mut()) {
+                if f.is_none() {
+                    let sha = p.hash.unwrap_or_default();
+                    *f = Some(match p.decision {
+                        Some(d) if d.updates() => Fate::FlagsUpdated { sha, name: String::new() },
+                        _ => Fate::Copied { sha, size: p.loaded.body.len(), name: String::new() },
+                    });
+                }
+            }
+            books.tally(tn, tdir, prepared, fates, rec, out);
+            return Ok(());
+        };
+        let index = &planner.targets().entries;
+        // A message known from the source cache whose copy is gone from the target: its
+        // bytes are read now.
+        let unread: Vec<Option<Problem>> = prepared
+            .par_iter_mut()
+            .zip(fates.par_iter())
+            .map(|(p, f)| match (f, p.decision) {
+                (None, Some(Decision::Copy)) => source.read_body(&mut p.loaded).err(),
+                _ => None,
+            })
+            .collect();
+        for ((f, e), p) in fates.iter_mut().zip(unread).zip(prepared.iter()) {
+            if let Some(e) = e {
+                *f = Some(Fate::Failed(e));
+            } else if f.is_none() && p.loaded.gone {
+                // Known from the source cache, deleted from the source since.
+                out.counts.vanished_source += 1;
+                out.counts.messages_source -= 1;
+                *copies -= 1;
+                *f = Some(Fate::NotMail);
+            }
+        }
+        let mut reserved = 0u32;
+        let mut kws: Vec<&str> = Vec::new();
+        for p in prepared.iter().filter(|p| p.decision.is_some_and(Decision::writes)) {
+            reserved |= p.loaded.meta.stray_letters;
+            kws.extend(p.loaded.meta.keywords.iter());
+        }
+        kws.sort_unstable();
+        kws.dedup();
+        for k in w.add_keywords(kws, reserved) {
+            out.errors.push(Problem::new(
+                w.path(),
+                format!("keyword {k:?} not kept: a Maildir folder holds at most 26 keywords"),
+            ));
+        }
+        let saved = w.save_keywords();
+        let w = &*w;
+        if let Err(e) = saved {
+            for (prepared, fates) in place_synced(pending, w, index, 0, source) {
+                books.tally(tn, tdir, prepared, fates, rec, out);
+            }
+            return Err(e);
+        }
+        // This chunk goes into tmp/ while the one before is synced and put in place.
+        let (staged, finished) = rayon::join(
+            || -> Vec<Option<Result<Staged, Problem>>> {
+                prepared
+                    .par_iter()
+                    .zip(fates.par_iter())
+                    .map(|(p, f)| match (f, p.decision) {
+                        (None, Some(Decision::Copy)) if p.loaded.body.is_unread() => {
+                            Some(Err(p.loaded.origin.problem("internal: message bytes not read; not copied")))
+                        }
+                        (None, Some(Decision::Copy)) => {
+                            Some(w.stage(&p.loaded.body.pieces(), &p.loaded.meta).map_err(|e| e.problem()).and_then(
+                                |st| {
+                                    // What was written must be what was decided on.
+                                    let same = p.hash.is_none_or(|h| h == st.written.sha256) && p.loaded.body.intact();
+                                    if same {
+                                        Ok(st)
+                                    } else {
+                                        w.discard(st);
+                                        Err(p.loaded.origin.problem(CHANGED))
+                                    }
+                                },
+                            ))
+                        }
+                        _ => None,
+                    })
+                    .collect()
+            },
+            || place_synced(pending, w, index, MAX_STAGED_CHUNKS, source),
+        );
+        for p in prepared.iter_mut() {
+            p.loaded.body = Body::Unread(p.loaded.body.len());
+        }
+        for (prepared, fates) in finished {
+            books.tally(tn, tdir, prepared, fates, rec, out);
+        }
+        let ticket = if staged.iter().any(|s| matches!(s, Some(Ok(_)))) { w.ask_sync() } else { None };
+        pending.push_back(StagedChunk { prepared, fates, staged, ticket });
+        Ok(())
+    }
+
+    /// Puts the last chunks in place, then deletes what the plan deletes and writes the record
+    /// of copies and the caches; a dry run says what it would have done.
+    pub(super) fn finish(mut self, source_name: &str, rec: &dyn Recorder, out: &mut FolderOutcome) -> Result<()> {
+        let (tn, tdir) = (self.tn, self.tdir.as_path());
+        if let Some(w) = &self.writer {
+            for (prepared, fates) in place_synced(&mut self.pending, w, &self.planner.targets().entries, 0, self.source)
+            {
+                self.books.tally(tn, tdir, prepared, fates, rec, out);
+            }
+        }
+        let Books { known, source_cache, source_cache_same, cache, retimed, copied, .. } = self.books;
+        let mut record = self.record;
+        let index = self.planner.targets();
+        let mut deleted = 0;
+        let mut gone: HashSet<usize> = HashSet::new();
+        let unmatched = self.planner.unmatched();
+        for i in choose_deletions(&unmatched, &mut record, tdir, self.source, self.opts, out) {
+            let Some((e, h)) = index.entries.get(i) else { continue };
+            let path = e.path(tdir);
+            if let Some(w) = &self.writer
+                && let Err(err) = w.delete(e)
+            {
+                out.errors.push(err.problem());
+                record.give_back(h);
+                continue;
+            }
+            deleted += 1;
+            gone.insert(i);
+            rec.record(Event::Delete { folder: tn.clone(), target: path, sha256: *h, size: e.size });
+        }
+        out.counts.deleted_target = deleted;
+        out.counts.messages_target = (index.entries.len() as u64 + out.counts.transferred).saturating_sub(deleted);
+        if let Some(w) = &self.writer {
+            w.sync_dirs()?;
+            let kept: Vec<Hash> = index
+                .entries
+                .iter()
+                .enumerate()
+                .filter(|(i, (_, h))| !gone.contains(i) && record.take(h))
+                .map(|(_, (_, h))| *h)
+                .collect();
+            let written = Written { kept: &kept, copied: &copied, deleted };
+            save_record(&record, self.root, &self.record_path, &self.source_id, written, self.opts, out);
+            if let Some(c) = source_cache {
+                // Unchanged (every line as it was): the file is left alone, so a re-run writes
+                // nothing.
+                let unchanged = known.is_some_and(|k| k.len() as u64 == c.lines && source_cache_same == c.lines);
+                if unchanged {
+                    c.discard();
+                } else if let Err(e) = c.commit() {
                     out.warnings.push(e.problem());
                 }
             }
+            if let Some(mut c) = cache {
+                if index.from_cache && c.lines == 0 && retimed.is_empty() && gone.is_empty() {
+                    c.discard();
+                } else {
+                    for (i, (e, h)) in index.entries.iter().enumerate().filter(|(i, _)| !gone.contains(i)) {
+                        let mtime_ns = match retimed.get(&i) {
+                            Some(d) if *d != e.meta.date => d.saturating_mul(1_000_000_000),
+                            _ => e.mtime_ns,
+                        };
+                        c.add(e.base(), e.size, mtime_ns, h);
+                    }
+                    if let Err(e) = c.commit() {
+                        out.warnings.push(e.problem());
+                    }
+                }
+            }
+        }
+        if self.opts.dry_run {
+            out.plan_line = Some(format!(
+                "{} -> {}: {} to copy, {} flag updates, {} to delete, {} already there",
+                source_name,
+                tn.as_str(),
+                self.copies,
+                self.updates,
+                deleted,
+                out.counts.skipped_existing
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A Maildir target folder fed messages already in memory, one at a time (a cPanel archive's):
+/// they are gathered into chunks and go through the same run as a folder read from disk.
+pub struct FedFolder<'t> {
+    /// `None` when the target folder could not be opened (said in `out`).
+    run: Option<FolderRun<'t, 'static>>,
+    chunk: Vec<Result<Prepared<'static>, Problem>>,
+    bytes: u64,
+    out: FolderOutcome,
+}
+
+impl<'t> FedFolder<'t> {
+    /// Folder `tn` of the Maildir target at `root` (`writer`: none in a dry run), fed from the
+    /// source folder `source` (named in the record of copies).
+    pub fn open(
+        root: &'t Path,
+        writer: Option<&'t MaildirTarget>,
+        tn: &'t FolderName,
+        source: &Path,
+        opts: &'t SyncOptions,
+    ) -> FedFolder<'t> {
+        let mut out = FolderOutcome::default();
+        out.counts.folders = 1;
+        let job = MaildirJob { root, writer, bounds: fsx::time_bounds(root) };
+        let run = TargetFolder::open(&job, tn, source, opts, &mut out)
+            .and_then(|f| FolderRun::start(f, &job, tn, None, false, &InMemory, opts, &mut out))
+            .map_err(|e| out.errors.push(e.problem()))
+            .ok();
+        FedFolder { run, chunk: Vec::new(), bytes: 0, out }
+    }
+
+    /// One message: its bytes, its state and where it came from.
+    pub fn add(&mut self, origin: PathBuf, data: Vec<u8>, meta: Meta, rec: &dyn Recorder) {
+        if self.run.is_none() {
+            return;
+        }
+        let size = data.len() as u64;
+        let hash = fsx::sha256_pieces(&[&data]);
+        let loaded = Loaded {
+            body: Body::Owned(data),
+            meta,
+            origin: Origin::File(origin),
+            key: None,
+            pseudo: false,
+            truncated: None,
+            expunged: false,
+            partial: false,
+            gone: false,
+        };
+        self.chunk.push(Ok(Prepared { loaded, hash: Some(hash), decision: None }));
+        self.bytes += size;
+        if self.bytes >= source::CHUNK_BYTES / 2 || self.chunk.len() >= source::CHUNK_MESSAGES {
+            self.feed(rec);
         }
     }
-    if opts.dry_run {
-        out.plan_line = Some(format!(
-            "{} -> {}: {} to copy, {} flag updates, {} to delete, {} already there",
-            sf.name.as_str(),
-            tn.as_str(),
-            copy_n,
-            upd_n,
-            deleted,
-            out.counts.skipped_existing
-        ));
+
+    fn feed(&mut self, rec: &dyn Recorder) {
+        let chunk = std::mem::take(&mut self.chunk);
+        self.bytes = 0;
+        if let Some(run) = self.run.as_mut()
+            && let Err(e) = run.feed(chunk, rec, &mut self.out)
+        {
+            // The folder cannot be written on (its keywords could not be saved).
+            self.out.errors.push(e.problem());
+            self.run = None;
+        }
     }
-    let _ = sf;
-    Ok(())
+
+    /// The folder's outcome once what was fed is in place. After a signal the messages not
+    /// yet written are dropped and nothing is deleted; `shown` names the source in a dry run's
+    /// plan line.
+    pub fn finish(mut self, shown: &str, interrupted: bool, rec: &dyn Recorder) -> FolderOutcome {
+        if interrupted {
+            self.out.interrupted = true;
+            self.chunk.clear();
+        } else {
+            self.feed(rec);
+        }
+        if let Some(run) = self.run.take()
+            && let Err(e) = run.finish(shown, rec, &mut self.out)
+        {
+            self.out.errors.push(e.problem());
+        }
+        self.out.counts.failed = self.out.counts.failed.max(self.out.errors.len() as u64);
+        self.out
+    }
+}
+
+/// What a run did to a folder's messages, for its record of copies.
+pub(super) struct Written<'w> {
+    kept: &'w [Hash],
+    copied: &'w [Hash],
+    deleted: u64,
 }
 
 /// Writes a folder's record of copies when it changed (a re-run that did nothing writes nothing;
 /// a target with no record and no new copy gets none, so `--delete` keeps saying it cannot tell).
-#[allow(clippy::too_many_arguments)]
 pub(super) fn save_record(
     record: &deletion::Record,
     root: &Path,
     path: &Path,
     source_id: &str,
-    kept: &[Hash],
-    copied: &[Hash],
-    deleted: u64,
+    written: Written<'_>,
     opts: &SyncOptions,
     out: &mut FolderOutcome,
 ) {
+    let Written { kept, copied, deleted } = written;
     let unchanged = record.found && copied.is_empty() && deleted == 0 && kept.len() as u64 == record.total();
     if opts.dry_run || unchanged || (!record.found && copied.is_empty()) {
         return;
@@ -434,7 +630,7 @@ pub(super) fn place_synced<'a>(
     w: &FolderWriter<'_>,
     index: &[(MaildirEntry, Hash)],
     keep: usize,
-    source: &Opened,
+    source: &dyn Feed,
 ) -> Vec<Placed<'a>> {
     let mut done = Vec::new();
     while let Some(c) = pending.front() {
@@ -504,8 +700,6 @@ impl<'a> StagedChunk<'a> {
 pub(super) struct Books<'k> {
     /// Source file hashes from an earlier run.
     known: Option<&'k target_index::SourceCache>,
-    tn: &'k FolderName,
-    tdir: &'k Path,
     source_cache: Option<target_index::CacheWriter>,
     /// Source cache lines found as they were.
     source_cache_same: u64,
@@ -521,6 +715,8 @@ impl Books<'_> {
     /// Records each message's fate (events, counts) and what the caches learn from it.
     fn tally(
         &mut self,
+        tn: &FolderName,
+        tdir: &Path,
         prepared: Vec<Prepared<'_>>,
         fates: Vec<Option<Fate>>,
         rec: &dyn Recorder,
@@ -547,7 +743,7 @@ impl Books<'_> {
                     self.source_cache_same += 1;
                 }
             }
-            tally(p, f.unwrap_or(Fate::NotMail), self.tn, self.tdir, &mut self.seen, rec, out);
+            tally(p, f.unwrap_or(Fate::NotMail), tn, tdir, &mut self.seen, rec, out);
         }
     }
 }

@@ -41,6 +41,7 @@ pub use plan::{FilterReason, Filters, Identity, storable_date};
 pub use target::mbox_folder_path;
 
 use folders::by_target;
+pub use maildir::FedFolder;
 use maildir::{MaildirJob, to_maildir};
 use mbox::to_mbox;
 use shortcut::sync_folder;
@@ -251,11 +252,11 @@ fn choose_deletions(
     unmatched: &[(usize, Hash)],
     record: &mut deletion::Record,
     target: &Path,
-    opened: &Opened,
+    source: &dyn load::Feed,
     opts: &SyncOptions,
     out: &mut FolderOutcome,
 ) -> Vec<usize> {
-    let read_errors = !out.errors.is_empty() || opened.unsure_of_gone() || opened.intact().is_err();
+    let read_errors = !out.errors.is_empty() || source.unsure_of_gone() || source.intact().is_err();
     let src = deletion::SourceState {
         messages: out.counts.messages_source,
         read_errors,

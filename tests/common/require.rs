@@ -19,10 +19,11 @@ pub enum Need {
     Useradd,
     Setpriv,
     Tmpfs,
+    Strace,
 }
 
 impl Need {
-    pub const ALL: [Need; 9] = [
+    pub const ALL: [Need; 10] = [
         Need::Doveadm,
         Need::Python,
         Need::Parallel,
@@ -32,6 +33,7 @@ impl Need {
         Need::Useradd,
         Need::Setpriv,
         Need::Tmpfs,
+        Need::Strace,
     ];
 
     /// The variable that makes this need a failure when unmet.
@@ -46,6 +48,7 @@ impl Need {
             Need::Useradd => "USERADD",
             Need::Setpriv => "SETPRIV",
             Need::Tmpfs => "TMPFS",
+            Need::Strace => "STRACE",
         };
         format!("MAILMOVER_REQUIRE_{name}")
     }
@@ -62,6 +65,7 @@ impl Need {
             Need::Useradd => "useradd is not installed".into(),
             Need::Setpriv => "setpriv is not installed".into(),
             Need::Tmpfs => "a tmpfs cannot be mounted here".into(),
+            Need::Strace => "strace is not installed".into(),
         }
     }
 
@@ -77,6 +81,7 @@ impl Need {
             Need::Useradd => "apt-get install -y passwd",
             Need::Setpriv => "apt-get install -y util-linux",
             Need::Tmpfs => "run the tests as root where mount(8) may mount a tmpfs",
+            Need::Strace => "apt-get install -y strace",
         }
     }
 
@@ -94,6 +99,7 @@ impl Need {
             Need::Useradd => on_path("useradd"),
             Need::Setpriv => on_path("setpriv"),
             Need::Tmpfs => can_mount_tmpfs(),
+            Need::Strace => succeeds(Command::new("strace").arg("-V")),
         }
     }
 }

@@ -288,13 +288,6 @@ impl FolderWriter<'_> {
         }
     }
 
-    /// Writes one message and puts it in place (durable first, in durable mode).
-    pub fn write(&self, pieces: &[&[u8]], meta: &Meta) -> Result<Written> {
-        let s = self.stage(pieces, meta)?;
-        self.sync_staged()?;
-        self.commit(s)
-    }
-
     /// Writes one message into `tmp/`, complete (bytes, owner, timestamps), not yet visible.
     /// A batch of staged messages is made durable with one [`FolderWriter::sync_staged`], then
     /// each is [`FolderWriter::commit`]ted.
