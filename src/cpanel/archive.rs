@@ -431,6 +431,15 @@ pub fn sync_messages(
         }
     }
     let opts = &SyncOptions { deletion: Deletion::Off, ..opts.clone() };
+    // Each folder's source as reports show it and as its record of copies names it.
+    let sources: BTreeMap<(usize, String), (String, PathBuf)> = names
+        .keys()
+        .filter_map(|(i, fdir)| {
+            let bt = targets.get(*i)?;
+            let dir = if fdir.is_empty() { bt.mailbox.dir.clone() } else { bt.mailbox.dir.join(fdir) };
+            Some(((*i, fdir.clone()), (dir.display().to_string(), dir)))
+        })
+        .collect();
     let mut folders: BTreeMap<(usize, String), (FedFolder<'_>, KeywordMap)> = BTreeMap::new();
     let mut problems = Vec::new();
     let mut stash: BTreeMap<PathBuf, Vec<u8>> = BTreeMap::new();
@@ -464,11 +473,12 @@ pub fn sync_messages(
             let key = (i, fdir.clone());
             let Some(tn) = names.get(&key) else { return Ok(()) };
             let Some(bt) = targets.get(i) else { return Ok(()) };
-            let src_dir = if fdir.is_empty() { bt.mailbox.dir.clone() } else { bt.mailbox.dir.join(&fdir) };
+            let Some((shown, src_dir)) = sources.get(&key) else { return Ok(()) };
             let (folder, keywords) = folders.entry(key).or_insert_with(|| {
                 let keywords =
                     s.tree.read(&src_dir.join("dovecot-keywords")).map(|b| KeywordMap::parse(&b)).unwrap_or_default();
-                (FedFolder::open(&bt.path, bt.writer.as_ref(), tn, &src_dir, opts), keywords)
+                let source = (shown.as_str(), src_dir.as_path());
+                (FedFolder::open(&bt.path, bt.writer.as_ref(), tn, source, opts, rec), keywords)
             });
             let origin = Origin::File(PathBuf::from(&m.display));
             let link = m.hardlink.as_ref().or(stash.contains_key(rel).then_some(rel));
@@ -505,16 +515,15 @@ pub fn sync_messages(
                 }
             }
             meta.recent = sub == "new" && n.info.is_none();
-            folder.add(PathBuf::from(&m.display), data, meta, rec);
+            folder.add(PathBuf::from(&m.display), data, meta);
             Ok(())
         },
         &mut problems,
     );
     let interrupted = matches!(walked, Err(Error::Interrupted(_)));
-    for ((i, fdir), (folder, _)) in folders {
+    for ((i, _), (folder, _)) in folders {
         let Some(bt) = targets.get(i) else { continue };
-        let shown = if fdir.is_empty() { bt.mailbox.dir.clone() } else { bt.mailbox.dir.join(&fdir) };
-        let o = folder.finish(&shown.display().to_string(), interrupted, rec);
+        let o = folder.finish(interrupted);
         out.counts.add(&o.counts);
         out.errors.extend(o.errors);
         out.warnings.extend(o.warnings);

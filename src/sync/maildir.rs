@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
-use super::SyncOptions;
 use super::choose_deletions;
 use super::fate::Fate;
 use super::fate::tally;
@@ -16,6 +15,7 @@ use super::load::{Feed, InMemory, Prepared};
 use super::mbox::CHANGED;
 use super::plan::Identity;
 use super::plan::storable_date;
+use super::{FolderJob, SyncOptions};
 use crate::deletion::{self, Deletion};
 use crate::error::{Error, Problem, Result};
 use crate::events::{Event, Recorder};
@@ -25,7 +25,6 @@ use crate::interrupt;
 use crate::message::Meta;
 use crate::report::FolderOutcome;
 use crate::source::{self, Body, Loaded, Opened, Origin, Ref};
-use crate::store::SourceFolder;
 use crate::store::maildir::layout::{self};
 use crate::store::maildir::read::MaildirEntry;
 use crate::store::maildir::write::{FolderWriter, MaildirTarget, Staged};
@@ -41,7 +40,7 @@ pub(super) fn cache_writer(
 }
 
 /// Where a folder goes in a Maildir target.
-pub(super) struct MaildirJob<'t> {
+pub(super) struct MaildirPlace<'t> {
     pub(super) root: &'t Path,
     pub(super) writer: Option<&'t MaildirTarget>,
     pub(super) bounds: Option<(i64, i64)>,
@@ -66,14 +65,12 @@ pub(super) fn clamp_dates(prepared: &mut [Prepared<'_>], bounds: Option<(i64, i6
 
 pub(super) fn to_maildir(
     opened: &Opened,
-    sf: &SourceFolder,
-    tn: &FolderName,
-    job: &MaildirJob<'_>,
-    opts: &SyncOptions,
-    rec: &dyn Recorder,
+    job: FolderJob<'_>,
+    place: &MaildirPlace<'_>,
     out: &mut FolderOutcome,
 ) -> Result<()> {
-    let folder = TargetFolder::open(job, tn, sf.loc.path(), opts, out)?;
+    let (opts, rec) = (job.opts, job.rec);
+    let folder = TargetFolder::open(place, job, out)?;
     let need_hash = !folder.index.entries.is_empty() || opts.dry_run;
     let maildir_source = matches!(opened, Opened::Maildir { .. });
     // Hashes of source files seen by an earlier run: only new or changed files are read.
@@ -82,7 +79,7 @@ pub(super) fn to_maildir(
     } else {
         None
     };
-    let mut run = FolderRun::start(folder, job, tn, known.as_ref(), maildir_source, opened, opts, out)?;
+    let mut run = FolderRun::start(folder, place, job, known.as_ref(), maildir_source, opened, out)?;
     let streamed = matches!(opened, Opened::Maildir { listed: None, .. });
     let load = |refs: Vec<Ref>| {
         let loaded = load_chunk(opened, &refs, opts, need_hash.then_some(Identity::Exact), known.as_ref());
@@ -103,7 +100,7 @@ pub(super) fn to_maildir(
                 if streamed {
                     rec.record(Event::Discovered { bytes: refs.iter().map(|r| opened.stored_len(r)).sum() });
                 }
-                run.feed(loaded, rec, out)?;
+                run.feed(loaded, out)?;
                 opened.release(&refs);
                 Ok(())
             },
@@ -112,7 +109,7 @@ pub(super) fn to_maildir(
         done?;
         current = next;
     }
-    run.finish(sf.name.as_str(), rec, out)
+    run.finish(out)
 }
 
 /// A target folder as a run finds it: its index, and the record of copies from this source.
@@ -127,19 +124,13 @@ pub(super) struct TargetFolder {
 impl TargetFolder {
     /// Indexes target folder `tn` (torn copies set aside) and reads the record of what earlier
     /// runs copied there from `source`.
-    pub(super) fn open(
-        job: &MaildirJob<'_>,
-        tn: &FolderName,
-        source: &Path,
-        opts: &SyncOptions,
-        out: &mut FolderOutcome,
-    ) -> Result<TargetFolder> {
-        let root = job.root;
+    pub(super) fn open(place: &MaildirPlace<'_>, job: FolderJob<'_>, out: &mut FolderOutcome) -> Result<TargetFolder> {
+        let (root, tn, opts) = (place.root, job.tn, job.opts);
         let tdir = MaildirTarget::folder_path(root, tn, opts.layout).map_err(|e| Error::bad(root, e))?;
         let mut index = target_index::maildir(&tdir, opts.use_cache && !opts.dry_run, &mut out.errors)?;
         out.warnings.append(&mut index.warnings);
         for t in &index.torn {
-            if job.writer.is_none() {
+            if place.writer.is_none() {
                 out.warnings
                     .push(Problem::new(t, "torn copy (shorter than its ,S=): would be set aside and copied again"));
                 continue;
@@ -155,7 +146,7 @@ impl TargetFolder {
                 Err(e) => out.errors.push(e.problem()),
             }
         }
-        let source_id = deletion::source_id(source);
+        let source_id = deletion::source_id(job.source_path);
         let record_path = tdir.join(deletion::COPIED_FILE);
         let record = deletion::Record::load(&record_path, &source_id).unwrap_or_else(|p| {
             // Only --delete reads the record; other runs keep it quietly.
@@ -173,10 +164,9 @@ impl TargetFolder {
 /// makes them durable, then put in place (the CPU writes on while the disk works). The bytes
 /// of a written chunk are let go before it waits. Nothing is written in a dry run.
 pub(super) struct FolderRun<'t, 'a> {
-    tn: &'t FolderName,
+    job: FolderJob<'t>,
     root: &'t Path,
     tdir: PathBuf,
-    opts: &'t SyncOptions,
     bounds: Option<(i64, i64)>,
     source: &'a dyn Feed,
     planner: Planner<target_index::Index>,
@@ -193,22 +183,21 @@ pub(super) struct FolderRun<'t, 'a> {
 impl<'t, 'a> FolderRun<'t, 'a> {
     /// `known`: source hashes from an earlier run; `source_cache`: keep one for the next run
     /// (a Maildir source).
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn start(
         folder: TargetFolder,
-        job: &MaildirJob<'t>,
-        tn: &'t FolderName,
+        place: &MaildirPlace<'t>,
+        job: FolderJob<'t>,
         known: Option<&'t target_index::SourceCache>,
         source_cache: bool,
         source: &'a dyn Feed,
-        opts: &'t SyncOptions,
         out: &mut FolderOutcome,
     ) -> Result<FolderRun<'t, 'a>> {
+        let (tn, opts) = (job.tn, job.opts);
         let TargetFolder { tdir, index, record, record_path, source_id } = folder;
         // In a folder merged from several sources, the copies recorded for the others are
         // theirs: each source matches only its own (a message both have is there twice, and
         // neither re-flags the other's copy run after run).
-        let rules = Rules { filters: opts.filters.clone(), bounds: job.bounds, mbox: false };
+        let rules = Rules { filters: opts.filters.clone(), bounds: place.bounds, mbox: false };
         let hashes: Vec<Hash> = index.entries.iter().map(|(_, h)| *h).collect();
         let mut planner = Planner::over(hashes, index, rules);
         if opts.merged {
@@ -216,7 +205,7 @@ impl<'t, 'a> FolderRun<'t, 'a> {
                 planner.reserve(h, n);
             }
         }
-        let writer = match job.writer {
+        let writer = match place.writer {
             Some(w) => Some(w.folder(tn)?),
             None => None,
         };
@@ -253,11 +242,10 @@ impl<'t, 'a> FolderRun<'t, 'a> {
             copied: Vec::new(),
         };
         Ok(FolderRun {
-            tn,
-            root: job.root,
+            job,
+            root: place.root,
             tdir,
-            opts,
-            bounds: job.bounds,
+            bounds: place.bounds,
             source,
             planner,
             record,
@@ -272,14 +260,9 @@ impl<'t, 'a> FolderRun<'t, 'a> {
     }
 
     /// Plans a chunk of loaded source messages and writes what it decides (see the type).
-    pub(super) fn feed(
-        &mut self,
-        loaded: Vec<Result<Prepared<'a>, Problem>>,
-        rec: &dyn Recorder,
-        out: &mut FolderOutcome,
-    ) -> Result<()> {
-        let FolderRun { tn, tdir, bounds, source, planner, writer, books, pending, copies, updates, .. } = self;
-        let (tn, tdir, source) = (*tn, &*tdir, *source);
+    pub(super) fn feed(&mut self, loaded: Vec<Result<Prepared<'a>, Problem>>, out: &mut FolderOutcome) -> Result<()> {
+        let FolderRun { job, tdir, bounds, source, planner, writer, books, pending, copies, updates, .. } = self;
+        let (tn, rec, tdir, source) = (job.tn, job.rec, &*tdir, *source);
         let mut prepared = Vec::with_capacity(loaded.len());
         for p in loaded {
             match p {
@@ -403,8 +386,8 @@ impl<'t, 'a> FolderRun<'t, 'a> {
 
     /// Puts the last chunks in place, then deletes what the plan deletes and writes the record
     /// of copies and the caches; a dry run says what it would have done.
-    pub(super) fn finish(mut self, source_name: &str, rec: &dyn Recorder, out: &mut FolderOutcome) -> Result<()> {
-        let (tn, tdir) = (self.tn, self.tdir.as_path());
+    pub(super) fn finish(mut self, out: &mut FolderOutcome) -> Result<()> {
+        let (tn, rec, opts, tdir) = (self.job.tn, self.job.rec, self.job.opts, self.tdir.as_path());
         if let Some(w) = &self.writer {
             for (prepared, fates) in place_synced(&mut self.pending, w, &self.planner.targets().entries, 0, self.source)
             {
@@ -417,7 +400,7 @@ impl<'t, 'a> FolderRun<'t, 'a> {
         let mut deleted = 0;
         let mut gone: HashSet<usize> = HashSet::new();
         let unmatched = self.planner.unmatched();
-        for i in choose_deletions(&unmatched, &mut record, tdir, self.source, self.opts, out) {
+        for i in choose_deletions(&unmatched, &mut record, tdir, self.source, opts, out) {
             let Some((e, h)) = index.entries.get(i) else { continue };
             let path = e.path(tdir);
             if let Some(w) = &self.writer
@@ -443,7 +426,7 @@ impl<'t, 'a> FolderRun<'t, 'a> {
                 .map(|(_, (_, h))| *h)
                 .collect();
             let written = Written { kept: &kept, copied: &copied, deleted };
-            save_record(&record, self.root, &self.record_path, &self.source_id, written, self.opts, out);
+            save_record(&record, self.root, &self.record_path, &self.source_id, written, opts, out);
             if let Some(c) = source_cache {
                 // Unchanged (every line as it was): the file is left alone, so a re-run writes
                 // nothing.
@@ -471,10 +454,10 @@ impl<'t, 'a> FolderRun<'t, 'a> {
                 }
             }
         }
-        if self.opts.dry_run {
+        if opts.dry_run {
             out.plan_line = Some(format!(
                 "{} -> {}: {} to copy, {} flag updates, {} to delete, {} already there",
-                source_name,
+                self.job.source_name,
                 tn.as_str(),
                 self.copies,
                 self.updates,
@@ -497,27 +480,29 @@ pub struct FedFolder<'t> {
 }
 
 impl<'t> FedFolder<'t> {
-    /// Folder `tn` of the Maildir target at `root` (`writer`: none in a dry run), fed from the
-    /// source folder `source` (named in the record of copies).
+    /// Folder `tn` of the Maildir target at `root` (`writer`: none in a dry run), fed from a
+    /// source folder (its name for reports, its path for the record of copies).
     pub fn open(
         root: &'t Path,
         writer: Option<&'t MaildirTarget>,
         tn: &'t FolderName,
-        source: &Path,
+        (source_name, source_path): (&'t str, &'t Path),
         opts: &'t SyncOptions,
+        rec: &'t dyn Recorder,
     ) -> FedFolder<'t> {
         let mut out = FolderOutcome::default();
         out.counts.folders = 1;
-        let job = MaildirJob { root, writer, bounds: fsx::time_bounds(root) };
-        let run = TargetFolder::open(&job, tn, source, opts, &mut out)
-            .and_then(|f| FolderRun::start(f, &job, tn, None, false, &InMemory, opts, &mut out))
+        let place = MaildirPlace { root, writer, bounds: fsx::time_bounds(root) };
+        let job = FolderJob { source_name, source_path, tn, opts, rec };
+        let run = TargetFolder::open(&place, job, &mut out)
+            .and_then(|f| FolderRun::start(f, &place, job, None, false, &InMemory, &mut out))
             .map_err(|e| out.errors.push(e.problem()))
             .ok();
         FedFolder { run, chunk: Vec::new(), bytes: 0, out }
     }
 
     /// One message: its bytes, its state and where it came from.
-    pub fn add(&mut self, origin: PathBuf, data: Vec<u8>, meta: Meta, rec: &dyn Recorder) {
+    pub fn add(&mut self, origin: PathBuf, data: Vec<u8>, meta: Meta) {
         if self.run.is_none() {
             return;
         }
@@ -537,15 +522,15 @@ impl<'t> FedFolder<'t> {
         self.chunk.push(Ok(Prepared { loaded, hash: Some(hash), decision: None }));
         self.bytes += size;
         if self.bytes >= source::CHUNK_BYTES / 2 || self.chunk.len() >= source::CHUNK_MESSAGES {
-            self.feed(rec);
+            self.feed();
         }
     }
 
-    fn feed(&mut self, rec: &dyn Recorder) {
+    fn feed(&mut self) {
         let chunk = std::mem::take(&mut self.chunk);
         self.bytes = 0;
         if let Some(run) = self.run.as_mut()
-            && let Err(e) = run.feed(chunk, rec, &mut self.out)
+            && let Err(e) = run.feed(chunk, &mut self.out)
         {
             // The folder cannot be written on (its keywords could not be saved).
             self.out.errors.push(e.problem());
@@ -554,17 +539,16 @@ impl<'t> FedFolder<'t> {
     }
 
     /// The folder's outcome once what was fed is in place. After a signal the messages not
-    /// yet written are dropped and nothing is deleted; `shown` names the source in a dry run's
-    /// plan line.
-    pub fn finish(mut self, shown: &str, interrupted: bool, rec: &dyn Recorder) -> FolderOutcome {
+    /// yet written are dropped and nothing is deleted.
+    pub fn finish(mut self, interrupted: bool) -> FolderOutcome {
         if interrupted {
             self.out.interrupted = true;
             self.chunk.clear();
         } else {
-            self.feed(rec);
+            self.feed();
         }
         if let Some(run) = self.run.take()
-            && let Err(e) = run.finish(shown, rec, &mut self.out)
+            && let Err(e) = run.finish(&mut self.out)
         {
             self.out.errors.push(e.problem());
         }

@@ -4,7 +4,6 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use super::SyncOptions;
 use super::choose_deletions;
 use super::fate::Fate;
 use super::fate::hash_key;
@@ -13,15 +12,14 @@ use super::fate::{account, candidate, settled};
 use super::load::Prepared;
 use super::load::load_chunk;
 use super::plan::Identity;
+use super::{FolderJob, SyncOptions};
 use crate::deletion::{self};
 use crate::error::{Error, Problem, Result};
-use crate::events::{Event, Recorder};
-use crate::folder::FolderName;
+use crate::events::Event;
 use crate::interrupt;
 use crate::message::Meta;
 use crate::report::FolderOutcome;
 use crate::source::{self, Opened, Ref};
-use crate::store::SourceFolder;
 use crate::store::mbox::lock as mbox_lock;
 use crate::store::mbox::read::{MboxFile, ReadOptions};
 use crate::store::mbox::target as mbox_target;
@@ -105,21 +103,27 @@ pub(super) fn appended_is_new_mail(cur: &std::fs::File, from: u64, path: &Path, 
     f.intact()
 }
 
+/// What committing an mbox checks: the mboxes read for it (source and old target) must be as
+/// they were, the target as `was` found it, and mail appended meanwhile must hold none of
+/// `ours` (the hash keys of this run's copies).
+pub(super) struct Checks<'c> {
+    read: &'c [&'c MboxFile],
+    was: Option<&'c mbox_write::Read>,
+    ours: &'c HashSet<[u8; 8]>,
+}
+
 /// Commits an mbox written for a folder, or gives it up: the sources read must still be as
 /// they were, then [`MboxWriter::commit`] checks the target under its locks. On failure the
 /// folder's counts say that nothing was written.
-#[allow(clippy::too_many_arguments)]
 pub(super) fn commit_mbox(
     w: MboxWriter<'_>,
     res: Result<()>,
-    checks: &[&MboxFile],
-    was: Option<&mbox_write::Read>,
-    ours: &HashSet<[u8; 8]>,
-    tn: &FolderName,
+    checks: Checks<'_>,
+    job: FolderJob<'_>,
     before: &crate::report::Counts,
-    rec: &dyn Recorder,
     out: &mut FolderOutcome,
 ) -> Result<()> {
+    let Checks { read: checks, was, ours } = checks;
     let path = w.path().to_path_buf();
     let vet = |cur: &std::fs::File, from: u64| appended_is_new_mail(cur, from, &path, ours);
     // Checked before the wait for the locks and again, last, under them.
@@ -140,8 +144,8 @@ pub(super) fn commit_mbox(
     if let Err(e) = &res {
         uncount_failed_commit(before, out);
         let p = e.problem();
-        rec.record(Event::Error {
-            folder: tn.clone(),
+        job.rec.record(Event::Error {
+            folder: job.tn.clone(),
             problem: Problem { reason: format!("{}; none of this folder's copies were written", p.reason), ..p },
         });
     }
@@ -152,17 +156,15 @@ pub(super) fn commit_mbox(
 /// mbox holds it), is decided by `planner`, and `act` carries out the decisions that write;
 /// load errors, counts and events are handled here, and mapped pages are released chunk by
 /// chunk.
-#[allow(clippy::too_many_arguments)]
 pub(super) fn for_mbox_target<T: TargetMetas + Send>(
     opened: &Opened,
-    tn: &FolderName,
+    job: FolderJob<'_>,
     path: &Path,
-    opts: &SyncOptions,
-    rec: &dyn Recorder,
     out: &mut FolderOutcome,
     planner: &mut Planner<T>,
     mut act: impl FnMut(&Ref, &Prepared<'_>, Decision) -> Result<Fate> + Send,
 ) -> Result<()> {
+    let (tn, opts, rec) = (job.tn, job.opts, job.rec);
     let mut seen = HashSet::new();
     let load = |refs: Vec<Ref>| {
         let prepared = load_chunk(opened, &refs, opts, Some(Identity::Mbox), None);
@@ -213,22 +215,20 @@ fn rules(opts: &SyncOptions) -> Rules {
 }
 
 /// Writes a new mbox from a Maildir folder in one pass (see [`to_mbox`]).
-#[allow(clippy::too_many_arguments)]
 pub(super) fn new_mbox_from_maildir(
     opened: &Opened,
-    tn: &FolderName,
+    job: FolderJob<'_>,
     place: &mbox_target::Place,
     keywords: std::collections::BTreeSet<String>,
-    opts: &SyncOptions,
-    rec: &dyn Recorder,
     out: &mut FolderOutcome,
 ) -> Result<()> {
+    let opts = job.opts;
     let before = out.counts.clone();
     let mut w = MboxWriter::create(&place.dir, &place.name, opts.owner, opts.durable)?;
     w.set_keywords(keywords.into_iter().collect());
     let mut ours = HashSet::new();
     let mut planner: Planner = Planner::new([], rules(opts));
-    let res = for_mbox_target(opened, tn, &place.path, opts, rec, out, &mut planner, |_, p, _| {
+    let res = for_mbox_target(opened, job, &place.path, out, &mut planner, |_, p, _| {
         w.append(&p.loaded.body.pieces(), &p.loaded.meta)?;
         still_the_same(&p.loaded)?;
         let sha = p.hash.unwrap_or_default();
@@ -237,20 +237,17 @@ pub(super) fn new_mbox_from_maildir(
     });
     out.counts.messages_target = out.counts.transferred;
     // A file that appeared meanwhile (a delivery) is kept after the copies by the commit.
-    commit_mbox(w, res, &[], None, &ours, tn, &before, rec, out)
+    commit_mbox(w, res, Checks { read: &[], was: None, ours: &ours }, job, &before, out)
 }
 
-#[allow(clippy::too_many_arguments)]
 pub(super) fn to_mbox(
     opened: &Opened,
-    sf: &SourceFolder,
-    tn: &FolderName,
+    job: FolderJob<'_>,
     shown: PathBuf,
     place: Option<mbox_target::Place>,
-    opts: &SyncOptions,
-    rec: &dyn Recorder,
     out: &mut FolderOutcome,
 ) -> Result<()> {
+    let (tn, opts) = (job.tn, job.opts);
     let existing = match &place {
         Some(p) => read_target_mbox(p)?,
         None => None,
@@ -261,7 +258,7 @@ pub(super) fn to_mbox(
     {
         // A new mbox from a listed Maildir: the keywords for X-IMAPbase are known from the
         // names, so every file is read once, hashed and written in the same pass.
-        return new_mbox_from_maildir(opened, tn, place, listing.keywords.clone(), opts, rec, out);
+        return new_mbox_from_maildir(opened, job, place, listing.keywords.clone(), out);
     }
     // No record of copies beside an mbox (Dovecot would list it as a mailbox): --delete cannot
     // tell copies from other mail there and deletes nothing; --mirror works.
@@ -275,7 +272,7 @@ pub(super) fn to_mbox(
     let mut copies: Vec<(Ref, Hash)> = Vec::new();
     let mut ours = HashSet::new();
     let mut keywords: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
-    for_mbox_target(opened, tn, &path, opts, rec, out, &mut planner, |r, p, decision| {
+    for_mbox_target(opened, job, &path, out, &mut planner, |r, p, decision| {
         let h = p.hash.unwrap_or_default();
         Ok(match decision {
             Decision::Copy => {
@@ -310,7 +307,7 @@ pub(super) fn to_mbox(
     if opts.dry_run {
         out.plan_line = Some(format!(
             "{} -> {} (mbox {}): {} to copy, {} flag updates, {} to delete",
-            sf.name.as_str(),
+            job.source_name,
             tn.as_str(),
             path.display(),
             copies.len(),
@@ -377,5 +374,6 @@ pub(super) fn to_mbox(
     if let Opened::Mbox(f) = opened {
         checks.push(f);
     }
-    commit_mbox(w, res, &checks, existing.as_ref().map(|t| &t.read), &ours, tn, &before, rec, out)
+    let checks = Checks { read: &checks, was: existing.as_ref().map(|t| &t.read), ours: &ours };
+    commit_mbox(w, res, checks, job, &before, out)
 }

@@ -42,10 +42,22 @@ pub use target::mbox_folder_path;
 
 use folders::by_target;
 pub use maildir::FedFolder;
-use maildir::{MaildirJob, to_maildir};
+use maildir::{MaildirPlace, to_maildir};
 use mbox::to_mbox;
 use shortcut::sync_folder;
 use target::{Target, lock_target, mbox_place, open_target, target_folder};
+
+/// One folder pair's run: what each of its steps needs to know.
+#[derive(Clone, Copy)]
+pub(crate) struct FolderJob<'j> {
+    /// The source folder as reports name it.
+    pub(crate) source_name: &'j str,
+    /// Where the source folder is (its record of copies is kept under this name).
+    pub(crate) source_path: &'j Path,
+    pub(crate) tn: &'j FolderName,
+    pub(crate) opts: &'j SyncOptions,
+    pub(crate) rec: &'j dyn Recorder,
+}
 
 #[derive(Debug, Clone)]
 pub struct SyncOptions {
@@ -207,14 +219,15 @@ fn sync_folder_read(
         out.warnings.push(Problem::new(&f.path, w.clone()));
     }
     rec.record(Event::Discovered { bytes: folder_bytes(&opened) });
+    let job = FolderJob { source_name: sf.name.as_str(), source_path: sf.loc.path(), tn, opts, rec };
     let r = match target {
         Target::Maildir { path, writer, bounds } => {
-            let job = MaildirJob { root: path, writer: writer.as_deref(), bounds: *bounds };
-            to_maildir(&opened, sf, tn, &job, opts, rec, &mut out)
+            let place = MaildirPlace { root: path, writer: writer.as_deref(), bounds: *bounds };
+            to_maildir(&opened, job, &place, &mut out)
         }
         Target::MboxFile(_) | Target::MboxDir { .. } => {
             let shown = target_folder(target, tn, opts.layout).map(|(p, _)| p).unwrap_or_default();
-            mbox_place(target, tn, opts).and_then(|place| to_mbox(&opened, sf, tn, shown, place, opts, rec, &mut out))
+            mbox_place(target, tn, opts).and_then(|place| to_mbox(&opened, job, shown, place, &mut out))
         }
     };
     match r {
