@@ -28,7 +28,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::Problem;
 use crate::fsx::{self, Owner};
-use crate::sync::plan::Hash;
+use crate::message::Hash;
 
 pub const COPIED_FILE: &str = "mailmover-copied";
 /// Version 2 names its folder: `mailmover-copied 2 DEV:INO PATH`.

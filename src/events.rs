@@ -5,9 +5,9 @@ use std::path::PathBuf;
 
 use crate::error::Problem;
 use crate::folder::FolderName;
+use crate::message::Hash;
 use crate::message::Meta;
 use crate::source::Origin;
-use crate::sync::plan::Hash;
 
 #[derive(Debug, Clone)]
 pub enum Event {

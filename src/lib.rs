@@ -24,7 +24,6 @@ pub mod mutf7;
 
 pub mod report;
 pub mod source;
-pub mod state;
 pub mod store;
 pub mod sync;
 pub mod target_index;

@@ -50,12 +50,6 @@ pub struct LockOptions {
     pub dry_run: bool,
 }
 
-impl LockOptions {
-    pub fn of(o: &crate::sync::SyncOptions) -> LockOptions {
-        LockOptions { wait: o.lock_wait, owner: o.owner, dry_run: o.dry_run }
-    }
-}
-
 /// A held target lock, released when dropped (or when the process dies).
 #[derive(Debug)]
 pub struct TargetLock {

@@ -40,6 +40,9 @@ pub enum InfoTail {
     Other(String),
 }
 
+/// A message's identity: the SHA-256 of its bytes as stored.
+pub type Hash = [u8; 32];
+
 impl Meta {
     pub fn new(date: i64, date_source: DateSource) -> Meta {
         Meta {

@@ -21,10 +21,10 @@ use rayon::prelude::*;
 
 use crate::error::{Problem, Result};
 use crate::fsx;
+use crate::message::Hash;
 use crate::store::maildir::name;
 use crate::store::maildir::read::{self as mdread, MaildirEntry, ScanOptions};
 use crate::store::maildir::write::{FILE_MODE, FolderWriter};
-use crate::sync::plan::Hash;
 
 pub const CACHE_FILE: &str = "mailmover-cache";
 /// The same for the messages of a Maildir source, kept in the target folder (nothing is ever
@@ -53,12 +53,6 @@ pub struct Index {
     pub torn: Vec<PathBuf>,
     /// A cache or keyword list that was refused (and is rebuilt): why.
     pub warnings: Vec<Problem>,
-}
-
-impl crate::sync::plan::TargetMetas for Index {
-    fn meta(&self, i: usize) -> Option<&crate::message::Meta> {
-        self.entries.get(i).map(|(e, _)| &e.meta)
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -709,7 +709,7 @@ impl AccountInspection {
 /// A cPanel target is locked at its home for the whole run (its mailboxes are locked each
 /// on their own too, as any Maildir target).
 fn lock_home(home: &Path, opts: &SyncOptions, owner: Option<Owner>) -> Result<TargetLock> {
-    TargetLock::inside(home, crate::lock::HIDDEN, &LockOptions { owner, ..LockOptions::of(opts) })
+    TargetLock::inside(home, crate::lock::HIDDEN, &LockOptions { owner, ..opts.lock_options() })
 }
 
 /// The target's owner: `--owner`, else (as root) the owner of the target home.

@@ -28,7 +28,7 @@ use crate::source::{self, Body, Loaded, Opened, Origin, Ref};
 use crate::store::maildir::layout::{self};
 use crate::store::maildir::read::MaildirEntry;
 use crate::store::maildir::write::{FolderWriter, MaildirTarget, Staged};
-use crate::sync::plan::{Decision, Hash, Planner, Rules};
+use crate::sync::plan::{Decision, Hash, Planner, Rules, TargetMetas};
 use crate::target_index;
 
 /// A cache that cannot be started is a warning: the run goes on without it.
@@ -37,6 +37,12 @@ pub(super) fn cache_writer(
     warnings: &mut Vec<Problem>,
 ) -> Option<target_index::CacheWriter> {
     c.map_err(|e| warnings.push(e.problem())).ok()
+}
+
+impl TargetMetas for target_index::Index {
+    fn meta(&self, i: usize) -> Option<&Meta> {
+        self.entries.get(i).map(|(e, _)| &e.meta)
+    }
 }
 
 /// Where a folder goes in a Maildir target.

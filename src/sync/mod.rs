@@ -18,6 +18,7 @@ use crate::events::{Event, Recorder};
 use crate::folder::FolderName;
 use crate::folder_map::FolderMap;
 use crate::fsx::Owner;
+use crate::lock::LockOptions;
 use crate::report::{FolderOutcome, Summary, peak_rss_kib};
 use crate::source::Opened;
 use crate::store::maildir::layout::Layout;
@@ -33,6 +34,7 @@ mod maildir;
 mod mbox;
 pub mod plan;
 mod shortcut;
+mod state;
 mod target;
 
 pub use fate::date_source_name;
@@ -105,6 +107,13 @@ impl Default for SyncOptions {
             lock_wait: std::time::Duration::ZERO,
             merged: false,
         }
+    }
+}
+
+impl SyncOptions {
+    /// How this run takes its target's lock.
+    pub fn lock_options(&self) -> LockOptions {
+        LockOptions { wait: self.lock_wait, owner: self.owner, dry_run: self.dry_run }
     }
 }
 

@@ -13,7 +13,7 @@ use crate::deletion::{self, Deletion, Record, SourceState};
 use crate::fsx;
 use crate::message::Meta;
 
-pub type Hash = [u8; 32];
+pub use crate::message::Hash;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {

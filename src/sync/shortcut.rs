@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use super::SyncOptions;
+use super::state;
 use super::sync_folder_read;
 use super::target::Target;
 use super::target::target_folder;
@@ -13,7 +14,6 @@ use crate::folder::FolderName;
 use crate::fsx;
 use crate::interrupt;
 use crate::report::FolderOutcome;
-use crate::state;
 use crate::store::SourceFolder;
 use crate::store::maildir::read::{self as mdread, ScanOptions};
 use crate::store::maildir::write::{self as mdwrite};

@@ -7,7 +7,7 @@ use super::SyncOptions;
 use crate::error::{Error, Result};
 use crate::folder::FolderName;
 use crate::fsx;
-use crate::lock::{self, LockOptions, TargetLock};
+use crate::lock::{self, TargetLock};
 use crate::store::maildir::layout::Layout;
 use crate::store::maildir::write::{self as mdwrite, MaildirTarget, WriteOptions};
 use crate::store::mbox::target as mbox_target;
@@ -69,7 +69,7 @@ pub(super) fn open_target(dst: &Store, pairs: &[(SourceFolder, FolderName)], opt
 
 /// The target's lock, held until the run ends (see lock.rs).
 pub(super) fn lock_target(target: &Target, opts: &SyncOptions) -> Result<TargetLock> {
-    let o = LockOptions::of(opts);
+    let o = opts.lock_options();
     match target {
         Target::Maildir { path, .. } => TargetLock::inside(path, lock::MAILDIR, &o),
         Target::MboxDir { path, .. } => TargetLock::inside(path, lock::HIDDEN, &o),

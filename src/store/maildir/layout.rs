@@ -67,6 +67,12 @@ mod tests {
         FolderName::parse(s).unwrap()
     }
 
+    /// Found by the mutf7 fuzz target: a level holding '/' would silently become two levels.
+    #[test]
+    fn slash_inside_a_dot_level_is_rejected() {
+        assert!(from_dot_dir(".*/").is_err());
+    }
+
     #[test]
     fn maildirpp_names() {
         assert_eq!(components(&f("Archive/2019"), Layout::MaildirPlusPlus).unwrap().0, vec![".Archive.2019"]);

@@ -23,12 +23,12 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::SyncOptions;
 use crate::error::Problem;
 use crate::folder::FolderName;
 use crate::fsx;
 use crate::report::Counts;
 use crate::store::Location;
-use crate::sync::SyncOptions;
 
 pub const STATE_FILE: &str = "mailmover-state";
 /// A state is a few hundred bytes.
