@@ -2,20 +2,15 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
     // A closed pipe (`mailmover inspect | head`) ends the run quietly.
     // SAFETY: restoring the default action of SIGPIPE before any other thread exists.
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    let opts = match mailmover::cli::Opts::try_parse() {
+    let opts = match mailmover::cli::parse() {
         Ok(o) => o,
-        Err(e) => {
-            let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
-        }
+        Err(code) => return ExitCode::from(code as u8),
     };
     match mailmover::cli::run(opts) {
         Ok(code) => ExitCode::from(code as u8),

@@ -31,7 +31,7 @@ pub const INTERNAL_HEADERS: [&str; 10] = [
 ];
 
 /// How `>From ` lines were quoted by the writer (FORMATS.md §1.2).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Variant {
     /// Content-Length where it is consistent (then no unquoting), else mboxrd.
     Auto,
@@ -39,6 +39,21 @@ pub enum Variant {
     Mboxo,
     Mboxcl,
     Mboxcl2,
+}
+
+impl Variant {
+    pub const ALL: [Variant; 5] = [Variant::Auto, Variant::Mboxrd, Variant::Mboxo, Variant::Mboxcl, Variant::Mboxcl2];
+
+    /// The name `--mbox-variant` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::Auto => "auto",
+            Variant::Mboxrd => "mboxrd",
+            Variant::Mboxo => "mboxo",
+            Variant::Mboxcl => "mboxcl",
+            Variant::Mboxcl2 => "mboxcl2",
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
