@@ -14,6 +14,7 @@ use crate::config::{self, FolderSettings, ReadSettings, SyncSettings};
 use crate::cpanel::CpanelOptions;
 use crate::error::{Error, Result};
 use crate::events::{Discard, Event, Recorder, Tee};
+use crate::exit::Exit;
 use crate::store::maildir::layout::Layout;
 use crate::store::mbox::read::Variant;
 use crate::store::{Kind, Store};
@@ -418,10 +419,10 @@ impl From<&ReportArgs> for ReportOptions {
 
 /// The command line of this process; help, version and usage errors are printed here and
 /// come back as the exit status.
-pub fn parse() -> std::result::Result<Opts, i32> {
+pub fn parse() -> std::result::Result<Opts, Exit> {
     Opts::try_parse().map_err(|e| {
         let _ = e.print();
-        if e.use_stderr() { 2 } else { 0 }
+        if e.use_stderr() { Exit::Usage } else { Exit::Ok }
     })
 }
 
@@ -513,8 +514,8 @@ impl Recorder for Progress {
     }
 }
 
-/// Runs the command; returns the exit code (0, 1) or an error (usage: 2).
-pub fn run(opts: Opts) -> Result<i32> {
+/// Runs the command; an error ends the run with its own exit status.
+pub fn run(opts: Opts) -> Result<Exit> {
     match opts.command {
         Command::Sync(a) => run_sync(&a),
         Command::Verify(a) => {
@@ -554,7 +555,7 @@ pub fn run(opts: Opts) -> Result<i32> {
                     v.date_mismatches
                 );
             }
-            Ok(if v.ok { 0 } else { 1 })
+            Ok(Exit::ok_if(v.ok))
         }
         Command::Inspect(a) => {
             let st = Store::parse(&a.store)?;
@@ -569,7 +570,7 @@ pub fn run(opts: Opts) -> Result<i32> {
                 } else {
                     let _ = ins.write_human(&mut std::io::stdout().lock());
                 }
-                return Ok(if ins.problems.is_empty() { 0 } else { 1 });
+                return Ok(Exit::ok_if(ins.problems.is_empty()));
             }
             let ins = crate::inspect::inspect(&st, &ro, a.read.follow_symlinks, a.read.jobs)?;
             if a.json {
@@ -577,7 +578,7 @@ pub fn run(opts: Opts) -> Result<i32> {
             } else {
                 let _ = ins.write_human(&mut std::io::stdout().lock());
             }
-            Ok(if ins.problems.is_empty() { 0 } else { 1 })
+            Ok(Exit::ok_if(ins.problems.is_empty()))
         }
         Command::AuditVerify(a) => {
             let key = audit::read_key(&a.audit_key_file)?;
@@ -589,11 +590,11 @@ pub fn run(opts: Opts) -> Result<i32> {
                             "notice: the run that starts at line {l} follows a run that did not end (it was killed, or its last records were removed)"
                         );
                     }
-                    Ok(0)
+                    Ok(Exit::Ok)
                 }
                 Check::Bad { line, reason } => {
                     println!("line {line}: {reason}");
-                    Ok(1)
+                    Ok(Exit::Failed)
                 }
             }
         }
@@ -601,12 +602,12 @@ pub fn run(opts: Opts) -> Result<i32> {
         Command::Report(a) => crate::batch::run_report(&(&a).into()),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut command(), "mailmover", &mut std::io::stdout());
-            Ok(0)
+            Ok(Exit::Ok)
         }
     }
 }
 
-fn run_sync(args: &SyncArgs) -> Result<i32> {
+fn run_sync(args: &SyncArgs) -> Result<Exit> {
     crate::interrupt::install();
     let (s, d) = config::stores(&args.src, &args.dst)?;
     let a = &args.flags;

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::exit::Exit;
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{}: {source}", path.display())]
@@ -41,11 +43,11 @@ impl Error {
     }
 
     /// The exit status of a run that ends with this error.
-    pub fn exit_code(&self) -> i32 {
+    pub fn exit_code(&self) -> Exit {
         match self {
-            Error::Usage(_) | Error::Locked { .. } => 2,
-            Error::Interrupted(sig) => crate::interrupt::exit_code(*sig),
-            Error::Io { .. } | Error::Bad { .. } => 1,
+            Error::Usage(_) | Error::Locked { .. } => Exit::Usage,
+            Error::Interrupted(sig) => Exit::Signal(*sig),
+            Error::Io { .. } | Error::Bad { .. } => Exit::Failed,
         }
     }
 

@@ -18,6 +18,7 @@ pub mod deletion;
 pub mod engine;
 pub mod error;
 pub mod events;
+pub mod exit;
 pub mod flags;
 pub mod folder;
 pub mod folder_map;

@@ -10,13 +10,13 @@ fn main() -> ExitCode {
     }
     let opts = match mailmover::cli::parse() {
         Ok(o) => o,
-        Err(code) => return ExitCode::from(code as u8),
+        Err(exit) => return exit.into(),
     };
     match mailmover::cli::run(opts) {
-        Ok(code) => ExitCode::from(code as u8),
+        Ok(exit) => exit.into(),
         Err(e) => {
             eprintln!("mailmover: {}", mailmover::folder::sanitize(&e.to_string()));
-            ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(1))
+            e.exit_code().into()
         }
     }
 }

@@ -29,6 +29,7 @@ use serde_json::{Value, json};
 use crate::config::{self, SyncSettings};
 use crate::error::{At, Error, Problem, Result};
 use crate::events::{Discard, Recorder};
+use crate::exit::Exit;
 use crate::report::Summary;
 use crate::store::Store;
 use crate::sync::SyncOptions;
@@ -345,7 +346,7 @@ fn run_all(jobs: &[Job], order: Vec<usize>, workers: usize, ctx: &Ctx, mut done:
     });
 }
 
-pub fn run_batch(a: &BatchOptions) -> Result<i32> {
+pub fn run_batch(a: &BatchOptions) -> Result<Exit> {
     crate::interrupt::install();
     let shard = shard::select(a.shard.as_deref(), a.shards, |k| std::env::var(k).ok()).map_err(Error::Usage)?;
     if a.sync.audit_log.is_some() {
@@ -367,7 +368,7 @@ pub fn run_batch(a: &BatchOptions) -> Result<i32> {
                 let _ = writeln!(out, "{}\t{shard}\t{}\t{size}\t{}\t{}", j.row.line, j.id, j.row.source, j.row.target);
             }
         }
-        return Ok(0);
+        return Ok(Exit::Ok);
     }
 
     let durable = a.sync.durable;
@@ -451,9 +452,9 @@ pub fn run_batch(a: &BatchOptions) -> Result<i32> {
             "batch: interrupted by {}; rows not started are missing from the reports, run it again to finish",
             crate::interrupt::name(sig)
         );
-        return Ok(crate::interrupt::exit_code(sig));
+        return Ok(Exit::Signal(sig));
     }
-    Ok(if merged.failed > 0 || merged.missing > 0 || write_failures > 0 { 1 } else { 0 })
+    Ok(Exit::ok_if(merged.failed == 0 && merged.missing == 0 && write_failures == 0))
 }
 
 fn expected(r: &Row) -> Expected {
@@ -484,7 +485,7 @@ fn print_batch(m: &Merged, a: &BatchOptions, shard: Shard, skipped: usize, write
     }
 }
 
-pub fn run_report(a: &ReportOptions) -> Result<i32> {
+pub fn run_report(a: &ReportOptions) -> Result<Exit> {
     if !a.dir.is_dir() {
         return Err(Error::Usage(format!("{}: not a directory of batch reports", a.dir.display())));
     }
