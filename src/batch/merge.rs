@@ -199,7 +199,7 @@ pub fn merge(
             rref.errors = r.get("errors").cloned().and_then(|e| serde_json::from_value(e).ok()).unwrap_or_default();
             if rref.errors.is_empty() {
                 rref.errors.push(Problem {
-                    path: row.source.clone(),
+                    path: row.source.clone().into(),
                     reason: "the report does not say complete".into(),
                     offset: None,
                 });

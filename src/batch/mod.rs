@@ -253,13 +253,13 @@ fn run_row(job: &Job, ctx: &Ctx) -> Value {
         .unwrap_or_else(|_| Err(Error::bad(&row.source, "internal error (panic) while syncing this row")));
     let summary = result.unwrap_or_else(|e| {
         let mut p = e.problem();
-        if p.path.is_empty() {
+        if p.path.as_os_str().is_empty() {
             // Usage errors (`source does not exist`) carry the path in their text.
             let shown = Store::parse(&row.source).map(|s| format!("{}: ", s.path.display())).unwrap_or_default();
             if let Some(r) = p.reason.strip_prefix(&shown).filter(|_| !shown.is_empty()) {
                 p.reason = r.to_string();
             }
-            p.path = row.source.clone();
+            p.path = row.source.clone().into();
         }
         let mut s = Summary { dry_run: ctx.dry_run, complete: false, errors: vec![p], ..Default::default() };
         s.counts.failed = 1;

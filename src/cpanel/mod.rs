@@ -622,7 +622,7 @@ pub fn inspect(st: &Store, ropts: &ReadOptions, follow_symlinks: bool, jobs: usi
         // there belongs to those mailboxes, which are inspected on their own.
         let in_domain_dir = |p: &Problem| {
             b.address.is_none()
-                && Path::new(&p.path).strip_prefix(&b.dir).ok().and_then(|r| r.components().next()).is_some_and(|c| {
+                && p.path.strip_prefix(&b.dir).ok().and_then(|r| r.components().next()).is_some_and(|c| {
                     let c = c.as_os_str();
                     !c.to_string_lossy().starts_with('.')
                         && b.dir.join(c).is_dir()
