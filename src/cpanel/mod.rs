@@ -31,6 +31,7 @@ use regex::Regex;
 use serde::Serialize;
 
 use self::account::{Account, BoxFormat, Mailbox};
+use self::lines::Winner;
 use self::mapping::{Context, Mapping, Rewriter, split_address};
 use self::output::Output;
 use self::tree::Tree;
@@ -499,7 +500,7 @@ fn apply_metadata(
         mail_gid: if root_run { mail_gid() } else { None },
         root_run,
         dry_run: opts.dry_run,
-        overwrite: cp.overwrite_metadata,
+        winner: if cp.overwrite_metadata { Winner::Source } else { Winner::Target },
         rec,
     };
     for p in &plan.files {
@@ -518,7 +519,7 @@ fn compare_metadata(acc: &Account, cx: &metadata::Cx<'_>, dst: &Store, cp: &Cpan
         mail_gid: None,
         root_run: false,
         dry_run: true,
-        overwrite: false,
+        winner: Winner::Target,
         rec: &crate::events::Discard,
     };
     for p in &plan.files {
