@@ -9,7 +9,7 @@ use mailmover::message::{DateSource, Meta};
 use mailmover::store::maildir::name;
 use mailmover::store::mbox::date::Zone;
 use mailmover::store::mbox::read::{ReadOptions, Variant, parse_message};
-use mailmover::store::mbox::split::Splitter;
+use mailmover::store::mbox::split::{ContentLength, Splitter};
 use mailmover::sync::plan::Matcher;
 
 mod common;
@@ -19,10 +19,14 @@ fn splitter(c: &mut Criterion) {
     let data = mbox_bytes(32);
     let mut g = c.benchmark_group("mbox");
     g.throughput(Throughput::Bytes(data.len() as u64));
-    g.bench_function("split 32 MiB", |b| b.iter(|| Splitter::new(black_box(&data), 0, true).count()));
+    g.bench_function("split 32 MiB", |b| b.iter(|| Splitter::new(black_box(&data), 0, ContentLength::Used).count()));
     let ro = ReadOptions { variant: Variant::Auto, zone: Zone::Utc, keep_internal_headers: false };
     g.bench_function("split+parse 32 MiB", |b| {
-        b.iter(|| Splitter::new(&data, 0, true).map(|e| parse_message(&data, &e, &ro, 0).pieces.len()).sum::<usize>())
+        b.iter(|| {
+            Splitter::new(&data, 0, ContentLength::Used)
+                .map(|e| parse_message(&data, &e, &ro, 0).pieces.len())
+                .sum::<usize>()
+        })
     });
     g.finish();
 }

@@ -286,7 +286,12 @@ impl Recorder for AuditLog {
             }
             Event::Discovered { .. } | Event::Progress { .. } => return,
             Event::Error { folder, problem } => {
-                json!({"type": "error", "folder": folder.as_str(), "path": problem.path, "offset": problem.offset, "reason": problem.reason})
+                let (path, escaped) = crate::error::json_path(&problem.path);
+                let mut r = json!({"type": "error", "folder": folder.as_str(), "path": path, "offset": problem.offset, "reason": problem.reason});
+                if escaped {
+                    r["path_escaped"] = json!(true);
+                }
+                r
             }
         };
         self.write(rec);
@@ -411,6 +416,29 @@ mod tests {
         let p = sample(t.path());
         assert_eq!(verify_log(&p, b"k").unwrap(), Check::Ok { records: 4, runs: 1, after_unfinished: vec![] });
         assert!(matches!(verify_log(&p, b"other").unwrap(), Check::Bad { line: 1, .. }));
+    }
+
+    #[test]
+    fn error_paths_keep_their_bytes() {
+        use std::os::unix::ffi::OsStrExt;
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("log");
+        let log = AuditLog::create(&p, b"k".to_vec(), json!({})).unwrap();
+        let folder = crate::folder::FolderName::parse("INBOX").unwrap();
+        for path in [&b"/m/a\\b"[..], b"/m/\xff"] {
+            let problem = crate::error::Problem::new(Path::new(std::ffi::OsStr::from_bytes(path)), "bad");
+            log.record(Event::Error { folder: folder.clone(), problem });
+        }
+        log.finish(json!({})).unwrap();
+        let text = std::fs::read_to_string(&p).unwrap();
+        let errors: Vec<Value> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .filter(|v: &Value| v["type"] == "error")
+            .collect();
+        assert_eq!(errors.len(), 2, "{text}");
+        assert_eq!((&errors[0]["path"], &errors[0]["path_escaped"]), (&json!("/m/a\\b"), &Value::Null));
+        assert_eq!((&errors[1]["path"], &errors[1]["path_escaped"]), (&json!("/m/\\xff"), &json!(true)));
     }
 
     #[test]

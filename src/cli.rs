@@ -1,24 +1,23 @@
-//! The command line: clap definitions (their doc comments are the help text) and the one place
-//! where options become a validated configuration for the library.
+//! The command line: clap definitions (their doc comments are the help text), turned into the
+//! plain settings of [`crate::config`], which checks them and makes the library's
+//! configuration; then the command runs and its outcome is printed. No other module knows clap.
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
-use clap::{Args, CommandFactory, Parser, Subcommand};
-use regex::Regex;
+use clap::builder::PossibleValue;
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 use crate::audit::{self, AuditLog, Check};
-use crate::deletion::Deletion;
-use crate::error::{Error, Problem, Result};
+use crate::batch::{BatchOptions, ReportOptions};
+use crate::config::{self, FolderSettings, ReadSettings, SyncSettings};
+use crate::cpanel::CpanelOptions;
+use crate::error::{Error, Result};
 use crate::events::{Discard, Event, Recorder, Tee};
-use crate::folder::FolderName;
-use crate::folder_map::{FolderMap, Rename};
-use crate::fsx::Owner;
+use crate::exit::Exit;
 use crate::store::maildir::layout::Layout;
-use crate::store::mbox::date::Zone;
-use crate::store::mbox::read::{ReadOptions, Variant};
+use crate::store::mbox::read::Variant;
 use crate::store::{Kind, Store};
-use crate::sync::{Filters, SyncOptions};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -54,9 +53,9 @@ pub enum Command {
     /// Check the HMAC chain of an audit log and name the first bad line.
     AuditVerify(AuditVerifyArgs),
     /// Run many syncs from a CSV file of `source,target` rows, optionally one shard of it.
-    Batch(crate::batch::BatchArgs),
+    Batch(BatchArgs),
     /// Merge the JSON reports of batch runs into totals; exit 1 if a row failed or is missing.
-    Report(crate::batch::ReportArgs),
+    Report(ReportArgs),
     /// Print a shell completion script.
     Completions {
         /// bash, zsh, fish, elvish or powershell
@@ -180,7 +179,7 @@ pub struct SyncFlags {
     #[command(flatten)]
     pub read: ReadArgs,
     #[command(flatten)]
-    pub cpanel: crate::cpanel::CpanelArgs,
+    pub cpanel: CpanelArgs,
 }
 
 #[derive(Args, Debug)]
@@ -195,7 +194,7 @@ pub struct VerifyArgs {
     #[command(flatten)]
     pub read: ReadArgs,
     #[command(flatten)]
-    pub cpanel: crate::cpanel::CpanelArgs,
+    pub cpanel: CpanelArgs,
 }
 
 #[derive(Args, Debug)]
@@ -214,6 +213,217 @@ pub struct AuditVerifyArgs {
     /// The key the log was written with.
     #[arg(long, value_name = "FILE")]
     pub audit_key_file: PathBuf,
+}
+
+/// Options that only cPanel stores use.
+#[derive(Args, Debug, Clone)]
+pub struct CpanelArgs {
+    /// Rename a domain everywhere it occurs, OLD=NEW (repeatable).
+    #[arg(long, value_name = "OLD=NEW")]
+    pub map_domain: Vec<String>,
+    /// Rename a user, OLD=NEW, as local parts or full addresses (repeatable).
+    #[arg(long, value_name = "OLD=NEW")]
+    pub map_user: Vec<String>,
+    /// CSV file of `old,new` rows (addresses or domains).
+    #[arg(long, value_name = "CSV")]
+    pub map_file: Option<PathBuf>,
+    /// Where the source's system-wide files (valiases/, vfilters/, vdomainaliases/) are read.
+    #[arg(long, value_name = "DIR", default_value = "/etc")]
+    pub source_etc: PathBuf,
+    /// Where the target's system-wide files are written.
+    #[arg(long, value_name = "DIR", default_value = "/etc")]
+    pub target_etc: PathBuf,
+    /// Move only this address's mailbox and its metadata lines.
+    #[arg(long, value_name = "ADDR")]
+    pub mailbox: Option<String>,
+    /// Let the source's metadata lines win over the target's for the same key.
+    #[arg(long)]
+    pub overwrite_metadata: bool,
+}
+
+const BATCH_HELP: &str = "\
+Batch file (CSV, one row per store or account; `#` comments and blank lines allowed; an
+optional first row `source,target` is a header):
+
+  source,target[,OPTION[=VALUE]]...
+  # old server's accounts
+  maildir:/srv/old/alice,maildir:/srv/new/alice
+  cpanel:/old/home/bob,cpanel:/home/bob,map-domain=old.example=new.example,owner=bob
+  \"/srv/old/with, comma.mbox\",/srv/new/carol,include=^INBOX,delete
+
+Row options are sync's long options without the dashes: map-domain, map-user, map-folder,
+include, exclude, folder (repeatable: added to the command line's), map-file, mailbox,
+source-etc, target-etc, owner, layout, max-size, max-delete, min-age, max-age, audit-log
+(replace the command line's), automap, delete, mirror, overwrite-metadata (flags: NAME,
+NAME=yes, NAME=no). max-delete caps each row's deletions on its own.
+Relative paths are relative to the current directory. A bad row stops the run before
+anything is written, naming its line.
+
+Shards: row goes to shard (first 8 bytes of SHA-256(source), big-endian) mod N + 1, whatever
+the order of the file. --shards N takes K from JOB_COMPLETION_INDEX + 1 (Kubernetes Indexed
+Job) or SLURM_ARRAY_TASK_ID (Slurm, --array=1-N).
+
+Examples:
+  mailmover batch accounts.csv --report-dir reports/
+  parallel mailmover batch accounts.csv --shard {}/4 --report-dir reports/ ::: 1 2 3 4
+  mailmover report reports/            totals, failed and missing rows; exit 1 if any
+
+Exit status: 0 every row of the shard complete, 1 a row failed, 2 bad file or options.";
+
+#[derive(Args, Debug)]
+#[command(after_help = BATCH_HELP)]
+pub struct BatchArgs {
+    /// CSV file of `source,target[,OPTION…]` rows (format below).
+    pub file: PathBuf,
+    /// Run only shard K of N (1 <= K <= N), e.g. `--shard 3/8`.
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<String>,
+    /// Number of shards, with K from JOB_COMPLETION_INDEX (Kubernetes) or SLURM_ARRAY_TASK_ID.
+    #[arg(long, value_name = "N")]
+    pub shards: Option<u64>,
+    /// Write one JSON report per row here (created if missing); rows it says are complete
+    /// are skipped.
+    #[arg(long, value_name = "DIR")]
+    pub report_dir: Option<PathBuf>,
+    /// Run rows again even when their report says complete.
+    #[arg(long)]
+    pub rerun: bool,
+    /// Check the file and print this shard's rows, biggest first, without running them.
+    #[arg(long)]
+    pub list: bool,
+    // Boxed: the sync flags are big and `Command` holds one of these inline.
+    #[command(flatten)]
+    pub sync: Box<SyncFlags>,
+}
+
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// Directory of batch reports (`--report-dir` of the batch runs).
+    pub dir: PathBuf,
+    /// Print one JSON object: totals, failed and missing rows.
+    #[arg(long)]
+    pub json: bool,
+    /// Expect the rows of this batch file (default: the file the last batch run recorded in DIR).
+    #[arg(long, value_name = "FILE")]
+    pub file: Option<PathBuf>,
+}
+
+impl ValueEnum for Layout {
+    fn value_variants<'a>() -> &'a [Self] {
+        &Layout::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(PossibleValue::new(self.name()))
+    }
+}
+
+impl ValueEnum for Variant {
+    fn value_variants<'a>() -> &'a [Self] {
+        &Variant::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        let v = PossibleValue::new(self.name());
+        Some(match self {
+            Variant::Auto => v.help("Content-Length where it is consistent (then no unquoting), else mboxrd"),
+            _ => v,
+        })
+    }
+}
+
+impl From<&ReadArgs> for ReadSettings {
+    fn from(a: &ReadArgs) -> Self {
+        ReadSettings {
+            mbox_variant: a.mbox_variant,
+            mbox_tz: a.mbox_tz.clone(),
+            keep_mbox_headers: a.keep_mbox_headers,
+            follow_symlinks: a.follow_symlinks,
+            jobs: a.jobs,
+        }
+    }
+}
+
+impl From<&FolderArgs> for FolderSettings {
+    fn from(a: &FolderArgs) -> Self {
+        FolderSettings {
+            include: a.include.clone(),
+            exclude: a.exclude.clone(),
+            folder: a.folder.clone(),
+            map_folder: a.map_folder.clone(),
+            automap: a.automap,
+            layout: a.layout,
+            merge_folders: a.merge_folders,
+        }
+    }
+}
+
+impl From<&CpanelArgs> for CpanelOptions {
+    fn from(a: &CpanelArgs) -> Self {
+        CpanelOptions {
+            map_domain: a.map_domain.clone(),
+            map_user: a.map_user.clone(),
+            map_file: a.map_file.clone(),
+            source_etc: a.source_etc.clone(),
+            target_etc: a.target_etc.clone(),
+            mailbox: a.mailbox.clone(),
+            overwrite_metadata: a.overwrite_metadata,
+        }
+    }
+}
+
+impl From<&SyncFlags> for SyncSettings {
+    fn from(a: &SyncFlags) -> Self {
+        SyncSettings {
+            dry_run: a.dry_run,
+            delete: a.delete,
+            mirror: a.mirror,
+            max_delete: a.max_delete,
+            owner: a.owner.clone(),
+            durable: !a.no_fsync,
+            use_cache: !a.no_cache,
+            lock_wait: a.lock_wait.unwrap_or_default(),
+            max_size: a.max_size,
+            min_age: a.min_age,
+            max_age: a.max_age,
+            audit_log: a.audit_log.clone(),
+            audit_key_file: a.audit_key_file.clone(),
+            folders: (&a.folders).into(),
+            read: (&a.read).into(),
+            cpanel: (&a.cpanel).into(),
+        }
+    }
+}
+
+impl From<&BatchArgs> for BatchOptions {
+    fn from(a: &BatchArgs) -> Self {
+        BatchOptions {
+            file: a.file.clone(),
+            shard: a.shard.clone(),
+            shards: a.shards,
+            report_dir: a.report_dir.clone(),
+            rerun: a.rerun,
+            list: a.list,
+            sync: a.sync.as_ref().into(),
+            json: a.sync.json,
+            quiet: a.sync.quiet,
+        }
+    }
+}
+
+impl From<&ReportArgs> for ReportOptions {
+    fn from(a: &ReportArgs) -> Self {
+        ReportOptions { dir: a.dir.clone(), json: a.json, file: a.file.clone() }
+    }
+}
+
+/// The command line of this process; help, version and usage errors are printed here and
+/// come back as the exit status.
+pub fn parse() -> std::result::Result<Opts, Exit> {
+    Opts::try_parse().map_err(|e| {
+        let _ = e.print();
+        if e.use_stderr() { Exit::Usage } else { Exit::Ok }
+    })
 }
 
 pub fn command() -> clap::Command {
@@ -237,137 +447,11 @@ pub fn man_page() -> Vec<u8> {
     out
 }
 
-fn read_options(a: &ReadArgs) -> Result<ReadOptions> {
-    let zone = Zone::parse(&a.mbox_tz)
-        .ok_or_else(|| Error::Usage(format!("--mbox-tz {:?}: expected local, UTC or +HHMM", a.mbox_tz)))?;
-    Ok(ReadOptions { variant: a.mbox_variant, zone, keep_internal_headers: a.keep_mbox_headers })
-}
-
-fn regexes(v: &[String], what: &str) -> Result<Vec<Regex>> {
-    v.iter().map(|r| Regex::new(r).map_err(|e| Error::Usage(format!("{what} {r:?}: {e}")))).collect()
-}
-
-fn folder_map(a: &FolderArgs) -> Result<FolderMap> {
-    Ok(FolderMap {
-        folders: a
-            .folder
-            .iter()
-            .map(|f| FolderName::parse(f).map_err(|e| Error::Usage(format!("--folder {f:?}: {e}"))))
-            .collect::<Result<_>>()?,
-        include: regexes(&a.include, "--include")?,
-        exclude: regexes(&a.exclude, "--exclude")?,
-        renames: a
-            .map_folder
-            .iter()
-            .map(|s| Rename::parse(s).map_err(|e| Error::Usage(format!("--map-folder {e}"))))
-            .collect::<Result<_>>()?,
-        automap: a.automap,
-    })
-}
-
-pub fn parse_owner(spec: &str) -> Result<Owner> {
-    use nix::unistd::{Group, User};
-    let (u, g) = match spec.split_once(':') {
-        Some((u, g)) => (u, Some(g)),
-        None => (spec, None),
-    };
-    let user = match u.parse::<u32>() {
-        Ok(uid) => User::from_uid(uid.into()).ok().flatten(),
-        Err(_) => User::from_name(u).ok().flatten(),
-    };
-    let uid = match (&user, u.parse::<u32>()) {
-        (Some(us), _) => us.uid.as_raw(),
-        (None, Ok(n)) => n,
-        (None, Err(_)) => return Err(Error::Usage(format!("--owner: no such user {u:?}"))),
-    };
-    let gid = match g {
-        Some(g) => match g.parse::<u32>() {
-            Ok(n) => n,
-            Err(_) => Group::from_name(g)
-                .ok()
-                .flatten()
-                .map(|gr| gr.gid.as_raw())
-                .ok_or_else(|| Error::Usage(format!("--owner: no such group {g:?}")))?,
-        },
-        None => user
-            .map(|us| us.gid.as_raw())
-            .ok_or_else(|| Error::Usage(format!("--owner {spec:?}: give the group too (USER:GROUP)")))?,
-    };
-    if !nix::unistd::geteuid().is_root()
-        && (uid != nix::unistd::geteuid().as_raw() || gid != nix::unistd::getegid().as_raw())
-    {
-        return Err(Error::Usage("--owner: only root can give files to another user".into()));
-    }
-    Ok(Owner { uid, gid })
-}
-
-fn sync_options(a: &SyncFlags) -> Result<SyncOptions> {
-    let owner = a.owner.as_deref().map(parse_owner).transpose()?;
-    Ok(SyncOptions {
-        read: read_options(&a.read)?,
-        layout: a.folders.layout,
-        owner,
-        durable: !a.no_fsync,
-        dry_run: a.dry_run,
-        deletion: if a.mirror {
-            Deletion::Mirror
-        } else if a.delete {
-            Deletion::Copied
-        } else {
-            Deletion::Off
-        },
-        max_delete: a.max_delete,
-        delete_budget: None,
-        jobs: a.read.jobs,
-        map: folder_map(&a.folders)?,
-        filters: Filters {
-            max_size: a.max_size,
-            min_age_days: a.min_age,
-            max_age_days: a.max_age,
-            now: chrono::Utc::now().timestamp(),
-        },
-        follow_symlinks: a.read.follow_symlinks,
-        use_cache: !a.no_cache,
-        merge_folders: a.folders.merge_folders,
-        lock_wait: a.lock_wait.unwrap_or_default(),
-        merged: false,
-    })
-}
-
 fn lock_wait(s: &str) -> std::result::Result<std::time::Duration, String> {
     s.parse::<f64>()
         .ok()
         .and_then(|secs| std::time::Duration::try_from_secs_f64(secs).ok())
         .ok_or_else(|| format!("{s:?}: expected a number of seconds"))
-}
-
-fn stores(src: &str, dst: &str) -> Result<(Store, Store)> {
-    let s = Store::parse(src)?;
-    let d = Store::parse(dst)?;
-    if !s.path.exists() {
-        return Err(Error::Usage(format!("{}: source does not exist", s.path.display())));
-    }
-    if let (Ok(a), Some(b)) = (s.path.canonicalize(), canonical_target(&d.path))
-        && (a == b || b.starts_with(&a))
-    {
-        return Err(Error::Usage("the target is inside the source (or the same store); nothing written".into()));
-    }
-    Ok((s, d))
-}
-
-/// The canonical form of a path that may not exist yet: its nearest existing ancestor
-/// canonicalized, the rest appended.
-fn canonical_target(p: &std::path::Path) -> Option<PathBuf> {
-    let abs = if p.is_absolute() { p.to_path_buf() } else { std::env::current_dir().ok()?.join(p) };
-    let mut rest = Vec::new();
-    let mut cur = abs.as_path();
-    loop {
-        if let Ok(c) = cur.canonicalize() {
-            return Some(rest.iter().rev().fold(c, |acc, x| acc.join(x)));
-        }
-        rest.push(cur.file_name()?.to_os_string());
-        cur = cur.parent()?;
-    }
 }
 
 /// Prints the dry-run plan lines.
@@ -430,23 +514,15 @@ impl Recorder for Progress {
     }
 }
 
-/// Runs the command; returns the exit code (0, 1) or an error (usage: 2).
-pub fn run(opts: Opts) -> Result<i32> {
+/// Runs the command; an error ends the run with its own exit status.
+pub fn run(opts: Opts) -> Result<Exit> {
     match opts.command {
         Command::Sync(a) => run_sync(&a),
         Command::Verify(a) => {
-            let (s, d) = stores(&a.src, &a.dst)?;
-            let so = SyncOptions {
-                read: read_options(&a.read)?,
-                layout: a.folders.layout,
-                jobs: a.read.jobs,
-                map: folder_map(&a.folders)?,
-                follow_symlinks: a.read.follow_symlinks,
-                merge_folders: a.folders.merge_folders,
-                ..Default::default()
-            };
+            let (s, d) = config::stores(&a.src, &a.dst)?;
+            let so = config::verify_options(&(&a.folders).into(), &(&a.read).into())?;
             let v = if s.kind == Kind::Cpanel || d.kind == Kind::Cpanel {
-                crate::cpanel::verify(&s, &d, &so, &a.cpanel)?
+                crate::cpanel::verify(&s, &d, &so, &(&a.cpanel).into())?
             } else {
                 crate::verify::verify(&s, &d, &so)?
             };
@@ -479,29 +555,30 @@ pub fn run(opts: Opts) -> Result<i32> {
                     v.date_mismatches
                 );
             }
-            Ok(if v.ok { 0 } else { 1 })
+            Ok(Exit::ok_if(v.ok))
         }
         Command::Inspect(a) => {
             let st = Store::parse(&a.store)?;
             if !st.path.exists() {
                 return Err(Error::Usage(format!("{}: does not exist", st.path.display())));
             }
+            let ro = config::read_options(&(&a.read).into())?;
             if st.kind == Kind::Cpanel {
-                let ins = crate::cpanel::inspect(&st, &read_options(&a.read)?, a.read.follow_symlinks, a.read.jobs)?;
+                let ins = crate::cpanel::inspect(&st, &ro, a.read.follow_symlinks, a.read.jobs)?;
                 if a.json {
                     println!("{}", serde_json::to_string(&ins).unwrap_or_default());
                 } else {
                     let _ = ins.write_human(&mut std::io::stdout().lock());
                 }
-                return Ok(if ins.problems.is_empty() { 0 } else { 1 });
+                return Ok(Exit::ok_if(ins.problems.is_empty()));
             }
-            let ins = crate::inspect::inspect(&st, &read_options(&a.read)?, a.read.follow_symlinks, a.read.jobs)?;
+            let ins = crate::inspect::inspect(&st, &ro, a.read.follow_symlinks, a.read.jobs)?;
             if a.json {
                 println!("{}", serde_json::to_string(&ins).unwrap_or_default());
             } else {
                 let _ = ins.write_human(&mut std::io::stdout().lock());
             }
-            Ok(if ins.problems.is_empty() { 0 } else { 1 })
+            Ok(Exit::ok_if(ins.problems.is_empty()))
         }
         Command::AuditVerify(a) => {
             let key = audit::read_key(&a.audit_key_file)?;
@@ -513,79 +590,29 @@ pub fn run(opts: Opts) -> Result<i32> {
                             "notice: the run that starts at line {l} follows a run that did not end (it was killed, or its last records were removed)"
                         );
                     }
-                    Ok(0)
+                    Ok(Exit::Ok)
                 }
                 Check::Bad { line, reason } => {
                     println!("line {line}: {reason}");
-                    Ok(1)
+                    Ok(Exit::Failed)
                 }
             }
         }
-        Command::Batch(a) => crate::batch::run_batch(&a),
-        Command::Report(a) => crate::batch::run_report(&a),
+        Command::Batch(a) => crate::batch::run_batch(&(&a).into()),
+        Command::Report(a) => crate::batch::run_report(&(&a).into()),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut command(), "mailmover", &mut std::io::stdout());
-            Ok(0)
+            Ok(Exit::Ok)
         }
     }
 }
 
-/// One sync of any two stores: cPanel accounts go through the cpanel module, the rest
-/// through the plain store sync. Batch runs call this per row.
-pub fn sync_stores(
-    s: &Store,
-    d: &Store,
-    so: &SyncOptions,
-    cp: &crate::cpanel::CpanelArgs,
-    rec: &dyn Recorder,
-) -> Result<crate::report::Summary> {
-    let run = |so: &SyncOptions, rec: &dyn Recorder| {
-        if s.kind == Kind::Cpanel || d.kind == Kind::Cpanel {
-            crate::cpanel::sync(s, d, so, cp, rec)
-        } else {
-            crate::sync::sync(s, d, so, rec)
-        }
-    };
-    let Some(max) = so.max_delete.filter(|_| so.deletion != Deletion::Off) else { return run(so, rec) };
-    let over = |n: u64, summary: &mut crate::report::Summary, done: &str| {
-        summary.errors.push(Problem::new(
-            &d.path,
-            format!("this run would delete {n} messages, more than --max-delete {max}: {done}"),
-        ));
-        summary.counts.failed += 1;
-        summary.complete = false;
-    };
-    if so.dry_run {
-        let mut summary = run(so, rec)?;
-        if summary.counts.deleted_target > max {
-            over(summary.counts.deleted_target, &mut summary, "a real run deletes none");
-        }
-        return Ok(summary);
-    }
-    // The whole run's deletions are counted first (a dry run), so that "none" means none; the
-    // budget still holds if the source changes between the two passes.
-    let planned = run(&SyncOptions { dry_run: true, ..so.clone() }, &crate::events::Discard)?;
-    if planned.counts.deleted_target > max {
-        let mut summary = run(&SyncOptions { deletion: Deletion::Off, ..so.clone() }, rec)?;
-        over(planned.counts.deleted_target, &mut summary, "deleted none");
-        return Ok(summary);
-    }
-    run(&SyncOptions { delete_budget: Some(crate::deletion::Budget::new(max)), ..so.clone() }, rec)
-}
-
-pub fn stores_checked(src: &str, dst: &str) -> Result<(Store, Store)> {
-    stores(src, dst)
-}
-
-pub fn sync_options_of(a: &SyncFlags) -> Result<SyncOptions> {
-    sync_options(a)
-}
-
-fn run_sync(args: &SyncArgs) -> Result<i32> {
+fn run_sync(args: &SyncArgs) -> Result<Exit> {
     crate::interrupt::install();
-    let (s, d) = stores(&args.src, &args.dst)?;
+    let (s, d) = config::stores(&args.src, &args.dst)?;
     let a = &args.flags;
-    let so = sync_options(a)?;
+    let settings = SyncSettings::from(a);
+    let so = config::sync_options(&settings)?;
     let key = match (&a.audit_log, &a.audit_key_file) {
         (Some(_), Some(k)) => Some(audit::read_key(k)?),
         (None, Some(_)) => return Err(Error::Usage("--audit-key-file needs --audit-log".into())),
@@ -616,7 +643,7 @@ fn run_sync(args: &SyncArgs) -> Result<i32> {
     }
     let tee = Tee(recs);
     let rec: &dyn Recorder = if tee.0.is_empty() { &Discard } else { &tee };
-    let summary = sync_stores(&s, &d, &so, &a.cpanel, rec);
+    let summary = crate::engine::sync(&s, &d, &so, &settings.cpanel, rec);
     if let Some(p) = &progress {
         p.bar.finish_and_clear();
     }
@@ -663,13 +690,20 @@ mod tests {
         command().debug_assert();
     }
 
+    /// Batch rows start from these settings when the command line gives no option.
     #[test]
-    fn owner_needs_root_for_others() {
-        if nix::unistd::geteuid().is_root() {
-            assert!(parse_owner("root:root").is_ok());
-            assert!(parse_owner("no-such-user-xyz").is_err());
-        } else {
-            assert!(parse_owner("0:0").is_err());
-        }
+    fn no_options_give_the_default_settings() {
+        let Command::Sync(a) = Opts::parse_from(["mailmover", "sync", "a", "b"]).command else { panic!("not sync") };
+        assert_eq!(SyncSettings::from(&a.flags), SyncSettings::default());
+    }
+
+    #[test]
+    fn value_names_are_the_library_names() {
+        let Command::Sync(a) =
+            Opts::parse_from(["mailmover", "sync", "a", "b", "--layout", "fs", "--mbox-variant", "mboxcl2"]).command
+        else {
+            panic!("not sync")
+        };
+        assert_eq!((a.flags.folders.layout, a.flags.read.mbox_variant), (Layout::Fs, Variant::Mboxcl2));
     }
 }

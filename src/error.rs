@@ -1,10 +1,14 @@
 //! Errors of the library. Every variant names the path it concerns; per-message and per-folder
 //! failures are turned into [`Problem`] values that are counted and reported while the run goes on.
 
+use std::ffi::OsString;
 use std::io;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
+
+use crate::exit::Exit;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -41,11 +45,11 @@ impl Error {
     }
 
     /// The exit status of a run that ends with this error.
-    pub fn exit_code(&self) -> i32 {
+    pub fn exit_code(&self) -> Exit {
         match self {
-            Error::Usage(_) | Error::Locked { .. } => 2,
-            Error::Interrupted(sig) => crate::interrupt::exit_code(*sig),
-            Error::Io { .. } | Error::Bad { .. } => 1,
+            Error::Usage(_) | Error::Locked { .. } => Exit::Usage,
+            Error::Interrupted(sig) => Exit::Signal(*sig),
+            Error::Io { .. } | Error::Bad { .. } => Exit::Failed,
         }
     }
 
@@ -54,8 +58,8 @@ impl Error {
         match self {
             Error::Io { path, source } => Problem::new(path, io_reason(source)),
             Error::Bad { path, reason } | Error::Locked { path, reason } => Problem::new(path, reason.clone()),
-            Error::Interrupted(_) => Problem { path: String::new(), reason: self.to_string(), offset: None },
-            Error::Usage(m) => Problem { path: String::new(), reason: m.clone(), offset: None },
+            Error::Interrupted(_) => Problem { path: PathBuf::new(), reason: self.to_string(), offset: None },
+            Error::Usage(m) => Problem { path: PathBuf::new(), reason: m.clone(), offset: None },
         }
     }
 }
@@ -87,30 +91,166 @@ impl<T> At<T> for nix::Result<T> {
 }
 
 /// One thing that went wrong, as listed in reports: the path, the reason and, for a message
-/// inside an mbox file, its byte offset.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
+/// inside an mbox file, its byte offset. In JSON the path is text as long as it is UTF-8, and
+/// escaped otherwise ([`json_path`]), so that no byte of it is lost.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(from = "JsonProblem", into = "JsonProblem")]
 pub struct Problem {
-    pub path: String,
+    /// Empty for a problem of no file (a usage error, a signal).
+    pub path: PathBuf,
     pub reason: String,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
     pub offset: Option<u64>,
 }
 
 impl Problem {
     pub fn new(path: &Path, reason: impl Into<String>) -> Self {
-        Problem { path: path.display().to_string(), reason: reason.into(), offset: None }
+        Problem { path: path.to_path_buf(), reason: reason.into(), offset: None }
     }
 
     pub fn at_offset(path: &Path, offset: u64, reason: impl Into<String>) -> Self {
-        Problem { path: path.display().to_string(), reason: reason.into(), offset: Some(offset) }
+        Problem { path: path.to_path_buf(), reason: reason.into(), offset: Some(offset) }
+    }
+
+    fn key(&self) -> (&[u8], &str, Option<u64>) {
+        (self.path.as_os_str().as_bytes(), &self.reason, self.offset)
+    }
+}
+
+// Byte order, not Path's component order: reports list problems as they always have.
+impl Ord for Problem {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.key().cmp(&other.key())
+    }
+}
+
+impl PartialOrd for Problem {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
     }
 }
 
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.offset {
-            Some(o) => write!(f, "{} (byte {}): {}", self.path, o, self.reason),
-            None => write!(f, "{}: {}", self.path, self.reason),
+            Some(o) => write!(f, "{} (byte {}): {}", self.path.display(), o, self.reason),
+            None => write!(f, "{}: {}", self.path.display(), self.reason),
         }
+    }
+}
+
+/// A [`Problem`] as reports hold it.
+#[derive(Serialize, serde::Deserialize)]
+struct JsonProblem {
+    path: String,
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    path_escaped: bool,
+    reason: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    offset: Option<u64>,
+}
+
+impl From<Problem> for JsonProblem {
+    fn from(p: Problem) -> Self {
+        let (path, path_escaped) = json_path(&p.path);
+        JsonProblem { path, path_escaped, reason: p.reason, offset: p.offset }
+    }
+}
+
+impl From<JsonProblem> for Problem {
+    fn from(j: JsonProblem) -> Self {
+        let path = match j.path_escaped.then(|| unescape(&j.path)).flatten() {
+            Some(bytes) => PathBuf::from(OsString::from_vec(bytes)),
+            None => PathBuf::from(j.path),
+        };
+        Problem { path, reason: j.reason, offset: j.offset }
+    }
+}
+
+/// A path as JSON text, and whether it had to be escaped: a UTF-8 path as it is; any other
+/// with each byte that is not UTF-8 written `\xNN` and each backslash doubled, so the bytes
+/// come back unambiguously (README, "Bad input is reported").
+pub fn json_path(p: &Path) -> (String, bool) {
+    let bytes = p.as_os_str().as_bytes();
+    if let Ok(s) = std::str::from_utf8(bytes) {
+        return (s.to_string(), false);
+    }
+    let mut out = String::with_capacity(bytes.len() + 8);
+    for chunk in bytes.utf8_chunks() {
+        out.push_str(&chunk.valid().replace('\\', "\\\\"));
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    (out, true)
+}
+
+/// The bytes of an escaped path ([`json_path`]); `None` when it is not one.
+fn unescape(s: &str) -> Option<Vec<u8>> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while let Some(&c) = b.get(i) {
+        if c != b'\\' {
+            out.push(c);
+            i += 1;
+            continue;
+        }
+        match b.get(i + 1) {
+            Some(b'\\') => {
+                out.push(b'\\');
+                i += 2;
+            }
+            Some(b'x') => {
+                let hex = b.get(i + 2..i + 4).filter(|h| h.iter().all(u8::is_ascii_hexdigit))?;
+                out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
+                i += 4;
+            }
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsStr;
+
+    use super::*;
+
+    fn json(p: &Problem) -> String {
+        serde_json::to_string(p).unwrap()
+    }
+
+    #[test]
+    fn utf8_paths_are_written_as_they_are() {
+        let p = Problem::at_offset(Path::new("/m/caf\u{e9} \\x41\"q"), 7, "bad");
+        assert_eq!(json(&p), r#"{"path":"/m/café \\x41\"q","reason":"bad","offset":7}"#);
+        assert_eq!(json(&Problem::new(Path::new(""), "r")), r#"{"path":"","reason":"r"}"#);
+        assert_eq!(serde_json::from_str::<Problem>(&json(&p)).unwrap(), p);
+    }
+
+    #[test]
+    fn other_paths_are_escaped_and_come_back_whole() {
+        let raw = b"/m/\xff\\x41\xc3(caf\xc3\xa9)";
+        let p = Problem::new(Path::new(OsStr::from_bytes(raw)), "bad");
+        assert_eq!(json(&p), r#"{"path":"/m/\\xff\\\\x41\\xc3(café)","path_escaped":true,"reason":"bad"}"#);
+        let back: Problem = serde_json::from_str(&json(&p)).unwrap();
+        assert_eq!(back.path.as_os_str().as_bytes(), raw);
+        assert_eq!(back, p);
+    }
+
+    #[test]
+    fn unescape_refuses_what_escaping_never_writes() {
+        for s in ["a\\", "\\x4", "\\xzz", "\\x+1", "\\n"] {
+            assert_eq!(unescape(s), None, "{s:?}");
+        }
+        assert_eq!(unescape("\\\\\\x00").unwrap(), b"\\\0");
+    }
+
+    #[test]
+    fn problems_sort_by_the_bytes_of_their_paths() {
+        let mut v = [Problem::new(Path::new("a/b"), "r"), Problem::new(Path::new("a.b"), "r")];
+        v.sort();
+        assert_eq!(v[0].path, Path::new("a.b"), "'.' sorts before '/' as in the former strings");
     }
 }

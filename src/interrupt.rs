@@ -52,19 +52,13 @@ pub fn name(sig: i32) -> String {
     nix::sys::signal::Signal::try_from(sig).map_or_else(|_| format!("signal {sig}"), |s| s.as_str().to_string())
 }
 
-/// The exit status of a run stopped by `sig`, as a shell reports one killed by it.
-pub fn exit_code(sig: i32) -> i32 {
-    128 + sig
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn names_and_codes() {
+    fn names() {
         assert_eq!(name(libc::SIGTERM), "SIGTERM");
         assert_eq!(name(libc::SIGHUP), "SIGHUP");
-        assert_eq!(exit_code(libc::SIGINT), 130);
     }
 }

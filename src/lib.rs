@@ -4,14 +4,21 @@
 //! Data flows one way: a [`store::Store`] is listed into folders, [`folder_map`] selects and
 //! renames them, each source folder is read through [`source`], matched against the target's
 //! [`target_index`] by [`plan`], and [`sync`] executes the plan and reports a [`report::Summary`].
+//!
+//! Options come in one way too: [`cli`] (the only module that knows clap) fills the plain
+//! settings of [`config`], which checks them into that configuration for every command and for
+//! each [`batch`] row; [`engine`] runs one sync of any two stores, cPanel accounts included.
 
 pub mod audit;
 pub mod batch;
 pub mod cli;
+pub mod config;
 pub mod cpanel;
 pub mod deletion;
+pub mod engine;
 pub mod error;
 pub mod events;
+pub mod exit;
 pub mod flags;
 pub mod folder;
 pub mod folder_map;

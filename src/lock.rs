@@ -230,7 +230,7 @@ mod tests {
         let made = std::fs::metadata(&p).unwrap();
         assert_eq!((made.mode() & 0o7777, made.len()), (0o600, 0));
         let e = TargetLock::inside(t.path(), MAILDIR, &opts(false)).unwrap_err();
-        assert_eq!(e.exit_code(), 2);
+        assert_eq!(e.exit_code(), crate::exit::Exit::Usage);
         if std::path::Path::new("/proc/locks").exists() {
             assert!(e.to_string().contains(&format!("pid {}", std::process::id())), "{e}");
         }
@@ -297,7 +297,7 @@ mod tests {
             for dry in [false, true] {
                 let e = TargetLock::inside(&dir, name, &opts(dry)).unwrap_err();
                 assert!(e.to_string().contains(why), "{e}");
-                assert_eq!(e.exit_code(), 2);
+                assert_eq!(e.exit_code(), crate::exit::Exit::Usage);
             }
         }
         assert_eq!(std::fs::read(&elsewhere).unwrap(), b"keep");

@@ -2,26 +2,21 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
     // A closed pipe (`mailmover inspect | head`) ends the run quietly.
     // SAFETY: restoring the default action of SIGPIPE before any other thread exists.
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    let opts = match mailmover::cli::Opts::try_parse() {
+    let opts = match mailmover::cli::parse() {
         Ok(o) => o,
-        Err(e) => {
-            let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
-        }
+        Err(exit) => return exit.into(),
     };
     match mailmover::cli::run(opts) {
-        Ok(code) => ExitCode::from(code as u8),
+        Ok(exit) => exit.into(),
         Err(e) => {
             eprintln!("mailmover: {}", mailmover::folder::sanitize(&e.to_string()));
-            ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(1))
+            e.exit_code().into()
         }
     }
 }

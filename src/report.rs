@@ -6,6 +6,7 @@ use std::io::Write;
 use serde::Serialize;
 
 use crate::error::Problem;
+use crate::exit::Exit;
 
 #[derive(Debug, Default, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
 #[serde(default)]
@@ -110,15 +111,13 @@ impl Summary {
         }
     }
 
-    pub fn exit_code(&self) -> i32 {
+    pub fn exit_code(&self) -> Exit {
         if let Some(sig) = self.signal {
-            crate::interrupt::exit_code(sig)
+            Exit::Signal(sig)
         } else if self.rejected {
-            2
-        } else if self.errors.is_empty() {
-            0
+            Exit::Usage
         } else {
-            1
+            Exit::ok_if(self.errors.is_empty())
         }
     }
 

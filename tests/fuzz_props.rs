@@ -37,7 +37,7 @@ proptest! {
             for variant in [Variant::Auto, Variant::Mboxo, Variant::Mboxcl2] {
                 let ro = ReadOptions { variant, zone: Zone::Utc, keep_internal_headers: false };
                 last = start;
-                for e in Splitter::new(&data, start, variant != Variant::Mboxo) {
+                for e in Splitter::new(&data, start, variant.content_length()) {
                     prop_assert!(e.from_line.start >= last);
                     prop_assert!(e.msg.start <= e.msg.end && e.msg.end <= data.len());
                     let m = parse_message(&data, &e, &ro, 0);

@@ -97,6 +97,24 @@ fn garbage_file_is_a_problem_with_its_path() {
     assert!(p.iter().any(|x| x["path"].as_str().is_some_and(|s| s.ends_with("not-an-mbox.json"))), "{p:?}");
 }
 
+/// A name that is not UTF-8 reaches the JSON whole: escaped, and marked so.
+#[test]
+fn non_utf8_problem_paths_are_escaped_not_lost() {
+    use std::os::unix::ffi::OsStrExt;
+    let env = TestEnv::new();
+    env.write("md/cur/1.h:2,S", b"Subject: x\n\nhi\n");
+    std::fs::create_dir_all(env.path("md/new")).unwrap();
+    std::fs::create_dir_all(env.path("md/tmp")).unwrap();
+    let name = std::ffi::OsStr::from_bytes(b"2.h\xff\\st,S=0:2,S");
+    std::fs::write(env.path("md/cur").join(name), b"").unwrap();
+    let r = inspect(&env, env.path("md").to_str().unwrap());
+    r.expect_code(1);
+    let p = r.json()["problems"].as_array().cloned().unwrap_or_default();
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(p[0]["path"].as_str().is_some_and(|s| s.ends_with(r"/cur/2.h\xff\\st,S=0:2,S")), "{p:?}");
+    assert_eq!(p[0]["path_escaped"], Value::Bool(true));
+}
+
 #[test]
 fn zero_byte_maildir_file_is_a_problem() {
     let env = TestEnv::new();

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mailmover::cpanel::lines::{Format, merge, parse, render};
+use mailmover::cpanel::lines::{Format, Winner, merge, parse, render};
 use mailmover::cpanel::{filter, maildirsize, mapping};
 
 fuzz_target!(|data: &[u8]| {
@@ -13,11 +13,11 @@ fuzz_target!(|data: &[u8]| {
         let (lines, _bad) = parse(fmt, text);
         let back = render(&lines);
         assert_eq!(back.lines().count(), text.lines().count(), "{fmt:?}: a line was dropped");
-        let _ = merge(&lines, &lines, false);
-        let _ = merge(&[], &lines, true);
+        let _ = merge(&lines, &lines, Winner::Target);
+        let _ = merge(&[], &lines, Winner::Source);
     }
     let _ = filter::parse(text);
-    let _ = filter::merge(text, text, false);
+    let _ = filter::merge(text, text, Winner::Target);
     let _ = maildirsize::quota_line(text);
     let _ = mapping::parse_csv(text);
     let mut it = text.splitn(3, '\n');

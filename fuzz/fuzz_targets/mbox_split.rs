@@ -12,7 +12,7 @@ fuzz_target!(|data: &[u8]| {
     let mut last_end = 0;
     for variant in [Variant::Auto, Variant::Mboxo, Variant::Mboxcl2] {
         let ro = ReadOptions { variant, zone: Zone::Utc, keep_internal_headers: variant == Variant::Mboxo };
-        for e in Splitter::new(data, start, variant != Variant::Mboxo) {
+        for e in Splitter::new(data, start, variant.content_length()) {
             assert!(e.from_line.start >= last_end || variant != Variant::Auto);
             assert!(e.msg.start <= e.msg.end && e.msg.end <= data.len());
             let m = parse_message(data, &e, &ro, 0);

@@ -14,6 +14,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::error::Problem;
+use crate::exit::Exit;
 use crate::report::Counts;
 
 /// A row the batch file says should have a report.
@@ -198,7 +199,7 @@ pub fn merge(
             rref.errors = r.get("errors").cloned().and_then(|e| serde_json::from_value(e).ok()).unwrap_or_default();
             if rref.errors.is_empty() {
                 rref.errors.push(Problem {
-                    path: row.source.clone(),
+                    path: row.source.clone().into(),
                     reason: "the report does not say complete".into(),
                     offset: None,
                 });
@@ -215,8 +216,8 @@ pub fn merge(
 }
 
 impl Merged {
-    pub fn exit_code(&self) -> i32 {
-        if self.ok { 0 } else { 1 }
+    pub fn exit_code(&self) -> Exit {
+        Exit::ok_if(self.ok)
     }
 
     fn total(&self, key: &str) -> u64 {
@@ -330,7 +331,7 @@ mod tests {
         assert_eq!(m.seconds, 1.0);
         assert_eq!(m.wall_seconds, Some(2.5));
         assert_eq!(m.hosts["h1"], 2);
-        assert_eq!(m.exit_code(), 1);
+        assert_eq!(m.exit_code(), Exit::Failed);
         let mut out = Vec::new();
         m.write_human(&mut out).unwrap();
         let out = String::from_utf8(out).unwrap();

@@ -3,7 +3,7 @@
 //!
 //! This module owns the scheduling around the sync, not the sync itself: it reads and checks
 //! the file ([`rows`]), picks this process's rows ([`shard`]), runs them biggest first on
-//! `--jobs` threads through [`crate::cli::sync_stores`] (one pool per row, so a slow account
+//! `--jobs` threads through [`crate::engine::sync`] (one pool per row, so a slow account
 //! never blocks a worker's neighbours), writes one report per row atomically and merges the
 //! reports ([`merge`]). A row that fails is a report saying so; the others go on. Every check
 //! that can fail on the file happens before the first row runs (exit 2, nothing written).
@@ -24,12 +24,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex};
 use std::time::Instant;
 
-use clap::Args;
 use serde_json::{Value, json};
 
-use crate::cli::{self, SyncFlags};
+use crate::config::{self, SyncSettings};
 use crate::error::{At, Error, Problem, Result};
 use crate::events::{Discard, Recorder};
+use crate::exit::Exit;
 use crate::report::Summary;
 use crate::store::Store;
 use crate::sync::SyncOptions;
@@ -38,70 +38,28 @@ use merge::{Expected, Merged};
 use rows::Row;
 use shard::Shard;
 
-const BATCH_HELP: &str = "\
-Batch file (CSV, one row per store or account; `#` comments and blank lines allowed; an
-optional first row `source,target` is a header):
-
-  source,target[,OPTION[=VALUE]]...
-  # old server's accounts
-  maildir:/srv/old/alice,maildir:/srv/new/alice
-  cpanel:/old/home/bob,cpanel:/home/bob,map-domain=old.example=new.example,owner=bob
-  \"/srv/old/with, comma.mbox\",/srv/new/carol,include=^INBOX,delete
-
-Row options are sync's long options without the dashes: map-domain, map-user, map-folder,
-include, exclude, folder (repeatable: added to the command line's), map-file, mailbox,
-source-etc, target-etc, owner, layout, max-size, max-delete, min-age, max-age, audit-log
-(replace the command line's), automap, delete, mirror, overwrite-metadata (flags: NAME,
-NAME=yes, NAME=no). max-delete caps each row's deletions on its own.
-Relative paths are relative to the current directory. A bad row stops the run before
-anything is written, naming its line.
-
-Shards: row goes to shard (first 8 bytes of SHA-256(source), big-endian) mod N + 1, whatever
-the order of the file. --shards N takes K from JOB_COMPLETION_INDEX + 1 (Kubernetes Indexed
-Job) or SLURM_ARRAY_TASK_ID (Slurm, --array=1-N).
-
-Examples:
-  mailmover batch accounts.csv --report-dir reports/
-  parallel mailmover batch accounts.csv --shard {}/4 --report-dir reports/ ::: 1 2 3 4
-  mailmover report reports/            totals, failed and missing rows; exit 1 if any
-
-Exit status: 0 every row of the shard complete, 1 a row failed, 2 bad file or options.";
-
-#[derive(Args, Debug)]
-#[command(after_help = BATCH_HELP)]
-pub struct BatchArgs {
-    /// CSV file of `source,target[,OPTION…]` rows (format below).
+/// What `batch` was asked to do.
+#[derive(Debug, Clone)]
+pub struct BatchOptions {
     pub file: PathBuf,
-    /// Run only shard K of N (1 <= K <= N), e.g. `--shard 3/8`.
-    #[arg(long, value_name = "K/N")]
+    /// `K/N`, checked by [`shard::select`].
     pub shard: Option<String>,
-    /// Number of shards, with K from JOB_COMPLETION_INDEX (Kubernetes) or SLURM_ARRAY_TASK_ID.
-    #[arg(long, value_name = "N")]
     pub shards: Option<u64>,
-    /// Write one JSON report per row here (created if missing); rows it says are complete
-    /// are skipped.
-    #[arg(long, value_name = "DIR")]
     pub report_dir: Option<PathBuf>,
-    /// Run rows again even when their report says complete.
-    #[arg(long)]
     pub rerun: bool,
-    /// Check the file and print this shard's rows, biggest first, without running them.
-    #[arg(long)]
     pub list: bool,
-    // Boxed: the sync flags are big and `Command` holds one of these inline.
-    #[command(flatten)]
-    pub sync: Box<SyncFlags>,
+    /// Every row's settings before its own options.
+    pub sync: SyncSettings,
+    pub json: bool,
+    pub quiet: bool,
 }
 
-#[derive(Args, Debug)]
-pub struct ReportArgs {
-    /// Directory of batch reports (`--report-dir` of the batch runs).
+/// What `report` was asked to do.
+#[derive(Debug, Clone)]
+pub struct ReportOptions {
     pub dir: PathBuf,
-    /// Print one JSON object: totals, failed and missing rows.
-    #[arg(long)]
     pub json: bool,
-    /// Expect the rows of this batch file (default: the file the last batch run recorded in DIR).
-    #[arg(long, value_name = "FILE")]
+    /// The batch file whose rows are expected (else the one the report directory names).
     pub file: Option<PathBuf>,
 }
 
@@ -116,7 +74,7 @@ fn report_name(id: &str) -> String {
 struct Job<'a> {
     row: &'a Row,
     id: String,
-    flags: SyncFlags,
+    settings: SyncSettings,
     so: SyncOptions,
     /// Rows with the same target are never run at the same time by one process.
     target_key: PathBuf,
@@ -139,16 +97,16 @@ fn read_rows(file: &Path) -> Result<Vec<Row>> {
     Ok(rows)
 }
 
-fn job<'a>(file: &Path, row: &'a Row, base: &SyncFlags, have_key: bool) -> Result<Job<'a>> {
+fn job<'a>(file: &Path, row: &'a Row, base: &SyncSettings, have_key: bool) -> Result<Job<'a>> {
     let at = |m: String| Error::Usage(format!("{}:{}: {m}", file.display(), row.line));
-    let flags = row.flags(base);
-    let so = cli::sync_options_of(&flags).map_err(|e| at(e.to_string()))?;
+    let settings = row.settings(base);
+    let so = config::sync_options(&settings).map_err(|e| at(e.to_string()))?;
     Store::parse(&row.source).map_err(|e| at(format!("source: {e}")))?;
     let target = Store::parse(&row.target).map_err(|e| at(format!("target: {e}")))?;
-    if flags.audit_log.is_some() && !have_key {
+    if settings.audit_log.is_some() && !have_key {
         return Err(at("audit-log needs --audit-key-file on the command line".into()));
     }
-    Ok(Job { row, id: row.id(), flags, so, target_key: target.path })
+    Ok(Job { row, id: row.id(), settings, so, target_key: target.path })
 }
 
 fn host() -> String {
@@ -268,12 +226,12 @@ fn run_row(job: &Job, ctx: &Ctx) -> Value {
     let t0 = Instant::now();
     let row = job.row;
     let attempt = || -> Result<Summary> {
-        let (s, d) = cli::stores_checked(&row.source, &row.target)?;
-        let audit = match (&job.flags.audit_log, &ctx.audit_key) {
+        let (s, d) = config::stores(&row.source, &row.target)?;
+        let audit = match (&job.settings.audit_log, &ctx.audit_key) {
             (Some(p), Some(k)) => Some(crate::audit::AuditLog::create(
                 p,
                 k.clone(),
-                json!({"batch": ctx.file, "line": row.line, "source": row.source, "target": row.target, "dry_run": job.flags.dry_run, "delete": job.flags.delete, "mirror": job.flags.mirror}),
+                json!({"batch": ctx.file, "line": row.line, "source": row.source, "target": row.target, "dry_run": job.settings.dry_run, "delete": job.settings.delete, "mirror": job.settings.mirror}),
             )?),
             _ => None,
         };
@@ -281,7 +239,7 @@ fn run_row(job: &Job, ctx: &Ctx) -> Value {
             Some(l) => l,
             None => &Discard,
         };
-        let mut summary = cli::sync_stores(&s, &d, &job.so, &job.flags.cpanel, rec)?;
+        let mut summary = crate::engine::sync(&s, &d, &job.so, &job.settings.cpanel, rec)?;
         if let Some(Err(e)) =
             audit.as_ref().map(|l| l.finish(serde_json::to_value(&summary.counts).unwrap_or_default()))
         {
@@ -295,13 +253,13 @@ fn run_row(job: &Job, ctx: &Ctx) -> Value {
         .unwrap_or_else(|_| Err(Error::bad(&row.source, "internal error (panic) while syncing this row")));
     let summary = result.unwrap_or_else(|e| {
         let mut p = e.problem();
-        if p.path.is_empty() {
+        if p.path.as_os_str().is_empty() {
             // Usage errors (`source does not exist`) carry the path in their text.
             let shown = Store::parse(&row.source).map(|s| format!("{}: ", s.path.display())).unwrap_or_default();
             if let Some(r) = p.reason.strip_prefix(&shown).filter(|_| !shown.is_empty()) {
                 p.reason = r.to_string();
             }
-            p.path = row.source.clone();
+            p.path = row.source.clone().into();
         }
         let mut s = Summary { dry_run: ctx.dry_run, complete: false, errors: vec![p], ..Default::default() };
         s.counts.failed = 1;
@@ -388,7 +346,7 @@ fn run_all(jobs: &[Job], order: Vec<usize>, workers: usize, ctx: &Ctx, mut done:
     });
 }
 
-pub fn run_batch(a: &BatchArgs) -> Result<i32> {
+pub fn run_batch(a: &BatchOptions) -> Result<Exit> {
     crate::interrupt::install();
     let shard = shard::select(a.shard.as_deref(), a.shards, |k| std::env::var(k).ok()).map_err(Error::Usage)?;
     if a.sync.audit_log.is_some() {
@@ -401,7 +359,7 @@ pub fn run_batch(a: &BatchArgs) -> Result<i32> {
     let all: Vec<Job> = rows.iter().map(|r| job(&a.file, r, &a.sync, audit_key.is_some())).collect::<Result<_>>()?;
     let mine: Vec<Job> = all.into_iter().filter(|j| shard.contains(&j.row.source)).collect();
     let nthreads = threads(a.sync.read.jobs);
-    let quiet = a.sync.quiet;
+    let quiet = a.quiet;
 
     if a.list {
         let mut out = std::io::stdout().lock();
@@ -410,10 +368,10 @@ pub fn run_batch(a: &BatchArgs) -> Result<i32> {
                 let _ = writeln!(out, "{}\t{shard}\t{}\t{size}\t{}\t{}", j.row.line, j.id, j.row.source, j.row.target);
             }
         }
-        return Ok(0);
+        return Ok(Exit::Ok);
     }
 
-    let durable = !a.sync.no_fsync;
+    let durable = a.sync.durable;
     let mut previous: BTreeMap<String, Value> = BTreeMap::new();
     if let Some(dir) = &a.report_dir {
         std::fs::create_dir_all(dir).at(dir)?;
@@ -494,17 +452,17 @@ pub fn run_batch(a: &BatchArgs) -> Result<i32> {
             "batch: interrupted by {}; rows not started are missing from the reports, run it again to finish",
             crate::interrupt::name(sig)
         );
-        return Ok(crate::interrupt::exit_code(sig));
+        return Ok(Exit::Signal(sig));
     }
-    Ok(if merged.failed > 0 || merged.missing > 0 || write_failures > 0 { 1 } else { 0 })
+    Ok(Exit::ok_if(merged.failed == 0 && merged.missing == 0 && write_failures == 0))
 }
 
 fn expected(r: &Row) -> Expected {
     Expected { id: r.id(), line: r.line, source: r.source.clone(), target: r.target.clone() }
 }
 
-fn print_batch(m: &Merged, a: &BatchArgs, shard: Shard, skipped: usize, write_failures: u64) {
-    if a.sync.json {
+fn print_batch(m: &Merged, a: &BatchOptions, shard: Shard, skipped: usize, write_failures: u64) {
+    if a.json {
         let mut v = serde_json::to_value(m).unwrap_or_else(|_| json!({}));
         if let Value::Object(o) = &mut v {
             o.insert("shard".into(), json!(shard.to_string()));
@@ -516,7 +474,7 @@ fn print_batch(m: &Merged, a: &BatchArgs, shard: Shard, skipped: usize, write_fa
         }
         println!("{v}");
     }
-    if !a.sync.quiet || m.failed > 0 {
+    if !a.quiet || m.failed > 0 {
         let mut err = std::io::stderr().lock();
         let _ = writeln!(err, "Batch shard {shard} of {}:", a.file.display());
         if m.rows == 0 {
@@ -527,7 +485,7 @@ fn print_batch(m: &Merged, a: &BatchArgs, shard: Shard, skipped: usize, write_fa
     }
 }
 
-pub fn run_report(a: &ReportArgs) -> Result<i32> {
+pub fn run_report(a: &ReportOptions) -> Result<Exit> {
     if !a.dir.is_dir() {
         return Err(Error::Usage(format!("{}: not a directory of batch reports", a.dir.display())));
     }

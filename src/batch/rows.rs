@@ -14,9 +14,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use clap::ValueEnum;
-
-use crate::cli::SyncFlags;
+use crate::config::SyncSettings;
 use crate::store::maildir::layout::Layout;
 
 /// One row of the batch file.
@@ -107,8 +105,8 @@ impl Row {
         hex::encode(&h.finalize()[..8])
     }
 
-    /// The command line's sync flags with this row's options applied.
-    pub fn flags(&self, base: &SyncFlags) -> SyncFlags {
+    /// The command line's sync settings with this row's options applied.
+    pub fn settings(&self, base: &SyncSettings) -> SyncSettings {
         let mut f = base.clone();
         for o in &self.options {
             match o {
@@ -293,7 +291,7 @@ fn parse_option(field: &str) -> Result<RowOption, String> {
         "layout" => {
             let v = need()?;
             RowOption::Layout(
-                Layout::from_str(v, true).map_err(|_| format!("option layout={v}: expected maildir++ or fs"))?,
+                Layout::from_name(v).ok_or_else(|| format!("option layout={v}: expected maildir++ or fs"))?,
             )
         }
         "delete" => RowOption::Delete(flag()?),
@@ -379,16 +377,11 @@ mod tests {
 
     #[test]
     fn options_parse_and_apply_over_the_command_line() {
-        use clap::Parser;
-        #[derive(Parser)]
-        struct T {
-            #[command(flatten)]
-            f: SyncFlags,
-        }
-        let base =
-            T::parse_from(["t", "--map-domain", "a.example=b.example", "--owner", "root", "--include", "^INBOX"]).f;
+        let mut base = SyncSettings { owner: Some("root".into()), ..Default::default() };
+        base.cpanel.map_domain.push("a.example=b.example".into());
+        base.folders.include.push("^INBOX".into());
         let rows = parse("cpanel:/old/bob,cpanel:/new/bob,map-domain=c.example=d.example,--owner=bob,delete,automap=no,layout=fs,max-size=1000,max-delete=7,mirror,min-age=1.5,include=Sent,mailbox=x@c.example,audit-log=/var/log/bob.jsonl\n").unwrap();
-        let f = rows[0].flags(&base);
+        let f = rows[0].settings(&base);
         assert_eq!(f.cpanel.map_domain, ["a.example=b.example", "c.example=d.example"]);
         assert_eq!(f.owner.as_deref(), Some("bob"));
         assert!(f.delete);

@@ -8,7 +8,7 @@
 //! blocks, adds the source's blocks whose names the target lacks, and reports a block whose
 //! name both have with different text (the source's wins only under `--overwrite-metadata`).
 
-use super::lines::{self, KLine};
+use super::lines::{self, KLine, Winner};
 
 /// `(header, blocks)`: each block is keyed by its opening comment line.
 pub fn parse(text: &str) -> (String, Vec<KLine>) {
@@ -37,10 +37,10 @@ pub fn parse(text: &str) -> (String, Vec<KLine>) {
 }
 
 /// The merged file and one sentence per conflicting rule.
-pub fn merge(target: &str, source: &str, overwrite: bool) -> (String, Vec<String>) {
+pub fn merge(target: &str, source: &str, winner: Winner) -> (String, Vec<String>) {
     let (th, tb) = parse(target);
     let (sh, sb) = parse(source);
-    let m = lines::merge(&tb, &sb, overwrite);
+    let m = lines::merge(&tb, &sb, winner);
     let header = if th.trim().is_empty() { sh } else { th };
     let mut out = header;
     let body = lines::render(&m.lines);
@@ -69,17 +69,17 @@ mod tests {
     #[test]
     fn merge_adds_rules_and_reports_conflicts() {
         let src = T.replace("#spam", "#invoices").replace("/dev/null", "/x");
-        let (m, c) = merge(T, &src, false);
+        let (m, c) = merge(T, &src, Winner::Target);
         assert!(m.contains("#spam") && m.contains("#invoices"), "{m}");
         assert!(c.is_empty());
-        let (again, c) = merge(&m, &src, false);
+        let (again, c) = merge(&m, &src, Winner::Target);
         assert_eq!(again, m);
         assert!(c.is_empty());
         let changed = T.replace("/dev/null", "/other");
-        let (m2, c) = merge(T, &changed, false);
+        let (m2, c) = merge(T, &changed, Winner::Target);
         assert_eq!(m2, T);
         assert_eq!(c.len(), 1);
-        let (m3, _) = merge(T, &changed, true);
+        let (m3, _) = merge(T, &changed, Winner::Source);
         assert!(m3.contains("/other"));
     }
 

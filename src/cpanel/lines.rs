@@ -150,11 +150,29 @@ pub struct Merged {
     pub conflicts: Vec<String>,
 }
 
+/// Whose line stays when both sides have the key with different text: the target's, unless
+/// `--overwrite-metadata` asks for the source's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Winner {
+    Target,
+    Source,
+}
+
+impl Winner {
+    /// Which one a conflict report says was kept.
+    pub fn kept(self) -> &'static str {
+        match self {
+            Winner::Source => "source's (--overwrite-metadata)",
+            Winner::Target => "target's (use --overwrite-metadata to take the source's)",
+        }
+    }
+}
+
 /// Merges `source` into `target` by key: target-only lines stay, source-only lines are added,
-/// and for a key present in both with different text the target's line stays unless
-/// `overwrite` (each such key is a conflict either way). Unkeyed source lines are added
-/// unless the same text is already there (blank lines only into an empty file).
-pub fn merge(target: &[KLine], source: &[KLine], overwrite: bool) -> Merged {
+/// and for a key present in both with different text the `winner`'s line stays (each such key
+/// is a conflict either way). Unkeyed source lines are added unless the same text is already
+/// there (blank lines only into an empty file).
+pub fn merge(target: &[KLine], source: &[KLine], winner: Winner) -> Merged {
     let mut m = Merged { lines: target.to_vec(), conflicts: Vec::new() };
     let empty_target = target.is_empty();
     for s in source {
@@ -167,13 +185,9 @@ pub fn merge(target: &[KLine], source: &[KLine], overwrite: bool) -> Merged {
                             "{k}: target has {:?}, source has {:?}; kept the {}",
                             t.text,
                             s.text,
-                            if overwrite {
-                                "source's (--overwrite-metadata)"
-                            } else {
-                                "target's (use --overwrite-metadata to take the source's)"
-                            }
+                            winner.kept()
                         ));
-                        if overwrite {
+                        if winner == Winner::Source {
                             t.text = s.text.clone();
                         }
                     }
@@ -239,12 +253,12 @@ mod tests {
     fn merge_keeps_target_and_reports_conflicts() {
         let t = parse(Format::Passwd, "t:x:1:1::/h/mail/d/t:/h\na:x:1:1::/OLD:/h\n").0;
         let s = parse(Format::Passwd, "a:x:1:1::/NEW:/h\nb:x:1:1::/h/mail/d/b:/h\n").0;
-        let m = merge(&t, &s, false);
+        let m = merge(&t, &s, Winner::Target);
         assert_eq!(render(&m.lines), "t:x:1:1::/h/mail/d/t:/h\na:x:1:1::/OLD:/h\nb:x:1:1::/h/mail/d/b:/h\n");
         assert_eq!(m.conflicts.len(), 1);
-        let m = merge(&t, &s, true);
+        let m = merge(&t, &s, Winner::Source);
         assert!(render(&m.lines).contains("/NEW"));
-        let again = merge(&m.lines, &s, true);
+        let again = merge(&m.lines, &s, Winner::Source);
         assert_eq!(again.lines, m.lines);
         assert!(again.conflicts.is_empty());
     }
@@ -252,6 +266,6 @@ mod tests {
     #[test]
     fn merge_into_nothing_is_the_source() {
         let s = parse(Format::Aliases, "# head\n\nx@d: y@d\nbad\n").0;
-        assert_eq!(render(&merge(&[], &s, false).lines), "# head\n\nx@d: y@d\nbad\n");
+        assert_eq!(render(&merge(&[], &s, Winner::Target).lines), "# head\n\nx@d: y@d\nbad\n");
     }
 }

@@ -27,11 +27,11 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use clap::Args;
 use regex::Regex;
 use serde::Serialize;
 
 use self::account::{Account, BoxFormat, Mailbox};
+use self::lines::Winner;
 use self::mapping::{Context, Mapping, Rewriter, split_address};
 use self::output::Output;
 use self::tree::Tree;
@@ -47,30 +47,37 @@ use crate::store::{Kind, Store};
 use crate::sync::SyncOptions;
 use crate::verify::Verification;
 
-/// Options that only cPanel stores use.
-#[derive(Args, Debug, Clone, Default)]
-pub struct CpanelArgs {
-    /// Rename a domain everywhere it occurs, OLD=NEW (repeatable).
-    #[arg(long, value_name = "OLD=NEW")]
+/// Options that only cPanel stores use (`--map-domain`, `--mailbox`, …).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CpanelOptions {
+    /// `OLD=NEW` each.
     pub map_domain: Vec<String>,
-    /// Rename a user, OLD=NEW, as local parts or full addresses (repeatable).
-    #[arg(long, value_name = "OLD=NEW")]
+    /// `OLD=NEW` each, local parts or full addresses.
     pub map_user: Vec<String>,
-    /// CSV file of `old,new` rows (addresses or domains).
-    #[arg(long, value_name = "CSV")]
+    /// CSV file of `old,new` rows.
     pub map_file: Option<PathBuf>,
     /// Where the source's system-wide files (valiases/, vfilters/, vdomainaliases/) are read.
-    #[arg(long, value_name = "DIR", default_value = "/etc")]
     pub source_etc: PathBuf,
     /// Where the target's system-wide files are written.
-    #[arg(long, value_name = "DIR", default_value = "/etc")]
     pub target_etc: PathBuf,
-    /// Move only this address's mailbox and its metadata lines.
-    #[arg(long, value_name = "ADDR")]
+    /// Only this address's mailbox and its metadata lines.
     pub mailbox: Option<String>,
-    /// Let the source's metadata lines win over the target's for the same key.
-    #[arg(long)]
+    /// The source's metadata lines win over the target's for the same key.
     pub overwrite_metadata: bool,
+}
+
+impl Default for CpanelOptions {
+    fn default() -> Self {
+        CpanelOptions {
+            map_domain: Vec::new(),
+            map_user: Vec::new(),
+            map_file: None,
+            source_etc: PathBuf::from("/etc"),
+            target_etc: PathBuf::from("/etc"),
+            mailbox: None,
+            overwrite_metadata: false,
+        }
+    }
 }
 
 /// Mode of `mail/`, `mail/DOMAIN/` and each `mail/DOMAIN/LOCAL/` (FORMATS.md §3.3: world-x
@@ -82,12 +89,12 @@ fn absolute(p: &Path) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
-fn mapping_of(cp: &CpanelArgs) -> Result<Mapping> {
+fn mapping_of(cp: &CpanelOptions) -> Result<Mapping> {
     Mapping::from_options(&cp.map_domain, &cp.map_user, cp.map_file.as_deref()).map_err(Error::Usage)
 }
 
 /// The `--mailbox` address, validated.
-fn selected_of(cp: &CpanelArgs) -> Result<Option<(String, String)>> {
+fn selected_of(cp: &CpanelOptions) -> Result<Option<(String, String)>> {
     match cp.mailbox.as_deref() {
         None => Ok(None),
         Some(a) => split_address(a)
@@ -279,7 +286,7 @@ fn setup(src: &dyn tree::Tree, acc: &Account, src_home: &Path, dst_home: &Path, 
     Setup { mapping, rw, target_home, source_user, target_user }
 }
 
-pub fn sync(src: &Store, dst: &Store, opts: &SyncOptions, cp: &CpanelArgs, rec: &dyn Recorder) -> Result<Summary> {
+pub fn sync(src: &Store, dst: &Store, opts: &SyncOptions, cp: &CpanelOptions, rec: &dyn Recorder) -> Result<Summary> {
     let started = Instant::now();
     let mapping = mapping_of(cp)?;
     let selected = selected_of(cp)?;
@@ -424,7 +431,7 @@ fn import_one(
 
 /// `verify cpanel:A cpanel:B`: every mailbox as `verify` compares Maildirs, then every
 /// metadata file the same sync would write, each difference listed.
-pub fn verify(src: &Store, dst: &Store, opts: &SyncOptions, cp: &CpanelArgs) -> Result<Verification> {
+pub fn verify(src: &Store, dst: &Store, opts: &SyncOptions, cp: &CpanelOptions) -> Result<Verification> {
     if src.kind != Kind::Cpanel || dst.kind != Kind::Cpanel {
         return Err(Error::Usage("verify of a cPanel account needs cpanel: on both sides".into()));
     }
@@ -477,7 +484,7 @@ fn apply_metadata(
     acc: &Account,
     cx: &metadata::Cx<'_>,
     dst_home: &Path,
-    cp: &CpanelArgs,
+    cp: &CpanelOptions,
     owner: Option<Owner>,
     root_run: bool,
     opts: &SyncOptions,
@@ -493,7 +500,7 @@ fn apply_metadata(
         mail_gid: if root_run { mail_gid() } else { None },
         root_run,
         dry_run: opts.dry_run,
-        overwrite: cp.overwrite_metadata,
+        winner: if cp.overwrite_metadata { Winner::Source } else { Winner::Target },
         rec,
     };
     for p in &plan.files {
@@ -503,7 +510,7 @@ fn apply_metadata(
 
 /// Compares the metadata the source would write with what the target holds, then settles
 /// the verdict.
-fn compare_metadata(acc: &Account, cx: &metadata::Cx<'_>, dst: &Store, cp: &CpanelArgs, v: &mut Verification) {
+fn compare_metadata(acc: &Account, cx: &metadata::Cx<'_>, dst: &Store, cp: &CpanelOptions, v: &mut Verification) {
     let plan = metadata::plan(acc, cx);
     let out = Output {
         home: dst.path.clone(),
@@ -512,7 +519,7 @@ fn compare_metadata(acc: &Account, cx: &metadata::Cx<'_>, dst: &Store, cp: &Cpan
         mail_gid: None,
         root_run: false,
         dry_run: true,
-        overwrite: false,
+        winner: Winner::Target,
         rec: &crate::events::Discard,
     };
     for p in &plan.files {
@@ -616,7 +623,7 @@ pub fn inspect(st: &Store, ropts: &ReadOptions, follow_symlinks: bool, jobs: usi
         // there belongs to those mailboxes, which are inspected on their own.
         let in_domain_dir = |p: &Problem| {
             b.address.is_none()
-                && Path::new(&p.path).strip_prefix(&b.dir).ok().and_then(|r| r.components().next()).is_some_and(|c| {
+                && p.path.strip_prefix(&b.dir).ok().and_then(|r| r.components().next()).is_some_and(|c| {
                     let c = c.as_os_str();
                     !c.to_string_lossy().starts_with('.')
                         && b.dir.join(c).is_dir()
@@ -728,7 +735,7 @@ fn sync_archive(
     src: &Store,
     dst: &Store,
     opts: &SyncOptions,
-    cp: &CpanelArgs,
+    cp: &CpanelOptions,
     mapping: Mapping,
     selected: &Option<(String, String)>,
     rec: &dyn Recorder,
@@ -889,7 +896,7 @@ fn verify_archive(
     src: &Store,
     dst: &Store,
     opts: &SyncOptions,
-    cp: &CpanelArgs,
+    cp: &CpanelOptions,
     mapping: Mapping,
     selected: Option<(String, String)>,
 ) -> Result<Verification> {

@@ -12,7 +12,7 @@ use std::ffi::OsStr;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use super::lines::{self, Format, KLine};
+use super::lines::{self, Format, KLine, Winner};
 use crate::error::{Error, Problem, Result};
 use crate::events::{Event, Recorder};
 use crate::fsx::{Dir, Owner};
@@ -73,7 +73,8 @@ pub struct Output<'a> {
     pub mail_gid: Option<u32>,
     pub root_run: bool,
     pub dry_run: bool,
-    pub overwrite: bool,
+    /// Who wins a line or file both sides have, different.
+    pub winner: Winner,
     pub rec: &'a dyn Recorder,
 }
 
@@ -179,7 +180,7 @@ impl Output<'_> {
         let content: Vec<u8> = match (&p.body, &existing) {
             (Body::Keyed(fmt, src), Some((old, _))) => {
                 let (target_lines, _) = lines::parse(*fmt, &String::from_utf8_lossy(old));
-                let m = lines::merge(&target_lines, src, self.overwrite);
+                let m = lines::merge(&target_lines, src, self.winner);
                 for c in m.conflicts {
                     warnings.push(Problem::new(path, format!("conflict: {c}")));
                 }
@@ -187,7 +188,7 @@ impl Output<'_> {
             }
             (Body::Keyed(_, src), None) => lines::render(src).into_bytes(),
             (Body::Filter(src), Some((old, _))) => {
-                let (merged, conflicts) = super::filter::merge(&String::from_utf8_lossy(old), src, self.overwrite);
+                let (merged, conflicts) = super::filter::merge(&String::from_utf8_lossy(old), src, self.winner);
                 for c in conflicts {
                     warnings.push(Problem::new(path, format!("conflict: rule {c}")));
                 }
@@ -195,16 +196,15 @@ impl Output<'_> {
             }
             (Body::Filter(src), None) => src.clone().into_bytes(),
             (Body::Whole(new), Some((old, _))) if new != old => {
-                let keep = if self.overwrite {
-                    "source's (--overwrite-metadata)"
-                } else {
-                    "target's (use --overwrite-metadata to take the source's)"
-                };
                 warnings.push(Problem::new(
                     path,
-                    format!("conflict: the target file differs from {}; kept the {keep}", p.from.display()),
+                    format!(
+                        "conflict: the target file differs from {}; kept the {}",
+                        p.from.display(),
+                        self.winner.kept()
+                    ),
                 ));
-                if self.overwrite { new.clone() } else { old.clone() }
+                if self.winner == Winner::Source { new.clone() } else { old.clone() }
             }
             (Body::Whole(new), _) => new.clone(),
         };

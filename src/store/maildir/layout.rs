@@ -5,12 +5,28 @@
 use crate::folder::FolderName;
 use crate::mutf7;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Layout {
     #[default]
-    #[value(name = "maildir++")]
     MaildirPlusPlus,
     Fs,
+}
+
+impl Layout {
+    pub const ALL: [Layout; 2] = [Layout::MaildirPlusPlus, Layout::Fs];
+
+    /// The name options use (`--layout`, a batch row's `layout=`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Layout::MaildirPlusPlus => "maildir++",
+            Layout::Fs => "fs",
+        }
+    }
+
+    /// The layout of a name, in any case.
+    pub fn from_name(s: &str) -> Option<Layout> {
+        Layout::ALL.into_iter().find(|l| l.name().eq_ignore_ascii_case(s))
+    }
 }
 
 /// What replaces a `.` inside a level under Maildir++ (where `.` separates levels).
@@ -86,6 +102,16 @@ mod tests {
     fn fs_names() {
         assert_eq!(components(&f("Archive/2019"), Layout::Fs).unwrap().0, vec!["Archive", "2019"]);
         assert!(components(&f("x/cur"), Layout::Fs).is_err());
+    }
+
+    #[test]
+    fn names_both_ways() {
+        for l in Layout::ALL {
+            assert_eq!(Layout::from_name(l.name()), Some(l));
+        }
+        assert_eq!(Layout::from_name("Maildir++"), Some(Layout::MaildirPlusPlus));
+        assert_eq!(Layout::from_name("FS"), Some(Layout::Fs));
+        assert_eq!(Layout::from_name("flat"), None);
     }
 
     #[test]

@@ -29,11 +29,21 @@ pub const READ_WAIT: Duration = Duration::from_secs(10);
 /// Dovecot's `mbox_dotlock_change_timeout`: a dotlock nothing touched for this long is stale.
 const DOTLOCK_STALE: Duration = Duration::from_secs(120);
 
+/// An fcntl lock: shared by readers, or one writer's alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fcntl {
+    Read,
+    Write,
+}
+
 /// Tries a whole-file fcntl lock without waiting: `Ok(false)` when another holds a
 /// conflicting one.
-pub fn try_fcntl(f: &File, write: bool) -> std::io::Result<bool> {
+pub fn try_fcntl(f: &File, kind: Fcntl) -> std::io::Result<bool> {
     let mut fl: libc::flock = unsafe_zeroed_flock();
-    fl.l_type = if write { libc::F_WRLCK } else { libc::F_RDLCK } as libc::c_short;
+    fl.l_type = match kind {
+        Fcntl::Read => libc::F_RDLCK,
+        Fcntl::Write => libc::F_WRLCK,
+    } as libc::c_short;
     fl.l_whence = libc::SEEK_SET as libc::c_short;
     for cmd in [libc::F_OFD_SETLK, libc::F_SETLK] {
         // SAFETY: fcntl reads the flock struct it is given.
@@ -63,7 +73,7 @@ fn unsafe_zeroed_flock() -> libc::flock {
 pub fn read_lock(f: &File, wait: Duration) -> std::result::Result<(), String> {
     let t0 = Instant::now();
     loop {
-        match try_fcntl(f, false) {
+        match try_fcntl(f, Fcntl::Read) {
             Ok(true) => return Ok(()),
             Ok(false) if t0.elapsed() < wait => std::thread::sleep(pause()),
             Ok(false) => {
@@ -156,14 +166,14 @@ impl<'d> WriteLock<'d> {
         let path = dir.path.join(name);
         // Replacing needs only the directory; a file we may not write is locked for reading,
         // which keeps every writer out just the same.
-        let (file, write) = match dir.open_file(name, true) {
+        let (file, kind) = match dir.open_file(name, true) {
             Err(Error::Io { source, .. }) if source.raw_os_error() == Some(libc::EACCES) => {
-                (dir.open_file(name, false)?, false)
+                (dir.open_file(name, false)?, Fcntl::Read)
             }
-            r => (r?, true),
+            r => (r?, Fcntl::Write),
         };
         let Some(file) = file else { return Ok(Some(None)) };
-        match try_fcntl(&file, write) {
+        match try_fcntl(&file, kind) {
             Ok(true) => Ok(Some(Some(file))),
             Ok(false) => Ok(None),
             Err(e) => Err(e).at(&path),
@@ -277,7 +287,7 @@ mod tests {
     fn fcntl_holders_are_waited_for_without_the_dotlock() {
         let (t, d) = setup();
         let other = std::fs::OpenOptions::new().read(true).write(true).open(t.path().join("INBOX")).unwrap();
-        assert!(try_fcntl(&other, true).unwrap());
+        assert!(try_fcntl(&other, Fcntl::Write).unwrap());
         let path = t.path().to_path_buf();
         let holder = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(400));

@@ -10,7 +10,7 @@ use memchr::memmem;
 use super::date::{self, Zone};
 use super::headers::{self, HeaderBlock};
 use super::lock;
-use super::split::{self, Entry, Splitter};
+use super::split::{self, ContentLength, Entry, Splitter};
 use crate::error::{At, Error, Result};
 use crate::flags::Flags;
 use crate::fsx::{self, Mapped};
@@ -31,7 +31,7 @@ pub const INTERNAL_HEADERS: [&str; 10] = [
 ];
 
 /// How `>From ` lines were quoted by the writer (FORMATS.md §1.2).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Variant {
     /// Content-Length where it is consistent (then no unquoting), else mboxrd.
     Auto,
@@ -39,6 +39,29 @@ pub enum Variant {
     Mboxo,
     Mboxcl,
     Mboxcl2,
+}
+
+impl Variant {
+    pub const ALL: [Variant; 5] = [Variant::Auto, Variant::Mboxrd, Variant::Mboxo, Variant::Mboxcl, Variant::Mboxcl2];
+
+    /// Whether this variant's writers keep `Content-Length` right (auto checks it).
+    pub fn content_length(self) -> ContentLength {
+        match self {
+            Variant::Auto | Variant::Mboxcl | Variant::Mboxcl2 => ContentLength::Used,
+            Variant::Mboxrd | Variant::Mboxo => ContentLength::Ignored,
+        }
+    }
+
+    /// The name `--mbox-variant` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::Auto => "auto",
+            Variant::Mboxrd => "mboxrd",
+            Variant::Mboxo => "mboxo",
+            Variant::Mboxcl => "mboxcl",
+            Variant::Mboxcl2 => "mboxcl2",
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -217,17 +240,15 @@ impl MboxFile {
     }
 
     pub fn entries(&self, opts: &ReadOptions) -> Splitter<'_> {
-        let use_length = matches!(opts.variant, Variant::Auto | Variant::Mboxcl | Variant::Mboxcl2);
         let d = self.bytes();
-        Splitter::new(d, self.start.unwrap_or(d.len()), use_length)
+        Splitter::new(d, self.start.unwrap_or(d.len()), opts.variant.content_length())
     }
 
     /// The messages from `offset` on (which must be at a From_ line, after any blank lines).
     pub fn entries_from(&self, opts: &ReadOptions, offset: usize) -> Splitter<'_> {
-        let use_length = matches!(opts.variant, Variant::Auto | Variant::Mboxcl | Variant::Mboxcl2);
         let d = self.bytes();
         let skip = d.get(offset..).map_or(0, |t| t.iter().take_while(|&&b| b == b'\n' || b == b'\r').count());
-        Splitter::new(d, (offset + skip).min(d.len()), use_length)
+        Splitter::new(d, (offset + skip).min(d.len()), opts.variant.content_length())
     }
 
     pub fn message<'a>(&'a self, e: &Entry, opts: &ReadOptions) -> MboxMessage<'a> {
@@ -444,7 +465,7 @@ fn sender_of(head: &[u8]) -> String {
 /// Exposes the variant-independent splitter for callers that only count.
 pub fn count_messages(d: &[u8]) -> usize {
     match split::mbox_start(d) {
-        Some(s) => Splitter::new(d, s, true).count(),
+        Some(s) => Splitter::new(d, s, ContentLength::Used).count(),
         None => 0,
     }
 }
@@ -457,7 +478,7 @@ mod tests {
         let d = format!("From a@b Mon Jan  2 15:04:05 2006\n{msg}");
         let d = d.as_bytes();
         let opts = ReadOptions { variant, zone: Zone::Utc, keep_internal_headers: false };
-        let e = Splitter::new(d, 0, true).next().unwrap();
+        let e = Splitter::new(d, 0, ContentLength::Used).next().unwrap();
         let m = parse_message(d, &e, &opts, 0);
         (m.pieces.concat(), m.meta)
     }

@@ -46,17 +46,25 @@ pub fn mbox_start(data: &[u8]) -> Option<usize> {
     Some(data.len())
 }
 
+/// Whether a consistent `Content-Length` delimits a message (mboxcl, mboxcl2, auto) or only
+/// From_ lines do (mboxrd, mboxo).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ContentLength {
+    Used,
+    Ignored,
+}
+
 pub struct Splitter<'a> {
     data: &'a [u8],
     pos: usize,
-    use_length: bool,
+    length: ContentLength,
     finder: memmem::Finder<'static>,
 }
 
 impl<'a> Splitter<'a> {
     /// `data` must start at a From_ line (see [`mbox_start`]).
-    pub fn new(data: &'a [u8], start: usize, use_length: bool) -> Splitter<'a> {
-        Splitter { data, pos: start, use_length, finder: memmem::Finder::new(b"From ") }
+    pub fn new(data: &'a [u8], start: usize, length: ContentLength) -> Splitter<'a> {
+        Splitter { data, pos: start, length, finder: memmem::Finder::new(b"From ") }
     }
 
     /// Offset of the next unread byte (the next From_ line).
@@ -156,7 +164,7 @@ impl Iterator for Splitter<'_> {
         let from_line = self.pos..fe;
         let start = le;
         let mut past_eof = false;
-        if self.use_length {
+        if self.length == ContentLength::Used {
             match self.by_length(start) {
                 Ok(Some((end, next))) => {
                     self.pos = next;
@@ -246,7 +254,9 @@ mod tests {
 
     fn split(d: &[u8]) -> Vec<(Vec<u8>, bool, bool)> {
         let s = mbox_start(d).unwrap();
-        Splitter::new(d, s, true).map(|e| (d[e.msg.clone()].to_vec(), e.by_length, e.truncated.is_some())).collect()
+        Splitter::new(d, s, ContentLength::Used)
+            .map(|e| (d[e.msg.clone()].to_vec(), e.by_length, e.truncated.is_some()))
+            .collect()
     }
 
     const F: &str = "From a@b Mon Jan  2 15:04:05 2006\n";
@@ -273,7 +283,7 @@ mod tests {
                 m /= 8;
             }
             let d = d.as_bytes();
-            for e in Splitter::new(d, 0, false) {
+            for e in Splitter::new(d, 0, ContentLength::Ignored) {
                 let msg = &d[e.msg.clone()];
                 let quoted = msg.split(|&b| b == b'\n').any(|l| {
                     let k = l.iter().take_while(|&&b| b == b'>').count();
