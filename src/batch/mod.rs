@@ -3,8 +3,8 @@
 //!
 //! This module owns the scheduling around the sync, not the sync itself: it reads and checks
 //! the file ([`rows`]), picks this process's rows ([`shard`]), runs them biggest first on
-//! `--jobs` threads through [`crate::engine::sync`] (one pool per row, so a slow account
-//! never blocks a worker's neighbours), writes one report per row atomically and merges the
+//! `--jobs` threads through [`crate::engine::sync`] (all rows on the run's one worker pool,
+//! [`crate::sync::pool`]), writes one report per row atomically and merges the
 //! reports ([`merge`]). A row that fails is a report saying so; the others go on. Every check
 //! that can fail on the file happens before the first row runs (exit 2, nothing written).
 //!
@@ -399,14 +399,10 @@ pub fn run_batch(a: &BatchOptions) -> Result<Exit> {
 
     let order: Vec<usize> = biggest_first(&mine, todo, nthreads).into_iter().map(|(i, _)| i).collect();
 
-    // Rows share the cores: `--jobs` rows at once, and a row alone at the end gets the spare
-    // threads (one pool per row, so no row waits on another's workers).
+    // Rows share the cores: `--jobs` rows at once, their folders and chunks on the run's one
+    // pool of `--jobs` threads (a row alone at the end gets all of them).
     let workers = nthreads.min(order.len()).max(1);
-    let inner = (nthreads / workers).max(1);
-    let mut mine = mine;
-    for j in &mut mine {
-        j.so.jobs = inner;
-    }
+    crate::sync::pool(nthreads)?;
     let ctx = Ctx { shard, host: host(), file: &a.file, audit_key, dry_run: a.sync.dry_run };
     let total = order.len();
     let mut finished = 0usize;

@@ -117,12 +117,23 @@ impl SyncOptions {
     }
 }
 
-pub fn pool(jobs: usize) -> Result<rayon::ThreadPool> {
+static POOL: std::sync::OnceLock<rayon::ThreadPool> = std::sync::OnceLock::new();
+
+/// The process's one worker pool, made by the first caller with `jobs` threads (0: one per
+/// core): every folder, chunk, batch row and cPanel mailbox of a run shares it, so threads
+/// never multiply with nested pools. Later callers' `jobs` are ignored.
+pub fn pool(jobs: usize) -> Result<&'static rayon::ThreadPool> {
+    if let Some(p) = POOL.get() {
+        return Ok(p);
+    }
     let n = if jobs == 0 { std::thread::available_parallelism().map_or(2, |n| n.get()) } else { jobs };
-    rayon::ThreadPoolBuilder::new()
+    let made = rayon::ThreadPoolBuilder::new()
         .num_threads(n)
+        .thread_name(|i| format!("mailmover-{i}"))
         .build()
-        .map_err(|e| Error::Usage(format!("cannot start {n} worker threads: {e}")))
+        .map_err(|e| Error::Usage(format!("cannot start {n} worker threads: {e}")))?;
+    // Two first callers at once: one pool wins, the other is dropped unused.
+    Ok(POOL.get_or_init(|| made))
 }
 
 pub fn sync(src: &Store, dst: &Store, opts: &SyncOptions, rec: &dyn Recorder) -> Result<Summary> {
@@ -301,4 +312,19 @@ fn choose_deletions(
     }
     *record = trial;
     chosen
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_pool_for_the_whole_process() {
+        let first = pool(3).unwrap();
+        let again = pool(64).unwrap();
+        assert!(std::ptr::eq(first, again), "a second caller got a pool of its own");
+        // Inside the pool, asking again runs on the same workers: no nested pool.
+        let inner = first.install(|| pool(5).unwrap().install(rayon::current_num_threads));
+        assert_eq!(inner, first.current_num_threads());
+    }
 }
