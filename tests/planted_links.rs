@@ -1,4 +1,4 @@
-//! Issue 18, "one guarded path for every target write and read": for each kind of target
+//! One guarded path for every target write and read: for each kind of target
 //! (Maildir++, Maildir `--layout fs`, an mbox file, an mbox directory, a cPanel home), a
 //! symlink planted at each kind of component a run reads or writes — folder directories and
 //! files, `cur/ new/ tmp/`, parent levels, mailmover's own files, Dovecot's files, the lock,
@@ -152,28 +152,8 @@ fn table(kind: Kind) -> &'static [Row] {
     }
 }
 
-/// Cases that fail today: left out of the tables' tests and run by the ignored tests at the
-/// end, one for each row.
-const KNOWN: &[(Kind, &str, &[Plant])] = &[
-    (Kind::MaildirPP, ".Sent", LINKS),
-    (Kind::MaildirPP, ".A.B", LINKS),
-    (Kind::MaildirPP, ".Sent/maildirfolder", ALL),
-    (Kind::MaildirFs, "Sent", LINKS),
-    (Kind::MaildirFs, "A", LINKS),
-    (Kind::MaildirFs, "A/B", LINKS),
-    (Kind::MboxDir, "A.sbd", LINKS),
-    (Kind::Cpanel, "home/newacct/mail/example.com/info/.Sent", LINKS),
-    (Kind::Cpanel, "home/newacct/mail/example.com/info/cur", LINKS),
-    (Kind::Cpanel, "home/newacct/mail/example.com/info/new", LINKS),
-    (Kind::Cpanel, "home/newacct/mail/example.com/info/maildirsize", &[Plant::Fifo]),
-];
-
 const LINKS: &[Plant] = &[Plant::LinkToRoots, Plant::LinkToUsers, Plant::LinkToUsersAsUser];
 const ALL: &[Plant] = &[Plant::LinkToRoots, Plant::LinkToUsers, Plant::LinkToUsersAsUser, Plant::Fifo];
-
-fn known(kind: Kind, rel: &str) -> &'static [Plant] {
-    KNOWN.iter().find(|k| k.0 == kind && k.1 == rel).map_or(&[], |k| k.2)
-}
 
 fn plants(node: Node) -> &'static [Plant] {
     match node {
@@ -182,7 +162,7 @@ fn plants(node: Node) -> &'static [Plant] {
     }
 }
 
-/// Every case of `kind` but the known failures.
+/// Every case of `kind`.
 fn check_kind(kind: Kind) {
     if !require(Need::Root) {
         return;
@@ -192,23 +172,11 @@ fn check_kind(kind: Kind) {
     let mut bad = Vec::new();
     for &(rel, node, expect) in table(kind) {
         for &plant in plants(node) {
-            if (as_user || plant != Plant::LinkToUsersAsUser) && !known(kind, rel).contains(&plant) {
+            if as_user || plant != Plant::LinkToUsersAsUser {
                 bad.extend(check_case(kind, rel, node, expect, plant, &outside.path));
             }
         }
     }
-    assert!(bad.is_empty(), "{} failures:\n{}", bad.len(), bad.join("\n"));
-}
-
-/// The cases of one row known to fail.
-fn check_known(kind: Kind, rel: &str) {
-    if !require(Need::Root) || !require(Need::Setpriv) {
-        return;
-    }
-    let &(_, node, expect) = table(kind).iter().find(|r| r.0 == rel).expect("a row of the table");
-    let outside = Outside::new();
-    let bad: Vec<String> =
-        known(kind, rel).iter().flat_map(|&p| check_case(kind, rel, node, expect, p, &outside.path)).collect();
     assert!(bad.is_empty(), "{} failures:\n{}", bad.len(), bad.join("\n"));
 }
 
@@ -824,80 +792,4 @@ fn the_watch_sees_what_goes_through_a_link() {
     assert!(!w.events().is_empty(), "a listing");
     std::fs::write(env.path("link/new"), b"y").unwrap();
     assert!(w.events().iter().any(|e| e.contains("dir/new")), "a write");
-}
-
-#[test]
-fn known_failures_are_rows_of_the_table() {
-    for (kind, rel, plants) in KNOWN {
-        let row = table(*kind).iter().find(|r| r.0 == *rel);
-        assert!(row.is_some_and(|r| plants.iter().all(|p| self::plants(r.1).contains(p))), "{kind:?} {rel}");
-    }
-}
-
-// Known failures (see KNOWN): what each does today is in its reason.
-
-#[test]
-#[ignore = "reads the folder's mailmover-state through a linked folder directory (state::load, path-based)"]
-fn known_maildir_pp_linked_folder() {
-    check_known(Kind::MaildirPP, ".Sent");
-}
-
-#[test]
-#[ignore = "reads the folder's mailmover-state through a linked folder directory (state::load, path-based)"]
-fn known_maildir_pp_linked_nested_folder() {
-    check_known(Kind::MaildirPP, ".A.B");
-}
-
-#[test]
-#[ignore = "a link or FIFO at maildirfolder is taken for the file: kept, not reported, not rebuilt"]
-fn known_maildir_pp_planted_maildirfolder() {
-    check_known(Kind::MaildirPP, ".Sent/maildirfolder");
-}
-
-#[test]
-#[ignore = "reads the folder's mailmover-state through a linked folder directory (state::load, path-based)"]
-fn known_maildir_fs_linked_folder() {
-    check_known(Kind::MaildirFs, "Sent");
-}
-
-#[test]
-#[ignore = "a linked parent level A: A/B's state, keywords, caches, record and messages are read through it"]
-fn known_maildir_fs_linked_parent_level() {
-    check_known(Kind::MaildirFs, "A");
-}
-
-#[test]
-#[ignore = "reads the folder's mailmover-state through a linked folder directory (state::load, path-based)"]
-fn known_maildir_fs_linked_nested_folder() {
-    check_known(Kind::MaildirFs, "A/B");
-}
-
-#[test]
-#[ignore = "reads A.sbd/.B.mailmover-state through a linked A.sbd (state::load, path-based)"]
-fn known_mbox_dir_linked_sbd() {
-    check_known(Kind::MboxDir, "A.sbd");
-}
-
-#[test]
-#[ignore = "reads the folder's mailmover-state through a linked folder directory (state::load, path-based)"]
-fn known_cpanel_linked_folder() {
-    check_known(Kind::Cpanel, "home/newacct/mail/example.com/info/.Sent");
-}
-
-#[test]
-#[ignore = "maildirsize::usage lists a linked cur/ and counts what it holds into maildirsize"]
-fn known_cpanel_linked_cur() {
-    check_known(Kind::Cpanel, "home/newacct/mail/example.com/info/cur");
-}
-
-#[test]
-#[ignore = "maildirsize::usage lists a linked new/ and counts what it holds into maildirsize"]
-fn known_cpanel_linked_new() {
-    check_known(Kind::Cpanel, "home/newacct/mail/example.com/info/new");
-}
-
-#[test]
-#[ignore = "a FIFO at maildirsize is replaced without an error or warning (a link there is an error)"]
-fn known_cpanel_fifo_maildirsize() {
-    check_known(Kind::Cpanel, "home/newacct/mail/example.com/info/maildirsize");
 }

@@ -25,6 +25,10 @@ pub fn usage(root: &Path) -> (u64, u64) {
     for d in dirs {
         for sub in ["new", "cur"] {
             let sd = d.join(sub);
+            // A linked cur/ or new/ is someone else's files: not counted (the sync refuses it).
+            if std::fs::symlink_metadata(&sd).is_ok_and(|m| m.file_type().is_symlink()) {
+                continue;
+            }
             for (raw, _) in fsx::list_dir(&sd).unwrap_or_default() {
                 if raw.starts_with(b".") {
                     continue;

@@ -208,6 +208,9 @@ fn write_maildirsize(
     if existing.as_ref().is_some_and(|m| m.file_type().is_symlink()) {
         return Err(Error::bad(&path, "is a symlink in the target; not written"));
     }
+    if existing.as_ref().is_some_and(|m| !m.file_type().is_file()) {
+        return Err(Error::bad(&path, "is not a regular file in the target; not written"));
+    }
     if crate::fsx::read_own_file(&path, MAX_MAILDIRSIZE_BYTES).is_ok_and(|old| old.as_deref() == Some(text.as_bytes()))
     {
         return Ok(());

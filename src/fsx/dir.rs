@@ -423,6 +423,24 @@ impl FileKind {
 
 /// Directory entries with their types, sorted by name (so output does not depend on the file
 /// system's order).
+/// The first symlink on the way from `root` down to `dir` (`dir` included), looked at with
+/// `lstat`: a place a run must not read through. `None` also when the way ends early (a folder
+/// not created yet holds nothing to read). Readers that go by path check this first; writers
+/// go through [`Dir`], which refuses links by itself.
+pub fn link_on_the_way(root: &Path, dir: &Path) -> Option<PathBuf> {
+    let rel = dir.strip_prefix(root).ok()?;
+    let mut at = root.to_path_buf();
+    for c in rel.components() {
+        at.push(c);
+        match std::fs::symlink_metadata(&at) {
+            Ok(m) if m.file_type().is_symlink() => return Some(at),
+            Ok(_) => {}
+            Err(_) => return None,
+        }
+    }
+    None
+}
+
 pub fn list_dir(path: &Path) -> Result<Vec<(Vec<u8>, Option<FileKind>)>> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(path).at(path)? {

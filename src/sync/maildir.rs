@@ -133,6 +133,10 @@ impl TargetFolder {
     pub(super) fn open(place: &MaildirPlace<'_>, job: FolderJob<'_>, out: &mut FolderOutcome) -> Result<TargetFolder> {
         let (root, tn, opts) = (place.root, job.tn, job.opts);
         let tdir = MaildirTarget::folder_path(root, tn, opts.layout).map_err(|e| Error::bad(root, e))?;
+        // Its index, caches and record are read by path: never through a link.
+        if let Some(link) = fsx::link_on_the_way(root, &tdir) {
+            return Err(Error::bad(link, "is a symlink in the target; the folder is not read or written"));
+        }
         let mut index = target_index::maildir(&tdir, opts.use_cache && !opts.dry_run, &mut out.errors)?;
         out.warnings.append(&mut index.warnings);
         for t in &index.torn {
@@ -211,11 +215,12 @@ impl<'t, 'a> FolderRun<'t, 'a> {
                 planner.reserve(h, n);
             }
         }
-        let writer = match place.writer {
+        let mut writer = match place.writer {
             Some(w) => Some(w.folder(tn)?),
             None => None,
         };
-        if let Some(w) = &writer {
+        if let Some(w) = &mut writer {
+            out.warnings.append(&mut w.notes);
             w.clean_tmp(&mut out.errors);
             w.dir.remove_leftovers();
         }

@@ -35,8 +35,15 @@ pub(super) fn sync_folder(
         _ => None,
     };
     let mut warnings = Vec::new();
+    // A folder reached through a link is not read, its state included; the read below refuses
+    // it and says so.
+    let linked = |tpath: &Path, mbox: bool| {
+        let dir = if mbox { tpath.parent() } else { Some(tpath) };
+        !matches!(target, Target::MboxFile(_))
+            && dir.and_then(|d| fsx::link_on_the_way(target_root(target), d)).is_some()
+    };
     let saved = match (&tfolder, &stamp) {
-        (Some((tpath, mbox)), Some(_)) => state::load(tpath, *mbox).unwrap_or_else(|p| {
+        (Some((tpath, mbox)), Some(_)) if !linked(tpath, *mbox) => state::load(tpath, *mbox).unwrap_or_else(|p| {
             warnings.push(p);
             None
         }),

@@ -121,8 +121,19 @@ impl MaildirTarget {
         }
         let mk = |s: &str| dir.create(OsStr::new(s), DIR_MODE, self.opts.owner);
         let (tmp, new, cur) = (mk("tmp")?, mk("new")?, mk("cur")?);
-        if !comps.is_empty() && !dir.exists(OsStr::new("maildirfolder")) {
-            dir.write_atomic("maildirfolder", b"", FILE_MODE, self.opts.owner, false)?;
+        let mut notes = Vec::new();
+        if !comps.is_empty() {
+            // A link or FIFO planted as the marker is replaced (never followed), and said.
+            let marker = dir.stat_at(OsStr::new("maildirfolder"))?;
+            if marker.as_ref().is_some_and(|e| e.kind != fsx::FileKind::File) {
+                notes.push(Problem::new(
+                    &dir.path.join("maildirfolder"),
+                    "not a regular file; replaced by an empty one",
+                ));
+            }
+            if marker.is_none_or(|e| e.kind != fsx::FileKind::File) {
+                dir.write_atomic("maildirfolder", b"", FILE_MODE, self.opts.owner, false)?;
+            }
         }
         let keywords = read::keyword_map(&dir.path);
         let unnamed = tmp.probe_unnamed(OsStr::new(&format!("{TMP_PREFIX}{}.probe", self.pid)));
@@ -138,6 +149,7 @@ impl MaildirTarget {
             keywords_changed: false,
             unnamed,
             linked: AtomicBool::new(false),
+            notes,
         })
     }
 
@@ -213,6 +225,8 @@ pub struct FolderWriter<'t> {
     unnamed: Option<LinkVia>,
     /// Whether a file was linked since the last [`FolderWriter::sync_dirs`].
     linked: AtomicBool,
+    /// What opening the folder found and repaired, for the run's warnings.
+    pub notes: Vec<Problem>,
 }
 
 impl FolderWriter<'_> {
