@@ -3,8 +3,8 @@
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use mailmover::events::Discard;
+use mailmover::spec::{Kind, Store};
 use mailmover::store::maildir::read::{self as mdread, ScanOptions};
-use mailmover::store::{Kind, Store};
 use mailmover::sync::{SyncOptions, sync};
 
 mod common;

@@ -15,9 +15,9 @@ use crate::cpanel::CpanelOptions;
 use crate::error::{Error, Result};
 use crate::events::{Discard, Event, Recorder, Tee};
 use crate::exit::Exit;
+use crate::spec::{Kind, Store};
 use crate::store::maildir::layout::Layout;
 use crate::store::mbox::read::Variant;
-use crate::store::{Kind, Store};
 
 const EXAMPLES: &str = "\
 Examples:

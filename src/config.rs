@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::folder::FolderName;
 use crate::folder_map::{FolderMap, Rename};
 use crate::fsx::Owner;
-use crate::store::Store;
+use crate::spec::Store;
 use crate::store::maildir::layout::Layout;
 use crate::store::mbox::date::Zone;
 use crate::store::mbox::read::{ReadOptions, Variant};

@@ -8,7 +8,7 @@ use crate::deletion::{Budget, Deletion};
 use crate::error::{Problem, Result};
 use crate::events::Recorder;
 use crate::report::Summary;
-use crate::store::{Kind, Store};
+use crate::spec::{Kind, Store};
 use crate::sync::SyncOptions;
 
 pub fn sync(s: &Store, d: &Store, so: &SyncOptions, cp: &CpanelOptions, rec: &dyn Recorder) -> Result<Summary> {

@@ -9,9 +9,10 @@ use serde::Serialize;
 use crate::error::{Problem, Result};
 use crate::message::DateSource;
 use crate::source::Opened;
+use crate::spec::Store;
+use crate::store;
 use crate::store::maildir::read::ScanOptions;
 use crate::store::mbox::read::ReadOptions;
-use crate::store::{self, Store};
 use crate::sync::date_source_name;
 
 #[derive(Debug, Serialize, Default)]
@@ -43,7 +44,7 @@ pub struct Inspection {
 }
 
 pub fn inspect(st: &Store, ropts: &ReadOptions, follow_symlinks: bool, jobs: usize) -> Result<Inspection> {
-    let (folders, mut problems) = store::source_folders(st, follow_symlinks)?;
+    let (folders, mut problems) = store::source_folders(&st.path, st.format()?, follow_symlinks)?;
     let pool = crate::sync::pool(jobs)?;
     let scan = ScanOptions { follow_symlinks };
     let results: Vec<(Option<FolderInfo>, Vec<Problem>)> = pool.install(|| {

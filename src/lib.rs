@@ -1,7 +1,7 @@
 //! mailmover: moves mail stores between formats offline — mbox files and directories, Maildir
 //! and Maildir++ trees — with every message byte-exact and its flags, keywords and dates kept.
 //!
-//! Data flows one way: a [`store::Store`] is listed into folders, [`folder_map`] selects and
+//! Data flows one way: a [`spec::Store`] is listed into folders, [`folder_map`] selects and
 //! renames them, each source folder is read through [`source`], matched against the target's
 //! [`target_index`] by [`plan`], and [`sync`] executes the plan and reports a [`report::Summary`].
 //!
@@ -31,6 +31,7 @@ pub mod mutf7;
 
 pub mod report;
 pub mod source;
+pub mod spec;
 pub mod store;
 pub mod sync;
 pub mod target_index;

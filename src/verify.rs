@@ -12,10 +12,11 @@ use crate::error::{Problem, Result};
 use crate::flags::Flags;
 use crate::message::Meta;
 use crate::source::Opened;
+use crate::spec::{Kind, Store};
+use crate::store::Location;
 use crate::store::maildir::read::ScanOptions;
 use crate::store::maildir::write::MaildirTarget;
 use crate::store::mbox::read::{ReadOptions, Variant};
-use crate::store::{Kind, Location, Store};
 use crate::sync::plan::{Candidate, Decision, Hash, NotMail, Planner, Rules};
 use crate::sync::{Identity, SyncOptions, mapped_folders, mbox_folder_path};
 

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use mailmover::deletion::Deletion;
 use mailmover::events::Discard;
-use mailmover::store::Store;
+use mailmover::spec::Store;
 use mailmover::sync::{self, SyncOptions};
 use mailmover::verify;
 use proptest::prelude::*;

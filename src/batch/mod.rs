@@ -31,7 +31,7 @@ use crate::error::{At, Error, Problem, Result};
 use crate::events::{Discard, Recorder};
 use crate::exit::Exit;
 use crate::report::Summary;
-use crate::store::Store;
+use crate::spec::Store;
 use crate::sync::SyncOptions;
 
 use merge::{Expected, Merged};

@@ -16,7 +16,8 @@ use std::path::{Path, PathBuf};
 use super::mapping::{Mapping, valid_domain, valid_local};
 use crate::error::{Error, Problem, Result};
 use crate::fsx::{self, FileKind};
-use crate::store::{self, Kind, Store};
+use crate::spec::{Kind, Store};
+use crate::store;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BoxFormat {
@@ -213,12 +214,8 @@ fn scan_mail(mail: &Path, acc: &mut Account, domains: &mut std::collections::BTr
 /// The folders the store reader finds under `mail/`'s plain (non-dot) directories: those are
 /// the domains' mailboxes, not folders of the default account.
 fn default_excludes(mail: &Path, f: BoxFormat, acc: &mut Account) {
-    let st = Store {
-        kind: if f == BoxFormat::Mbox { Kind::Mbox } else { Kind::Maildir },
-        path: mail.to_path_buf(),
-        explicit: true,
-    };
-    let Ok((folders, _)) = store::source_folders(&st, false) else { return };
+    let format = if f == BoxFormat::Mbox { store::Format::Mbox } else { store::Format::Maildir };
+    let Ok((folders, _)) = store::source_folders(mail, format, false) else { return };
     for sf in folders {
         let Ok(rel) = sf.loc.path().strip_prefix(mail) else { continue };
         let Some(first) = rel.components().next() else { continue };

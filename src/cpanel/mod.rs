@@ -42,8 +42,8 @@ use crate::inspect::FolderInfo;
 use crate::interrupt;
 use crate::lock::{LockOptions, TargetLock};
 use crate::report::{Summary, peak_rss_kib};
+use crate::spec::{Kind, Store};
 use crate::store::mbox::read::ReadOptions;
-use crate::store::{Kind, Store};
 use crate::sync::SyncOptions;
 use crate::verify::Verification;
 

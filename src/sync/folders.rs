@@ -7,10 +7,11 @@ use super::SyncOptions;
 use super::target::mbox_folder_path;
 use crate::error::{Error, Problem, Result};
 use crate::folder::FolderName;
+use crate::spec::{Kind, Store};
 use crate::store::maildir::layout::{self, Layout};
 use crate::store::maildir::read::{self as mdread, ScanOptions};
 use crate::store::maildir::write::MaildirTarget;
-use crate::store::{self, Kind, SourceFolder, Store};
+use crate::store::{self, SourceFolder};
 
 /// Folder names a target already has (for `--automap`).
 pub fn existing_folders(dst: &Store, layout: Layout) -> Vec<FolderName> {
@@ -40,7 +41,7 @@ pub fn existing_folders(dst: &Store, layout: Layout) -> Vec<FolderName> {
 pub type FolderPairs = Vec<(SourceFolder, FolderName)>;
 
 pub fn mapped_folders(src: &Store, dst: &Store, opts: &SyncOptions) -> Result<(FolderPairs, Vec<Problem>)> {
-    let (folders, mut problems) = store::source_folders(src, opts.follow_symlinks)?;
+    let (folders, mut problems) = store::source_folders(&src.path, src.format()?, opts.follow_symlinks)?;
     let existing = if opts.map.automap { existing_folders(dst, opts.layout) } else { Vec::new() };
     let names: Vec<FolderName> = folders.iter().map(|f| f.name.clone()).collect();
     let pairs = opts.map.plan(&names, &existing).map_err(Error::Usage)?;

@@ -21,10 +21,11 @@ use crate::fsx::Owner;
 use crate::lock::LockOptions;
 use crate::report::{FolderOutcome, Summary, peak_rss_kib};
 use crate::source::Opened;
+use crate::spec::{Kind, Store};
 use crate::store::maildir::layout::Layout;
 use crate::store::maildir::read::ScanOptions;
 use crate::store::mbox::read::{MboxFile, ReadOptions};
-use crate::store::{self, Kind, SourceFolder, Store};
+use crate::store::{self, SourceFolder};
 use crate::sync::plan::Hash;
 
 mod fate;

@@ -8,10 +8,11 @@ use crate::error::{Error, Result};
 use crate::folder::FolderName;
 use crate::fsx;
 use crate::lock::{self, TargetLock};
+use crate::spec::{Kind, Store};
+use crate::store::SourceFolder;
 use crate::store::maildir::layout::Layout;
 use crate::store::maildir::write::{self as mdwrite, MaildirTarget, WriteOptions};
 use crate::store::mbox::target as mbox_target;
-use crate::store::{Kind, SourceFolder, Store};
 
 /// Where the target puts things.
 pub(super) enum Target {
