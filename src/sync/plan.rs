@@ -576,4 +576,51 @@ mod tests {
         }
         assert!(whole(&src, &after, Deletion::Mirror, Rules::default()).is_settled());
     }
+
+    fn arb_meta() -> impl proptest::strategy::Strategy<Value = Meta> {
+        use proptest::prelude::*;
+        (0u8..4, any::<bool>(), 0i64..3).prop_map(|(f, recent, date)| {
+            let mut m = dated(["", "S", "SF", "R"][f as usize], date);
+            m.recent = recent && f == 0;
+            m
+        })
+    }
+
+    proptest::proptest! {
+        /// Whatever the folder pair, carrying out a plan (copies added, updates taking the
+        /// source's state, deletions done) leaves a pair whose plan is settled; every source
+        /// message gets one decision and no target message answers for two.
+        #[test]
+        fn carrying_out_a_plan_settles_the_folder(
+            src in proptest::collection::vec((0u8..5, arb_meta()), 0..12),
+            dst in proptest::collection::vec((0u8..5, arb_meta()), 0..12),
+        ) {
+            let h = |b: u8| [b; 32];
+            let src: Vec<(Hash, Meta)> = src.into_iter().map(|(b, m)| (h(b), m)).collect();
+            let dst: Vec<(Hash, Meta)> = dst.into_iter().map(|(b, m)| (h(b), m)).collect();
+            let p = whole(&src, &dst, Deletion::Mirror, Rules::default());
+            proptest::prop_assert_eq!(p.sources.len(), src.len());
+            let mut used: Vec<usize> = p.sources.iter().filter_map(|d| d.target()).collect();
+            used.sort_unstable();
+            let n = used.len();
+            used.dedup();
+            proptest::prop_assert_eq!(n, used.len(), "a target message answers for two sources");
+            let mut after: Vec<Option<(Hash, Meta)>> = dst.iter().cloned().map(Some).collect();
+            for (d, (hash, m)) in p.sources.iter().zip(&src) {
+                match d {
+                    Decision::Copy => after.push(Some((*hash, m.clone()))),
+                    Decision::UpdateFlags(i) | Decision::UpdateDate(i) => after[*i] = Some((*hash, m.clone())),
+                    _ => {}
+                }
+            }
+            for (i, f) in p.targets.iter().enumerate() {
+                if *f == TargetFate::Delete {
+                    after[i] = None;
+                }
+            }
+            let after: Vec<(Hash, Meta)> = after.into_iter().flatten().collect();
+            let again = whole(&src, &after, Deletion::Mirror, Rules::default());
+            proptest::prop_assert!(again.is_settled(), "{:?}", again);
+        }
+    }
 }
