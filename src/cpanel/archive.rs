@@ -445,12 +445,13 @@ pub fn sync_messages(
     let mut stash: BTreeMap<PathBuf, Vec<u8>> = BTreeMap::new();
     let walked = walk(
         path,
-        &mut |m: Member<'_>| {
+        &mut |mut m: Member<'_>| {
             // A signal stops the walk between messages; what was written is put in place below.
             if let Some(sig) = crate::interrupt::requested() {
                 return Err(Error::Interrupted(sig));
             }
             let Place::Home(rel) = &m.place else { return Ok(()) };
+            let rel = &rel.clone();
             let Some((bk, fdir, sub, fname)) = message_place(rel) else { return Ok(()) };
             if m.kind != FileKind::File {
                 if m.kind == FileKind::Symlink {
@@ -480,41 +481,10 @@ pub fn sync_messages(
                 let source = (shown.as_str(), src_dir.as_path());
                 (FedFolder::open(&bt.path, bt.writer.as_ref(), tn, source, opts, rec), keywords)
             });
-            let origin = Origin::File(PathBuf::from(&m.display));
-            let link = m.hardlink.as_ref().or(stash.contains_key(rel).then_some(rel));
-            let data = match link {
-                Some(t) => match stash.get(t) {
-                    Some(d) => d.clone(),
-                    None => {
-                        out.errors.push(origin.problem("hard link to a message not seen before; skipped"));
-                        return Ok(());
-                    }
-                },
-                None => {
-                    let mut d = Vec::with_capacity(m.size as usize);
-                    if let Err(e) = m.data.read_to_end(&mut d) {
-                        out.errors.push(origin.problem(format!("cannot read from the archive: {e}")));
-                        return Ok(());
-                    }
-                    d
-                }
-            };
-            if data.is_empty() {
-                out.errors.push(origin.problem("empty file (0 bytes) is not a message; skipped"));
+            let Some(data) = member_bytes(&mut m, rel, &stash).map_err(|p| out.errors.push(p)).ok() else {
                 return Ok(());
-            }
-            let n = name::parse(fname.as_bytes());
-            let mut meta = Meta::new(m.mtime, DateSource::Mtime);
-            meta.flags = n.flags;
-            for l in 0u8..26 {
-                if n.keyword_letters & (1 << l) != 0 {
-                    match keywords.name(l) {
-                        Some(k) => meta.keywords.insert(k),
-                        None => meta.stray_letters |= 1 << l,
-                    }
-                }
-            }
-            meta.recent = sub == "new" && n.info.is_none();
+            };
+            let meta = member_meta(&fname, &sub, m.mtime, keywords);
             folder.add(PathBuf::from(&m.display), data, meta);
             Ok(())
         },
@@ -544,6 +514,45 @@ pub fn sync_messages(
         walked?;
     }
     Ok(out)
+}
+
+/// A message member's bytes: its own, or, for a hard link, those of the member it links to
+/// (kept in `stash` when it was read).
+fn member_bytes(m: &mut Member<'_>, rel: &Path, stash: &BTreeMap<PathBuf, Vec<u8>>) -> Result<Vec<u8>, Problem> {
+    let origin = Origin::File(PathBuf::from(&m.display));
+    let link = m.hardlink.as_deref().or(stash.contains_key(rel).then_some(rel));
+    let data = match link {
+        Some(t) => {
+            stash.get(t).cloned().ok_or_else(|| origin.problem("hard link to a message not seen before; skipped"))?
+        }
+        None => {
+            let mut d = Vec::with_capacity(m.size as usize);
+            m.data.read_to_end(&mut d).map_err(|e| origin.problem(format!("cannot read from the archive: {e}")))?;
+            d
+        }
+    };
+    if data.is_empty() {
+        return Err(origin.problem("empty file (0 bytes) is not a message; skipped"));
+    }
+    Ok(data)
+}
+
+/// A message member's state from its Maildir name (`sub`: `new` or `cur`), its mtime and its
+/// folder's keyword table.
+fn member_meta(fname: &str, sub: &str, mtime: i64, keywords: &KeywordMap) -> Meta {
+    let n = name::parse(fname.as_bytes());
+    let mut meta = Meta::new(mtime, DateSource::Mtime);
+    meta.flags = n.flags;
+    for l in 0u8..26 {
+        if n.keyword_letters & (1 << l) != 0 {
+            match keywords.name(l) {
+                Some(k) => meta.keywords.insert(k),
+                None => meta.stray_letters |= 1 << l,
+            }
+        }
+    }
+    meta.recent = sub == "new" && n.info.is_none();
+    meta
 }
 
 /// `(mailbox, folder name, messages, bytes)` per folder, from the listing alone (inspect).
