@@ -322,52 +322,8 @@ pub(super) fn to_mbox(
     let Some(place) = &place else { return Err(Error::bad(&path, "internal: no place for the mbox")) };
     let mut w = MboxWriter::create(&place.dir, &place.name, opts.owner, opts.durable)?;
     w.set_keywords(keywords.into_iter().collect());
-    let res = (|| {
-        if let Some(t) = &existing {
-            let ro = target_mbox_read_options();
-            for (i, (e, _, meta)) in t.entries.iter().enumerate() {
-                if deletes.contains(&i) {
-                    continue;
-                }
-                let m = t.file.message(e, &ro);
-                let meta = updates.get(i).and_then(Option::as_ref).unwrap_or(meta);
-                w.append(&m.pieces, meta)?;
-            }
-        }
-        for (r, planned) in &copies {
-            if let Some(sig) = interrupt::requested() {
-                return Err(Error::Interrupted(sig));
-            }
-            // Read again for this pass: it must still be the message that was decided on.
-            let again = opened.load(r, &opts.read).and_then(|l| {
-                if l.gone || Identity::Mbox.hash(&l.body.pieces()) == *planned {
-                    Ok(l)
-                } else {
-                    Err(l.origin.problem("the message changed while the run read it; not copied (the next run does)"))
-                }
-            });
-            match again {
-                Ok(l) if l.gone => {
-                    // Deleted from the source between the two passes.
-                    out.counts.transferred = out.counts.transferred.saturating_sub(1);
-                    out.counts.messages_target = out.counts.messages_target.saturating_sub(1);
-                    out.counts.vanished_source += 1;
-                }
-                Ok(l) => {
-                    w.append(&l.body.pieces(), &l.meta)?;
-                    still_the_same(&l)?;
-                }
-                Err(p) => {
-                    // Counted as copied when it was decided; it is not in the file.
-                    out.counts.transferred = out.counts.transferred.saturating_sub(1);
-                    out.counts.messages_target = out.counts.messages_target.saturating_sub(1);
-                    out.counts.failed += 1;
-                    out.errors.push(p);
-                }
-            }
-        }
-        Ok(())
-    })();
+    let planned = Planned { copies: &copies, updates: &updates, deletes: &deletes };
+    let res = write_planned(&mut w, existing.as_ref(), planned, opened, opts, out);
     // The source and the target were read through mappings: both must be as they were, and
     // the target is checked again under its locks.
     let mut checks: Vec<&MboxFile> = existing.iter().map(|t| &t.file).collect();
@@ -376,4 +332,69 @@ pub(super) fn to_mbox(
     }
     let checks = Checks { read: &checks, was: existing.as_ref().map(|t| &t.read), ours: &ours };
     commit_mbox(w, res, checks, job, &before, out)
+}
+
+/// What the first pass decided for an existing mbox target: the source messages to append, the
+/// existing messages' new states (by index) and the ones to leave out.
+#[derive(Clone, Copy)]
+struct Planned<'p> {
+    copies: &'p [(Ref, Hash)],
+    updates: &'p [Option<Meta>],
+    deletes: &'p HashSet<usize>,
+}
+
+/// The second pass: the kept messages of the old target as they are or with their new state,
+/// then each copy read again (it must still be the message decided on).
+fn write_planned(
+    w: &mut MboxWriter<'_>,
+    existing: Option<&TargetMbox>,
+    planned: Planned<'_>,
+    opened: &Opened,
+    opts: &SyncOptions,
+    out: &mut FolderOutcome,
+) -> Result<()> {
+    let Planned { copies, updates, deletes } = planned;
+    if let Some(t) = existing {
+        let ro = target_mbox_read_options();
+        for (i, (e, _, meta)) in t.entries.iter().enumerate() {
+            if deletes.contains(&i) {
+                continue;
+            }
+            let m = t.file.message(e, &ro);
+            let meta = updates.get(i).and_then(Option::as_ref).unwrap_or(meta);
+            w.append(&m.pieces, meta)?;
+        }
+    }
+    for (r, planned) in copies {
+        if let Some(sig) = interrupt::requested() {
+            return Err(Error::Interrupted(sig));
+        }
+        let again = opened.load(r, &opts.read).and_then(|l| {
+            if l.gone || Identity::Mbox.hash(&l.body.pieces()) == *planned {
+                Ok(l)
+            } else {
+                Err(l.origin.problem("the message changed while the run read it; not copied (the next run does)"))
+            }
+        });
+        match again {
+            Ok(l) if l.gone => {
+                // Deleted from the source between the two passes.
+                out.counts.transferred = out.counts.transferred.saturating_sub(1);
+                out.counts.messages_target = out.counts.messages_target.saturating_sub(1);
+                out.counts.vanished_source += 1;
+            }
+            Ok(l) => {
+                w.append(&l.body.pieces(), &l.meta)?;
+                still_the_same(&l)?;
+            }
+            Err(p) => {
+                // Counted as copied when it was decided; it is not in the file.
+                out.counts.transferred = out.counts.transferred.saturating_sub(1);
+                out.counts.messages_target = out.counts.messages_target.saturating_sub(1);
+                out.counts.failed += 1;
+                out.errors.push(p);
+            }
+        }
+    }
+    Ok(())
 }
