@@ -18,12 +18,12 @@
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use hmac::{Hmac, Mac};
+use nix::fcntl::{Flock, FlockArg};
 use serde_json::{Value, json};
 use sha2::Sha256;
 
@@ -90,8 +90,21 @@ fn now() -> String {
     chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
 }
 
+/// The log, locked for the run: writes go to the file (`Flock` only derefs to it).
+struct Locked(Flock<File>);
+
+impl Write for Locked {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        (&*self.0).write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        (&*self.0).flush()
+    }
+}
+
 struct State {
-    out: BufWriter<File>,
+    out: BufWriter<Locked>,
     prev: String,
     seq: u64,
     error: Option<std::io::Error>,
@@ -112,7 +125,7 @@ impl AuditLog {
         let log = AuditLog {
             key,
             path: path.to_path_buf(),
-            state: Mutex::new(State { out: BufWriter::new(f), prev, seq, error: None }),
+            state: Mutex::new(State { out: BufWriter::new(Locked(f)), prev, seq, error: None }),
         };
         let mut start = json!({
             "type": "start",
@@ -155,13 +168,13 @@ impl AuditLog {
             return Err(e).at(&self.path);
         }
         st.out.flush().at(&self.path)?;
-        st.out.get_ref().sync_all().at(&self.path)
+        st.out.get_ref().0.sync_all().at(&self.path)
     }
 }
 
 /// Opens the audit log for appending: never through a symlink, only a regular file with one
 /// link, locked against another run writing it at the same time.
-fn open_log(path: &Path) -> Result<File> {
+fn open_log(path: &Path) -> Result<Flock<File>> {
     let usage = |why: String| Error::Usage(format!("audit log {}: {why}; nothing written", path.display()));
     // lstat first: a FIFO or device planted there is never opened.
     match std::fs::symlink_metadata(path) {
@@ -187,11 +200,7 @@ fn open_log(path: &Path) -> Result<File> {
     if md.nlink() > 1 {
         return Err(usage(format!("has {} hard links; an audit log must have one", md.nlink())));
     }
-    // SAFETY: flock only takes a descriptor this `File` owns; the lock goes with it.
-    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        return Err(usage("another run is writing it".into()));
-    }
-    Ok(f)
+    Flock::lock(f, FlockArg::LockExclusiveNonblock).map_err(|_| usage("another run is writing it".into()))
 }
 
 /// The MAC and sequence number of the log's last record, and whether it was a run's final

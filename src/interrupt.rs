@@ -10,31 +10,32 @@
 
 use std::sync::atomic::{AtomicI32, Ordering};
 
+use nix::sys::signal::{SigHandler, Signal, raise, signal};
+
 /// The first signal received, 0 while none was.
 static SIGNAL: AtomicI32 = AtomicI32::new(0);
 
-const SIGNALS: [nix::sys::signal::Signal; 3] =
-    [nix::sys::signal::Signal::SIGINT, nix::sys::signal::Signal::SIGTERM, nix::sys::signal::Signal::SIGHUP];
+const SIGNALS: [Signal; 3] = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP];
 
 extern "C" fn note(sig: libc::c_int) {
     // Only async-signal-safe calls here: an atomic swap, and for a second signal its default
     // action, delivered as soon as this handler returns.
-    if SIGNAL.swap(sig, Ordering::SeqCst) != 0 {
-        // SAFETY: signal() and raise() are async-signal-safe.
-        unsafe {
-            libc::signal(sig, libc::SIG_DFL);
-            libc::raise(sig);
-        }
+    if SIGNAL.swap(sig, Ordering::SeqCst) != 0
+        && let Ok(s) = Signal::try_from(sig)
+    {
+        // SAFETY: the default action runs no code of ours; signal() is async-signal-safe.
+        let _ = unsafe { signal(s, SigHandler::SigDfl) };
+        let _ = raise(s);
     }
 }
 
 /// Catches SIGINT, SIGTERM and SIGHUP for the rest of the process.
 pub fn install() {
-    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, sigaction};
+    use nix::sys::signal::{SaFlags, SigAction, SigSet, sigaction};
     // SA_RESTART: reads, writes and waits in progress go on instead of failing with EINTR.
     let action = SigAction::new(SigHandler::Handler(note), SaFlags::SA_RESTART, SigSet::empty());
     for s in SIGNALS {
-        // SAFETY: the handler only touches an atomic and async-signal-safe functions.
+        // SAFETY: the handler only touches an atomic and calls async-signal-safe functions.
         let _ = unsafe { sigaction(s, &action) };
     }
 }
@@ -49,7 +50,7 @@ pub fn requested() -> Option<i32> {
 
 /// `SIGTERM` for 15, and so on.
 pub fn name(sig: i32) -> String {
-    nix::sys::signal::Signal::try_from(sig).map_or_else(|_| format!("signal {sig}"), |s| s.as_str().to_string())
+    Signal::try_from(sig).map_or_else(|_| format!("signal {sig}"), |s| s.as_str().to_string())
 }
 
 #[cfg(test)]

@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::fcntl::OFlag;
+use nix::fcntl::{Flock, FlockArg, OFlag};
 use nix::sys::stat::{FileStat, Mode, SFlag};
 
 use crate::error::{Error, Result};
@@ -54,7 +54,7 @@ pub struct LockOptions {
 #[derive(Debug)]
 pub struct TargetLock {
     /// `None`: a dry run found no lock file to take.
-    _file: Option<File>,
+    _file: Option<Flock<File>>,
     pub path: PathBuf,
 }
 
@@ -96,7 +96,7 @@ fn acquire(dir: &Path, name: &OsStr, o: &LockOptions) -> Result<TargetLock> {
     } else {
         create_or_open(&d, name, &path, o.owner)?
     };
-    take(&file, !o.dry_run, o.wait, &path)?;
+    let file = take(file, !o.dry_run, o.wait, &path)?;
     Ok(TargetLock { _file: Some(file), path })
 }
 
@@ -153,24 +153,21 @@ fn create_or_open(d: &Dir, name: &OsStr, path: &Path, owner: Option<Owner>) -> R
 }
 
 /// Takes the lock, waiting up to `wait` for its holder; a signal ends the wait.
-fn take(f: &File, exclusive: bool, wait: Duration, path: &Path) -> Result<()> {
-    let op = if exclusive { libc::LOCK_EX } else { libc::LOCK_SH } | libc::LOCK_NB;
+fn take(mut f: File, exclusive: bool, wait: Duration, path: &Path) -> Result<Flock<File>> {
+    let op = if exclusive { FlockArg::LockExclusiveNonblock } else { FlockArg::LockSharedNonblock };
     let deadline = Instant::now() + wait;
     loop {
-        // SAFETY: flock on a descriptor this File owns; no memory is passed.
-        if unsafe { libc::flock(f.as_raw_fd(), op) } == 0 {
-            return Ok(());
-        }
-        match Errno::last() {
-            Errno::EWOULDBLOCK | Errno::EINTR => {}
-            e => return Err(locked(path, format!("cannot lock: {}", e.desc()))),
-        }
+        f = match Flock::lock(f, op) {
+            Ok(held) => return Ok(held),
+            Err((f, Errno::EWOULDBLOCK | Errno::EINTR)) => f,
+            Err((_, e)) => return Err(locked(path, format!("cannot lock: {}", e.desc()))),
+        };
         if let Some(sig) = interrupt::requested() {
             return Err(Error::Interrupted(sig));
         }
         let now = Instant::now();
         if now >= deadline {
-            return Err(locked(path, held_by(f, wait)));
+            return Err(locked(path, held_by(&f, wait)));
         }
         std::thread::sleep((deadline - now).min(Duration::from_millis(50)));
     }

@@ -4,10 +4,9 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     // A closed pipe (`mailmover inspect | head`) ends the run quietly.
-    // SAFETY: restoring the default action of SIGPIPE before any other thread exists.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    // SAFETY: the default action runs no code of ours, and no other thread exists yet.
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
     let opts = match mailmover::cli::parse() {
         Ok(o) => o,
         Err(exit) => return exit.into(),

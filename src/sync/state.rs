@@ -21,6 +21,7 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use rustix::fs::{AtFlags, StatxFlags};
 use serde::{Deserialize, Serialize};
 
 use super::SyncOptions;
@@ -122,13 +123,10 @@ impl Saved {
 /// by the next mount).
 pub fn write_epoch(target: &Path) -> Option<String> {
     let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
-    let path = std::ffi::CString::new(target.as_os_str().as_encoded_bytes()).ok()?;
-    // SAFETY: statx only writes into the struct it is given; a zeroed statx is a valid value.
-    let mut st: libc::statx = unsafe { std::mem::zeroed() };
-    let rc = unsafe {
-        libc::statx(libc::AT_FDCWD, path.as_ptr(), libc::AT_SYMLINK_NOFOLLOW, libc::STATX_MNT_ID_UNIQUE, &mut st)
-    };
-    (rc == 0 && st.stx_mask & libc::STATX_MNT_ID_UNIQUE != 0).then(|| format!("{} {}", boot.trim(), st.stx_mnt_id))
+    // rustix has no name for this flag yet, but passes it on.
+    let unique = StatxFlags::from_bits_retain(libc::STATX_MNT_ID_UNIQUE);
+    let st = rustix::fs::statx(rustix::fs::CWD, target, AtFlags::SYMLINK_NOFOLLOW, unique).ok()?;
+    (st.stx_mask & unique.bits() != 0).then(|| format!("{} {}", boot.trim(), st.stx_mnt_id))
 }
 
 /// Where the state of a target folder lives: inside a Maildir folder's directory (which

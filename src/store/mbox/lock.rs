@@ -16,7 +16,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant, SystemTime};
 
 use nix::errno::Errno;
-use nix::fcntl::OFlag;
+use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::sys::stat::Mode;
 
 use crate::error::{At, Error, Result};
@@ -39,32 +39,22 @@ pub enum Fcntl {
 /// Tries a whole-file fcntl lock without waiting: `Ok(false)` when another holds a
 /// conflicting one.
 pub fn try_fcntl(f: &File, kind: Fcntl) -> std::io::Result<bool> {
-    let mut fl: libc::flock = unsafe_zeroed_flock();
+    // SAFETY: libc::flock holds only integers, so all zero is a valid value (and l_pid must be
+    // 0 for OFD locks). Zeroed, not a literal: its fields differ by target (MIPS has more).
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
     fl.l_type = match kind {
         Fcntl::Read => libc::F_RDLCK,
         Fcntl::Write => libc::F_WRLCK,
     } as libc::c_short;
     fl.l_whence = libc::SEEK_SET as libc::c_short;
-    for cmd in [libc::F_OFD_SETLK, libc::F_SETLK] {
-        // SAFETY: fcntl reads the flock struct it is given.
-        let r = unsafe { libc::fcntl(f.as_raw_fd(), cmd, &fl) };
-        if r == 0 {
-            return Ok(true);
-        }
-        let e = std::io::Error::last_os_error();
-        match Errno::from_raw(e.raw_os_error().unwrap_or(0)) {
-            Errno::EAGAIN | Errno::EACCES => return Ok(false),
-            // A kernel without OFD locks: the classic lock is the next best.
-            Errno::EINVAL if cmd == libc::F_OFD_SETLK => continue,
-            _ => return Err(e),
-        }
+    let ofd = fcntl(f.as_raw_fd(), FcntlArg::F_OFD_SETLK(&fl));
+    // A kernel without OFD locks: the classic lock is the next best.
+    let r = if ofd == Err(Errno::EINVAL) { fcntl(f.as_raw_fd(), FcntlArg::F_SETLK(&fl)) } else { ofd };
+    match r {
+        Ok(_) => Ok(true),
+        Err(Errno::EAGAIN | Errno::EACCES) => Ok(false),
+        Err(e) => Err(e.into()),
     }
-    Err(std::io::Error::from_raw_os_error(libc::EINVAL))
-}
-
-fn unsafe_zeroed_flock() -> libc::flock {
-    // SAFETY: flock is plain data; all zero is a valid value (and l_pid must be 0 for OFD locks).
-    unsafe { std::mem::zeroed() }
 }
 
 /// Takes a shared lock on a source mbox, waiting at most `wait` for a writer to finish.
