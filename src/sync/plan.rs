@@ -83,8 +83,15 @@ impl<T: TargetMetas> Matcher<T> {
             return Action::Copy;
         }
         let free = || self.sorted[lo..hi].iter().map(|&(_, i)| i as usize).filter(|&i| !self.used[i]);
+        // A copy in exactly this state first (new/ for new/), then one that will do (a seen
+        // copy for a new message): else two identical messages in two states could swap copies
+        // from one run to the next.
+        let fits = |i: usize, exact: bool| {
+            self.metas.meta(i).is_some_and(|t| meta.same_state(t) && (!exact || meta.goes_to_new() == t.goes_to_new()))
+        };
         let pick = free()
-            .find(|&i| self.metas.meta(i).is_some_and(|t| meta.same_state(t)))
+            .find(|&i| fits(i, true))
+            .or_else(|| free().find(|&i| fits(i, false)))
             .map(Action::Skip)
             .or_else(|| free().next().map(Action::UpdateFlags));
         match pick {
@@ -512,6 +519,22 @@ mod tests {
         assert_eq!(p.decide(cand(&h, &passed)), Decision::Skip(0), "P and keyword letters have no place in an mbox");
         let mut p = Planner::new(vec![(h, &held)], Rules::default());
         assert_eq!(p.decide(cand(&h, &passed)), Decision::UpdateFlags(0));
+    }
+
+    /// Found by the property below: two copies of one message, one new and one seen, must each
+    /// keep the copy in their own state, or a re-run re-flags one of them.
+    #[test]
+    fn identical_messages_keep_the_copies_in_their_own_state() {
+        let h = [4u8; 32];
+        let mut new = meta("");
+        new.recent = true;
+        let seen = meta("");
+        let src = vec![(h, new.clone()), (h, seen.clone())];
+        let dst = vec![(h, dated("", 1)), (h, new.clone())];
+        let p = whole(&src, &dst, Deletion::Off, Rules::default());
+        assert_eq!(p.sources, vec![Decision::Skip(1), Decision::UpdateDate(0)]);
+        let after = vec![(h, seen), (h, new)];
+        assert!(whole(&src, &after, Deletion::Off, Rules::default()).is_settled());
     }
 
     #[test]
