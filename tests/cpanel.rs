@@ -809,3 +809,76 @@ fn archive_messages_are_synced_in_batches() {
     let archived = box_msgs(&mailbox(&home, "info@example.com"));
     assert_eq!(archived.iter().filter(|m| m.0 == "Archive").count(), 200);
 }
+
+/// An archive with many folders is fed one folder at a time: memory and open descriptors stay
+/// those of one folder, whatever the number of folders (a low descriptor limit, 120 folders of
+/// 600 KB each).
+#[test]
+fn archive_with_many_folders_runs_in_bounded_memory_and_descriptors() {
+    let a = Account::new();
+    let info = mailbox(&a.src, "info@example.com");
+    let body = "x".repeat(600 << 10);
+    for f in 0..120 {
+        let dir = info.join(format!(".F{f:03}"));
+        for d in ["cur", "new", "tmp"] {
+            std::fs::create_dir_all(dir.join(d)).unwrap();
+        }
+        std::fs::write(dir.join("maildirfolder"), b"").unwrap();
+        std::fs::write(dir.join(format!("cur/1600000000.M{f}P1.fixture:2,S")), message(&format!("f{f}"), &body))
+            .unwrap();
+    }
+    let tgz = make_archive(&a, false);
+    let (home, etc) = a.dst("many");
+    let bin = assert_cmd::cargo::cargo_bin("mailmover");
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -Sn 128 && exec \"$@\"")
+        .arg("sh")
+        .arg(&bin)
+        .arg("sync")
+        .arg(format!("cpanel:{}", tgz.display()))
+        .arg(format!("cpanel:{}", home.display()))
+        .arg("--target-etc")
+        .arg(&etc)
+        .arg("--json")
+        .env("TZ", "UTC")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["transferred"], 132, "{report}");
+    assert_eq!(report["failed"], 0, "{report}");
+    // 72 MB of mail; one folder's worth is held at a time.
+    let rss = report["peak_rss_kib"].as_u64().unwrap();
+    assert!(rss < 48 << 10, "peak {rss} KiB");
+}
+
+/// Two mailboxes mapped onto one: their folders are written one after the other, each reading
+/// the keyword table the other left, so no keyword letter is given two meanings.
+#[test]
+fn archive_mailboxes_merged_into_one_keep_their_keywords() {
+    let a = Account::new();
+    let sales = mailbox(&a.src, "sales@example.com");
+    std::fs::write(sales.join("dovecot-keywords"), b"0 Urgent\n").unwrap();
+    let first = std::fs::read_dir(sales.join("cur")).unwrap().next().unwrap().unwrap().path();
+    let named = first.to_string_lossy().replace(":2,S", ":2,Sa");
+    std::fs::rename(&first, &named).unwrap();
+    let tgz = make_archive(&a, false);
+    let (home, etc) = a.dst("merged");
+    let s = format!("cpanel:{}", tgz.display());
+    let d = format!("cpanel:{}", home.display());
+    let r = a.env.sync(
+        &s,
+        &d,
+        &["--target-etc", etc.to_str().unwrap(), "--map-user", "info@example.com=sales@example.com"],
+    );
+    assert!(r.code == 0 || r.code == 1, "{}", r.stderr);
+    let msgs = box_msgs(&mailbox(&home, "sales@example.com"));
+    let inbox: Vec<&Vec<String>> = msgs.iter().filter(|m| m.0 == "INBOX").map(|m| &m.2).collect();
+    assert!(inbox.iter().any(|k| k.iter().any(|k| k == "Urgent")), "{inbox:?}");
+    assert!(inbox.iter().any(|k| k.iter().any(|k| k == "$Forwarded")), "{inbox:?}");
+    assert!(
+        !inbox.iter().any(|k| k.contains(&"Urgent".to_string()) && k.contains(&"$Forwarded".to_string())),
+        "{inbox:?}"
+    );
+}

@@ -440,7 +440,12 @@ pub fn sync_messages(
             Some(((*i, fdir.clone()), (dir.display().to_string(), dir)))
         })
         .collect();
-    let mut folders: BTreeMap<(usize, String), (FedFolder<'_>, KeywordMap)> = BTreeMap::new();
+    // One folder open at a time (a tar holds a directory's members together): memory, open
+    // descriptors and keyword tables stay those of one folder, and two mailboxes merged into one
+    // target folder never have two writers on it at once. A folder met again later is opened
+    // again, on the index its earlier part left.
+    let mut current: Option<Current<'_>> = None;
+    let mut opened: HashSet<(usize, String)> = HashSet::new();
     let mut problems = Vec::new();
     let mut stash: BTreeMap<PathBuf, Vec<u8>> = BTreeMap::new();
     let walked = walk(
@@ -475,12 +480,18 @@ pub fn sync_messages(
             let Some(tn) = names.get(&key) else { return Ok(()) };
             let Some(bt) = targets.get(i) else { return Ok(()) };
             let Some((shown, src_dir)) = sources.get(&key) else { return Ok(()) };
-            let (folder, keywords) = folders.entry(key).or_insert_with(|| {
+            if current.as_ref().is_none_or(|c| c.key != key) {
+                if let Some(c) = current.take() {
+                    c.settle(targets, false, rec, &mut out);
+                }
                 let keywords =
                     s.tree.read(&src_dir.join("dovecot-keywords")).map(|b| KeywordMap::parse(&b)).unwrap_or_default();
                 let source = (shown.as_str(), src_dir.as_path());
-                (FedFolder::open(&bt.path, bt.writer.as_ref(), tn, source, opts, rec), keywords)
-            });
+                let folder = FedFolder::open(&bt.path, bt.writer.as_ref(), tn, source, opts, rec);
+                let first = opened.insert(key.clone());
+                current = Some(Current { key, folder, keywords, first });
+            }
+            let Some(Current { folder, keywords, .. }) = current.as_mut() else { return Ok(()) };
             let Some(data) = member_bytes(&mut m, rel, &stash).map_err(|p| out.errors.push(p)).ok() else {
                 return Ok(());
             };
@@ -491,15 +502,8 @@ pub fn sync_messages(
         &mut problems,
     );
     let interrupted = matches!(walked, Err(Error::Interrupted(_)));
-    for ((i, _), (folder, _)) in folders {
-        let Some(bt) = targets.get(i) else { continue };
-        let o = folder.finish(interrupted);
-        out.counts.add(&o.counts);
-        out.errors.extend(o.errors);
-        out.warnings.extend(o.warnings);
-        if let Some(line) = o.plan_line {
-            rec.record(Event::Plan(format!("{} -> {}: {line}", bt.mailbox.dir.display(), bt.path.display())));
-        }
+    if let Some(c) = current.take() {
+        c.settle(targets, interrupted, rec, &mut out);
     }
     out.errors.extend(problems);
     for (i, bt) in targets.iter().enumerate() {
@@ -514,6 +518,30 @@ pub fn sync_messages(
         walked?;
     }
     Ok(out)
+}
+
+/// The folder being fed during the walk.
+struct Current<'t> {
+    key: (usize, String),
+    folder: FedFolder<'t>,
+    keywords: KeywordMap,
+    /// Its first part (a folder met again later is not counted twice).
+    first: bool,
+}
+
+impl Current<'_> {
+    fn settle(self, targets: &[BoxTarget], interrupted: bool, rec: &dyn Recorder, out: &mut Outcome) {
+        let mut o = self.folder.finish(interrupted);
+        if !self.first {
+            o.counts.folders = 0;
+        }
+        out.counts.add(&o.counts);
+        out.errors.extend(o.errors);
+        out.warnings.extend(o.warnings);
+        if let (Some(line), Some(bt)) = (o.plan_line, targets.get(self.key.0)) {
+            rec.record(Event::Plan(format!("{line} (in {})", bt.path.display())));
+        }
+    }
 }
 
 /// A message member's bytes: its own, or, for a hard link, those of the member it links to
