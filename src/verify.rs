@@ -159,6 +159,11 @@ fn target_messages(dst: &Store, path: &Path, errors: &mut Vec<Problem>) -> Vec<M
     if !path.exists() {
         return Vec::new();
     }
+    // As sync, nothing of a target folder reached through a link is read.
+    if let Some(link) = crate::fsx::link_on_the_way(&dst.path, path) {
+        errors.push(Problem::new(&link, "is a symlink in the target; not read"));
+        return Vec::new();
+    }
     match Opened::open(&loc, ScanOptions::default(), errors) {
         Ok(o) => {
             let id = if dst.kind == Kind::Mbox { Identity::Mbox } else { Identity::Exact };

@@ -118,3 +118,23 @@ fn verify_of_missing_target_writes_nothing() {
     assert!(matches!(r.code, 1 | 2), "{r:?}");
     assert!(!env.path("absent").exists(), "verify created the target");
 }
+
+/// A target folder swapped for a link to a copy elsewhere is not read through: verify names
+/// the link and fails, though the copy behind it holds every message.
+#[test]
+fn a_linked_target_folder_is_not_read_through() {
+    let env = TestEnv::new();
+    env.write("src/.Sent/cur/1600000000.M1P1.h:2,S", &message("sent", "body\n"));
+    for d in ["src/.Sent/new", "src/.Sent/tmp", "src/cur", "src/new", "src/tmp"] {
+        std::fs::create_dir_all(env.path(d)).unwrap();
+    }
+    let s = format!("maildir:{}", env.path("src").display());
+    env.sync(&s, "out", &[]).expect_code(0);
+    env.run(["verify", &s, "out"]).expect_code(0);
+    std::fs::rename(env.path("out/.Sent"), env.path("elsewhere")).unwrap();
+    std::os::unix::fs::symlink(env.path("elsewhere"), env.path("out/.Sent")).unwrap();
+    let r = env.run(["verify", &s, "out", "--json"]);
+    r.expect_code(1);
+    assert!(r.errors().iter().any(|(p, why)| p.ends_with("out/.Sent") && why.contains("symlink")), "{}", r.stdout);
+    assert_eq!(r.json()["missing_in_target"], 1, "{}", r.stdout);
+}
