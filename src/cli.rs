@@ -124,7 +124,8 @@ pub struct SyncArgs {
 /// Everything `sync` takes besides SRC and DST (batch runs take the same).
 #[derive(Args, Debug, Clone)]
 pub struct SyncFlags {
-    /// Plan and report only; write nothing at all.
+    /// Print the plan (each message to copy, re-flag or delete, then each folder) and the report;
+    /// write nothing at all.
     #[arg(long, short = 'n')]
     pub dry_run: bool,
     /// Remove from the target the copies an earlier run made from this source whose source
@@ -454,7 +455,15 @@ fn lock_wait(s: &str) -> std::result::Result<std::time::Duration, String> {
         .ok_or_else(|| format!("{s:?}: expected a number of seconds"))
 }
 
-/// Prints the dry-run plan lines.
+/// Where a message is, as a plan line shows it: a file, or an mbox and the byte offset.
+fn shown_origin(o: &crate::source::Origin) -> String {
+    match o {
+        crate::source::Origin::File(p) => p.display().to_string(),
+        crate::source::Origin::Mbox { path, offset, .. } => format!("{} at byte {offset}", path.display()),
+    }
+}
+
+/// Prints the dry-run plan: a line per folder, and one per message to copy, re-flag or delete.
 struct PlanPrinter {
     to_stderr: bool,
 }
@@ -463,6 +472,14 @@ impl Recorder for PlanPrinter {
     fn record(&self, e: Event) {
         let l = match e {
             Event::Plan(l) => l,
+            Event::Copy { folder, origin, size, .. } => {
+                format!("would copy into {}: {} ({size} bytes)", folder.as_str(), shown_origin(&origin))
+            }
+            Event::Flags { folder, target, meta, .. } => {
+                let kw: Vec<&str> = meta.keywords.iter().collect();
+                let kw = if kw.is_empty() { String::new() } else { format!(" {}", kw.join(" ")) };
+                format!("would set flags in {}: {} to \"{}\"{kw}", folder.as_str(), target.display(), meta.flags)
+            }
             Event::Delete { folder, target, size, .. } => {
                 format!("would delete from {}: {} ({size} bytes)", folder.as_str(), target.display())
             }

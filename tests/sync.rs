@@ -1117,3 +1117,31 @@ fn source_seen_without_flags_moves_target_to_cur() {
     env.sync("maildir:md", "out", &[]).expect_code(0);
     assert_eq!(inbox(&env.path("out"))[0].sub, "cur");
 }
+
+/// A dry run is the plan, printed (on stderr next to `--json`): a line for every message it
+/// would copy and every copy whose flags it would change, then the folder's line; nothing is
+/// written.
+#[test]
+fn dry_run_lists_every_planned_copy_and_flag_change() {
+    let env = TestEnv::new();
+    let src = env.fixture("example.mbox");
+    let s = src.to_str().unwrap();
+    let dry = env.sync(s, "out", &["--dry-run"]);
+    dry.expect_code(0);
+    assert!(!env.path("out").exists());
+    let copies = dry.stderr.lines().filter(|l| l.starts_with("plan: would copy into INBOX: ")).count();
+    assert_eq!(copies as u64, dry.n("transferred"), "{}", dry.stderr);
+    assert!(dry.stderr.contains(&format!("{} at byte 0 (", src.display())), "{}", dry.stderr);
+    env.sync(s, "out", &[]).expect_code(0);
+    let seen = read_maildir(&env.path("out"), Layout::MaildirPP).into_iter().find(|m| m.flags == "S").unwrap();
+    let cur = env.path("out/cur");
+    let unseen = cur.join(seen.name.replace(":2,S", ":2,"));
+    std::fs::rename(cur.join(&seen.name), &unseen).unwrap();
+    let dry = env.sync(s, "out", &["--dry-run"]);
+    dry.expect_code(0);
+    let lines: Vec<&str> = dry.stderr.lines().filter(|l| l.starts_with("plan: would")).collect();
+    assert_eq!(lines.len(), 1, "{}", dry.stderr);
+    let name = unseen.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(lines[0].contains(&format!("out/cur/{name} to \"S\"")), "{}", dry.stderr);
+    assert!(unseen.exists(), "a dry run renamed a file");
+}

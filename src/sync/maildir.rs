@@ -302,7 +302,15 @@ impl<'t, 'a> FolderRun<'t, 'a> {
                 if f.is_none() {
                     let sha = p.hash.unwrap_or_default();
                     *f = Some(match p.decision {
-                        Some(d) if d.updates() => Fate::FlagsUpdated { sha, name: String::new() },
+                        Some(d) if d.updates() => {
+                            // The copy that would be renamed, for the plan.
+                            let name = d
+                                .target()
+                                .and_then(|i| planner.targets().entries.get(i))
+                                .map(|(e, _)| format!("{}/{}", e.sub.as_str(), String::from_utf8_lossy(&e.name)))
+                                .unwrap_or_default();
+                            Fate::FlagsUpdated { sha, name }
+                        }
                         _ => Fate::Copied { sha, size: p.loaded.body.len(), name: String::new() },
                     });
                 }
