@@ -766,6 +766,25 @@ fn planted_links_and_fifos_among_target_account_files_are_refused() {
     assert!(std::fs::symlink_metadata(&planted[0]).unwrap().file_type().is_symlink());
 }
 
+/// `sync cpanel:ARCHIVE cpanel:HOME --json` run under `wrapper` (a command that runs the
+/// rest of its arguments); it must exit 0. Returns the report.
+fn sync_archive_under(wrapper: &[&str], tgz: &Path, home: &Path, etc: &Path) -> serde_json::Value {
+    let out = Command::new(wrapper[0])
+        .args(&wrapper[1..])
+        .arg(assert_cmd::cargo::cargo_bin("mailmover"))
+        .arg("sync")
+        .arg(format!("cpanel:{}", tgz.display()))
+        .arg(format!("cpanel:{}", home.display()))
+        .arg("--target-etc")
+        .arg(etc)
+        .arg("--json")
+        .env("TZ", "UTC")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// Messages from an archive go through sync's Maildir run: a folder's messages are made
 /// durable a batch at a time, not with one file-system sync each.
 #[test]
@@ -786,22 +805,8 @@ fn archive_messages_are_synced_in_batches() {
     let tgz = make_archive(&a, false);
     let (home, etc) = a.dst("batched");
     let trace = a.env.path("syncfs.trace");
-    let bin = assert_cmd::cargo::cargo_bin("mailmover");
-    let out = Command::new("strace")
-        .args(["-f", "-qq", "-e", "trace=syncfs", "-o"])
-        .arg(&trace)
-        .arg(&bin)
-        .arg("sync")
-        .arg(format!("cpanel:{}", tgz.display()))
-        .arg(format!("cpanel:{}", home.display()))
-        .arg("--target-etc")
-        .arg(&etc)
-        .arg("--json")
-        .env("TZ", "UTC")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let trace_arg = trace.to_str().unwrap();
+    let report = sync_archive_under(&["strace", "-f", "-qq", "-e", "trace=syncfs", "-o", trace_arg], &tgz, &home, &etc);
     assert_eq!(report["transferred"], 212, "{report}");
     let syncs = std::fs::read_to_string(&trace).unwrap().lines().filter(|l| l.contains("syncfs(")).count();
     // One or two per folder (a batch, then the renames), not one per message.
@@ -829,23 +834,7 @@ fn archive_with_many_folders_runs_in_bounded_memory_and_descriptors() {
     }
     let tgz = make_archive(&a, false);
     let (home, etc) = a.dst("many");
-    let bin = assert_cmd::cargo::cargo_bin("mailmover");
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg("ulimit -Sn 128 && exec \"$@\"")
-        .arg("sh")
-        .arg(&bin)
-        .arg("sync")
-        .arg(format!("cpanel:{}", tgz.display()))
-        .arg(format!("cpanel:{}", home.display()))
-        .arg("--target-etc")
-        .arg(&etc)
-        .arg("--json")
-        .env("TZ", "UTC")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = sync_archive_under(&["sh", "-c", "ulimit -Sn 128 && exec \"$@\"", "sh"], &tgz, &home, &etc);
     assert_eq!(report["transferred"], 132, "{report}");
     assert_eq!(report["failed"], 0, "{report}");
     // 72 MB of mail; one folder's worth is held at a time.
