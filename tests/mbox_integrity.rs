@@ -30,6 +30,13 @@ fn maildir_src(root: &Path, folders: &[&str]) {
     }
 }
 
+#[track_caller]
+fn assert_no_temporary_file(dir: &Path) {
+    let names: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert!(!names.iter().any(|n| n.contains("mailmover-")), "temporary file left: {names:?}");
+}
+
 fn mbox_count(path: &Path) -> usize {
     read_mbox(&std::fs::read(path).unwrap(), Variant::Mboxrd).len()
 }
@@ -262,9 +269,7 @@ fn mbox_target_changed_before_the_lock_is_not_replaced() {
     );
     assert_eq!(json["transferred"], 0, "nothing counts as copied");
     assert_eq!(std::fs::read(&dst).unwrap(), rewritten, "the other program's file is left as it is");
-    let names: Vec<String> =
-        std::fs::read_dir(env.root()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
-    assert!(!names.iter().any(|n| n.contains("mailmover-")), "temporary file left: {names:?}");
+    assert_no_temporary_file(env.root());
 }
 
 /// Issue 17: a source mbox truncated while mailmover reads it: no SIGBUS, the folder is
@@ -344,9 +349,7 @@ fn mbox_write_errors_count_messages_as_failed() {
     assert_eq!(json["transferred"], 0, "{json}");
     assert_eq!(json["failed"], 200, "every message of the folder failed: {json}");
     assert!(!env.path("dst.mbox").exists());
-    let names: Vec<String> =
-        std::fs::read_dir(env.root()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
-    assert!(!names.iter().any(|n| n.contains("mailmover-")), "temporary file left: {names:?}");
+    assert_no_temporary_file(env.root());
 }
 
 /// Issue 17: a source mbox that shrinks after it was read, while mailmover waits for the
