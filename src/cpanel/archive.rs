@@ -359,6 +359,8 @@ pub struct BoxTarget {
     pub mailbox: Mailbox,
     pub path: PathBuf,
     pub writer: Option<MaildirTarget>,
+    /// The file times its file system stores ([`crate::fsx::time_bounds`]), probed once.
+    pub bounds: Option<(i64, i64)>,
 }
 
 impl BoxTarget {
@@ -371,7 +373,8 @@ impl BoxTarget {
                 WriteOptions { durable: opts.durable, owner: opts.owner, layout: opts.layout },
             )?)
         };
-        Ok(BoxTarget { mailbox, path, writer })
+        let bounds = crate::fsx::time_bounds(&path);
+        Ok(BoxTarget { mailbox, path, writer, bounds })
     }
 }
 
@@ -487,7 +490,7 @@ pub fn sync_messages(
                 let keywords =
                     s.tree.read(&src_dir.join("dovecot-keywords")).map(|b| KeywordMap::parse(&b)).unwrap_or_default();
                 let source = (shown.as_str(), src_dir.as_path());
-                let folder = FedFolder::open(&bt.path, bt.writer.as_ref(), tn, source, opts, rec);
+                let folder = FedFolder::open(&bt.path, bt.writer.as_ref(), bt.bounds, tn, source, opts, rec);
                 let first = opened.insert(key.clone());
                 current = Some(Current { key, folder, keywords, first });
             }

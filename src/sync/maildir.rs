@@ -499,11 +499,13 @@ pub struct FedFolder<'t> {
 }
 
 impl<'t> FedFolder<'t> {
-    /// Folder `tn` of the Maildir target at `root` (`writer`: none in a dry run), fed from a
-    /// source folder (its name for reports, its path for the record of copies).
+    /// Folder `tn` of the Maildir target at `root` (`writer`: none in a dry run; `bounds`: the
+    /// file times its file system stores), fed from a source folder (its name for reports, its
+    /// path for the record of copies).
     pub fn open(
         root: &'t Path,
         writer: Option<&'t MaildirTarget>,
+        bounds: Option<(i64, i64)>,
         tn: &'t FolderName,
         (source_name, source_path): (&'t str, &'t Path),
         opts: &'t SyncOptions,
@@ -511,7 +513,7 @@ impl<'t> FedFolder<'t> {
     ) -> FedFolder<'t> {
         let mut out = FolderOutcome::default();
         out.counts.folders = 1;
-        let place = MaildirPlace { root, writer, bounds: fsx::time_bounds(root) };
+        let place = MaildirPlace { root, writer, bounds };
         let job = FolderJob { source_name, source_path, tn, opts, rec };
         let run = TargetFolder::open(&place, job, &mut out)
             .and_then(|f| FolderRun::start(f, &place, job, None, false, &InMemory, &mut out))
