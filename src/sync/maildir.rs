@@ -177,7 +177,6 @@ pub(super) struct FolderRun<'t, 'a> {
     job: FolderJob<'t>,
     root: &'t Path,
     tdir: PathBuf,
-    bounds: Option<(i64, i64)>,
     source: &'a dyn Feed,
     planner: Planner<target_index::Index>,
     record: deletion::Record,
@@ -256,7 +255,6 @@ impl<'t, 'a> FolderRun<'t, 'a> {
             job,
             root: place.root,
             tdir,
-            bounds: place.bounds,
             source,
             planner,
             record,
@@ -272,7 +270,7 @@ impl<'t, 'a> FolderRun<'t, 'a> {
 
     /// Plans a chunk of loaded source messages and writes what it decides (see the type).
     pub(super) fn feed(&mut self, loaded: Vec<Result<Prepared<'a>, Problem>>, out: &mut FolderOutcome) -> Result<()> {
-        let FolderRun { job, tdir, bounds, source, planner, writer, books, pending, copies, updates, .. } = self;
+        let FolderRun { job, tdir, source, planner, writer, books, pending, copies, updates, .. } = self;
         let (tn, rec, tdir, source) = (job.tn, job.rec, &*tdir, *source);
         let mut prepared = Vec::with_capacity(loaded.len());
         for p in loaded {
@@ -284,7 +282,7 @@ impl<'t, 'a> FolderRun<'t, 'a> {
                 }
             }
         }
-        clamp_dates(&mut prepared, *bounds, out);
+        clamp_dates(&mut prepared, planner.rules().bounds, out);
         let mut fates: Vec<Option<Fate>> = Vec::with_capacity(prepared.len());
         for p in prepared.iter_mut() {
             account(p, out);
