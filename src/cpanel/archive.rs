@@ -389,8 +389,19 @@ pub struct Outcome {
 /// Second pass: every message member of a selected mailbox goes, folder by folder, through
 /// sync's Maildir run ([`FedFolder`]): planned against its target folder, written in synced
 /// batches, its flags updated. Nothing is deleted: a folder the archive does not hold is not
-/// visited, so deleting could only ever be partial.
+/// visited, so deleting could only ever be partial. Runs on the process's one pool, as every
+/// other mailbox does.
 pub fn sync_messages(
+    path: &Path,
+    s: &Scanned,
+    targets: &[BoxTarget],
+    opts: &SyncOptions,
+    rec: &dyn Recorder,
+) -> Result<Outcome> {
+    crate::sync::pool(opts.jobs)?.install(|| feed_messages(path, s, targets, opts, rec))
+}
+
+fn feed_messages(
     path: &Path,
     s: &Scanned,
     targets: &[BoxTarget],

@@ -791,9 +791,7 @@ fn sync_archive(
             Err(e) => total.errors.push(e.problem()),
         }
     }
-    // On the run's one pool, as every other mailbox.
-    let out =
-        crate::sync::pool(opts.jobs)?.install(|| archive::sync_messages(&src.path, &scanned, &targets, &opts, rec))?;
+    let out = archive::sync_messages(&src.path, &scanned, &targets, &opts, rec)?;
     total.counts.add(&out.counts);
     total.errors.extend(out.errors);
     total.warnings.extend(out.warnings);
@@ -923,8 +921,7 @@ fn verify_archive(
             Err(e) => v.errors.push(e.problem()),
         }
     }
-    let out = crate::sync::pool(o.jobs)?
-        .install(|| archive::sync_messages(&src.path, &scanned, &targets, &o, &crate::events::Discard))?;
+    let out = archive::sync_messages(&src.path, &scanned, &targets, &o, &crate::events::Discard)?;
     v.source = out.counts.messages_source;
     v.target = out.counts.messages_target.saturating_sub(out.counts.transferred);
     v.missing_in_target = out.counts.transferred;
