@@ -32,6 +32,7 @@ pub mod mutf7;
 pub mod report;
 pub mod source;
 pub mod spec;
+pub mod spill;
 pub mod store;
 pub mod sync;
 pub mod target_index;

@@ -3,50 +3,67 @@
 //! sorted run goes to an unlinked file in the temporary directory and the runs are merged
 //! as the listing is read, so memory stays the same for 5,000 or 5,000,000 messages.
 
-use std::cmp::Ordering;
-use std::collections::{BTreeSet, BinaryHeap};
-use std::fs::File;
-use std::io::{BufWriter, Write};
-use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::collections::BTreeSet;
+use std::path::Path;
 
 use super::keywords::KeywordMap;
 use super::read::{MaildirEntry, MessageStream, ScanOptions, Sub, entry};
 use crate::error::{Error, Problem, Result, io_reason};
-
-/// Entries sorted in memory at a time (a few MB).
-const RUN_ENTRIES: usize = 32 * 1024;
-const READ_BUF: usize = 64 * 1024;
-/// sub, size, mtime (s), mtime (ns), name length, inode.
-const HEADER: usize = 1 + 8 + 8 + 8 + 4 + 8;
+use crate::spill::{Sorted, Sorter, Spill};
 
 pub struct Listing {
     kw: KeywordMap,
-    /// The last run, sorted (the whole listing when nothing was spilled).
-    tail: Vec<MaildirEntry>,
-    spill: Option<Spill>,
+    dir: std::path::PathBuf,
+    sorted: Sorted<Listed>,
     pub count: u64,
     pub bytes: u64,
     /// Every keyword the folder's messages carry.
     pub keywords: BTreeSet<String>,
 }
 
-struct Spill {
-    file: File,
-    dir: PathBuf,
-    /// Byte ranges of the sorted runs.
-    runs: Vec<(u64, u64)>,
-    len: u64,
+/// What a listed entry keeps while sorted (its flags and keywords come back from its name).
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Listed {
+    sub: Sub,
+    name: Vec<u8>,
+    size: u64,
+    secs: i64,
+    mtime_ns: i64,
+    ino: u64,
 }
 
-fn order(a: &MaildirEntry, b: &MaildirEntry) -> Ordering {
-    (a.sub, &a.name).cmp(&(b.sub, &b.name))
+impl Spill for Listed {
+    fn weight(&self) -> usize {
+        self.name.len()
+    }
+
+    fn write(&self, out: &mut Vec<u8>) {
+        out.push(self.sub as u8);
+        out.extend_from_slice(&self.size.to_le_bytes());
+        out.extend_from_slice(&self.secs.to_le_bytes());
+        out.extend_from_slice(&self.mtime_ns.to_le_bytes());
+        out.extend_from_slice(&self.ino.to_le_bytes());
+        out.extend_from_slice(&self.name);
+    }
+
+    fn read(b: &[u8]) -> Option<Listed> {
+        let (&sub, b) = b.split_first()?;
+        let word = |i: usize| b.get(i..i + 8).and_then(|w| <[u8; 8]>::try_from(w).ok());
+        Some(Listed {
+            sub: if sub == Sub::New as u8 { Sub::New } else { Sub::Cur },
+            size: u64::from_le_bytes(word(0)?),
+            secs: i64::from_le_bytes(word(8)?),
+            mtime_ns: i64::from_le_bytes(word(16)?),
+            ino: u64::from_le_bytes(word(24)?),
+            name: b.get(32..)?.to_vec(),
+        })
+    }
 }
 
 impl Listing {
     /// Lists `dir`; unreadable entries go to `problems`. Fails only if a run cannot be spilled.
     pub fn build(dir: &Path, kw: &KeywordMap, scan: ScanOptions, problems: &mut Vec<Problem>) -> Result<Listing> {
-        Listing::build_with(dir, kw, scan, problems, RUN_ENTRIES)
+        Listing::build_with(dir, kw, scan, problems, Sorter::new())
     }
 
     fn build_with(
@@ -54,208 +71,53 @@ impl Listing {
         kw: &KeywordMap,
         scan: ScanOptions,
         problems: &mut Vec<Problem>,
-        run: usize,
+        mut sorter: Sorter<Listed>,
     ) -> Result<Listing> {
-        let mut l =
-            Listing { kw: kw.clone(), tail: Vec::new(), spill: None, count: 0, bytes: 0, keywords: BTreeSet::new() };
+        let spilled =
+            |e: std::io::Error| Error::bad(dir, format!("the folder listing could not be sorted: {}", io_reason(&e)));
+        let (mut count, mut bytes, mut keywords) = (0, 0, BTreeSet::new());
         for r in MessageStream::new(dir, kw.clone(), scan) {
             match r {
                 Ok(e) => {
-                    l.count += 1;
-                    l.bytes += e.size;
+                    count += 1;
+                    bytes += e.size;
                     for k in e.meta.keywords.iter() {
-                        if !l.keywords.contains(k) {
-                            l.keywords.insert(k.to_string());
+                        if !keywords.contains(k) {
+                            keywords.insert(k.to_string());
                         }
                     }
-                    l.tail.push(e);
-                    if l.tail.len() >= run {
-                        l.spill_tail()?;
-                    }
+                    let l = Listed {
+                        sub: e.sub,
+                        size: e.size,
+                        secs: e.meta.date,
+                        mtime_ns: e.mtime_ns,
+                        ino: e.ino,
+                        name: e.name,
+                    };
+                    sorter.push(l).map_err(spilled)?;
                 }
                 Err(p) => problems.push(p),
             }
         }
-        l.tail.sort_unstable_by(order);
-        Ok(l)
-    }
-
-    fn spill_tail(&mut self) -> Result<()> {
-        self.tail.sort_unstable_by(order);
-        if self.spill.is_none() {
-            let dir = std::env::temp_dir();
-            let file = tempfile::tempfile_in(&dir).map_err(|e| Error::Io { path: dir.clone(), source: e })?;
-            self.spill = Some(Spill { file, dir, runs: Vec::new(), len: 0 });
-        }
-        let Some(s) = self.spill.as_mut() else { return Ok(()) };
-        let start = s.len;
-        let mut w = BufWriter::with_capacity(READ_BUF, &s.file);
-        let mut n = 0u64;
-        for e in self.tail.drain(..) {
-            let name_len = u32::try_from(e.name.len()).unwrap_or(u32::MAX);
-            w.write_all(&[e.sub as u8])
-                .and_then(|()| w.write_all(&e.size.to_le_bytes()))
-                .and_then(|()| w.write_all(&e.meta.date.to_le_bytes()))
-                .and_then(|()| w.write_all(&e.mtime_ns.to_le_bytes()))
-                .and_then(|()| w.write_all(&name_len.to_le_bytes()))
-                .and_then(|()| w.write_all(&e.ino.to_le_bytes()))
-                .and_then(|()| w.write_all(&e.name[..name_len as usize]))
-                .map_err(|err| Error::Io { path: s.dir.clone(), source: err })?;
-            n += (HEADER + name_len as usize) as u64;
-        }
-        w.flush().map_err(|err| Error::Io { path: s.dir.clone(), source: err })?;
-        s.len += n;
-        s.runs.push((start, s.len));
-        Ok(())
+        let sorted = sorter.sorted().map_err(spilled)?;
+        Ok(Listing { kw: kw.clone(), dir: dir.to_path_buf(), sorted, count, bytes, keywords })
     }
 
     /// The entries in order. A spilled run that cannot be read back yields one problem and
     /// ends there (its messages are then missing from the run's report, never silently).
     pub fn iter(&self) -> Box<dyn Iterator<Item = Result<MaildirEntry, Problem>> + Send + '_> {
-        let Some(s) = &self.spill else {
-            return Box::new(self.tail.iter().cloned().map(Ok));
-        };
-        let mut sources: Vec<Source<'_>> = s
-            .runs
-            .iter()
-            .map(|&(start, end)| Source::Run(RunReader { file: &s.file, pos: start, end, buf: Vec::new(), at: 0 }))
-            .collect();
-        sources.push(Source::Mem(self.tail.iter()));
-        let mut m = Merge { sources, heap: BinaryHeap::new(), kw: &self.kw, dir: &s.dir, failed: Vec::new() };
-        for i in 0..m.sources.len() {
-            m.refill(i);
-        }
-        Box::new(m)
-    }
-}
-
-enum Source<'a> {
-    Run(RunReader<'a>),
-    Mem(std::slice::Iter<'a, MaildirEntry>),
-}
-
-struct RunReader<'a> {
-    file: &'a File,
-    pos: u64,
-    end: u64,
-    buf: Vec<u8>,
-    at: usize,
-}
-
-/// A decoded record: sub, size, mtime (s), mtime (ns), name, inode.
-type Record = (Sub, u64, i64, i64, Vec<u8>, u64);
-
-impl RunReader<'_> {
-    /// Makes at least `n` unread bytes available, unless the run ends first.
-    fn fill(&mut self, n: usize) -> std::io::Result<bool> {
-        if self.buf.len() - self.at >= n {
-            return Ok(true);
-        }
-        self.buf.drain(..self.at);
-        self.at = 0;
-        while self.buf.len() < n && self.pos < self.end {
-            let want = (self.end - self.pos).min(READ_BUF.max(n) as u64) as usize;
-            let old = self.buf.len();
-            self.buf.resize(old + want, 0);
-            let got = self.file.read_at(&mut self.buf[old..], self.pos)?;
-            self.buf.truncate(old + got);
-            if got == 0 {
-                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "sort run ended early"));
+        Box::new(self.sorted.iter().map(|r| match r {
+            Ok(l) => {
+                let mut e = entry(l.sub, l.name, l.size, l.secs, 0, &self.kw);
+                e.mtime_ns = l.mtime_ns;
+                e.ino = l.ino;
+                Ok(e)
             }
-            self.pos += got as u64;
-        }
-        Ok(self.buf.len() >= n)
-    }
-
-    fn next(&mut self) -> std::io::Result<Option<Record>> {
-        if !self.fill(HEADER)? {
-            return Ok(None);
-        }
-        let h = &self.buf[self.at..self.at + HEADER];
-        let word = |i: usize| <[u8; 8]>::try_from(&h[i..i + 8]).unwrap_or_default();
-        let sub = if h[0] == Sub::New as u8 { Sub::New } else { Sub::Cur };
-        let size = u64::from_le_bytes(word(1));
-        let secs = i64::from_le_bytes(word(9));
-        let ns = i64::from_le_bytes(word(17));
-        let len = u32::from_le_bytes(<[u8; 4]>::try_from(&h[25..29]).unwrap_or_default()) as usize;
-        let ino = u64::from_le_bytes(word(29));
-        if !self.fill(HEADER + len)? {
-            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "sort run ended early"));
-        }
-        let name = self.buf[self.at + HEADER..self.at + HEADER + len].to_vec();
-        self.at += HEADER + len;
-        Ok(Some((sub, size, secs, ns, name, ino)))
-    }
-}
-
-struct Head {
-    e: MaildirEntry,
-    src: usize,
-}
-
-impl PartialEq for Head {
-    fn eq(&self, o: &Self) -> bool {
-        self.cmp(o) == Ordering::Equal
-    }
-}
-impl Eq for Head {}
-impl PartialOrd for Head {
-    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Head {
-    /// Reversed: `BinaryHeap` is a max-heap and the merge wants the smallest name first.
-    fn cmp(&self, o: &Self) -> Ordering {
-        order(&o.e, &self.e).then(o.src.cmp(&self.src))
-    }
-}
-
-struct Merge<'a> {
-    sources: Vec<Source<'a>>,
-    heap: BinaryHeap<Head>,
-    kw: &'a KeywordMap,
-    dir: &'a Path,
-    failed: Vec<Problem>,
-}
-
-impl Merge<'_> {
-    fn refill(&mut self, i: usize) {
-        let next = match &mut self.sources[i] {
-            Source::Mem(it) => it.next().cloned(),
-            Source::Run(r) => match r.next() {
-                Ok(Some((sub, size, secs, ns, name, ino))) => {
-                    let mut e = entry(sub, name, size, secs, 0, self.kw);
-                    e.mtime_ns = ns;
-                    e.ino = ino;
-                    Some(e)
-                }
-                Ok(None) => None,
-                Err(err) => {
-                    self.failed.push(Problem::new(
-                        self.dir,
-                        format!("the sorted folder listing could not be read back: {}", io_reason(&err)),
-                    ));
-                    None
-                }
-            },
-        };
-        if let Some(e) = next {
-            self.heap.push(Head { e, src: i });
-        }
-    }
-}
-
-impl Iterator for Merge<'_> {
-    type Item = Result<MaildirEntry, Problem>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if let Some(p) = self.failed.pop() {
-            return Some(Err(p));
-        }
-        let h = self.heap.pop()?;
-        self.refill(h.src);
-        Some(Ok(h.e))
+            Err(err) => Err(Problem::new(
+                &self.dir,
+                format!("the sorted folder listing could not be read back: {}", io_reason(&err)),
+            )),
+        }))
     }
 }
 
@@ -294,11 +156,11 @@ mod tests {
         }
         let kw = KeywordMap::parse(b"0 $Junk\n1 work\n");
         let mut probs = Vec::new();
-        let whole = Listing::build_with(d.path(), &kw, ScanOptions::default(), &mut probs, usize::MAX).unwrap();
-        assert!(whole.spill.is_none());
-        for run in [1, 2, 10, 256, 257] {
-            let l = Listing::build_with(d.path(), &kw, ScanOptions::default(), &mut probs, run).unwrap();
-            assert_eq!(l.spill.is_some(), run <= 257, "run {run}");
+        let whole = Listing::build_with(d.path(), &kw, ScanOptions::default(), &mut probs, Sorter::new()).unwrap();
+        for run in [1, 2, 10, 256, 257, 1 << 20] {
+            let l =
+                Listing::build_with(d.path(), &kw, ScanOptions::default(), &mut probs, Sorter::with_budget(run * 100))
+                    .unwrap();
             assert_eq!(names(&l), names(&whole), "run {run}");
             assert_eq!((l.count, l.bytes), (257, (1..=257).sum::<u64>()));
             assert_eq!(l.keywords.iter().map(String::as_str).collect::<Vec<_>>(), ["$Junk", "work"]);
