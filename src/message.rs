@@ -87,7 +87,92 @@ impl Meta {
             && self.info_tail.is_none()
     }
 
+    /// The bytes [`Meta::decode`] reads back (a state kept on disk while a folder is planned).
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.flags.bits().to_le_bytes());
+        out.extend_from_slice(&self.stray_letters.to_le_bytes());
+        out.extend_from_slice(&self.date.to_le_bytes());
+        out.push(u8::from(self.recent));
+        out.push(self.date_source as u8);
+        let (kind, tail) = match &self.info_tail {
+            None => (0u8, ""),
+            Some(InfoTail::Extension(t)) => (1, t.as_str()),
+            Some(InfoTail::Other(t)) => (2, t.as_str()),
+        };
+        out.push(kind);
+        put_str(out, tail);
+        out.extend_from_slice(&(self.keywords.len() as u32).to_le_bytes());
+        for k in self.keywords.iter() {
+            put_str(out, k);
+        }
+    }
+
+    /// A state [`Meta::encode`] wrote, and the bytes after it.
+    pub fn decode(b: &[u8]) -> Option<(Meta, &[u8])> {
+        let (flags, b) = take_u32(b)?;
+        let (stray_letters, b) = take_u32(b)?;
+        let (date, b) = b.split_at_checked(8)?;
+        let date = i64::from_le_bytes(date.try_into().ok()?);
+        let (&[recent, source, kind], b) = b.split_first_chunk::<3>()?;
+        let date_source = match source {
+            0 => DateSource::Mtime,
+            1 => DateSource::FromLine,
+            2 => DateSource::Received,
+            3 => DateSource::DateHeader,
+            4 => DateSource::FileMtime,
+            _ => return None,
+        };
+        let (tail, b) = take_str(b)?;
+        let info_tail = match kind {
+            0 => None,
+            1 => Some(InfoTail::Extension(tail.to_string())),
+            2 => Some(InfoTail::Other(tail.to_string())),
+            _ => return None,
+        };
+        let (n, mut b) = take_u32(b)?;
+        let mut keywords = Keywords::new();
+        for _ in 0..n {
+            let (k, rest) = take_str(b)?;
+            keywords.insert(k);
+            b = rest;
+        }
+        let m = Meta {
+            flags: Flags::from_bits(flags),
+            keywords,
+            stray_letters,
+            recent: recent != 0,
+            date,
+            date_source,
+            info_tail,
+        };
+        Some((m, b))
+    }
+
+    /// About the heap bytes it holds.
+    pub fn weight(&self) -> usize {
+        self.keywords.iter().map(|k| k.len() + 24).sum::<usize>()
+            + self.info_tail.as_ref().map_or(0, |t| match t {
+                InfoTail::Extension(s) | InfoTail::Other(s) => s.len(),
+            })
+    }
+
     pub fn stray_string(&self) -> String {
         (0u8..26).filter(|i| self.stray_letters & (1 << i) != 0).map(|i| (b'a' + i) as char).collect()
     }
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn take_u32(b: &[u8]) -> Option<(u32, &[u8])> {
+    let (n, b) = b.split_first_chunk::<4>()?;
+    Some((u32::from_le_bytes(*n), b))
+}
+
+fn take_str(b: &[u8]) -> Option<(&str, &[u8])> {
+    let (n, b) = take_u32(b)?;
+    let (s, b) = b.split_at_checked(n as usize)?;
+    Some((std::str::from_utf8(s).ok()?, b))
 }

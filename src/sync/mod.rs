@@ -30,6 +30,7 @@ use crate::sync::plan::Hash;
 
 mod fate;
 mod folders;
+pub mod join;
 mod load;
 mod maildir;
 mod mbox;
