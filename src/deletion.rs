@@ -20,6 +20,7 @@
 //! the same) unless `--max-delete` bounds the damage.
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -152,42 +153,57 @@ impl Record {
         }
     }
 
-    /// The text of the record of `folder` ([`fsx::folder_id`]) after a run: copies still in the
-    /// target (`kept`, each a hash that [`Record::take`] granted) and those made now.
     /// Gives back a line [`Record::take`] granted for a copy that stays (its deletion failed).
     pub fn give_back(&mut self, h: &Hash) {
         *self.ours.entry(*h).or_default() += 1;
     }
 
-    pub fn text(&self, folder: &str, source: &str, kept: &[Hash], copied: &[Hash]) -> String {
-        let mut lines: Vec<String> =
-            kept.iter().chain(copied).map(|h| format!("{} {source}", hex::encode(h))).collect();
-        lines.extend(self.others.iter().map(|(_, l)| l.clone()));
-        lines.sort_unstable();
-        let mut text = String::with_capacity(HEADER.len() + 1 + lines.len() * 82);
-        text.push_str(&record_header(folder));
-        text.push('\n');
-        for l in lines {
-            text.push_str(&l);
-            text.push('\n');
+    /// Writes the record of `folder` ([`fsx::folder_id`]) after a run, a line at a time: this
+    /// source's copies still in the target (of `staying`, the hashes of every target message
+    /// that stays, those [`Record::take`] grants), the copies made now, then the other
+    /// sources' lines as they were. Returns the number of this source's lines.
+    pub fn write_after(
+        &mut self,
+        out: &mut dyn Write,
+        folder: &str,
+        source: &str,
+        staying: &mut dyn Iterator<Item = std::io::Result<Hash>>,
+        copied: &mut dyn Iterator<Item = std::io::Result<Hash>>,
+    ) -> std::io::Result<u64> {
+        writeln!(out, "{}", record_header(folder))?;
+        let mut ours = 0;
+        for h in staying {
+            let h = h?;
+            if self.take(&h) {
+                writeln!(out, "{} {source}", hex::encode(h))?;
+                ours += 1;
+            }
         }
-        text
+        for h in copied {
+            writeln!(out, "{} {source}", hex::encode(h?))?;
+            ours += 1;
+        }
+        for (_, l) in &self.others {
+            writeln!(out, "{l}")?;
+        }
+        Ok(ours)
     }
 
-    /// Writes the record whole (temporary file, then rename) through the guarded target path.
-    pub fn save(root: &Path, path: &Path, text: &str, owner: Option<Owner>, durable: bool) -> Result<(), Problem> {
+    /// Writes the record at `path` whole (temporary file, then rename) through the guarded
+    /// target path, its lines from `fill`; a `fill` that says `false` leaves the old one.
+    pub fn save_with(
+        root: &Path,
+        path: &Path,
+        owner: Option<Owner>,
+        durable: bool,
+        fill: &mut dyn FnMut(&mut dyn Write) -> std::io::Result<bool>,
+    ) -> Result<(), Problem> {
         let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
             return Err(Problem::new(path, "no folder for the record of copies"));
         };
         let d = fsx::Dir::open_beneath(root, dir).map_err(|e| e.problem())?;
-        d.write_atomic(
-            &name.to_string_lossy(),
-            text.as_bytes(),
-            crate::store::maildir::write::FILE_MODE,
-            owner,
-            durable,
-        )
-        .map_err(|e| e.problem())
+        d.write_atomic_with(&name.to_string_lossy(), crate::store::maildir::write::FILE_MODE, owner, durable, fill)
+            .map_err(|e| e.problem())
     }
 }
 
@@ -276,8 +292,18 @@ mod tests {
         let (d, why) = choose(Deletion::Copied, &unmatched, &mut r, SRC, None);
         assert_eq!(d, vec![0]);
         assert!(why.is_none());
-        let text = r.text("1:2 /f", "me", &[[3u8; 32]], &[[5u8; 32]]);
-        let again = Record::parse(&text, "me").unwrap();
+        let mut text = Vec::new();
+        let ours = r
+            .write_after(
+                &mut text,
+                "1:2 /f",
+                "me",
+                &mut [Ok([3u8; 32]), Ok([4u8; 32])].into_iter(),
+                &mut [Ok([5u8; 32])].into_iter(),
+            )
+            .unwrap();
+        assert_eq!(ours, 2, "4 is no copy of ours");
+        let again = Record::parse(&String::from_utf8(text).unwrap(), "me").unwrap();
         assert_eq!(again.ours.len(), 2, "the kept and the new copy");
         assert_eq!(again.others.len(), 1, "another source's line survives");
     }
@@ -327,7 +353,11 @@ mod tests {
     #[test]
     fn a_record_is_used_only_in_its_own_folder() {
         let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        let text = Record::default().text(&fsx::folder_id(a.path()).unwrap(), "me", &[], &[[1u8; 32]]);
+        let mut text = Vec::new();
+        let folder = fsx::folder_id(a.path()).unwrap();
+        Record::default()
+            .write_after(&mut text, &folder, "me", &mut std::iter::empty(), &mut [Ok([1u8; 32])].into_iter())
+            .unwrap();
         std::fs::write(a.path().join(COPIED_FILE), &text).unwrap();
         std::fs::write(b.path().join(COPIED_FILE), &text).unwrap();
         assert_eq!(Record::load(&a.path().join(COPIED_FILE), "me").unwrap().total(), 1);

@@ -22,6 +22,7 @@ use rayon::prelude::*;
 use crate::error::{Problem, Result};
 use crate::fsx;
 use crate::message::Hash;
+use crate::spill;
 use crate::store::maildir::name;
 use crate::store::maildir::read::{self as mdread, MaildirEntry, ScanOptions};
 use crate::store::maildir::write::{FILE_MODE, FolderWriter};
@@ -44,15 +45,72 @@ fn header(file: &str, folder: &str) -> String {
     format!("{file} {CACHE_VERSION} {folder}")
 }
 
-#[derive(Debug, Default)]
+/// A target folder's messages, each with its hash, sorted by hash (on disk when there are many:
+/// memory stays the same for 5,000 or 5,000,000 messages).
 pub struct Index {
-    pub entries: Vec<(MaildirEntry, Hash)>,
+    pub sorted: spill::Sorted<Indexed>,
+    /// Messages listed.
+    pub count: u64,
     /// Every entry's hash came from a valid cache entry.
     pub from_cache: bool,
     /// Copies mailmover wrote that a crash left shorter than their `,S=` says.
     pub torn: Vec<PathBuf>,
     /// A cache or keyword list that was refused (and is rebuilt): why.
     pub warnings: Vec<Problem>,
+}
+
+impl Index {
+    /// A folder that does not exist (yet).
+    pub fn empty() -> Result<Index> {
+        let sorted =
+            spill::Sorter::new().sorted().map_err(|e| crate::error::Error::Io { path: PathBuf::new(), source: e })?;
+        Ok(Index { sorted, count: 0, from_cache: false, torn: Vec::new(), warnings: Vec::new() })
+    }
+}
+
+/// One target message with its hash; `idx` is its place in the listing (ties between copies
+/// of one message go to the first listed).
+#[derive(Debug, Clone)]
+pub struct Indexed {
+    pub hash: Hash,
+    pub idx: u64,
+    pub entry: MaildirEntry,
+}
+
+impl PartialEq for Indexed {
+    fn eq(&self, o: &Self) -> bool {
+        (self.hash, self.idx) == (o.hash, o.idx)
+    }
+}
+impl Eq for Indexed {}
+impl PartialOrd for Indexed {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Indexed {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (self.hash, self.idx).cmp(&(o.hash, o.idx))
+    }
+}
+
+impl spill::Spill for Indexed {
+    fn weight(&self) -> usize {
+        self.entry.weight() + std::mem::size_of::<MaildirEntry>()
+    }
+
+    fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.hash);
+        out.extend_from_slice(&self.idx.to_le_bytes());
+        self.entry.encode(out);
+    }
+
+    fn read(b: &[u8]) -> Option<Indexed> {
+        let (hash, b) = b.split_first_chunk::<32>()?;
+        let (idx, b) = b.split_first_chunk::<8>()?;
+        let (entry, rest) = MaildirEntry::decode(b)?;
+        rest.is_empty().then_some(Indexed { hash: *hash, idx: u64::from_le_bytes(*idx), entry })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,6 +197,7 @@ impl Table {
         self.with_name(base).find(|e| e.1 == key).map(|e| e.2)
     }
 
+    #[cfg(test)]
     fn contains(&self, base: &[u8]) -> bool {
         self.with_name(base).next().is_some()
     }
@@ -194,10 +253,14 @@ impl SourceCache {
     }
 }
 
-/// Indexes the Maildir folder at `dir` (empty when it does not exist).
+/// Messages hashed at once (in parallel) while a folder is indexed.
+const HASH_BATCH: usize = 1024;
+
+/// Indexes the Maildir folder at `dir` (empty when it does not exist), listing it as the
+/// directories yield it and hashing what the cache does not know, a batch at a time.
 pub fn maildir(dir: &Path, use_cache: bool, problems: &mut Vec<Problem>) -> Result<Index> {
     match std::fs::symlink_metadata(dir) {
-        Err(_) => return Ok(Index::default()),
+        Err(_) => return Index::empty(),
         Ok(md) if md.file_type().is_symlink() => {
             return Err(crate::error::Error::bad(dir, "target folder is a symlink; nothing is written through it"));
         }
@@ -216,59 +279,80 @@ pub fn maildir(dir: &Path, use_cache: bool, problems: &mut Vec<Problem>) -> Resu
         warnings.push(p);
         Default::default()
     });
-    let entries = mdread::messages(dir, &kw, ScanOptions::default(), problems);
     let cache =
         if use_cache { Table::read(dir, CACHE_FILE).map_err(|p| warnings.push(p)).ok().flatten() } else { None };
-    let mut all_cached = cache.is_some();
-    let hashed: Vec<Result<(MaildirEntry, Hash), Problem>> = entries
-        .into_par_iter()
-        .map(|e| {
-            // Checked on every run, cache or not: a stat is enough.
-            if let Some(s) = name::size_field(e.base())
-                && s != e.size
-            {
-                let path = e.path(dir);
-                return Err(Problem::new(
-                    &path,
-                    format!("file has {} bytes but its name says S={s} (torn or rewritten file)", e.size),
-                ));
-            }
-            let key = Key { size: e.size, mtime_ns: e.mtime_ns };
-            if let Some(h) = cache.as_ref().and_then(|c| c.get(e.base(), key)) {
-                return Ok((e, h));
-            }
-            let path = e.path(dir);
-            let data = fsx::read_source_file(&path).map_err(|err| err.problem())?;
-            if let Some(s) = name::size_field(e.base())
-                && s != data.len() as u64
-            {
-                return Err(Problem::new(
-                    &path,
-                    format!("file has {} bytes but its name says S={s} (torn or rewritten file)", data.len()),
-                ));
-            }
-            Ok((e, fsx::sha256_pieces(&[&data])))
-        })
-        .collect();
-    let mut out = Vec::with_capacity(hashed.len());
+    let spilled = |e: std::io::Error| {
+        crate::error::Error::bad(dir, format!("the folder index could not be sorted: {}", crate::error::io_reason(&e)))
+    };
+    let mut sorter = spill::Sorter::new();
     let mut torn = Vec::new();
-    for r in hashed {
-        match r {
-            Ok(x) => out.push(x),
-            Err(p) => {
-                all_cached = false;
-                let name = Path::new(&p.path).file_name().map(|n| n.as_encoded_bytes().to_vec()).unwrap_or_default();
-                if p.reason.contains("(torn or rewritten file)") && written_by_us(&name) {
-                    torn.push(PathBuf::from(&p.path));
-                } else {
-                    problems.push(p)
+    let (mut count, mut cached, mut failed) = (0u64, 0u64, false);
+    let mut listing = mdread::MessageStream::new(dir, kw, ScanOptions::default());
+    loop {
+        let mut batch = Vec::with_capacity(HASH_BATCH);
+        for r in listing.by_ref() {
+            match r {
+                Ok(e) => batch.push(e),
+                Err(p) => problems.push(p),
+            }
+            if batch.len() == HASH_BATCH {
+                break;
+            }
+        }
+        if batch.is_empty() {
+            break;
+        }
+        let hashed: Vec<Result<(MaildirEntry, Hash, bool), Problem>> =
+            batch.into_par_iter().map(|e| hash_entry(dir, e, cache.as_ref())).collect();
+        for r in hashed {
+            match r {
+                Ok((entry, hash, from_cache)) => {
+                    cached += u64::from(from_cache);
+                    sorter.push(Indexed { hash, idx: count, entry }).map_err(spilled)?;
+                    count += 1;
+                }
+                Err(p) => {
+                    failed = true;
+                    let name =
+                        Path::new(&p.path).file_name().map(|n| n.as_encoded_bytes().to_vec()).unwrap_or_default();
+                    if p.reason.contains("(torn or rewritten file)") && written_by_us(&name) {
+                        torn.push(PathBuf::from(&p.path));
+                    } else {
+                        problems.push(p)
+                    }
                 }
             }
         }
     }
-    let from_cache = all_cached
-        && cache.as_ref().is_some_and(|c| c.len() == out.len() && out.iter().all(|(e, _)| c.contains(e.base())));
-    Ok(Index { entries: out, from_cache, torn, warnings })
+    // Every message found in the cache, and nothing else in it.
+    let from_cache = !failed && cache.as_ref().is_some_and(|c| cached == count && c.len() as u64 == count);
+    let sorted = sorter.sorted().map_err(spilled)?;
+    Ok(Index { sorted, count, from_cache, torn, warnings })
+}
+
+/// A target message's hash: from the cache when its name, size and mtime are there, else read.
+fn hash_entry(dir: &Path, e: MaildirEntry, cache: Option<&Table>) -> Result<(MaildirEntry, Hash, bool), Problem> {
+    let torn = |path: &Path, n: u64, s: u64| {
+        Problem::new(path, format!("file has {n} bytes but its name says S={s} (torn or rewritten file)"))
+    };
+    // Checked on every run, cache or not: a stat is enough.
+    if let Some(s) = name::size_field(e.base())
+        && s != e.size
+    {
+        return Err(torn(&e.path(dir), e.size, s));
+    }
+    let key = Key { size: e.size, mtime_ns: e.mtime_ns };
+    if let Some(h) = cache.and_then(|c| c.get(e.base(), key)) {
+        return Ok((e, h, true));
+    }
+    let path = e.path(dir);
+    let data = fsx::read_source_file(&path).map_err(|err| err.problem())?;
+    if let Some(s) = name::size_field(e.base())
+        && s != data.len() as u64
+    {
+        return Err(torn(&path, data.len() as u64, s));
+    }
+    Ok((e, fsx::sha256_pieces(&[&data]), false))
 }
 
 /// Names in the shape mailmover writes (`<secs>.M<usec>P<pid>Q<n>.host,S=…`): a size that

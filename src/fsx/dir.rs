@@ -333,14 +333,34 @@ impl Dir {
     /// Writes a small file atomically: a temporary name ([`temp_name`]) in this directory, owned
     /// as [`Dir::owner_for_new`] says, then rename over `name`.
     pub fn write_atomic(&self, name: &str, data: &[u8], mode: u32, owner: Option<Owner>, durable: bool) -> Result<()> {
+        self.write_atomic_with(name, mode, owner, durable, &mut |w| w.write_all(data).map(|()| true))
+    }
+
+    /// [`Dir::write_atomic`] with the content written by `fill`, a piece at a time; when `fill`
+    /// says `false` the file is not put in place (nothing changed).
+    pub fn write_atomic_with(
+        &self,
+        name: &str,
+        mode: u32,
+        owner: Option<Owner>,
+        durable: bool,
+        fill: &mut dyn FnMut(&mut dyn Write) -> std::io::Result<bool>,
+    ) -> Result<()> {
         let tmp = temp_name(OsStr::new(name));
         let tmp = tmp.as_os_str();
         let owner = self.owner_for_new(owner);
         let _ = self.unlink(tmp);
-        let mut f = self.create_file(tmp, mode)?;
+        let f = self.create_file(tmp, mode)?;
         let path = self.path.join(name);
+        let mut put = false;
         let r = (|| {
-            f.write_all(data).at(&path)?;
+            let mut w = std::io::BufWriter::new(&f);
+            put = fill(&mut w).at(&path)?;
+            w.flush().at(&path)?;
+            drop(w);
+            if !put {
+                return Ok(());
+            }
             if let Some(o) = owner {
                 o.apply(f.as_raw_fd(), &path)?;
             }
@@ -349,7 +369,7 @@ impl Dir {
             }
             self.rename_replace(tmp, self, OsStr::new(name))
         })();
-        if r.is_err() {
+        if r.is_err() || !put {
             let _ = self.unlink(tmp);
         }
         r

@@ -1,6 +1,5 @@
 //! What happened to each message: counts, events, duplicates.
 
-use std::collections::HashSet;
 use std::path::Path;
 
 use super::load::Prepared;
@@ -92,20 +91,13 @@ pub(super) fn tally(
     fate: Fate,
     tn: &FolderName,
     tdir: &Path,
-    seen: &mut HashSet<[u8; 8]>,
     rec: &dyn Recorder,
     out: &mut FolderOutcome,
 ) {
     let l = &p.loaded;
     rec.record(Event::Progress { bytes: l.body.len() });
-    let mut note_hash = |sha: &Hash, out: &mut FolderOutcome| {
-        if !seen.insert(hash_key(sha)) {
-            out.counts.duplicates_source += 1;
-        }
-    };
     match fate {
         Fate::Copied { sha, size, name } => {
-            note_hash(&sha, out);
             out.counts.transferred += 1;
             out.counts.bytes_transferred += size;
             out.counts.biggest_message = out.counts.biggest_message.max(size);
@@ -119,7 +111,6 @@ pub(super) fn tally(
             });
         }
         Fate::Skipped { sha } => {
-            note_hash(&sha, out);
             out.counts.skipped_existing += 1;
             rec.record(Event::Skip {
                 folder: tn.clone(),
@@ -138,7 +129,6 @@ pub(super) fn tally(
             });
         }
         Fate::FlagsUpdated { sha, name } => {
-            note_hash(&sha, out);
             out.counts.flags_updated += 1;
             out.counts.skipped_existing += 1;
             rec.record(Event::Flags {

@@ -11,13 +11,14 @@ use super::plan::{Candidate, Decision, Hash, Planner, Rules};
 use crate::message::Meta;
 use crate::spill::Spill;
 
-/// A source message waiting for its decision: its identity, its place in the source and its
-/// state. Sorted by hash, then place.
+/// A source message waiting for its decision: its identity, its place in the source order,
+/// its state and where its bytes are (opaque bytes). Sorted by hash, then order.
 #[derive(Debug, Clone)]
 pub struct Wanted {
     pub hash: Hash,
     pub seq: u64,
     pub meta: Meta,
+    pub place: Vec<u8>,
 }
 
 /// A target message: its identity, its place in the target index, its state and what the
@@ -55,20 +56,21 @@ ordered_by!(Held, hash, idx);
 
 impl Spill for Wanted {
     fn weight(&self) -> usize {
-        self.meta.weight()
+        self.meta.weight() + self.place.len()
     }
 
     fn write(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.hash);
         out.extend_from_slice(&self.seq.to_le_bytes());
         self.meta.encode(out);
+        out.extend_from_slice(&self.place);
     }
 
     fn read(b: &[u8]) -> Option<Wanted> {
         let (hash, b) = b.split_first_chunk::<32>()?;
         let (seq, b) = b.split_first_chunk::<8>()?;
-        let (meta, rest) = Meta::decode(b)?;
-        rest.is_empty().then_some(Wanted { hash: *hash, seq: u64::from_le_bytes(*seq), meta })
+        let (meta, place) = Meta::decode(b)?;
+        Some(Wanted { hash: *hash, seq: u64::from_le_bytes(*seq), meta, place: place.to_vec() })
     }
 }
 
@@ -94,9 +96,9 @@ impl Spill for Held {
 
 /// What the join tells its caller, in hash order.
 pub trait Outcome {
-    /// Source message `seq` gets `decision`; `held` is the target message it names, if any
+    /// Source message `wanted` gets `decision`; `held` is the target message it names, if any
     /// (its index in the decision is `held.idx`).
-    fn decided(&mut self, seq: u64, decision: Decision, held: Option<&Held>) -> io::Result<()>;
+    fn decided(&mut self, wanted: Wanted, decision: Decision, held: Option<&Held>) -> io::Result<()>;
     /// No source message matched this target message.
     fn unmatched(&mut self, held: Held) -> io::Result<()>;
 }
@@ -141,7 +143,7 @@ pub fn join(
         if n_reserved > 0 {
             planner.reserve(next, n_reserved);
         }
-        for w in &wanted {
+        for w in wanted {
             let d = planner.decide(Candidate { hash: Some(&w.hash), meta: &w.meta, size: 0, not_mail: None });
             let named = d.target().and_then(|i| held.get(i));
             let d = match (d, named) {
@@ -150,7 +152,7 @@ pub fn join(
                 (Decision::UpdateDate(_), Some(h)) => Decision::UpdateDate(h.idx as usize),
                 (d, _) => d,
             };
-            out.decided(w.seq, d, named)?;
+            out.decided(w, d, named)?;
         }
         let unmatched: Vec<usize> = planner.unmatched().into_iter().map(|(i, _)| i).collect();
         for (i, h) in held.into_iter().enumerate() {
@@ -216,9 +218,9 @@ mod tests {
     }
 
     impl Outcome for Collected {
-        fn decided(&mut self, seq: u64, d: Decision, held: Option<&Held>) -> io::Result<()> {
+        fn decided(&mut self, w: Wanted, d: Decision, held: Option<&Held>) -> io::Result<()> {
             assert_eq!(d.target().map(|i| i as u64), held.map(|h| h.idx));
-            self.decisions.push((seq, d));
+            self.decisions.push((w.seq, d));
             Ok(())
         }
         fn unmatched(&mut self, held: Held) -> io::Result<()> {
@@ -251,17 +253,17 @@ mod tests {
         m.stray_letters = 5;
         m.recent = true;
         m.info_tail = Some(InfoTail::Extension(",W=10".into()));
-        let w = Wanted { hash: [3; 32], seq: 9, meta: m.clone() };
+        let w = Wanted { hash: [3; 32], seq: 9, meta: m.clone(), place: b"p".to_vec() };
         let mut b = Vec::new();
         w.write(&mut b);
         let r = Wanted::read(&b).unwrap();
-        assert_eq!((r.hash, r.seq, &r.meta), (w.hash, w.seq, &m));
+        assert_eq!((r.hash, r.seq, &r.meta, &r.place), (w.hash, w.seq, &m, &w.place));
         let h = Held { hash: [4; 32], idx: 7, meta: m.clone(), entry: b"cur/x:2,S".to_vec() };
         let mut b = Vec::new();
         h.write(&mut b);
         let r = Held::read(&b).unwrap();
         assert_eq!((r.hash, r.idx, &r.meta, &r.entry), (h.hash, h.idx, &m, &h.entry));
-        assert!(Wanted::read(&b[..b.len() - 1]).is_none());
+        assert!(Held::read(&b[..40]).is_none());
     }
 
     proptest! {
@@ -292,7 +294,7 @@ mod tests {
 
             let mut s = Sorter::with_budget(budget);
             for (i, (b, m)) in src.iter().enumerate() {
-                s.push(Wanted { hash: h(*b), seq: i as u64, meta: m.clone() }).unwrap();
+                s.push(Wanted { hash: h(*b), seq: i as u64, meta: m.clone(), place: Vec::new() }).unwrap();
             }
             let mut t = Sorter::with_budget(budget);
             for (i, (b, m)) in dst.iter().enumerate() {

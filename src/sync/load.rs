@@ -4,10 +4,13 @@ use rayon::prelude::*;
 
 use super::SyncOptions;
 use super::plan::Identity;
+use super::planned::Place;
 use crate::error::{Problem, Result};
 use crate::fsx;
-use crate::source::{Body, Loaded, Opened, Ref};
-use crate::store::maildir::read::MaildirEntry;
+use crate::message::Meta;
+use crate::source::{Body, Loaded, Opened, Origin, Ref};
+use crate::store::maildir::read::{MaildirEntry, Sub};
+use crate::store::mbox::read::ReadOptions;
 use crate::sync::plan::{Decision, Hash};
 use crate::target_index;
 
@@ -16,6 +19,45 @@ pub(super) struct Prepared<'a> {
     pub(super) loaded: Loaded<'a>,
     pub(super) hash: Option<Hash>,
     pub(super) decision: Option<Decision>,
+    /// An mbox message's place in its file (to be had again after the plan).
+    pub(super) place: Option<Place>,
+    /// The target message the decision names (a copy to re-flag).
+    pub(super) held: Option<Box<MaildirEntry>>,
+}
+
+impl<'a> Prepared<'a> {
+    pub(super) fn new(loaded: Loaded<'a>, hash: Option<Hash>) -> Prepared<'a> {
+        Prepared { loaded, hash, decision: None, place: None, held: None }
+    }
+
+    /// Where its bytes can be had again: an mbox message's range, a Maildir file (as listed,
+    /// or where it moved), or its bytes themselves when they came from memory.
+    pub(super) fn place(&self) -> Option<Place> {
+        if let Some(p) = &self.place {
+            return Some(p.clone());
+        }
+        let Origin::File(path) = &self.loaded.origin else { return None };
+        match &self.loaded.key {
+            Some(k) => {
+                let sub = match path.parent().and_then(|d| d.file_name()).map(|n| n.as_encoded_bytes()) {
+                    Some(b"new") => Sub::New,
+                    _ => Sub::Cur,
+                };
+                Some(Place::Maildir(Box::new(MaildirEntry {
+                    sub,
+                    name: path.file_name()?.as_encoded_bytes().to_vec(),
+                    size: k.size,
+                    mtime_ns: k.mtime_ns,
+                    meta: self.loaded.meta.clone(),
+                    ino: k.ino,
+                })))
+            }
+            None => match &self.loaded.body {
+                Body::Owned(data) => Some(Place::Memory { origin: path.clone(), data: data.clone() }),
+                _ => None,
+            },
+        }
+    }
 }
 
 /// Loads a chunk in parallel, hashing when the target has something to match against.
@@ -48,13 +90,17 @@ pub(super) fn load_chunk<'a>(
         .zip(ahead.into_par_iter())
         .map(|(r, file)| {
             if let Some((e, h)) = hash_known(opened, known, r) {
-                return Ok(Prepared { loaded: opened.unread(e), hash: Some(h), decision: None });
+                return Ok(Prepared::new(opened.unread(e), Some(h)));
             }
             let loaded = opened.load_from(r, &opts.read, file)?;
             // A mapped file is always hashed: what is written is checked against it.
             let need = need_hash.or(matches!(loaded.body, Body::Mapped(_)).then_some(Identity::Exact));
             let hash = need.map(|id| id.hash(&loaded.body.pieces()));
-            Ok(Prepared { loaded, hash, decision: None })
+            let mut p = Prepared::new(loaded, hash);
+            if let Ref::Mbox(e) = r {
+                p.place = Some(Place::Mbox(e.clone()));
+            }
+            Ok(p)
         })
         .collect()
 }
@@ -68,6 +114,11 @@ pub(super) trait Feed: Sync {
     fn intact(&self) -> Result<(), Problem>;
     /// Entries vanished while the source was listed: its message count is not one to delete by.
     fn unsure_of_gone(&self) -> bool;
+    /// The message at `place` again, in state `meta`, its bytes not read yet where they can
+    /// be read later ([`Feed::read_body`]).
+    fn reload(&self, place: Place, meta: Meta, ropts: &ReadOptions) -> Result<Loaded<'_>, Problem>;
+    /// The messages up to `place` are written: their mapped pages may go.
+    fn release(&self, place: &Place);
 }
 
 impl Feed for Opened {
@@ -81,6 +132,24 @@ impl Feed for Opened {
 
     fn unsure_of_gone(&self) -> bool {
         Opened::unsure_of_gone(self)
+    }
+
+    fn reload(&self, place: Place, meta: Meta, ropts: &ReadOptions) -> Result<Loaded<'_>, Problem> {
+        let mut l = match place {
+            Place::Maildir(e) => self.unread(&e),
+            Place::Mbox(e) => self.load(&Ref::Mbox(e), ropts)?,
+            Place::Memory { origin, .. } => {
+                return Err(Problem::new(&origin, "internal: a message from memory in a folder read from disk"));
+            }
+        };
+        l.meta = meta;
+        Ok(l)
+    }
+
+    fn release(&self, place: &Place) {
+        if let Place::Mbox(e) = place {
+            Opened::release(self, &[Ref::Mbox(e.clone())]);
+        }
     }
 }
 
@@ -99,4 +168,25 @@ impl Feed for InMemory {
     fn unsure_of_gone(&self) -> bool {
         false
     }
+
+    fn reload(&self, place: Place, meta: Meta, _: &ReadOptions) -> Result<Loaded<'_>, Problem> {
+        match place {
+            Place::Memory { origin, data } => Ok(Loaded {
+                body: Body::Owned(data),
+                meta,
+                origin: Origin::File(origin),
+                key: None,
+                pseudo: false,
+                truncated: None,
+                expunged: false,
+                partial: false,
+                gone: false,
+            }),
+            _ => {
+                Err(Problem::new(std::path::Path::new(""), "internal: a message from disk in a folder fed from memory"))
+            }
+        }
+    }
+
+    fn release(&self, _: &Place) {}
 }

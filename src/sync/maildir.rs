@@ -1,7 +1,7 @@
 //! Writing a folder into a Maildir target: staged into tmp/, synced in batches, put in
 //! place; flag updates, deletions, the record of copies and the caches.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
@@ -10,11 +10,13 @@ use super::choose_deletions;
 use super::fate::Fate;
 use super::fate::tally;
 use super::fate::{account, candidate, settled};
+use super::join::{Held, Outcome, Wanted, join};
 use super::load::load_chunk;
 use super::load::{Feed, InMemory, Prepared};
 use super::mbox::CHANGED;
 use super::plan::Identity;
 use super::plan::storable_date;
+use super::planned::{Decided, Place};
 use super::{FolderJob, SyncOptions};
 use crate::deletion::{self, Deletion};
 use crate::error::{Error, Problem, Result};
@@ -25,10 +27,11 @@ use crate::interrupt;
 use crate::message::Meta;
 use crate::report::FolderOutcome;
 use crate::source::{self, Body, Loaded, Opened, Origin, Ref};
+use crate::spill::{Sorted, Sorter};
 use crate::store::maildir::layout::{self};
 use crate::store::maildir::read::MaildirEntry;
 use crate::store::maildir::write::{FolderWriter, MaildirTarget, Staged};
-use crate::sync::plan::{Decision, Hash, Planner, Rules, TargetMetas};
+use crate::sync::plan::{Decision, Hash, Planner, Rules};
 use crate::target_index;
 
 /// A cache that cannot be started is a warning: the run goes on without it.
@@ -37,12 +40,6 @@ pub(super) fn cache_writer(
     warnings: &mut Vec<Problem>,
 ) -> Option<target_index::CacheWriter> {
     c.map_err(|e| warnings.push(e.problem())).ok()
-}
-
-impl TargetMetas for target_index::Index {
-    fn meta(&self, i: usize) -> Option<&Meta> {
-        self.entries.get(i).map(|(e, _)| &e.meta)
-    }
 }
 
 /// Where a folder goes in a Maildir target.
@@ -77,7 +74,7 @@ pub(super) fn to_maildir(
 ) -> Result<()> {
     let (opts, rec) = (job.opts, job.rec);
     let folder = TargetFolder::open(place, job, out)?;
-    let need_hash = !folder.index.entries.is_empty() || opts.dry_run;
+    let need_hash = folder.index.count > 0 || opts.dry_run;
     let maildir_source = matches!(opened, Opened::Maildir { .. });
     // Hashes of source files seen by an earlier run: only new or changed files are read.
     let known = if need_hash && opts.use_cache && maildir_source {
@@ -169,16 +166,30 @@ impl TargetFolder {
     }
 }
 
-/// One folder's run into a Maildir target, fed its source messages chunk by chunk: each chunk
-/// is planned, written into tmp/ while the chunks before wait for the background sync that
-/// makes them durable, then put in place (the CPU writes on while the disk works). The bytes
-/// of a written chunk are let go before it waits. Nothing is written in a dry run.
+/// One folder's run into a Maildir target, fed its source messages chunk by chunk.
+///
+/// Into an empty folder each chunk is decided and written as it comes. Into a folder with
+/// messages the run is planned first: the source messages fed are kept on disk sorted by hash
+/// (their place and state, not their bytes), joined with the target index hash by hash
+/// ([`join`]), and the decisions, back in source order, are carried out chunk by chunk, the
+/// bytes of each copy read again. Memory stays that of a chunk whatever the folder size.
+///
+/// Carrying out a chunk: written into tmp/ while the chunks before wait for the background
+/// sync that makes them durable, then put in place (the CPU writes on while the disk works).
+/// The bytes of a written chunk are let go before it waits. Nothing is written in a dry run.
 pub(super) struct FolderRun<'t, 'a> {
     job: FolderJob<'t>,
     root: &'t Path,
     tdir: PathBuf,
     source: &'a dyn Feed,
-    planner: Planner<target_index::Index>,
+    /// Decides what needs no target message (filters, what is not mail, an empty target).
+    planner: Planner,
+    index: target_index::Index,
+    /// Source messages waiting for the join (a folder with messages), sorted by hash.
+    wanted: Option<Sorter<Wanted>>,
+    /// Decisions taken before the join (filters, not mail), with the joined ones once made.
+    decided: Sorter<Decided>,
+    seq: u64,
     record: deletion::Record,
     record_path: PathBuf,
     source_id: String,
@@ -203,17 +214,8 @@ impl<'t, 'a> FolderRun<'t, 'a> {
     ) -> Result<FolderRun<'t, 'a>> {
         let (tn, opts) = (job.tn, job.opts);
         let TargetFolder { tdir, index, record, record_path, source_id } = folder;
-        // In a folder merged from several sources, the copies recorded for the others are
-        // theirs: each source matches only its own (a message both have is there twice, and
-        // neither re-flags the other's copy run after run).
         let rules = Rules { filters: opts.filters.clone(), bounds: place.bounds, mbox: false };
-        let hashes: Vec<Hash> = index.entries.iter().map(|(_, h)| *h).collect();
-        let mut planner = Planner::over(hashes, index, rules);
-        if opts.merged {
-            for (h, n) in record.others_by_hash() {
-                planner.reserve(h, n);
-            }
-        }
+        let planner = Planner::new(Vec::<(Hash, Meta)>::new(), rules);
         let mut writer = match place.writer {
             Some(w) => Some(w.folder(tn)?),
             None => None,
@@ -247,9 +249,9 @@ impl<'t, 'a> FolderRun<'t, 'a> {
                 Some(w) if opts.use_cache => cache_writer(target_index::CacheWriter::create(w), &mut out.warnings),
                 _ => None,
             },
-            retimed: HashMap::new(),
-            seen: HashSet::new(),
-            copied: Vec::new(),
+            changed: false,
+            seen: Sorter::new(),
+            copied: Sorter::new(),
         };
         Ok(FolderRun {
             job,
@@ -257,6 +259,10 @@ impl<'t, 'a> FolderRun<'t, 'a> {
             tdir,
             source,
             planner,
+            wanted: (index.count > 0).then(Sorter::new),
+            index,
+            decided: Sorter::new(),
+            seq: 0,
             record,
             record_path,
             source_id,
@@ -268,10 +274,10 @@ impl<'t, 'a> FolderRun<'t, 'a> {
         })
     }
 
-    /// Plans a chunk of loaded source messages and writes what it decides (see the type).
+    /// Takes a chunk of loaded source messages: written at once into an empty folder, else
+    /// kept for the plan (see the type).
     pub(super) fn feed(&mut self, loaded: Vec<Result<Prepared<'a>, Problem>>, out: &mut FolderOutcome) -> Result<()> {
-        let FolderRun { job, tdir, source, planner, writer, books, pending, copies, updates, .. } = self;
-        let (tn, rec, tdir, source) = (job.tn, job.rec, &*tdir, *source);
+        let (tn, rec) = (self.job.tn, self.job.rec);
         let mut prepared = Vec::with_capacity(loaded.len());
         for p in loaded {
             match p {
@@ -282,12 +288,111 @@ impl<'t, 'a> FolderRun<'t, 'a> {
                 }
             }
         }
-        clamp_dates(&mut prepared, planner.rules().bounds, out);
-        let mut fates: Vec<Option<Fate>> = Vec::with_capacity(prepared.len());
+        clamp_dates(&mut prepared, self.planner.rules().bounds, out);
         for p in prepared.iter_mut() {
             account(p, out);
-            let decision = planner.decide(candidate(p));
-            p.decision = Some(decision);
+            p.decision = Some(self.planner.decide(candidate(p)));
+        }
+        let Some(wanted) = self.wanted.as_mut() else { return self.execute(prepared, out) };
+        for p in prepared {
+            let seq = self.seq;
+            self.seq += 1;
+            let Some(place) = p.place() else {
+                let e = p.loaded.origin.problem("internal: no way to read this message again; not copied");
+                rec.record(Event::Error { folder: tn.clone(), problem: e.clone() });
+                out.errors.push(e);
+                continue;
+            };
+            let mut bytes = Vec::new();
+            place.encode(&mut bytes);
+            let meta = p.loaded.meta;
+            let r = match (p.decision, p.hash) {
+                (Some(Decision::Copy), Some(hash)) => wanted.push(Wanted { hash, seq, meta, place: bytes }),
+                (d, hash) => self.decided.push(Decided {
+                    seq,
+                    decision: d.unwrap_or(Decision::Copy),
+                    hash,
+                    meta,
+                    place: bytes,
+                    held: None,
+                }),
+            };
+            r.map_err(|e| spill_error(&self.tdir, e))?;
+        }
+        Ok(())
+    }
+
+    /// Joins what was fed with the target index, then carries out the decisions in source
+    /// order, a chunk at a time; returns the target messages no source message matched.
+    fn plan_and_execute(&mut self, wanted: Sorter<Wanted>, out: &mut FolderOutcome) -> Result<Sorted<Held>> {
+        let tdir = self.tdir.clone();
+        let err = |e| spill_error(&tdir, e);
+        let wanted = wanted.sorted().map_err(err)?;
+        // In a folder merged from several sources, the copies recorded for the others are
+        // theirs: each source matches only its own (a message both have is there twice, and
+        // neither re-flags the other's copy run after run).
+        let mut reserved: Vec<(Hash, u32)> =
+            if self.job.opts.merged { self.record.others_by_hash().into_iter().collect() } else { Vec::new() };
+        reserved.sort_unstable();
+        let targets = self.index.sorted.iter().map(|r| r.map(held_of));
+        let mut joined =
+            Joined { decided: &mut self.decided, unmatched: Sorter::new(), cache: self.books.cache.as_mut() };
+        join(wanted.iter(), targets, reserved.into_iter(), self.planner.rules(), &mut joined).map_err(err)?;
+        let unmatched = joined.unmatched.sorted().map_err(err)?;
+        drop(wanted);
+        let decided = std::mem::take(&mut self.decided).sorted().map_err(err)?;
+        let (ropts, source) = (&self.job.opts.read, self.source);
+        let mut chunk: Vec<Prepared<'a>> = Vec::new();
+        let mut bytes = 0u64;
+        for d in decided.iter() {
+            let d = d.map_err(err)?;
+            let copy = d.decision == Decision::Copy;
+            let held = match d.held.as_ref().map(|h| MaildirEntry::decode(&h.entry)) {
+                Some(Some((e, _))) => Some(Box::new(e)),
+                Some(None) => return Err(err(std::io::Error::other("a planned target message does not read back"))),
+                None => None,
+            };
+            let place = Place::decode(&d.place)
+                .ok_or_else(|| err(std::io::Error::other("a planned source message does not read back")))?;
+            let released = matches!(place, Place::Mbox(_)).then(|| place.clone());
+            match source.reload(place, d.meta, ropts) {
+                Ok(loaded) => {
+                    bytes += if copy { loaded.body.len() } else { 0 };
+                    chunk.push(Prepared { loaded, hash: d.hash, decision: Some(d.decision), place: None, held });
+                }
+                Err(e) => {
+                    self.job.rec.record(Event::Error { folder: self.job.tn.clone(), problem: e.clone() });
+                    out.errors.push(e);
+                }
+            }
+            if chunk.len() >= source::CHUNK_MESSAGES || bytes >= source::CHUNK_BYTES / 2 {
+                if interrupt::requested().is_some() {
+                    out.interrupted = true;
+                    return Ok(unmatched);
+                }
+                self.execute(std::mem::take(&mut chunk), out)?;
+                // The mapped pages of an mbox source up to here are written.
+                if let Some(p) = &released {
+                    source.release(p);
+                }
+                bytes = 0;
+            }
+        }
+        if interrupt::requested().is_some() {
+            out.interrupted = true;
+        } else if !chunk.is_empty() {
+            self.execute(chunk, out)?;
+        }
+        Ok(unmatched)
+    }
+
+    /// Carries out the decisions taken on a chunk (see the type).
+    fn execute(&mut self, mut prepared: Vec<Prepared<'a>>, out: &mut FolderOutcome) -> Result<()> {
+        let FolderRun { job, tdir, source, writer, books, pending, copies, updates, .. } = self;
+        let (tn, rec, tdir, source) = (job.tn, job.rec, &*tdir, *source);
+        let mut fates: Vec<Option<Fate>> = Vec::with_capacity(prepared.len());
+        for p in &prepared {
+            let decision = p.decision.unwrap_or(Decision::Copy);
             match decision {
                 Decision::Copy => *copies += 1,
                 d if d.updates() => *updates += 1,
@@ -299,14 +404,10 @@ impl<'t, 'a> FolderRun<'t, 'a> {
             for (p, f) in prepared.iter().zip(fates.iter_mut()) {
                 if f.is_none() {
                     let sha = p.hash.unwrap_or_default();
-                    *f = Some(match p.decision {
-                        Some(d) if d.updates() => {
+                    *f = Some(match (p.decision, &p.held) {
+                        (Some(d), Some(e)) if d.updates() => {
                             // The copy that would be renamed, for the plan.
-                            let name = d
-                                .target()
-                                .and_then(|i| planner.targets().entries.get(i))
-                                .map(|(e, _)| format!("{}/{}", e.sub.as_str(), String::from_utf8_lossy(&e.name)))
-                                .unwrap_or_default();
+                            let name = format!("{}/{}", e.sub.as_str(), String::from_utf8_lossy(&e.name));
                             Fate::FlagsUpdated { sha, name }
                         }
                         _ => Fate::Copied { sha, size: p.loaded.body.len(), name: String::new() },
@@ -316,9 +417,7 @@ impl<'t, 'a> FolderRun<'t, 'a> {
             books.tally(tn, tdir, prepared, fates, rec, out);
             return Ok(());
         };
-        let index = &planner.targets().entries;
-        // A message known from the source cache whose copy is gone from the target: its
-        // bytes are read now.
+        // A message known from the source cache, or planned, is read now if it is copied.
         let unread: Vec<Option<Problem>> = prepared
             .par_iter_mut()
             .zip(fates.par_iter())
@@ -331,7 +430,7 @@ impl<'t, 'a> FolderRun<'t, 'a> {
             if let Some(e) = e {
                 *f = Some(Fate::Failed(e));
             } else if f.is_none() && p.loaded.gone {
-                // Known from the source cache, deleted from the source since.
+                // Deleted from the source since it was listed.
                 out.counts.vanished_source += 1;
                 out.counts.messages_source -= 1;
                 *copies -= 1;
@@ -355,7 +454,7 @@ impl<'t, 'a> FolderRun<'t, 'a> {
         let saved = w.save_keywords();
         let w = &*w;
         if let Err(e) = saved {
-            for (prepared, fates) in place_synced(pending, w, index, 0, source) {
+            for (prepared, fates) in place_synced(pending, w, 0, source) {
                 books.tally(tn, tdir, prepared, fates, rec, out);
             }
             return Err(e);
@@ -388,7 +487,7 @@ impl<'t, 'a> FolderRun<'t, 'a> {
                     })
                     .collect()
             },
-            || place_synced(pending, w, index, MAX_STAGED_CHUNKS, source),
+            || place_synced(pending, w, MAX_STAGED_CHUNKS, source),
         );
         for p in prepared.iter_mut() {
             p.loaded.body = Body::Unread(p.loaded.body.len());
@@ -401,49 +500,77 @@ impl<'t, 'a> FolderRun<'t, 'a> {
         Ok(())
     }
 
-    /// Puts the last chunks in place, then deletes what the plan deletes and writes the record
-    /// of copies and the caches; a dry run says what it would have done.
+    /// Carries out the plan (a folder with messages), puts the last chunks in place, then
+    /// deletes what the plan deletes and writes the record of copies and the caches; a dry run
+    /// says what it would have done.
     pub(super) fn finish(mut self, out: &mut FolderOutcome) -> Result<()> {
-        let (tn, rec, opts, tdir) = (self.job.tn, self.job.rec, self.job.opts, self.tdir.as_path());
+        let unmatched = match self.wanted.take() {
+            Some(w) if !out.interrupted => Some(self.plan_and_execute(w, out)?),
+            _ => None,
+        };
+        let (tn, rec, opts) = (self.job.tn, self.job.rec, self.job.opts);
+        let tdir = self.tdir.clone();
         if let Some(w) = &self.writer {
-            for (prepared, fates) in place_synced(&mut self.pending, w, &self.planner.targets().entries, 0, self.source)
-            {
-                self.books.tally(tn, tdir, prepared, fates, rec, out);
+            for (prepared, fates) in place_synced(&mut self.pending, w, 0, self.source) {
+                self.books.tally(tn, &tdir, prepared, fates, rec, out);
             }
         }
-        let Books { known, source_cache, source_cache_same, cache, retimed, copied, .. } = self.books;
         let mut record = self.record;
-        let index = self.planner.targets();
         let mut deleted = 0;
-        let mut gone: HashSet<usize> = HashSet::new();
-        let unmatched = self.planner.unmatched();
-        for i in choose_deletions(&unmatched, &mut record, tdir, self.source, opts, out) {
-            let Some((e, h)) = index.entries.get(i) else { continue };
-            let path = e.path(tdir);
-            if let Some(w) = &self.writer
-                && let Err(err) = w.delete(e)
-            {
-                out.errors.push(err.problem());
-                record.give_back(h);
-                continue;
+        // Target messages deleted, by hash and place in the index.
+        let mut gone: Vec<(Hash, u64)> = Vec::new();
+        if let Some(unmatched) = &unmatched {
+            let candidates: Vec<(usize, Hash)> = if opts.deletion == Deletion::Off {
+                Vec::new()
+            } else {
+                unmatched
+                    .iter()
+                    .map(|r| r.map(|h| (h.idx as usize, h.hash)))
+                    .collect::<std::io::Result<_>>()
+                    .map_err(|e| spill_error(&tdir, e))?
+            };
+            let mut chosen = choose_deletions(&candidates, &mut record, &tdir, self.source, opts, out);
+            chosen.sort_unstable();
+            for h in unmatched.iter() {
+                let h = h.map_err(|e| spill_error(&tdir, e))?;
+                let Some((e, _)) = MaildirEntry::decode(&h.entry) else { continue };
+                if chosen.binary_search(&(h.idx as usize)).is_err() {
+                    if let Some(c) = self.books.cache.as_mut() {
+                        c.add(e.base(), e.size, e.mtime_ns, &h.hash);
+                    }
+                    continue;
+                }
+                let path = e.path(&tdir);
+                if let Some(w) = &self.writer
+                    && let Err(err) = w.delete(&e)
+                {
+                    out.errors.push(err.problem());
+                    record.give_back(&h.hash);
+                    if let Some(c) = self.books.cache.as_mut() {
+                        c.add(e.base(), e.size, e.mtime_ns, &h.hash);
+                    }
+                    continue;
+                }
+                deleted += 1;
+                gone.push((h.hash, h.idx));
+                rec.record(Event::Delete { folder: tn.clone(), target: path, sha256: h.hash, size: e.size });
             }
-            deleted += 1;
-            gone.insert(i);
-            rec.record(Event::Delete { folder: tn.clone(), target: path, sha256: *h, size: e.size });
         }
+        gone.sort_unstable();
+        let Books { known, source_cache, source_cache_same, cache, changed, seen, copied, .. } = self.books;
+        out.counts.duplicates_source += duplicates(seen).map_err(|e| spill_error(&tdir, e))?;
         out.counts.deleted_target = deleted;
-        out.counts.messages_target = (index.entries.len() as u64 + out.counts.transferred).saturating_sub(deleted);
+        out.counts.messages_target = (self.index.count + out.counts.transferred).saturating_sub(deleted);
         if let Some(w) = &self.writer {
             w.sync_dirs()?;
-            let kept: Vec<Hash> = index
-                .entries
+            let mut staying = self
+                .index
+                .sorted
                 .iter()
-                .enumerate()
-                .filter(|(i, (_, h))| !gone.contains(i) && record.take(h))
-                .map(|(_, (_, h))| *h)
-                .collect();
-            let written = Written { kept: &kept, copied: &copied, deleted };
-            save_record(&record, self.root, &self.record_path, &self.source_id, written, opts, out);
+                .filter(|t| t.as_ref().map_or(true, |t| gone.binary_search(&(t.hash, t.idx)).is_err()))
+                .map(|t| t.map(|t| t.hash));
+            let at = (self.root, self.record_path.as_path(), self.source_id.as_str());
+            save_record(&mut record, at, &mut staying, copied, deleted, opts, out);
             if let Some(c) = source_cache {
                 // Unchanged (every line as it was): the file is left alone, so a re-run writes
                 // nothing.
@@ -454,20 +581,11 @@ impl<'t, 'a> FolderRun<'t, 'a> {
                     out.warnings.push(e.problem());
                 }
             }
-            if let Some(mut c) = cache {
-                if index.from_cache && c.lines == 0 && retimed.is_empty() && gone.is_empty() {
+            if let Some(c) = cache {
+                if self.index.from_cache && !changed && deleted == 0 {
                     c.discard();
-                } else {
-                    for (i, (e, h)) in index.entries.iter().enumerate().filter(|(i, _)| !gone.contains(i)) {
-                        let mtime_ns = match retimed.get(&i) {
-                            Some(d) if *d != e.meta.date => d.saturating_mul(1_000_000_000),
-                            _ => e.mtime_ns,
-                        };
-                        c.add(e.base(), e.size, mtime_ns, h);
-                    }
-                    if let Err(e) = c.commit() {
-                        out.warnings.push(e.problem());
-                    }
+                } else if let Err(e) = c.commit() {
+                    out.warnings.push(e.problem());
                 }
             }
         }
@@ -484,6 +602,55 @@ impl<'t, 'a> FolderRun<'t, 'a> {
         }
         Ok(())
     }
+}
+
+/// A target message as the join takes it.
+fn held_of(t: target_index::Indexed) -> Held {
+    let mut entry = Vec::new();
+    t.entry.encode(&mut entry);
+    Held { hash: t.hash, idx: t.idx, meta: t.entry.meta, entry }
+}
+
+fn spill_error(tdir: &Path, e: std::io::Error) -> Error {
+    Error::bad(tdir, format!("the folder's plan could not be kept in temporary files: {}", crate::error::io_reason(&e)))
+}
+
+/// What the join decides, kept for the executing pass; a copy left as it is keeps its line in
+/// the folder's cache.
+struct Joined<'j> {
+    decided: &'j mut Sorter<Decided>,
+    unmatched: Sorter<Held>,
+    cache: Option<&'j mut target_index::CacheWriter>,
+}
+
+impl Outcome for Joined<'_> {
+    fn decided(&mut self, wanted: Wanted, decision: Decision, held: Option<&Held>) -> std::io::Result<()> {
+        if let (Decision::Skip(_), Some(h), Some(c)) = (decision, held, self.cache.as_mut())
+            && let Some((e, _)) = MaildirEntry::decode(&h.entry)
+        {
+            c.add(e.base(), e.size, e.mtime_ns, &h.hash);
+        }
+        self.decided.push(Decided::joined(wanted, decision, held))
+    }
+
+    fn unmatched(&mut self, held: Held) -> std::io::Result<()> {
+        self.unmatched.push(held)
+    }
+}
+
+/// Hashes seen more than once, counted from their sorted list.
+fn duplicates(seen: Sorter<Hash>) -> std::io::Result<u64> {
+    let sorted = seen.sorted()?;
+    let mut n = 0;
+    let mut last: Option<Hash> = None;
+    for h in sorted.iter() {
+        let h = h?;
+        if last == Some(h) {
+            n += 1;
+        }
+        last = Some(h);
+    }
+    Ok(n)
 }
 
 /// A Maildir target folder fed messages already in memory, one at a time (a cPanel archive's):
@@ -538,7 +705,7 @@ impl<'t> FedFolder<'t> {
             partial: false,
             gone: false,
         };
-        self.chunk.push(Ok(Prepared { loaded, hash: Some(hash), decision: None }));
+        self.chunk.push(Ok(Prepared::new(loaded, Some(hash))));
         self.bytes += size;
         if self.bytes >= source::CHUNK_BYTES / 2 || self.chunk.len() >= source::CHUNK_MESSAGES {
             self.feed();
@@ -576,35 +743,42 @@ impl<'t> FedFolder<'t> {
     }
 }
 
-/// What a run did to a folder's messages, for its record of copies.
-pub(super) struct Written<'w> {
-    kept: &'w [Hash],
-    copied: &'w [Hash],
-    deleted: u64,
-}
-
 /// Writes a folder's record of copies when it changed (a re-run that did nothing writes nothing;
 /// a target with no record and no new copy gets none, so `--delete` keeps saying it cannot tell).
+/// `staying`: the hashes of the target messages the run leaves; `copied`: those it wrote.
 pub(super) fn save_record(
-    record: &deletion::Record,
-    root: &Path,
-    path: &Path,
-    source_id: &str,
-    written: Written<'_>,
+    record: &mut deletion::Record,
+    (root, path, source_id): (&Path, &Path, &str),
+    staying: &mut dyn Iterator<Item = std::io::Result<Hash>>,
+    copied: Sorter<Hash>,
+    deleted: u64,
     opts: &SyncOptions,
     out: &mut FolderOutcome,
 ) {
-    let Written { kept, copied, deleted } = written;
-    let unchanged = record.found && copied.is_empty() && deleted == 0 && kept.len() as u64 == record.total();
-    if opts.dry_run || unchanged || (!record.found && copied.is_empty()) {
+    if opts.dry_run || (!record.found && copied.is_empty()) {
         return;
     }
     let Some(folder) = path.parent().and_then(fsx::folder_id) else {
         out.warnings.push(Problem::new(path, "its folder cannot be looked at; the record of copies is not written"));
         return;
     };
-    let text = record.text(&folder, source_id, kept, copied);
-    if let Err(p) = deletion::Record::save(root, path, &text, opts.owner, opts.durable) {
+    let any_copied = !copied.is_empty();
+    let copied = match copied.sorted() {
+        Ok(c) => c,
+        Err(e) => {
+            out.warnings.push(Problem::new(
+                path,
+                format!("the record of copies is not written: {}", crate::error::io_reason(&e)),
+            ));
+            return;
+        }
+    };
+    let (found, before) = (record.found, record.total());
+    let r = deletion::Record::save_with(root, path, opts.owner, opts.durable, &mut |w| {
+        let ours = record.write_after(w, &folder, source_id, staying, &mut copied.iter())?;
+        Ok(!(found && !any_copied && deleted == 0 && ours == before))
+    });
+    if let Err(p) = r {
         out.warnings.push(p);
     }
 }
@@ -631,7 +805,6 @@ pub(super) struct StagedChunk<'a> {
 pub(super) fn place_synced<'a>(
     pending: &mut VecDeque<StagedChunk<'a>>,
     w: &FolderWriter<'_>,
-    index: &[(MaildirEntry, Hash)],
     keep: usize,
     source: &dyn Feed,
 ) -> Vec<Placed<'a>> {
@@ -647,7 +820,7 @@ pub(super) fn place_synced<'a>(
         if let Some(c) = pending.pop_front() {
             // Bytes read from a source mbox that shrank or changed since are not put in place.
             let synced = synced.map_err(|e| e.problem()).and_then(|()| source.intact());
-            done.push(c.put_in_place(w, index, synced));
+            done.push(c.put_in_place(w, synced));
         }
     }
     done
@@ -657,12 +830,7 @@ impl<'a> StagedChunk<'a> {
     /// Links or renames each staged message of a synced chunk into place (or discards them
     /// when the sync failed) and renames the files whose flags change; returns the messages
     /// with their fates.
-    fn put_in_place(
-        self,
-        w: &FolderWriter<'_>,
-        index: &[(MaildirEntry, Hash)],
-        synced: Result<(), Problem>,
-    ) -> Placed<'a> {
+    fn put_in_place(self, w: &FolderWriter<'_>, synced: Result<(), Problem>) -> Placed<'a> {
         let StagedChunk { prepared, mut fates, staged, .. } = self;
         let done: Vec<Option<Fate>> = prepared
             .par_iter()
@@ -686,7 +854,7 @@ impl<'a> StagedChunk<'a> {
                         Fate::Failed(e.clone())
                     }
                     (Some(Err(e)), _) => Fate::Failed(e),
-                    (None, _) => update_flags(w, p, index),
+                    (None, _) => update_flags(w, p),
                 })
             })
             .collect();
@@ -707,11 +875,12 @@ pub(super) struct Books<'k> {
     /// Source cache lines found as they were.
     source_cache_same: u64,
     cache: Option<target_index::CacheWriter>,
-    /// Index entries whose file got a new date (flag updates that re-timed it).
-    retimed: HashMap<usize, i64>,
-    seen: HashSet<[u8; 8]>,
+    /// A message was copied or a copy re-flagged: the folder's cache changes.
+    changed: bool,
+    /// Hashes of the messages written or found (duplicates are counted from them).
+    seen: Sorter<Hash>,
     /// Hashes of the messages copied in this run (for the record of copies).
-    copied: Vec<Hash>,
+    copied: Sorter<Hash>,
 }
 
 impl Books<'_> {
@@ -726,17 +895,54 @@ impl Books<'_> {
         out: &mut FolderOutcome,
     ) {
         for (p, f) in prepared.iter().zip(fates) {
-            if let Some(Fate::Copied { sha, .. }) = &f {
-                self.copied.push(*sha);
+            let copied = match &f {
+                Some(Fate::Copied { sha, .. }) => self.copied.push(*sha),
+                Some(Fate::FlagsUpdated { .. }) => {
+                    self.changed = true;
+                    Ok(())
+                }
+                _ => Ok(()),
+            };
+            let seen = match &f {
+                Some(Fate::Copied { sha, .. } | Fate::Skipped { sha } | Fate::FlagsUpdated { sha, .. }) => {
+                    self.seen.push(*sha)
+                }
+                _ => Ok(()),
+            };
+            if let Err(e) = copied.and(seen) {
+                out.warnings.push(Problem::new(
+                    tdir,
+                    format!("the run's list of copies could not be kept: {}", crate::error::io_reason(&e)),
+                ));
             }
-            match (&f, p.decision.and_then(Decision::target), self.cache.as_mut()) {
-                (Some(Fate::Copied { sha, name, size }), _, Some(c)) => {
-                    c.add(&target_index::base_of(name), *size, p.loaded.meta.date.saturating_mul(1_000_000_000), sha)
+            if let Some(c) = self.cache.as_mut() {
+                match (&f, &p.held) {
+                    (Some(Fate::Copied { sha, name, size }), _) => {
+                        self.changed = true;
+                        c.add(
+                            &target_index::base_of(name),
+                            *size,
+                            p.loaded.meta.date.saturating_mul(1_000_000_000),
+                            sha,
+                        )
+                    }
+                    // A re-flagged copy keeps its base name and size; its date may be new.
+                    (Some(Fate::FlagsUpdated { sha, .. }), Some(e)) => {
+                        let mtime_ns = if p.loaded.meta.date != e.meta.date {
+                            p.loaded.meta.date.saturating_mul(1_000_000_000)
+                        } else {
+                            e.mtime_ns
+                        };
+                        c.add(e.base(), e.size, mtime_ns, sha);
+                    }
+                    // A copy that could not be re-flagged is as it was.
+                    (Some(Fate::Failed(_)), Some(e)) => {
+                        if let Some(h) = p.hash {
+                            c.add(e.base(), e.size, e.mtime_ns, &h);
+                        }
+                    }
+                    _ => {}
                 }
-                (Some(Fate::FlagsUpdated { .. }), Some(i), _) => {
-                    self.retimed.insert(i, p.loaded.meta.date);
-                }
-                _ => {}
             }
             if let (Some(c), Some(k)) = (self.source_cache.as_mut(), &p.loaded.key)
                 && let Some(Fate::Copied { sha, .. } | Fate::Skipped { sha, .. } | Fate::FlagsUpdated { sha, .. }) = &f
@@ -746,18 +952,20 @@ impl Books<'_> {
                     self.source_cache_same += 1;
                 }
             }
-            tally(p, f.unwrap_or(Fate::NotMail), tn, tdir, &mut self.seen, rec, out);
+            tally(p, f.unwrap_or(Fate::NotMail), tn, tdir, rec, out);
         }
     }
 }
 
-pub(super) fn update_flags(w: &FolderWriter<'_>, p: &Prepared<'_>, index: &[(MaildirEntry, Hash)]) -> Fate {
-    let Some(i) = p.decision.filter(|d| d.updates()).and_then(Decision::target) else {
-        return Fate::Failed(p.loaded.origin.problem("internal: no action for this message"));
+pub(super) fn update_flags(w: &FolderWriter<'_>, p: &Prepared<'_>) -> Fate {
+    let (Some(d), Some(e)) = (p.decision.filter(|d| d.updates()), &p.held) else {
+        return Fate::Failed(p.loaded.origin.problem("internal: no target message to re-flag"));
     };
-    let Some((e, h)) = index.get(i) else { return Fate::Failed(p.loaded.origin.problem("internal: no target entry")) };
+    let _ = d;
     match w.set_flags(e, &p.loaded.meta) {
-        Ok((sub, name)) => Fate::FlagsUpdated { sha: *h, name: format!("{}/{name}", sub.as_str()) },
+        Ok((sub, name)) => {
+            Fate::FlagsUpdated { sha: p.hash.unwrap_or_default(), name: format!("{}/{name}", sub.as_str()) }
+        }
         Err(err) => Fate::Failed(err.problem()),
     }
 }

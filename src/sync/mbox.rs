@@ -196,7 +196,12 @@ pub(super) fn for_mbox_target<T: TargetMetas + Send>(
                         Some(f) => f,
                         None => act(r, &p, decision)?,
                     };
-                    tally(&p, fate, tn, path, &mut seen, rec, out);
+                    if let Fate::Copied { sha, .. } | Fate::Skipped { sha } | Fate::FlagsUpdated { sha, .. } = &fate
+                        && !seen.insert(hash_key(sha))
+                    {
+                        out.counts.duplicates_source += 1;
+                    }
+                    tally(&p, fate, tn, path, rec, out);
                 }
                 Ok(())
             },

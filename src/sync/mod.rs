@@ -35,6 +35,7 @@ mod load;
 mod maildir;
 mod mbox;
 pub mod plan;
+mod planned;
 mod shortcut;
 mod state;
 mod target;

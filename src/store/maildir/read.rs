@@ -53,6 +53,42 @@ pub struct MaildirEntry {
 }
 
 impl MaildirEntry {
+    /// The bytes [`MaildirEntry::decode`] reads back (a listing kept on disk while sorted).
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.push(self.sub as u8);
+        out.extend_from_slice(&self.size.to_le_bytes());
+        out.extend_from_slice(&self.mtime_ns.to_le_bytes());
+        out.extend_from_slice(&self.ino.to_le_bytes());
+        out.extend_from_slice(&(self.name.len() as u64).to_le_bytes());
+        out.extend_from_slice(&self.name);
+        self.meta.encode(out);
+    }
+
+    /// An entry [`MaildirEntry::encode`] wrote, and the bytes after it.
+    pub fn decode(b: &[u8]) -> Option<(MaildirEntry, &[u8])> {
+        let (&sub, b) = b.split_first()?;
+        let sub = match sub {
+            s if s == Sub::New as u8 => Sub::New,
+            s if s == Sub::Cur as u8 => Sub::Cur,
+            _ => return None,
+        };
+        fn word(b: &[u8]) -> Option<(u64, &[u8])> {
+            b.split_first_chunk::<8>().map(|(w, rest)| (u64::from_le_bytes(*w), rest))
+        }
+        let (size, b) = word(b)?;
+        let (mtime_ns, b) = word(b)?;
+        let (ino, b) = word(b)?;
+        let (len, b) = word(b)?;
+        let (name, b) = b.split_at_checked(usize::try_from(len).ok()?)?;
+        let (meta, b) = Meta::decode(b)?;
+        Some((MaildirEntry { sub, name: name.to_vec(), size, mtime_ns: mtime_ns as i64, meta, ino }, b))
+    }
+
+    /// About the heap bytes it holds.
+    pub fn weight(&self) -> usize {
+        self.name.len() + self.meta.weight()
+    }
+
     pub fn path(&self, folder_dir: &Path) -> PathBuf {
         folder_dir.join(self.sub.as_str()).join(std::ffi::OsStr::from_bytes(&self.name))
     }
