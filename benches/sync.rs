@@ -4,7 +4,7 @@
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use mailmover::events::Discard;
 use mailmover::spec::{Kind, Store};
-use mailmover::store::maildir::read::{self as mdread, ScanOptions};
+use mailmover::store::maildir::read as mdread;
 use mailmover::sync::{SyncOptions, sync};
 
 mod common;
@@ -34,8 +34,9 @@ fn end_to_end(c: &mut Criterion) {
     g.bench_function("maildir folder scan", |b| {
         b.iter(|| {
             let mut p = Vec::new();
-            let kw = mdread::keyword_map(&dst.path);
-            mdread::messages(&dst.path, &kw, ScanOptions::default(), &mut p).len()
+            let dir = mailmover::fsx::Dir::open_root(&dst.path).expect("open");
+            let kw = mdread::keywords_in(&dir).unwrap_or_default();
+            mdread::MessageDirs::open(&dir, &mut p).expect("open").messages(&kw, &mut p).len()
         })
     });
     g.finish();

@@ -9,9 +9,10 @@
 //! deletes nothing there and says so. `--mirror` removes every target message no source
 //! message matched.
 //!
-//! The record is data a mailbox owner can replace: it is read only from a regular file (never
-//! through a symlink, never a FIFO: [`fsx::open_own_file`]) below a size bound, and its first
-//! line names the folder it was written for ([`fsx::folder_id`]). A record copied from another
+//! The record is data a mailbox owner can replace: it is read through the opened folder's
+//! descriptor only from a regular file (never through a symlink, never a FIFO:
+//! [`fsx::Dir::open_own_file`]) below a size bound, and its first line names the folder it was
+//! written for ([`fsx::Dir::folder_id`]). A record copied from another
 //! folder, or one written before records named their folder, is no record: `--delete` then
 //! deletes nothing there, which errs on keeping mail.
 //!
@@ -87,18 +88,19 @@ pub struct Record {
 }
 
 impl Record {
-    /// Reads the record of the folder whose directory holds `path`; a missing or garbled one is
-    /// an empty record with `found` false, and so is a refused one, returned as `Err` with why
-    /// (a symlink, FIFO or oversize file, or another folder's record).
-    pub fn load(path: &Path, source: &str) -> Result<Record, Problem> {
-        let refused = |why: &str| Problem::new(path, format!("{why}; not used (--delete deletes nothing here)"));
-        let text = match fsx::read_own_file(path, MAX_RECORD_BYTES) {
+    /// Reads the record of the opened folder `dir`; a missing or garbled one is an empty record
+    /// with `found` false, and so is a refused one, returned as `Err` with why (a symlink, FIFO
+    /// or oversize file, or another folder's record).
+    pub fn load(dir: &fsx::Dir, source: &str) -> Result<Record, Problem> {
+        let path = dir.path.join(COPIED_FILE);
+        let refused = |why: &str| Problem::new(&path, format!("{why}; not used (--delete deletes nothing here)"));
+        let text = match dir.read_own_file(std::ffi::OsStr::new(COPIED_FILE), MAX_RECORD_BYTES) {
             Ok(Some(t)) => t,
             Ok(None) => return Ok(Record::default()),
             Err(e) => return Err(refused(&e.problem().reason)),
         };
         let Ok(text) = String::from_utf8(text) else { return Ok(Record::default()) };
-        let folder = path.parent().and_then(fsx::folder_id).unwrap_or_default();
+        let folder = dir.folder_id().unwrap_or_default();
         match text.lines().next() {
             Some(h) if h == record_header(&folder) => Ok(Record::parse(&text, source).unwrap_or_default()),
             Some(h) if h.starts_with(HEADER) => Err(refused("the record of another folder")),
@@ -343,9 +345,35 @@ mod tests {
         assert!(Record::parse("mailmover-copied 2 x\nzz me\n", "me").is_none());
         assert!(Record::parse("something else\n", "me").is_none());
         let tmp = tempfile::tempdir().unwrap();
-        assert!(!Record::load(&tmp.path().join("none"), "me").unwrap().found);
-        std::os::unix::fs::symlink("/dev/zero", tmp.path().join("link")).unwrap();
-        assert!(Record::load(&tmp.path().join("link"), "me").unwrap_err().reason.contains("symlink"));
+        let dir = fsx::Dir::open_root(tmp.path()).unwrap();
+        assert!(!Record::load(&dir, "me").unwrap().found);
+        std::os::unix::fs::symlink("/dev/zero", tmp.path().join(COPIED_FILE)).unwrap();
+        assert!(Record::load(&dir, "me").unwrap_err().reason.contains("symlink"));
+    }
+
+    /// Issue 18: the record is read through the opened folder. The folder swapped for a link
+    /// to another folder (with a record of its own) after it was opened: the record read is
+    /// still the opened folder's.
+    #[test]
+    fn the_record_is_read_through_the_opened_folder() {
+        let t = tempfile::tempdir().unwrap();
+        let (f, moved, other) = (t.path().join("f"), t.path().join("moved"), t.path().join("other"));
+        std::fs::create_dir(&f).unwrap();
+        std::fs::create_dir(&other).unwrap();
+        let dir = fsx::Dir::open_root(&f).unwrap();
+        std::fs::rename(&f, &moved).unwrap();
+        std::os::unix::fs::symlink(&other, &f).unwrap();
+        // Each names the directory it is in (a folder's identity holds its path).
+        for (d, h) in [(&moved, 1u8), (&other, 2)] {
+            let mut text = Vec::new();
+            let folder = fsx::folder_id(d).unwrap();
+            Record::default()
+                .write_after(&mut text, &folder, "me", &mut std::iter::empty(), &mut [Ok([h; 32])].into_iter())
+                .unwrap();
+            std::fs::write(d.join(COPIED_FILE), text).unwrap();
+        }
+        let mut r = Record::load(&dir, "me").unwrap();
+        assert!(r.take(&[1; 32]) && !r.take(&[2; 32]), "the opened folder's record, and it names that folder");
     }
 
     /// Issue 18: a record names its folder; another folder's record, or one that names none,
@@ -360,12 +388,13 @@ mod tests {
             .unwrap();
         std::fs::write(a.path().join(COPIED_FILE), &text).unwrap();
         std::fs::write(b.path().join(COPIED_FILE), &text).unwrap();
-        assert_eq!(Record::load(&a.path().join(COPIED_FILE), "me").unwrap().total(), 1);
-        let e = Record::load(&b.path().join(COPIED_FILE), "me").unwrap_err();
+        let (da, db) = (fsx::Dir::open_root(a.path()).unwrap(), fsx::Dir::open_root(b.path()).unwrap());
+        assert_eq!(Record::load(&da, "me").unwrap().total(), 1);
+        let e = Record::load(&db, "me").unwrap_err();
         assert!(e.reason.contains("another folder"), "{e}");
         let old = format!("mailmover-copied 1\n{} me\n", hex::encode([1u8; 32]));
         std::fs::write(b.path().join(COPIED_FILE), old).unwrap();
-        assert!(Record::load(&b.path().join(COPIED_FILE), "me").unwrap_err().reason.contains("older version"));
+        assert!(Record::load(&db, "me").unwrap_err().reason.contains("older version"));
     }
 
     #[test]

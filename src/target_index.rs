@@ -8,10 +8,14 @@
 //!
 //! A cache is data a mailbox owner can replace: it is read only from a regular file below
 //! [`MAX_CACHE_BYTES`], never through a symlink, never from a FIFO or device
-//! ([`fsx::open_own_file`]); its first line names the folder it belongs to (device, inode and
-//! path of the folder directory, [`fsx::folder_id`]), so a cache copied from another folder is
-//! ignored. Anything refused is reported as a warning and rebuilt; a cache of an older version
-//! (no folder in its first line) is rebuilt without a word.
+//! ([`fsx::Dir::open_own_file`]); its first line names the folder it belongs to (device, inode
+//! and path of the folder directory, [`fsx::Dir::folder_id`]), so a cache copied from another
+//! folder is ignored. Anything refused is reported as a warning and rebuilt; a cache of an
+//! older version (no folder in its first line) is rebuilt without a word.
+//!
+//! The folder is opened once ([`fsx::Dir`]); its `cur/` and `new/`, their messages, its
+//! keyword list and its caches are all listed, looked at and read relative to that descriptor,
+//! so a folder or file swapped for a link during the run is not read through.
 
 use std::ffi::OsStr;
 use std::io::{BufRead, Read, Write};
@@ -24,7 +28,7 @@ use crate::fsx;
 use crate::message::Hash;
 use crate::spill;
 use crate::store::maildir::name;
-use crate::store::maildir::read::{self as mdread, MaildirEntry, ScanOptions};
+use crate::store::maildir::read::{self as mdread, MaildirEntry};
 use crate::store::maildir::write::{FILE_MODE, FolderWriter};
 
 pub const CACHE_FILE: &str = "mailmover-cache";
@@ -133,15 +137,14 @@ fn name_key(base: &[u8]) -> u64 {
 struct Table(Vec<(u64, Key, Hash)>);
 
 impl Table {
-    /// The cache `file` of the folder directory `dir`: `Ok(None)` when there is none, or one of
+    /// The cache `file` of the opened folder `dir`: `Ok(None)` when there is none, or one of
     /// an older version, or one that does not parse; `Err` (a warning) when it was refused.
-    fn read(dir: &Path, file: &str) -> Result<Option<Table>, Problem> {
-        let path = dir.join(file);
+    fn read(dir: &fsx::Dir, file: &str) -> Result<Option<Table>, Problem> {
+        let path = dir.path.join(file);
         let refused = |why: String| Problem::new(&path, format!("{why}; ignored, rebuilt"));
-        let Some((f, _)) = fsx::open_own_file(&path, MAX_CACHE_BYTES).map_err(|e| refused(e.problem().reason))? else {
-            return Ok(None);
-        };
-        let folder = fsx::folder_id(dir).ok_or_else(|| refused("its folder cannot be looked at".into()))?;
+        let opened = dir.open_own_file(OsStr::new(file), MAX_CACHE_BYTES).map_err(|e| refused(e.problem().reason))?;
+        let Some((f, _)) = opened else { return Ok(None) };
+        let folder = dir.folder_id().ok_or_else(|| refused("its folder cannot be looked at".into()))?;
         let mut first = Vec::new();
         std::io::BufReader::new(&f)
             .take(MAX_HEADER)
@@ -235,8 +238,9 @@ fn count_lines(mut r: impl BufRead) -> std::io::Result<usize> {
 pub struct SourceCache(Table);
 
 impl SourceCache {
-    /// The source cache kept in the target folder `target_dir`; a refused one is a warning.
-    pub fn load(target_dir: &Path, warnings: &mut Vec<Problem>) -> Option<SourceCache> {
+    /// The source cache kept in the opened target folder `target_dir`; a refused one is a
+    /// warning.
+    pub fn load(target_dir: &fsx::Dir, warnings: &mut Vec<Problem>) -> Option<SourceCache> {
         Table::read(target_dir, SOURCE_CACHE_FILE).map_err(|p| warnings.push(p)).ok().flatten().map(SourceCache)
     }
 
@@ -256,38 +260,34 @@ impl SourceCache {
 /// Messages hashed at once (in parallel) while a folder is indexed.
 const HASH_BATCH: usize = 1024;
 
-/// Indexes the Maildir folder at `dir` (empty when it does not exist), listing it as the
-/// directories yield it and hashing what the cache does not know, a batch at a time.
-pub fn maildir(dir: &Path, use_cache: bool, problems: &mut Vec<Problem>) -> Result<Index> {
-    match std::fs::symlink_metadata(dir) {
-        Err(_) => return Index::empty(),
-        Ok(md) if md.file_type().is_symlink() => {
-            return Err(crate::error::Error::bad(dir, "target folder is a symlink; nothing is written through it"));
-        }
-        Ok(_) => {}
+/// Indexes the opened Maildir folder `dir`, listing it as the directories yield it and hashing
+/// what the cache does not know, a batch at a time.
+pub fn maildir(dir: &fsx::Dir, use_cache: bool, problems: &mut Vec<Problem>) -> Result<Index> {
+    // A link at tmp/ refuses the folder too: the writer would have to go through it.
+    if dir.stat_at(OsStr::new("tmp"))?.is_some_and(|e| e.kind == fsx::FileKind::Symlink) {
+        return Err(crate::error::Error::bad(
+            dir.path.join("tmp"),
+            "is a symlink in the target; nothing is written through it",
+        ));
     }
-    for s in ["cur", "new", "tmp"] {
-        if std::fs::symlink_metadata(dir.join(s)).is_ok_and(|m| m.file_type().is_symlink()) {
-            return Err(crate::error::Error::bad(
-                dir.join(s),
-                "is a symlink in the target; nothing is written through it",
-            ));
-        }
-    }
+    let subs = mdread::MessageDirs::open(dir, problems)?;
     let mut warnings = Vec::new();
-    let kw = mdread::keyword_map_checked(dir).unwrap_or_else(|p| {
+    let kw = mdread::keywords_in(dir).unwrap_or_else(|p| {
         warnings.push(p);
         Default::default()
     });
     let cache =
         if use_cache { Table::read(dir, CACHE_FILE).map_err(|p| warnings.push(p)).ok().flatten() } else { None };
     let spilled = |e: std::io::Error| {
-        crate::error::Error::bad(dir, format!("the folder index could not be sorted: {}", crate::error::io_reason(&e)))
+        crate::error::Error::bad(
+            &dir.path,
+            format!("the folder index could not be sorted: {}", crate::error::io_reason(&e)),
+        )
     };
     let mut sorter = spill::Sorter::new();
     let mut torn = Vec::new();
     let (mut count, mut cached, mut failed) = (0u64, 0u64, false);
-    let mut listing = mdread::MessageStream::new(dir, kw, ScanOptions::default());
+    let mut listing = subs.stream(&kw);
     loop {
         let mut batch = Vec::with_capacity(HASH_BATCH);
         for r in listing.by_ref() {
@@ -303,7 +303,7 @@ pub fn maildir(dir: &Path, use_cache: bool, problems: &mut Vec<Problem>) -> Resu
             break;
         }
         let hashed: Vec<Result<(MaildirEntry, Hash, bool), Problem>> =
-            batch.into_par_iter().map(|e| hash_entry(dir, e, cache.as_ref())).collect();
+            batch.into_par_iter().map(|e| hash_entry(&dir.path, &subs, e, cache.as_ref())).collect();
         for r in hashed {
             match r {
                 Ok((entry, hash, from_cache)) => {
@@ -330,23 +330,32 @@ pub fn maildir(dir: &Path, use_cache: bool, problems: &mut Vec<Problem>) -> Resu
     Ok(Index { sorted, count, from_cache, torn, warnings })
 }
 
-/// A target message's hash: from the cache when its name, size and mtime are there, else read.
-fn hash_entry(dir: &Path, e: MaildirEntry, cache: Option<&Table>) -> Result<(MaildirEntry, Hash, bool), Problem> {
+/// A target message's hash: from the cache when its name, size and mtime are there, else read
+/// through its directory's descriptor.
+fn hash_entry(
+    dir: &Path,
+    subs: &mdread::MessageDirs,
+    e: MaildirEntry,
+    cache: Option<&Table>,
+) -> Result<(MaildirEntry, Hash, bool), Problem> {
     let torn = |path: &Path, n: u64, s: u64| {
         Problem::new(path, format!("file has {n} bytes but its name says S={s} (torn or rewritten file)"))
     };
+    let path = e.path(dir);
     // Checked on every run, cache or not: a stat is enough.
     if let Some(s) = name::size_field(e.base())
         && s != e.size
     {
-        return Err(torn(&e.path(dir), e.size, s));
+        return Err(torn(&path, e.size, s));
     }
     let key = Key { size: e.size, mtime_ns: e.mtime_ns };
     if let Some(h) = cache.and_then(|c| c.get(e.base(), key)) {
         return Ok((e, h, true));
     }
-    let path = e.path(dir);
-    let data = fsx::read_source_file(&path).map_err(|err| err.problem())?;
+    let data = subs
+        .open_message(&e)
+        .and_then(|f| fsx::MessageFile::from_file(f, &path)?.read(&path))
+        .map_err(|err| err.problem())?;
     if let Some(s) = name::size_field(e.base())
         && s != data.len() as u64
     {
@@ -403,7 +412,8 @@ impl CacheWriter {
 
     fn create_file(w: &FolderWriter<'_>, file: &'static str) -> crate::error::Result<CacheWriter> {
         let dir = w.dir.reopen()?;
-        let folder = fsx::folder_id(&dir.path)
+        let folder = dir
+            .folder_id()
             .ok_or_else(|| crate::error::Error::bad(&dir.path, "the folder cannot be looked at; no cache written"))?;
         let tmp = fsx::temp_name(std::ffi::OsStr::new(file));
         let _ = dir.unlink(&tmp);
@@ -526,16 +536,87 @@ mod tests {
         let p = dir.path().join(CACHE_FILE);
         let id = fsx::folder_id(dir.path()).unwrap();
         std::fs::write(&p, render_cache(&header(CACHE_FILE, &id), &entries)).unwrap();
-        let t = Table::read(dir.path(), CACHE_FILE).unwrap().unwrap();
+        let d = fsx::Dir::open_root(dir.path()).unwrap();
+        let t = Table::read(&d, CACHE_FILE).unwrap().unwrap();
         assert_eq!(t.len(), 301);
         for (n, k, h) in &entries {
             assert_eq!(t.get(n, *k), Some(*h));
         }
         std::fs::rename(&p, dir.path().join(SOURCE_CACHE_FILE)).unwrap();
-        assert!(
-            Table::read(dir.path(), SOURCE_CACHE_FILE).unwrap().is_none(),
-            "the other cache's header does not parse"
-        );
+        assert!(Table::read(&d, SOURCE_CACHE_FILE).unwrap().is_none(), "the other cache's header does not parse");
+    }
+
+    /// Issue 18: everything of a target folder is read through the folder opened once. Here
+    /// the folder is swapped for a link to another folder (its own messages, keywords and
+    /// caches) after it was opened: the index still holds the opened folder's messages, its
+    /// keywords and its caches' hashes.
+    #[test]
+    fn the_index_is_read_through_the_opened_folder() {
+        use std::os::unix::fs::MetadataExt;
+        let t = tempfile::tempdir().unwrap();
+        let (f, moved, other) = (t.path().join("f"), t.path().join("moved"), t.path().join("other"));
+        std::fs::create_dir(&f).unwrap();
+        let dir = fsx::Dir::open_root(&f).unwrap();
+        std::fs::rename(&f, &moved).unwrap();
+        std::os::unix::fs::symlink(&other, &f).unwrap();
+        // Each folder's caches name the directory they are in (its identity holds its path).
+        let mut keys = Vec::new();
+        for (d, name, body, kw, h) in [
+            (&moved, "1.M1P1.h,S=5:2,Sa", "hello", "$Mine", 7u8),
+            (&other, "2.M1P1.h,S=7:2,Sa", "planted", "$Planted", 8),
+        ] {
+            for s in ["cur", "new", "tmp"] {
+                std::fs::create_dir_all(d.join(s)).unwrap();
+            }
+            std::fs::write(d.join("cur").join(name), body).unwrap();
+            std::fs::write(d.join("dovecot-keywords"), format!("0 {kw}\n")).unwrap();
+            let md = std::fs::metadata(d.join("cur").join(name)).unwrap();
+            let key = Key { size: md.size(), mtime_ns: md.mtime() * 1_000_000_000 + md.mtime_nsec() };
+            let base = name::parse(name.as_bytes()).base.to_vec();
+            let id = fsx::folder_id(d).unwrap();
+            for file in [CACHE_FILE, SOURCE_CACHE_FILE] {
+                std::fs::write(d.join(file), render_cache(&header(file, &id), &[(&base, key, [h; 32])])).unwrap();
+            }
+            keys.push((base, key));
+        }
+        for use_cache in [true, false] {
+            let mut problems = Vec::new();
+            let index = maildir(&dir, use_cache, &mut problems).unwrap();
+            assert!(problems.is_empty() && index.warnings.is_empty(), "{problems:?} {:?}", index.warnings);
+            let all: Vec<Indexed> = index.sorted.iter().map(Result::unwrap).collect();
+            let [Indexed { entry: e, hash: h, .. }] = &all[..] else { panic!("{all:?}") };
+            assert_eq!(e.name, b"1.M1P1.h,S=5:2,Sa");
+            assert_eq!(e.meta.keywords.iter().collect::<Vec<_>>(), vec!["$Mine"]);
+            assert_eq!(*h, if use_cache { [7; 32] } else { fsx::sha256_pieces(&[b"hello"]) });
+        }
+        let known = SourceCache::load(&dir, &mut Vec::new()).unwrap();
+        assert_eq!(known.get(&keys[0].0, keys[0].1.size, keys[0].1.mtime_ns), Some([7; 32]));
+        assert_eq!(known.len(), 1);
+    }
+
+    /// A message file swapped for a link (or a FIFO) between the listing and its read is
+    /// refused by the open, never followed or waited on.
+    #[test]
+    fn a_message_swapped_for_a_link_after_the_listing_is_not_read() {
+        let t = tempfile::tempdir().unwrap();
+        for s in ["cur", "new", "tmp"] {
+            std::fs::create_dir(t.path().join(s)).unwrap();
+        }
+        let (a, b) = (t.path().join("cur/1.M1P1.h:2,S"), t.path().join("cur/2.M1P1.h:2,S"));
+        std::fs::write(&a, "x").unwrap();
+        std::fs::write(&b, "y").unwrap();
+        let dir = fsx::Dir::open_root(t.path()).unwrap();
+        let subs = mdread::MessageDirs::open(&dir, &mut Vec::new()).unwrap();
+        let entries = subs.messages(&Default::default(), &mut Vec::new());
+        assert_eq!(entries.len(), 2);
+        std::fs::remove_file(&a).unwrap();
+        std::os::unix::fs::symlink("/etc/hostname", &a).unwrap();
+        std::fs::remove_file(&b).unwrap();
+        nix::unistd::mkfifo(&b, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let e = subs.open_message(&entries[0]).unwrap_err().to_string();
+        assert!(e.contains("is a symlink"), "{e}");
+        let e = subs.open_message(&entries[1]).unwrap_err().to_string();
+        assert!(e.contains("not a regular file"), "{e}");
     }
 
     /// Issue 18: a cache is data. A symlink (to /dev/zero), a FIFO, an oversize file or the
@@ -544,10 +625,11 @@ mod tests {
     #[test]
     fn planted_caches_are_refused_not_read() {
         let dir = tempfile::tempdir().unwrap();
+        let d = fsx::Dir::open_root(dir.path()).unwrap();
         let p = dir.path().join(CACHE_FILE);
         let refused = |why: &str| {
             let t0 = std::time::Instant::now();
-            let e = Table::read(dir.path(), CACHE_FILE).unwrap_err();
+            let e = Table::read(&d, CACHE_FILE).unwrap_err();
             assert!(e.reason.contains(why), "{why}: {e}");
             assert!(t0.elapsed().as_secs() < 5, "{why}: took {:?}", t0.elapsed());
         };
@@ -565,8 +647,8 @@ mod tests {
         std::fs::write(&p, render_cache(&head, &[(b"1.M1P1.h,S=3", Key { size: 3, mtime_ns: 5 }, [1; 32])])).unwrap();
         refused("another folder");
         std::fs::write(&p, b"mailmover-cache 1\n").unwrap();
-        assert!(Table::read(dir.path(), CACHE_FILE).unwrap().is_none());
+        assert!(Table::read(&d, CACHE_FILE).unwrap().is_none());
         std::fs::File::create(&p).unwrap().set_len(64 << 20).unwrap();
-        assert!(Table::read(dir.path(), CACHE_FILE).unwrap().is_none(), "zeros are not a cache");
+        assert!(Table::read(&d, CACHE_FILE).unwrap().is_none(), "zeros are not a cache");
     }
 }

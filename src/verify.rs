@@ -3,6 +3,7 @@
 //! shares nothing with the copy path; the decision is sync's own ([`Matcher::decide`]), so
 //! verify reports exactly what `sync --dry-run` would act on. Nothing is written.
 
+use std::collections::HashSet;
 use std::path::Path;
 
 use rayon::prelude::*;
@@ -10,13 +11,15 @@ use serde::Serialize;
 
 use crate::error::{Problem, Result};
 use crate::flags::Flags;
+use crate::folder::FolderName;
+use crate::fsx::Dir;
 use crate::message::Meta;
 use crate::source::Opened;
 use crate::spec::{Kind, Store};
-use crate::store::Location;
-use crate::store::maildir::read::ScanOptions;
+use crate::store::maildir::read::{self as mdread, MaildirEntry, ScanOptions, Sub};
 use crate::store::maildir::write::MaildirTarget;
-use crate::store::mbox::read::{ReadOptions, Variant};
+use crate::store::mbox::read::{MboxFile, ReadOptions, Variant};
+use crate::store::mbox::target as mbox_target;
 use crate::sync::plan::{Candidate, Decision, Hash, NotMail, Planner, Rules};
 use crate::sync::{Identity, SyncOptions, mapped_folders, mbox_folder_path};
 
@@ -77,16 +80,11 @@ struct Msg {
 
 /// Hashes a Maildir message file read by a plain loop of its own (no cache probe, no
 /// read-ahead, nothing shared with the copy path it checks), a block at a time: memory stays
-/// flat whatever the message size. Returns the hash (as `id` defines it) and the size.
-fn hash_plain(path: &Path, id: Identity) -> std::result::Result<(Hash, u64), Problem> {
+/// flat whatever the message size. Returns the hash (as `id` defines it) and the size. `f` is
+/// open already: a source's by its path, a target's through its directory's descriptor.
+fn hash_plain(mut f: std::fs::File, path: &Path, id: Identity) -> std::result::Result<(Hash, u64), Problem> {
     use sha2::Digest;
     use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|e| Problem::new(path, crate::error::io_reason(&e)))?;
     if !f.metadata().is_ok_and(|m| m.is_file()) {
         return Err(Problem::new(path, "not a regular file"));
     }
@@ -119,7 +117,7 @@ fn digest_opened(opened: &Opened, ropts: &ReadOptions, id: Identity, errors: &mu
             .map(|r| -> std::result::Result<Msg, Problem> {
                 let (hash, meta, place, pseudo, size) = match (opened.entry(r), opened.origin(r)) {
                     (Some(e), crate::source::Origin::File(path)) => {
-                        let (hash, size) = hash_plain(&path, id)?;
+                        let (hash, size) = hash_plain(open_source(&path)?, &path, id)?;
                         if size == 0 {
                             return Err(Problem::new(&path, "empty file (0 bytes) is not a message; skipped"));
                         }
@@ -148,32 +146,119 @@ fn digest_opened(opened: &Opened, ropts: &ReadOptions, id: Identity, errors: &mu
     out
 }
 
-fn target_messages(dst: &Store, path: &Path, errors: &mut Vec<Problem>) -> Vec<Msg> {
-    let ro =
-        ReadOptions { variant: Variant::Auto, zone: crate::store::mbox::date::Zone::Utc, keep_internal_headers: false };
-    let loc = if dst.kind == Kind::Mbox {
-        Location::MboxFile(path.to_path_buf())
-    } else {
-        Location::Maildir(path.to_path_buf())
-    };
-    if !path.exists() {
-        return Vec::new();
-    }
-    // As sync, nothing of a target folder reached through a link is read.
+/// A source message file, opened by its path: never through a link at its own name, never
+/// waiting on a FIFO.
+fn open_source(path: &Path) -> std::result::Result<std::fs::File, Problem> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| Problem::new(path, crate::error::io_reason(&e)))
+}
+
+/// The messages of target folder `tn` at `path`. Everything of it is read through descriptors:
+/// a Maildir folder opened from the target root, its `cur/` and `new/` and their files relative
+/// to it; an mbox file opened in its directory, reached from the root level by level. Nothing
+/// is read through a link, not even one swapped in during the run.
+fn target_messages(
+    dst: &Store,
+    tn: &FolderName,
+    path: &Path,
+    single_mbox: bool,
+    errors: &mut Vec<Problem>,
+) -> Vec<Msg> {
+    // As sync, nothing of a target folder reached through a link is read (this names the link;
+    // the reads below refuse one by themselves).
     if let Some(link) = crate::fsx::link_on_the_way(&dst.path, path) {
         errors.push(Problem::new(&link, "is a symlink in the target; not read"));
         return Vec::new();
     }
-    match Opened::open(&loc, ScanOptions::default(), errors) {
-        Ok(o) => {
-            let id = if dst.kind == Kind::Mbox { Identity::Mbox } else { Identity::Exact };
-            digest_opened(&o, &ro, id, errors).into_iter().filter(|m| m.not_mail.is_none()).collect()
+    let read = if dst.kind == Kind::Mbox {
+        mbox_messages(dst, tn, path, single_mbox, errors)
+    } else {
+        Dir::find_beneath(&dst.path, path).and_then(|d| d.map_or(Ok(Vec::new()), |d| maildir_messages(&d, errors)))
+    };
+    read.unwrap_or_else(|e| {
+        errors.push(e.problem());
+        Vec::new()
+    })
+}
+
+/// A Maildir target folder's messages, as [`Opened::open`] lists a source's (a file listed
+/// under two names once, one renamed meanwhile not an error), in name order.
+fn maildir_messages(dir: &Dir, errors: &mut Vec<Problem>) -> Result<Vec<Msg>> {
+    const CHUNK: usize = 1024;
+    // A refused keyword list is none, as for a source.
+    let kw = mdread::keywords_in(dir).unwrap_or_default();
+    let subs = mdread::MessageDirs::open(dir, errors)?;
+    let hash = |e: MaildirEntry| -> std::result::Result<((Sub, Vec<u8>), Msg), Problem> {
+        let path = e.path(&dir.path);
+        let (hash, size) = hash_plain(subs.open_message(&e).map_err(|err| err.problem())?, &path, Identity::Exact)?;
+        if size == 0 {
+            return Err(Problem::new(&path, "empty file (0 bytes) is not a message; skipped"));
         }
-        Err(e) => {
-            errors.push(e.problem());
-            Vec::new()
+        let place = path.display().to_string();
+        Ok(((e.sub, e.name), Msg { hash, meta: e.meta, place, size, not_mail: None }))
+    };
+    let mut once = HashSet::new();
+    let (mut msgs, mut chunk) = (Vec::new(), Vec::with_capacity(CHUNK));
+    let mut stream = subs.stream(&kw);
+    loop {
+        let next = stream.next();
+        let done = next.is_none();
+        match next {
+            Some(Ok(e)) if e.ino == 0 || once.insert((e.ino, e.size, e.mtime_ns)) => chunk.push(e),
+            Some(Err(p)) if p.reason != mdread::VANISHED => errors.push(p),
+            _ => {}
+        }
+        if chunk.len() >= CHUNK || (done && !chunk.is_empty()) {
+            let hashed: Vec<_> = std::mem::take(&mut chunk).into_par_iter().map(hash).collect();
+            for r in hashed {
+                match r {
+                    Ok(m) => msgs.push(m),
+                    Err(p) => errors.push(p),
+                }
+            }
+        }
+        if done {
+            break;
         }
     }
+    msgs.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(msgs.into_iter().map(|(_, m)| m).collect())
+}
+
+/// An mbox target folder's messages: its file opened in its directory (reached from the root
+/// level by level as sync reaches it; a single mbox file's directory is the admin's), under a
+/// shared lock.
+fn mbox_messages(
+    dst: &Store,
+    tn: &FolderName,
+    path: &Path,
+    single: bool,
+    errors: &mut Vec<Problem>,
+) -> Result<Vec<Msg>> {
+    let place = if single {
+        let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let (Some(name), Some(dir)) = (path.file_name(), Dir::find_beneath(parent, parent)?) else {
+            return Ok(Vec::new());
+        };
+        mbox_target::Place { dir, name: name.to_os_string(), path: path.to_path_buf() }
+    } else {
+        let Some(root) = Dir::find_beneath(&dst.path, &dst.path)? else { return Ok(Vec::new()) };
+        match mbox_target::place(&root, tn, &|_| false, None)? {
+            Some(p) => p,
+            None => return Ok(Vec::new()),
+        }
+    };
+    let Some(file) = place.dir.open_file(&place.name, false)? else { return Ok(Vec::new()) };
+    let f = MboxFile::from_file_locked(file, &place.path)?;
+    f.check()?;
+    let ro =
+        ReadOptions { variant: Variant::Auto, zone: crate::store::mbox::date::Zone::Utc, keep_internal_headers: false };
+    let o = Opened::Mbox(std::sync::Arc::new(f));
+    Ok(digest_opened(&o, &ro, Identity::Mbox, errors).into_iter().filter(|m| m.not_mail.is_none()).collect())
 }
 
 pub fn verify(src: &Store, dst: &Store, opts: &SyncOptions) -> Result<Verification> {
@@ -212,7 +297,7 @@ pub fn verify(src: &Store, dst: &Store, opts: &SyncOptions) -> Result<Verificati
                         }
                     },
                 };
-                let tmsgs = target_messages(dst, &tpath, &mut errors);
+                let tmsgs = target_messages(dst, tn, &tpath, single_mbox, &mut errors);
                 let rules = Rules { filters: opts.filters.clone(), bounds, mbox: dst.kind == Kind::Mbox };
                 compare(tn.as_str(), &smsgs, &tmsgs, rules, &mut fv);
                 (fv, errors)
@@ -296,6 +381,39 @@ fn compare(folder: &str, src: &[Msg], dst: &[Msg], rules: Rules, v: &mut Verific
 mod tests {
     use super::*;
 
+    /// Issue 18: verify reads a target folder through the folder opened once. The folder
+    /// swapped for a link to another folder after it was opened: the messages read are the
+    /// opened folder's, under its path, and a file swapped for a link is refused.
+    #[test]
+    fn target_folders_are_read_through_the_opened_folder() {
+        let t = tempfile::tempdir().unwrap();
+        let (f, moved, other) = (t.path().join("f"), t.path().join("moved"), t.path().join("other"));
+        for (d, name, body) in [(&f, "1.M1P1.h:2,S", "hello"), (&other, "2.M1P1.h:2,S", "planted")] {
+            std::fs::create_dir_all(d.join("cur")).unwrap();
+            std::fs::create_dir_all(d.join("new")).unwrap();
+            std::fs::write(d.join("cur").join(name), body).unwrap();
+        }
+        std::fs::write(f.join("new/0.M1P1.h"), "first").unwrap();
+        let dir = Dir::open_root(&f).unwrap();
+        std::fs::rename(&f, &moved).unwrap();
+        std::os::unix::fs::symlink(&other, &f).unwrap();
+        let mut errors = Vec::new();
+        let msgs = maildir_messages(&dir, &mut errors).unwrap();
+        assert!(errors.is_empty(), "{errors:?}");
+        let got: Vec<(&str, Hash)> = msgs.iter().map(|m| (m.place.as_str(), m.hash)).collect();
+        let (a, b) = (f.join("new/0.M1P1.h"), f.join("cur/1.M1P1.h:2,S"));
+        let want = [
+            (a.to_str().unwrap(), Identity::Exact.hash(&[b"first"])),
+            (b.to_str().unwrap(), Identity::Exact.hash(&[b"hello"])),
+        ];
+        assert_eq!(got, want, "new/ then cur/, the opened folder's bytes");
+        std::fs::remove_file(moved.join("cur/1.M1P1.h:2,S")).unwrap();
+        std::os::unix::fs::symlink(other.join("cur/2.M1P1.h:2,S"), moved.join("cur/1.M1P1.h:2,S")).unwrap();
+        let mut errors = Vec::new();
+        assert_eq!(maildir_messages(&dir, &mut errors).unwrap().len(), 1);
+        assert!(errors.iter().any(|p| p.reason.contains("symlink")), "{errors:?}");
+    }
+
     /// The plain loop's hash is the hash sync computes, for both identities.
     #[test]
     fn plain_hash_is_the_identity_hash() {
@@ -305,7 +423,10 @@ mod tests {
             let p = tmp.path().join("m");
             std::fs::write(&p, data).unwrap();
             for id in [Identity::Exact, Identity::Mbox] {
-                assert_eq!(hash_plain(&p, id).unwrap(), (id.hash(&[data]), data.len() as u64));
+                assert_eq!(
+                    hash_plain(open_source(&p).unwrap(), &p, id).unwrap(),
+                    (id.hash(&[data]), data.len() as u64)
+                );
             }
         }
     }

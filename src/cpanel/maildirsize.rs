@@ -9,35 +9,31 @@
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
 
-use crate::fsx::{self, FileKind};
+use crate::fsx::{Dir, FileKind};
 
-/// `(bytes, messages)` of the mailbox at `root`.
-pub fn usage(root: &Path) -> (u64, u64) {
-    let mut dirs = vec![root.to_path_buf()];
-    for (raw, kind) in fsx::list_dir(root).unwrap_or_default() {
+/// `(bytes, messages)` of the opened mailbox `root`: its `.Folder/`s, their `new/` and `cur/`
+/// and their files are opened, listed and looked at relative to it, never through a link.
+pub fn usage(root: &Dir) -> (u64, u64) {
+    let mut dirs = vec![root.try_clone().ok()];
+    for (raw, kind) in root.list().unwrap_or_default() {
         if raw.starts_with(b".") && raw.len() > 1 && raw != b".." && kind == Some(FileKind::Dir) {
-            dirs.push(root.join(OsStr::from_bytes(&raw)));
+            dirs.push(root.open(OsStr::from_bytes(&raw)).ok().flatten());
         }
     }
     let (mut bytes, mut count) = (0u64, 0u64);
-    for d in dirs {
+    for d in dirs.into_iter().flatten() {
         for sub in ["new", "cur"] {
-            let sd = d.join(sub);
             // A linked cur/ or new/ is someone else's files: not counted (the sync refuses it).
-            if std::fs::symlink_metadata(&sd).is_ok_and(|m| m.file_type().is_symlink()) {
-                continue;
-            }
-            for (raw, _) in fsx::list_dir(&sd).unwrap_or_default() {
+            let Ok(Some(sd)) = d.open(OsStr::new(sub)) else { continue };
+            for (raw, _) in sd.list().unwrap_or_default() {
                 if raw.starts_with(b".") {
                     continue;
                 }
-                let p = sd.join(OsStr::from_bytes(&raw));
-                if let Ok(md) = std::fs::symlink_metadata(&p)
-                    && md.is_file()
+                if let Ok(e) = sd.entry_at(OsStr::from_bytes(&raw))
+                    && e.kind == FileKind::File
                 {
-                    bytes += md.len();
+                    bytes += e.size;
                     count += 1;
                 }
             }
@@ -80,7 +76,8 @@ mod tests {
     #[test]
     fn usage_counts_root_and_dot_folders_only() {
         let t = tempfile::tempdir().unwrap();
-        let r = t.path();
+        let mb = t.path().join("mb");
+        let r = mb.as_path();
         for d in ["cur", "new", ".Sent/cur", "dom.example/a/cur"] {
             std::fs::create_dir_all(r.join(d)).unwrap();
         }
@@ -89,7 +86,17 @@ mod tests {
         std::fs::write(r.join(".Sent/cur/3:2,S"), b"1").unwrap();
         std::fs::write(r.join("dom.example/a/cur/4"), b"1234567").unwrap();
         std::os::unix::fs::symlink(r.join("cur/1:2,S"), r.join("new/link")).unwrap();
-        assert_eq!(usage(r), (9, 3));
+        std::fs::create_dir_all(r.join("elsewhere/cur")).unwrap();
+        std::fs::write(r.join("elsewhere/cur/5"), b"123456789").unwrap();
+        std::os::unix::fs::symlink(r.join("elsewhere"), r.join(".Linked")).unwrap();
+        std::os::unix::fs::symlink(r.join("elsewhere/cur"), r.join(".Sent/new")).unwrap();
+        let root = Dir::open_root(r).unwrap();
+        assert_eq!(usage(&root), (9, 3));
+        // Counted through the opened mailbox: its path swapped for a link meanwhile changes nothing.
+        let moved = t.path().join("moved");
+        std::fs::rename(r, &moved).unwrap();
+        std::os::unix::fs::symlink(moved.join("elsewhere"), r).unwrap();
+        assert_eq!(usage(&root), (9, 3));
         assert_eq!(render("100S", 9, 3), "100S\n           9            3\n");
     }
 }

@@ -169,8 +169,9 @@ fn mailbox_dir(home: &Path, rel: &[String], owner: Option<Owner>, create: bool) 
 const MAX_MAILDIRSIZE_BYTES: u64 = 1 << 20;
 
 /// The quota definition line for a target mailbox's `maildirsize`.
-fn quota_for(src: &dyn tree::Tree, b: &Mailbox, acc: &Account, target_dir: &Path) -> Option<String> {
-    let target = crate::fsx::read_own_file(&target_dir.join("maildirsize"), MAX_MAILDIRSIZE_BYTES)
+fn quota_for(src: &dyn tree::Tree, b: &Mailbox, acc: &Account, target_dir: &Dir) -> Option<String> {
+    let target = target_dir
+        .read_own_file(OsStr::new("maildirsize"), MAX_MAILDIRSIZE_BYTES)
         .ok()
         .flatten()
         .map(|v| String::from_utf8_lossy(&v).into_owned());
@@ -200,23 +201,23 @@ fn write_maildirsize(
     owner: Option<Owner>,
     root_run: bool,
 ) -> Result<()> {
-    let Some(q) = quota_for(src, b, acc, &dir.path) else { return Ok(()) };
-    let (bytes, count) = maildirsize::usage(&dir.path);
+    let Some(q) = quota_for(src, b, acc, dir) else { return Ok(()) };
+    let (bytes, count) = maildirsize::usage(dir);
     let text = maildirsize::render(&q, bytes, count);
-    let path = dir.path.join("maildirsize");
-    let existing = std::fs::symlink_metadata(&path).ok();
-    if existing.as_ref().is_some_and(|m| m.file_type().is_symlink()) {
+    let name = OsStr::new("maildirsize");
+    let path = dir.path.join(name);
+    let existing = dir.stat_at(name)?;
+    if existing.is_some_and(|e| e.kind == crate::fsx::FileKind::Symlink) {
         return Err(Error::bad(&path, "is a symlink in the target; not written"));
     }
-    if existing.as_ref().is_some_and(|m| !m.file_type().is_file()) {
+    if existing.is_some_and(|e| e.kind != crate::fsx::FileKind::File) {
         return Err(Error::bad(&path, "is not a regular file in the target; not written"));
     }
-    if crate::fsx::read_own_file(&path, MAX_MAILDIRSIZE_BYTES).is_ok_and(|old| old.as_deref() == Some(text.as_bytes()))
-    {
+    if dir.read_own_file(name, MAX_MAILDIRSIZE_BYTES).is_ok_and(|old| old.as_deref() == Some(text.as_bytes())) {
         return Ok(());
     }
     let owner = match existing {
-        Some(m) if root_run => Some(Owner { uid: m.uid(), gid: m.gid() }),
+        Some(e) if root_run => Some(Owner { uid: e.uid, gid: e.gid }),
         Some(_) => None,
         None => owner,
     };

@@ -6,7 +6,7 @@
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -93,18 +93,51 @@ impl Dir {
     /// Opens `dir`, a directory at or below the target `root`: the root as given (an admin's
     /// path may go through links), every level below it without following a link.
     pub fn open_beneath(root: &Path, dir: &Path) -> Result<Dir> {
+        Dir::find_beneath(root, dir)?.ok_or_else(|| Error::bad(dir, "no such directory"))
+    }
+
+    /// [`Dir::open_beneath`], `None` when a level is missing (a folder not created yet). One
+    /// `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)` where the kernel has it; else, and for
+    /// the error that names the link or the missing level, a walk with `O_NOFOLLOW` at every
+    /// level.
+    pub fn find_beneath(root: &Path, dir: &Path) -> Result<Option<Dir>> {
         let rel = dir.strip_prefix(root).map_err(|_| Error::bad(dir, "internal: not below the target root"))?;
-        let mut d = Dir::open_root(if root.as_os_str().is_empty() { Path::new(".") } else { root })?;
+        let mut names = Vec::new();
         for c in rel.components() {
             match c {
-                std::path::Component::Normal(name) => {
-                    d = d.open(name)?.ok_or_else(|| Error::bad(d.path.join(name), "no such directory"))?;
-                }
+                std::path::Component::Normal(name) => names.push(name),
                 std::path::Component::CurDir => {}
                 _ => return Err(Error::bad(dir, "internal: not a plain path below the target root")),
             }
         }
-        Ok(d)
+        let d = match Dir::open_root(if root.as_os_str().is_empty() { Path::new(".") } else { root }) {
+            Err(e) if e.is_not_found() => return Ok(None),
+            r => r?,
+        };
+        if names.is_empty() {
+            return Ok(Some(d));
+        }
+        let rel: PathBuf = names.iter().collect();
+        let how = rustix::fs::ResolveFlags::BENEATH
+            | rustix::fs::ResolveFlags::NO_SYMLINKS
+            | rustix::fs::ResolveFlags::NO_MAGICLINKS;
+        let flags = rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC;
+        if let Ok(fd) = rustix::fs::openat2(&d.fd, &rel, flags, rustix::fs::Mode::empty(), how) {
+            return Ok(Some(Dir { fd, path: d.path.join(rel) }));
+        }
+        d.walk(&names)
+    }
+
+    /// Opens `names` one below the other from here, refusing a link at every level.
+    fn walk(&self, names: &[&OsStr]) -> Result<Option<Dir>> {
+        let mut d = self.try_clone()?;
+        for name in names {
+            match d.open(name)? {
+                Some(next) => d = next,
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(d))
     }
 
     pub fn raw(&self) -> RawFd {
@@ -160,11 +193,19 @@ impl Dir {
 
     /// What `name` is here, not following a symlink; `None` when it does not exist.
     pub fn stat_at(&self, name: &OsStr) -> Result<Option<Entry>> {
-        match nix::sys::stat::fstatat(Some(self.raw()), name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
-            Ok(st) => Ok(Some(Entry::of(&st))),
-            Err(Errno::ENOENT) => Ok(None),
+        match self.entry_at(name) {
+            Ok(e) => Ok(Some(e)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e).at(&self.path.join(name)),
         }
+    }
+
+    /// [`Dir::stat_at`] with the system's error (`NotFound` included), for listings that tell
+    /// a vanished entry from a failed one.
+    pub fn entry_at(&self, name: &OsStr) -> std::io::Result<Entry> {
+        nix::sys::stat::fstatat(Some(self.raw()), name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
+            .map(|st| Entry::of(&st))
+            .map_err(std::io::Error::from)
     }
 
     /// This directory's owner and mode.
@@ -179,7 +220,13 @@ impl Dir {
         let path = self.path.join(name);
         let access = if write { OFlag::O_RDWR } else { OFlag::O_RDONLY };
         let flags = access | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
-        let fd = match nix::fcntl::openat(Some(self.raw()), name, flags, Mode::empty()) {
+        let open = |flags| nix::fcntl::openat(Some(self.raw()), name, flags, Mode::empty());
+        // Reading leaves the atime alone where the kernel lets us (the file's owner, or root).
+        let opened = match open(if write { flags } else { flags | OFlag::O_NOATIME }) {
+            Err(Errno::EPERM) if !write => open(flags),
+            r => r,
+        };
+        let fd = match opened {
             Ok(fd) => owned(fd),
             Err(Errno::ENOENT) => return Ok(None),
             Err(Errno::ELOOP) if self.is_symlink(name) => {
@@ -211,14 +258,15 @@ impl Dir {
         (o != me).then_some(o)
     }
 
-    /// The names in this directory, listed through its descriptor (a directory swapped for a
-    /// link after it was opened is not what is listed).
+    /// The names in this directory (empty when it cannot be listed).
     pub(super) fn names(&self) -> Vec<Vec<u8>> {
-        let listed =
-            std::fs::read_dir(format!("/proc/self/fd/{}", self.raw())).or_else(|_| std::fs::read_dir(&self.path));
-        listed
-            .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.file_name().as_bytes().to_vec())).collect())
-            .unwrap_or_default()
+        self.list().map(|l| l.into_iter().map(|(n, _)| n).collect()).unwrap_or_default()
+    }
+
+    /// The entries of this directory as they are read, through its descriptor: a directory
+    /// swapped for a link after it was opened is not what is listed.
+    pub fn entries(&self) -> Result<Entries> {
+        rustix::fs::Dir::read_from(&self.fd).map(Entries).map_err(std::io::Error::from).at(&self.path)
     }
 
     pub fn exists(&self, name: &OsStr) -> bool {
@@ -375,10 +423,70 @@ impl Dir {
         r
     }
 
-    /// Names in the directory (not `.`/`..`) with their d_type hint.
+    /// Names in the directory (not `.`/`..`) with their d_type hint, sorted, read through its
+    /// descriptor.
     pub fn list(&self) -> Result<Vec<(Vec<u8>, Option<FileKind>)>> {
-        list_dir(&self.path)
+        let mut out = self.entries()?.collect::<std::io::Result<Vec<_>>>().at(&self.path)?;
+        out.sort();
+        Ok(out)
     }
+
+    /// The identity of this directory as a folder's caches and state record it (see
+    /// [`super::folder_id`]), taken from the descriptor: device, inode and the kernel's name for
+    /// the open directory, not whatever its path leads to now.
+    pub fn folder_id(&self) -> Option<String> {
+        id_of(self.fd.as_fd(), &self.path)
+    }
+}
+
+/// The names of a directory with their d_type hint (`None`: the file system gives none), `.`
+/// and `..` left out.
+pub struct Entries(rustix::fs::Dir);
+
+impl Iterator for Entries {
+    type Item = std::io::Result<(Vec<u8>, Option<FileKind>)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        use rustix::fs::FileType as T;
+        loop {
+            let e = match self.0.next()? {
+                Ok(e) => e,
+                Err(err) => return Some(Err(err.into())),
+            };
+            let name = e.file_name().to_bytes();
+            if name == b"." || name == b".." {
+                continue;
+            }
+            let kind = match e.file_type() {
+                T::RegularFile => Some(FileKind::File),
+                T::Directory => Some(FileKind::Dir),
+                T::Symlink => Some(FileKind::Symlink),
+                T::Unknown => None,
+                _ => Some(FileKind::Other),
+            };
+            return Some(Ok((name.to_vec(), kind)));
+        }
+    }
+}
+
+/// See [`Dir::folder_id`]. Where `/proc` cannot name the descriptor, `path` made canonical
+/// stands in, if it still leads to the same directory.
+pub(super) fn id_of(fd: std::os::fd::BorrowedFd<'_>, path: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let st = nix::sys::stat::fstat(fd.as_raw_fd()).ok()?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
+        return None;
+    }
+    let real = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok().filter(|p| p.is_absolute());
+    let real = match real {
+        Some(r) => r,
+        None => {
+            let r = path.canonicalize().ok()?;
+            let md = std::fs::symlink_metadata(&r).ok()?;
+            (md.dev() == st.st_dev && md.ino() == st.st_ino).then_some(r)?
+        }
+    };
+    Some(format!("{}:{} {}", st.st_dev, st.st_ino, real.as_os_str().as_bytes().escape_ascii()))
 }
 
 /// The process umask, read once (reading it means setting it, so it is done before any other
@@ -405,6 +513,9 @@ pub struct Entry {
     pub mode: u32,
     pub dev: u64,
     pub ino: u64,
+    pub size: u64,
+    pub mtime: i64,
+    pub mtime_nsec: i64,
 }
 
 impl Entry {
@@ -415,7 +526,33 @@ impl Entry {
             libc::S_IFLNK => FileKind::Symlink,
             _ => FileKind::Other,
         };
-        Entry { kind, uid: st.st_uid, gid: st.st_gid, mode: st.st_mode & 0o7777, dev: st.st_dev, ino: st.st_ino }
+        Entry {
+            kind,
+            uid: st.st_uid,
+            gid: st.st_gid,
+            mode: st.st_mode & 0o7777,
+            dev: st.st_dev,
+            ino: st.st_ino,
+            size: st.st_size as u64,
+            mtime: st.st_mtime,
+            mtime_nsec: st.st_mtime_nsec,
+        }
+    }
+
+    /// The same from `std`'s metadata (a listing by path).
+    pub fn of_metadata(m: &std::fs::Metadata) -> Entry {
+        use std::os::unix::fs::MetadataExt;
+        Entry {
+            kind: FileKind::of(m.file_type()),
+            uid: m.uid(),
+            gid: m.gid(),
+            mode: m.mode() & 0o7777,
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.size(),
+            mtime: m.mtime(),
+            mtime_nsec: m.mtime_nsec(),
+        }
     }
 }
 
@@ -441,12 +578,11 @@ impl FileKind {
     }
 }
 
-/// Directory entries with their types, sorted by name (so output does not depend on the file
-/// system's order).
 /// The first symlink on the way from `root` down to `dir` (`dir` included), looked at with
 /// `lstat`: a place a run must not read through. `None` also when the way ends early (a folder
-/// not created yet holds nothing to read). Readers that go by path check this first; writers
-/// go through [`Dir`], which refuses links by itself.
+/// not created yet holds nothing to read). Only the early refusal that names the link: reads
+/// and writes go through [`Dir`], which refuses links by itself (a link swapped in after this
+/// check included).
 pub fn link_on_the_way(root: &Path, dir: &Path) -> Option<PathBuf> {
     let rel = dir.strip_prefix(root).ok()?;
     let mut at = root.to_path_buf();
@@ -461,6 +597,8 @@ pub fn link_on_the_way(root: &Path, dir: &Path) -> Option<PathBuf> {
     None
 }
 
+/// Directory entries with their types, sorted by name (so output does not depend on the file
+/// system's order), listed by path: for sources, which are not walked through descriptors.
 pub fn list_dir(path: &Path) -> Result<Vec<(Vec<u8>, Option<FileKind>)>> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(path).at(path)? {
@@ -508,6 +646,71 @@ mod tests {
         let root = Dir::open_root(t.path()).unwrap();
         let e = root.create(OsStr::new("cur"), 0o700, None).unwrap_err();
         assert!(e.to_string().contains("symlink"), "{e}");
+    }
+
+    #[test]
+    fn find_beneath_refuses_a_link_at_any_level() {
+        let t = tempfile::tempdir().unwrap();
+        let other = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("a/b/c")).unwrap();
+        std::fs::create_dir_all(other.path().join("c")).unwrap();
+        let found = Dir::find_beneath(t.path(), &t.path().join("a/b/c")).unwrap().unwrap();
+        assert_eq!(found.path, t.path().join("a/b/c"));
+        assert!(Dir::find_beneath(t.path(), &t.path().join("a/x/c")).unwrap().is_none(), "a missing level");
+        assert!(Dir::find_beneath(t.path(), t.path()).unwrap().is_some());
+        let none = t.path().join("none");
+        assert!(Dir::find_beneath(&none, &none.join("a")).unwrap().is_none(), "no root (a dry run's target)");
+        std::os::unix::fs::symlink(other.path(), t.path().join("a/l")).unwrap();
+        for (dir, link) in [("a/l/c", "a/l"), ("a/l", "a/l")] {
+            let e = Dir::find_beneath(t.path(), &t.path().join(dir)).unwrap_err().to_string();
+            assert!(e.contains(&format!("{}: is a symlink", t.path().join(link).display())), "{dir}: {e}");
+        }
+        // The walk alone, as on a kernel without openat2.
+        let root = Dir::open_root(t.path()).unwrap();
+        let names = |p: &'static str| p.split('/').map(OsStr::new).collect::<Vec<_>>();
+        assert_eq!(root.walk(&names("a/b/c")).unwrap().unwrap().path, t.path().join("a/b/c"));
+        assert!(root.walk(&names("a/x/c")).unwrap().is_none());
+        assert!(root.walk(&names("a/l/c")).unwrap_err().to_string().contains("is a symlink"));
+    }
+
+    /// A directory swapped for a link after it was opened: what is listed, looked at and read
+    /// through the `Dir` is still the directory that was opened.
+    #[test]
+    fn reads_go_through_the_descriptor_not_the_path() {
+        let t = tempfile::tempdir().unwrap();
+        let (f, moved, elsewhere) = (t.path().join("f"), t.path().join("moved"), t.path().join("elsewhere"));
+        for (d, text) in [(&f, "mine"), (&elsewhere, "planted")] {
+            std::fs::create_dir(d).unwrap();
+            std::fs::write(d.join("own"), text).unwrap();
+            std::fs::write(d.join(text), "").unwrap();
+        }
+        let d = Dir::find_beneath(t.path(), &f).unwrap().unwrap();
+        let id = d.folder_id().unwrap();
+        assert_eq!(Some(&id), super::super::folder_id(&f).as_ref(), "one identity, by path or descriptor");
+        std::fs::rename(&f, &moved).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &f).unwrap();
+        let names: Vec<Vec<u8>> = d.list().unwrap().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, vec![b"mine".to_vec(), b"own".to_vec()]);
+        assert_eq!(d.read_own_file(OsStr::new("own"), 100).unwrap().unwrap(), b"mine");
+        assert!(d.stat_at(OsStr::new("planted")).unwrap().is_none());
+        assert_eq!(d.folder_id().unwrap(), super::super::folder_id(&moved).unwrap(), "the opened directory's");
+        assert_ne!(d.folder_id(), super::super::folder_id(&f));
+    }
+
+    #[test]
+    fn own_files_through_a_dir_are_regular_files_only() {
+        let t = tempfile::tempdir().unwrap();
+        let d = Dir::open_root(t.path()).unwrap();
+        let read = |n: &str| d.read_own_file(OsStr::new(n), 10).map_err(|e| e.to_string());
+        std::os::unix::fs::symlink("/dev/zero", t.path().join("link")).unwrap();
+        nix::unistd::mkfifo(&t.path().join("fifo"), Mode::from_bits_truncate(0o600)).unwrap();
+        std::fs::write(t.path().join("big"), [b'x'; 11]).unwrap();
+        std::fs::create_dir(t.path().join("dir")).unwrap();
+        assert!(read("link").unwrap_err().contains("is a symlink; not followed"));
+        assert!(read("fifo").unwrap_err().contains("not a regular file (FIFO, device or directory)"));
+        assert!(read("dir").unwrap_err().contains("not a regular file"));
+        assert!(read("big").unwrap_err().contains("11 bytes, more than the 10"));
+        assert_eq!(read("none").unwrap(), None);
     }
 
     #[test]

@@ -23,7 +23,7 @@ mod source;
 mod syncer;
 mod temp;
 
-pub use dir::{Dir, Entry, FileKind, LinkVia, Owner, link_on_the_way, list_dir, process_umask, time_bounds};
+pub use dir::{Dir, Entries, Entry, FileKind, LinkVia, Owner, link_on_the_way, list_dir, process_umask, time_bounds};
 #[cfg(test)]
 pub use fd_budget::SLOT_COUNT_TEST;
 pub use fd_budget::{FdSlot, held_fd_budget};

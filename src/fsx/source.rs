@@ -67,6 +67,12 @@ pub struct MessageFile {
 impl MessageFile {
     pub fn open(path: &Path, follow: bool) -> Result<MessageFile> {
         let f = if follow { open_source_flags(path, libc::O_NONBLOCK)? } else { open_source_nofollow(path)? };
+        MessageFile::from_file(f, path)
+    }
+
+    /// A file already opened (a target's, through its directory's descriptor); `path` names it
+    /// in reports.
+    pub fn from_file(f: File, path: &Path) -> Result<MessageFile> {
         let md = f.metadata().at(path)?;
         if !md.is_file() {
             return Err(Error::bad(path, "not a regular file"));

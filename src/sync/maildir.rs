@@ -78,7 +78,7 @@ pub(super) fn to_maildir(
     let maildir_source = matches!(opened, Opened::Maildir { .. });
     // Hashes of source files seen by an earlier run: only new or changed files are read.
     let known = if need_hash && opts.use_cache && maildir_source {
-        target_index::SourceCache::load(&folder.tdir, &mut out.warnings)
+        folder.dir.as_ref().and_then(|d| target_index::SourceCache::load(d, &mut out.warnings))
     } else {
         None
     };
@@ -118,6 +118,8 @@ pub(super) fn to_maildir(
 /// A target folder as a run finds it: its index, and the record of copies from this source.
 pub(super) struct TargetFolder {
     pub(super) tdir: PathBuf,
+    /// The folder, opened once (`None`: not there yet): everything of it is read through this.
+    pub(super) dir: Option<fsx::Dir>,
     pub(super) index: target_index::Index,
     record: deletion::Record,
     record_path: PathBuf,
@@ -130,11 +132,16 @@ impl TargetFolder {
     pub(super) fn open(place: &MaildirPlace<'_>, job: FolderJob<'_>, out: &mut FolderOutcome) -> Result<TargetFolder> {
         let (root, tn, opts) = (place.root, job.tn, job.opts);
         let tdir = MaildirTarget::folder_path(root, tn, opts.layout).map_err(|e| Error::bad(root, e))?;
-        // Its index, caches and record are read by path: never through a link.
+        // Names a link on the way; the reads below refuse one anyway (and one swapped in later).
         if let Some(link) = fsx::link_on_the_way(root, &tdir) {
             return Err(Error::bad(link, "is a symlink in the target; the folder is not read or written"));
         }
-        let mut index = target_index::maildir(&tdir, opts.use_cache && !opts.dry_run, &mut out.errors)?;
+        let dir = fsx::Dir::find_beneath(root, &tdir)?;
+        let use_cache = opts.use_cache && !opts.dry_run;
+        let mut index = match dir.as_ref() {
+            Some(d) => target_index::maildir(d, use_cache, &mut out.errors)?,
+            None => target_index::Index::empty()?,
+        };
         out.warnings.append(&mut index.warnings);
         for t in &index.torn {
             if place.writer.is_none() {
@@ -155,14 +162,15 @@ impl TargetFolder {
         }
         let source_id = deletion::source_id(job.source_path);
         let record_path = tdir.join(deletion::COPIED_FILE);
-        let record = deletion::Record::load(&record_path, &source_id).unwrap_or_else(|p| {
+        let record = dir.as_ref().map_or(Ok(deletion::Record::default()), |d| deletion::Record::load(d, &source_id));
+        let record = record.unwrap_or_else(|p| {
             // Only --delete reads the record; other runs keep it quietly.
             if opts.deletion == Deletion::Copied {
                 out.warnings.push(p);
             }
             deletion::Record::default()
         });
-        Ok(TargetFolder { tdir, index, record, record_path, source_id })
+        Ok(TargetFolder { tdir, dir, index, record, record_path, source_id })
     }
 }
 
@@ -213,7 +221,7 @@ impl<'t, 'a> FolderRun<'t, 'a> {
         out: &mut FolderOutcome,
     ) -> Result<FolderRun<'t, 'a>> {
         let (tn, opts) = (job.tn, job.opts);
-        let TargetFolder { tdir, index, record, record_path, source_id } = folder;
+        let TargetFolder { tdir, index, record, record_path, source_id, .. } = folder;
         let rules = Rules { filters: opts.filters.clone(), bounds: place.bounds, mbox: false };
         let planner = Planner::new(Vec::<(Hash, Meta)>::new(), rules);
         let mut writer = match place.writer {

@@ -15,7 +15,7 @@ use crate::fsx;
 use crate::interrupt;
 use crate::report::FolderOutcome;
 use crate::store::SourceFolder;
-use crate::store::maildir::read::{self as mdread, ScanOptions};
+use crate::store::maildir::read as mdread;
 use crate::store::maildir::write::{self as mdwrite};
 
 pub(super) fn sync_folder(
@@ -43,18 +43,19 @@ pub(super) fn sync_folder(
             && dir.and_then(|d| fsx::link_on_the_way(target_root(target), d)).is_some()
     };
     let saved = match (&tfolder, &stamp) {
-        (Some((tpath, mbox)), Some(_)) if !linked(tpath, *mbox) => state::load(tpath, *mbox).unwrap_or_else(|p| {
-            warnings.push(p);
-            None
-        }),
+        (Some((tpath, mbox)), Some(_)) if !linked(tpath, *mbox) => state::load(target_root(target), tpath, *mbox)
+            .unwrap_or_else(|p| {
+                warnings.push(p);
+                None
+            }),
         _ => None,
     };
     if let (Some((tpath, mbox)), Some((o, s))) = (&tfolder, &stamp)
         && let Some(mut saved) = saved
         && &saved.options == o
         && &saved.source == s
-        && saved.target == state::target_stamp(tpath, *mbox)
-        && (saved.whole(tpath) || sizes_match(tpath, *mbox))
+        && saved.target == state::target_stamp(target_root(target), tpath, *mbox)
+        && (saved.whole(tpath) || sizes_match(target_root(target), tpath, *mbox))
     {
         if !saved.whole(tpath) && !opts.dry_run {
             saved.verified = true;
@@ -75,11 +76,12 @@ pub(super) fn sync_folder(
         let saved = state::Saved {
             options: o,
             source: s,
-            target: state::target_stamp(tpath, *mbox),
+            target: state::target_stamp(target_root(target), tpath, *mbox),
             counts: out.counts.clone(),
             verified: opts.durable,
             epoch: if opts.durable { None } else { state::write_epoch(tpath) },
-            folder: state::folder_of(tpath, *mbox),
+            // Taken by save_state from the directory it writes into.
+            folder: None,
         };
         save_state(target_root(target), tpath, *mbox, &saved, opts);
     }
@@ -90,26 +92,36 @@ pub(super) fn save_state(root: &Path, tpath: &Path, mbox: bool, saved: &state::S
     let path = state::state_path(tpath, mbox);
     // A text file with a final newline: tools that concatenate files next to an mbox (`cat`,
     // grep counts) must not see it glued to the next file's first line.
-    let text = serde_json::to_vec(saved).map(|mut t| {
-        t.push(b'\n');
-        t
-    });
+    let text = |saved: &state::Saved| {
+        serde_json::to_vec(saved).map(|mut t| {
+            t.push(b'\n');
+            t
+        })
+    };
     // A bare file name's directory is the current one (`Path::parent` gives "").
     let dir = path.parent().map(|d| if d.as_os_str().is_empty() { Path::new(".") } else { d });
     let root = if root.as_os_str().is_empty() { Path::new(".") } else { root };
-    if let (Some(dir), Some(name), Ok(text)) = (dir, path.file_name(), text)
+    if let (Some(dir), Some(name)) = (dir, path.file_name())
         && let Ok(d) = fsx::Dir::open_beneath(root, dir)
     {
-        let _ = d.write_atomic(&name.to_string_lossy(), &text, mdwrite::FILE_MODE, opts.owner, false);
+        // The identity of the directory written into, not of whatever its path names now.
+        let saved = state::Saved { folder: state::folder_in(&d, tpath, mbox), ..saved.clone() };
+        if let Ok(text) = text(&saved) {
+            let _ = d.write_atomic(&name.to_string_lossy(), &text, mdwrite::FILE_MODE, opts.owner, false);
+        }
     }
 }
 
 /// Every message file of a target Maildir folder has the size its `,S=` says (an mbox target
-/// is covered by its stamp, which holds its size).
-pub(super) fn sizes_match(tpath: &Path, mbox: bool) -> bool {
+/// is covered by its stamp, which holds its size). Looked at through the folder opened from
+/// `root`; a folder that cannot be opened so does not match.
+pub(super) fn sizes_match(root: &Path, tpath: &Path, mbox: bool) -> bool {
     if mbox {
         return true;
     }
-    mdread::MessageStream::new(tpath, Default::default(), ScanOptions::default())
+    let Ok(Some(dir)) = fsx::Dir::find_beneath(root, tpath) else { return false };
+    let Ok(subs) = mdread::MessageDirs::open(&dir, &mut Vec::new()) else { return false };
+    let kw = Default::default();
+    subs.stream(&kw)
         .all(|r| r.is_ok_and(|e| crate::store::maildir::name::size_field(e.base()).is_none_or(|s| s == e.size)))
 }

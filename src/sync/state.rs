@@ -14,10 +14,13 @@
 //! copy can be torn: readers see every written byte whether or not it has reached the disk.
 //!
 //! The state is data a mailbox owner can replace: it is read only from a regular file below
-//! [`MAX_STATE_BYTES`] (never through a symlink, never from a FIFO: [`fsx::open_own_file`]), and
-//! it names the folder it was written for ([`folder_of`]); one found beside another folder, or
-//! written before states named their folder, is ignored and written anew.
+//! [`MAX_STATE_BYTES`] (never through a symlink, never from a FIFO: [`fsx::Dir::open_own_file`]),
+//! and it names the folder it was written for ([`folder_in`]); one found beside another folder,
+//! or written before states named their folder, is ignored and written anew. The state and the
+//! target's stamp are read through the directory that holds them, opened from the target root
+//! without following a link ([`fsx::Dir::find_beneath`]).
 
+use std::ffi::OsStr;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -64,9 +67,23 @@ pub fn source_stamp(loc: &Location) -> Option<String> {
     })
 }
 
-/// Stamp of a target folder: a Maildir folder directory, or an mbox file.
-pub fn target_stamp(target: &Path, mbox: bool) -> String {
-    if mbox { format!("mbox {}", meta_stamp(target)) } else { format!("maildir {}", maildir_stamp(target)) }
+/// Stamp of a target folder below the target `root`: a Maildir folder directory, or an mbox
+/// file. Taken through the directory opened from `root`: a folder reached through a link has
+/// none (`-`, which no saved stamp matches).
+pub fn target_stamp(root: &Path, target: &Path, mbox: bool) -> String {
+    let stamp = |d: Option<&fsx::Dir>, name: &OsStr| match d.and_then(|d| d.stat_at(name).ok().flatten()) {
+        Some(e) => format!("{}:{}:{}:{}", e.ino, e.size, e.mtime, e.mtime_nsec),
+        None => "-".into(),
+    };
+    if mbox {
+        let (Some(parent), Some(name)) = (target.parent(), target.file_name()) else { return "mbox -".into() };
+        let dir = fsx::Dir::find_beneath(root, parent).ok().flatten();
+        return format!("mbox {}", stamp(dir.as_ref(), name));
+    }
+    let dir = fsx::Dir::find_beneath(root, target).ok().flatten();
+    let parts: Vec<String> =
+        ["new", "cur", "dovecot-keywords"].iter().map(|n| stamp(dir.as_ref(), OsStr::new(n))).collect();
+    format!("maildir {}", parts.join(","))
 }
 
 /// The options that change what a sync writes; `None` when the result depends on the clock.
@@ -91,7 +108,7 @@ pub fn options_stamp(opts: &SyncOptions, src: &Path, tn: &FolderName) -> Option<
     ))
 }
 
-#[derive(Serialize, Deserialize, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, Debug, PartialEq, Clone)]
 pub struct Saved {
     pub options: String,
     pub source: String,
@@ -104,7 +121,7 @@ pub struct Saved {
     /// For an unverified state: the [`write_epoch`] its writes belong to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub epoch: Option<String>,
-    /// The target folder this state belongs to ([`folder_of`]); a state without it is not used.
+    /// The target folder this state belongs to ([`folder_in`]); a state without it is not used.
     #[serde(default)]
     pub folder: Option<String>,
 }
@@ -140,30 +157,44 @@ pub fn state_path(target: &Path, mbox: bool) -> PathBuf {
     }
 }
 
-/// The identity of a target folder: a Maildir folder's directory, or an mbox file's directory
-/// and the file's name (see [`fsx::folder_id`]).
-pub fn folder_of(target: &Path, mbox: bool) -> Option<String> {
+/// The identity of a target folder, from the opened directory `dir` that holds its state: a
+/// Maildir folder's own directory, or an mbox file's directory and the file's name (see
+/// [`fsx::Dir::folder_id`]).
+pub fn folder_in(dir: &fsx::Dir, target: &Path, mbox: bool) -> Option<String> {
     if !mbox {
-        return fsx::folder_id(target);
+        return dir.folder_id();
     }
-    let parent = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = target.file_name()?.as_encoded_bytes().escape_ascii().to_string();
-    Some(format!("{} {name}", fsx::folder_id(parent)?))
+    Some(format!("{} {name}", dir.folder_id()?))
 }
 
-/// The state of the target folder `target`: `Ok(None)` when there is none usable (missing,
-/// garbled, of an older version, or of another folder); `Err` when the file was refused.
-pub fn load(target: &Path, mbox: bool) -> Result<Option<Saved>, Problem> {
+/// The state of the target folder `target` below the target `root`: `Ok(None)` when there is
+/// none usable (missing, garbled, of an older version, or of another folder); `Err` when the
+/// file was refused.
+pub fn load(root: &Path, target: &Path, mbox: bool) -> Result<Option<Saved>, Problem> {
     let path = state_path(target, mbox);
-    let text = match fsx::read_own_file(&path, MAX_STATE_BYTES) {
+    let refused = |why: String| Problem::new(&path, format!("{why}; ignored, written anew"));
+    let Some(dir) = path.parent() else { return Ok(None) };
+    match fsx::Dir::find_beneath(root, dir) {
+        Ok(Some(d)) => load_in(&d, target, mbox).map_err(refused),
+        Ok(None) => Ok(None),
+        Err(e) => Err(refused(e.problem().reason)),
+    }
+}
+
+/// [`load`] from the opened directory `dir` that holds the state: read through its
+/// descriptor, and checked against its identity.
+fn load_in(dir: &fsx::Dir, target: &Path, mbox: bool) -> Result<Option<Saved>, String> {
+    let name = state_path(target, mbox).file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    let text = match dir.read_own_file(&name, MAX_STATE_BYTES) {
         Ok(Some(t)) => t,
         Ok(None) => return Ok(None),
-        Err(e) => return Err(Problem::new(&path, format!("{}; ignored, written anew", e.problem().reason))),
+        Err(e) => return Err(e.problem().reason),
     };
     let Ok(saved) = serde_json::from_slice::<Saved>(&text) else { return Ok(None) };
-    match (&saved.folder, folder_of(target, mbox)) {
+    match (&saved.folder, folder_in(dir, target, mbox)) {
         (Some(f), Some(here)) if *f == here => Ok(Some(saved)),
-        (Some(_), _) => Err(Problem::new(&path, "the state of another folder; ignored, written anew")),
+        (Some(_), _) => Err("the state of another folder".into()),
         (None, _) => Ok(None),
     }
 }
@@ -221,6 +252,39 @@ mod tests {
         std::fs::write(d.join("cur/x:2,S"), b"m").unwrap();
         filetime::set_file_mtime(d.join("cur"), filetime::FileTime::from_unix_time(1_600_000_001, 0)).unwrap();
         assert_ne!(Some(a), source_stamp(&loc));
+    }
+
+    /// Issue 18: a state is read through the directory opened for it. The folder swapped for
+    /// a link to another folder (with a state of its own) after it was opened: the state read
+    /// is the opened folder's. Opened from the root, a linked folder has neither a state nor a
+    /// stamp.
+    #[test]
+    fn the_state_is_read_through_the_opened_folder() {
+        let t = tempfile::tempdir().unwrap();
+        let (f, moved, other) = (t.path().join("f"), t.path().join("moved"), t.path().join("other"));
+        std::fs::create_dir_all(f.join("cur")).unwrap();
+        std::fs::create_dir_all(other.join("cur")).unwrap();
+        let dir = fsx::Dir::open_root(&f).unwrap();
+        let stamp = target_stamp(t.path(), &f, false);
+        assert!(stamp.starts_with("maildir -,") && !stamp.ends_with("-,-,-"), "{stamp}");
+        std::fs::rename(&f, &moved).unwrap();
+        std::os::unix::fs::symlink(&other, &f).unwrap();
+        for (d, n) in [(&moved, 1), (&other, 2)] {
+            let saved = Saved {
+                options: String::new(),
+                source: String::new(),
+                target: String::new(),
+                counts: Counts { messages_source: n, ..Default::default() },
+                verified: true,
+                epoch: None,
+                folder: folder_in(&fsx::Dir::open_root(d).unwrap(), d, false),
+            };
+            std::fs::write(d.join(STATE_FILE), serde_json::to_vec(&saved).unwrap()).unwrap();
+        }
+        assert_eq!(load_in(&dir, &f, false).unwrap().unwrap().counts.messages_source, 1);
+        let e = load(t.path(), &f, false).unwrap_err();
+        assert!(e.reason.contains("is a symlink"), "{e:?}");
+        assert_eq!(target_stamp(t.path(), &f, false), "maildir -,-,-");
     }
 
     #[test]

@@ -7,15 +7,14 @@
 //! should be is reported; the rest of the folder is read all the same.
 
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use super::keywords::KeywordMap;
 use super::layout;
 use super::name;
-use crate::error::{Problem, io_reason};
+use crate::error::{Error, Problem, io_reason};
 use crate::folder::FolderName;
-use crate::fsx::{self, FileKind};
+use crate::fsx::{self, Dir, Entry, FileKind};
 use crate::message::{DateSource, Meta};
 
 #[derive(Debug, Clone)]
@@ -236,47 +235,123 @@ fn dedupe(out: &mut Vec<MaildirFolder>, problems: &mut Vec<Problem>) {
 
 /// Dovecot's keyword list is at most 26 short lines; more than this is not one.
 const MAX_KEYWORDS_BYTES: u64 = 64 << 10;
+const KEYWORDS_FILE: &str = "dovecot-keywords";
 
-/// The folder's `dovecot-keywords` (empty when there is none or it cannot be used).
+/// The source folder's `dovecot-keywords` (empty when there is none or it cannot be used).
 pub fn keyword_map(dir: &Path) -> KeywordMap {
-    keyword_map_checked(dir).unwrap_or_default()
+    keywords_read(&dir.join(KEYWORDS_FILE), fsx::read_own_file(&dir.join(KEYWORDS_FILE), MAX_KEYWORDS_BYTES))
+        .unwrap_or_default()
 }
 
-/// The folder's `dovecot-keywords`, read only from a regular file (a symlink, FIFO, device or
-/// oversize file planted there is refused, never read: see [`fsx::open_own_file`]).
-pub fn keyword_map_checked(dir: &Path) -> Result<KeywordMap, Problem> {
-    let path = dir.join("dovecot-keywords");
-    match fsx::read_own_file(&path, MAX_KEYWORDS_BYTES) {
+/// The `dovecot-keywords` of the opened target folder `dir`, read through its descriptor only
+/// from a regular file (a symlink, FIFO, device or oversize file planted there is refused,
+/// never read: see [`fsx::Dir::open_own_file`]).
+pub fn keywords_in(dir: &Dir) -> Result<KeywordMap, Problem> {
+    let name = std::ffi::OsStr::new(KEYWORDS_FILE);
+    keywords_read(&dir.path.join(name), dir.read_own_file(name, MAX_KEYWORDS_BYTES))
+}
+
+fn keywords_read(path: &Path, read: crate::error::Result<Option<Vec<u8>>>) -> Result<KeywordMap, Problem> {
+    match read {
         Ok(Some(b)) => Ok(KeywordMap::parse(&b)),
         Ok(None) => Ok(KeywordMap::default()),
         Err(e) if e.is_not_found() => Ok(KeywordMap::default()),
-        Err(e) => Err(Problem::new(&path, format!("{}; ignored (keywords get letters anew)", e.problem().reason))),
+        Err(e) => Err(Problem::new(path, format!("{}; ignored (keywords get letters anew)", e.problem().reason))),
     }
 }
 
-/// The messages of one folder, new/ then cur/, sorted by name.
-pub fn messages(dir: &Path, kw: &KeywordMap, opts: ScanOptions, problems: &mut Vec<Problem>) -> Vec<MaildirEntry> {
-    let mut out = Vec::new();
-    for sub in [Sub::New, Sub::Cur] {
-        let sd = dir.join(sub.as_str());
-        let entries = match fsx::list_dir(&sd) {
-            Ok(e) => e,
-            Err(e) => {
-                if std::fs::symlink_metadata(&sd).is_ok() {
-                    problems.push(e.problem());
-                }
-                continue;
+/// A target folder's `new/` and `cur/`, opened through the folder's descriptor: listed, looked
+/// at (`fstatat`) and read (`openat` with `O_NOFOLLOW`) relative to them, never by path, so a
+/// directory or file swapped for a link after the folder was opened is not read through.
+pub struct MessageDirs {
+    new: Option<Dir>,
+    cur: Option<Dir>,
+}
+
+impl MessageDirs {
+    /// `new/` and `cur/` of the opened folder `folder` (a missing one holds nothing). A link in
+    /// their place refuses the folder; any other failure is a problem, and the folder is read
+    /// without that directory.
+    pub fn open(folder: &Dir, problems: &mut Vec<Problem>) -> crate::error::Result<MessageDirs> {
+        let mut dirs = [None, None];
+        for (i, sub) in [Sub::New, Sub::Cur].into_iter().enumerate() {
+            let name = std::ffi::OsStr::new(sub.as_str());
+            if folder.stat_at(name)?.is_some_and(|e| e.kind == FileKind::Symlink) {
+                return Err(Error::bad(
+                    folder.path.join(name),
+                    "is a symlink in the target; nothing is written through it",
+                ));
             }
-        };
-        for (raw, _) in entries {
-            match classify(&sd, sub, raw, kw, opts, None) {
-                Some(Ok(e)) => out.push(e),
-                Some(Err(p)) => problems.push(p),
-                None => {}
+            match folder.open(name) {
+                Ok(d) => dirs[i] = d,
+                Err(e) => problems.push(e.problem()),
             }
         }
+        let [new, cur] = dirs;
+        Ok(MessageDirs { new, cur })
     }
-    out
+
+    pub fn get(&self, sub: Sub) -> Option<&Dir> {
+        match sub {
+            Sub::New => self.new.as_ref(),
+            Sub::Cur => self.cur.as_ref(),
+        }
+    }
+
+    /// The messages, new/ then cur/, each sorted by name.
+    pub fn messages(&self, kw: &KeywordMap, problems: &mut Vec<Problem>) -> Vec<MaildirEntry> {
+        let mut out = Vec::new();
+        for sub in [Sub::New, Sub::Cur] {
+            let Some(d) = self.get(sub) else { continue };
+            let names = match d.list() {
+                Ok(l) => l,
+                Err(e) => {
+                    problems.push(e.problem());
+                    continue;
+                }
+            };
+            for (raw, _) in names {
+                match classify_at(d, sub, raw, kw) {
+                    Some(Ok(e)) => out.push(e),
+                    Some(Err(p)) => problems.push(p),
+                    None => {}
+                }
+            }
+        }
+        out
+    }
+
+    /// The messages as the directories yield them, new/ then cur/: memory does not grow with
+    /// the folder.
+    pub fn stream<'a>(&'a self, kw: &'a KeywordMap) -> impl Iterator<Item = Result<MaildirEntry, Problem>> + 'a {
+        [Sub::New, Sub::Cur].into_iter().filter_map(|sub| self.get(sub).map(|d| (sub, d))).flat_map(move |(sub, d)| {
+            let (listed, failed) = match d.entries() {
+                Ok(l) => (Some(l), None),
+                Err(e) => (None, Some(Err(e.problem()))),
+            };
+            failed.into_iter().chain(listed.into_iter().flatten().filter_map(move |r| match r {
+                Ok((raw, _)) => classify_at(d, sub, raw, kw),
+                Err(e) => Some(Err(Problem::new(&d.path, io_reason(&e)))),
+            }))
+        })
+    }
+
+    /// Opens the message file of `e` for reading, relative to its directory: a link is refused
+    /// (not followed), a FIFO or anything else that is not a regular file is not read.
+    pub fn open_message(&self, e: &MaildirEntry) -> crate::error::Result<std::fs::File> {
+        let name = std::ffi::OsStr::from_bytes(&e.name);
+        let d = self.get(e.sub).ok_or_else(|| Error::bad(e.sub.as_str(), "internal: directory not opened"))?;
+        d.open_file(name, false)?.ok_or_else(|| {
+            let gone = std::io::Error::from(std::io::ErrorKind::NotFound);
+            Error::Io { path: d.path.join(name), source: gone }
+        })
+    }
+}
+
+/// [`classify`] for an entry of the opened directory `d`, looked at through its descriptor.
+fn classify_at(d: &Dir, sub: Sub, raw: Vec<u8>, kw: &KeywordMap) -> Option<Result<MaildirEntry, Problem>> {
+    let st = d.entry_at(std::ffi::OsStr::from_bytes(&raw));
+    classify(&d.path, sub, raw, kw, ScanOptions::default(), Some(st))
 }
 
 /// The reason of an entry that vanished between the directory read and its stat.
@@ -291,17 +366,18 @@ fn classify(
     raw: Vec<u8>,
     kw: &KeywordMap,
     opts: ScanOptions,
-    lstat: Option<std::io::Result<std::fs::Metadata>>,
+    lstat: Option<std::io::Result<Entry>>,
 ) -> Option<Result<MaildirEntry, Problem>> {
     if raw.starts_with(b".") {
         return None;
     }
     let path = || sd.join(std::ffi::OsStr::from_bytes(&raw));
+    let follow = || std::fs::metadata(path()).map(|m| Entry::of_metadata(&m));
     let md = match lstat {
-        Some(Ok(m)) if opts.follow_symlinks && m.file_type().is_symlink() => std::fs::metadata(path()),
+        Some(Ok(m)) if opts.follow_symlinks && m.kind == FileKind::Symlink => follow(),
         Some(md) => md,
-        None if opts.follow_symlinks => std::fs::metadata(path()),
-        None => std::fs::symlink_metadata(path()),
+        None if opts.follow_symlinks => follow(),
+        None => std::fs::symlink_metadata(path()).map(|m| Entry::of_metadata(&m)),
     };
     let md = match md {
         Ok(m) => m,
@@ -310,19 +386,16 @@ fn classify(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Some(Err(Problem::new(&path(), VANISHED))),
         Err(e) => return Some(Err(Problem::new(&path(), io_reason(&e)))),
     };
-    let ft = md.file_type();
-    let why = if ft.is_symlink() {
-        "symlink not followed (use --follow-symlinks)"
-    } else if ft.is_dir() {
-        "a directory where a message file should be"
-    } else if !ft.is_file() {
-        "not a regular file (FIFO, socket or device); not read"
-    } else if md.len() == 0 {
-        "empty file (0 bytes) is not a message; skipped"
-    } else {
-        let mut e = entry(sub, raw, md.len(), md.mtime(), md.mtime_nsec(), kw);
-        e.ino = md.ino();
-        return Some(Ok(e));
+    let why = match md.kind {
+        FileKind::Symlink => "symlink not followed (use --follow-symlinks)",
+        FileKind::Dir => "a directory where a message file should be",
+        FileKind::Other => "not a regular file (FIFO, socket or device); not read",
+        FileKind::File if md.size == 0 => "empty file (0 bytes) is not a message; skipped",
+        FileKind::File => {
+            let mut e = entry(sub, raw, md.size, md.mtime, md.mtime_nsec, kw);
+            e.ino = md.ino;
+            return Some(Ok(e));
+        }
     };
     Some(Err(Problem::new(&path(), why)))
 }
@@ -352,7 +425,8 @@ impl Iterator for MessageStream {
                 match rd.next() {
                     Some(Ok(e)) => {
                         let raw = e.file_name().as_bytes().to_vec();
-                        if let Some(r) = classify(sd, *sub, raw, &self.kw, self.opts, Some(e.metadata())) {
+                        let md = e.metadata().map(|m| Entry::of_metadata(&m));
+                        if let Some(r) = classify(sd, *sub, raw, &self.kw, self.opts, Some(md)) {
                             return Some(r);
                         }
                         continue;

@@ -115,7 +115,8 @@ impl MaildirTarget {
     /// Opens (creating as needed) the directories of folder `name`.
     pub fn folder(&self, name: &FolderName) -> Result<FolderWriter<'_>> {
         let (comps, _) = layout::components(name, self.opts.layout).map_err(|why| Error::bad(self.path(), why))?;
-        let mut dir = Dir::open_root(self.path())?;
+        // From the root opened at the start: its path may lead elsewhere by now.
+        let mut dir = self.root.try_clone()?;
         for c in &comps {
             dir = dir.create(OsStr::new(c), DIR_MODE, self.opts.owner)?;
         }
@@ -135,7 +136,8 @@ impl MaildirTarget {
                 dir.write_atomic("maildirfolder", b"", FILE_MODE, self.opts.owner, false)?;
             }
         }
-        let keywords = read::keyword_map(&dir.path);
+        // A refused keyword list is none: the letters are given anew, and the list rewritten.
+        let keywords = read::keywords_in(&dir).unwrap_or_default();
         let unnamed = tmp.probe_unnamed(OsStr::new(&format!("{TMP_PREFIX}{}.probe", self.pid)));
         let message_owner = tmp.owner_for_new(self.opts.owner);
         Ok(FolderWriter {
@@ -167,7 +169,7 @@ impl MaildirTarget {
         let path = self.path().join("subscriptions");
         let mut have: Vec<String> = Vec::new();
         let mut found = false;
-        match fsx::read_own_file(&path, MAX_SUBSCRIPTIONS_BYTES) {
+        match self.root.read_own_file(OsStr::new("subscriptions"), MAX_SUBSCRIPTIONS_BYTES) {
             Ok(Some(text)) => {
                 have = parse_subscriptions(&text);
                 found = true;
@@ -483,6 +485,32 @@ mod tests {
             std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
         v.sort();
         v
+    }
+
+    /// Issue 18: the folders and the root's files are reached from the root opened at the
+    /// start. The root's path swapped for a link to another Maildir afterwards: the keywords
+    /// read and the subscriptions kept are still the opened root's, and nothing of the other
+    /// Maildir is read or changed.
+    #[test]
+    fn folders_are_reached_from_the_opened_root() {
+        let t = tempfile::tempdir().unwrap();
+        let (root, moved, other) = (t.path().join("root"), t.path().join("moved"), t.path().join("other"));
+        for (d, kw) in [(&root, "$Mine"), (&other, "$Planted")] {
+            std::fs::create_dir_all(d.join(".A/cur")).unwrap();
+            std::fs::write(d.join(".A/dovecot-keywords"), format!("0 {kw}\n")).unwrap();
+            std::fs::write(d.join("subscriptions"), format!("V\t2\n\n{kw}\n")).unwrap();
+        }
+        let t2 = target(&root, false);
+        std::fs::rename(&root, &moved).unwrap();
+        std::os::unix::fs::symlink(&other, &root).unwrap();
+        let w = t2.folder(&FolderName::parse("A").unwrap()).unwrap();
+        assert_eq!(w.keyword_map().name(0), Some("$Mine"));
+        assert_eq!(w.path(), root.join(".A"), "reports keep naming the target's path");
+        drop(w);
+        t2.subscribe(&[FolderName::parse("B").unwrap()], &mut Vec::new()).unwrap();
+        assert_eq!(std::fs::read_to_string(moved.join("subscriptions")).unwrap(), "V\t2\n\n$Mine\nB\n");
+        assert_eq!(std::fs::read_to_string(other.join("subscriptions")).unwrap(), "V\t2\n\n$Planted\n");
+        assert!(!other.join(".A/tmp").exists(), "nothing made in the other Maildir");
     }
 
     /// Both ways of putting a message in place (unnamed file linked, named file renamed) give

@@ -149,7 +149,11 @@ impl MboxFile {
     /// when the lock cannot be had in [`lock::READ_WAIT`], it is read anyway and
     /// `lock_warning` says why.
     pub fn open_locked(path: &Path) -> Result<MboxFile> {
-        let file = fsx::open_source_nonblocking(path)?;
+        MboxFile::from_file_locked(fsx::open_source_nonblocking(path)?, path)
+    }
+
+    /// [`MboxFile::open_locked`] for a file already opened (a target's, through its directory).
+    pub fn from_file_locked(file: File, path: &Path) -> Result<MboxFile> {
         if !file.metadata().at(path)?.is_file() {
             return Err(Error::bad(path, "not a regular file"));
         }
