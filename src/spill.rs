@@ -8,8 +8,17 @@ use std::collections::BinaryHeap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
-/// Bytes of items sorted in memory at a time.
+/// Bytes of items a sort holds in memory before it writes a run (`MAILMOVER_SORT_MEMORY`
+/// overrides it: more for speed on huge folders, less to bound memory harder).
 pub const RUN_BUDGET: usize = 4 << 20;
+
+/// The run budget of this process: [`RUN_BUDGET`] or `MAILMOVER_SORT_MEMORY` (bytes).
+pub fn run_budget() -> usize {
+    static B: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *B.get_or_init(|| {
+        std::env::var("MAILMOVER_SORT_MEMORY").ok().and_then(|v| v.trim().parse().ok()).unwrap_or(RUN_BUDGET)
+    })
+}
 /// Runs merged at once; more are first merged into longer runs.
 const FAN_IN: usize = 32;
 const READ_BUF: usize = 64 << 10;
@@ -41,7 +50,7 @@ struct Runs {
 
 impl<T: Spill> Default for Sorter<T> {
     fn default() -> Self {
-        Sorter::with_budget(RUN_BUDGET)
+        Sorter::with_budget(run_budget())
     }
 }
 
@@ -333,7 +342,7 @@ mod tests {
 
     #[test]
     fn small_sets_stay_in_memory() {
-        let mut s = Sorter::new();
+        let mut s = Sorter::with_budget(RUN_BUDGET);
         for i in 0..1000 {
             s.push(Item(i, vec![0; 10])).unwrap();
         }

@@ -1,9 +1,10 @@
 //! `verify`: every source message must be in the mapped target folder with the same bytes
 //! (SHA-256), flags, keywords and internal date. Maildir files are read by a plain loop that
-//! shares nothing with the copy path; the decision is sync's own ([`Matcher::decide`]), so
-//! verify reports exactly what `sync --dry-run` would act on. Nothing is written.
+//! shares nothing with the copy path; the decision is sync's own (the same join of the same
+//! planner, [`join`]), so verify reports exactly what `sync --dry-run` would act on. Both sides
+//! are sorted by hash through [`crate::spill`], so memory does not grow with the folders.
+//! Nothing is written.
 
-use std::collections::HashSet;
 use std::path::Path;
 
 use rayon::prelude::*;
@@ -16,10 +17,12 @@ use crate::fsx::Dir;
 use crate::message::Meta;
 use crate::source::Opened;
 use crate::spec::{Kind, Store};
-use crate::store::maildir::read::{self as mdread, MaildirEntry, ScanOptions, Sub};
+use crate::spill::Sorter;
+use crate::store::maildir::read::{self as mdread, MaildirEntry, ScanOptions};
 use crate::store::maildir::write::MaildirTarget;
 use crate::store::mbox::read::{MboxFile, ReadOptions, Variant};
 use crate::store::mbox::target as mbox_target;
+use crate::sync::join::{Held, Outcome, Wanted, join};
 use crate::sync::plan::{Candidate, Decision, Hash, NotMail, Planner, Rules};
 use crate::sync::{Identity, SyncOptions, mapped_folders, mbox_folder_path};
 
@@ -109,8 +112,14 @@ fn hash_plain(mut f: std::fs::File, path: &Path, id: Identity) -> std::result::R
     Ok((h.finalize().into(), size))
 }
 
-fn digest_opened(opened: &Opened, ropts: &ReadOptions, id: Identity, errors: &mut Vec<Problem>) -> Vec<Msg> {
-    let mut out = Vec::new();
+/// Reads and hashes every message of `opened`, a chunk at a time, handing each to `take`.
+fn digest_opened(
+    opened: &Opened,
+    ropts: &ReadOptions,
+    id: Identity,
+    errors: &mut Vec<Problem>,
+    take: &mut dyn FnMut(Msg) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     for refs in opened.chunks(ropts) {
         let v: Vec<_> = refs
             .par_iter()
@@ -138,12 +147,12 @@ fn digest_opened(opened: &Opened, ropts: &ReadOptions, id: Identity, errors: &mu
             .collect();
         for x in v {
             match x {
-                Ok(m) => out.push(m),
+                Ok(m) => take(m)?,
                 Err(p) => errors.push(p),
             }
         }
     }
-    out
+    Ok(())
 }
 
 /// A source message file, opened by its path: never through a link at its own name, never
@@ -167,48 +176,51 @@ fn target_messages(
     path: &Path,
     single_mbox: bool,
     errors: &mut Vec<Problem>,
-) -> Vec<Msg> {
+    take: &mut dyn FnMut(Msg) -> std::io::Result<()>,
+) {
     // As sync, nothing of a target folder reached through a link is read (this names the link;
     // the reads below refuse one by themselves).
     if let Some(link) = crate::fsx::link_on_the_way(&dst.path, path) {
         errors.push(Problem::new(&link, "is a symlink in the target; not read"));
-        return Vec::new();
+        return;
     }
     let read = if dst.kind == Kind::Mbox {
-        mbox_messages(dst, tn, path, single_mbox, errors)
+        mbox_messages(dst, tn, path, single_mbox, errors, take)
     } else {
-        Dir::find_beneath(&dst.path, path).and_then(|d| d.map_or(Ok(Vec::new()), |d| maildir_messages(&d, errors)))
+        Dir::find_beneath(&dst.path, path).and_then(|d| d.map_or(Ok(()), |d| maildir_messages(&d, errors, take)))
     };
-    read.unwrap_or_else(|e| {
+    if let Err(e) = read {
         errors.push(e.problem());
-        Vec::new()
-    })
+    }
 }
 
-/// A Maildir target folder's messages, as [`Opened::open`] lists a source's (a file listed
-/// under two names once, one renamed meanwhile not an error), in name order.
-fn maildir_messages(dir: &Dir, errors: &mut Vec<Problem>) -> Result<Vec<Msg>> {
+/// A Maildir target folder's messages, in the order its directories yield them (as sync
+/// indexes a target), each handed to `take`.
+fn maildir_messages(
+    dir: &Dir,
+    errors: &mut Vec<Problem>,
+    take: &mut dyn FnMut(Msg) -> std::io::Result<()>,
+) -> Result<()> {
     const CHUNK: usize = 1024;
     // A refused keyword list is none, as for a source.
     let kw = mdread::keywords_in(dir).unwrap_or_default();
     let subs = mdread::MessageDirs::open(dir, errors)?;
-    let hash = |e: MaildirEntry| -> std::result::Result<((Sub, Vec<u8>), Msg), Problem> {
+    let hash = |e: MaildirEntry| -> std::result::Result<Msg, Problem> {
         let path = e.path(&dir.path);
         let (hash, size) = hash_plain(subs.open_message(&e).map_err(|err| err.problem())?, &path, Identity::Exact)?;
         if size == 0 {
             return Err(Problem::new(&path, "empty file (0 bytes) is not a message; skipped"));
         }
         let place = path.display().to_string();
-        Ok(((e.sub, e.name), Msg { hash, meta: e.meta, place, size, not_mail: None }))
+        Ok(Msg { hash, meta: e.meta, place, size, not_mail: None })
     };
-    let mut once = HashSet::new();
-    let (mut msgs, mut chunk) = (Vec::new(), Vec::with_capacity(CHUNK));
+    let mut chunk = Vec::with_capacity(CHUNK);
     let mut stream = subs.stream(&kw);
     loop {
         let next = stream.next();
         let done = next.is_none();
         match next {
-            Some(Ok(e)) if e.ino == 0 || once.insert((e.ino, e.size, e.mtime_ns)) => chunk.push(e),
+            Some(Ok(e)) => chunk.push(e),
             Some(Err(p)) if p.reason != mdread::VANISHED => errors.push(p),
             _ => {}
         }
@@ -216,17 +228,15 @@ fn maildir_messages(dir: &Dir, errors: &mut Vec<Problem>) -> Result<Vec<Msg>> {
             let hashed: Vec<_> = std::mem::take(&mut chunk).into_par_iter().map(hash).collect();
             for r in hashed {
                 match r {
-                    Ok(m) => msgs.push(m),
+                    Ok(m) => take(m).map_err(|e| crate::error::Error::Io { path: dir.path.clone(), source: e })?,
                     Err(p) => errors.push(p),
                 }
             }
         }
         if done {
-            break;
+            return Ok(());
         }
     }
-    msgs.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(msgs.into_iter().map(|(_, m)| m).collect())
 }
 
 /// An mbox target folder's messages: its file opened in its directory (reached from the root
@@ -238,27 +248,30 @@ fn mbox_messages(
     path: &Path,
     single: bool,
     errors: &mut Vec<Problem>,
-) -> Result<Vec<Msg>> {
+    take: &mut dyn FnMut(Msg) -> std::io::Result<()>,
+) -> Result<()> {
     let place = if single {
         let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         let (Some(name), Some(dir)) = (path.file_name(), Dir::find_beneath(parent, parent)?) else {
-            return Ok(Vec::new());
+            return Ok(());
         };
         mbox_target::Place { dir, name: name.to_os_string(), path: path.to_path_buf() }
     } else {
-        let Some(root) = Dir::find_beneath(&dst.path, &dst.path)? else { return Ok(Vec::new()) };
+        let Some(root) = Dir::find_beneath(&dst.path, &dst.path)? else { return Ok(()) };
         match mbox_target::place(&root, tn, &|_| false, None)? {
             Some(p) => p,
-            None => return Ok(Vec::new()),
+            None => return Ok(()),
         }
     };
-    let Some(file) = place.dir.open_file(&place.name, false)? else { return Ok(Vec::new()) };
+    let Some(file) = place.dir.open_file(&place.name, false)? else { return Ok(()) };
     let f = MboxFile::from_file_locked(file, &place.path)?;
     f.check()?;
     let ro =
         ReadOptions { variant: Variant::Auto, zone: crate::store::mbox::date::Zone::Utc, keep_internal_headers: false };
     let o = Opened::Mbox(std::sync::Arc::new(f));
-    Ok(digest_opened(&o, &ro, Identity::Mbox, errors).into_iter().filter(|m| m.not_mail.is_none()).collect())
+    let mut keep = |m: Msg| if m.not_mail.is_none() { take(m) } else { Ok(()) };
+    digest_opened(&o, &ro, Identity::Mbox, errors, &mut keep)
+        .map_err(|e| crate::error::Error::Io { path: place.path.clone(), source: e })
 }
 
 pub fn verify(src: &Store, dst: &Store, opts: &SyncOptions) -> Result<Verification> {
@@ -273,19 +286,23 @@ pub fn verify(src: &Store, dst: &Store, opts: &SyncOptions) -> Result<Verificati
             .map(|(sf, tn)| {
                 let mut errors = Vec::new();
                 let mut fv = Verification::default();
-                let smsgs =
+                let rules = Rules { filters: opts.filters.clone(), bounds, mbox: dst.kind == Kind::Mbox };
+                let mut sources = Sources::new(rules.clone());
+                let read =
                     match Opened::open(&sf.loc, ScanOptions { follow_symlinks: opts.follow_symlinks }, &mut errors) {
-                        Ok(o) => digest_opened(
-                            &o,
-                            &opts.read,
-                            if dst.kind == Kind::Mbox { Identity::Mbox } else { Identity::Exact },
-                            &mut errors,
-                        ),
+                        Ok(o) => {
+                            let id = if dst.kind == Kind::Mbox { Identity::Mbox } else { Identity::Exact };
+                            digest_opened(&o, &opts.read, id, &mut errors, &mut |m| sources.take(m))
+                        }
                         Err(e) => {
                             errors.push(e.problem());
                             return (fv, errors);
                         }
                     };
+                if let Err(e) = read {
+                    errors.push(Problem::new(sf.loc.path(), spilled(&e)));
+                    return (fv, errors);
+                }
                 let tpath = match dst.kind {
                     Kind::Mbox if single_mbox => dst.path.clone(),
                     Kind::Mbox => mbox_folder_path(&dst.path, tn),
@@ -297,9 +314,24 @@ pub fn verify(src: &Store, dst: &Store, opts: &SyncOptions) -> Result<Verificati
                         }
                     },
                 };
-                let tmsgs = target_messages(dst, tn, &tpath, single_mbox, &mut errors);
-                let rules = Rules { filters: opts.filters.clone(), bounds, mbox: dst.kind == Kind::Mbox };
-                compare(tn.as_str(), &smsgs, &tmsgs, rules, &mut fv);
+                let mbox = rules.mbox;
+                let mut targets = Sorter::new();
+                let mut target_error = None;
+                target_messages(dst, tn, &tpath, single_mbox, &mut errors, &mut |m| {
+                    let meta = if mbox { m.meta.mbox_view() } else { m.meta };
+                    let idx = fv.target;
+                    fv.target += 1;
+                    targets.push(Held { hash: m.hash, idx, meta, entry: m.place.into_bytes() }).inspect_err(|e| {
+                        target_error.get_or_insert_with(|| spilled(e));
+                    })
+                });
+                if let Some(why) = target_error {
+                    errors.push(Problem::new(&tpath, why));
+                    return (fv, errors);
+                }
+                if let Err(e) = compare(tn.as_str(), sources, targets, rules, &mut fv) {
+                    errors.push(Problem::new(&tpath, spilled(&e)));
+                }
                 (fv, errors)
             })
             .collect()
@@ -312,69 +344,111 @@ pub fn verify(src: &Store, dst: &Store, opts: &SyncOptions) -> Result<Verificati
     Ok(v)
 }
 
+fn spilled(e: &std::io::Error) -> String {
+    format!("the comparison could not be kept in temporary files: {}", crate::error::io_reason(e))
+}
+
+/// A source folder's messages as verify compares them: those sync leaves out (filters, not
+/// mail) set aside, the others sorted by hash for the join, with their place.
+struct Sources {
+    planner: Planner,
+    sorted: Sorter<Wanted>,
+    seq: u64,
+}
+
+impl Sources {
+    fn new(rules: Rules) -> Sources {
+        Sources { planner: Planner::new(Vec::<(Hash, Meta)>::new(), rules), sorted: Sorter::new(), seq: 0 }
+    }
+
+    fn take(&mut self, m: Msg) -> std::io::Result<()> {
+        let c = Candidate { hash: Some(&m.hash), meta: &m.meta, size: m.size, not_mail: m.not_mail };
+        if !matches!(self.planner.decide(c), Decision::Copy) {
+            return Ok(());
+        }
+        self.seq += 1;
+        self.sorted.push(Wanted { hash: m.hash, seq: self.seq, meta: m.meta, place: m.place.into_bytes() })
+    }
+}
+
 fn comparable(m: &Meta) -> (Flags, Vec<String>, u32) {
     (m.flags, m.keywords.iter().map(str::to_string).collect(), m.stray_letters)
 }
 
-/// Reports the plan sync would make ([`Planner::decide`]): a message sync would copy is
-/// missing, one it would re-flag or re-date differs, one it would leave alone matches, one it
-/// leaves out is not expected; target messages no source message matched are what `--mirror`
-/// would delete.
-fn compare(folder: &str, src: &[Msg], dst: &[Msg], rules: Rules, v: &mut Verification) {
-    v.target += dst.len() as u64;
-    let mbox = rules.mbox;
-    let view = |m: &Meta| if mbox { m.mbox_view() } else { m.clone() };
-    let mut planner = Planner::new(dst.iter().map(|t| (t.hash, view(&t.meta))), rules);
-    let diff = |s: &Msg, t: Option<&Msg>, what: String| Difference {
-        folder: folder.to_string(),
-        source: s.place.clone(),
-        target: t.map(|t| t.place.clone()),
-        what,
-    };
-    for s in src {
-        let c = Candidate { hash: Some(&s.hash), meta: &s.meta, size: s.size, not_mail: s.not_mail };
-        let decision = planner.decide(c);
-        let i = match decision {
-            Decision::Filtered(_) | Decision::NotMail(_) => continue,
-            Decision::Skip(_) => {
-                v.source += 1;
-                continue;
-            }
-            Decision::Copy => {
-                v.source += 1;
-                v.missing_in_target += 1;
-                v.differences.push(diff(s, None, "missing in target".into()));
-                continue;
-            }
-            Decision::UpdateFlags(i) | Decision::UpdateDate(i) => i,
+/// What verify makes of each decision of the join.
+struct Report<'r> {
+    folder: &'r str,
+    rules: &'r Rules,
+    v: &'r mut Verification,
+    /// Differences with the source message's place in the folder, put back in order after.
+    found: Vec<(u64, Difference)>,
+    extra: Vec<(u64, Difference)>,
+}
+
+impl Outcome for Report<'_> {
+    fn decided(&mut self, s: Wanted, decision: Decision, t: Option<&Held>) -> std::io::Result<()> {
+        self.v.source += 1;
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        let diff = |t: Option<&Held>, what: String| Difference {
+            folder: self.folder.to_string(),
+            source: text(&s.place),
+            target: t.map(|t| text(&t.entry)),
+            what,
         };
-        v.source += 1;
-        let t = &dst[i];
-        let (sm, tm) = (planner.rules().as_stored(&s.meta), view(&t.meta));
+        let t = match (decision, t) {
+            (Decision::Copy, _) => {
+                self.v.missing_in_target += 1;
+                self.found.push((s.seq, diff(None, "missing in target".into())));
+                return Ok(());
+            }
+            (Decision::UpdateFlags(_) | Decision::UpdateDate(_), Some(t)) => t,
+            _ => return Ok(()),
+        };
+        let (sm, tm) = (self.rules.as_stored(&s.meta), &t.meta);
         if let Decision::UpdateFlags(_) = decision {
-            let (sf, tf) = (comparable(&sm), comparable(&tm));
-            v.flag_mismatches += 1;
+            let (sf, tf) = (comparable(&sm), comparable(tm));
+            self.v.flag_mismatches += 1;
             let place = |m: &Meta| if m.goes_to_new() { " (new/)" } else { "" };
-            v.differences.push(diff(
-                s,
-                Some(t),
-                format!("flags {}{:?}{} in source, {}{:?}{} in target", sf.0, sf.1, place(&sm), tf.0, tf.1, place(&tm)),
-            ));
+            let what =
+                format!("flags {}{:?}{} in source, {}{:?}{} in target", sf.0, sf.1, place(&sm), tf.0, tf.1, place(tm));
+            self.found.push((s.seq, diff(Some(t), what)));
         }
         if sm.date != tm.date {
-            v.date_mismatches += 1;
-            v.differences.push(diff(s, Some(t), format!("internal date {} in source, {} in target", sm.date, tm.date)));
+            self.v.date_mismatches += 1;
+            let what = format!("internal date {} in source, {} in target", sm.date, tm.date);
+            self.found.push((s.seq, diff(Some(t), what)));
         }
+        Ok(())
     }
-    for (i, _) in planner.unmatched() {
-        v.extra_in_target += 1;
-        v.differences.push(Difference {
-            folder: folder.to_string(),
-            source: String::new(),
-            target: Some(dst[i].place.clone()),
-            what: "only in target".into(),
-        });
+
+    fn unmatched(&mut self, t: Held) -> std::io::Result<()> {
+        self.v.extra_in_target += 1;
+        self.extra.push((
+            t.idx,
+            Difference {
+                folder: self.folder.to_string(),
+                source: String::new(),
+                target: Some(String::from_utf8_lossy(&t.entry).into_owned()),
+                what: "only in target".into(),
+            },
+        ));
+        Ok(())
     }
+}
+
+/// Reports the plan sync would make (the same join of the same planner): a message sync would
+/// copy is missing, one it would re-flag or re-date differs, one it would leave alone matches,
+/// one it leaves out is not expected; target messages no source message matched are what
+/// `--mirror` would delete.
+fn compare(folder: &str, src: Sources, dst: Sorter<Held>, rules: Rules, v: &mut Verification) -> std::io::Result<()> {
+    let (src, dst) = (src.sorted.sorted()?, dst.sorted()?);
+    let mut r = Report { folder, rules: &rules, v, found: Vec::new(), extra: Vec::new() };
+    join(src.iter(), dst.iter(), std::iter::empty(), &rules, &mut r)?;
+    let Report { mut found, mut extra, v, .. } = r;
+    found.sort_by_key(|(seq, _)| *seq);
+    extra.sort_by_key(|(idx, _)| *idx);
+    v.differences.extend(found.into_iter().chain(extra).map(|(_, d)| d));
+    Ok(())
 }
 
 #[cfg(test)]
@@ -398,7 +472,12 @@ mod tests {
         std::fs::rename(&f, &moved).unwrap();
         std::os::unix::fs::symlink(&other, &f).unwrap();
         let mut errors = Vec::new();
-        let msgs = maildir_messages(&dir, &mut errors).unwrap();
+        let mut msgs = Vec::new();
+        maildir_messages(&dir, &mut errors, &mut |m| {
+            msgs.push(m);
+            Ok(())
+        })
+        .unwrap();
         assert!(errors.is_empty(), "{errors:?}");
         let got: Vec<(&str, Hash)> = msgs.iter().map(|m| (m.place.as_str(), m.hash)).collect();
         let (a, b) = (f.join("new/0.M1P1.h"), f.join("cur/1.M1P1.h:2,S"));
@@ -410,7 +489,13 @@ mod tests {
         std::fs::remove_file(moved.join("cur/1.M1P1.h:2,S")).unwrap();
         std::os::unix::fs::symlink(other.join("cur/2.M1P1.h:2,S"), moved.join("cur/1.M1P1.h:2,S")).unwrap();
         let mut errors = Vec::new();
-        assert_eq!(maildir_messages(&dir, &mut errors).unwrap().len(), 1);
+        let mut n = 0;
+        maildir_messages(&dir, &mut errors, &mut |_| {
+            n += 1;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(n, 1);
         assert!(errors.iter().any(|p| p.reason.contains("symlink")), "{errors:?}");
     }
 
