@@ -136,64 +136,85 @@ fn name_key(base: &[u8]) -> u64 {
 #[derive(Debug, Default)]
 struct Table(Vec<(u64, Key, Hash)>);
 
+/// A cache file opened and its first line checked: positioned after that line.
+fn open_cache(dir: &fsx::Dir, file: &str) -> Result<Option<std::io::BufReader<std::fs::File>>, Problem> {
+    let path = dir.path.join(file);
+    let refused = |why: String| Problem::new(&path, format!("{why}; ignored, rebuilt"));
+    let opened = dir.open_own_file(OsStr::new(file), MAX_CACHE_BYTES).map_err(|e| refused(e.problem().reason))?;
+    let Some((f, _)) = opened else { return Ok(None) };
+    let folder = dir.folder_id().ok_or_else(|| refused("its folder cannot be looked at".into()))?;
+    let mut r = std::io::BufReader::with_capacity(1 << 16, f);
+    let mut first = Vec::new();
+    (&mut r).take(MAX_HEADER).read_until(b'\n', &mut first).map_err(|e| refused(e.to_string()))?;
+    if strip_nl(&first) != header(file, &folder).as_bytes() {
+        let ours = first.strip_prefix(format!("{file} {CACHE_VERSION} ").as_bytes()).is_some();
+        return if ours { Err(refused("it belongs to another folder".into())) } else { Ok(None) };
+    }
+    Ok(Some(r))
+}
+
+/// The lines after a cache's first line, each handed to `take` (which says `false` to stop);
+/// `None` when a line is not one of ours (the cache is then no cache).
+fn parse_lines(mut r: impl BufRead, take: &mut dyn FnMut(u64, Key, Hash) -> bool) -> Option<()> {
+    let mut line = Vec::with_capacity(256);
+    loop {
+        line.clear();
+        // A line longer than any of ours (a file of zeros) ends the reading: not a cache.
+        let n = (&mut r).take(MAX_LINE).read_until(b'\n', &mut line).ok()?;
+        if n == 0 {
+            return Some(());
+        }
+        if n as u64 == MAX_LINE && !line.ends_with(b"\n") {
+            return None;
+        }
+        let l = strip_nl(&line);
+        if l.is_empty() {
+            continue;
+        }
+        let mut f = l.splitn(4, |&b| b == b' ');
+        let (h, s, m, n) = (f.next()?, f.next()?, f.next()?, f.next()?);
+        let mut hash = [0u8; 32];
+        hex::decode_to_slice(h, &mut hash).ok()?;
+        let size = std::str::from_utf8(s).ok()?.parse().ok()?;
+        let mtime_ns = std::str::from_utf8(m).ok()?.parse().ok()?;
+        if !take(name_key(n), Key { size, mtime_ns }, hash) {
+            return None;
+        }
+    }
+}
+
 impl Table {
     /// The cache `file` of the opened folder `dir`: `Ok(None)` when there is none, or one of
     /// an older version, or one that does not parse; `Err` (a warning) when it was refused.
     fn read(dir: &fsx::Dir, file: &str) -> Result<Option<Table>, Problem> {
-        let path = dir.path.join(file);
-        let refused = |why: String| Problem::new(&path, format!("{why}; ignored, rebuilt"));
-        let opened = dir.open_own_file(OsStr::new(file), MAX_CACHE_BYTES).map_err(|e| refused(e.problem().reason))?;
-        let Some((f, _)) = opened else { return Ok(None) };
-        let folder = dir.folder_id().ok_or_else(|| refused("its folder cannot be looked at".into()))?;
-        let mut first = Vec::new();
-        std::io::BufReader::new(&f)
-            .take(MAX_HEADER)
-            .read_until(b'\n', &mut first)
-            .map_err(|e| refused(e.to_string()))?;
-        let want = header(file, &folder);
-        if strip_nl(&first) != want.as_bytes() {
-            let ours = first.strip_prefix(format!("{file} {CACHE_VERSION} ").as_bytes()).is_some();
-            return if ours { Err(refused("it belongs to another folder".into())) } else { Ok(None) };
-        }
-        std::io::Seek::rewind(&mut &f).map_err(|e| refused(e.to_string()))?;
-        // Counted first so the table is allocated once, at its final size.
-        let lines = count_lines(std::io::BufReader::with_capacity(1 << 16, &f)).map_err(|e| refused(e.to_string()))?;
-        std::io::Seek::rewind(&mut &f).map_err(|e| refused(e.to_string()))?;
-        Ok(Table::parse(std::io::BufReader::with_capacity(1 << 16, &f), &want, lines.saturating_sub(1)))
+        let Some(r) = open_cache(dir, file)? else { return Ok(None) };
+        let mut v = Vec::new();
+        let parsed = parse_lines(r, &mut |n, k, h| {
+            v.push((n, k, h));
+            true
+        });
+        Ok(parsed.map(|()| Table::sorted(v)))
     }
 
-    fn parse(mut r: impl BufRead, header: &str, capacity: usize) -> Option<Table> {
-        let mut line = Vec::with_capacity(256);
+    fn sorted(mut v: Vec<(u64, Key, Hash)>) -> Table {
+        v.sort_unstable_by_key(|e| (e.0, e.1.size, e.1.mtime_ns));
+        v.dedup();
+        Table(v)
+    }
+
+    #[cfg(test)]
+    fn parse(mut r: impl BufRead, header: &str, _capacity: usize) -> Option<Table> {
+        let mut line = Vec::new();
         (&mut r).take(MAX_HEADER).read_until(b'\n', &mut line).ok()?;
         if strip_nl(&line) != header.as_bytes() {
             return None;
         }
-        let mut v = Vec::with_capacity(capacity);
-        loop {
-            line.clear();
-            // A line longer than any of ours (a file of zeros) ends the reading: not a cache.
-            let n = (&mut r).take(MAX_LINE).read_until(b'\n', &mut line).ok()?;
-            if n == 0 {
-                break;
-            }
-            if n as u64 == MAX_LINE && !line.ends_with(b"\n") {
-                return None;
-            }
-            let l = strip_nl(&line);
-            if l.is_empty() {
-                continue;
-            }
-            let mut f = l.splitn(4, |&b| b == b' ');
-            let (h, s, m, n) = (f.next()?, f.next()?, f.next()?, f.next()?);
-            let mut hash = [0u8; 32];
-            hex::decode_to_slice(h, &mut hash).ok()?;
-            let size = std::str::from_utf8(s).ok()?.parse().ok()?;
-            let mtime_ns = std::str::from_utf8(m).ok()?.parse().ok()?;
-            v.push((name_key(n), Key { size, mtime_ns }, hash));
-        }
-        v.sort_unstable_by_key(|e| (e.0, e.1.size, e.1.mtime_ns));
-        v.dedup();
-        Some(Table(v))
+        let mut v = Vec::new();
+        parse_lines(r, &mut |n, k, h| {
+            v.push((n, k, h));
+            true
+        })?;
+        Some(Table::sorted(v))
     }
 
     fn get(&self, base: &[u8], key: Key) -> Option<Hash> {
@@ -220,40 +241,72 @@ fn strip_nl(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\n").unwrap_or(line)
 }
 
-fn count_lines(mut r: impl BufRead) -> std::io::Result<usize> {
-    let mut n = 0;
-    loop {
-        let buf = r.fill_buf()?;
-        if buf.is_empty() {
-            return Ok(n);
-        }
-        n += memchr::memchr_iter(b'\n', buf).count();
-        let len = buf.len();
-        r.consume(len);
+/// One line of a cache: a message file's name digest, size and mtime with its hash; sorted by
+/// name digest to be merged with a listing sorted the same way.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct CacheLine {
+    pub name_key: u64,
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub hash: Hash,
+}
+
+impl spill::Spill for CacheLine {
+    fn weight(&self) -> usize {
+        0
+    }
+
+    fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.name_key.to_le_bytes());
+        out.extend_from_slice(&self.size.to_le_bytes());
+        out.extend_from_slice(&self.mtime_ns.to_le_bytes());
+        out.extend_from_slice(&self.hash);
+    }
+
+    fn read(b: &[u8]) -> Option<CacheLine> {
+        let (n, b) = b.split_first_chunk::<8>()?;
+        let (s, b) = b.split_first_chunk::<8>()?;
+        let (m, b) = b.split_first_chunk::<8>()?;
+        let hash = <Hash>::try_from(b).ok()?;
+        Some(CacheLine {
+            name_key: u64::from_le_bytes(*n),
+            size: u64::from_le_bytes(*s),
+            mtime_ns: i64::from_le_bytes(*m),
+            hash,
+        })
     }
 }
 
+/// The digest of a message file's base name that caches are keyed by.
+pub fn name_digest(base: &[u8]) -> u64 {
+    name_key(base)
+}
+
 /// Hashes of a Maildir source folder's messages from an earlier run, by base name, size and
-/// mtime (the same checks as the target's cache: a file the file system shows changed misses).
-pub struct SourceCache(Table);
+/// mtime (the same checks as the target's cache: a file the file system shows changed
+/// misses), sorted by name digest in bounded memory (on disk when there are many).
+pub struct SourceCache {
+    pub lines: spill::Sorted<CacheLine>,
+}
 
 impl SourceCache {
     /// The source cache kept in the opened target folder `target_dir`; a refused one is a
-    /// warning.
+    /// warning, one that does not read back is none.
     pub fn load(target_dir: &fsx::Dir, warnings: &mut Vec<Problem>) -> Option<SourceCache> {
-        Table::read(target_dir, SOURCE_CACHE_FILE).map_err(|p| warnings.push(p)).ok().flatten().map(SourceCache)
-    }
-
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.len() == 0
-    }
-
-    pub fn get(&self, base: &[u8], size: u64, mtime_ns: i64) -> Option<Hash> {
-        self.0.get(base, Key { size, mtime_ns })
+        let r = open_cache(target_dir, SOURCE_CACHE_FILE).map_err(|p| warnings.push(p)).ok().flatten()?;
+        let mut sorter = spill::Sorter::new();
+        let mut failed = None;
+        let parsed = parse_lines(r, &mut |name_key, k, hash| {
+            let line = CacheLine { name_key, size: k.size, mtime_ns: k.mtime_ns, hash };
+            sorter.push(line).map_err(|e| failed = Some(e)).is_ok()
+        });
+        if let Some(e) = failed {
+            let path = target_dir.path.join(SOURCE_CACHE_FILE);
+            warnings.push(Problem::new(&path, format!("not used: {}", crate::error::io_reason(&e))));
+            return None;
+        }
+        parsed?;
+        Some(SourceCache { lines: sorter.sorted().ok()? })
     }
 }
 
@@ -590,8 +643,14 @@ mod tests {
             assert_eq!(*h, if use_cache { [7; 32] } else { fsx::sha256_pieces(&[b"hello"]) });
         }
         let known = SourceCache::load(&dir, &mut Vec::new()).unwrap();
-        assert_eq!(known.get(&keys[0].0, keys[0].1.size, keys[0].1.mtime_ns), Some([7; 32]));
-        assert_eq!(known.len(), 1);
+        let lines: Vec<CacheLine> = known.lines.iter().map(Result::unwrap).collect();
+        let want = CacheLine {
+            name_key: name_key(&keys[0].0),
+            size: keys[0].1.size,
+            mtime_ns: keys[0].1.mtime_ns,
+            hash: [7; 32],
+        };
+        assert_eq!(lines, vec![want]);
     }
 
     /// A message file swapped for a link (or a FIFO) between the listing and its read is

@@ -367,7 +367,13 @@ impl Sources {
             return Ok(());
         }
         self.seq += 1;
-        self.sorted.push(Wanted { hash: m.hash, seq: self.seq, meta: m.meta, place: m.place.into_bytes() })
+        self.sorted.push(Wanted {
+            hash: m.hash,
+            seq: self.seq,
+            meta: m.meta,
+            place: m.place.into_bytes(),
+            cached: false,
+        })
     }
 }
 

@@ -19,6 +19,8 @@ pub struct Wanted {
     pub seq: u64,
     pub meta: Meta,
     pub place: Vec<u8>,
+    /// The hash came from a cache, not from reading the message.
+    pub cached: bool,
 }
 
 /// A target message: its identity, its place in the target index, its state and what the
@@ -62,6 +64,7 @@ impl Spill for Wanted {
     fn write(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.hash);
         out.extend_from_slice(&self.seq.to_le_bytes());
+        out.push(u8::from(self.cached));
         self.meta.encode(out);
         out.extend_from_slice(&self.place);
     }
@@ -69,8 +72,9 @@ impl Spill for Wanted {
     fn read(b: &[u8]) -> Option<Wanted> {
         let (hash, b) = b.split_first_chunk::<32>()?;
         let (seq, b) = b.split_first_chunk::<8>()?;
+        let (&cached, b) = b.split_first()?;
         let (meta, place) = Meta::decode(b)?;
-        Some(Wanted { hash: *hash, seq: u64::from_le_bytes(*seq), meta, place: place.to_vec() })
+        Some(Wanted { hash: *hash, seq: u64::from_le_bytes(*seq), meta, place: place.to_vec(), cached: cached != 0 })
     }
 }
 
@@ -253,11 +257,11 @@ mod tests {
         m.stray_letters = 5;
         m.recent = true;
         m.info_tail = Some(InfoTail::Extension(",W=10".into()));
-        let w = Wanted { hash: [3; 32], seq: 9, meta: m.clone(), place: b"p".to_vec() };
+        let w = Wanted { hash: [3; 32], seq: 9, meta: m.clone(), place: b"p".to_vec(), cached: true };
         let mut b = Vec::new();
         w.write(&mut b);
         let r = Wanted::read(&b).unwrap();
-        assert_eq!((r.hash, r.seq, &r.meta, &r.place), (w.hash, w.seq, &m, &w.place));
+        assert_eq!((r.hash, r.seq, &r.meta, &r.place, r.cached), (w.hash, w.seq, &m, &w.place, true));
         let h = Held { hash: [4; 32], idx: 7, meta: m.clone(), entry: b"cur/x:2,S".to_vec() };
         let mut b = Vec::new();
         h.write(&mut b);
@@ -294,7 +298,7 @@ mod tests {
 
             let mut s = Sorter::with_budget(budget);
             for (i, (b, m)) in src.iter().enumerate() {
-                s.push(Wanted { hash: h(*b), seq: i as u64, meta: m.clone(), place: Vec::new() }).unwrap();
+                s.push(Wanted { hash: h(*b), seq: i as u64, meta: m.clone(), place: Vec::new(), cached: false }).unwrap();
             }
             let mut t = Sorter::with_budget(budget);
             for (i, (b, m)) in dst.iter().enumerate() {

@@ -12,7 +12,6 @@ use crate::source::{Body, Loaded, Opened, Origin, Ref};
 use crate::store::maildir::read::{MaildirEntry, Sub};
 use crate::store::mbox::read::ReadOptions;
 use crate::sync::plan::{Decision, Hash};
-use crate::target_index;
 
 /// A source message loaded for a folder's run, with its hash and the decision taken on it.
 pub(super) struct Prepared<'a> {
@@ -23,11 +22,15 @@ pub(super) struct Prepared<'a> {
     pub(super) place: Option<Place>,
     /// The target message the decision names (a copy to re-flag).
     pub(super) held: Option<Box<MaildirEntry>>,
+    /// Its place in the source order, when it is fed out of that order.
+    pub(super) seq: Option<u64>,
+    /// Its hash came from the source cache.
+    pub(super) cached: bool,
 }
 
 impl<'a> Prepared<'a> {
     pub(super) fn new(loaded: Loaded<'a>, hash: Option<Hash>) -> Prepared<'a> {
-        Prepared { loaded, hash, decision: None, place: None, held: None }
+        Prepared { loaded, hash, decision: None, place: None, held: None, seq: None, cached: false }
     }
 
     /// Where its bytes can be had again: an mbox message's range, a Maildir file (as listed,
@@ -66,32 +69,17 @@ pub(super) fn load_chunk<'a>(
     refs: &[Ref],
     opts: &SyncOptions,
     need_hash: Option<Identity>,
-    known: Option<&target_index::SourceCache>,
 ) -> Vec<Result<Prepared<'a>, Problem>> {
-    fn hash_known<'r>(
-        opened: &Opened,
-        known: Option<&target_index::SourceCache>,
-        r: &'r Ref,
-    ) -> Option<(&'r MaildirEntry, [u8; 32])> {
-        let e = opened.entry(r)?;
-        known?.get(e.base(), e.size, e.mtime_ns).map(|h| (e, h))
-    }
     // From a cold cache every file of the chunk is opened and asked for at once, then read
     // through the same descriptor: the disk gets a queue.
     let mut ahead: Vec<Option<fsx::MessageFile>> = Vec::new();
     if fsx::source_is_cold() {
-        ahead = refs
-            .par_iter()
-            .map(|r| if hash_known(opened, known, r).is_some() { None } else { opened.open_ahead(r) })
-            .collect();
+        ahead = refs.par_iter().map(|r| opened.open_ahead(r)).collect();
     }
     ahead.resize_with(refs.len(), || None);
     refs.par_iter()
         .zip(ahead.into_par_iter())
         .map(|(r, file)| {
-            if let Some((e, h)) = hash_known(opened, known, r) {
-                return Ok(Prepared::new(opened.unread(e), Some(h)));
-            }
             let loaded = opened.load_from(r, &opts.read, file)?;
             // A mapped file is always hashed: what is written is checked against it.
             let need = need_hash.or(matches!(loaded.body, Body::Mapped(_)).then_some(Identity::Exact));

@@ -74,18 +74,22 @@ pub(super) fn to_maildir(
 ) -> Result<()> {
     let (opts, rec) = (job.opts, job.rec);
     let folder = TargetFolder::open(place, job, out)?;
-    let need_hash = folder.index.count > 0 || opts.dry_run;
+    let planned = folder.index.count > 0;
+    let need_hash = planned || opts.dry_run;
     let maildir_source = matches!(opened, Opened::Maildir { .. });
     // Hashes of source files seen by an earlier run: only new or changed files are read.
-    let known = if need_hash && opts.use_cache && maildir_source {
-        folder.dir.as_ref().and_then(|d| target_index::SourceCache::load(d, &mut out.warnings))
-    } else {
-        None
+    let known = match &folder.dir {
+        Some(d) if planned && opts.use_cache && maildir_source => target_index::SourceCache::load(d, &mut out.warnings),
+        _ => None,
     };
-    let mut run = FolderRun::start(folder, place, job, known.as_ref(), maildir_source, opened, out)?;
+    let mut run = FolderRun::start(folder, place, job, maildir_source, opened, out)?;
+    if let Some(known) = known {
+        feed_known(opened, known, &mut run, job, out)?;
+        return run.finish(out);
+    }
     let streamed = matches!(opened, Opened::Maildir { listed: None, .. });
     let load = |refs: Vec<Ref>| {
-        let loaded = load_chunk(opened, &refs, opts, need_hash.then_some(Identity::Exact), known.as_ref());
+        let loaded = load_chunk(opened, &refs, opts, need_hash.then_some(Identity::Exact));
         (refs, loaded)
     };
     // The next chunk is split, read and hashed while this one is written (see FolderRun); each
@@ -113,6 +117,151 @@ pub(super) fn to_maildir(
         current = next;
     }
     run.finish(out)
+}
+
+/// A listed source message waiting for the source cache: sorted by name digest, size and
+/// mtime (the cache's order), with its place in the source order.
+#[derive(Debug, Clone)]
+struct Listed {
+    key: (u64, u64, i64),
+    seq: u64,
+    entry: MaildirEntry,
+}
+
+impl PartialEq for Listed {
+    fn eq(&self, o: &Self) -> bool {
+        (self.key, self.seq) == (o.key, o.seq)
+    }
+}
+impl Eq for Listed {}
+impl PartialOrd for Listed {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Listed {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (self.key, self.seq).cmp(&(o.key, o.seq))
+    }
+}
+
+impl crate::spill::Spill for Listed {
+    fn weight(&self) -> usize {
+        self.entry.weight() + std::mem::size_of::<MaildirEntry>()
+    }
+
+    fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.seq.to_le_bytes());
+        self.entry.encode(out);
+    }
+
+    fn read(b: &[u8]) -> Option<Listed> {
+        let (seq, b) = b.split_first_chunk::<8>()?;
+        let (entry, rest) = MaildirEntry::decode(b)?;
+        rest.is_empty().then(|| Listed { key: listed_key(&entry), seq: u64::from_le_bytes(*seq), entry })
+    }
+}
+
+fn listed_key(e: &MaildirEntry) -> (u64, u64, i64) {
+    (target_index::name_digest(e.base()), e.size, e.mtime_ns)
+}
+
+/// Feeds a planned run from a Maildir source whose earlier hashes are known: its listing,
+/// sorted by name digest, is merged with the source cache (sorted the same way), so only the
+/// files the cache does not know are read, and neither side is held in memory.
+fn feed_known<'a>(
+    opened: &'a Opened,
+    known: target_index::SourceCache,
+    run: &mut FolderRun<'_, 'a>,
+    job: FolderJob<'_>,
+    out: &mut FolderOutcome,
+) -> Result<()> {
+    let (opts, rec, tdir) = (job.opts, job.rec, run.tdir.clone());
+    let err = |e| spill_error(&tdir, e);
+    let mut listed = Sorter::new();
+    let mut seq = 0u64;
+    for refs in opened.chunks_of(&opts.read, source::CHUNK_BYTES / 2) {
+        for r in refs {
+            match r {
+                Ref::Maildir(e) => listed.push(Listed { key: listed_key(&e), seq, entry: *e }).map_err(err)?,
+                Ref::Problem(p) => {
+                    rec.record(Event::Error { folder: job.tn.clone(), problem: (*p).clone() });
+                    out.errors.push(*p);
+                }
+                Ref::Mbox(_) => {}
+            }
+            seq += 1;
+        }
+    }
+    let listed = listed.sorted().map_err(err)?;
+    let mut lines = known.lines.iter().peekable();
+    let (mut distinct, mut last): (u64, Option<target_index::CacheLine>) = (0, None);
+    let (mut hits, mut misses): (Vec<Prepared<'a>>, Vec<(u64, Ref)>) = (Vec::new(), Vec::new());
+    for l in listed.iter() {
+        let l = l.map_err(err)?;
+        let mut hash = None;
+        while let Some(c) = lines.next_if(|c| c.as_ref().is_ok_and(|c| (c.name_key, c.size, c.mtime_ns) <= l.key)) {
+            let c = c.map_err(err)?;
+            if last.as_ref() != Some(&c) {
+                distinct += 1;
+            }
+            if (c.name_key, c.size, c.mtime_ns) == l.key {
+                hash = Some(c.hash);
+            }
+            last = Some(c);
+        }
+        // The line just taken also answers the next file of the same name, size and mtime.
+        if hash.is_none()
+            && let Some(c) = last.as_ref().filter(|c| (c.name_key, c.size, c.mtime_ns) == l.key)
+        {
+            hash = Some(c.hash);
+        }
+        match hash {
+            Some(h) => {
+                let mut p = Prepared::new(opened.unread(&l.entry), Some(h));
+                (p.seq, p.cached) = (Some(l.seq), true);
+                hits.push(p);
+            }
+            None => misses.push((l.seq, Ref::Maildir(Box::new(l.entry)))),
+        }
+        if hits.len() + misses.len() >= source::CHUNK_MESSAGES {
+            if interrupt::requested().is_some() {
+                out.interrupted = true;
+                return Ok(());
+            }
+            feed_merged(opened, run, &mut hits, &mut misses, opts, out)?;
+        }
+    }
+    for c in lines {
+        let c = c.map_err(err)?;
+        if last.as_ref() != Some(&c) {
+            distinct += 1;
+        }
+        last = Some(c);
+    }
+    feed_merged(opened, run, &mut hits, &mut misses, opts, out)?;
+    run.books.known_lines = Some(distinct);
+    Ok(())
+}
+
+/// Reads the files the source cache did not know, and feeds them with those it knew.
+fn feed_merged<'a>(
+    opened: &'a Opened,
+    run: &mut FolderRun<'_, 'a>,
+    hits: &mut Vec<Prepared<'a>>,
+    misses: &mut Vec<(u64, Ref)>,
+    opts: &SyncOptions,
+    out: &mut FolderOutcome,
+) -> Result<()> {
+    let (seqs, refs): (Vec<u64>, Vec<Ref>) = std::mem::take(misses).into_iter().unzip();
+    let mut chunk: Vec<Result<Prepared<'a>, Problem>> = std::mem::take(hits).into_iter().map(Ok).collect();
+    for (seq, p) in seqs.into_iter().zip(load_chunk(opened, &refs, opts, Some(Identity::Exact))) {
+        chunk.push(p.map(|mut p| {
+            p.seq = Some(seq);
+            p
+        }));
+    }
+    run.feed(chunk, out)
 }
 
 /// A target folder as a run finds it: its index, and the record of copies from this source.
@@ -202,20 +351,18 @@ pub(super) struct FolderRun<'t, 'a> {
     record_path: PathBuf,
     source_id: String,
     writer: Option<FolderWriter<'t>>,
-    books: Books<'t>,
+    books: Books,
     pending: VecDeque<StagedChunk<'a>>,
     copies: u64,
     updates: u64,
 }
 
 impl<'t, 'a> FolderRun<'t, 'a> {
-    /// `known`: source hashes from an earlier run; `source_cache`: keep one for the next run
-    /// (a Maildir source).
+    /// `source_cache`: keep one for the next run (a Maildir source).
     pub(super) fn start(
         folder: TargetFolder,
         place: &MaildirPlace<'t>,
         job: FolderJob<'t>,
-        known: Option<&'t target_index::SourceCache>,
         source_cache: bool,
         source: &'a dyn Feed,
         out: &mut FolderOutcome,
@@ -245,7 +392,7 @@ impl<'t, 'a> FolderRun<'t, 'a> {
             ));
         }
         let books = Books {
-            known,
+            known_lines: None,
             source_cache: match &writer {
                 Some(w) if opts.use_cache && source_cache => {
                     cache_writer(target_index::CacheWriter::create_source(w), &mut out.warnings)
@@ -303,8 +450,8 @@ impl<'t, 'a> FolderRun<'t, 'a> {
         }
         let Some(wanted) = self.wanted.as_mut() else { return self.execute(prepared, out) };
         for p in prepared {
-            let seq = self.seq;
-            self.seq += 1;
+            let seq = p.seq.unwrap_or(self.seq);
+            self.seq = self.seq.max(seq) + 1;
             let Some(place) = p.place() else {
                 let e = p.loaded.origin.problem("internal: no way to read this message again; not copied");
                 rec.record(Event::Error { folder: tn.clone(), problem: e.clone() });
@@ -315,7 +462,9 @@ impl<'t, 'a> FolderRun<'t, 'a> {
             place.encode(&mut bytes);
             let meta = p.loaded.meta;
             let r = match (p.decision, p.hash) {
-                (Some(Decision::Copy), Some(hash)) => wanted.push(Wanted { hash, seq, meta, place: bytes }),
+                (Some(Decision::Copy), Some(hash)) => {
+                    wanted.push(Wanted { hash, seq, meta, place: bytes, cached: p.cached })
+                }
                 (d, hash) => self.decided.push(Decided {
                     seq,
                     decision: d.unwrap_or(Decision::Copy),
@@ -323,6 +472,7 @@ impl<'t, 'a> FolderRun<'t, 'a> {
                     meta,
                     place: bytes,
                     held: None,
+                    cached: p.cached,
                 }),
             };
             r.map_err(|e| spill_error(&self.tdir, e))?;
@@ -366,7 +516,9 @@ impl<'t, 'a> FolderRun<'t, 'a> {
             match source.reload(place, d.meta, ropts) {
                 Ok(loaded) => {
                     bytes += if copy { loaded.body.len() } else { 0 };
-                    chunk.push(Prepared { loaded, hash: d.hash, decision: Some(d.decision), place: None, held });
+                    let mut p = Prepared::new(loaded, d.hash);
+                    (p.decision, p.held, p.cached) = (Some(d.decision), held, d.cached);
+                    chunk.push(p);
                 }
                 Err(e) => {
                     self.job.rec.record(Event::Error { folder: self.job.tn.clone(), problem: e.clone() });
@@ -565,7 +717,7 @@ impl<'t, 'a> FolderRun<'t, 'a> {
             }
         }
         gone.sort_unstable();
-        let Books { known, source_cache, source_cache_same, cache, changed, seen, copied, .. } = self.books;
+        let Books { known_lines, source_cache, source_cache_same, cache, changed, seen, copied, .. } = self.books;
         out.counts.duplicates_source += duplicates(seen).map_err(|e| spill_error(&tdir, e))?;
         out.counts.deleted_target = deleted;
         out.counts.messages_target = (self.index.count + out.counts.transferred).saturating_sub(deleted);
@@ -582,7 +734,7 @@ impl<'t, 'a> FolderRun<'t, 'a> {
             if let Some(c) = source_cache {
                 // Unchanged (every line as it was): the file is left alone, so a re-run writes
                 // nothing.
-                let unchanged = known.is_some_and(|k| k.len() as u64 == c.lines && source_cache_same == c.lines);
+                let unchanged = known_lines == Some(c.lines) && source_cache_same == c.lines;
                 if unchanged {
                     c.discard();
                 } else if let Err(e) = c.commit() {
@@ -689,7 +841,7 @@ impl<'t> FedFolder<'t> {
         let place = MaildirPlace { root, writer, bounds };
         let job = FolderJob { source_name, source_path, tn, opts, rec };
         let run = TargetFolder::open(&place, job, &mut out)
-            .and_then(|f| FolderRun::start(f, &place, job, None, false, &InMemory, &mut out))
+            .and_then(|f| FolderRun::start(f, &place, job, false, &InMemory, &mut out))
             .map_err(|e| out.errors.push(e.problem()))
             .ok();
         FedFolder { run, chunk: Vec::new(), bytes: 0, out }
@@ -876,9 +1028,9 @@ impl<'a> StagedChunk<'a> {
 }
 
 /// What a folder's run keeps account of across chunks for its caches.
-pub(super) struct Books<'k> {
-    /// Source file hashes from an earlier run.
-    known: Option<&'k target_index::SourceCache>,
+pub(super) struct Books {
+    /// Lines of the source cache an earlier run left (`None`: it was not read).
+    known_lines: Option<u64>,
     source_cache: Option<target_index::CacheWriter>,
     /// Source cache lines found as they were.
     source_cache_same: u64,
@@ -891,7 +1043,7 @@ pub(super) struct Books<'k> {
     copied: Sorter<Hash>,
 }
 
-impl Books<'_> {
+impl Books {
     /// Records each message's fate (events, counts) and what the caches learn from it.
     fn tally(
         &mut self,
@@ -956,7 +1108,7 @@ impl Books<'_> {
                 && let Some(Fate::Copied { sha, .. } | Fate::Skipped { sha, .. } | Fate::FlagsUpdated { sha, .. }) = &f
             {
                 c.add(&k.base, k.size, k.mtime_ns, sha);
-                if self.known.and_then(|kc| kc.get(&k.base, k.size, k.mtime_ns)) == Some(*sha) {
+                if p.cached && p.hash == Some(*sha) {
                     self.source_cache_same += 1;
                 }
             }

@@ -167,7 +167,7 @@ pub(super) fn for_mbox_target<T: TargetMetas + Send>(
     let (tn, opts, rec) = (job.tn, job.opts, job.rec);
     let mut seen = HashSet::new();
     let load = |refs: Vec<Ref>| {
-        let prepared = load_chunk(opened, &refs, opts, Some(Identity::Mbox), None);
+        let prepared = load_chunk(opened, &refs, opts, Some(Identity::Mbox));
         (refs, prepared)
     };
     // Two chunks are in memory at a time here: each gets half the usual budget.

@@ -119,11 +119,21 @@ pub(crate) struct Decided {
     pub(crate) place: Vec<u8>,
     /// The target message the decision names.
     pub(crate) held: Option<Held>,
+    /// The hash came from the source cache.
+    pub(crate) cached: bool,
 }
 
 impl Decided {
     pub(crate) fn joined(w: Wanted, decision: Decision, held: Option<&Held>) -> Decided {
-        Decided { seq: w.seq, decision, hash: Some(w.hash), meta: w.meta, place: w.place, held: held.cloned() }
+        Decided {
+            seq: w.seq,
+            decision,
+            hash: Some(w.hash),
+            meta: w.meta,
+            place: w.place,
+            held: held.cloned(),
+            cached: w.cached,
+        }
     }
 }
 
@@ -185,6 +195,7 @@ impl Spill for Decided {
         let (code, n) = decision_code(self.decision);
         out.push(code);
         put_u64(out, n);
+        out.push(u8::from(self.cached));
         match &self.hash {
             Some(h) => {
                 out.push(1);
@@ -206,6 +217,7 @@ impl Spill for Decided {
         let (&code, b) = b.split_first()?;
         let (n, b) = take_u64(b)?;
         let decision = decision_of(code, n)?;
+        let (&cached, b) = b.split_first()?;
         let (&has, b) = b.split_first()?;
         let (hash, b) = match has {
             0 => (None, b),
@@ -221,7 +233,7 @@ impl Spill for Decided {
         }
         let (place, b) = take_bytes(b)?;
         let held = if b.is_empty() { None } else { Some(Held::read(b)?) };
-        Some(Decided { seq, decision, hash, meta, place: place.to_vec(), held })
+        Some(Decided { seq, decision, hash, meta, place: place.to_vec(), held, cached: cached != 0 })
     }
 }
 
@@ -282,7 +294,15 @@ mod tests {
         for (decision, held) in
             [(Decision::UpdateDate(3), Some(held)), (Decision::Filtered(FilterReason::MaxAge), None)]
         {
-            let d = Decided { seq: 12, decision, hash: Some([1; 32]), meta: meta.clone(), place: place.clone(), held };
+            let d = Decided {
+                seq: 12,
+                decision,
+                hash: Some([1; 32]),
+                meta: meta.clone(),
+                place: place.clone(),
+                held,
+                cached: true,
+            };
             let mut b = Vec::new();
             d.write(&mut b);
             let r = Decided::read(&b).unwrap();
