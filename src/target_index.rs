@@ -131,8 +131,8 @@ fn name_key(base: &[u8]) -> u64 {
     BuildHasherDefault::<DefaultHasher>::default().hash_one(base)
 }
 
-/// Cached hashes by name digest, sorted for binary search: 56 bytes a message and no table
-/// slack, read line by line (a 500,000-message folder's cache is some 65 MB of text).
+/// A cache file read whole into memory, by name digest (the tests' reading of the format).
+#[cfg(test)]
 #[derive(Debug, Default)]
 struct Table(Vec<(u64, Key, Hash)>);
 
@@ -183,6 +183,7 @@ fn parse_lines(mut r: impl BufRead, take: &mut dyn FnMut(u64, Key, Hash) -> bool
     }
 }
 
+#[cfg(test)]
 impl Table {
     /// The cache `file` of the opened folder `dir`: `Ok(None)` when there is none, or one of
     /// an older version, or one that does not parse; `Err` (a warning) when it was refused.
@@ -202,7 +203,6 @@ impl Table {
         Table(v)
     }
 
-    #[cfg(test)]
     fn parse(mut r: impl BufRead, header: &str, _capacity: usize) -> Option<Table> {
         let mut line = Vec::new();
         (&mut r).take(MAX_HEADER).read_until(b'\n', &mut line).ok()?;
@@ -221,7 +221,6 @@ impl Table {
         self.with_name(base).find(|e| e.1 == key).map(|e| e.2)
     }
 
-    #[cfg(test)]
     fn contains(&self, base: &[u8]) -> bool {
         self.with_name(base).next().is_some()
     }
@@ -293,21 +292,109 @@ impl SourceCache {
     /// The source cache kept in the opened target folder `target_dir`; a refused one is a
     /// warning, one that does not read back is none.
     pub fn load(target_dir: &fsx::Dir, warnings: &mut Vec<Problem>) -> Option<SourceCache> {
-        let r = open_cache(target_dir, SOURCE_CACHE_FILE).map_err(|p| warnings.push(p)).ok().flatten()?;
-        let mut sorter = spill::Sorter::new();
-        let mut failed = None;
-        let parsed = parse_lines(r, &mut |name_key, k, hash| {
-            let line = CacheLine { name_key, size: k.size, mtime_ns: k.mtime_ns, hash };
-            sorter.push(line).map_err(|e| failed = Some(e)).is_ok()
-        });
-        if let Some(e) = failed {
-            let path = target_dir.path.join(SOURCE_CACHE_FILE);
-            warnings.push(Problem::new(&path, format!("not used: {}", crate::error::io_reason(&e))));
-            return None;
-        }
-        parsed?;
-        Some(SourceCache { lines: sorter.sorted().ok()? })
+        read_sorted(target_dir, SOURCE_CACHE_FILE, warnings).map(|lines| SourceCache { lines })
     }
+}
+
+/// A listed message file sorted as caches are merged: by name digest, size and mtime, with its
+/// place in the listing.
+#[derive(Debug, Clone)]
+pub struct ByName {
+    pub key: (u64, u64, i64),
+    pub seq: u64,
+    pub entry: MaildirEntry,
+}
+
+impl ByName {
+    pub fn new(seq: u64, entry: MaildirEntry) -> ByName {
+        ByName { key: (name_key(entry.base()), entry.size, entry.mtime_ns), seq, entry }
+    }
+}
+
+impl PartialEq for ByName {
+    fn eq(&self, o: &Self) -> bool {
+        (self.key, self.seq) == (o.key, o.seq)
+    }
+}
+impl Eq for ByName {}
+impl PartialOrd for ByName {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for ByName {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (self.key, self.seq).cmp(&(o.key, o.seq))
+    }
+}
+
+impl spill::Spill for ByName {
+    fn weight(&self) -> usize {
+        self.entry.weight() + std::mem::size_of::<MaildirEntry>()
+    }
+
+    fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.seq.to_le_bytes());
+        self.entry.encode(out);
+    }
+
+    fn read(b: &[u8]) -> Option<ByName> {
+        let (seq, b) = b.split_first_chunk::<8>()?;
+        let (entry, rest) = MaildirEntry::decode(b)?;
+        rest.is_empty().then(|| ByName::new(u64::from_le_bytes(*seq), entry))
+    }
+}
+
+/// Merges a listing sorted by name with a cache sorted the same way: each listed file comes
+/// with its cached hash, if the cache has its name, size and mtime. Returns the number of
+/// distinct cache lines.
+pub fn merge_cached(
+    listed: &spill::Sorted<ByName>,
+    cache: Option<&spill::Sorted<CacheLine>>,
+    take: &mut dyn FnMut(ByName, Option<Hash>) -> crate::error::Result<()>,
+    io_error: &dyn Fn(std::io::Error) -> crate::error::Error,
+) -> crate::error::Result<u64> {
+    let mut lines = cache.map(|c| c.iter().peekable());
+    let (mut distinct, mut last): (u64, Option<CacheLine>) = (0, None);
+    let mut note = |c: CacheLine, last: &mut Option<CacheLine>| {
+        if last.as_ref() != Some(&c) {
+            distinct += 1;
+        }
+        *last = Some(c);
+    };
+    for l in listed.iter() {
+        let l = l.map_err(io_error)?;
+        if let Some(lines) = lines.as_mut() {
+            while let Some(c) = lines.next_if(|c| c.as_ref().is_ok_and(|c| (c.name_key, c.size, c.mtime_ns) <= l.key)) {
+                note(c.map_err(io_error)?, &mut last);
+            }
+        }
+        // Two files of one name, size and mtime (new/ and cur/) share the line.
+        let hash = last.as_ref().filter(|c| (c.name_key, c.size, c.mtime_ns) == l.key).map(|c| c.hash);
+        take(l, hash)?;
+    }
+    for c in lines.into_iter().flatten() {
+        note(c.map_err(io_error)?, &mut last);
+    }
+    Ok(distinct)
+}
+
+/// The cache `file` of the opened folder `dir`, sorted by name digest in bounded memory; a
+/// refused one is a warning, one that does not parse is none.
+fn read_sorted(dir: &fsx::Dir, file: &str, warnings: &mut Vec<Problem>) -> Option<spill::Sorted<CacheLine>> {
+    let r = open_cache(dir, file).map_err(|p| warnings.push(p)).ok().flatten()?;
+    let mut sorter = spill::Sorter::new();
+    let mut failed = None;
+    let parsed = parse_lines(r, &mut |name_key, k, hash| {
+        let line = CacheLine { name_key, size: k.size, mtime_ns: k.mtime_ns, hash };
+        sorter.push(line).map_err(|e| failed = Some(e)).is_ok()
+    });
+    if let Some(e) = failed {
+        warnings.push(Problem::new(&dir.path.join(file), format!("not used: {}", crate::error::io_reason(&e))));
+        return None;
+    }
+    parsed?;
+    sorter.sorted().ok()
 }
 
 /// Messages hashed at once (in parallel) while a folder is indexed.
@@ -329,39 +416,41 @@ pub fn maildir(dir: &fsx::Dir, use_cache: bool, problems: &mut Vec<Problem>) -> 
         warnings.push(p);
         Default::default()
     });
-    let cache =
-        if use_cache { Table::read(dir, CACHE_FILE).map_err(|p| warnings.push(p)).ok().flatten() } else { None };
+    let cache = if use_cache { read_sorted(dir, CACHE_FILE, &mut warnings) } else { None };
     let spilled = |e: std::io::Error| {
         crate::error::Error::bad(
             &dir.path,
             format!("the folder index could not be sorted: {}", crate::error::io_reason(&e)),
         )
     };
+    // Listed in directory order (its place ranks copies of one message), merged with the
+    // cache by name, then sorted by hash.
+    let mut listed = spill::Sorter::new();
+    let mut seq = 0;
+    for r in subs.stream(&kw) {
+        match r {
+            Ok(e) => {
+                listed.push(ByName::new(seq, e)).map_err(spilled)?;
+                seq += 1;
+            }
+            Err(p) => problems.push(p),
+        }
+    }
+    let listed = listed.sorted().map_err(spilled)?;
     let mut sorter = spill::Sorter::new();
     let mut torn = Vec::new();
     let (mut count, mut cached, mut failed) = (0u64, 0u64, false);
-    let mut listing = subs.stream(&kw);
-    loop {
-        let mut batch = Vec::with_capacity(HASH_BATCH);
-        for r in listing.by_ref() {
-            match r {
-                Ok(e) => batch.push(e),
-                Err(p) => problems.push(p),
-            }
-            if batch.len() == HASH_BATCH {
-                break;
-            }
-        }
-        if batch.is_empty() {
-            break;
-        }
-        let hashed: Vec<Result<(MaildirEntry, Hash, bool), Problem>> =
-            batch.into_par_iter().map(|e| hash_entry(&dir.path, &subs, e, cache.as_ref())).collect();
-        for r in hashed {
+    let mut batch: Vec<(ByName, Option<Hash>)> = Vec::with_capacity(HASH_BATCH);
+    let mut flush = |batch: &mut Vec<(ByName, Option<Hash>)>, problems: &mut Vec<Problem>| -> Result<()> {
+        let hashed: Vec<(u64, Hashed)> = std::mem::take(batch)
+            .into_par_iter()
+            .map(|(l, h)| (l.seq, hash_entry(&dir.path, &subs, l.entry, h)))
+            .collect();
+        for (idx, r) in hashed {
             match r {
                 Ok((entry, hash, from_cache)) => {
                     cached += u64::from(from_cache);
-                    sorter.push(Indexed { hash, idx: count, entry }).map_err(spilled)?;
+                    sorter.push(Indexed { hash, idx, entry }).map_err(spilled)?;
                     count += 1;
                 }
                 Err(p) => {
@@ -376,21 +465,30 @@ pub fn maildir(dir: &fsx::Dir, use_cache: bool, problems: &mut Vec<Problem>) -> 
                 }
             }
         }
-    }
+        Ok(())
+    };
+    let lines = merge_cached(
+        &listed,
+        cache.as_ref(),
+        &mut |l, h| {
+            batch.push((l, h));
+            if batch.len() >= HASH_BATCH { flush(&mut batch, problems) } else { Ok(()) }
+        },
+        &spilled,
+    )?;
+    flush(&mut batch, problems)?;
     // Every message found in the cache, and nothing else in it.
-    let from_cache = !failed && cache.as_ref().is_some_and(|c| cached == count && c.len() as u64 == count);
+    let from_cache = !failed && cache.is_some() && cached == count && lines == count;
     let sorted = sorter.sorted().map_err(spilled)?;
     Ok(Index { sorted, count, from_cache, torn, warnings })
 }
 
+/// A target message with its hash and whether the cache gave it, or why it has none.
+type Hashed = Result<(MaildirEntry, Hash, bool), Problem>;
+
 /// A target message's hash: from the cache when its name, size and mtime are there, else read
 /// through its directory's descriptor.
-fn hash_entry(
-    dir: &Path,
-    subs: &mdread::MessageDirs,
-    e: MaildirEntry,
-    cache: Option<&Table>,
-) -> Result<(MaildirEntry, Hash, bool), Problem> {
+fn hash_entry(dir: &Path, subs: &mdread::MessageDirs, e: MaildirEntry, cached: Option<Hash>) -> Hashed {
     let torn = |path: &Path, n: u64, s: u64| {
         Problem::new(path, format!("file has {n} bytes but its name says S={s} (torn or rewritten file)"))
     };
@@ -401,8 +499,7 @@ fn hash_entry(
     {
         return Err(torn(&path, e.size, s));
     }
-    let key = Key { size: e.size, mtime_ns: e.mtime_ns };
-    if let Some(h) = cache.and_then(|c| c.get(e.base(), key)) {
+    if let Some(h) = cached {
         return Ok((e, h, true));
     }
     let data = subs
