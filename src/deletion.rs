@@ -78,7 +78,8 @@ pub fn source_id(source: &Path) -> String {
 /// other sources (kept as they are).
 #[derive(Debug, Default, Clone)]
 pub struct Record {
-    ours: HashMap<Hash, u32>,
+    /// This source's copies: hash and count, sorted by hash (36 bytes a line).
+    ours: Vec<(Hash, u32)>,
     /// Other sources' lines, kept as they are, with their hashes.
     others: Vec<(Hash, String)>,
     /// Lines of this source when it was read.
@@ -92,41 +93,71 @@ impl Record {
     /// with `found` false, and so is a refused one, returned as `Err` with why (a symlink, FIFO
     /// or oversize file, or another folder's record).
     pub fn load(dir: &fsx::Dir, source: &str) -> Result<Record, Problem> {
+        use std::io::BufRead;
         let path = dir.path.join(COPIED_FILE);
         let refused = |why: &str| Problem::new(&path, format!("{why}; not used (--delete deletes nothing here)"));
-        let text = match dir.read_own_file(std::ffi::OsStr::new(COPIED_FILE), MAX_RECORD_BYTES) {
-            Ok(Some(t)) => t,
+        let f = match dir.open_own_file(std::ffi::OsStr::new(COPIED_FILE), MAX_RECORD_BYTES) {
+            Ok(Some((f, _))) => f,
             Ok(None) => return Ok(Record::default()),
             Err(e) => return Err(refused(&e.problem().reason)),
         };
-        let Ok(text) = String::from_utf8(text) else { return Ok(Record::default()) };
+        let mut r = std::io::BufReader::with_capacity(1 << 16, f);
+        let mut first = String::new();
+        // Read a line at a time: the text of a big record is never held whole.
+        if r.read_line(&mut first).is_err() {
+            return Ok(Record::default());
+        }
         let folder = dir.folder_id().unwrap_or_default();
-        match text.lines().next() {
-            Some(h) if h == record_header(&folder) => Ok(Record::parse(&text, source).unwrap_or_default()),
-            Some(h) if h.starts_with(HEADER) => Err(refused("the record of another folder")),
-            Some(h) if h.starts_with("mailmover-copied ") => {
+        match first.strip_suffix('\n').unwrap_or(&first) {
+            h if h == record_header(&folder) => Ok(Record::parse_lines(r, source).unwrap_or_default()),
+            h if h.starts_with(HEADER) => Err(refused("the record of another folder")),
+            h if h.starts_with("mailmover-copied ") => {
                 Err(refused("a record of an older version, which does not name its folder"))
             }
             _ => Ok(Record::default()),
         }
     }
 
-    fn parse(text: &str, source: &str) -> Option<Record> {
-        let mut lines = text.lines();
-        lines.next()?.strip_prefix(HEADER)?;
-        let mut r = Record { found: true, ..Default::default() };
-        for l in lines.filter(|l| !l.is_empty()) {
+    /// The lines after the header; `None` when one is not a line of a record.
+    fn parse_lines(mut r: impl std::io::BufRead, source: &str) -> Option<Record> {
+        let mut rec = Record { found: true, ..Default::default() };
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if r.read_line(&mut line).ok()? == 0 {
+                break;
+            }
+            let l = line.strip_suffix('\n').unwrap_or(&line);
+            if l.is_empty() {
+                continue;
+            }
             let (h, id) = l.split_once(' ')?;
             let mut hash = [0u8; 32];
             hex::decode_to_slice(h, &mut hash).ok()?;
             if id == source {
-                *r.ours.entry(hash).or_default() += 1;
-                r.total += 1;
+                rec.ours.push((hash, 1));
+                rec.total += 1;
             } else {
-                r.others.push((hash, l.to_string()));
+                rec.others.push((hash, l.to_string()));
             }
         }
-        Some(r)
+        rec.ours.sort_unstable();
+        rec.ours.dedup_by(|b, a| {
+            let same = a.0 == b.0;
+            if same {
+                a.1 += b.1;
+            }
+            same
+        });
+        rec.ours.shrink_to_fit();
+        Some(rec)
+    }
+
+    #[cfg(test)]
+    fn parse(text: &str, source: &str) -> Option<Record> {
+        let mut lines = text.split_inclusive('\n');
+        lines.next()?.strip_prefix(HEADER)?;
+        Record::parse_lines(lines.collect::<String>().as_bytes(), source)
     }
 
     /// The copies recorded for other sources, by hash.
@@ -146,7 +177,7 @@ impl Record {
     /// Whether a target message with this hash is a copy from this source; takes one
     /// occurrence (two target copies need two lines).
     pub fn take(&mut self, h: &Hash) -> bool {
-        match self.ours.get_mut(h) {
+        match self.ours.binary_search_by(|(x, _)| x.cmp(h)).ok().map(|i| &mut self.ours[i].1) {
             Some(n) if *n > 0 => {
                 *n -= 1;
                 true
@@ -157,7 +188,10 @@ impl Record {
 
     /// Gives back a line [`Record::take`] granted for a copy that stays (its deletion failed).
     pub fn give_back(&mut self, h: &Hash) {
-        *self.ours.entry(*h).or_default() += 1;
+        match self.ours.binary_search_by(|(x, _)| x.cmp(h)) {
+            Ok(i) => self.ours[i].1 += 1,
+            Err(i) => self.ours.insert(i, (*h, 1)),
+        }
     }
 
     /// Writes the record of `folder` ([`fsx::folder_id`]) after a run, a line at a time: this

@@ -871,3 +871,30 @@ fn archive_mailboxes_merged_into_one_keep_their_keywords() {
         "{inbox:?}"
     );
 }
+
+/// A re-run of an archive whose messages are all in the target already: the plan carries the
+/// skipped messages' bytes (they came from the archive, not from a file to read again), so
+/// they count towards each chunk's byte budget and memory stays that of one chunk.
+#[test]
+fn rerun_of_an_archive_of_big_messages_stays_bounded() {
+    let a = Account::new();
+    let info = mailbox(&a.src, "info@example.com");
+    let body = "x".repeat(300 << 10);
+    let dir = info.join(".Big");
+    for d in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(dir.join(d)).unwrap();
+    }
+    std::fs::write(dir.join("maildirfolder"), b"").unwrap();
+    for i in 0..500 {
+        std::fs::write(dir.join(format!("cur/1600000{i:03}.M{i}P1.fixture:2,S")), message(&format!("b{i}"), &body))
+            .unwrap();
+    }
+    let tgz = make_archive(&a, false);
+    let (home, etc) = a.dst("big");
+    let first = sync_archive_under(&["env"], &tgz, &home, &etc);
+    assert_eq!(first["transferred"], 512, "{first}");
+    let second = sync_archive_under(&["env"], &tgz, &home, &etc);
+    assert_eq!((second["transferred"].as_u64(), second["skipped_existing"].as_u64()), (Some(0), Some(512)), "{second}");
+    let rss = second["peak_rss_kib"].as_u64().unwrap();
+    assert!(rss < 64 << 10, "peak {rss} KiB");
+}

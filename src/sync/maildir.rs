@@ -116,6 +116,8 @@ pub(super) fn to_maildir(
         done?;
         current = next;
     }
+    // The listing's set of files seen goes before the plan is carried out.
+    drop(chunks);
     run.finish(out)
 }
 
@@ -180,7 +182,15 @@ fn feed_known<'a>(
     let err = |e| spill_error(&tdir, e);
     let mut listed = Sorter::new();
     let mut seq = 0u64;
+    let streamed = matches!(opened, Opened::Maildir { listed: None, .. });
     for refs in opened.chunks_of(&opts.read, source::CHUNK_BYTES / 2) {
+        if streamed {
+            rec.record(Event::Discovered { bytes: refs.iter().map(|r| opened.stored_len(r)).sum() });
+        }
+        if interrupt::requested().is_some() {
+            out.interrupted = true;
+            return Ok(());
+        }
         for r in refs {
             match r {
                 Ref::Maildir(e) => listed.push(Listed { key: listed_key(&e), seq, entry: *e }).map_err(err)?,
@@ -502,7 +512,8 @@ impl<'t, 'a> FolderRun<'t, 'a> {
         let (ropts, source) = (&self.job.opts.read, self.source);
         let mut chunk: Vec<Prepared<'a>> = Vec::new();
         let mut bytes = 0u64;
-        for d in decided.iter() {
+        let mut decisions = decided.iter();
+        for d in decisions.by_ref() {
             let d = d.map_err(err)?;
             let copy = d.decision == Decision::Copy;
             let held = match d.held.as_ref().map(|h| MaildirEntry::decode(&h.entry)) {
@@ -515,7 +526,8 @@ impl<'t, 'a> FolderRun<'t, 'a> {
             let released = matches!(place, Place::Mbox(_)).then(|| place.clone());
             match source.reload(place, d.meta, ropts) {
                 Ok(loaded) => {
-                    bytes += if copy { loaded.body.len() } else { 0 };
+                    // Bytes held in memory (from memory, or read to be copied) count.
+                    bytes += if copy || !loaded.body.is_unread() { loaded.body.len() } else { 0 };
                     let mut p = Prepared::new(loaded, d.hash);
                     (p.decision, p.held, p.cached) = (Some(d.decision), held, d.cached);
                     chunk.push(p);
@@ -527,8 +539,7 @@ impl<'t, 'a> FolderRun<'t, 'a> {
             }
             if chunk.len() >= source::CHUNK_MESSAGES || bytes >= source::CHUNK_BYTES / 2 {
                 if interrupt::requested().is_some() {
-                    out.interrupted = true;
-                    return Ok(unmatched);
+                    break;
                 }
                 self.execute(std::mem::take(&mut chunk), out)?;
                 // The mapped pages of an mbox source up to here are written.
@@ -538,10 +549,31 @@ impl<'t, 'a> FolderRun<'t, 'a> {
                 bytes = 0;
             }
         }
-        if interrupt::requested().is_some() {
-            out.interrupted = true;
-        } else if !chunk.is_empty() {
-            self.execute(chunk, out)?;
+        if interrupt::requested().is_none() {
+            if !chunk.is_empty() {
+                self.execute(chunk, out)?;
+            }
+            return Ok(unmatched);
+        }
+        // Stopped by a signal: what was not carried out keeps its lines in the caches, so the
+        // next run does not read it again.
+        out.interrupted = true;
+        for p in &chunk {
+            self.books.unreached(p.hash, p.held.as_deref(), p.loaded.key.as_ref().filter(|_| p.cached));
+        }
+        for d in decisions {
+            let d = d.map_err(err)?;
+            let held = d.held.as_ref().and_then(|h| MaildirEntry::decode(&h.entry)).map(|(e, _)| e);
+            let key = match Place::decode(&d.place) {
+                Some(Place::Maildir(e)) if d.cached => Some(crate::source::SourceKey {
+                    base: e.base().to_vec(),
+                    size: e.size,
+                    mtime_ns: e.mtime_ns,
+                    ino: e.ino,
+                }),
+                _ => None,
+            };
+            self.books.unreached(d.hash, held.as_ref(), key.as_ref());
         }
         Ok(unmatched)
     }
@@ -666,7 +698,14 @@ impl<'t, 'a> FolderRun<'t, 'a> {
     pub(super) fn finish(mut self, out: &mut FolderOutcome) -> Result<()> {
         let unmatched = match self.wanted.take() {
             Some(w) if !out.interrupted => Some(self.plan_and_execute(w, out)?),
-            _ => None,
+            Some(_) => {
+                // Stopped before the plan: nothing was written, and the caches as they are
+                // still hold for the next run.
+                self.books.cache = None;
+                self.books.source_cache = None;
+                None
+            }
+            None => None,
         };
         let (tn, rec, opts) = (self.job.tn, self.job.rec, self.job.opts);
         let tdir = self.tdir.clone();
@@ -1044,6 +1083,24 @@ pub(super) struct Books {
 }
 
 impl Books {
+    /// A planned message a signal stopped before it was carried out: the target copy it names
+    /// and its source file keep their cache lines as they were.
+    fn unreached(
+        &mut self,
+        hash: Option<Hash>,
+        held: Option<&MaildirEntry>,
+        cached: Option<&crate::source::SourceKey>,
+    ) {
+        let Some(hash) = hash else { return };
+        if let (Some(c), Some(e)) = (self.cache.as_mut(), held) {
+            c.add(e.base(), e.size, e.mtime_ns, &hash);
+        }
+        if let (Some(c), Some(k)) = (self.source_cache.as_mut(), cached) {
+            c.add(&k.base, k.size, k.mtime_ns, &hash);
+            self.source_cache_same += 1;
+        }
+    }
+
     /// Records each message's fate (events, counts) and what the caches learn from it.
     fn tally(
         &mut self,

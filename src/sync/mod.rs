@@ -299,8 +299,12 @@ fn choose_deletions(
         filtered: !out.counts.skipped_filtered.is_empty(),
         interrupted: out.interrupted,
     };
-    // Lines of the record are given up only for deletions that happen.
-    let mut trial = record.clone();
+    if opts.deletion == Deletion::Off || unmatched.is_empty() {
+        return Vec::new();
+    }
+    // Lines of the record are given up only for deletions that happen (only --delete takes
+    // them: --mirror needs no copy of the record).
+    let mut trial = if opts.deletion == Deletion::Copied { record.clone() } else { deletion::Record::default() };
     let (chosen, why) = deletion::choose(opts.deletion, unmatched, &mut trial, src, opts.max_delete);
     if let Some(why) = why {
         out.warnings.push(Problem::new(target, why));
@@ -313,7 +317,9 @@ fn choose_deletions(
         ));
         return Vec::new();
     }
-    *record = trial;
+    if opts.deletion == Deletion::Copied {
+        *record = trial;
+    }
     chosen
 }
 
