@@ -871,3 +871,77 @@ fn archive_mailboxes_merged_into_one_keep_their_keywords() {
         "{inbox:?}"
     );
 }
+
+/// `mailmover ARGS` with a short timeout: a run that waits on a FIFO fails the test instead of
+/// hanging it.
+fn run_briefly(env: &TestEnv, args: &[&str]) -> Run {
+    let out = env.cmd().timeout(std::time::Duration::from_secs(30)).args(args).output().unwrap();
+    let code = out
+        .status
+        .code()
+        .unwrap_or_else(|| panic!("mailmover {args:?}: no exit within 30 s (waiting on a FIFO, reading a huge file?)"));
+    let r = Run {
+        code,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    assert_ne!(r.code, 101, "mailmover panicked:\n{}", r.stderr);
+    r
+}
+
+/// A link planted in the source account, below its home, is not followed by the metadata
+/// copy: `etc/DOMAIN` or `.spamassassin` pointing at root's files copies none of them (as
+/// root, they would land in a home the user owns), and says so. A huge file there is not read.
+#[test]
+fn links_and_huge_files_planted_in_a_source_account_are_not_read() {
+    let a = Account::new();
+    let victim = a.env.path("victim");
+    std::fs::create_dir_all(&victim).unwrap();
+    let secret = "root:$6$SECRETHASH:19000:0:99999:7:::\n";
+    for f in ["shadow", "passwd", "quota", "user_prefs", "bayes_toks"] {
+        std::fs::write(victim.join(f), secret).unwrap();
+    }
+    for d in ["etc/example.org", ".spamassassin"] {
+        std::fs::remove_dir_all(a.src.join(d)).unwrap();
+        std::os::unix::fs::symlink(&victim, a.src.join(d)).unwrap();
+    }
+    let huge = a.src.join("etc/example.com/quota");
+    std::fs::OpenOptions::new().write(true).open(&huge).unwrap().set_len(64 << 20).unwrap();
+    let (home, etc) = a.dst("links");
+    let (s, d) = (format!("cpanel:{}", a.src.display()), format!("cpanel:{}", home.display()));
+    let r = run_briefly(
+        &a.env,
+        &["sync", &s, &d, "--source-etc", a.src_etc.to_str().unwrap(), "--target-etc", etc.to_str().unwrap(), "--json"],
+    );
+    for e in walkdir::WalkDir::new(a.env.path("links")).into_iter().filter_map(Result::ok) {
+        if e.file_type().is_file() {
+            let text = std::fs::read(e.path()).unwrap();
+            assert!(
+                !String::from_utf8_lossy(&text).contains("SECRETHASH"),
+                "{} holds the victim's",
+                e.path().display()
+            );
+        }
+    }
+    for (p, why) in [
+        (a.src.join("etc/example.org"), "symlink not followed"),
+        (a.src.join(".spamassassin"), "symlink not followed"),
+        (huge.clone(), "more than the"),
+    ] {
+        let named = format!("\"{}\"", p.display());
+        assert!(
+            r.stdout.contains(&named) && r.stdout.contains(why),
+            "{} ({why}) not reported:\n{}",
+            p.display(),
+            r.stdout
+        );
+    }
+    assert!(r.stdout.len() < 1 << 20, "a report of {} bytes", r.stdout.len());
+    assert_eq!(
+        box_msgs(&mailbox(&a.src, "info@example.com")),
+        box_msgs(&mailbox(&home, "info@example.com")),
+        "the mail still moves"
+    );
+    let ins = run_briefly(&a.env, &["inspect", "--json", &s]);
+    assert!(!ins.stdout.contains("SECRETHASH"), "{}", ins.stdout);
+}

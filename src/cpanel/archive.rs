@@ -37,8 +37,8 @@ use crate::store::maildir::name;
 use crate::store::maildir::write::{MaildirTarget, WriteOptions};
 use crate::sync::{FedFolder, SyncOptions};
 
-/// Files bigger than this are not kept in memory in the first pass (they are not metadata).
-const SMALL_FILE: u64 = 32 << 20;
+// Files bigger than this are not kept in memory in the first pass (they are not metadata).
+use super::tree::SMALL_FILE;
 
 /// Where an archive member belongs.
 enum Place {

@@ -111,7 +111,7 @@ fn open_account(home: &Path, selected: &Option<(String, String)>) -> Result<Acco
     let mut acc = account::discover(home)?;
     if let Some((l, d)) = selected {
         let addr = format!("{l}@{d}");
-        let (_, listed) = metadata::recorded(&tree::Fs, &acc);
+        let (_, listed) = metadata::recorded(&tree::Fs::new(&acc.home), &acc);
         let known = acc.mailboxes.iter().any(|b| b.label() == addr)
             || listed.iter().any(|(a, b)| a == l && b == d)
             || acc.mdbox.iter().any(|(a, _)| *a == addr);
@@ -314,7 +314,8 @@ pub fn sync(src: &Store, dst: &Store, opts: &SyncOptions, cp: &CpanelOptions, re
         None if root_run => std::fs::metadata(&dst_home).ok().map(|m| Owner { uid: m.uid(), gid: m.gid() }),
         None => None,
     };
-    let st = setup(&tree::Fs, &acc, &src.path, &dst_home, mapping);
+    let fs = tree::Fs::new(&acc.home);
+    let st = setup(&fs, &acc, &src.path, &dst_home, mapping);
     if !opts.dry_run {
         Dir::create_root(&dst_home, HOME_MODE, owner)?;
     }
@@ -358,13 +359,13 @@ pub fn sync(src: &Store, dst: &Store, opts: &SyncOptions, cp: &CpanelOptions, re
             Err(e) => total.errors.push(e.problem()),
         }
         if let Some(d) = dir
-            && let Err(e) = write_maildirsize(&tree::Fs, b, &acc, &d, owner, root_run)
+            && let Err(e) = write_maildirsize(&fs, b, &acc, &d, owner, root_run)
         {
             total.errors.push(e.problem());
         }
     }
     let cx = metadata::Cx {
-        tree: &tree::Fs,
+        tree: &fs,
         mapping: &st.mapping,
         rw: &st.rw,
         selected: selected.clone(),
@@ -445,7 +446,8 @@ pub fn verify(src: &Store, dst: &Store, opts: &SyncOptions, cp: &CpanelOptions) 
         return verify_archive(src, dst, opts, cp, mapping, selected);
     }
     let acc = open_account(&src.path, &selected)?;
-    let st = setup(&tree::Fs, &acc, &src.path, &dst.path, mapping);
+    let fs = tree::Fs::new(&acc.home);
+    let st = setup(&fs, &acc, &src.path, &dst.path, mapping);
     let mut v = Verification { errors: acc.problems.clone(), ..Default::default() };
     for b in &acc.mailboxes {
         let rel = b.target_rel(&st.mapping);
@@ -469,7 +471,7 @@ pub fn verify(src: &Store, dst: &Store, opts: &SyncOptions, cp: &CpanelOptions) 
         }
     }
     let cx = metadata::Cx {
-        tree: &tree::Fs,
+        tree: &fs,
         mapping: &st.mapping,
         rw: &st.rw,
         selected,
@@ -621,6 +623,7 @@ pub fn inspect(st: &Store, ropts: &ReadOptions, follow_symlinks: bool, jobs: usi
     }
     let mut folders = Vec::new();
     let mut mailboxes = Vec::new();
+    let fs = tree::Fs::new(&acc.home);
     for b in &acc.mailboxes {
         let ins = crate::inspect::inspect(&b.store(), ropts, follow_symlinks, jobs)?;
         // The default account's reader also walks the domain directories; what it finds
@@ -649,7 +652,7 @@ pub fn inspect(st: &Store, ropts: &ReadOptions, follow_symlinks: bool, jobs: usi
             }
             folders.push(f);
         }
-        let quota = quota_of(&tree::Fs, &acc, b);
+        let quota = quota_of(&fs, &acc, b);
         let mds = std::fs::read_to_string(b.dir.join("maildirsize")).ok().and_then(|t| maildirsize::quota_line(&t));
         mailboxes.push(MailboxInfo {
             address: b.label(),
@@ -663,9 +666,9 @@ pub fn inspect(st: &Store, ropts: &ReadOptions, follow_symlinks: bool, jobs: usi
         });
     }
     let mapping = Mapping::default();
-    let s = setup(&tree::Fs, &acc, &st.path, &st.path, mapping);
+    let s = setup(&fs, &acc, &st.path, &st.path, mapping);
     let cx = metadata::Cx {
-        tree: &tree::Fs,
+        tree: &fs,
         mapping: &s.mapping,
         rw: &s.rw,
         selected: None,
