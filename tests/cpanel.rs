@@ -889,6 +889,45 @@ fn run_briefly(env: &TestEnv, args: &[&str]) -> Run {
     r
 }
 
+fn plant_fifo(p: &Path) {
+    let _ = std::fs::remove_file(p);
+    nix::unistd::mkfifo(p, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+}
+
+/// The source account is its user's too (root reads it in their home): a FIFO at a mailbox's
+/// `maildirsize` or `mailbox_format.cpanel`, or at an `etc/DOMAIN` file, is refused and named,
+/// not waited on, by `inspect` and by `sync`.
+#[test]
+fn fifos_planted_in_a_source_account_are_named_not_waited_on() {
+    let a = Account::new();
+    let planted = [
+        mailbox(&a.src, "info@example.com").join("maildirsize"),
+        mailbox(&a.src, "bob@example.org").join("mailbox_format.cpanel"),
+        a.src.join("etc/example.com/passwd"),
+    ];
+    for p in &planted {
+        plant_fifo(p);
+    }
+    let ins = run_briefly(&a.env, &["inspect", "--json", &format!("cpanel:{}", a.src.display())]);
+    let (home, etc) = a.dst("fifos");
+    let (s, d) = (format!("cpanel:{}", a.src.display()), format!("cpanel:{}", home.display()));
+    let args = ["sync", &s, &d, "--source-etc", a.src_etc.to_str().unwrap(), "--target-etc", etc.to_str().unwrap()];
+    let sync = run_briefly(&a.env, &[&args[..], &["--json"]].concat());
+    for r in [&ins, &sync] {
+        for p in &planted {
+            let named = format!("\"{}\"", p.display());
+            assert!(r.stdout.contains(&named), "{} not reported:\n{}", p.display(), r.stdout);
+        }
+        assert!(r.stdout.contains("not a regular file"), "{}", r.stdout);
+    }
+    assert_eq!(sync.code, 1, "{}", sync.stdout);
+    assert_eq!(
+        box_msgs(&mailbox(&a.src, "bob@example.org")),
+        box_msgs(&mailbox(&home, "bob@example.org")),
+        "the mailbox with the planted marker is still moved"
+    );
+}
+
 /// A link planted in the source account, below its home, is not followed by the metadata
 /// copy: `etc/DOMAIN` or `.spamassassin` pointing at root's files copies none of them (as
 /// root, they would land in a home the user owns), and says so. A huge file there is not read.

@@ -169,7 +169,13 @@ fn mailbox_dir(home: &Path, rel: &[String], owner: Option<Owner>, create: bool) 
 const MAX_MAILDIRSIZE_BYTES: u64 = 1 << 20;
 
 /// The quota definition line for a target mailbox's `maildirsize`.
-fn quota_for(src: &dyn tree::Tree, b: &Mailbox, acc: &Account, target_dir: &Dir) -> Option<String> {
+fn quota_for(
+    src: &dyn tree::Tree,
+    b: &Mailbox,
+    acc: &Account,
+    target_dir: &Dir,
+    warnings: &mut Vec<Problem>,
+) -> Option<String> {
     let target = target_dir
         .read_own_file(OsStr::new("maildirsize"), MAX_MAILDIRSIZE_BYTES)
         .ok()
@@ -180,7 +186,7 @@ fn quota_for(src: &dyn tree::Tree, b: &Mailbox, acc: &Account, target_dir: &Dir)
     }
     let read = |p: PathBuf| src.read(&p).ok().map(|v| String::from_utf8_lossy(&v).into_owned());
     if b.format == BoxFormat::Maildir
-        && let Some(q) = read(b.dir.join("maildirsize")).and_then(|t| maildirsize::quota_line(&t))
+        && let Some(q) = maildirsize_quota(src, b, warnings, "not used for the target's quota")
     {
         return Some(q);
     }
@@ -200,8 +206,9 @@ fn write_maildirsize(
     dir: &Dir,
     owner: Option<Owner>,
     root_run: bool,
+    warnings: &mut Vec<Problem>,
 ) -> Result<()> {
-    let Some(q) = quota_for(src, b, acc, dir) else { return Ok(()) };
+    let Some(q) = quota_for(src, b, acc, dir, warnings) else { return Ok(()) };
     let (bytes, count) = maildirsize::usage(dir);
     let text = maildirsize::render(&q, bytes, count);
     let name = OsStr::new("maildirsize");
@@ -359,7 +366,7 @@ pub fn sync(src: &Store, dst: &Store, opts: &SyncOptions, cp: &CpanelOptions, re
             Err(e) => total.errors.push(e.problem()),
         }
         if let Some(d) = dir
-            && let Err(e) = write_maildirsize(&fs, b, &acc, &d, owner, root_run)
+            && let Err(e) = write_maildirsize(&fs, b, &acc, &d, owner, root_run, &mut total.warnings)
         {
             total.errors.push(e.problem());
         }
@@ -653,7 +660,7 @@ pub fn inspect(st: &Store, ropts: &ReadOptions, follow_symlinks: bool, jobs: usi
             folders.push(f);
         }
         let quota = quota_of(&fs, &acc, b);
-        let mds = std::fs::read_to_string(b.dir.join("maildirsize")).ok().and_then(|t| maildirsize::quota_line(&t));
+        let mds = maildirsize_quota(&fs, b, &mut problems, "its quota not shown");
         mailboxes.push(MailboxInfo {
             address: b.label(),
             path: b.dir.display().to_string(),
@@ -801,7 +808,7 @@ fn sync_archive(
     total.warnings.extend(out.warnings);
     for (t, d) in targets.iter().zip(dirs) {
         if let Some(d) = d
-            && let Err(e) = write_maildirsize(&scanned.tree, &t.mailbox, &acc, &d, owner, root_run)
+            && let Err(e) = write_maildirsize(&scanned.tree, &t.mailbox, &acc, &d, owner, root_run, &mut total.warnings)
         {
             total.errors.push(e.problem());
         }
@@ -859,11 +866,7 @@ fn inspect_archive(st: &Store) -> Result<AccountInspection> {
                 messages: n,
                 bytes,
                 quota: quota_of(&scanned.tree, &acc, &b),
-                maildirsize_quota: scanned
-                    .tree
-                    .read(&b.dir.join("maildirsize"))
-                    .ok()
-                    .and_then(|t| maildirsize::quota_line(&String::from_utf8_lossy(&t))),
+                maildirsize_quota: maildirsize_quota(&scanned.tree, &b, &mut problems, "its quota not shown"),
             }),
         }
     }
@@ -943,6 +946,21 @@ fn verify_archive(
     };
     compare_metadata(&acc, &cx, dst, cp, &mut v);
     Ok(v)
+}
+
+/// The quota line of a source mailbox's `maildirsize`, read as the other account files are
+/// (a link, FIFO or huge file planted there is refused and said, never followed or waited on).
+fn maildirsize_quota(src: &dyn Tree, b: &Mailbox, problems: &mut Vec<Problem>, then: &str) -> Option<String> {
+    let path = b.dir.join("maildirsize");
+    match src.read(&path) {
+        Ok(t) => maildirsize::quota_line(&String::from_utf8_lossy(&t)),
+        Err(e) => {
+            if src.exists(&path) {
+                problems.push(Problem::new(&path, format!("{}; {then}", e.problem().reason)));
+            }
+            None
+        }
+    }
 }
 
 /// A mailbox's quota in bytes from `etc/DOMAIN/quota`, if listed (0 = unlimited).
