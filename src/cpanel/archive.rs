@@ -16,7 +16,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::ffi::OsStr;
-use std::io::Read;
+use std::io::{Read, Seek};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
@@ -107,10 +107,15 @@ fn message_place(rel: &Path) -> Option<(Vec<String>, String, String, String)> {
 }
 
 fn open(path: &Path) -> Result<Box<dyn Read>> {
-    let mut f = crate::fsx::open_source(path)?;
+    // Not waited on if a FIFO was swapped in after the caller saw a file (it may lie in a
+    // user's home); a regular file reads the same with O_NONBLOCK.
+    let mut f = crate::fsx::open_source_nonblocking(path)?;
+    if !f.metadata().at(path)?.is_file() {
+        return Err(Error::bad(path, "not a regular file; not read"));
+    }
     let mut magic = [0u8; 2];
     let n = f.read(&mut magic).at(path)?;
-    let f = crate::fsx::open_source(path)?;
+    f.seek(std::io::SeekFrom::Start(0)).at(path)?;
     let r = std::io::BufReader::with_capacity(1 << 20, f);
     Ok(if n == 2 && magic == [0x1f, 0x8b] { Box::new(flate2::read::MultiGzDecoder::new(r)) } else { Box::new(r) })
 }
@@ -618,6 +623,18 @@ pub fn folder_totals(s: &Scanned, acc: &Account) -> Vec<(Mailbox, FolderName, u6
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An archive swapped for a FIFO after the caller saw a file is refused, not waited on.
+    #[test]
+    fn a_fifo_for_an_archive_is_not_waited_on() {
+        let t = tempfile::tempdir().unwrap();
+        let fifo = t.path().join("cpmove-u.tar.gz");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(open(&fifo).err().map(|e| e.to_string())));
+        let e = rx.recv_timeout(std::time::Duration::from_secs(10)).expect("open waited on the FIFO");
+        assert!(e.is_some_and(|e| e.contains("not a regular file")));
+    }
 
     #[test]
     fn member_places() {
