@@ -143,7 +143,7 @@ pub fn remove_leftovers(target: &Path) {
     let Ok(md) = std::fs::symlink_metadata(target) else { return };
     if md.is_dir() {
         if let Ok(root) = fsx::Dir::open_root(target) {
-            remove_leftovers_below(&root, 0);
+            remove_leftovers_in(&root);
         }
         return;
     }
@@ -155,6 +155,11 @@ pub fn remove_leftovers(target: &Path) {
     if let Ok(dir) = fsx::Dir::open_root(parent) {
         dir.remove_leftovers_where(&|n| n.starts_with(&prefix));
     }
+}
+
+/// [`remove_leftovers`] of an mbox directory target whose root was opened at the start.
+pub fn remove_leftovers_in(root: &fsx::Dir) {
+    remove_leftovers_below(root, 0);
 }
 
 fn remove_leftovers_below(dir: &fsx::Dir, depth: usize) {
