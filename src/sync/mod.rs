@@ -168,7 +168,7 @@ pub fn sync_in(
         }
     }
     let root = root.or_else(|| target::open_root(dst));
-    let (pairs, mut source_problems) = mapped_folders(src, dst, opts)?;
+    let (pairs, mut source_problems) = folders::mapped_folders_in(src, dst, root.as_ref(), opts)?;
     let target = open_target(dst, &pairs, root, opts)?;
     let _lock = lock_target(&target, opts)?;
     if dst.kind == Kind::Mbox && !opts.dry_run {
