@@ -27,7 +27,7 @@ use crate::deletion::Deletion;
 use crate::error::{At, Error, Problem, Result};
 use crate::events::{Event, Recorder};
 use crate::folder::FolderName;
-use crate::fsx::FileKind;
+use crate::fsx::{Dir, FileKind};
 use crate::message::{DateSource, Meta};
 use crate::report::Counts;
 use crate::source::Origin;
@@ -369,16 +369,18 @@ pub struct BoxTarget {
 }
 
 impl BoxTarget {
-    pub fn new(mailbox: Mailbox, path: PathBuf, opts: &SyncOptions) -> Result<BoxTarget> {
-        let writer = if opts.dry_run {
-            None
-        } else {
-            Some(MaildirTarget::create(
-                &path,
-                WriteOptions { durable: opts.durable, owner: opts.owner, layout: opts.layout },
-            )?)
+    /// `opened`: the mailbox directory as reached from the home (not opened by its path again).
+    pub fn new(mailbox: Mailbox, path: PathBuf, opened: Option<Dir>, opts: &SyncOptions) -> Result<BoxTarget> {
+        let wo = WriteOptions { durable: opts.durable, owner: opts.owner, layout: opts.layout };
+        let writer = match opened.as_ref().map(Dir::try_clone).transpose()? {
+            _ if opts.dry_run => None,
+            Some(d) => Some(MaildirTarget::create_in(d, wo)?),
+            None => Some(MaildirTarget::create(&path, wo)?),
         };
-        let bounds = crate::fsx::time_bounds(&path);
+        let bounds = match writer.as_ref().map(|w| &w.root).or(opened.as_ref()) {
+            Some(d) => d.time_bounds(),
+            None => crate::fsx::time_bounds(&path),
+        };
         Ok(BoxTarget { mailbox, path, writer, bounds })
     }
 }

@@ -140,13 +140,30 @@ fn box_options(b: &Mailbox, acc: &Account, opts: &SyncOptions) -> Result<SyncOpt
     Ok(o)
 }
 
-/// Opens (creating with cPanel's modes when `create`) the target mailbox directory below the
-/// target home, refusing symlinks on the way.
-fn mailbox_dir(home: &Path, rel: &[String], owner: Option<Owner>, create: bool) -> Result<Option<Dir>> {
-    if !create && !home.exists() {
-        return Ok(None);
+/// The target home, opened once (created outside dry runs): its mailboxes, lock and metadata
+/// files are reached from it, not from its path again. `None` in a dry run when it cannot be
+/// opened (what opens it by path then says why).
+fn open_home(home: &Path, owner: Option<Owner>, dry_run: bool) -> Result<Option<Dir>> {
+    if dry_run {
+        return Ok(if home.is_dir() { Dir::open_root(home).ok() } else { None });
     }
-    let mut dir = Dir::open_root(home)?;
+    Dir::create_root(home, HOME_MODE, owner).map(Some)
+}
+
+/// Opens (creating with cPanel's modes when `create`) the target mailbox directory below the
+/// target home (`opened`: the home opened at the start), refusing symlinks on the way.
+fn mailbox_dir(
+    home: &Path,
+    opened: Option<&Dir>,
+    rel: &[String],
+    owner: Option<Owner>,
+    create: bool,
+) -> Result<Option<Dir>> {
+    let mut dir = match opened {
+        Some(d) => d.try_clone()?,
+        None if !create && !home.exists() => return Ok(None),
+        None => Dir::open_root(home)?,
+    };
     for c in rel {
         if c.is_empty() || c == "." || c == ".." || c.contains('/') {
             return Err(Error::bad(home.join(c), "unsafe mailbox path component"));
@@ -323,10 +340,8 @@ pub fn sync(src: &Store, dst: &Store, opts: &SyncOptions, cp: &CpanelOptions, re
     };
     let fs = tree::Fs::new(&acc.home);
     let st = setup(&fs, &acc, &src.path, &dst_home, mapping);
-    if !opts.dry_run {
-        Dir::create_root(&dst_home, HOME_MODE, owner)?;
-    }
-    let _lock = lock_home(&dst_home, opts, owner)?;
+    let home = open_home(&dst_home, owner, opts.dry_run)?;
+    let _lock = lock_home(&dst_home, home.as_ref(), opts, owner)?;
     let mut total = Summary::default();
     total.errors.extend(acc.problems.iter().cloned());
     total.warnings.extend(collisions(&acc, &st.mapping, &dst_home));
@@ -338,12 +353,7 @@ pub fn sync(src: &Store, dst: &Store, opts: &SyncOptions, cp: &CpanelOptions, re
         }
         let rel = b.target_rel(&st.mapping);
         let tpath = rel.iter().fold(dst_home.clone(), |p, c| p.join(c));
-        let dir = if opts.dry_run {
-            mailbox_dir(&dst_home, &rel, owner, false).map(|_| None)
-        } else {
-            mailbox_dir(&dst_home, &rel, owner, true)
-        };
-        let dir = match dir {
+        let dir = match mailbox_dir(&dst_home, home.as_ref(), &rel, owner, !opts.dry_run) {
             Ok(d) => d,
             Err(e) => {
                 total.errors.push(e.problem());
@@ -360,12 +370,14 @@ pub fn sync(src: &Store, dst: &Store, opts: &SyncOptions, cp: &CpanelOptions, re
             )));
         }
         let target = Store { kind: Kind::Maildir, path: tpath, explicit: true };
-        match crate::sync::sync(&b.store(), &target, &bo, rec) {
+        // The mailbox as reached from the home, not its path again (its levels are the user's).
+        let opened = dir.as_ref().and_then(|d| d.try_clone().ok());
+        match crate::sync::sync_in(&b.store(), &target, opened, &bo, rec) {
             Ok(s) => merge_summary(&mut total, s),
             Err(e) if e.is_usage() => return Err(e),
             Err(e) => total.errors.push(e.problem()),
         }
-        if let Some(d) = dir
+        if let Some(d) = dir.filter(|_| !opts.dry_run)
             && let Err(e) = write_maildirsize(&fs, b, &acc, &d, owner, root_run, &mut total.warnings)
         {
             total.errors.push(e.problem());
@@ -382,7 +394,7 @@ pub fn sync(src: &Store, dst: &Store, opts: &SyncOptions, cp: &CpanelOptions, re
         target_user: &st.target_user,
     };
     if interrupt::requested().is_none() {
-        apply_metadata(&acc, &cx, &dst_home, cp, owner, root_run, &opts, rec, &mut total);
+        apply_metadata(&acc, &cx, &dst_home, home, cp, owner, root_run, &opts, rec, &mut total);
     }
     Ok(finish(total, started, opts.dry_run))
 }
@@ -428,16 +440,12 @@ fn import_one(
     });
     let mut o = opts.clone();
     o.owner = owner;
-    if !opts.dry_run {
-        Dir::create_root(&dst.path, HOME_MODE, owner)?;
-    }
-    let _lock = lock_home(&dst.path, opts, owner)?;
-    if !opts.dry_run {
-        mailbox_dir(&dst.path, &rel, owner, true)?;
-    }
+    let home = open_home(&dst.path, owner, opts.dry_run)?;
+    let _lock = lock_home(&dst.path, home.as_ref(), opts, owner)?;
+    let dir = if opts.dry_run { None } else { mailbox_dir(&dst.path, home.as_ref(), &rel, owner, true)? };
     let target =
         Store { kind: Kind::Maildir, path: rel.iter().fold(dst.path.clone(), |p, c| p.join(c)), explicit: true };
-    let s = crate::sync::sync(src, &target, &o, rec)?;
+    let s = crate::sync::sync_in(src, &target, dir, &o, rec)?;
     Ok(finish(s, started, opts.dry_run))
 }
 
@@ -460,7 +468,7 @@ pub fn verify(src: &Store, dst: &Store, opts: &SyncOptions, cp: &CpanelOptions) 
         let rel = b.target_rel(&st.mapping);
         let tpath = rel.iter().fold(dst.path.clone(), |p, c| p.join(c));
         let label = if b.address.is_some() { b.label() } else { "default account".into() };
-        if let Err(e) = mailbox_dir(&dst.path, &rel, None, false) {
+        if let Err(e) = mailbox_dir(&dst.path, None, &rel, None, false) {
             v.errors.push(e.problem());
             continue;
         }
@@ -497,6 +505,7 @@ fn apply_metadata(
     acc: &Account,
     cx: &metadata::Cx<'_>,
     dst_home: &Path,
+    home: Option<Dir>,
     cp: &CpanelOptions,
     owner: Option<Owner>,
     root_run: bool,
@@ -508,6 +517,7 @@ fn apply_metadata(
     total.warnings.extend(plan.warnings);
     let out = Output {
         home: dst_home.to_path_buf(),
+        home_dir: home,
         etc: cp.target_etc.clone(),
         owner,
         mail_gid: if root_run { mail_gid() } else { None },
@@ -527,6 +537,7 @@ fn compare_metadata(acc: &Account, cx: &metadata::Cx<'_>, dst: &Store, cp: &Cpan
     let plan = metadata::plan(acc, cx);
     let out = Output {
         home: dst.path.clone(),
+        home_dir: None,
         etc: cp.target_etc.clone(),
         owner: None,
         mail_gid: None,
@@ -729,8 +740,12 @@ impl AccountInspection {
 
 /// A cPanel target is locked at its home for the whole run (its mailboxes are locked each
 /// on their own too, as any Maildir target).
-fn lock_home(home: &Path, opts: &SyncOptions, owner: Option<Owner>) -> Result<TargetLock> {
-    TargetLock::inside(home, crate::lock::HIDDEN, &LockOptions { owner, ..opts.lock_options() })
+fn lock_home(home: &Path, opened: Option<&Dir>, opts: &SyncOptions, owner: Option<Owner>) -> Result<TargetLock> {
+    let o = LockOptions { owner, ..opts.lock_options() };
+    match opened {
+        Some(d) => TargetLock::inside_opened(d, crate::lock::HIDDEN, &o),
+        None => TargetLock::inside(home, crate::lock::HIDDEN, &o),
+    }
 }
 
 /// The target's owner: `--owner`, else (as root) the owner of the target home.
@@ -779,10 +794,8 @@ fn sync_archive(
     }
     let owner = target_owner(opts, &dst_home, root_run);
     let st = setup(&scanned.tree, &acc, &scanned.home, &dst_home, mapping);
-    if !opts.dry_run {
-        Dir::create_root(&dst_home, HOME_MODE, owner)?;
-    }
-    let _lock = lock_home(&dst_home, opts, owner)?;
+    let home = open_home(&dst_home, owner, opts.dry_run)?;
+    let _lock = lock_home(&dst_home, home.as_ref(), opts, owner)?;
     let mut opts = opts.clone();
     opts.owner = owner;
     let mut total = Summary::default();
@@ -793,8 +806,12 @@ fn sync_archive(
     for b in &acc.mailboxes {
         let rel = b.target_rel(&st.mapping);
         let tpath = rel.iter().fold(dst_home.clone(), |p, c| p.join(c));
-        let dir = mailbox_dir(&dst_home, &rel, owner, !opts.dry_run);
-        match dir.and_then(|d| archive::BoxTarget::new(b.clone(), tpath, &opts).map(|t| (d, t))) {
+        let dir = mailbox_dir(&dst_home, home.as_ref(), &rel, owner, !opts.dry_run);
+        let target = |d: &Option<Dir>| {
+            let opened = d.as_ref().map(Dir::try_clone).transpose()?;
+            archive::BoxTarget::new(b.clone(), tpath, opened, &opts)
+        };
+        match dir.and_then(|d| target(&d).map(|t| (d, t))) {
             Ok((d, t)) => {
                 targets.push(t);
                 dirs.push(d);
@@ -824,7 +841,7 @@ fn sync_archive(
         target_user: &st.target_user,
     };
     if interrupt::requested().is_none() {
-        apply_metadata(&acc, &cx, &dst_home, cp, owner, root_run, &opts, rec, &mut total);
+        apply_metadata(&acc, &cx, &dst_home, home, cp, owner, root_run, &opts, rec, &mut total);
     }
     Ok(finish(total, started, opts.dry_run))
 }
@@ -923,7 +940,9 @@ fn verify_archive(
     for b in &acc.mailboxes {
         let rel = b.target_rel(&st.mapping);
         let tpath = rel.iter().fold(dst.path.clone(), |p, c| p.join(c));
-        match mailbox_dir(&dst.path, &rel, None, false).and_then(|_| archive::BoxTarget::new(b.clone(), tpath, &o)) {
+        match mailbox_dir(&dst.path, None, &rel, None, false)
+            .and_then(|_| archive::BoxTarget::new(b.clone(), tpath, None, &o))
+        {
             Ok(t) => targets.push(t),
             Err(e) => v.errors.push(e.problem()),
         }
@@ -991,4 +1010,54 @@ fn collisions(acc: &Account, m: &Mapping, dst_home: &Path) -> Vec<Problem> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use output::{Body, Planned, Root};
+
+    /// The target home opened at the start, then swapped for a link to another home: its
+    /// mailboxes, its lock and its metadata files are reached from the opened one.
+    #[test]
+    fn the_target_home_is_reached_from_where_it_was_opened() {
+        let t = tempfile::tempdir().unwrap();
+        let (home, moved, other) = (t.path().join("home"), t.path().join("moved"), t.path().join("other"));
+        std::fs::create_dir_all(&other).unwrap();
+        let opened = open_home(&home, None, false).unwrap();
+        std::fs::rename(&home, &moved).unwrap();
+        std::os::unix::fs::symlink(&other, &home).unwrap();
+        let rel: Vec<String> = ["mail", "d.example", "u"].map(String::from).to_vec();
+        let b = mailbox_dir(&home, opened.as_ref(), &rel, None, true).unwrap().unwrap();
+        assert_eq!(b.path, home.join("mail/d.example/u"));
+        assert!(moved.join("mail/d.example/u").is_dir());
+        let _lock = lock_home(&home, opened.as_ref(), &SyncOptions::default(), None).unwrap();
+        assert!(moved.join(crate::lock::HIDDEN).exists());
+        let out = Output {
+            home: home.clone(),
+            home_dir: opened,
+            etc: t.path().join("etc"),
+            owner: None,
+            mail_gid: None,
+            root_run: false,
+            dry_run: false,
+            winner: Winner::Target,
+            rec: &crate::events::Discard,
+        };
+        let planned = Planned {
+            root: Root::Home,
+            rel: ["etc", "d.example", "passwd"].map(String::from).to_vec(),
+            dir_modes: vec![0o750, 0o750],
+            mode: 0o640,
+            group_mail: false,
+            body: Body::Whole(b"u:x:1:1::/h:/bin/sh\n".to_vec()),
+            from: PathBuf::new(),
+            rewrites: Vec::new(),
+        };
+        let (mut errors, mut warnings) = (Vec::new(), Vec::new());
+        out.apply(&planned, &mut errors, &mut warnings);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert!(moved.join("etc/d.example/passwd").is_file());
+        assert_eq!(std::fs::read_dir(&other).unwrap().count(), 0, "nothing written through the link");
+    }
 }
