@@ -984,3 +984,24 @@ fn links_and_huge_files_planted_in_a_source_account_are_not_read() {
     let ins = run_briefly(&a.env, &["inspect", "--json", &s]);
     assert!(!ins.stdout.contains("SECRETHASH"), "{}", ins.stdout);
 }
+
+/// A dry run from an archive writes nothing, `maildirsize` included (it was rewritten in the
+/// target mailboxes that already existed).
+#[test]
+fn archive_dry_run_leaves_maildirsize_alone() {
+    let a = Account::new();
+    let tgz = make_archive(&a, false);
+    let (home, etc) = a.dst("arch-dry");
+    let (s, d) = (format!("cpanel:{}", tgz.display()), format!("cpanel:{}", home.display()));
+    a.env.sync(&s, &d, &["--target-etc", etc.to_str().unwrap()]).expect_code(0);
+    let mds = mailbox(&home, "info@example.com").join("maildirsize");
+    let before = std::fs::read(&mds).expect("a maildirsize written");
+    // The quota line kept (the target's wins), the usage wrong.
+    let quota = String::from_utf8_lossy(&before).lines().next().unwrap().to_string();
+    let old = format!("{quota}\n1 1\n").into_bytes();
+    std::fs::write(&mds, &old).unwrap();
+    a.env.sync(&s, &d, &["--target-etc", etc.to_str().unwrap(), "--dry-run"]).expect_code(0);
+    assert_eq!(std::fs::read(&mds).unwrap(), old, "written by a dry run");
+    a.env.sync(&s, &d, &["--target-etc", etc.to_str().unwrap()]).expect_code(0);
+    assert_eq!(std::fs::read(&mds).unwrap(), before);
+}

@@ -824,7 +824,7 @@ fn sync_archive(
     total.errors.extend(out.errors);
     total.warnings.extend(out.warnings);
     for (t, d) in targets.iter().zip(dirs) {
-        if let Some(d) = d
+        if let Some(d) = d.filter(|_| !opts.dry_run)
             && let Err(e) = write_maildirsize(&scanned.tree, &t.mailbox, &acc, &d, owner, root_run, &mut total.warnings)
         {
             total.errors.push(e.problem());
