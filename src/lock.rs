@@ -65,6 +65,11 @@ impl TargetLock {
         acquire(dir, OsStr::new(name), o)
     }
 
+    /// [`TargetLock::inside`] the target directory opened at the start (not by its path again).
+    pub fn inside_opened(dir: &Dir, name: &str, o: &LockOptions) -> Result<TargetLock> {
+        acquire_in(dir, OsStr::new(name), o)
+    }
+
     /// Locks the mbox file target `file` through `.NAME.mailmover.lock` beside it, creating
     /// its directory if needed.
     pub fn beside(file: &Path, o: &LockOptions) -> Result<TargetLock> {
@@ -82,19 +87,22 @@ fn locked(path: &Path, reason: impl Into<String>) -> Error {
 }
 
 fn acquire(dir: &Path, name: &OsStr, o: &LockOptions) -> Result<TargetLock> {
-    let path = dir.join(name);
-    let d = match Dir::open_root(dir) {
-        Ok(d) => d,
-        Err(_) if o.dry_run => return Ok(TargetLock { _file: None, path }),
-        Err(e) => return Err(locked(dir, format!("cannot open the target to lock it: {}", e.problem().reason))),
-    };
+    match Dir::open_root(dir) {
+        Ok(d) => acquire_in(&d, name, o),
+        Err(_) if o.dry_run => Ok(TargetLock { _file: None, path: dir.join(name) }),
+        Err(e) => Err(locked(dir, format!("cannot open the target to lock it: {}", e.problem().reason))),
+    }
+}
+
+fn acquire_in(d: &Dir, name: &OsStr, o: &LockOptions) -> Result<TargetLock> {
+    let path = d.path.join(name);
     let file = if o.dry_run {
-        match open(&d, name, &path)? {
+        match open(d, name, &path)? {
             Some(f) => f,
             None => return Ok(TargetLock { _file: None, path }),
         }
     } else {
-        create_or_open(&d, name, &path, o.owner)?
+        create_or_open(d, name, &path, o.owner)?
     };
     let file = take(file, !o.dry_run, o.wait, &path)?;
     Ok(TargetLock { _file: Some(file), path })
@@ -240,6 +248,22 @@ mod tests {
             (after.mtime(), after.mtime_nsec(), after.ctime_nsec(), after.len()),
             (made.mtime(), made.mtime_nsec(), made.ctime_nsec(), 0)
         );
+    }
+
+    /// The lock is taken in the target root opened at the start, not in whatever its path
+    /// names by then.
+    #[test]
+    fn the_lock_goes_into_the_opened_root() {
+        let t = tempfile::tempdir().unwrap();
+        let (root, moved, other) = (t.path().join("root"), t.path().join("moved"), t.path().join("other"));
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::create_dir_all(&other).unwrap();
+        let opened = Dir::open_root(&root).unwrap();
+        std::fs::rename(&root, &moved).unwrap();
+        std::os::unix::fs::symlink(&other, &root).unwrap();
+        let l = TargetLock::inside_opened(&opened, MAILDIR, &opts(false)).unwrap();
+        assert_eq!(l.path, root.join(MAILDIR));
+        assert!(moved.join(MAILDIR).exists() && !other.join(MAILDIR).exists());
     }
 
     #[test]

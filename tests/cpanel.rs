@@ -898,3 +898,137 @@ fn rerun_of_an_archive_of_big_messages_stays_bounded() {
     let rss = second["peak_rss_kib"].as_u64().unwrap();
     assert!(rss < 64 << 10, "peak {rss} KiB");
 }
+
+/// `mailmover ARGS` with a short timeout: a run that waits on a FIFO fails the test instead of
+/// hanging it.
+fn run_briefly(env: &TestEnv, args: &[&str]) -> Run {
+    let out = env.cmd().timeout(std::time::Duration::from_secs(30)).args(args).output().unwrap();
+    let code = out
+        .status
+        .code()
+        .unwrap_or_else(|| panic!("mailmover {args:?}: no exit within 30 s (waiting on a FIFO, reading a huge file?)"));
+    let r = Run {
+        code,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    assert_ne!(r.code, 101, "mailmover panicked:\n{}", r.stderr);
+    r
+}
+
+fn plant_fifo(p: &Path) {
+    let _ = std::fs::remove_file(p);
+    nix::unistd::mkfifo(p, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+}
+
+/// The source account is its user's too (root reads it in their home): a FIFO at a mailbox's
+/// `maildirsize` or `mailbox_format.cpanel`, or at an `etc/DOMAIN` file, is refused and named,
+/// not waited on, by `inspect` and by `sync`.
+#[test]
+fn fifos_planted_in_a_source_account_are_named_not_waited_on() {
+    let a = Account::new();
+    let planted = [
+        mailbox(&a.src, "info@example.com").join("maildirsize"),
+        mailbox(&a.src, "bob@example.org").join("mailbox_format.cpanel"),
+        a.src.join("etc/example.com/passwd"),
+    ];
+    for p in &planted {
+        plant_fifo(p);
+    }
+    let ins = run_briefly(&a.env, &["inspect", "--json", &format!("cpanel:{}", a.src.display())]);
+    let (home, etc) = a.dst("fifos");
+    let (s, d) = (format!("cpanel:{}", a.src.display()), format!("cpanel:{}", home.display()));
+    let args = ["sync", &s, &d, "--source-etc", a.src_etc.to_str().unwrap(), "--target-etc", etc.to_str().unwrap()];
+    let sync = run_briefly(&a.env, &[&args[..], &["--json"]].concat());
+    for r in [&ins, &sync] {
+        for p in &planted {
+            let named = format!("\"{}\"", p.display());
+            assert!(r.stdout.contains(&named), "{} not reported:\n{}", p.display(), r.stdout);
+        }
+        assert!(r.stdout.contains("not a regular file"), "{}", r.stdout);
+    }
+    assert_eq!(sync.code, 1, "{}", sync.stdout);
+    assert_eq!(
+        box_msgs(&mailbox(&a.src, "bob@example.org")),
+        box_msgs(&mailbox(&home, "bob@example.org")),
+        "the mailbox with the planted marker is still moved"
+    );
+}
+
+/// A link planted in the source account, below its home, is not followed by the metadata
+/// copy: `etc/DOMAIN` or `.spamassassin` pointing at root's files copies none of them (as
+/// root, they would land in a home the user owns), and says so. A huge file there is not read.
+#[test]
+fn links_and_huge_files_planted_in_a_source_account_are_not_read() {
+    let a = Account::new();
+    let victim = a.env.path("victim");
+    std::fs::create_dir_all(&victim).unwrap();
+    let secret = "root:$6$SECRETHASH:19000:0:99999:7:::\n";
+    for f in ["shadow", "passwd", "quota", "user_prefs", "bayes_toks"] {
+        std::fs::write(victim.join(f), secret).unwrap();
+    }
+    for d in ["etc/example.org", ".spamassassin"] {
+        std::fs::remove_dir_all(a.src.join(d)).unwrap();
+        std::os::unix::fs::symlink(&victim, a.src.join(d)).unwrap();
+    }
+    let huge = a.src.join("etc/example.com/quota");
+    std::fs::OpenOptions::new().write(true).open(&huge).unwrap().set_len(64 << 20).unwrap();
+    let (home, etc) = a.dst("links");
+    let (s, d) = (format!("cpanel:{}", a.src.display()), format!("cpanel:{}", home.display()));
+    let r = run_briefly(
+        &a.env,
+        &["sync", &s, &d, "--source-etc", a.src_etc.to_str().unwrap(), "--target-etc", etc.to_str().unwrap(), "--json"],
+    );
+    for e in walkdir::WalkDir::new(a.env.path("links")).into_iter().filter_map(Result::ok) {
+        if e.file_type().is_file() {
+            let text = std::fs::read(e.path()).unwrap();
+            assert!(
+                !String::from_utf8_lossy(&text).contains("SECRETHASH"),
+                "{} holds the victim's",
+                e.path().display()
+            );
+        }
+    }
+    for (p, why) in [
+        (a.src.join("etc/example.org"), "symlink not followed"),
+        (a.src.join(".spamassassin"), "symlink not followed"),
+        (huge.clone(), "more than the"),
+    ] {
+        let named = format!("\"{}\"", p.display());
+        assert!(
+            r.stdout.contains(&named) && r.stdout.contains(why),
+            "{} ({why}) not reported:\n{}",
+            p.display(),
+            r.stdout
+        );
+    }
+    assert!(r.stdout.len() < 1 << 20, "a report of {} bytes", r.stdout.len());
+    assert_eq!(
+        box_msgs(&mailbox(&a.src, "info@example.com")),
+        box_msgs(&mailbox(&home, "info@example.com")),
+        "the mail still moves"
+    );
+    let ins = run_briefly(&a.env, &["inspect", "--json", &s]);
+    assert!(!ins.stdout.contains("SECRETHASH"), "{}", ins.stdout);
+}
+
+/// A dry run from an archive writes nothing, `maildirsize` included (it was rewritten in the
+/// target mailboxes that already existed).
+#[test]
+fn archive_dry_run_leaves_maildirsize_alone() {
+    let a = Account::new();
+    let tgz = make_archive(&a, false);
+    let (home, etc) = a.dst("arch-dry");
+    let (s, d) = (format!("cpanel:{}", tgz.display()), format!("cpanel:{}", home.display()));
+    a.env.sync(&s, &d, &["--target-etc", etc.to_str().unwrap()]).expect_code(0);
+    let mds = mailbox(&home, "info@example.com").join("maildirsize");
+    let before = std::fs::read(&mds).expect("a maildirsize written");
+    // The quota line kept (the target's wins), the usage wrong.
+    let quota = String::from_utf8_lossy(&before).lines().next().unwrap().to_string();
+    let old = format!("{quota}\n1 1\n").into_bytes();
+    std::fs::write(&mds, &old).unwrap();
+    a.env.sync(&s, &d, &["--target-etc", etc.to_str().unwrap(), "--dry-run"]).expect_code(0);
+    assert_eq!(std::fs::read(&mds).unwrap(), old, "written by a dry run");
+    a.env.sync(&s, &d, &["--target-etc", etc.to_str().unwrap()]).expect_code(0);
+    assert_eq!(std::fs::read(&mds).unwrap(), before);
+}

@@ -85,11 +85,20 @@ fn kind_of(dir: &Path, name: &[u8]) -> Option<FileKind> {
     std::fs::symlink_metadata(dir.join(OsStr::from_bytes(name))).ok().map(|m| FileKind::of(m.file_type()))
 }
 
-fn is_mdbox(dir: &Path) -> bool {
-    match std::fs::read(dir.join("mailbox_format.cpanel")) {
-        Ok(b) => String::from_utf8_lossy(&b).trim() == "mdbox",
-        Err(_) => std::fs::symlink_metadata(dir.join("storage")).is_ok_and(|m| m.is_dir()),
+/// cPanel's marker holds one word; more is not one.
+const MAX_FORMAT_BYTES: u64 = 4096;
+
+/// Whether the mailbox at `dir` is mdbox. The marker is the user's file: a link, FIFO or huge
+/// file there is not read (never followed, never waited on) but reported, and the mailbox is
+/// then taken by its `storage/` directory, as when there is no marker.
+fn is_mdbox(dir: &Path, problems: &mut Vec<Problem>) -> bool {
+    let marker = dir.join("mailbox_format.cpanel");
+    match fsx::read_own_file(&marker, MAX_FORMAT_BYTES) {
+        Ok(Some(b)) => return String::from_utf8_lossy(&b).trim() == "mdbox",
+        Ok(None) => {}
+        Err(e) => problems.push(Problem::new(&marker, format!("{}; not read", e.problem().reason))),
     }
+    std::fs::symlink_metadata(dir.join("storage")).is_ok_and(|m| m.is_dir())
 }
 
 fn has_inbox_file(dir: &Path) -> bool {
@@ -138,7 +147,7 @@ fn scan_mail(mail: &Path, acc: &mut Account, domains: &mut std::collections::BTr
             && *k == Some(FileKind::Dir)
             && crate::store::maildir::read::is_maildir(&mail.join(OsStr::from_bytes(n)))
     });
-    if is_mdbox(mail) {
+    if is_mdbox(mail, &mut acc.problems) {
         acc.mdbox.push(("default account".into(), mail.to_path_buf()));
     } else if let Some(f) = classify(mail).or(has_dot_folder.then_some(BoxFormat::Maildir)) {
         acc.mailboxes.push(Mailbox { address: None, archive: false, dir: mail.to_path_buf(), format: f });
@@ -195,7 +204,7 @@ fn scan_mail(mail: &Path, acc: &mut Account, domains: &mut std::collections::BTr
                 continue;
             };
             let addr = format!("{local}@{name}");
-            if is_mdbox(&lpath) {
+            if is_mdbox(&lpath, &mut acc.problems) {
                 acc.mdbox.push((addr, lpath));
             } else if let Some(format) = classify(&lpath) {
                 acc.mailboxes.push(Mailbox {

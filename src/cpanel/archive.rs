@@ -16,7 +16,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::ffi::OsStr;
-use std::io::Read;
+use std::io::{Read, Seek};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
@@ -27,7 +27,7 @@ use crate::deletion::Deletion;
 use crate::error::{At, Error, Problem, Result};
 use crate::events::{Event, Recorder};
 use crate::folder::FolderName;
-use crate::fsx::FileKind;
+use crate::fsx::{Dir, FileKind};
 use crate::message::{DateSource, Meta};
 use crate::report::Counts;
 use crate::source::Origin;
@@ -37,8 +37,8 @@ use crate::store::maildir::name;
 use crate::store::maildir::write::{MaildirTarget, WriteOptions};
 use crate::sync::{FedFolder, SyncOptions};
 
-/// Files bigger than this are not kept in memory in the first pass (they are not metadata).
-const SMALL_FILE: u64 = 32 << 20;
+// Files bigger than this are not kept in memory in the first pass (they are not metadata).
+use super::tree::SMALL_FILE;
 
 /// Where an archive member belongs.
 enum Place {
@@ -107,10 +107,15 @@ fn message_place(rel: &Path) -> Option<(Vec<String>, String, String, String)> {
 }
 
 fn open(path: &Path) -> Result<Box<dyn Read>> {
-    let mut f = crate::fsx::open_source(path)?;
+    // Not waited on if a FIFO was swapped in after the caller saw a file (it may lie in a
+    // user's home); a regular file reads the same with O_NONBLOCK.
+    let mut f = crate::fsx::open_source_nonblocking(path)?;
+    if !f.metadata().at(path)?.is_file() {
+        return Err(Error::bad(path, "not a regular file; not read"));
+    }
     let mut magic = [0u8; 2];
     let n = f.read(&mut magic).at(path)?;
-    let f = crate::fsx::open_source(path)?;
+    f.seek(std::io::SeekFrom::Start(0)).at(path)?;
     let r = std::io::BufReader::with_capacity(1 << 20, f);
     Ok(if n == 2 && magic == [0x1f, 0x8b] { Box::new(flate2::read::MultiGzDecoder::new(r)) } else { Box::new(r) })
 }
@@ -364,16 +369,18 @@ pub struct BoxTarget {
 }
 
 impl BoxTarget {
-    pub fn new(mailbox: Mailbox, path: PathBuf, opts: &SyncOptions) -> Result<BoxTarget> {
-        let writer = if opts.dry_run {
-            None
-        } else {
-            Some(MaildirTarget::create(
-                &path,
-                WriteOptions { durable: opts.durable, owner: opts.owner, layout: opts.layout },
-            )?)
+    /// `opened`: the mailbox directory as reached from the home (not opened by its path again).
+    pub fn new(mailbox: Mailbox, path: PathBuf, opened: Option<Dir>, opts: &SyncOptions) -> Result<BoxTarget> {
+        let wo = WriteOptions { durable: opts.durable, owner: opts.owner, layout: opts.layout };
+        let writer = match opened.as_ref().map(Dir::try_clone).transpose()? {
+            _ if opts.dry_run => None,
+            Some(d) => Some(MaildirTarget::create_in(d, wo)?),
+            None => Some(MaildirTarget::create(&path, wo)?),
         };
-        let bounds = crate::fsx::time_bounds(&path);
+        let bounds = match writer.as_ref().map(|w| &w.root).or(opened.as_ref()) {
+            Some(d) => d.time_bounds(),
+            None => crate::fsx::time_bounds(&path),
+        };
         Ok(BoxTarget { mailbox, path, writer, bounds })
     }
 }
@@ -618,6 +625,18 @@ pub fn folder_totals(s: &Scanned, acc: &Account) -> Vec<(Mailbox, FolderName, u6
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An archive swapped for a FIFO after the caller saw a file is refused, not waited on.
+    #[test]
+    fn a_fifo_for_an_archive_is_not_waited_on() {
+        let t = tempfile::tempdir().unwrap();
+        let fifo = t.path().join("cpmove-u.tar.gz");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(open(&fifo).err().map(|e| e.to_string())));
+        let e = rx.recv_timeout(std::time::Duration::from_secs(10)).expect("open waited on the FIFO");
+        assert!(e.is_some_and(|e| e.contains("not a regular file")));
+    }
 
     #[test]
     fn member_places() {

@@ -88,6 +88,7 @@ fn line_rewrites(old: &str, new: &str) -> Vec<(String, String)> {
 
 pub fn plan(acc: &Account, cx: &Cx<'_>) -> Plan {
     let mut plan = Plan::default();
+    linked_dirs(acc, cx, &mut plan);
     etc_domain_files(acc, cx, &mut plan);
     autoresponders(acc, cx, &mut plan);
     if cx.selected.is_none() {
@@ -96,6 +97,23 @@ pub fn plan(acc: &Account, cx: &Cx<'_>) -> Plan {
     webmail(acc, cx, &mut plan);
     system_files(acc, cx, &mut plan);
     plan
+}
+
+/// The directories whose files are planned, when they are links: not followed (the tree lists
+/// nothing through them), which must be said, not left silent.
+fn linked_dirs(acc: &Account, cx: &Cx<'_>, plan: &mut Plan) {
+    let linked = |dir: &Path, names: &mut dyn Iterator<Item = &str>| {
+        let listed = cx.tree.list(dir);
+        names
+            .filter(|n| listed.iter().any(|(l, k)| l == n && *k == FileKind::Symlink))
+            .map(|n| dir.join(n))
+            .collect::<Vec<_>>()
+    };
+    let mut found = linked(&acc.home, &mut ["etc", ".autorespond", ".spamassassin", ".sqmail", ".cphorde"].into_iter());
+    found.extend(linked(&acc.home.join("etc"), &mut acc.domains.iter().map(String::as_str)));
+    for p in found {
+        plan.warnings.push(Problem::new(&p, "symlink not followed; the account files in it are not copied"));
+    }
 }
 
 /// passwd/shadow/quota of every domain, plus `etc/DOMAIN/LOCAL/filter` and
@@ -542,7 +560,7 @@ mod tests {
         let m = Mapping::default();
         let rw = Rewriter::new(&m, &Context { domains: &[], addresses: &[], source_homes: &[], target_home: "/h" });
         let cx = Cx {
-            tree: &crate::cpanel::tree::Fs,
+            tree: &crate::cpanel::tree::Fs::new(Path::new("/nonexistent")),
             mapping: &m,
             rw: &rw,
             selected: None,

@@ -111,7 +111,7 @@ fn open_account(home: &Path, selected: &Option<(String, String)>) -> Result<Acco
     let mut acc = account::discover(home)?;
     if let Some((l, d)) = selected {
         let addr = format!("{l}@{d}");
-        let (_, listed) = metadata::recorded(&tree::Fs, &acc);
+        let (_, listed) = metadata::recorded(&tree::Fs::new(&acc.home), &acc);
         let known = acc.mailboxes.iter().any(|b| b.label() == addr)
             || listed.iter().any(|(a, b)| a == l && b == d)
             || acc.mdbox.iter().any(|(a, _)| *a == addr);
@@ -140,13 +140,30 @@ fn box_options(b: &Mailbox, acc: &Account, opts: &SyncOptions) -> Result<SyncOpt
     Ok(o)
 }
 
-/// Opens (creating with cPanel's modes when `create`) the target mailbox directory below the
-/// target home, refusing symlinks on the way.
-fn mailbox_dir(home: &Path, rel: &[String], owner: Option<Owner>, create: bool) -> Result<Option<Dir>> {
-    if !create && !home.exists() {
-        return Ok(None);
+/// The target home, opened once (created outside dry runs): its mailboxes, lock and metadata
+/// files are reached from it, not from its path again. `None` in a dry run when it cannot be
+/// opened (what opens it by path then says why).
+fn open_home(home: &Path, owner: Option<Owner>, dry_run: bool) -> Result<Option<Dir>> {
+    if dry_run {
+        return Ok(if home.is_dir() { Dir::open_root(home).ok() } else { None });
     }
-    let mut dir = Dir::open_root(home)?;
+    Dir::create_root(home, HOME_MODE, owner).map(Some)
+}
+
+/// Opens (creating with cPanel's modes when `create`) the target mailbox directory below the
+/// target home (`opened`: the home opened at the start), refusing symlinks on the way.
+fn mailbox_dir(
+    home: &Path,
+    opened: Option<&Dir>,
+    rel: &[String],
+    owner: Option<Owner>,
+    create: bool,
+) -> Result<Option<Dir>> {
+    let mut dir = match opened {
+        Some(d) => d.try_clone()?,
+        None if !create && !home.exists() => return Ok(None),
+        None => Dir::open_root(home)?,
+    };
     for c in rel {
         if c.is_empty() || c == "." || c == ".." || c.contains('/') {
             return Err(Error::bad(home.join(c), "unsafe mailbox path component"));
@@ -169,7 +186,13 @@ fn mailbox_dir(home: &Path, rel: &[String], owner: Option<Owner>, create: bool) 
 const MAX_MAILDIRSIZE_BYTES: u64 = 1 << 20;
 
 /// The quota definition line for a target mailbox's `maildirsize`.
-fn quota_for(src: &dyn tree::Tree, b: &Mailbox, acc: &Account, target_dir: &Dir) -> Option<String> {
+fn quota_for(
+    src: &dyn tree::Tree,
+    b: &Mailbox,
+    acc: &Account,
+    target_dir: &Dir,
+    warnings: &mut Vec<Problem>,
+) -> Option<String> {
     let target = target_dir
         .read_own_file(OsStr::new("maildirsize"), MAX_MAILDIRSIZE_BYTES)
         .ok()
@@ -180,7 +203,7 @@ fn quota_for(src: &dyn tree::Tree, b: &Mailbox, acc: &Account, target_dir: &Dir)
     }
     let read = |p: PathBuf| src.read(&p).ok().map(|v| String::from_utf8_lossy(&v).into_owned());
     if b.format == BoxFormat::Maildir
-        && let Some(q) = read(b.dir.join("maildirsize")).and_then(|t| maildirsize::quota_line(&t))
+        && let Some(q) = maildirsize_quota(src, b, warnings, "not used for the target's quota")
     {
         return Some(q);
     }
@@ -200,8 +223,9 @@ fn write_maildirsize(
     dir: &Dir,
     owner: Option<Owner>,
     root_run: bool,
+    warnings: &mut Vec<Problem>,
 ) -> Result<()> {
-    let Some(q) = quota_for(src, b, acc, dir) else { return Ok(()) };
+    let Some(q) = quota_for(src, b, acc, dir, warnings) else { return Ok(()) };
     let (bytes, count) = maildirsize::usage(dir);
     let text = maildirsize::render(&q, bytes, count);
     let name = OsStr::new("maildirsize");
@@ -314,11 +338,10 @@ pub fn sync(src: &Store, dst: &Store, opts: &SyncOptions, cp: &CpanelOptions, re
         None if root_run => std::fs::metadata(&dst_home).ok().map(|m| Owner { uid: m.uid(), gid: m.gid() }),
         None => None,
     };
-    let st = setup(&tree::Fs, &acc, &src.path, &dst_home, mapping);
-    if !opts.dry_run {
-        Dir::create_root(&dst_home, HOME_MODE, owner)?;
-    }
-    let _lock = lock_home(&dst_home, opts, owner)?;
+    let fs = tree::Fs::new(&acc.home);
+    let st = setup(&fs, &acc, &src.path, &dst_home, mapping);
+    let home = open_home(&dst_home, owner, opts.dry_run)?;
+    let _lock = lock_home(&dst_home, home.as_ref(), opts, owner)?;
     let mut total = Summary::default();
     total.errors.extend(acc.problems.iter().cloned());
     total.warnings.extend(collisions(&acc, &st.mapping, &dst_home));
@@ -330,12 +353,7 @@ pub fn sync(src: &Store, dst: &Store, opts: &SyncOptions, cp: &CpanelOptions, re
         }
         let rel = b.target_rel(&st.mapping);
         let tpath = rel.iter().fold(dst_home.clone(), |p, c| p.join(c));
-        let dir = if opts.dry_run {
-            mailbox_dir(&dst_home, &rel, owner, false).map(|_| None)
-        } else {
-            mailbox_dir(&dst_home, &rel, owner, true)
-        };
-        let dir = match dir {
+        let dir = match mailbox_dir(&dst_home, home.as_ref(), &rel, owner, !opts.dry_run) {
             Ok(d) => d,
             Err(e) => {
                 total.errors.push(e.problem());
@@ -352,19 +370,21 @@ pub fn sync(src: &Store, dst: &Store, opts: &SyncOptions, cp: &CpanelOptions, re
             )));
         }
         let target = Store { kind: Kind::Maildir, path: tpath, explicit: true };
-        match crate::sync::sync(&b.store(), &target, &bo, rec) {
+        // The mailbox as reached from the home, not its path again (its levels are the user's).
+        let opened = dir.as_ref().and_then(|d| d.try_clone().ok());
+        match crate::sync::sync_in(&b.store(), &target, opened, &bo, rec) {
             Ok(s) => merge_summary(&mut total, s),
             Err(e) if e.is_usage() => return Err(e),
             Err(e) => total.errors.push(e.problem()),
         }
-        if let Some(d) = dir
-            && let Err(e) = write_maildirsize(&tree::Fs, b, &acc, &d, owner, root_run)
+        if let Some(d) = dir.filter(|_| !opts.dry_run)
+            && let Err(e) = write_maildirsize(&fs, b, &acc, &d, owner, root_run, &mut total.warnings)
         {
             total.errors.push(e.problem());
         }
     }
     let cx = metadata::Cx {
-        tree: &tree::Fs,
+        tree: &fs,
         mapping: &st.mapping,
         rw: &st.rw,
         selected: selected.clone(),
@@ -374,7 +394,7 @@ pub fn sync(src: &Store, dst: &Store, opts: &SyncOptions, cp: &CpanelOptions, re
         target_user: &st.target_user,
     };
     if interrupt::requested().is_none() {
-        apply_metadata(&acc, &cx, &dst_home, cp, owner, root_run, &opts, rec, &mut total);
+        apply_metadata(&acc, &cx, &dst_home, home, cp, owner, root_run, &opts, rec, &mut total);
     }
     Ok(finish(total, started, opts.dry_run))
 }
@@ -420,16 +440,12 @@ fn import_one(
     });
     let mut o = opts.clone();
     o.owner = owner;
-    if !opts.dry_run {
-        Dir::create_root(&dst.path, HOME_MODE, owner)?;
-    }
-    let _lock = lock_home(&dst.path, opts, owner)?;
-    if !opts.dry_run {
-        mailbox_dir(&dst.path, &rel, owner, true)?;
-    }
+    let home = open_home(&dst.path, owner, opts.dry_run)?;
+    let _lock = lock_home(&dst.path, home.as_ref(), opts, owner)?;
+    let dir = if opts.dry_run { None } else { mailbox_dir(&dst.path, home.as_ref(), &rel, owner, true)? };
     let target =
         Store { kind: Kind::Maildir, path: rel.iter().fold(dst.path.clone(), |p, c| p.join(c)), explicit: true };
-    let s = crate::sync::sync(src, &target, &o, rec)?;
+    let s = crate::sync::sync_in(src, &target, dir, &o, rec)?;
     Ok(finish(s, started, opts.dry_run))
 }
 
@@ -445,13 +461,14 @@ pub fn verify(src: &Store, dst: &Store, opts: &SyncOptions, cp: &CpanelOptions) 
         return verify_archive(src, dst, opts, cp, mapping, selected);
     }
     let acc = open_account(&src.path, &selected)?;
-    let st = setup(&tree::Fs, &acc, &src.path, &dst.path, mapping);
+    let fs = tree::Fs::new(&acc.home);
+    let st = setup(&fs, &acc, &src.path, &dst.path, mapping);
     let mut v = Verification { errors: acc.problems.clone(), ..Default::default() };
     for b in &acc.mailboxes {
         let rel = b.target_rel(&st.mapping);
         let tpath = rel.iter().fold(dst.path.clone(), |p, c| p.join(c));
         let label = if b.address.is_some() { b.label() } else { "default account".into() };
-        if let Err(e) = mailbox_dir(&dst.path, &rel, None, false) {
+        if let Err(e) = mailbox_dir(&dst.path, None, &rel, None, false) {
             v.errors.push(e.problem());
             continue;
         }
@@ -469,7 +486,7 @@ pub fn verify(src: &Store, dst: &Store, opts: &SyncOptions, cp: &CpanelOptions) 
         }
     }
     let cx = metadata::Cx {
-        tree: &tree::Fs,
+        tree: &fs,
         mapping: &st.mapping,
         rw: &st.rw,
         selected,
@@ -488,6 +505,7 @@ fn apply_metadata(
     acc: &Account,
     cx: &metadata::Cx<'_>,
     dst_home: &Path,
+    home: Option<Dir>,
     cp: &CpanelOptions,
     owner: Option<Owner>,
     root_run: bool,
@@ -499,6 +517,7 @@ fn apply_metadata(
     total.warnings.extend(plan.warnings);
     let out = Output {
         home: dst_home.to_path_buf(),
+        home_dir: home,
         etc: cp.target_etc.clone(),
         owner,
         mail_gid: if root_run { mail_gid() } else { None },
@@ -518,6 +537,7 @@ fn compare_metadata(acc: &Account, cx: &metadata::Cx<'_>, dst: &Store, cp: &Cpan
     let plan = metadata::plan(acc, cx);
     let out = Output {
         home: dst.path.clone(),
+        home_dir: None,
         etc: cp.target_etc.clone(),
         owner: None,
         mail_gid: None,
@@ -621,6 +641,7 @@ pub fn inspect(st: &Store, ropts: &ReadOptions, follow_symlinks: bool, jobs: usi
     }
     let mut folders = Vec::new();
     let mut mailboxes = Vec::new();
+    let fs = tree::Fs::new(&acc.home);
     for b in &acc.mailboxes {
         let ins = crate::inspect::inspect(&b.store(), ropts, follow_symlinks, jobs)?;
         // The default account's reader also walks the domain directories; what it finds
@@ -649,8 +670,8 @@ pub fn inspect(st: &Store, ropts: &ReadOptions, follow_symlinks: bool, jobs: usi
             }
             folders.push(f);
         }
-        let quota = quota_of(&tree::Fs, &acc, b);
-        let mds = std::fs::read_to_string(b.dir.join("maildirsize")).ok().and_then(|t| maildirsize::quota_line(&t));
+        let quota = quota_of(&fs, &acc, b);
+        let mds = maildirsize_quota(&fs, b, &mut problems, "its quota not shown");
         mailboxes.push(MailboxInfo {
             address: b.label(),
             path: b.dir.display().to_string(),
@@ -663,9 +684,9 @@ pub fn inspect(st: &Store, ropts: &ReadOptions, follow_symlinks: bool, jobs: usi
         });
     }
     let mapping = Mapping::default();
-    let s = setup(&tree::Fs, &acc, &st.path, &st.path, mapping);
+    let s = setup(&fs, &acc, &st.path, &st.path, mapping);
     let cx = metadata::Cx {
-        tree: &tree::Fs,
+        tree: &fs,
         mapping: &s.mapping,
         rw: &s.rw,
         selected: None,
@@ -719,8 +740,12 @@ impl AccountInspection {
 
 /// A cPanel target is locked at its home for the whole run (its mailboxes are locked each
 /// on their own too, as any Maildir target).
-fn lock_home(home: &Path, opts: &SyncOptions, owner: Option<Owner>) -> Result<TargetLock> {
-    TargetLock::inside(home, crate::lock::HIDDEN, &LockOptions { owner, ..opts.lock_options() })
+fn lock_home(home: &Path, opened: Option<&Dir>, opts: &SyncOptions, owner: Option<Owner>) -> Result<TargetLock> {
+    let o = LockOptions { owner, ..opts.lock_options() };
+    match opened {
+        Some(d) => TargetLock::inside_opened(d, crate::lock::HIDDEN, &o),
+        None => TargetLock::inside(home, crate::lock::HIDDEN, &o),
+    }
 }
 
 /// The target's owner: `--owner`, else (as root) the owner of the target home.
@@ -769,10 +794,8 @@ fn sync_archive(
     }
     let owner = target_owner(opts, &dst_home, root_run);
     let st = setup(&scanned.tree, &acc, &scanned.home, &dst_home, mapping);
-    if !opts.dry_run {
-        Dir::create_root(&dst_home, HOME_MODE, owner)?;
-    }
-    let _lock = lock_home(&dst_home, opts, owner)?;
+    let home = open_home(&dst_home, owner, opts.dry_run)?;
+    let _lock = lock_home(&dst_home, home.as_ref(), opts, owner)?;
     let mut opts = opts.clone();
     opts.owner = owner;
     let mut total = Summary::default();
@@ -783,8 +806,12 @@ fn sync_archive(
     for b in &acc.mailboxes {
         let rel = b.target_rel(&st.mapping);
         let tpath = rel.iter().fold(dst_home.clone(), |p, c| p.join(c));
-        let dir = mailbox_dir(&dst_home, &rel, owner, !opts.dry_run);
-        match dir.and_then(|d| archive::BoxTarget::new(b.clone(), tpath, &opts).map(|t| (d, t))) {
+        let dir = mailbox_dir(&dst_home, home.as_ref(), &rel, owner, !opts.dry_run);
+        let target = |d: &Option<Dir>| {
+            let opened = d.as_ref().map(Dir::try_clone).transpose()?;
+            archive::BoxTarget::new(b.clone(), tpath, opened, &opts)
+        };
+        match dir.and_then(|d| target(&d).map(|t| (d, t))) {
             Ok((d, t)) => {
                 targets.push(t);
                 dirs.push(d);
@@ -797,8 +824,8 @@ fn sync_archive(
     total.errors.extend(out.errors);
     total.warnings.extend(out.warnings);
     for (t, d) in targets.iter().zip(dirs) {
-        if let Some(d) = d
-            && let Err(e) = write_maildirsize(&scanned.tree, &t.mailbox, &acc, &d, owner, root_run)
+        if let Some(d) = d.filter(|_| !opts.dry_run)
+            && let Err(e) = write_maildirsize(&scanned.tree, &t.mailbox, &acc, &d, owner, root_run, &mut total.warnings)
         {
             total.errors.push(e.problem());
         }
@@ -814,7 +841,7 @@ fn sync_archive(
         target_user: &st.target_user,
     };
     if interrupt::requested().is_none() {
-        apply_metadata(&acc, &cx, &dst_home, cp, owner, root_run, &opts, rec, &mut total);
+        apply_metadata(&acc, &cx, &dst_home, home, cp, owner, root_run, &opts, rec, &mut total);
     }
     Ok(finish(total, started, opts.dry_run))
 }
@@ -856,11 +883,7 @@ fn inspect_archive(st: &Store) -> Result<AccountInspection> {
                 messages: n,
                 bytes,
                 quota: quota_of(&scanned.tree, &acc, &b),
-                maildirsize_quota: scanned
-                    .tree
-                    .read(&b.dir.join("maildirsize"))
-                    .ok()
-                    .and_then(|t| maildirsize::quota_line(&String::from_utf8_lossy(&t))),
+                maildirsize_quota: maildirsize_quota(&scanned.tree, &b, &mut problems, "its quota not shown"),
             }),
         }
     }
@@ -917,7 +940,9 @@ fn verify_archive(
     for b in &acc.mailboxes {
         let rel = b.target_rel(&st.mapping);
         let tpath = rel.iter().fold(dst.path.clone(), |p, c| p.join(c));
-        match mailbox_dir(&dst.path, &rel, None, false).and_then(|_| archive::BoxTarget::new(b.clone(), tpath, &o)) {
+        match mailbox_dir(&dst.path, None, &rel, None, false)
+            .and_then(|_| archive::BoxTarget::new(b.clone(), tpath, None, &o))
+        {
             Ok(t) => targets.push(t),
             Err(e) => v.errors.push(e.problem()),
         }
@@ -940,6 +965,21 @@ fn verify_archive(
     };
     compare_metadata(&acc, &cx, dst, cp, &mut v);
     Ok(v)
+}
+
+/// The quota line of a source mailbox's `maildirsize`, read as the other account files are
+/// (a link, FIFO or huge file planted there is refused and said, never followed or waited on).
+fn maildirsize_quota(src: &dyn Tree, b: &Mailbox, problems: &mut Vec<Problem>, then: &str) -> Option<String> {
+    let path = b.dir.join("maildirsize");
+    match src.read(&path) {
+        Ok(t) => maildirsize::quota_line(&String::from_utf8_lossy(&t)),
+        Err(e) => {
+            if src.exists(&path) {
+                problems.push(Problem::new(&path, format!("{}; {then}", e.problem().reason)));
+            }
+            None
+        }
+    }
 }
 
 /// A mailbox's quota in bytes from `etc/DOMAIN/quota`, if listed (0 = unlimited).
@@ -970,4 +1010,54 @@ fn collisions(acc: &Account, m: &Mapping, dst_home: &Path) -> Vec<Problem> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use output::{Body, Planned, Root};
+
+    /// The target home opened at the start, then swapped for a link to another home: its
+    /// mailboxes, its lock and its metadata files are reached from the opened one.
+    #[test]
+    fn the_target_home_is_reached_from_where_it_was_opened() {
+        let t = tempfile::tempdir().unwrap();
+        let (home, moved, other) = (t.path().join("home"), t.path().join("moved"), t.path().join("other"));
+        std::fs::create_dir_all(&other).unwrap();
+        let opened = open_home(&home, None, false).unwrap();
+        std::fs::rename(&home, &moved).unwrap();
+        std::os::unix::fs::symlink(&other, &home).unwrap();
+        let rel: Vec<String> = ["mail", "d.example", "u"].map(String::from).to_vec();
+        let b = mailbox_dir(&home, opened.as_ref(), &rel, None, true).unwrap().unwrap();
+        assert_eq!(b.path, home.join("mail/d.example/u"));
+        assert!(moved.join("mail/d.example/u").is_dir());
+        let _lock = lock_home(&home, opened.as_ref(), &SyncOptions::default(), None).unwrap();
+        assert!(moved.join(crate::lock::HIDDEN).exists());
+        let out = Output {
+            home: home.clone(),
+            home_dir: opened,
+            etc: t.path().join("etc"),
+            owner: None,
+            mail_gid: None,
+            root_run: false,
+            dry_run: false,
+            winner: Winner::Target,
+            rec: &crate::events::Discard,
+        };
+        let planned = Planned {
+            root: Root::Home,
+            rel: ["etc", "d.example", "passwd"].map(String::from).to_vec(),
+            dir_modes: vec![0o750, 0o750],
+            mode: 0o640,
+            group_mail: false,
+            body: Body::Whole(b"u:x:1:1::/h:/bin/sh\n".to_vec()),
+            from: PathBuf::new(),
+            rewrites: Vec::new(),
+        };
+        let (mut errors, mut warnings) = (Vec::new(), Vec::new());
+        out.apply(&planned, &mut errors, &mut warnings);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert!(moved.join("etc/d.example/passwd").is_file());
+        assert_eq!(std::fs::read_dir(&other).unwrap().count(), 0, "nothing written through the link");
+    }
 }

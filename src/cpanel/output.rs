@@ -68,6 +68,8 @@ impl Planned {
 /// Where and as whom metadata is written.
 pub struct Output<'a> {
     pub home: PathBuf,
+    /// The home opened at the start (`None`: opened by its path).
+    pub home_dir: Option<Dir>,
     pub etc: PathBuf,
     pub owner: Option<Owner>,
     pub mail_gid: Option<u32>,
@@ -114,7 +116,9 @@ impl Output<'_> {
     /// symlink; `None` when it does not exist and was not to be created.
     fn parent(&self, p: &Planned, create: bool) -> Result<Option<Dir>> {
         let rootp = self.root_path(p.root);
-        let mut dir = if create {
+        let mut dir = if let (Root::Home, Some(home)) = (p.root, &self.home_dir) {
+            home.try_clone()?
+        } else if create {
             let mode = if p.root == Root::Etc { 0o755 } else { 0o711 };
             Dir::create_root(rootp, mode, None)?
         } else {

@@ -3,14 +3,22 @@
 //! a file's bytes, a directory's entries, whether a path exists — so metadata.rs plans the
 //! same files whichever the source is.
 //!
-//! The file-system side never follows a symlink inside the account (files are opened with
-//! `O_NOFOLLOW`, entries are typed with `lstat`).
+//! The file-system side reads below the account home through descriptors: the home opened
+//! once (the admin names it), every level below it opened relative to the one above without
+//! following a link, and files read only when they are regular and small ([`SMALL_FILE`]).
+//! The account is its user's: a link planted there (`etc/DOMAIN` to `/etc`) must not make root
+//! copy a file of root's, a FIFO must not hang the run, a huge file must not fill memory.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::ffi::OsStr;
+use std::path::{Component, Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::fsx::{self, FileKind};
+use crate::fsx::{self, Dir, FileKind};
+
+/// Metadata files bigger than this are not read (an archive's are not kept in memory either):
+/// the account's own files are a few KiB, their databases a few MiB.
+pub const SMALL_FILE: u64 = 32 << 20;
 
 pub trait Tree: Sync {
     /// The bytes of the regular file at `path`.
@@ -20,29 +28,91 @@ pub trait Tree: Sync {
     fn exists(&self, path: &Path) -> bool;
 }
 
-/// The real file system.
-pub struct Fs;
+/// The real file system: the account at `home` through its descriptor, anything else (the
+/// system `etc` the admin names) by path, never through a link at its last level.
+pub struct Fs {
+    home: PathBuf,
+    /// `None`: the home could not be opened; nothing below it is read.
+    dir: Option<Dir>,
+}
+
+impl Fs {
+    pub fn new(home: &Path) -> Fs {
+        Fs { home: home.to_path_buf(), dir: Dir::open_root(home).ok() }
+    }
+
+    /// The directory `dir` below the home, reached level by level without following a link;
+    /// `None` when a level is missing. `Err(None)`: `dir` is not below the home.
+    fn below(&self, dir: &Path) -> std::result::Result<Option<Dir>, Option<Error>> {
+        let rel = dir.strip_prefix(&self.home).map_err(|_| None)?;
+        let Some(home) = &self.dir else { return Ok(None) };
+        let mut d = home.try_clone().map_err(Some)?;
+        let mut at = self.home.clone();
+        for c in rel.components() {
+            let Component::Normal(name) = c else { return Err(Some(Error::bad(dir, "not a plain path"))) };
+            at.push(name);
+            // Looked at first for the message; the open below refuses a link swapped in since.
+            match d.stat_at(name).map_err(Some)? {
+                None => return Ok(None),
+                Some(e) if e.kind == FileKind::Symlink => return Err(Some(Error::bad(at, LINK))),
+                Some(e) if e.kind != FileKind::Dir => return Ok(None),
+                Some(_) => {}
+            }
+            d = match d.open(name).map_err(Some)? {
+                Some(next) => next,
+                None => return Ok(None),
+            };
+        }
+        Ok(Some(d))
+    }
+}
+
+const LINK: &str = "is a symlink; not followed";
+
+fn not_found(path: &Path) -> Error {
+    Error::Io { path: path.to_path_buf(), source: std::io::ErrorKind::NotFound.into() }
+}
 
 impl Tree for Fs {
     fn read(&self, path: &Path) -> Result<Vec<u8>> {
-        fsx::read_source_file(path)
+        let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else { return Err(not_found(path)) };
+        let read = match self.below(parent) {
+            Ok(Some(d)) => d.read_own_file(name, SMALL_FILE),
+            Ok(None) => return Err(not_found(path)),
+            Err(Some(e)) => return Err(e),
+            Err(None) => fsx::read_own_file(path, SMALL_FILE),
+        };
+        read?.ok_or_else(|| not_found(path))
     }
 
     fn list(&self, path: &Path) -> Vec<(String, FileKind)> {
-        fsx::list_dir(path)
-            .unwrap_or_default()
+        let (listed, dir) = match self.below(path) {
+            Ok(Some(d)) => (d.list().unwrap_or_default(), Some(d)),
+            Ok(None) | Err(Some(_)) => return Vec::new(),
+            Err(None) => (fsx::list_dir(path).unwrap_or_default(), None),
+        };
+        listed
             .into_iter()
             .filter_map(|(raw, k)| {
                 let name = String::from_utf8(raw).ok()?;
-                let kind =
-                    k.or_else(|| std::fs::symlink_metadata(path.join(&name)).ok().map(|m| FileKind::of(m.file_type())));
+                let kind = k.or_else(|| match &dir {
+                    Some(d) => d.stat_at(OsStr::new(&name)).ok().flatten().map(|e| e.kind),
+                    None => std::fs::symlink_metadata(path.join(&name)).ok().map(|m| FileKind::of(m.file_type())),
+                });
                 Some((name, kind.unwrap_or(FileKind::Other)))
             })
             .collect()
     }
 
+    /// Also true for a path behind a link on the way: its read is refused, and said.
     fn exists(&self, path: &Path) -> bool {
-        std::fs::symlink_metadata(path).is_ok()
+        let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else { return false };
+        match self.below(parent) {
+            Ok(Some(d)) => d.exists(name),
+            Ok(None) => false,
+            Err(Some(_)) => true,
+            Err(None) => std::fs::symlink_metadata(path).is_ok(),
+        }
     }
 }
 
@@ -132,5 +202,56 @@ mod tests {
         assert_eq!(m.read(&root.join("etc/d.example/passwd")).unwrap(), b"x");
         assert!(m.read(&root.join("mail/.x@y")).is_err());
         assert!(m.exists(&root.join("mail")));
+    }
+
+    /// What the account's user plants is not read through: a link at any level below the
+    /// home, a FIFO (not waited on), a file bigger than [`SMALL_FILE`] (not read whole).
+    #[test]
+    fn fs_reads_below_the_home_through_no_link() {
+        let t = tempfile::tempdir().unwrap();
+        let (home, elsewhere) = (t.path().join("home"), t.path().join("elsewhere"));
+        std::fs::create_dir_all(home.join("etc/own.example")).unwrap();
+        std::fs::create_dir_all(&elsewhere).unwrap();
+        std::fs::write(home.join("etc/own.example/passwd"), b"mine").unwrap();
+        std::fs::write(elsewhere.join("shadow"), b"root:secret").unwrap();
+        std::os::unix::fs::symlink(&elsewhere, home.join("etc/linked.example")).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, home.join(".spamassassin")).unwrap();
+        std::os::unix::fs::symlink(elsewhere.join("shadow"), home.join("etc/own.example/shadow")).unwrap();
+        nix::unistd::mkfifo(&home.join("etc/own.example/quota"), nix::sys::stat::Mode::from_bits_truncate(0o600))
+            .unwrap();
+        std::fs::File::create(home.join("etc/own.example/big")).unwrap().set_len(SMALL_FILE + 1).unwrap();
+        let fs = Fs::new(&home);
+        let read = |rel: &str| fs.read(&home.join(rel)).map_err(|e| e.to_string());
+        assert_eq!(read("etc/own.example/passwd").unwrap(), b"mine");
+        let e = read("etc/linked.example/shadow").unwrap_err();
+        assert!(e.contains("linked.example: is a symlink; not followed"), "{e}");
+        assert!(fs.exists(&home.join("etc/linked.example/shadow")), "refused, so said");
+        assert!(read("etc/own.example/shadow").unwrap_err().contains("is a symlink; not followed"));
+        assert!(read("etc/own.example/quota").unwrap_err().contains("not a regular file"));
+        assert!(read("etc/own.example/big").unwrap_err().contains("more than the"));
+        let e = fs.read(&home.join("etc/none.example/passwd")).unwrap_err();
+        assert!(e.is_not_found() && !fs.exists(&home.join("etc/none.example/passwd")), "{e}");
+        assert!(fs.list(&home.join(".spamassassin")).is_empty(), "not listed through the link");
+        assert!(fs.list(&home.join("etc")).contains(&("linked.example".into(), FileKind::Symlink)));
+        // Outside the home (the system etc): by path, still no FIFO and no final link.
+        let outside = Fs::new(&t.path().join("other-home"));
+        let e = outside.read(&home.join("etc/own.example/quota")).unwrap_err().to_string();
+        assert!(e.contains("not a regular file"), "{e}");
+        assert_eq!(outside.read(&home.join("etc/own.example/passwd")).unwrap(), b"mine");
+    }
+
+    /// A level swapped for a link after the account was opened is still refused: every level
+    /// is opened from the one above, never by the path again.
+    #[test]
+    fn fs_keeps_the_home_it_opened() {
+        let t = tempfile::tempdir().unwrap();
+        let (home, moved) = (t.path().join("home"), t.path().join("moved"));
+        std::fs::create_dir_all(home.join("etc/d.example")).unwrap();
+        std::fs::write(home.join("etc/d.example/passwd"), b"mine").unwrap();
+        let fs = Fs::new(&home);
+        std::fs::rename(&home, &moved).unwrap();
+        std::fs::create_dir_all(home.join("etc/d.example")).unwrap();
+        std::fs::write(home.join("etc/d.example/passwd"), b"planted").unwrap();
+        assert_eq!(fs.read(&home.join("etc/d.example/passwd")).unwrap(), b"mine");
     }
 }

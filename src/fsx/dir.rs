@@ -101,31 +101,39 @@ impl Dir {
     /// the error that names the link or the missing level, a walk with `O_NOFOLLOW` at every
     /// level.
     pub fn find_beneath(root: &Path, dir: &Path) -> Result<Option<Dir>> {
-        let rel = dir.strip_prefix(root).map_err(|_| Error::bad(dir, "internal: not below the target root"))?;
-        let mut names = Vec::new();
-        for c in rel.components() {
-            match c {
-                std::path::Component::Normal(name) => names.push(name),
-                std::path::Component::CurDir => {}
-                _ => return Err(Error::bad(dir, "internal: not a plain path below the target root")),
-            }
-        }
+        let names = names_below(root, dir)?;
         let d = match Dir::open_root(if root.as_os_str().is_empty() { Path::new(".") } else { root }) {
             Err(e) if e.is_not_found() => return Ok(None),
             r => r?,
         };
+        d.find_names(&names)
+    }
+
+    /// [`Dir::find_beneath`] from this directory, a target root opened once at the start:
+    /// `dir` is its path or below it, and that path is not opened again (a root swapped for a
+    /// link since is not followed).
+    pub fn find_below(&self, dir: &Path) -> Result<Option<Dir>> {
+        self.find_names(&names_below(&self.path, dir)?)
+    }
+
+    /// [`Dir::find_below`], an error when a level is missing.
+    pub fn open_below(&self, dir: &Path) -> Result<Dir> {
+        self.find_below(dir)?.ok_or_else(|| Error::bad(dir, "no such directory"))
+    }
+
+    fn find_names(&self, names: &[&OsStr]) -> Result<Option<Dir>> {
         if names.is_empty() {
-            return Ok(Some(d));
+            return self.try_clone().map(Some);
         }
         let rel: PathBuf = names.iter().collect();
         let how = rustix::fs::ResolveFlags::BENEATH
             | rustix::fs::ResolveFlags::NO_SYMLINKS
             | rustix::fs::ResolveFlags::NO_MAGICLINKS;
         let flags = rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC;
-        if let Ok(fd) = rustix::fs::openat2(&d.fd, &rel, flags, rustix::fs::Mode::empty(), how) {
-            return Ok(Some(Dir { fd, path: d.path.join(rel) }));
+        if let Ok(fd) = rustix::fs::openat2(&self.fd, &rel, flags, rustix::fs::Mode::empty(), how) {
+            return Ok(Some(Dir { fd, path: self.path.join(rel) }));
         }
-        d.walk(&names)
+        self.walk(names)
     }
 
     /// Opens `names` one below the other from here, refusing a link at every level.
@@ -610,6 +618,26 @@ pub fn list_dir(path: &Path) -> Result<Vec<(Vec<u8>, Option<FileKind>)>> {
     Ok(out)
 }
 
+/// The levels of `dir` below `root` (an empty or `.` root: the current directory, which a
+/// relative `dir` is below).
+fn names_below<'a>(root: &Path, dir: &'a Path) -> Result<Vec<&'a OsStr>> {
+    let here = root.as_os_str().is_empty() || root == Path::new(".");
+    let rel = match dir.strip_prefix(root) {
+        Ok(rel) => rel,
+        Err(_) if here && dir.is_relative() => dir,
+        Err(_) => return Err(Error::bad(dir, "internal: not below the target root")),
+    };
+    let mut names = Vec::new();
+    for c in rel.components() {
+        match c {
+            std::path::Component::Normal(name) => names.push(name),
+            std::path::Component::CurDir => {}
+            _ => return Err(Error::bad(dir, "internal: not a plain path below the target root")),
+        }
+    }
+    Ok(names)
+}
+
 /// Whether this process runs as root (checked once).
 fn running_as_root() -> bool {
     static ROOT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
@@ -622,16 +650,22 @@ fn running_as_root() -> bool {
 /// unnamed file (`O_TMPFILE`) that never appears in the directory; `None` where that is not
 /// possible (a read-only target, no `O_TMPFILE`).
 pub fn time_bounds(dir: &Path) -> Option<(i64, i64)> {
-    let d = Dir::open_root(dir).ok()?;
-    let f = d.create_unnamed(0o600).ok()?;
-    let far = 3_000_000_000_000i64; // ±95,000 years: past every file system's range
-    let mut out = [0i64; 2];
-    for (i, t) in [-far, far].into_iter().enumerate() {
-        let ts = TimeSpec::new(t, 0);
-        nix::sys::stat::futimens(f.as_raw_fd(), &ts, &ts).ok()?;
-        out[i] = nix::sys::stat::fstat(f.as_raw_fd()).ok()?.st_mtime;
+    Dir::open_root(dir).ok()?.time_bounds()
+}
+
+impl Dir {
+    /// [`time_bounds`] of this directory's file system.
+    pub fn time_bounds(&self) -> Option<(i64, i64)> {
+        let f = self.create_unnamed(0o600).ok()?;
+        let far = 3_000_000_000_000i64; // ±95,000 years: past every file system's range
+        let mut out = [0i64; 2];
+        for (i, t) in [-far, far].into_iter().enumerate() {
+            let ts = TimeSpec::new(t, 0);
+            nix::sys::stat::futimens(f.as_raw_fd(), &ts, &ts).ok()?;
+            out[i] = nix::sys::stat::fstat(f.as_raw_fd()).ok()?.st_mtime;
+        }
+        Some((out[0], out[1]))
     }
-    Some((out[0], out[1]))
 }
 
 #[cfg(test)]
@@ -695,6 +729,33 @@ mod tests {
         assert!(d.stat_at(OsStr::new("planted")).unwrap().is_none());
         assert_eq!(d.folder_id().unwrap(), super::super::folder_id(&moved).unwrap(), "the opened directory's");
         assert_ne!(d.folder_id(), super::super::folder_id(&f));
+    }
+
+    /// A target root swapped for a link after it was opened: folders found from the opened
+    /// root are its own; opened by the root's path again, they would be the link's.
+    #[test]
+    fn find_below_keeps_the_root_it_opened() {
+        let t = tempfile::tempdir().unwrap();
+        let (root, moved, other) = (t.path().join("root"), t.path().join("moved"), t.path().join("other"));
+        std::fs::create_dir_all(root.join("a/mine")).unwrap();
+        std::fs::create_dir_all(other.join("a/planted")).unwrap();
+        let opened = Dir::open_root(&root).unwrap();
+        std::fs::rename(&root, &moved).unwrap();
+        std::os::unix::fs::symlink(&other, &root).unwrap();
+        let a = opened.find_below(&root.join("a")).unwrap().unwrap();
+        assert_eq!(a.path, root.join("a"), "named as asked");
+        assert!(
+            a.stat_at(OsStr::new("mine")).unwrap().is_some() && a.stat_at(OsStr::new("planted")).unwrap().is_none()
+        );
+        assert!(opened.open_below(&root).unwrap().stat_at(OsStr::new("a")).unwrap().is_some());
+        assert!(opened.find_below(&root.join("none")).unwrap().is_none());
+        assert!(opened.open_below(&root.join("none")).is_err());
+        assert!(opened.find_below(&other.join("a")).is_err(), "not below the root");
+        let by_path = Dir::find_beneath(&root, &root.join("a")).unwrap().unwrap();
+        assert!(by_path.stat_at(OsStr::new("planted")).unwrap().is_some(), "the path leads elsewhere now");
+        // The current directory as root: a relative path is below it.
+        let here = Dir::open_root(Path::new(".")).unwrap();
+        assert_eq!(here.find_below(Path::new("")).unwrap().unwrap().path, Path::new("."));
     }
 
     #[test]

@@ -4,34 +4,31 @@ use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
 use super::SyncOptions;
-use super::target::mbox_folder_path;
+use super::target::{mbox_folder_path, open_root};
 use crate::error::{Error, Problem, Result};
 use crate::folder::FolderName;
+use crate::fsx::Dir;
 use crate::spec::{Kind, Store};
 use crate::store::maildir::layout::{self, Layout};
-use crate::store::maildir::read::{self as mdread, ScanOptions};
+use crate::store::maildir::read as mdread;
 use crate::store::maildir::write::MaildirTarget;
 use crate::store::{self, SourceFolder};
 
-/// Folder names a target already has (for `--automap`).
-pub fn existing_folders(dst: &Store, layout: Layout) -> Vec<FolderName> {
-    if !dst.path.exists() {
-        return Vec::new();
-    }
-    let mut ignore = Vec::new();
+/// Folder names a target already has (for `--automap`), listed through its root opened at the
+/// start (`None`: not a directory, nothing there) and never through a link.
+pub fn existing_folders(dst: &Store, layout: Layout, root: Option<&Dir>) -> Vec<FolderName> {
+    let Some(root) = root else { return Vec::new() };
     match dst.kind {
-        Kind::Maildir => mdread::folders(&dst.path, ScanOptions::default(), &mut ignore)
-            .into_iter()
-            .filter(|f| {
-                layout == Layout::Fs
-                    || f.name.is_inbox()
-                    || f.dir.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'))
-            })
-            .map(|f| f.name)
-            .collect(),
-        Kind::Mbox if dst.path.is_dir() => {
-            store::mbox::folders(&dst.path, false, &mut ignore).into_iter().map(|f| f.name).collect()
+        Kind::Maildir => {
+            let mut names: Vec<FolderName> = mdread::folder_names_in(root)
+                .into_iter()
+                .filter(|(_, dot)| layout == Layout::Fs || *dot)
+                .map(|(n, _)| n)
+                .collect();
+            names.dedup();
+            names
         }
+        Kind::Mbox => store::mbox::folder_names_in(root),
         _ => Vec::new(),
     }
 }
@@ -41,8 +38,19 @@ pub fn existing_folders(dst: &Store, layout: Layout) -> Vec<FolderName> {
 pub type FolderPairs = Vec<(SourceFolder, FolderName)>;
 
 pub fn mapped_folders(src: &Store, dst: &Store, opts: &SyncOptions) -> Result<(FolderPairs, Vec<Problem>)> {
+    let root = if opts.map.automap { open_root(dst) } else { None };
+    mapped_folders_in(src, dst, root.as_ref(), opts)
+}
+
+/// [`mapped_folders`] with the target's root opened at the start ([`open_root`]).
+pub(super) fn mapped_folders_in(
+    src: &Store,
+    dst: &Store,
+    root: Option<&Dir>,
+    opts: &SyncOptions,
+) -> Result<(FolderPairs, Vec<Problem>)> {
     let (folders, mut problems) = store::source_folders(&src.path, src.format()?, opts.follow_symlinks)?;
-    let existing = if opts.map.automap { existing_folders(dst, opts.layout) } else { Vec::new() };
+    let existing = if opts.map.automap { existing_folders(dst, opts.layout, root) } else { Vec::new() };
     let names: Vec<FolderName> = folders.iter().map(|f| f.name.clone()).collect();
     let pairs = opts.map.plan(&names, &existing).map_err(Error::Usage)?;
     let mut out = Vec::new();
@@ -133,4 +141,59 @@ pub(super) fn by_target<'p>(
     layout: Layout,
 ) -> Vec<Vec<&'p (SourceFolder, FolderName)>> {
     groups_by_place(pairs, dst, layout).into_iter().map(|(_, idx)| idx.iter().map(|&i| &pairs[i]).collect()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn maildir(p: &std::path::Path) {
+        for s in ["cur", "new", "tmp"] {
+            std::fs::create_dir_all(p.join(s)).unwrap();
+        }
+    }
+
+    fn names(v: Vec<FolderName>) -> Vec<String> {
+        v.iter().map(|n| n.as_str().to_string()).collect()
+    }
+
+    /// `--automap` lists the target through its root opened at the start: a root swapped for a
+    /// link since is not what is listed, and a linked folder below it is not followed.
+    #[test]
+    fn existing_folders_are_listed_through_the_opened_root() {
+        let t = tempfile::tempdir().unwrap();
+        let (root, moved, other, outside) =
+            (t.path().join("root"), t.path().join("moved"), t.path().join("other"), t.path().join("outside"));
+        for d in ["", ".Sent", ".Archive.2019", "Fs/Level"] {
+            maildir(&root.join(d));
+        }
+        maildir(&other.join(".Planted"));
+        maildir(&outside.join(".Elsewhere"));
+        std::os::unix::fs::symlink(outside.join(".Elsewhere"), root.join(".Linked")).unwrap();
+        let dst = Store { kind: Kind::Maildir, path: root.clone(), explicit: true };
+        let opened = open_root(&dst).unwrap();
+        std::fs::rename(&root, &moved).unwrap();
+        std::os::unix::fs::symlink(&other, &root).unwrap();
+        let got = names(existing_folders(&dst, Layout::MaildirPlusPlus, Some(&opened)));
+        assert_eq!(got, ["Archive/2019", "INBOX", "Sent"]);
+        let got = names(existing_folders(&dst, Layout::Fs, Some(&opened)));
+        assert_eq!(got, ["Archive/2019", "Fs/Level", "INBOX", "Sent"]);
+        assert!(existing_folders(&dst, Layout::Fs, None).is_empty());
+
+        let mbox = t.path().join("mbox");
+        std::fs::create_dir_all(mbox.join("Lists.sbd")).unwrap();
+        for f in ["INBOX", "Lists", "Lists.sbd/Rust", "INBOX.msf"] {
+            std::fs::write(mbox.join(f), b"From a@b Thu Jan  1 00:00:00 1970\n\nx\n").unwrap();
+        }
+        std::os::unix::fs::symlink(outside.join(".Elsewhere"), mbox.join("Linked")).unwrap();
+        let dst = Store { kind: Kind::Mbox, path: mbox.clone(), explicit: true };
+        let opened = open_root(&dst).unwrap();
+        std::fs::rename(&mbox, t.path().join("mbox-moved")).unwrap();
+        std::fs::create_dir_all(&mbox).unwrap();
+        std::fs::write(mbox.join("Planted"), b"").unwrap();
+        assert_eq!(
+            names(existing_folders(&dst, Layout::MaildirPlusPlus, Some(&opened))),
+            ["INBOX", "Lists", "Lists/Rust"]
+        );
+    }
 }

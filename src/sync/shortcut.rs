@@ -8,7 +8,7 @@ use super::state;
 use super::sync_folder_read;
 use super::target::Target;
 use super::target::target_folder;
-use super::target::target_root;
+use super::target::{root_dir, target_root};
 use crate::events::Recorder;
 use crate::folder::FolderName;
 use crate::fsx;
@@ -35,6 +35,8 @@ pub(super) fn sync_folder(
         _ => None,
     };
     let mut warnings = Vec::new();
+    let root = root_dir(target);
+    let root = root.as_ref();
     // A folder reached through a link is not read, its state included; the read below refuses
     // it and says so.
     let linked = |tpath: &Path, mbox: bool| {
@@ -43,24 +45,25 @@ pub(super) fn sync_folder(
             && dir.and_then(|d| fsx::link_on_the_way(target_root(target), d)).is_some()
     };
     let saved = match (&tfolder, &stamp) {
-        (Some((tpath, mbox)), Some(_)) if !linked(tpath, *mbox) => state::load(target_root(target), tpath, *mbox)
-            .unwrap_or_else(|p| {
+        (Some((tpath, mbox)), Some(_)) if !linked(tpath, *mbox) => {
+            state::load(root, tpath, *mbox).unwrap_or_else(|p| {
                 warnings.push(p);
                 None
-            }),
+            })
+        }
         _ => None,
     };
     if let (Some((tpath, mbox)), Some((o, s))) = (&tfolder, &stamp)
         && let Some(mut saved) = saved
         && &saved.options == o
         && &saved.source == s
-        && saved.target == state::target_stamp(target_root(target), tpath, *mbox)
-        && (saved.whole(tpath) || sizes_match(target_root(target), tpath, *mbox))
+        && saved.target == state::target_stamp(root, tpath, *mbox)
+        && (saved.whole(tpath) || sizes_match(root, tpath, *mbox))
     {
         if !saved.whole(tpath) && !opts.dry_run {
             saved.verified = true;
             saved.epoch = None;
-            save_state(target_root(target), tpath, *mbox, &saved, opts);
+            save_state(root, tpath, *mbox, &saved, opts);
         }
         let mut out = FolderOutcome { counts: state::unchanged_counts(&saved.counts), warnings, ..Default::default() };
         if opts.dry_run {
@@ -76,19 +79,19 @@ pub(super) fn sync_folder(
         let saved = state::Saved {
             options: o,
             source: s,
-            target: state::target_stamp(target_root(target), tpath, *mbox),
+            target: state::target_stamp(root, tpath, *mbox),
             counts: out.counts.clone(),
             verified: opts.durable,
             epoch: if opts.durable { None } else { state::write_epoch(tpath) },
             // Taken by save_state from the directory it writes into.
             folder: None,
         };
-        save_state(target_root(target), tpath, *mbox, &saved, opts);
+        save_state(root, tpath, *mbox, &saved, opts);
     }
     out
 }
 
-pub(super) fn save_state(root: &Path, tpath: &Path, mbox: bool, saved: &state::Saved, opts: &SyncOptions) {
+pub(super) fn save_state(root: Option<&fsx::Dir>, tpath: &Path, mbox: bool, saved: &state::Saved, opts: &SyncOptions) {
     let path = state::state_path(tpath, mbox);
     // A text file with a final newline: tools that concatenate files next to an mbox (`cat`,
     // grep counts) must not see it glued to the next file's first line.
@@ -100,9 +103,8 @@ pub(super) fn save_state(root: &Path, tpath: &Path, mbox: bool, saved: &state::S
     };
     // A bare file name's directory is the current one (`Path::parent` gives "").
     let dir = path.parent().map(|d| if d.as_os_str().is_empty() { Path::new(".") } else { d });
-    let root = if root.as_os_str().is_empty() { Path::new(".") } else { root };
-    if let (Some(dir), Some(name)) = (dir, path.file_name())
-        && let Ok(d) = fsx::Dir::open_beneath(root, dir)
+    if let (Some(dir), Some(name), Some(root)) = (dir, path.file_name(), root)
+        && let Ok(d) = root.open_below(dir)
     {
         // The identity of the directory written into, not of whatever its path names now.
         let saved = state::Saved { folder: state::folder_in(&d, tpath, mbox), ..saved.clone() };
@@ -115,11 +117,11 @@ pub(super) fn save_state(root: &Path, tpath: &Path, mbox: bool, saved: &state::S
 /// Every message file of a target Maildir folder has the size its `,S=` says (an mbox target
 /// is covered by its stamp, which holds its size). Looked at through the folder opened from
 /// `root`; a folder that cannot be opened so does not match.
-pub(super) fn sizes_match(root: &Path, tpath: &Path, mbox: bool) -> bool {
+pub(super) fn sizes_match(root: Option<&fsx::Dir>, tpath: &Path, mbox: bool) -> bool {
     if mbox {
         return true;
     }
-    let Ok(Some(dir)) = fsx::Dir::find_beneath(root, tpath) else { return false };
+    let Some(Ok(Some(dir))) = root.map(|r| r.find_below(tpath)) else { return false };
     let Ok(subs) = mdread::MessageDirs::open(&dir, &mut Vec::new()) else { return false };
     let kw = Default::default();
     subs.stream(&kw)

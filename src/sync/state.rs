@@ -18,7 +18,7 @@
 //! and it names the folder it was written for ([`folder_in`]); one found beside another folder,
 //! or written before states named their folder, is ignored and written anew. The state and the
 //! target's stamp are read through the directory that holds them, opened from the target root
-//! without following a link ([`fsx::Dir::find_beneath`]).
+//! (opened once at the start) without following a link ([`fsx::Dir::find_below`]).
 
 use std::ffi::OsStr;
 use std::os::unix::fs::MetadataExt;
@@ -67,20 +67,21 @@ pub fn source_stamp(loc: &Location) -> Option<String> {
     })
 }
 
-/// Stamp of a target folder below the target `root`: a Maildir folder directory, or an mbox
-/// file. Taken through the directory opened from `root`: a folder reached through a link has
-/// none (`-`, which no saved stamp matches).
-pub fn target_stamp(root: &Path, target: &Path, mbox: bool) -> String {
+/// Stamp of a target folder below the target `root` (opened; `None`: not there): a Maildir
+/// folder directory, or an mbox file. Taken through the directory opened from `root`: a folder
+/// reached through a link has none (`-`, which no saved stamp matches).
+pub fn target_stamp(root: Option<&fsx::Dir>, target: &Path, mbox: bool) -> String {
+    let find = |dir: &Path| root.and_then(|r| r.find_below(dir).ok().flatten());
     let stamp = |d: Option<&fsx::Dir>, name: &OsStr| match d.and_then(|d| d.stat_at(name).ok().flatten()) {
         Some(e) => format!("{}:{}:{}:{}", e.ino, e.size, e.mtime, e.mtime_nsec),
         None => "-".into(),
     };
     if mbox {
         let (Some(parent), Some(name)) = (target.parent(), target.file_name()) else { return "mbox -".into() };
-        let dir = fsx::Dir::find_beneath(root, parent).ok().flatten();
+        let dir = find(parent);
         return format!("mbox {}", stamp(dir.as_ref(), name));
     }
-    let dir = fsx::Dir::find_beneath(root, target).ok().flatten();
+    let dir = find(target);
     let parts: Vec<String> =
         ["new", "cur", "dovecot-keywords"].iter().map(|n| stamp(dir.as_ref(), OsStr::new(n))).collect();
     format!("maildir {}", parts.join(","))
@@ -171,11 +172,11 @@ pub fn folder_in(dir: &fsx::Dir, target: &Path, mbox: bool) -> Option<String> {
 /// The state of the target folder `target` below the target `root`: `Ok(None)` when there is
 /// none usable (missing, garbled, of an older version, or of another folder); `Err` when the
 /// file was refused.
-pub fn load(root: &Path, target: &Path, mbox: bool) -> Result<Option<Saved>, Problem> {
+pub fn load(root: Option<&fsx::Dir>, target: &Path, mbox: bool) -> Result<Option<Saved>, Problem> {
     let path = state_path(target, mbox);
     let refused = |why: String| Problem::new(&path, format!("{why}; ignored, written anew"));
-    let Some(dir) = path.parent() else { return Ok(None) };
-    match fsx::Dir::find_beneath(root, dir) {
+    let (Some(dir), Some(root)) = (path.parent(), root) else { return Ok(None) };
+    match root.find_below(dir) {
         Ok(Some(d)) => load_in(&d, target, mbox).map_err(refused),
         Ok(None) => Ok(None),
         Err(e) => Err(refused(e.problem().reason)),
@@ -265,7 +266,8 @@ mod tests {
         std::fs::create_dir_all(f.join("cur")).unwrap();
         std::fs::create_dir_all(other.join("cur")).unwrap();
         let dir = fsx::Dir::open_root(&f).unwrap();
-        let stamp = target_stamp(t.path(), &f, false);
+        let root = fsx::Dir::open_root(t.path()).unwrap();
+        let stamp = target_stamp(Some(&root), &f, false);
         assert!(stamp.starts_with("maildir -,") && !stamp.ends_with("-,-,-"), "{stamp}");
         std::fs::rename(&f, &moved).unwrap();
         std::os::unix::fs::symlink(&other, &f).unwrap();
@@ -282,9 +284,44 @@ mod tests {
             std::fs::write(d.join(STATE_FILE), serde_json::to_vec(&saved).unwrap()).unwrap();
         }
         assert_eq!(load_in(&dir, &f, false).unwrap().unwrap().counts.messages_source, 1);
-        let e = load(t.path(), &f, false).unwrap_err();
+        let e = load(Some(&root), &f, false).unwrap_err();
         assert!(e.reason.contains("is a symlink"), "{e:?}");
-        assert_eq!(target_stamp(t.path(), &f, false), "maildir -,-,-");
+        assert_eq!(target_stamp(Some(&root), &f, false), "maildir -,-,-");
+    }
+
+    /// The target root swapped for a link to another target (with a state of its own) after
+    /// the run opened it: the state and the stamp are the opened root's folder's.
+    #[test]
+    fn the_state_is_found_from_the_opened_root() {
+        let t = tempfile::tempdir().unwrap();
+        let (root, moved, other) = (t.path().join("root"), t.path().join("moved"), t.path().join("other"));
+        for (r, n) in [(&root, 1), (&other, 2)] {
+            let f = r.join(".F");
+            std::fs::create_dir_all(f.join("cur")).unwrap();
+            let saved = Saved {
+                options: String::new(),
+                source: String::new(),
+                target: String::new(),
+                counts: Counts { messages_source: n, ..Default::default() },
+                verified: true,
+                epoch: None,
+                folder: folder_in(&fsx::Dir::open_root(&f).unwrap(), &f, false),
+            };
+            std::fs::write(f.join(STATE_FILE), serde_json::to_vec(&saved).unwrap()).unwrap();
+        }
+        let opened = fsx::Dir::open_root(&root).unwrap();
+        let stamp = target_stamp(Some(&opened), &root.join(".F"), false);
+        std::fs::rename(&root, &moved).unwrap();
+        std::os::unix::fs::symlink(&other, &root).unwrap();
+        let f = root.join(".F");
+        // The folder's identity is its real path: the opened one is now named `moved/.F`.
+        let e = load(Some(&opened), &f, false).unwrap_err();
+        assert!(e.reason.contains("the state of another folder"), "{e:?}");
+        assert_eq!(target_stamp(Some(&opened), &f, false), stamp, "the opened root's folder");
+        std::fs::remove_file(&root).unwrap();
+        std::fs::rename(&moved, &root).unwrap();
+        assert_eq!(load(Some(&opened), &f, false).unwrap().unwrap().counts.messages_source, 1);
+        assert!(load(None, &f, false).unwrap().is_none(), "no root, no state");
     }
 
     #[test]

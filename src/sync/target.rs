@@ -21,28 +21,55 @@ pub(super) enum Target {
         writer: Option<Box<MaildirTarget>>,
         /// The file times the target's file system stores ([`fsx::time_bounds`]).
         bounds: Option<(i64, i64)>,
+        /// The root, opened once (`None`: a dry run's target that is not there).
+        root: Option<fsx::Dir>,
     },
     MboxFile(PathBuf),
-    /// An mbox directory: its root opened (not in a dry run) and the folders written as files.
+    /// An mbox directory: its root opened once (`None`: a dry run's target that is not there)
+    /// and the folders written as files.
     MboxDir {
         path: PathBuf,
         root: Option<fsx::Dir>,
         written: HashSet<FolderName>,
     },
 }
-pub(super) fn open_target(dst: &Store, pairs: &[(SourceFolder, FolderName)], opts: &SyncOptions) -> Result<Target> {
+
+/// The target's root when it is a directory now, opened once at the start: the target is
+/// reached from it, not from its path again (a root swapped for a link during the run is not
+/// followed; one there at the start is, as the admin named it). `None` also when it cannot be
+/// opened: what opens it again says why.
+pub(super) fn open_root(dst: &Store) -> Option<fsx::Dir> {
+    match dst.kind {
+        Kind::Maildir | Kind::Mbox if dst.path.is_dir() => fsx::Dir::open_root(&dst.path).ok(),
+        _ => None,
+    }
+}
+
+/// Opens the target, from `root` ([`open_root`]) when it was there.
+pub(super) fn open_target(
+    dst: &Store,
+    pairs: &[(SourceFolder, FolderName)],
+    root: Option<fsx::Dir>,
+    opts: &SyncOptions,
+) -> Result<Target> {
     match dst.kind {
         Kind::Maildir => {
             if dst.path.exists() && !dst.path.is_dir() {
                 return Err(Error::Usage(format!("{}: target exists and is not a directory", dst.path.display())));
             }
-            let writer = if opts.dry_run {
-                None
+            let (writer, root) = if opts.dry_run {
+                (None, root)
             } else {
                 let wo = WriteOptions { durable: opts.durable, owner: opts.owner, layout: opts.layout };
-                Some(Box::new(MaildirTarget::create(&dst.path, wo)?))
+                let w = match root {
+                    Some(r) => MaildirTarget::create_in(r, wo)?,
+                    None => MaildirTarget::create(&dst.path, wo)?,
+                };
+                let root = w.root.try_clone()?;
+                (Some(Box::new(w)), Some(root))
             };
-            Ok(Target::Maildir { path: dst.path.clone(), writer, bounds: fsx::time_bounds(&dst.path) })
+            let bounds = root.as_ref().and_then(fsx::Dir::time_bounds);
+            Ok(Target::Maildir { path: dst.path.clone(), writer, bounds, root })
         }
         Kind::Mbox => {
             let single = pairs.len() <= 1 && pairs.iter().all(|(_, t)| t.is_inbox());
@@ -53,10 +80,10 @@ pub(super) fn open_target(dst: &Store, pairs: &[(SourceFolder, FolderName)], opt
                         dst.path.display()
                     )));
                 }
-                let root = if opts.dry_run {
-                    None
-                } else {
-                    Some(fsx::Dir::create_root(&dst.path, mdwrite::DIR_MODE, opts.owner)?)
+                let root = match root {
+                    Some(r) => Some(r),
+                    None if opts.dry_run => None,
+                    None => Some(fsx::Dir::create_root(&dst.path, mdwrite::DIR_MODE, opts.owner)?),
                 };
                 let written = pairs.iter().map(|(_, t)| t.clone()).collect();
                 Ok(Target::MboxDir { path: dst.path.clone(), root, written })
@@ -72,6 +99,8 @@ pub(super) fn open_target(dst: &Store, pairs: &[(SourceFolder, FolderName)], opt
 pub(super) fn lock_target(target: &Target, opts: &SyncOptions) -> Result<TargetLock> {
     let o = opts.lock_options();
     match target {
+        Target::Maildir { root: Some(r), .. } => TargetLock::inside_opened(r, lock::MAILDIR, &o),
+        Target::MboxDir { root: Some(r), .. } => TargetLock::inside_opened(r, lock::HIDDEN, &o),
         Target::Maildir { path, .. } => TargetLock::inside(path, lock::MAILDIR, &o),
         Target::MboxDir { path, .. } => TargetLock::inside(path, lock::HIDDEN, &o),
         Target::MboxFile(p) => TargetLock::beside(p, &o),
@@ -108,11 +137,10 @@ pub(super) fn mbox_place(target: &Target, tn: &FolderName, opts: &SyncOptions) -
             }
             Ok(Some(mbox_target::Place { dir, name: name.to_os_string(), path: p.clone() }))
         }
-        Target::MboxDir { path, root, written } => {
+        Target::MboxDir { root, written, .. } => {
             let is_written = |f: &FolderName| written.contains(f);
             match root {
-                Some(r) => mbox_target::place(r, tn, &is_written, Some(opts.owner)),
-                None if path.is_dir() => mbox_target::place(&fsx::Dir::open_root(path)?, tn, &is_written, None),
+                Some(r) => mbox_target::place(r, tn, &is_written, (!opts.dry_run).then_some(opts.owner)),
                 None => Ok(None),
             }
         }
@@ -125,6 +153,18 @@ pub(super) fn target_root(target: &Target) -> &Path {
     match target {
         Target::Maildir { path, .. } | Target::MboxDir { path, .. } => path,
         Target::MboxFile(p) => p.parent().unwrap_or(Path::new("")),
+    }
+}
+
+/// The directory everything of the target is below, opened: the root opened at the start; an
+/// mbox file's directory, which the admin names, opened now. `None`: not there (a dry run).
+pub(super) fn root_dir(target: &Target) -> Option<fsx::Dir> {
+    match target {
+        Target::Maildir { root, .. } | Target::MboxDir { root, .. } => root.as_ref()?.try_clone().ok(),
+        Target::MboxFile(p) => {
+            let parent = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            fsx::Dir::open_root(parent).ok()
+        }
     }
 }
 

@@ -168,6 +168,71 @@ pub fn folders(root: &Path, opts: ScanOptions, problems: &mut Vec<Problem>) -> V
     out
 }
 
+/// Whether the opened directory is a Maildir: its `cur/` or `new/` a directory (not a link).
+fn is_maildir_in(d: &Dir) -> bool {
+    let sub = |s: &str| d.stat_at(std::ffi::OsStr::new(s)).ok().flatten().is_some_and(|e| e.kind == FileKind::Dir);
+    sub("cur") || sub("new")
+}
+
+/// The subdirectory `raw` of `d` when it is one (not a link), opened from `d`.
+fn sub_dir(d: &Dir, raw: &[u8], kind: Option<FileKind>) -> Option<Dir> {
+    let name = std::ffi::OsStr::from_bytes(raw);
+    let kind = kind.or_else(|| d.stat_at(name).ok().flatten().map(|e| e.kind));
+    if kind != Some(FileKind::Dir) {
+        return None;
+    }
+    d.open(name).ok().flatten()
+}
+
+/// The folder names of a Maildir target, for `--automap`: listed through its root opened at
+/// the start and the directories opened from it, never through a link (at the root either).
+/// `true`: INBOX or a Maildir++ (dot) folder; `false`: a folder of the `fs` layout. Sorted.
+pub fn folder_names_in(root: &Dir) -> Vec<(FolderName, bool)> {
+    let mut out = Vec::new();
+    if is_maildir_in(root) {
+        out.push((FolderName::inbox(), true));
+    }
+    for (raw, kind) in root.list().unwrap_or_default() {
+        if matches!(raw.as_slice(), b"cur" | b"new" | b"tmp") {
+            continue;
+        }
+        let Some(sub) = sub_dir(root, &raw, kind) else { continue };
+        if raw.starts_with(b".") {
+            if let Ok(s) = std::str::from_utf8(&raw)
+                && is_maildir_in(&sub)
+                && let Ok(name) = layout::from_dot_dir(s)
+            {
+                out.push((name, true));
+            }
+        } else {
+            fs_names_in(&sub, &mut vec![raw], &mut out, 0);
+        }
+    }
+    out.sort();
+    out
+}
+
+fn fs_names_in(dir: &Dir, levels: &mut Vec<Vec<u8>>, out: &mut Vec<(FolderName, bool)>, depth: usize) {
+    if depth > 64 {
+        return;
+    }
+    if is_maildir_in(dir) {
+        let strs: Option<Vec<&str>> = levels.iter().map(|l| std::str::from_utf8(l).ok()).collect();
+        if let Some(Ok(name)) = strs.map(|s| layout::from_fs_levels(&s)) {
+            out.push((name, false));
+        }
+    }
+    for (raw, kind) in dir.list().unwrap_or_default() {
+        if raw.starts_with(b".") || matches!(raw.as_slice(), b"cur" | b"new" | b"tmp") {
+            continue;
+        }
+        let Some(sub) = sub_dir(dir, &raw, kind) else { continue };
+        levels.push(raw);
+        fs_names_in(&sub, levels, out, depth + 1);
+        levels.pop();
+    }
+}
+
 /// cPanel's `mail/.user@domain` compatibility links point inside the account: skipped silently.
 fn symlink_is_cpanel_alias(raw: &[u8]) -> bool {
     raw.starts_with(b".") && memchr::memchr(b'@', raw).is_some()

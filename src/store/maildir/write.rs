@@ -86,7 +86,11 @@ pub struct Written {
 
 impl MaildirTarget {
     pub fn create(path: &Path, opts: WriteOptions) -> Result<MaildirTarget> {
-        let root = Dir::create_root(path, DIR_MODE, opts.owner)?;
+        MaildirTarget::create_in(Dir::create_root(path, DIR_MODE, opts.owner)?, opts)
+    }
+
+    /// [`MaildirTarget::create`] in a root already opened (not opened by its path again).
+    pub fn create_in(root: Dir, opts: WriteOptions) -> Result<MaildirTarget> {
         // The root is INBOX: a problem with its cur/new/tmp (a planted symlink) is INBOX's
         // problem, reported for it; the other folders are still written.
         let root_problem =

@@ -136,6 +136,54 @@ fn walk(
     }
 }
 
+/// The folder names of an mbox directory target, for `--automap`: listed through its root
+/// opened at the start and the directories opened from it, never through a link. Sorted.
+pub fn folder_names_in(root: &fsx::Dir) -> Vec<FolderName> {
+    let mut out = Vec::new();
+    names_in(root, &mut Vec::new(), &mut out, 0);
+    out.sort();
+    out.dedup();
+    out
+}
+
+fn names_in(dir: &fsx::Dir, prefix: &mut Vec<String>, out: &mut Vec<FolderName>, depth: usize) {
+    use std::io::Read;
+    if depth > 64 {
+        return;
+    }
+    for (raw, kind) in dir.list().unwrap_or_default() {
+        let name = std::ffi::OsStr::from_bytes(&raw);
+        let kind = kind.or_else(|| dir.stat_at(name).ok().flatten().map(|e| e.kind));
+        // As `is_hidden_mbox`, through the directory: a regular file only, never waited on.
+        let hidden_mbox = || {
+            let mut head = [0u8; 5];
+            kind == Some(FileKind::File)
+                && dir.open_file(name, false).ok().flatten().is_some_and(|mut f| f.read_exact(&mut head).is_ok())
+                && &head == b"From "
+        };
+        if is_index_file(&raw) || fsx::temp_pid(&raw).is_some() || (raw.starts_with(b".") && !hidden_mbox()) {
+            continue;
+        }
+        let Ok(s) = std::str::from_utf8(&raw) else { continue };
+        match kind {
+            Some(FileKind::File) => {
+                let levels = prefix.iter().map(String::as_str);
+                if let Ok(n) = FolderName::from_levels(levels.chain(std::iter::once(mutf7::decode_lenient(s).as_str())))
+                {
+                    out.push(n);
+                }
+            }
+            Some(FileKind::Dir) => {
+                let Ok(Some(sub)) = dir.open(name) else { continue };
+                prefix.push(mutf7::decode_lenient(s.strip_suffix(".sbd").unwrap_or(s)));
+                names_in(&sub, prefix, out, depth + 1);
+                prefix.pop();
+            }
+            _ => {}
+        }
+    }
+}
+
 /// Removes the temporary files of runs that are gone ([`fsx::Dir::remove_leftovers`]) from an
 /// mbox target: every directory of an mbox directory tree (reached without following a link),
 /// or, for an mbox file, those of that file beside it.
@@ -143,7 +191,7 @@ pub fn remove_leftovers(target: &Path) {
     let Ok(md) = std::fs::symlink_metadata(target) else { return };
     if md.is_dir() {
         if let Ok(root) = fsx::Dir::open_root(target) {
-            remove_leftovers_below(&root, 0);
+            remove_leftovers_in(&root);
         }
         return;
     }
@@ -155,6 +203,11 @@ pub fn remove_leftovers(target: &Path) {
     if let Ok(dir) = fsx::Dir::open_root(parent) {
         dir.remove_leftovers_where(&|n| n.starts_with(&prefix));
     }
+}
+
+/// [`remove_leftovers`] of an mbox directory target whose root was opened at the start.
+pub fn remove_leftovers_in(root: &fsx::Dir) {
+    remove_leftovers_below(root, 0);
 }
 
 fn remove_leftovers_below(dir: &fsx::Dir, depth: usize) {
