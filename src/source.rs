@@ -3,7 +3,7 @@
 //! the bytes to write (borrowed from the mbox mapping, or read from the Maildir file) with its
 //! metadata. sync, verify and inspect all read through here, so they agree on what a message is.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -106,52 +106,6 @@ pub enum Ref {
     Problem(Box<Problem>),
 }
 
-/// An entry that vanished while the folder was listed: dropped, and the folder marked unsure
-/// (its deletions wait for a run that sees the whole folder).
-fn vanished(r: &Result<MaildirEntry, Problem>, moved: &std::sync::Mutex<Moved>) -> bool {
-    let gone = matches!(r, Err(p) if p.reason == mdread::VANISHED);
-    if gone {
-        moved.lock().unwrap_or_else(|e| e.into_inner()).unsure = true;
-    }
-    gone
-}
-
-/// Lets each Maildir message file through once per run: a message the server moved from new/
-/// to cur/ (or re-flagged) while the folder was listed shows up under both names, with one
-/// inode. Two files of one base name are two messages.
-/// Size and mtime go with the inode: a renamed file keeps all three, while a new file that
-/// reused a deleted one's inode during the run does not.
-#[derive(Default)]
-struct OncePerFile(HashSet<(u64, u64, i64)>);
-
-impl OncePerFile {
-    fn first(&mut self, r: &Ref) -> bool {
-        match r {
-            Ref::Maildir(e) if e.ino != 0 => self.0.insert((e.ino, e.size, e.mtime_ns)),
-            _ => true,
-        }
-    }
-}
-
-/// A total order over the references of a chunk: messages by name, problems after them by
-/// path (a comparison that called every problem equal to everything was no order at all, and
-/// the sort panicked on it).
-fn chunk_order(a: &Ref, b: &Ref) -> std::cmp::Ordering {
-    fn rank(r: &Ref) -> u8 {
-        match r {
-            Ref::Maildir(_) => 0,
-            Ref::Mbox(_) => 1,
-            Ref::Problem(_) => 2,
-        }
-    }
-    match (a, b) {
-        (Ref::Maildir(x), Ref::Maildir(y)) => (x.sub, &x.name).cmp(&(y.sub, &y.name)),
-        (Ref::Mbox(x), Ref::Mbox(y)) => x.from_line.start.cmp(&y.from_line.start),
-        (Ref::Problem(x), Ref::Problem(y)) => x.cmp(y),
-        _ => rank(a).cmp(&rank(b)),
-    }
-}
-
 /// Where a message came from, for reports and the audit log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {
@@ -249,7 +203,7 @@ impl Opened {
     /// Opens a source folder, a Maildir fully listed and sorted by name (the order an mbox
     /// target is written in). An mbox that is not an mbox is an error (nothing is read).
     pub fn open(loc: &Location, scan: ScanOptions, problems: &mut Vec<Problem>) -> Result<Opened> {
-        let mut o = Opened::open_streaming(loc, scan)?;
+        let mut o = Opened::open_unlisted(loc, scan)?;
         if let Opened::Maildir { dir, keywords, listed, moved, .. } = &mut o {
             let mut found = Vec::new();
             *listed = Some(Box::new(Listing::build(dir, keywords, scan, &mut found)?));
@@ -266,7 +220,7 @@ impl Opened {
 
     /// Opens a source folder whose Maildir messages are read in directory order, chunk by
     /// chunk, so memory does not grow with the folder; listing problems come out of `load`.
-    pub fn open_streaming(loc: &Location, scan: ScanOptions) -> Result<Opened> {
+    fn open_unlisted(loc: &Location, scan: ScanOptions) -> Result<Opened> {
         match loc {
             Location::MboxFile(p) => {
                 let f = MboxFile::open_locked(p)?;
@@ -317,34 +271,21 @@ impl Opened {
                     Some(v)
                 }))
             }
+            // The listing lets each file through once already (a file renamed while it was
+            // listed is there under its first name only).
             Opened::Maildir { listed: Some(listing), .. } => {
-                let mut once = OncePerFile::default();
                 let mut it = listing
                     .iter()
                     .map(|r| match r {
                         Ok(e) => Ref::Maildir(Box::new(e)),
                         Err(p) => Ref::Problem(Box::new(p)),
                     })
-                    .filter(move |r| once.first(r))
                     .peekable();
                 Box::new(std::iter::from_fn(move || bounded_chunk(&mut it, max)))
             }
-            Opened::Maildir { dir, keywords, scan, listed: None, moved, .. } => {
-                let stream = mdread::MessageStream::new(dir, (**keywords).clone(), *scan);
-                let mut once = OncePerFile::default();
-                let mut it = stream
-                    .filter(|r| !vanished(r, moved))
-                    .map(|r| match r {
-                        Ok(e) => Ref::Maildir(Box::new(e)),
-                        Err(p) => Ref::Problem(Box::new(p)),
-                    })
-                    .filter(move |r| once.first(r))
-                    .peekable();
-                Box::new(std::iter::from_fn(move || {
-                    let mut v = bounded_chunk(&mut it, max)?;
-                    v.sort_by(chunk_order);
-                    Some(v)
-                }))
+            Opened::Maildir { dir, listed: None, .. } => {
+                let p = Problem::new(dir, "internal: the folder was not listed; nothing read");
+                Box::new(std::iter::once(vec![Ref::Problem(Box::new(p))]))
             }
         }
     }
@@ -632,44 +573,6 @@ mod tests {
         assert!(err.to_string().contains("not a regular file"), "{err}");
     }
 
-    fn some_ref(kind: u8, name: &str) -> Ref {
-        use crate::message::{DateSource, Meta};
-        match kind % 3 {
-            0 | 1 => Ref::Maildir(Box::new(MaildirEntry {
-                sub: if kind.is_multiple_of(3) { mdread::Sub::New } else { mdread::Sub::Cur },
-                name: name.as_bytes().to_vec(),
-                size: 0,
-                mtime_ns: 0,
-                meta: Meta::new(0, DateSource::Mtime),
-                ino: 0,
-            })),
-            _ => {
-                Ref::Problem(Box::new(Problem::new(Path::new(name), "empty file (0 bytes) is not a message; skipped")))
-            }
-        }
-    }
-
-    proptest::proptest! {
-        /// Messages and unreadable entries (empty files) in any order sort without panic, by a
-        /// comparison that is a total order.
-        #[test]
-        fn chunk_order_is_total(items in proptest::collection::vec((0u8..3, "[a-c]{0,3}"), 0..40)) {
-            let mut v: Vec<Ref> = items.iter().map(|(k, n)| some_ref(*k, n)).collect();
-            for a in &v {
-                for b in &v {
-                    proptest::prop_assert_eq!(chunk_order(a, b), chunk_order(b, a).reverse());
-                    for c in &v {
-                        if chunk_order(a, b).is_le() && chunk_order(b, c).is_le() {
-                            proptest::prop_assert!(chunk_order(a, c).is_le());
-                        }
-                    }
-                }
-            }
-            v.sort_by(chunk_order);
-            proptest::prop_assert!(v.windows(2).all(|w| chunk_order(&w[0], &w[1]).is_le()));
-        }
-    }
-
     /// A live server renames and deletes messages while a folder is read: a renamed message is
     /// read under its new name with its new flags, once; a deleted one is gone, not an error.
     #[test]
@@ -700,16 +603,14 @@ mod tests {
         // link stands for that here): once. Two files of one base name are two messages.
         std::fs::write(p("new/4.M4P1.h"), b"Subject: d\n\nd\n").unwrap();
         std::fs::hard_link(p("new/4.M4P1.h"), p("cur/4.M4P1.h:2,S")).unwrap();
-        for o in [
-            Opened::open(&loc, ScanOptions::default(), &mut problems).unwrap(),
-            Opened::open_streaming(&loc, ScanOptions::default()).unwrap(),
-        ] {
-            let refs: Vec<Ref> = o.chunks(&ropts).flatten().collect();
-            assert_eq!(refs.len(), 3, "1, 3 and 4, each once");
-        }
+        let o = Opened::open(&loc, ScanOptions::default(), &mut problems).unwrap();
+        let refs: Vec<Ref> = o.chunks(&ropts).flatten().collect();
+        assert_eq!(refs.len(), 3, "1, 3 and 4, each once");
+        assert!(refs.iter().any(|r| matches!(r, Ref::Maildir(e) if e.name == b"4.M4P1.h")), "under its first name");
         std::fs::remove_file(p("cur/4.M4P1.h:2,S")).unwrap();
         std::fs::write(p("cur/4.M4P1.h:2,S"), b"Subject: d\n\nd\n").unwrap();
-        assert_eq!(Opened::open_streaming(&loc, ScanOptions::default()).unwrap().chunks(&ropts).flatten().count(), 4);
+        let o = Opened::open(&loc, ScanOptions::default(), &mut problems).unwrap();
+        assert_eq!(o.chunks(&ropts).flatten().count(), 4);
     }
 
     /// A message deleted during the run whose base name another, separate file shares is gone;
@@ -732,20 +633,6 @@ mod tests {
         assert_eq!(loaded.iter().filter(|l| l.gone).count(), 1);
         let ys = loaded.iter().filter(|l| !l.gone && l.body.pieces() == vec![&b"Subject: y\n\ny\n"[..]]).count();
         assert_eq!(ys, 1, "y once");
-    }
-
-    /// An entry that vanished between the directory read and its stat is no error, but the
-    /// folder is marked unsure (no deletion in this run).
-    #[test]
-    fn a_vanished_entry_makes_the_folder_unsure() {
-        let m = std::sync::Mutex::new(Moved::default());
-        let gone: Result<MaildirEntry, Problem> = Err(Problem::new(Path::new("x"), mdread::VANISHED));
-        assert!(vanished(&gone, &m));
-        assert!(m.lock().unwrap().unsure);
-        let other: Result<MaildirEntry, Problem> = Err(Problem::new(Path::new("x"), "symlink not followed"));
-        let m2 = std::sync::Mutex::new(Moved::default());
-        assert!(!vanished(&other, &m2));
-        assert!(!m2.lock().unwrap().unsure);
     }
 
     /// `cur/` swapped for a link between the listing and the read: the file it leads to is not

@@ -82,6 +82,11 @@ impl<T: Spill> Sorter<T> {
         self.len == 0
     }
 
+    /// The bytes a run may hold.
+    pub fn budget(&self) -> usize {
+        self.budget
+    }
+
     /// Whether some items went to disk.
     pub fn spilled(&self) -> bool {
         self.runs.is_some()

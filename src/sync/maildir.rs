@@ -72,7 +72,7 @@ pub(super) fn to_maildir(
     place: &MaildirPlace<'_>,
     out: &mut FolderOutcome,
 ) -> Result<()> {
-    let (opts, rec) = (job.opts, job.rec);
+    let opts = job.opts;
     let folder = TargetFolder::open(place, job, out)?;
     let planned = folder.index.count > 0;
     let need_hash = planned || opts.dry_run;
@@ -87,7 +87,6 @@ pub(super) fn to_maildir(
         feed_known(opened, known, &mut run, job, out)?;
         return run.finish(out);
     }
-    let streamed = matches!(opened, Opened::Maildir { listed: None, .. });
     let load = |refs: Vec<Ref>| {
         let loaded = load_chunk(opened, &refs, opts, need_hash.then_some(Identity::Exact));
         (refs, loaded)
@@ -104,9 +103,6 @@ pub(super) fn to_maildir(
         }
         let (done, next) = rayon::join(
             || -> Result<()> {
-                if streamed {
-                    rec.record(Event::Discovered { bytes: refs.iter().map(|r| opened.stored_len(r)).sum() });
-                }
                 run.feed(loaded, out)?;
                 opened.release(&refs);
                 Ok(())
@@ -182,11 +178,7 @@ fn feed_known<'a>(
     let err = |e| spill_error(&tdir, e);
     let mut listed = Sorter::new();
     let mut seq = 0u64;
-    let streamed = matches!(opened, Opened::Maildir { listed: None, .. });
     for refs in opened.chunks_of(&opts.read, source::CHUNK_BYTES / 2) {
-        if streamed {
-            rec.record(Event::Discovered { bytes: refs.iter().map(|r| opened.stored_len(r)).sum() });
-        }
         if interrupt::requested().is_some() {
             out.interrupted = true;
             return Ok(());

@@ -236,13 +236,9 @@ fn sync_folder_read(
     out.counts.folders = 1;
     let scan = ScanOptions { follow_symlinks: opts.follow_symlinks };
     let mut problems = Vec::new();
-    // A Maildir target takes messages in any order, so a Maildir source is streamed; an mbox
-    // target is written in the source's sorted order.
-    let opened = if matches!(target, Target::Maildir { .. }) {
-        Opened::open_streaming(&sf.loc, scan)
-    } else {
-        Opened::open(&sf.loc, scan, &mut problems)
-    };
+    // A Maildir source is listed sorted by name (on disk when it is big): each file once, in
+    // the same order every run, and an mbox target is written in that order.
+    let opened = Opened::open(&sf.loc, scan, &mut problems);
     let opened = match opened {
         Ok(o) => o,
         Err(e) => {

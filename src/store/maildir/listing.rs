@@ -15,6 +15,8 @@ pub struct Listing {
     kw: KeywordMap,
     dir: std::path::PathBuf,
     sorted: Sorted<Listed>,
+    /// Names of files listed twice (renamed while the folder was listed), but the first.
+    again: std::collections::HashSet<(Sub, Vec<u8>)>,
     pub count: u64,
     pub bytes: u64,
     /// Every keyword the folder's messages carry.
@@ -60,6 +62,39 @@ impl Spill for Listed {
     }
 }
 
+/// A listed file by its identity: a file renamed while the folder was listed shows up under
+/// two names with one inode, size and mtime (two files of one base name are two messages).
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Inode {
+    id: (u64, u64, i64),
+    sub: Sub,
+    name: Vec<u8>,
+}
+
+impl Spill for Inode {
+    fn weight(&self) -> usize {
+        self.name.len()
+    }
+
+    fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.id.0.to_le_bytes());
+        out.extend_from_slice(&self.id.1.to_le_bytes());
+        out.extend_from_slice(&self.id.2.to_le_bytes());
+        out.push(self.sub as u8);
+        out.extend_from_slice(&self.name);
+    }
+
+    fn read(b: &[u8]) -> Option<Inode> {
+        let word = |i: usize| b.get(i..i + 8).and_then(|w| <[u8; 8]>::try_from(w).ok());
+        let sub = if *b.get(24)? == Sub::New as u8 { Sub::New } else { Sub::Cur };
+        Some(Inode {
+            id: (u64::from_le_bytes(word(0)?), u64::from_le_bytes(word(8)?), i64::from_le_bytes(word(16)?)),
+            sub,
+            name: b.get(25..)?.to_vec(),
+        })
+    }
+}
+
 impl Listing {
     /// Lists `dir`; unreadable entries go to `problems`. Fails only if a run cannot be spilled.
     pub fn build(dir: &Path, kw: &KeywordMap, scan: ScanOptions, problems: &mut Vec<Problem>) -> Result<Listing> {
@@ -76,9 +111,14 @@ impl Listing {
         let spilled =
             |e: std::io::Error| Error::bad(dir, format!("the folder listing could not be sorted: {}", io_reason(&e)));
         let (mut count, mut bytes, mut keywords) = (0, 0, BTreeSet::new());
+        let mut inodes = Sorter::with_budget(sorter.budget());
         for r in MessageStream::new(dir, kw.clone(), scan) {
             match r {
                 Ok(e) => {
+                    if e.ino != 0 {
+                        let id = Inode { id: (e.ino, e.size, e.mtime_ns), sub: e.sub, name: e.name.clone() };
+                        inodes.push(id).map_err(spilled)?;
+                    }
                     count += 1;
                     bytes += e.size;
                     for k in e.meta.keywords.iter() {
@@ -99,14 +139,27 @@ impl Listing {
                 Err(p) => problems.push(p),
             }
         }
+        // Each file once, under its first name in the listing's order.
+        let mut again = std::collections::HashSet::new();
+        let mut last: Option<(u64, u64, i64)> = None;
+        for i in inodes.sorted().map_err(spilled)?.iter() {
+            let i = i.map_err(spilled)?;
+            if last == Some(i.id) {
+                again.insert((i.sub, i.name));
+                count -= 1;
+            }
+            last = Some(i.id);
+        }
         let sorted = sorter.sorted().map_err(spilled)?;
-        Ok(Listing { kw: kw.clone(), dir: dir.to_path_buf(), sorted, count, bytes, keywords })
+        Ok(Listing { kw: kw.clone(), dir: dir.to_path_buf(), sorted, again, count, bytes, keywords })
     }
 
     /// The entries in order. A spilled run that cannot be read back yields one problem and
     /// ends there (its messages are then missing from the run's report, never silently).
     pub fn iter(&self) -> Box<dyn Iterator<Item = Result<MaildirEntry, Problem>> + Send + '_> {
-        Box::new(self.sorted.iter().map(|r| match r {
+        let again =
+            |l: &std::io::Result<Listed>| l.as_ref().is_ok_and(|l| self.again.contains(&(l.sub, l.name.clone())));
+        Box::new(self.sorted.iter().filter(move |l| self.again.is_empty() || !again(l)).map(|r| match r {
             Ok(l) => {
                 let mut e = entry(l.sub, l.name, l.size, l.secs, 0, &self.kw);
                 e.mtime_ns = l.mtime_ns;
