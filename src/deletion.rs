@@ -225,20 +225,16 @@ impl Record {
         Ok(ours)
     }
 
-    /// Writes the record at `path` whole (temporary file, then rename) through the guarded
-    /// target path, its lines from `fill`; a `fill` that says `false` leaves the old one.
+    /// Writes the record of the opened folder `folder` whole (temporary file, then rename), its
+    /// lines from `fill`; a `fill` that says `false` leaves the old one.
     pub fn save_with(
-        root: &Path,
-        path: &Path,
+        folder: &fsx::Dir,
         owner: Option<Owner>,
         durable: bool,
         fill: &mut dyn FnMut(&mut dyn Write) -> std::io::Result<bool>,
     ) -> Result<(), Problem> {
-        let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
-            return Err(Problem::new(path, "no folder for the record of copies"));
-        };
-        let d = fsx::Dir::open_beneath(root, dir).map_err(|e| e.problem())?;
-        d.write_atomic_with(&name.to_string_lossy(), crate::store::maildir::write::FILE_MODE, owner, durable, fill)
+        folder
+            .write_atomic_with(COPIED_FILE, crate::store::maildir::write::FILE_MODE, owner, durable, fill)
             .map_err(|e| e.problem())
     }
 }

@@ -529,11 +529,11 @@ fn written_by_us(name: &[u8]) -> bool {
 
 /// Moves a torn copy out of sight (a dot-name in the same directory, which Maildir readers
 /// ignore) so its message is copied again; its bytes are kept, nothing is deleted.
-pub fn set_aside(root: &Path, path: &Path) -> crate::error::Result<PathBuf> {
+pub fn set_aside(folder: &fsx::Dir, path: &Path) -> crate::error::Result<PathBuf> {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let aside = path.with_file_name(format!(".{name}.torn"));
-    // Reached from the target root without following a link on the way.
-    let dir = fsx::Dir::open_beneath(root, path.parent().unwrap_or(Path::new(".")))?;
+    // Reached from the opened folder without following a link on the way.
+    let dir = folder.open_below(path.parent().unwrap_or(Path::new(".")))?;
     dir.rename_noreplace(std::ffi::OsStr::new(&name), &dir, std::ffi::OsStr::new(&format!(".{name}.torn")))?;
     Ok(aside)
 }

@@ -45,6 +45,9 @@ pub(super) fn cache_writer(
 /// Where a folder goes in a Maildir target.
 pub(super) struct MaildirPlace<'t> {
     pub(super) root: &'t Path,
+    /// The root opened at the start (`None`: a dry run's target that is not there): folders
+    /// are reached from it, not from the root's path again.
+    pub(super) root_dir: Option<&'t fsx::Dir>,
     pub(super) writer: Option<&'t MaildirTarget>,
     pub(super) bounds: Option<(i64, i64)>,
 }
@@ -287,7 +290,10 @@ impl TargetFolder {
         if let Some(link) = fsx::link_on_the_way(root, &tdir) {
             return Err(Error::bad(link, "is a symlink in the target; the folder is not read or written"));
         }
-        let dir = fsx::Dir::find_beneath(root, &tdir)?;
+        let dir = match place.root_dir {
+            Some(r) => r.find_below(&tdir)?,
+            None => fsx::Dir::find_beneath(root, &tdir)?,
+        };
         let use_cache = opts.use_cache && !opts.dry_run;
         let mut index = match dir.as_ref() {
             Some(d) => target_index::maildir(d, use_cache, &mut out.errors)?,
@@ -300,7 +306,8 @@ impl TargetFolder {
                     .push(Problem::new(t, "torn copy (shorter than its ,S=): would be set aside and copied again"));
                 continue;
             }
-            match target_index::set_aside(root, t) {
+            let Some(folder) = dir.as_ref() else { continue };
+            match target_index::set_aside(folder, t) {
                 Ok(a) => out.warnings.push(Problem::new(
                     t,
                     format!(
@@ -338,7 +345,6 @@ impl TargetFolder {
 /// The bytes of a written chunk are let go before it waits. Nothing is written in a dry run.
 pub(super) struct FolderRun<'t, 'a> {
     job: FolderJob<'t>,
-    root: &'t Path,
     tdir: PathBuf,
     source: &'a dyn Feed,
     /// Decides what needs no target message (filters, what is not mail, an empty target).
@@ -412,7 +418,6 @@ impl<'t, 'a> FolderRun<'t, 'a> {
         };
         Ok(FolderRun {
             job,
-            root: place.root,
             tdir,
             source,
             planner,
@@ -760,7 +765,7 @@ impl<'t, 'a> FolderRun<'t, 'a> {
                 .iter()
                 .filter(|t| t.as_ref().map_or(true, |t| gone.binary_search(&(t.hash, t.idx)).is_err()))
                 .map(|t| t.map(|t| t.hash));
-            let at = (self.root, self.record_path.as_path(), self.source_id.as_str());
+            let at = (&w.dir, self.record_path.as_path(), self.source_id.as_str());
             save_record(&mut record, at, &mut staying, copied, deleted, opts, out);
             if let Some(c) = source_cache {
                 // Unchanged (every line as it was): the file is left alone, so a re-run writes
@@ -869,7 +874,7 @@ impl<'t> FedFolder<'t> {
     ) -> FedFolder<'t> {
         let mut out = FolderOutcome::default();
         out.counts.folders = 1;
-        let place = MaildirPlace { root, writer, bounds };
+        let place = MaildirPlace { root, root_dir: writer.map(|w| &w.root), bounds, writer };
         let job = FolderJob { source_name, source_path, tn, opts, rec };
         let run = TargetFolder::open(&place, job, &mut out)
             .and_then(|f| FolderRun::start(f, &place, job, false, &InMemory, &mut out))
@@ -939,7 +944,7 @@ impl<'t> FedFolder<'t> {
 /// `staying`: the hashes of the target messages the run leaves; `copied`: those it wrote.
 pub(super) fn save_record(
     record: &mut deletion::Record,
-    (root, path, source_id): (&Path, &Path, &str),
+    (folder_dir, path, source_id): (&fsx::Dir, &Path, &str),
     staying: &mut dyn Iterator<Item = std::io::Result<Hash>>,
     copied: Sorter<Hash>,
     deleted: u64,
@@ -949,7 +954,8 @@ pub(super) fn save_record(
     if opts.dry_run || (!record.found && copied.is_empty()) {
         return;
     }
-    let Some(folder) = path.parent().and_then(fsx::folder_id) else {
+    // The folder as opened, not whatever its path leads to now.
+    let Some(folder) = folder_dir.folder_id() else {
         out.warnings.push(Problem::new(path, "its folder cannot be looked at; the record of copies is not written"));
         return;
     };
@@ -965,7 +971,7 @@ pub(super) fn save_record(
         }
     };
     let (found, before) = (record.found, record.total());
-    let r = deletion::Record::save_with(root, path, opts.owner, opts.durable, &mut |w| {
+    let r = deletion::Record::save_with(folder_dir, opts.owner, opts.durable, &mut |w| {
         let ours = record.write_after(w, &folder, source_id, staying, &mut copied.iter())?;
         Ok(!(found && !any_copied && deleted == 0 && ours == before))
     });

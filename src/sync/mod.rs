@@ -256,8 +256,9 @@ fn sync_folder_read(
     rec.record(Event::Discovered { bytes: folder_bytes(&opened) });
     let job = FolderJob { source_name: sf.name.as_str(), source_path: sf.loc.path(), tn, opts, rec };
     let r = match target {
-        Target::Maildir { path, writer, bounds, .. } => {
-            let place = MaildirPlace { root: path, writer: writer.as_deref(), bounds: *bounds };
+        Target::Maildir { path, writer, bounds, root } => {
+            let place =
+                MaildirPlace { root: path, root_dir: root.as_ref(), writer: writer.as_deref(), bounds: *bounds };
             to_maildir(&opened, job, &place, &mut out)
         }
         Target::MboxFile(_) | Target::MboxDir { .. } => {
@@ -350,8 +351,9 @@ mod tests {
     }
 
     /// A target root the caller opened (a cPanel mailbox reached from its home) and whose path
-    /// was swapped for a link since: the messages, the lock and the folder cache go into the
-    /// opened directory; nothing is written through the link.
+    /// was swapped for a link since: the folder is indexed, and the messages, the lock, the
+    /// cache and the record of copies go, in the opened directory; nothing is read or written
+    /// through the link.
     #[test]
     fn sync_in_writes_into_the_root_it_was_given() {
         let t = tempfile::tempdir().unwrap();
@@ -363,6 +365,8 @@ mod tests {
             }
         }
         std::fs::write(src.join("cur/1.m:2,S"), b"Subject: a\n\nbody\n").unwrap();
+        // Read through the link, this copy would make the source message look synced already.
+        std::fs::write(other.join("cur/9.planted:2,S"), b"Subject: a\n\nbody\n").unwrap();
         let opened = crate::fsx::Dir::open_root(&root).unwrap();
         std::fs::rename(&root, &moved).unwrap();
         std::os::unix::fs::symlink(&other, &root).unwrap();
@@ -377,12 +381,11 @@ mod tests {
             v
         };
         assert_eq!(names(&moved.join("cur")).len(), 1);
-        for f in ["mailmover.lock", "mailmover-cache"] {
+        for f in ["mailmover.lock", "mailmover-cache", "mailmover-copied"] {
             assert!(names(&moved).contains(&f.to_string()), "{f}: {:?}", names(&moved));
             assert!(!names(&other).contains(&f.to_string()), "{f} written through the link");
         }
-        assert!(names(&other.join("cur")).is_empty() && names(&other.join("new")).is_empty());
-        // Not yet: the folder's index and record of copies are still reached by the root's
-        // path (sync/maildir.rs, deletion.rs; docs/state.md, 18).
+        assert_eq!(names(&other.join("cur")), ["9.planted:2,S"]);
+        assert!(names(&other.join("new")).is_empty());
     }
 }
