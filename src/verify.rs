@@ -171,7 +171,7 @@ fn open_source(path: &Path) -> std::result::Result<std::fs::File, Problem> {
 /// to it; an mbox file opened in its directory, reached from the root level by level. Nothing
 /// is read through a link, not even one swapped in during the run.
 fn target_messages(
-    dst: &Store,
+    (dst, root): (&Store, Option<&Dir>),
     tn: &FolderName,
     path: &Path,
     single_mbox: bool,
@@ -184,10 +184,11 @@ fn target_messages(
         errors.push(Problem::new(&link, "is a symlink in the target; not read"));
         return;
     }
-    let read = if dst.kind == Kind::Mbox {
-        mbox_messages(dst, tn, path, single_mbox, errors, take)
-    } else {
-        Dir::find_beneath(&dst.path, path).and_then(|d| d.map_or(Ok(()), |d| maildir_messages(&d, errors, take)))
+    let read = match root {
+        _ if single_mbox => mbox_messages(None, tn, path, errors, take),
+        None => Ok(()),
+        Some(root) if dst.kind == Kind::Mbox => mbox_messages(Some(root), tn, path, errors, take),
+        Some(root) => root.find_below(path).and_then(|d| d.map_or(Ok(()), |d| maildir_messages(&d, errors, take))),
     };
     if let Err(e) = read {
         errors.push(e.problem());
@@ -239,29 +240,27 @@ fn maildir_messages(
     }
 }
 
-/// An mbox target folder's messages: its file opened in its directory (reached from the root
-/// level by level as sync reaches it; a single mbox file's directory is the admin's), under a
-/// shared lock.
+/// An mbox target folder's messages: its file opened in its directory (reached from the opened
+/// root level by level as sync reaches it; `None`: a single mbox file, whose directory is the
+/// admin's), under a shared lock.
 fn mbox_messages(
-    dst: &Store,
+    root: Option<&Dir>,
     tn: &FolderName,
     path: &Path,
-    single: bool,
     errors: &mut Vec<Problem>,
     take: &mut dyn FnMut(Msg) -> std::io::Result<()>,
 ) -> Result<()> {
-    let place = if single {
+    let place = if let Some(root) = root {
+        match mbox_target::place(root, tn, &|_| false, None)? {
+            Some(p) => p,
+            None => return Ok(()),
+        }
+    } else {
         let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         let (Some(name), Some(dir)) = (path.file_name(), Dir::find_beneath(parent, parent)?) else {
             return Ok(());
         };
         mbox_target::Place { dir, name: name.to_os_string(), path: path.to_path_buf() }
-    } else {
-        let Some(root) = Dir::find_beneath(&dst.path, &dst.path)? else { return Ok(()) };
-        match mbox_target::place(&root, tn, &|_| false, None)? {
-            Some(p) => p,
-            None => return Ok(()),
-        }
     };
     let Some(file) = place.dir.open_file(&place.name, false)? else { return Ok(()) };
     let f = MboxFile::from_file_locked(file, &place.path)?;
@@ -279,6 +278,8 @@ pub fn verify(src: &Store, dst: &Store, opts: &SyncOptions) -> Result<Verificati
     let mut v = Verification { errors: problems, ..Default::default() };
     let single_mbox = dst.kind == Kind::Mbox && !dst.path.is_dir();
     let bounds = if dst.kind == Kind::Maildir { crate::fsx::time_bounds(&dst.path) } else { None };
+    // The target root opened once: every folder is reached from it, not from its path again.
+    let root = if single_mbox { None } else { Dir::find_beneath(&dst.path, &dst.path)? };
     let pool = crate::sync::pool(opts.jobs)?;
     let per_folder: Vec<(Verification, Vec<Problem>)> = pool.install(|| {
         pairs
@@ -317,7 +318,7 @@ pub fn verify(src: &Store, dst: &Store, opts: &SyncOptions) -> Result<Verificati
                 let mbox = rules.mbox;
                 let mut targets = Sorter::new();
                 let mut target_error = None;
-                target_messages(dst, tn, &tpath, single_mbox, &mut errors, &mut |m| {
+                target_messages((dst, root.as_ref()), tn, &tpath, single_mbox, &mut errors, &mut |m| {
                     let meta = if mbox { m.meta.mbox_view() } else { m.meta };
                     let idx = fv.target;
                     fv.target += 1;
