@@ -199,6 +199,23 @@ pub struct Loaded<'a> {
     pub gone: bool,
 }
 
+impl Loaded<'_> {
+    /// A message whose bytes were read whole before it was fed (a cPanel archive's).
+    pub fn from_memory(origin: PathBuf, data: Vec<u8>, meta: Meta) -> Loaded<'static> {
+        Loaded {
+            body: Body::Owned(data),
+            meta,
+            origin: Origin::File(origin),
+            key: None,
+            pseudo: false,
+            truncated: None,
+            expunged: false,
+            partial: false,
+            gone: false,
+        }
+    }
+}
+
 impl Opened {
     /// Opens a source folder, a Maildir fully listed and sorted by name (the order an mbox
     /// target is written in). An mbox that is not an mbox is an error (nothing is read).

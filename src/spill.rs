@@ -32,6 +32,30 @@ pub trait Spill: Ord + Clone + Sized {
     fn read(bytes: &[u8]) -> Option<Self>;
 }
 
+/// Orders a type by some of its fields (a key and a tie-break), the rest its payload: equal
+/// keys mean the same item wherever it is sorted.
+#[macro_export]
+macro_rules! ordered_by {
+    ($t:ty, $($f:ident),+) => {
+        impl PartialEq for $t {
+            fn eq(&self, o: &Self) -> bool {
+                ($(&self.$f,)+) == ($(&o.$f,)+)
+            }
+        }
+        impl Eq for $t {}
+        impl PartialOrd for $t {
+            fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+                Some(self.cmp(o))
+            }
+        }
+        impl Ord for $t {
+            fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+                ($(&self.$f,)+).cmp(&($(&o.$f,)+))
+            }
+        }
+    };
+}
+
 /// Items being gathered for sorting.
 pub struct Sorter<T> {
     tail: Vec<T>,

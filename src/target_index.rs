@@ -81,22 +81,7 @@ pub struct Indexed {
     pub entry: MaildirEntry,
 }
 
-impl PartialEq for Indexed {
-    fn eq(&self, o: &Self) -> bool {
-        (self.hash, self.idx) == (o.hash, o.idx)
-    }
-}
-impl Eq for Indexed {}
-impl PartialOrd for Indexed {
-    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Indexed {
-    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
-        (self.hash, self.idx).cmp(&(o.hash, o.idx))
-    }
-}
+crate::ordered_by!(Indexed, hash, idx);
 
 impl spill::Spill for Indexed {
     fn weight(&self) -> usize {
@@ -311,22 +296,7 @@ impl ByName {
     }
 }
 
-impl PartialEq for ByName {
-    fn eq(&self, o: &Self) -> bool {
-        (self.key, self.seq) == (o.key, o.seq)
-    }
-}
-impl Eq for ByName {}
-impl PartialOrd for ByName {
-    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for ByName {
-    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
-        (self.key, self.seq).cmp(&(o.key, o.seq))
-    }
-}
+crate::ordered_by!(ByName, key, seq);
 
 impl spill::Spill for ByName {
     fn weight(&self) -> usize {

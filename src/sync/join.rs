@@ -3,7 +3,6 @@
 //! planned by the same [`Planner`] a whole folder would use, so the decisions are the ones the
 //! in-memory plan takes (a property test holds them equal), with memory for one group only.
 
-use std::cmp::Ordering;
 use std::io;
 use std::iter::Peekable;
 
@@ -33,28 +32,8 @@ pub struct Held {
     pub entry: Vec<u8>,
 }
 
-macro_rules! ordered_by {
-    ($t:ty, $a:ident, $b:ident) => {
-        impl PartialEq for $t {
-            fn eq(&self, o: &Self) -> bool {
-                (self.$a, self.$b) == (o.$a, o.$b)
-            }
-        }
-        impl Eq for $t {}
-        impl PartialOrd for $t {
-            fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
-                Some(self.cmp(o))
-            }
-        }
-        impl Ord for $t {
-            fn cmp(&self, o: &Self) -> Ordering {
-                (self.$a, self.$b).cmp(&(o.$a, o.$b))
-            }
-        }
-    };
-}
-ordered_by!(Wanted, hash, seq);
-ordered_by!(Held, hash, idx);
+crate::ordered_by!(Wanted, hash, seq);
+crate::ordered_by!(Held, hash, idx);
 
 impl Spill for Wanted {
     fn weight(&self) -> usize {

@@ -159,17 +159,7 @@ impl Feed for InMemory {
 
     fn reload(&self, place: Place, meta: Meta, _: &ReadOptions) -> Result<Loaded<'_>, Problem> {
         match place {
-            Place::Memory { origin, data } => Ok(Loaded {
-                body: Body::Owned(data),
-                meta,
-                origin: Origin::File(origin),
-                key: None,
-                pseudo: false,
-                truncated: None,
-                expunged: false,
-                partial: false,
-                gone: false,
-            }),
+            Place::Memory { origin, data } => Ok(Loaded::from_memory(origin, data, meta)),
             _ => {
                 Err(Problem::new(std::path::Path::new(""), "internal: a message from disk in a folder fed from memory"))
             }

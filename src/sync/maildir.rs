@@ -26,7 +26,7 @@ use crate::fsx;
 use crate::interrupt;
 use crate::message::Meta;
 use crate::report::FolderOutcome;
-use crate::source::{self, Body, Loaded, Opened, Origin, Ref};
+use crate::source::{self, Body, Loaded, Opened, Ref};
 use crate::spill::{Sorted, Sorter};
 use crate::store::maildir::layout::{self};
 use crate::store::maildir::read::MaildirEntry;
@@ -120,53 +120,6 @@ pub(super) fn to_maildir(
     run.finish(out)
 }
 
-/// A listed source message waiting for the source cache: sorted by name digest, size and
-/// mtime (the cache's order), with its place in the source order.
-#[derive(Debug, Clone)]
-struct Listed {
-    key: (u64, u64, i64),
-    seq: u64,
-    entry: MaildirEntry,
-}
-
-impl PartialEq for Listed {
-    fn eq(&self, o: &Self) -> bool {
-        (self.key, self.seq) == (o.key, o.seq)
-    }
-}
-impl Eq for Listed {}
-impl PartialOrd for Listed {
-    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Listed {
-    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
-        (self.key, self.seq).cmp(&(o.key, o.seq))
-    }
-}
-
-impl crate::spill::Spill for Listed {
-    fn weight(&self) -> usize {
-        self.entry.weight() + std::mem::size_of::<MaildirEntry>()
-    }
-
-    fn write(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.seq.to_le_bytes());
-        self.entry.encode(out);
-    }
-
-    fn read(b: &[u8]) -> Option<Listed> {
-        let (seq, b) = b.split_first_chunk::<8>()?;
-        let (entry, rest) = MaildirEntry::decode(b)?;
-        rest.is_empty().then(|| Listed { key: listed_key(&entry), seq: u64::from_le_bytes(*seq), entry })
-    }
-}
-
-fn listed_key(e: &MaildirEntry) -> (u64, u64, i64) {
-    (target_index::name_digest(e.base()), e.size, e.mtime_ns)
-}
-
 /// Feeds a planned run from a Maildir source whose earlier hashes are known: its listing,
 /// sorted by name digest, is merged with the source cache (sorted the same way), so only the
 /// files the cache does not know are read, and neither side is held in memory.
@@ -188,7 +141,7 @@ fn feed_known<'a>(
         }
         for r in refs {
             match r {
-                Ref::Maildir(e) => listed.push(Listed { key: listed_key(&e), seq, entry: *e }).map_err(err)?,
+                Ref::Maildir(e) => listed.push(target_index::ByName::new(seq, *e)).map_err(err)?,
                 Ref::Problem(p) => {
                     rec.record(Event::Error { folder: job.tn.clone(), problem: (*p).clone() });
                     out.errors.push(*p);
@@ -199,50 +152,37 @@ fn feed_known<'a>(
         }
     }
     let listed = listed.sorted().map_err(err)?;
-    let mut lines = known.lines.iter().peekable();
-    let (mut distinct, mut last): (u64, Option<target_index::CacheLine>) = (0, None);
     let (mut hits, mut misses): (Vec<Prepared<'a>>, Vec<(u64, Ref)>) = (Vec::new(), Vec::new());
-    for l in listed.iter() {
-        let l = l.map_err(err)?;
-        let mut hash = None;
-        while let Some(c) = lines.next_if(|c| c.as_ref().is_ok_and(|c| (c.name_key, c.size, c.mtime_ns) <= l.key)) {
-            let c = c.map_err(err)?;
-            if last.as_ref() != Some(&c) {
-                distinct += 1;
-            }
-            if (c.name_key, c.size, c.mtime_ns) == l.key {
-                hash = Some(c.hash);
-            }
-            last = Some(c);
-        }
-        // The line just taken also answers the next file of the same name, size and mtime.
-        if hash.is_none()
-            && let Some(c) = last.as_ref().filter(|c| (c.name_key, c.size, c.mtime_ns) == l.key)
-        {
-            hash = Some(c.hash);
-        }
-        match hash {
-            Some(h) => {
-                let mut p = Prepared::new(opened.unread(&l.entry), Some(h));
-                (p.seq, p.cached) = (Some(l.seq), true);
-                hits.push(p);
-            }
-            None => misses.push((l.seq, Ref::Maildir(Box::new(l.entry)))),
-        }
-        if hits.len() + misses.len() >= source::CHUNK_MESSAGES {
-            if interrupt::requested().is_some() {
-                out.interrupted = true;
+    let mut stopped = false;
+    let distinct = target_index::merge_cached(
+        &listed,
+        Some(&known.lines),
+        &mut |l, hash| {
+            if stopped {
                 return Ok(());
             }
-            feed_merged(opened, run, &mut hits, &mut misses, opts, out)?;
-        }
-    }
-    for c in lines {
-        let c = c.map_err(err)?;
-        if last.as_ref() != Some(&c) {
-            distinct += 1;
-        }
-        last = Some(c);
+            match hash {
+                Some(h) => {
+                    let mut p = Prepared::new(opened.unread(&l.entry), Some(h));
+                    (p.seq, p.cached) = (Some(l.seq), true);
+                    hits.push(p);
+                }
+                None => misses.push((l.seq, Ref::Maildir(Box::new(l.entry)))),
+            }
+            if hits.len() + misses.len() >= source::CHUNK_MESSAGES {
+                if interrupt::requested().is_some() {
+                    stopped = true;
+                    return Ok(());
+                }
+                feed_merged(opened, run, &mut hits, &mut misses, opts, out)?;
+            }
+            Ok(())
+        },
+        &err,
+    )?;
+    if stopped {
+        out.interrupted = true;
+        return Ok(());
     }
     feed_merged(opened, run, &mut hits, &mut misses, opts, out)?;
     run.books.known_lines = Some(distinct);
@@ -890,17 +830,7 @@ impl<'t> FedFolder<'t> {
         }
         let size = data.len() as u64;
         let hash = fsx::sha256_pieces(&[&data]);
-        let loaded = Loaded {
-            body: Body::Owned(data),
-            meta,
-            origin: Origin::File(origin),
-            key: None,
-            pseudo: false,
-            truncated: None,
-            expunged: false,
-            partial: false,
-            gone: false,
-        };
+        let loaded = Loaded::from_memory(origin, data, meta);
         self.chunk.push(Ok(Prepared::new(loaded, Some(hash))));
         self.bytes += size;
         if self.bytes >= source::CHUNK_BYTES / 2 || self.chunk.len() >= source::CHUNK_MESSAGES {

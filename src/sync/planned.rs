@@ -137,23 +137,8 @@ impl Decided {
     }
 }
 
-impl PartialEq for Decided {
-    fn eq(&self, o: &Self) -> bool {
-        self.seq == o.seq
-    }
-}
-impl Eq for Decided {}
-impl PartialOrd for Decided {
-    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Decided {
-    /// Each source message is decided once: its place in the source orders them.
-    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
-        self.seq.cmp(&o.seq)
-    }
-}
+// Each source message is decided once: its place in the source orders them.
+crate::ordered_by!(Decided, seq);
 
 fn decision_code(d: Decision) -> (u8, u64) {
     match d {
