@@ -69,14 +69,16 @@ pub(super) fn clamp_dates(prepared: &mut [Prepared<'_>], bounds: Option<(i64, i6
     }
 }
 
+/// A source folder into the Maildir target folder `folder`, opened by [`TargetFolder::open`].
 pub(super) fn to_maildir(
     opened: &Opened,
+    folder: TargetFolder,
     job: FolderJob<'_>,
     place: &MaildirPlace<'_>,
     out: &mut FolderOutcome,
 ) -> Result<()> {
     let opts = job.opts;
-    let folder = TargetFolder::open(place, job, out)?;
+    folder.set_aside_torn(place, out);
     let planned = folder.index.count > 0;
     let need_hash = planned || opts.dry_run;
     let maildir_source = matches!(opened, Opened::Maildir { .. });
@@ -240,24 +242,6 @@ impl TargetFolder {
             None => target_index::Index::empty()?,
         };
         out.warnings.append(&mut index.warnings);
-        for t in &index.torn {
-            if place.writer.is_none() {
-                out.warnings
-                    .push(Problem::new(t, "torn copy (shorter than its ,S=): would be set aside and copied again"));
-                continue;
-            }
-            let Some(folder) = dir.as_ref() else { continue };
-            match target_index::set_aside(folder, t) {
-                Ok(a) => out.warnings.push(Problem::new(
-                    t,
-                    format!(
-                        "torn copy (shorter than its ,S=) set aside as {}; its message is copied again",
-                        a.display()
-                    ),
-                )),
-                Err(e) => out.errors.push(e.problem()),
-            }
-        }
         let source_id = deletion::source_id(job.source_path);
         let record_path = tdir.join(deletion::COPIED_FILE);
         let record = dir.as_ref().map_or(Ok(deletion::Record::default()), |d| deletion::Record::load(d, &source_id));
@@ -269,6 +253,29 @@ impl TargetFolder {
             deletion::Record::default()
         });
         Ok(TargetFolder { tdir, dir, index, record, record_path, source_id })
+    }
+
+    /// Sets aside the copies a crash left torn (not in a dry run), so their messages are
+    /// copied again: the one thing opening a folder writes, done once the source is open too.
+    pub(super) fn set_aside_torn(&self, place: &MaildirPlace<'_>, out: &mut FolderOutcome) {
+        for t in &self.index.torn {
+            if place.writer.is_none() {
+                out.warnings
+                    .push(Problem::new(t, "torn copy (shorter than its ,S=): would be set aside and copied again"));
+                continue;
+            }
+            let Some(folder) = self.dir.as_ref() else { continue };
+            match target_index::set_aside(folder, t) {
+                Ok(a) => out.warnings.push(Problem::new(
+                    t,
+                    format!(
+                        "torn copy (shorter than its ,S=) set aside as {}; its message is copied again",
+                        a.display()
+                    ),
+                )),
+                Err(e) => out.errors.push(e.problem()),
+            }
+        }
     }
 }
 
@@ -817,7 +824,10 @@ impl<'t> FedFolder<'t> {
         let place = MaildirPlace { root, root_dir: writer.map(|w| &w.root), bounds, writer };
         let job = FolderJob { source_name, source_path, tn, opts, rec };
         let run = TargetFolder::open(&place, job, &mut out)
-            .and_then(|f| FolderRun::start(f, &place, job, false, &InMemory, &mut out))
+            .and_then(|f| {
+                f.set_aside_torn(&place, &mut out);
+                FolderRun::start(f, &place, job, false, &InMemory, &mut out)
+            })
             .map_err(|e| out.errors.push(e.problem()))
             .ok();
         FedFolder { run, chunk: Vec::new(), bytes: 0, out }

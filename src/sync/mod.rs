@@ -47,7 +47,7 @@ pub use target::mbox_folder_path;
 
 use folders::by_target;
 pub use maildir::FedFolder;
-use maildir::{MaildirPlace, to_maildir};
+use maildir::{MaildirPlace, TargetFolder, to_maildir};
 use mbox::to_mbox;
 use shortcut::sync_folder;
 use target::{Target, lock_target, mbox_place, open_target, target_folder};
@@ -236,9 +236,27 @@ fn sync_folder_read(
     out.counts.folders = 1;
     let scan = ScanOptions { follow_symlinks: opts.follow_symlinks };
     let mut problems = Vec::new();
+    let job = FolderJob { source_name: sf.name.as_str(), source_path: sf.loc.path(), tn, opts, rec };
+    let place = match target {
+        Target::Maildir { path, writer, bounds, root } => {
+            Some(MaildirPlace { root: path, root_dir: root.as_ref(), writer: writer.as_deref(), bounds: *bounds })
+        }
+        _ => None,
+    };
     // A Maildir source is listed sorted by name (on disk when it is big): each file once, in
-    // the same order every run, and an mbox target is written in that order.
-    let opened = Opened::open(&sf.loc, scan, &mut problems);
+    // the same order every run, and an mbox target is written in that order. A Maildir target
+    // folder is indexed meanwhile (it is only read until the source is open).
+    let (opened, folder) = match &place {
+        Some(place) => rayon::join(
+            || Opened::open(&sf.loc, scan, &mut problems),
+            || {
+                let mut seen = FolderOutcome::default();
+                (Some(TargetFolder::open(place, job, &mut seen)), seen)
+            },
+        ),
+        None => (Opened::open(&sf.loc, scan, &mut problems), (None, FolderOutcome::default())),
+    };
+    let (folder, mut seen) = folder;
     let opened = match opened {
         Ok(o) => o,
         Err(e) => {
@@ -248,20 +266,17 @@ fn sync_folder_read(
         }
     };
     out.errors.append(&mut problems);
+    out.errors.append(&mut seen.errors);
+    out.warnings.append(&mut seen.warnings);
     if let Opened::Mbox(f) = &opened
         && let Some(w) = &f.lock_warning
     {
         out.warnings.push(Problem::new(&f.path, w.clone()));
     }
     rec.record(Event::Discovered { bytes: folder_bytes(&opened) });
-    let job = FolderJob { source_name: sf.name.as_str(), source_path: sf.loc.path(), tn, opts, rec };
-    let r = match target {
-        Target::Maildir { path, writer, bounds, root } => {
-            let place =
-                MaildirPlace { root: path, root_dir: root.as_ref(), writer: writer.as_deref(), bounds: *bounds };
-            to_maildir(&opened, job, &place, &mut out)
-        }
-        Target::MboxFile(_) | Target::MboxDir { .. } => {
+    let r = match (&place, folder) {
+        (Some(place), Some(folder)) => folder.and_then(|f| to_maildir(&opened, f, job, place, &mut out)),
+        _ => {
             let shown = target_folder(target, tn, opts.layout).map(|(p, _)| p).unwrap_or_default();
             mbox_place(target, tn, opts).and_then(|place| to_mbox(&opened, job, shown, place, &mut out))
         }
