@@ -35,6 +35,9 @@ use crate::message::Hash;
 pub const COPIED_FILE: &str = "mailmover-copied";
 /// Version 2 names its folder: `mailmover-copied 2 DEV:INO PATH`.
 const HEADER: &str = "mailmover-copied 2";
+/// A line holds a hash and a source id (a folder's header line a path: up to 4,096 bytes,
+/// each escaped to at most 4).
+const MAX_LINE: u64 = 20 << 10;
 /// A record bigger than this is not ours to trust (about 80 bytes a message: 100 million).
 const MAX_RECORD_BYTES: u64 = 8 << 30;
 
@@ -103,12 +106,13 @@ impl Record {
         };
         let mut r = std::io::BufReader::with_capacity(1 << 16, f);
         let mut first = String::new();
-        // Read a line at a time: the text of a big record is never held whole.
-        if r.read_line(&mut first).is_err() {
+        // Read a line at a time, each of bounded length: the text of a big record is never
+        // held whole.
+        if std::io::Read::take(&mut r, MAX_LINE).read_line(&mut first).is_err() {
             return Ok(Record::default());
         }
         let folder = dir.folder_id().unwrap_or_default();
-        match first.strip_suffix('\n').unwrap_or(&first) {
+        match first.trim_end_matches(['\n', '\r']) {
             h if h == record_header(&folder) => Ok(Record::parse_lines(r, source).unwrap_or_default()),
             h if h.starts_with(HEADER) => Err(refused("the record of another folder")),
             h if h.starts_with("mailmover-copied ") => {
@@ -120,14 +124,20 @@ impl Record {
 
     /// The lines after the header; `None` when one is not a line of a record.
     fn parse_lines(mut r: impl std::io::BufRead, source: &str) -> Option<Record> {
+        use std::io::BufRead;
         let mut rec = Record { found: true, ..Default::default() };
         let mut line = String::new();
         loop {
             line.clear();
-            if r.read_line(&mut line).ok()? == 0 {
+            let n = std::io::Read::take(&mut r, MAX_LINE).read_line(&mut line).ok()?;
+            if n == 0 {
                 break;
             }
-            let l = line.strip_suffix('\n').unwrap_or(&line);
+            // A line longer than any of ours: not a record.
+            if n as u64 == MAX_LINE && !line.ends_with('\n') {
+                return None;
+            }
+            let l = line.trim_end_matches(['\n', '\r']);
             if l.is_empty() {
                 continue;
             }
@@ -368,6 +378,17 @@ mod tests {
         assert_eq!(choose(Deletion::Mirror, &unmatched, &mut r, empty, Some(1)).0, vec![0]);
         let (d, why) = choose(Deletion::Copied, &unmatched, &mut Record::default(), SRC, None);
         assert!(d.is_empty() && why.unwrap().contains(COPIED_FILE));
+    }
+
+    /// A record edited with CRLF line ends still reads; a line longer than any of ours (a file
+    /// of zeros) makes it no record, without holding it whole.
+    #[test]
+    fn line_ends_and_long_lines() {
+        let h = hex::encode([7u8; 32]);
+        let r = Record::parse(&format!("{HEADER} x\r\n{h} me\r\n"), "me").unwrap();
+        assert_eq!(r.total(), 1);
+        let long = format!("{HEADER} x\n{h} {}\n", "m".repeat(MAX_LINE as usize));
+        assert!(Record::parse(&long, "me").is_none());
     }
 
     #[test]

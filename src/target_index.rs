@@ -316,8 +316,9 @@ impl spill::Spill for ByName {
 }
 
 /// Merges a listing sorted by name with a cache sorted the same way: each listed file comes
-/// with its cached hash, if the cache has its name, size and mtime. Returns the number of
-/// distinct cache lines.
+/// with its cached hash, if the cache has its name, size and mtime with one hash only (two
+/// different files of one base name, size and mtime in new/ and cur/ cannot be told apart by
+/// the cache: both are read). Returns the number of cache lines.
 pub fn merge_cached(
     listed: &spill::Sorted<ByName>,
     cache: Option<&spill::Sorted<CacheLine>>,
@@ -325,28 +326,32 @@ pub fn merge_cached(
     io_error: &dyn Fn(std::io::Error) -> crate::error::Error,
 ) -> crate::error::Result<u64> {
     let mut lines = cache.map(|c| c.iter().peekable());
-    let (mut distinct, mut last): (u64, Option<CacheLine>) = (0, None);
-    let mut note = |c: CacheLine, last: &mut Option<CacheLine>| {
-        if last.as_ref() != Some(&c) {
-            distinct += 1;
+    // The lines of the last key taken: the key, its hash, and whether they disagree.
+    let mut group: Option<((u64, u64, i64), Hash, bool)> = None;
+    let mut total = 0u64;
+    let mut note = |c: CacheLine, group: &mut Option<((u64, u64, i64), Hash, bool)>| {
+        total += 1;
+        let key = (c.name_key, c.size, c.mtime_ns);
+        match group {
+            Some((k, h, conflict)) if *k == key => *conflict |= *h != c.hash,
+            _ => *group = Some((key, c.hash, false)),
         }
-        *last = Some(c);
     };
     for l in listed.iter() {
         let l = l.map_err(io_error)?;
         if let Some(lines) = lines.as_mut() {
             while let Some(c) = lines.next_if(|c| c.as_ref().is_ok_and(|c| (c.name_key, c.size, c.mtime_ns) <= l.key)) {
-                note(c.map_err(io_error)?, &mut last);
+                note(c.map_err(io_error)?, &mut group);
             }
         }
         // Two files of one name, size and mtime (new/ and cur/) share the line.
-        let hash = last.as_ref().filter(|c| (c.name_key, c.size, c.mtime_ns) == l.key).map(|c| c.hash);
+        let hash = group.filter(|(k, _, conflict)| *k == l.key && !conflict).map(|(_, h, _)| h);
         take(l, hash)?;
     }
     for c in lines.into_iter().flatten() {
-        note(c.map_err(io_error)?, &mut last);
+        note(c.map_err(io_error)?, &mut group);
     }
-    Ok(distinct)
+    Ok(total)
 }
 
 /// The cache `file` of the opened folder `dir`, sorted by name digest in bounded memory; a

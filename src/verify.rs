@@ -279,7 +279,13 @@ pub fn verify(src: &Store, dst: &Store, opts: &SyncOptions) -> Result<Verificati
     let single_mbox = dst.kind == Kind::Mbox && !dst.path.is_dir();
     let bounds = if dst.kind == Kind::Maildir { crate::fsx::time_bounds(&dst.path) } else { None };
     // The target root opened once: every folder is reached from it, not from its path again.
-    let root = if single_mbox { None } else { Dir::find_beneath(&dst.path, &dst.path)? };
+    let root = match single_mbox {
+        true => None,
+        false => Dir::find_beneath(&dst.path, &dst.path).unwrap_or_else(|e| {
+            v.errors.push(e.problem());
+            None
+        }),
+    };
     let pool = crate::sync::pool(opts.jobs)?;
     let per_folder: Vec<(Verification, Vec<Problem>)> = pool.install(|| {
         pairs

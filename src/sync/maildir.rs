@@ -155,37 +155,41 @@ fn feed_known<'a>(
     }
     let listed = listed.sorted().map_err(err)?;
     let (mut hits, mut misses): (Vec<Prepared<'a>>, Vec<(u64, Ref)>) = (Vec::new(), Vec::new());
-    let mut stopped = false;
-    let distinct = target_index::merge_cached(
+    // Bytes of the files to read, as a chunk of the source bounds them.
+    let mut unread = 0u64;
+    let merged = target_index::merge_cached(
         &listed,
         Some(&known.lines),
         &mut |l, hash| {
-            if stopped {
-                return Ok(());
-            }
             match hash {
                 Some(h) => {
                     let mut p = Prepared::new(opened.unread(&l.entry), Some(h));
                     (p.seq, p.cached) = (Some(l.seq), true);
                     hits.push(p);
                 }
-                None => misses.push((l.seq, Ref::Maildir(Box::new(l.entry)))),
-            }
-            if hits.len() + misses.len() >= source::CHUNK_MESSAGES {
-                if interrupt::requested().is_some() {
-                    stopped = true;
-                    return Ok(());
+                None => {
+                    unread += l.entry.size;
+                    misses.push((l.seq, Ref::Maildir(Box::new(l.entry))));
                 }
+            }
+            if hits.len() + misses.len() >= source::CHUNK_MESSAGES || unread >= source::CHUNK_BYTES / 2 {
+                if let Some(sig) = interrupt::requested() {
+                    return Err(Error::Interrupted(sig));
+                }
+                unread = 0;
                 feed_merged(opened, run, &mut hits, &mut misses, opts, out)?;
             }
             Ok(())
         },
         &err,
-    )?;
-    if stopped {
-        out.interrupted = true;
-        return Ok(());
-    }
+    );
+    let distinct = match merged {
+        Err(Error::Interrupted(_)) => {
+            out.interrupted = true;
+            return Ok(());
+        }
+        r => r?,
+    };
     feed_merged(opened, run, &mut hits, &mut misses, opts, out)?;
     run.books.known_lines = Some(distinct);
     Ok(())
@@ -503,7 +507,7 @@ impl<'t, 'a> FolderRun<'t, 'a> {
         // next run does not read it again.
         out.interrupted = true;
         for p in &chunk {
-            self.books.unreached(p.hash, p.held.as_deref(), p.loaded.key.as_ref().filter(|_| p.cached));
+            self.books.unreached((p.decision, p.hash), p.held.as_deref(), p.loaded.key.as_ref().filter(|_| p.cached));
         }
         for d in decisions {
             let d = d.map_err(err)?;
@@ -517,7 +521,7 @@ impl<'t, 'a> FolderRun<'t, 'a> {
                 }),
                 _ => None,
             };
-            self.books.unreached(d.hash, held.as_ref(), key.as_ref());
+            self.books.unreached((Some(d.decision), d.hash), held.as_ref(), key.as_ref());
         }
         Ok(unmatched)
     }
@@ -1025,11 +1029,13 @@ impl Books {
     /// and its source file keep their cache lines as they were.
     fn unreached(
         &mut self,
-        hash: Option<Hash>,
+        (decision, hash): (Option<Decision>, Option<Hash>),
         held: Option<&MaildirEntry>,
         cached: Option<&crate::source::SourceKey>,
     ) {
         let Some(hash) = hash else { return };
+        // A copy left as it is got its line when the plan was joined.
+        let held = held.filter(|_| !matches!(decision, Some(Decision::Skip(_))));
         if let (Some(c), Some(e)) = (self.cache.as_mut(), held) {
             c.add(e.base(), e.size, e.mtime_ns, &hash);
         }

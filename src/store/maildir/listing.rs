@@ -147,6 +147,7 @@ impl Listing {
             if last == Some(i.id) {
                 again.insert((i.sub, i.name));
                 count -= 1;
+                bytes -= i.id.1;
             }
             last = Some(i.id);
         }
