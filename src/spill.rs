@@ -131,6 +131,11 @@ impl<T: Spill> Sorter<T> {
 
     /// The items in order, to be read as many times as needed.
     pub fn sorted(mut self) -> std::io::Result<Sorted<T>> {
+        // Once some runs are on disk the last one goes there too: a sorted result being read
+        // holds only a read buffer per run, not a run's worth of items for as long as it lives.
+        if self.runs.is_some() && !self.tail.is_empty() {
+            self.spill_tail()?;
+        }
         self.tail.sort_unstable();
         if let Some(runs) = self.runs.as_mut() {
             // Few enough runs that each gets its read buffer.
