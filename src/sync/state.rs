@@ -272,21 +272,26 @@ mod tests {
         std::fs::rename(&f, &moved).unwrap();
         std::os::unix::fs::symlink(&other, &f).unwrap();
         for (d, n) in [(&moved, 1), (&other, 2)] {
-            let saved = Saved {
-                options: String::new(),
-                source: String::new(),
-                target: String::new(),
-                counts: Counts { messages_source: n, ..Default::default() },
-                verified: true,
-                epoch: None,
-                folder: folder_in(&fsx::Dir::open_root(d).unwrap(), d, false),
-            };
-            std::fs::write(d.join(STATE_FILE), serde_json::to_vec(&saved).unwrap()).unwrap();
+            write_state(d, n);
         }
         assert_eq!(load_in(&dir, &f, false).unwrap().unwrap().counts.messages_source, 1);
         let e = load(Some(&root), &f, false).unwrap_err();
         assert!(e.reason.contains("is a symlink"), "{e:?}");
         assert_eq!(target_stamp(Some(&root), &f, false), "maildir -,-,-");
+    }
+
+    /// A state in folder `d` that says it saw `n` source messages, naming `d` as its folder.
+    fn write_state(d: &Path, n: u64) {
+        let saved = Saved {
+            options: String::new(),
+            source: String::new(),
+            target: String::new(),
+            counts: Counts { messages_source: n, ..Default::default() },
+            verified: true,
+            epoch: None,
+            folder: folder_in(&fsx::Dir::open_root(d).unwrap(), d, false),
+        };
+        std::fs::write(d.join(STATE_FILE), serde_json::to_vec(&saved).unwrap()).unwrap();
     }
 
     /// The target root swapped for a link to another target (with a state of its own) after
@@ -298,16 +303,7 @@ mod tests {
         for (r, n) in [(&root, 1), (&other, 2)] {
             let f = r.join(".F");
             std::fs::create_dir_all(f.join("cur")).unwrap();
-            let saved = Saved {
-                options: String::new(),
-                source: String::new(),
-                target: String::new(),
-                counts: Counts { messages_source: n, ..Default::default() },
-                verified: true,
-                epoch: None,
-                folder: folder_in(&fsx::Dir::open_root(&f).unwrap(), &f, false),
-            };
-            std::fs::write(f.join(STATE_FILE), serde_json::to_vec(&saved).unwrap()).unwrap();
+            write_state(&f, n);
         }
         let opened = fsx::Dir::open_root(&root).unwrap();
         let stamp = target_stamp(Some(&opened), &root.join(".F"), false);
