@@ -31,8 +31,7 @@ pub use mapped::{BIG_FILE, FileBytes, Mapped, MappedFile, WINDOW, release_read, 
 pub use own_files::{folder_id, open_own_file, read_own_file};
 pub use pieces::{bare_lf_count, sha256_pieces, write_pieces};
 pub use source::{
-    MessageFile, open_source, open_source_nofollow, open_source_nonblocking, read_message_file, read_source_file,
-    source_is_cold,
+    MessageFile, open_source, open_source_nofollow, open_source_nonblocking, read_message_file, source_is_cold,
 };
 pub use syncer::{Syncer, Ticket, start_writeback_range};
 pub use temp::{pid_alive, temp_name, temp_pid};

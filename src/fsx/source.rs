@@ -42,13 +42,6 @@ fn open_source_flags(path: &Path, extra: i32) -> Result<File> {
     }
 }
 
-/// Reads a whole message file (bounded by its size) from a source tree, refusing symlinks and
-/// anything that is not a regular file (a FIFO is never opened for reading: `O_NONBLOCK` plus
-/// the type check happen before any read).
-pub fn read_source_file(path: &Path) -> Result<Vec<u8>> {
-    read_message_file(path, false)
-}
-
 /// Reads a message file; with `follow`, a symlink to a message is read too (`--follow-symlinks`).
 pub fn read_message_file(path: &Path, follow: bool) -> Result<Vec<u8>> {
     MessageFile::open(path, follow)?.read(path)

@@ -119,10 +119,6 @@ impl<T: TargetMetas> Matcher<T> {
     pub fn target_meta(&self, i: usize) -> Option<&Meta> {
         self.metas.meta(i)
     }
-
-    pub fn targets(&self) -> &T {
-        &self.metas
-    }
 }
 
 /// How a message's identity is computed for matching.
@@ -290,21 +286,6 @@ impl<M: Borrow<Meta>> Planner<Vec<M>> {
 }
 
 impl<T: TargetMetas> Planner<T> {
-    /// `hashes` in target order, `metas` the target messages' states by the same index.
-    pub fn over(hashes: impl IntoIterator<Item = Hash>, metas: T, rules: Rules) -> Planner<T> {
-        Planner { matcher: Matcher::over(hashes, metas), rules }
-    }
-
-    /// The target messages the plan was made over.
-    pub fn targets(&self) -> &T {
-        self.matcher.targets()
-    }
-
-    /// Whether the target folder has messages to compare against (else nothing needs hashing).
-    pub fn target_is_empty(&self) -> bool {
-        self.matcher.is_empty()
-    }
-
     /// Leaves `n` target copies of `hash` to another source of a merged folder.
     pub fn reserve(&mut self, hash: Hash, n: u32) {
         self.matcher.reserve(hash, n);
@@ -336,10 +317,6 @@ impl<T: TargetMetas> Planner<T> {
     /// Target messages no source message matched, with their hashes, in target order.
     pub fn unmatched(&self) -> Vec<(usize, Hash)> {
         self.matcher.unmatched_hashes()
-    }
-
-    pub fn target_meta(&self, i: usize) -> Option<&Meta> {
-        self.matcher.target_meta(i)
     }
 }
 

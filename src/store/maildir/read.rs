@@ -363,29 +363,6 @@ impl MessageDirs {
         }
     }
 
-    /// The messages, new/ then cur/, each sorted by name.
-    pub fn messages(&self, kw: &KeywordMap, problems: &mut Vec<Problem>) -> Vec<MaildirEntry> {
-        let mut out = Vec::new();
-        for sub in [Sub::New, Sub::Cur] {
-            let Some(d) = self.get(sub) else { continue };
-            let names = match d.list() {
-                Ok(l) => l,
-                Err(e) => {
-                    problems.push(e.problem());
-                    continue;
-                }
-            };
-            for (raw, _) in names {
-                match classify_at(d, sub, raw, kw) {
-                    Some(Ok(e)) => out.push(e),
-                    Some(Err(p)) => problems.push(p),
-                    None => {}
-                }
-            }
-        }
-        out
-    }
-
     /// The messages as the directories yield them, new/ then cur/: memory does not grow with
     /// the folder.
     pub fn stream<'a>(&'a self, kw: &'a KeywordMap) -> impl Iterator<Item = Result<MaildirEntry, Problem>> + 'a {
