@@ -37,3 +37,4 @@ pub mod store;
 pub mod sync;
 pub mod target_index;
 pub mod verify;
+pub mod wire;

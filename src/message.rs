@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use crate::flags::{Flags, Keywords};
+use crate::wire;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, PartialOrd, Ord, Hash)]
 #[serde(rename_all = "snake_case")]
@@ -89,9 +90,9 @@ impl Meta {
 
     /// The bytes [`Meta::decode`] reads back (a state kept on disk while a folder is planned).
     pub fn encode(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.flags.bits().to_le_bytes());
-        out.extend_from_slice(&self.stray_letters.to_le_bytes());
-        out.extend_from_slice(&self.date.to_le_bytes());
+        wire::put_u64(out, self.flags.bits().into());
+        wire::put_u64(out, self.stray_letters.into());
+        wire::put_u64(out, self.date as u64);
         out.push(u8::from(self.recent));
         out.push(self.date_source as u8);
         let (kind, tail) = match &self.info_tail {
@@ -100,19 +101,18 @@ impl Meta {
             Some(InfoTail::Other(t)) => (2, t.as_str()),
         };
         out.push(kind);
-        put_str(out, tail);
-        out.extend_from_slice(&(self.keywords.len() as u32).to_le_bytes());
+        wire::put_bytes(out, tail.as_bytes());
+        wire::put_u64(out, self.keywords.len() as u64);
         for k in self.keywords.iter() {
-            put_str(out, k);
+            wire::put_bytes(out, k.as_bytes());
         }
     }
 
     /// A state [`Meta::encode`] wrote, and the bytes after it.
     pub fn decode(b: &[u8]) -> Option<(Meta, &[u8])> {
-        let (flags, b) = take_u32(b)?;
-        let (stray_letters, b) = take_u32(b)?;
-        let (date, b) = b.split_at_checked(8)?;
-        let date = i64::from_le_bytes(date.try_into().ok()?);
+        let (flags, b) = wire::take_u64(b)?;
+        let (stray_letters, b) = wire::take_u64(b)?;
+        let (date, b) = wire::take_u64(b)?;
         let (&[recent, source, kind], b) = b.split_first_chunk::<3>()?;
         let date_source = match source {
             0 => DateSource::Mtime,
@@ -122,26 +122,26 @@ impl Meta {
             4 => DateSource::FileMtime,
             _ => return None,
         };
-        let (tail, b) = take_str(b)?;
+        let (tail, b) = wire::take_str(b)?;
         let info_tail = match kind {
             0 => None,
             1 => Some(InfoTail::Extension(tail.to_string())),
             2 => Some(InfoTail::Other(tail.to_string())),
             _ => return None,
         };
-        let (n, mut b) = take_u32(b)?;
+        let (n, mut b) = wire::take_u64(b)?;
         let mut keywords = Keywords::new();
         for _ in 0..n {
-            let (k, rest) = take_str(b)?;
+            let (k, rest) = wire::take_str(b)?;
             keywords.insert(k);
             b = rest;
         }
         let m = Meta {
-            flags: Flags::from_bits(flags),
+            flags: Flags::from_bits(u32::try_from(flags).ok()?),
             keywords,
-            stray_letters,
+            stray_letters: u32::try_from(stray_letters).ok()?,
             recent: recent != 0,
-            date,
+            date: date as i64,
             date_source,
             info_tail,
         };
@@ -159,20 +159,4 @@ impl Meta {
     pub fn stray_string(&self) -> String {
         (0u8..26).filter(|i| self.stray_letters & (1 << i) != 0).map(|i| (b'a' + i) as char).collect()
     }
-}
-
-fn put_str(out: &mut Vec<u8>, s: &str) {
-    out.extend_from_slice(&(s.len() as u32).to_le_bytes());
-    out.extend_from_slice(s.as_bytes());
-}
-
-fn take_u32(b: &[u8]) -> Option<(u32, &[u8])> {
-    let (n, b) = b.split_first_chunk::<4>()?;
-    Some((u32::from_le_bytes(*n), b))
-}
-
-fn take_str(b: &[u8]) -> Option<(&str, &[u8])> {
-    let (n, b) = take_u32(b)?;
-    let (s, b) = b.split_at_checked(n as usize)?;
-    Some((std::str::from_utf8(s).ok()?, b))
 }

@@ -12,6 +12,7 @@ use crate::message::Meta;
 use crate::spill::Spill;
 use crate::store::maildir::read::MaildirEntry;
 use crate::store::mbox::split::Entry;
+use crate::wire::{put_bytes, put_u64, take_bytes, take_u64};
 
 /// Where a source message is, so that its bytes can be had again.
 #[derive(Debug, Clone)]
@@ -30,25 +31,6 @@ const TRUNCATED: [&str; 2] = [
     "message truncated: its Content-Length runs past end of file",
     "message truncated inside its header block (no empty line, no final newline)",
 ];
-
-fn put_u64(out: &mut Vec<u8>, n: u64) {
-    out.extend_from_slice(&n.to_le_bytes());
-}
-
-fn take_u64(b: &[u8]) -> Option<(u64, &[u8])> {
-    let (n, b) = b.split_first_chunk::<8>()?;
-    Some((u64::from_le_bytes(*n), b))
-}
-
-fn put_bytes(out: &mut Vec<u8>, s: &[u8]) {
-    put_u64(out, s.len() as u64);
-    out.extend_from_slice(s);
-}
-
-fn take_bytes(b: &[u8]) -> Option<(&[u8], &[u8])> {
-    let (n, b) = take_u64(b)?;
-    b.split_at_checked(usize::try_from(n).ok()?)
-}
 
 impl Place {
     pub(crate) fn encode(&self, out: &mut Vec<u8>) {

@@ -16,6 +16,7 @@ use crate::error::{Error, Problem, io_reason};
 use crate::folder::FolderName;
 use crate::fsx::{self, Dir, Entry, FileKind};
 use crate::message::{DateSource, Meta};
+use crate::wire;
 
 #[derive(Debug, Clone)]
 pub struct MaildirFolder {
@@ -55,11 +56,10 @@ impl MaildirEntry {
     /// The bytes [`MaildirEntry::decode`] reads back (a listing kept on disk while sorted).
     pub fn encode(&self, out: &mut Vec<u8>) {
         out.push(self.sub as u8);
-        out.extend_from_slice(&self.size.to_le_bytes());
-        out.extend_from_slice(&self.mtime_ns.to_le_bytes());
-        out.extend_from_slice(&self.ino.to_le_bytes());
-        out.extend_from_slice(&(self.name.len() as u64).to_le_bytes());
-        out.extend_from_slice(&self.name);
+        wire::put_u64(out, self.size);
+        wire::put_u64(out, self.mtime_ns as u64);
+        wire::put_u64(out, self.ino);
+        wire::put_bytes(out, &self.name);
         self.meta.encode(out);
     }
 
@@ -71,14 +71,10 @@ impl MaildirEntry {
             s if s == Sub::Cur as u8 => Sub::Cur,
             _ => return None,
         };
-        fn word(b: &[u8]) -> Option<(u64, &[u8])> {
-            b.split_first_chunk::<8>().map(|(w, rest)| (u64::from_le_bytes(*w), rest))
-        }
-        let (size, b) = word(b)?;
-        let (mtime_ns, b) = word(b)?;
-        let (ino, b) = word(b)?;
-        let (len, b) = word(b)?;
-        let (name, b) = b.split_at_checked(usize::try_from(len).ok()?)?;
+        let (size, b) = wire::take_u64(b)?;
+        let (mtime_ns, b) = wire::take_u64(b)?;
+        let (ino, b) = wire::take_u64(b)?;
+        let (name, b) = wire::take_bytes(b)?;
         let (meta, b) = Meta::decode(b)?;
         Some((MaildirEntry { sub, name: name.to_vec(), size, mtime_ns: mtime_ns as i64, meta, ino }, b))
     }
