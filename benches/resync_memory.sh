@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Peak memory of a re-sync of an N-message Maildir after one new message (issue 19's planner
 # figures): a dry run, a sync, a verify and an unchanged re-run, each under /usr/bin/time.
-# usage: benches/resync_memory.sh BIN N [WORKDIR]
+# usage: benches/resync_memory.sh BIN N [WORKDIR]   (TARGET=mbox: into one mbox file)
 set -euo pipefail
 BIN=$(realpath "$1"); N=$2; W=${3:-${TMPDIR:-/tmp}/mailmover-mem-$N}
 if [ ! -d "$W/src/cur" ]; then
@@ -19,12 +19,17 @@ for i in range(n):
     os.utime(p, (1700000000 + i, 1700000000 + i))
 PY
 fi
-rm -rf "$W/dst"
-"$BIN" sync "maildir:$W/src" "maildir:$W/dst" >/dev/null 2>&1
+rm -rf "$W/dst" "$W/dst.mbox"
+case ${TARGET:-maildir} in
+    maildir) DST="maildir:$W/dst" ;;
+    mbox) DST="mbox:$W/dst.mbox" ;;
+    *) echo "TARGET is maildir or mbox" >&2; exit 2 ;;
+esac
+"$BIN" sync "maildir:$W/src" "$DST" >/dev/null 2>&1
 printf 'From: new@x\nSubject: new\n\nnew one\n' > "$W/src/new/1800000000.Mnew.gen"
 rss() { /usr/bin/time -f '%M' "$@" 2>&1 >/dev/null | tail -1; }
-echo "N=$N dry-run KB: $(rss "$BIN" sync --dry-run "maildir:$W/src" "maildir:$W/dst")"
-echo "N=$N sync KB: $(rss "$BIN" sync "maildir:$W/src" "maildir:$W/dst")"
-echo "N=$N verify KB: $(rss "$BIN" verify "maildir:$W/src" "maildir:$W/dst")"
-echo "N=$N unchanged-sync KB: $(rss "$BIN" sync "maildir:$W/src" "maildir:$W/dst")"
+echo "N=$N dry-run KB: $(rss "$BIN" sync --dry-run "maildir:$W/src" "$DST")"
+echo "N=$N sync KB: $(rss "$BIN" sync "maildir:$W/src" "$DST")"
+echo "N=$N verify KB: $(rss "$BIN" verify "maildir:$W/src" "$DST")"
+echo "N=$N unchanged-sync KB: $(rss "$BIN" sync "maildir:$W/src" "$DST")"
 rm -f "$W/src/new/1800000000.Mnew.gen"

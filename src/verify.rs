@@ -151,6 +151,8 @@ fn digest_opened(
                 Err(p) => errors.push(p),
             }
         }
+        // The mapped pages of an mbox up to here are read.
+        opened.release(&refs);
     }
     Ok(())
 }

@@ -93,3 +93,38 @@ fn a_huge_message_converts_in_bounded_memory() {
         let _ = std::fs::remove_file(d.join(out)).or_else(|_| std::fs::remove_dir_all(d.join(out)));
     }
 }
+
+/// Many messages, 200 MiB in all, as an mbox: the file is read through (mapped), never held.
+#[test]
+fn big_mboxes_are_read_through_in_bounded_memory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let write = |name: &str, n: usize| {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(d.join(name)).unwrap());
+        let line = [b'x'; 99];
+        for i in 0..n {
+            write!(f, "From a@example.org Sat Jan  1 00:00:00 2022\nFrom: a@example.org\nSubject: {i}\n\n").unwrap();
+            for _ in 0..1000 {
+                f.write_all(&line).unwrap();
+                f.write_all(b"\n").unwrap();
+            }
+            f.write_all(b"\n").unwrap();
+        }
+        f.flush().unwrap();
+    };
+    write("many.mbox", 2000);
+    let (code, _) = run_measured(d, &["sync", "mbox:many.mbox", "mbox:out.mbox", "-q"]);
+    assert_eq!(code, 0);
+    write("many.mbox", 2001);
+    // The one new message: verify finds it missing, then the sync appends it.
+    for (args, missing) in [
+        (&["sync", "--dry-run", "mbox:many.mbox", "mbox:out.mbox", "-q"][..], false),
+        (&["verify", "mbox:many.mbox", "mbox:out.mbox"][..], true),
+        (&["sync", "mbox:many.mbox", "mbox:out.mbox", "-q"][..], false),
+        (&["verify", "mbox:many.mbox", "mbox:out.mbox"][..], false),
+    ] {
+        let (code, rss) = run_measured(d, args);
+        assert_eq!(code != 0, missing, "{args:?}: exit code {code}");
+        assert!(rss < 64_000, "{args:?}: peak RSS {rss} KiB");
+    }
+}

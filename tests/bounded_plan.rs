@@ -162,3 +162,63 @@ fn an_mbox_source_planned_through_the_disk() {
     assert_eq!(again.n("skipped_existing"), 60, "{}", again.stdout);
     assert_eq!(again.n("transferred"), 0);
 }
+
+/// The messages of an mbox file in order: From_ line and raw bytes (headers included).
+fn mbox_contents(path: &std::path::Path) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let data = std::fs::read(path).unwrap_or_default();
+    read_mbox(&data, Variant::Mboxrd).into_iter().map(|m| (m.from_line, m.raw)).collect()
+}
+
+#[test]
+fn an_mbox_target_planned_through_the_disk() {
+    let env = TestEnv::new();
+    let n = 240;
+    source(&env, n);
+    run(&env, None, &["sync", "maildir:src", "mbox:dst.mbox", "--json"]).expect_code(0);
+    // Delivered into the target after the switch: kept, and last in the file.
+    let mut t = std::fs::read(env.path("dst.mbox")).unwrap();
+    t.extend_from_slice(&make_mbox(&[("Tue Jan  2 00:00:00 2024", &message("delivered", "d\n"))]));
+    env.write("dst.mbox", &t);
+    change(&env, n);
+    for name in ["disk.mbox", "mem.mbox"] {
+        std::fs::copy(env.path("dst.mbox"), env.path(name)).unwrap();
+    }
+
+    let v_disk = run(&env, Some("1"), &["verify", "maildir:src", "mbox:mem.mbox", "--json"]);
+    let v_mem = run(&env, None, &["verify", "maildir:src", "mbox:mem.mbox", "--json"]);
+    assert_eq!(v_disk.json(), v_mem.json());
+    assert!(v_disk.json()["differences"].as_array().is_some_and(|d| d.len() > 30), "{}", v_disk.stdout);
+
+    for args in [&["--dry-run"][..], &["--mirror", "--max-delete", "100"][..]] {
+        let on_disk = run(&env, Some("1"), &[&["sync", "maildir:src", "mbox:disk.mbox", "--json"][..], args].concat());
+        let in_memory = run(&env, None, &[&["sync", "maildir:src", "mbox:mem.mbox", "--json"][..], args].concat());
+        on_disk.expect_code(0);
+        in_memory.expect_code(0);
+        assert_eq!(counts(&on_disk), counts(&in_memory), "{args:?}");
+        if args[0] == "--mirror" {
+            assert!(on_disk.n("transferred") >= 25 && on_disk.n("flags_updated") > 0, "{}", on_disk.stdout);
+            assert!(on_disk.n("deleted_target") > 0, "{}", on_disk.stdout);
+        }
+    }
+    let (disk, mem) = (mbox_contents(&env.path("disk.mbox")), mbox_contents(&env.path("mem.mbox")));
+    assert_eq!(disk.len(), mem.len());
+    assert!(disk == mem, "the mboxes differ");
+    assert!(!disk.iter().any(|(_, raw)| String::from_utf8_lossy(raw).contains("Subject: delivered")), "mirrored away");
+
+    // Settled: a re-run through the disk copies, re-flags and deletes nothing.
+    let again = run(&env, Some("1"), &["sync", "maildir:src", "mbox:disk.mbox", "--json", "--mirror"]);
+    again.expect_code(0);
+    assert_eq!((again.n("transferred"), again.n("flags_updated"), again.n("deleted_target")), (0, 0, 0));
+    run(&env, Some("1"), &["verify", "maildir:src", "mbox:disk.mbox"]).expect_code(0);
+
+    // An mbox source into the mbox, through the disk: only what is new is appended.
+    let msgs: Vec<Vec<u8>> = (0..30).map(|i| message(&format!("from an mbox {i}"), "From here\nbody\n")).collect();
+    let entries: Vec<(&str, &[u8])> = msgs.iter().map(|m| ("Mon Jan  1 00:00:00 2024", m.as_slice())).collect();
+    env.write("in.mbox", &make_mbox(&entries[..20]));
+    run(&env, Some("1"), &["sync", "mbox:in.mbox", "mbox:both.mbox", "--json"]).expect_code(0);
+    env.write("in.mbox", &make_mbox(&entries));
+    let more = run(&env, Some("1"), &["sync", "mbox:in.mbox", "mbox:both.mbox", "--json"]);
+    more.expect_code(0);
+    assert_eq!((more.n("transferred"), more.n("skipped_existing")), (10, 20), "{}", more.stdout);
+    assert_eq!(mbox_contents(&env.path("both.mbox")).len(), 30);
+}

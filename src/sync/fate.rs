@@ -146,10 +146,3 @@ pub(super) fn tally(
         Fate::NotMail => {}
     }
 }
-
-/// The first 8 bytes of a hash: enough to tell a run's messages apart in a set.
-pub(super) fn hash_key(h: &Hash) -> [u8; 8] {
-    let mut k = [0u8; 8];
-    k.copy_from_slice(&h[..8]);
-    k
-}

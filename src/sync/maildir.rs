@@ -705,7 +705,8 @@ impl<'t, 'a> FolderRun<'t, 'a> {
         }
         gone.sort_unstable();
         let Books { known_lines, source_cache, source_cache_same, cache, changed, seen, copied, .. } = self.books;
-        out.counts.duplicates_source += duplicates(seen).map_err(|e| spill_error(&tdir, e))?;
+        out.counts.duplicates_source +=
+            seen.sorted().and_then(|s| duplicates(&s)).map_err(|e| spill_error(&tdir, e))?;
         out.counts.deleted_target = deleted;
         out.counts.messages_target = (self.index.count + out.counts.transferred).saturating_sub(deleted);
         if let Some(w) = &self.writer {
@@ -758,7 +759,7 @@ fn held_of(t: target_index::Indexed) -> Held {
     Held { hash: t.hash, idx: t.idx, meta: t.entry.meta, entry }
 }
 
-fn spill_error(tdir: &Path, e: std::io::Error) -> Error {
+pub(super) fn spill_error(tdir: &Path, e: std::io::Error) -> Error {
     Error::bad(tdir, format!("the folder's plan could not be kept in temporary files: {}", crate::error::io_reason(&e)))
 }
 
@@ -786,8 +787,7 @@ impl Outcome for Joined<'_> {
 }
 
 /// Hashes seen more than once, counted from their sorted list.
-fn duplicates(seen: Sorter<Hash>) -> std::io::Result<u64> {
-    let sorted = seen.sorted()?;
+pub(super) fn duplicates(sorted: &Sorted<Hash>) -> std::io::Result<u64> {
     let mut n = 0;
     let mut last: Option<Hash> = None;
     for h in sorted.iter() {

@@ -1,30 +1,32 @@
 //! Writing a folder into an mbox target: the file is rewritten once, in order, under its
 //! locks, and replaced whole or not at all.
 
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use super::choose_deletions;
-use super::fate::Fate;
-use super::fate::hash_key;
-use super::fate::tally;
-use super::fate::{account, candidate, settled};
-use super::load::Prepared;
-use super::load::load_chunk;
+use super::fate::{Fate, account, candidate, settled, tally};
+use super::join::{Held, Outcome, Wanted, join};
+use super::load::{Feed, Prepared, load_chunk};
+use super::maildir::{duplicates, spill_error};
 use super::plan::Identity;
+use super::planned::{Decided, Place};
 use super::{FolderJob, SyncOptions};
-use crate::deletion::{self};
+use crate::deletion::{self, Deletion};
 use crate::error::{Error, Problem, Result};
 use crate::events::Event;
 use crate::interrupt;
 use crate::message::Meta;
 use crate::report::FolderOutcome;
 use crate::source::{self, Opened, Ref};
+use crate::spill::{Sorted, Sorter, Spill};
 use crate::store::mbox::lock as mbox_lock;
+use crate::store::mbox::read::MboxMessage;
 use crate::store::mbox::read::{MboxFile, ReadOptions};
 use crate::store::mbox::target as mbox_target;
 use crate::store::mbox::write::{self as mbox_write, MboxWriter};
-use crate::sync::plan::{Decision, Hash, Planner, Rules, TargetMetas};
+use crate::sync::plan::{Decision, Hash, Planner, Rules};
+use crate::wire::{put_u64, take_u64};
 
 pub(super) const CHANGED: &str = "the message changed while it was copied; not copied (the next run copies it)";
 
@@ -34,11 +36,12 @@ pub(super) fn still_the_same(l: &source::Loaded<'_>) -> Result<()> {
     if l.body.intact() { Ok(()) } else { Err(Error::bad(l.origin.path(), CHANGED)) }
 }
 
-/// An existing target mbox as read: its messages, and what the locked commit checks.
+/// An existing target mbox as read: the file (read again, in order, when it is rewritten),
+/// what the locked commit checks, and its messages' count (they went to the plan).
 pub(super) struct TargetMbox {
     file: MboxFile,
     read: mbox_write::Read,
-    entries: Vec<(crate::store::mbox::split::Entry, Hash, Meta)>,
+    count: u64,
 }
 
 pub(super) fn target_mbox_read_options() -> ReadOptions {
@@ -49,24 +52,42 @@ pub(super) fn target_mbox_read_options() -> ReadOptions {
     }
 }
 
-pub(super) fn read_target_mbox(place: &mbox_target::Place) -> Result<Option<TargetMbox>> {
+/// Bytes of a mapped mbox read before its pages are let go: touching a message maps the
+/// pages around it, so resident memory grows with the bytes passed, not the messages read.
+const RELEASE_EVERY: usize = 4 << 20;
+
+/// Each message of `file` that is mail, with its place among them; mapped pages are let go
+/// behind.
+fn each_message(file: &MboxFile, mut f: impl FnMut(u64, MboxMessage<'_>) -> Result<()>) -> Result<()> {
+    let ro = target_mbox_read_options();
+    let (mut idx, mut released) = (0, 0);
+    for e in file.entries(&ro) {
+        let m = file.message(&e, &ro);
+        if !m.pseudo {
+            f(idx, m)?;
+            idx += 1;
+        }
+        if e.msg.end - released >= RELEASE_EVERY {
+            file.release_before(e.msg.end);
+            released = e.msg.end;
+        }
+    }
+    file.intact()
+}
+
+/// Reads an existing target mbox; its messages go to `held` (for the join).
+pub(super) fn read_target_mbox(place: &mbox_target::Place, held: &mut Sorter<Held>) -> Result<Option<TargetMbox>> {
     let Some((file, read)) = mbox_target::read_existing(place)? else { return Ok(None) };
     if file.check().is_err() && !file.is_empty() {
         return Err(Error::bad(&place.path, "target exists and is not an mbox; not overwritten"));
     }
-    let ro = target_mbox_read_options();
-    let mut entries = Vec::new();
-    for (i, e) in file.entries(&ro).enumerate() {
-        let m = file.message(&e, &ro);
-        if !m.pseudo {
-            entries.push((e.clone(), Identity::Mbox.hash(&m.pieces), m.meta));
-        }
-        if i % 1024 == 1023 {
-            file.release_before(e.msg.end);
-        }
-    }
-    file.intact()?;
-    Ok(Some(TargetMbox { file, read, entries }))
+    let mut count = 0;
+    each_message(&file, |idx, m| {
+        count += 1;
+        let h = Held { hash: Identity::Mbox.hash(&m.pieces), idx, meta: m.meta, entry: Vec::new() };
+        held.push(h).map_err(|e| spill_error(&place.path, e))
+    })?;
+    Ok(Some(TargetMbox { file, read, count }))
 }
 
 /// Takes back the counts of messages a failed mbox commit did not write (counted from
@@ -87,20 +108,50 @@ pub(super) fn uncount_failed_commit(before: &crate::report::Counts, out: &mut Fo
 /// Mail appended to a target mbox during the run is kept, unless it holds a message this run
 /// copies too: then another copier (a second run) wrote meanwhile, and keeping both would
 /// double it.
-pub(super) fn appended_is_new_mail(cur: &std::fs::File, from: u64, path: &Path, ours: &HashSet<[u8; 8]>) -> Result<()> {
+pub(super) fn appended_is_new_mail(cur: &std::fs::File, from: u64, path: &Path, ours: &Sorted<Hash>) -> Result<()> {
     let f = MboxFile::from_file(cur.try_clone().map_err(|e| Error::Io { path: path.to_path_buf(), source: e })?, path)?;
     let ro = target_mbox_read_options();
     let from = usize::try_from(from).map_err(|_| Error::bad(path, "file too large for this machine"))?;
+    let mut appended = Sorter::new();
     for e in f.entries_from(&ro, from) {
         let m = f.message(&e, &ro);
-        if !m.pseudo && ours.contains(&hash_key(&Identity::Mbox.hash(&m.pieces))) {
-            return Err(Error::bad(
-                path,
-                "another program appended copies of messages this run copies (a second run?); not written, run again",
-            ));
+        if !m.pseudo {
+            appended.push(Identity::Mbox.hash(&m.pieces)).map_err(|e| spill_error(path, e))?;
         }
     }
-    f.intact()
+    f.intact()?;
+    let appended = appended.sorted().map_err(|e| spill_error(path, e))?;
+    if shared(&appended, ours).map_err(|e| spill_error(path, e))? {
+        return Err(Error::bad(
+            path,
+            "another program appended copies of messages this run copies (a second run?); not written, run again",
+        ));
+    }
+    Ok(())
+}
+
+/// Whether two sorted lists of hashes have one in common.
+fn shared(a: &Sorted<Hash>, b: &Sorted<Hash>) -> std::io::Result<bool> {
+    let mut b = b.iter().peekable();
+    for x in a.iter() {
+        let x = x?;
+        loop {
+            match b.peek() {
+                Some(Ok(y)) if *y < x => {
+                    b.next();
+                }
+                Some(Ok(y)) => {
+                    if *y == x {
+                        return Ok(true);
+                    }
+                    break;
+                }
+                Some(Err(_)) => return b.next().map_or(Ok(false), |r| r.map(|_| false)),
+                None => return Ok(false),
+            }
+        }
+    }
+    Ok(false)
 }
 
 /// What committing an mbox checks: the mboxes read for it (source and old target) must be as
@@ -109,7 +160,7 @@ pub(super) fn appended_is_new_mail(cur: &std::fs::File, from: u64, path: &Path, 
 pub(super) struct Checks<'c> {
     read: &'c [&'c MboxFile],
     was: Option<&'c mbox_write::Read>,
-    ours: &'c HashSet<[u8; 8]>,
+    ours: &'c Sorted<Hash>,
 }
 
 /// Commits an mbox written for a folder, or gives it up: the sources read must still be as
@@ -152,20 +203,16 @@ pub(super) fn commit_mbox(
     res.map(|_| ())
 }
 
-/// Reads a source folder in order for an mbox target: each message, once loaded (hashed as an
-/// mbox holds it), is decided by `planner`, and `act` carries out the decisions that write;
-/// load errors, counts and events are handled here, and mapped pages are released chunk by
-/// chunk.
-pub(super) fn for_mbox_target<T: TargetMetas + Send>(
-    opened: &Opened,
+/// Reads a source folder in order for an mbox target, each message loaded and hashed as an
+/// mbox holds it: load errors and the source's counts are taken here, `each` gets the rest,
+/// and mapped pages are released chunk by chunk.
+fn read_for_mbox<'o>(
+    opened: &'o Opened,
     job: FolderJob<'_>,
-    path: &Path,
     out: &mut FolderOutcome,
-    planner: &mut Planner<T>,
-    mut act: impl FnMut(&Ref, &Prepared<'_>, Decision) -> Result<Fate> + Send,
+    mut each: impl FnMut(Prepared<'o>, &mut FolderOutcome) -> Result<()> + Send,
 ) -> Result<()> {
-    let (tn, opts, rec) = (job.tn, job.opts, job.rec);
-    let mut seen = HashSet::new();
+    let opts = job.opts;
     let load = |refs: Vec<Ref>| {
         let prepared = load_chunk(opened, &refs, opts, Some(Identity::Mbox));
         (refs, prepared)
@@ -173,8 +220,8 @@ pub(super) fn for_mbox_target<T: TargetMetas + Send>(
     // Two chunks are in memory at a time here: each gets half the usual budget.
     let mut chunks = opened.chunks_of(&opts.read, source::CHUNK_BYTES / 2);
     let mut current = chunks.next().map(load);
-    // The next chunk is read and hashed while this one is written: the writer is sequential,
-    // and a big folder would otherwise keep one core idle at every chunk.
+    // The next chunk is read and hashed while this one is taken: `each` is sequential, and a
+    // big folder would otherwise keep one core idle at every chunk.
     while let Some((refs, prepared)) = current.take() {
         if let Some(sig) = interrupt::requested() {
             return Err(Error::Interrupted(sig));
@@ -182,26 +229,14 @@ pub(super) fn for_mbox_target<T: TargetMetas + Send>(
         let following = chunks.next();
         let (done, next) = rayon::join(
             || -> Result<()> {
-                for (r, p) in refs.iter().zip(prepared) {
-                    let p = match p {
-                        Ok(p) => p,
-                        Err(e) => {
-                            out.errors.push(e);
-                            continue;
+                for p in prepared {
+                    match p {
+                        Ok(p) => {
+                            account(&p, out);
+                            each(p, out)?;
                         }
-                    };
-                    account(&p, out);
-                    let decision = planner.decide(candidate(&p));
-                    let fate = match settled(decision, &p) {
-                        Some(f) => f,
-                        None => act(r, &p, decision)?,
-                    };
-                    if let Fate::Copied { sha, .. } | Fate::Skipped { sha } | Fate::FlagsUpdated { sha, .. } = &fate
-                        && !seen.insert(hash_key(sha))
-                    {
-                        out.counts.duplicates_source += 1;
+                        Err(e) => out.errors.push(e),
                     }
-                    tally(&p, fate, tn, path, rec, out);
                 }
                 Ok(())
             },
@@ -227,24 +262,40 @@ pub(super) fn new_mbox_from_maildir(
     keywords: std::collections::BTreeSet<String>,
     out: &mut FolderOutcome,
 ) -> Result<()> {
-    let opts = job.opts;
+    let (tn, rec, opts) = (job.tn, job.rec, job.opts);
+    let path = &place.path;
     let before = out.counts.clone();
     let mut w = MboxWriter::create(&place.dir, &place.name, opts.owner, opts.durable)?;
     w.set_keywords(keywords.into_iter().collect());
-    let mut ours = HashSet::new();
+    let mut ours = Sorter::new();
     let mut planner: Planner = Planner::new([], rules(opts));
-    let res = for_mbox_target(opened, job, &place.path, out, &mut planner, |_, p, _| {
-        w.append(&p.loaded.body.pieces(), &p.loaded.meta)?;
-        still_the_same(&p.loaded)?;
-        let sha = p.hash.unwrap_or_default();
-        ours.insert(hash_key(&sha));
-        Ok(Fate::Copied { sha, size: p.loaded.body.len(), name: String::new() })
+    let res = read_for_mbox(opened, job, out, |p, out| {
+        let decision = planner.decide(candidate(&p));
+        let fate = match settled(decision, &p) {
+            Some(f) => f,
+            None => {
+                w.append(&p.loaded.body.pieces(), &p.loaded.meta)?;
+                still_the_same(&p.loaded)?;
+                let sha = p.hash.unwrap_or_default();
+                ours.push(sha).map_err(|e| spill_error(path, e))?;
+                Fate::Copied { sha, size: p.loaded.body.len(), name: String::new() }
+            }
+        };
+        tally(&p, fate, tn, path, rec, out);
+        Ok(())
     });
     out.counts.messages_target = out.counts.transferred;
+    let ours = ours.sorted().map_err(|e| spill_error(path, e))?;
+    out.counts.duplicates_source += duplicates(&ours).map_err(|e| spill_error(path, e))?;
     // A file that appeared meanwhile (a delivery) is kept after the copies by the commit.
     commit_mbox(w, res, Checks { read: &[], was: None, ours: &ours }, job, &before, out)
 }
 
+/// Writes a source folder into an mbox target, in two passes over the source. The first
+/// reads each message (its state and place, sorted by hash); the plan joins them with the
+/// target's messages hash by hash ([`join`]); the second rewrites the file once, in order:
+/// the target's messages it keeps (in their new states), then the copies, each read again.
+/// Memory stays that of a chunk whatever the sizes of the folders.
 pub(super) fn to_mbox(
     opened: &Opened,
     job: FolderJob<'_>,
@@ -253,8 +304,9 @@ pub(super) fn to_mbox(
     out: &mut FolderOutcome,
 ) -> Result<()> {
     let (tn, opts) = (job.tn, job.opts);
+    let mut held = Sorter::new();
     let existing = match &place {
-        Some(p) => read_target_mbox(p)?,
+        Some(p) => read_target_mbox(p, &mut held)?,
         None => None,
     };
     if existing.is_none()
@@ -265,70 +317,89 @@ pub(super) fn to_mbox(
         // names, so every file is read once, hashed and written in the same pass.
         return new_mbox_from_maildir(opened, job, place, listing.keywords.clone(), out);
     }
+    let path = place.as_ref().map_or(shown, |p| p.path.clone());
+    let err = |e| spill_error(&path, e);
+    let before = out.counts.clone();
+    let rules = rules(opts);
+    // Pass 1: what needs no target message is decided at once; the rest waits for the join.
+    let mut planner: Planner = Planner::new([], rules.clone());
+    let (mut wanted, mut decided) = (Sorter::new(), Sorter::new());
+    let mut seq = 0;
+    read_for_mbox(opened, job, out, |p, out| {
+        let decision = planner.decide(candidate(&p));
+        let Some(place) = p.place() else {
+            out.errors.push(p.loaded.origin.problem("internal: no way to read this message again; not copied"));
+            return Ok(());
+        };
+        let mut bytes = Vec::new();
+        place.encode(&mut bytes);
+        seq += 1;
+        let meta = p.loaded.meta;
+        match (decision, p.hash) {
+            (Decision::Copy, Some(hash)) => wanted.push(Wanted { hash, seq, meta, place: bytes, cached: false }),
+            (decision, hash) => {
+                decided.push(Decided { seq, decision, hash, meta, place: bytes, held: None, cached: false })
+            }
+        }
+        .map_err(err)
+    })?;
+    let wanted = wanted.sorted().map_err(err)?;
+    let held = held.sorted().map_err(err)?;
     // No record of copies beside an mbox (Dovecot would list it as a mailbox): --delete cannot
     // tell copies from other mail there and deletes nothing; --mirror works.
     let mut record = deletion::Record::default();
-    let path = place.as_ref().map_or(shown, |p| p.path.clone());
-    let before = out.counts.clone();
-    let targets = existing.iter().flat_map(|t| t.entries.iter().map(|(_, h, m)| (*h, m)));
-    let mut planner = Planner::new(targets, rules(opts));
-    let mut updates: Vec<Option<Meta>> = vec![None; existing.as_ref().map_or(0, |t| t.entries.len())];
-    // Phase 1: decide for every message (the file is rewritten once, in order).
-    let mut copies: Vec<(Ref, Hash)> = Vec::new();
-    let mut ours = HashSet::new();
-    let mut keywords: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
-    for_mbox_target(opened, job, &path, out, &mut planner, |r, p, decision| {
-        let h = p.hash.unwrap_or_default();
-        Ok(match decision {
-            Decision::Copy => {
-                ours.insert(hash_key(&h));
-                keywords.extend(p.loaded.meta.keywords.iter().map(str::to_string));
-                copies.push((r.clone(), h));
-                Fate::Copied { sha: h, size: p.loaded.body.len(), name: String::new() }
-            }
-            Decision::UpdateFlags(i) | Decision::UpdateDate(i) => {
-                if let Some(u) = updates.get_mut(i) {
-                    *u = Some(p.loaded.meta.mbox_view());
-                }
-                Fate::FlagsUpdated { sha: h, name: String::new() }
-            }
-            _ => return Err(Error::bad(p.loaded.origin.path(), "internal: a decision that writes nothing")),
-        })
-    })?;
-    let unmatched = planner.unmatched();
-    let deletes: HashSet<usize> =
-        choose_deletions(&unmatched, &mut record, &path, opened, opts, out).into_iter().collect();
-    out.counts.deleted_target = deletes.len() as u64;
-    if let Some(t) = &existing {
-        for (i, (_, _, meta)) in t.entries.iter().enumerate().filter(|(i, _)| !deletes.contains(i)) {
-            let meta = updates.get(i).and_then(Option::as_ref).unwrap_or(meta);
-            keywords.extend(meta.keywords.iter().map(str::to_string));
+    let mut joined = Joined::new(&mut decided);
+    join(wanted.iter(), held.iter(), std::iter::empty(), &rules, &mut joined).map_err(err)?;
+    drop((wanted, held));
+    let Joined { unmatched, restated, ours, mut keywords, duplicates, copies, updates, .. } = joined;
+    out.counts.duplicates_source += duplicates;
+    let unmatched = unmatched.sorted().map_err(err)?;
+    let candidates: Vec<(usize, Hash)> = if opts.deletion == Deletion::Off {
+        Vec::new()
+    } else {
+        unmatched.iter().map(|r| r.map(|h| (h.idx as usize, h.hash))).collect::<std::io::Result<_>>().map_err(err)?
+    };
+    let mut deletes = choose_deletions(&candidates, &mut record, &path, opened, opts, out);
+    deletes.sort_unstable();
+    for h in unmatched.iter() {
+        let h = h.map_err(err)?;
+        if deletes.binary_search(&(h.idx as usize)).is_err() {
+            keywords.extend(h.meta.keywords.iter().map(str::to_string));
         }
     }
-    let n_existing = existing.as_ref().map_or(0, |t| t.entries.len()) as u64;
-    out.counts.messages_target = n_existing + out.counts.transferred - out.counts.deleted_target;
-    let changed =
-        !copies.is_empty() || updates.iter().any(Option::is_some) || !deletes.is_empty() || existing.is_none();
-    if opts.dry_run {
-        out.plan_line = Some(format!(
-            "{} -> {} (mbox {}): {} to copy, {} flag updates, {} to delete",
-            job.source_name,
-            tn.as_str(),
-            path.display(),
-            copies.len(),
-            updates.iter().filter(|u| u.is_some()).count(),
-            deletes.len()
-        ));
-        return Ok(());
-    }
-    if !changed {
+    drop(unmatched);
+    out.counts.deleted_target = deletes.len() as u64;
+    let n_existing = existing.as_ref().map_or(0, |t| t.count);
+    let decided = decided.sorted().map_err(err)?;
+    let changed = copies > 0 || updates > 0 || !deletes.is_empty() || existing.is_none();
+    if opts.dry_run || !changed {
+        carry_out(None, &decided, opened, job, &path, out)?;
+        out.counts.messages_target = n_existing + out.counts.transferred - out.counts.deleted_target;
+        if opts.dry_run {
+            out.plan_line = Some(format!(
+                "{} -> {} (mbox {}): {copies} to copy, {updates} flag updates, {} to delete",
+                job.source_name,
+                tn.as_str(),
+                path.display(),
+                deletes.len()
+            ));
+        }
         return Ok(());
     }
     let Some(place) = &place else { return Err(Error::bad(&path, "internal: no place for the mbox")) };
+    let restated = restated.sorted().map_err(err)?;
+    let ours = ours.sorted().map_err(err)?;
     let mut w = MboxWriter::create(&place.dir, &place.name, opts.owner, opts.durable)?;
     w.set_keywords(keywords.into_iter().collect());
-    let planned = Planned { copies: &copies, updates: &updates, deletes: &deletes };
-    let res = write_planned(&mut w, existing.as_ref(), planned, opened, opts, out);
+    let res = match &existing {
+        Some(t) => rewrite_kept(&mut w, t, &restated, &deletes, &path),
+        None => Ok(()),
+    };
+    let res = match res {
+        Ok(()) => carry_out(Some(&mut w), &decided, opened, job, &path, out),
+        Err(e) => carry_out(None, &decided, opened, job, &path, out).and(Err(e)),
+    };
+    out.counts.messages_target = n_existing + out.counts.transferred - out.counts.deleted_target;
     // The source and the target were read through mappings: both must be as they were, and
     // the target is checked again under its locks.
     let mut checks: Vec<&MboxFile> = existing.iter().map(|t| &t.file).collect();
@@ -339,67 +410,275 @@ pub(super) fn to_mbox(
     commit_mbox(w, res, checks, job, &before, out)
 }
 
-/// What the first pass decided for an existing mbox target: the source messages to append, the
-/// existing messages' new states (by index) and the ones to leave out.
-#[derive(Clone, Copy)]
-struct Planned<'p> {
-    copies: &'p [(Ref, Hash)],
-    updates: &'p [Option<Meta>],
-    deletes: &'p HashSet<usize>,
+/// A target message given a new state by the plan, by its place in the file.
+#[derive(Debug, Clone)]
+struct Restated {
+    idx: u64,
+    meta: Meta,
 }
 
-/// The second pass: the kept messages of the old target as they are or with their new state,
-/// then each copy read again (it must still be the message decided on).
-fn write_planned(
+crate::ordered_by!(Restated, idx);
+
+impl Spill for Restated {
+    fn weight(&self) -> usize {
+        self.meta.weight()
+    }
+
+    fn write(&self, out: &mut Vec<u8>) {
+        put_u64(out, self.idx);
+        self.meta.encode(out);
+    }
+
+    fn read(b: &[u8]) -> Option<Restated> {
+        let (idx, b) = take_u64(b)?;
+        let (meta, rest) = Meta::decode(b)?;
+        rest.is_empty().then_some(Restated { idx, meta })
+    }
+}
+
+/// What the join decides for an mbox target, kept for the writing pass.
+struct Joined<'j> {
+    decided: &'j mut Sorter<Decided>,
+    unmatched: Sorter<Held>,
+    restated: Sorter<Restated>,
+    /// The hashes of the copies (mail appended meanwhile must hold none of them).
+    ours: Sorter<Hash>,
+    /// The keywords of the messages the file will hold, but for those left unmatched.
+    keywords: BTreeSet<String>,
+    last: Option<Hash>,
+    duplicates: u64,
+    copies: u64,
+    updates: u64,
+}
+
+impl<'j> Joined<'j> {
+    fn new(decided: &'j mut Sorter<Decided>) -> Joined<'j> {
+        Joined {
+            decided,
+            unmatched: Sorter::new(),
+            restated: Sorter::new(),
+            ours: Sorter::new(),
+            keywords: BTreeSet::new(),
+            last: None,
+            duplicates: 0,
+            copies: 0,
+            updates: 0,
+        }
+    }
+}
+
+impl Outcome for Joined<'_> {
+    fn decided(&mut self, w: Wanted, decision: Decision, held: Option<&Held>) -> std::io::Result<()> {
+        // Sorted by hash: a source's second message with a hash is a duplicate.
+        if self.last.replace(w.hash) == Some(w.hash) {
+            self.duplicates += 1;
+        }
+        match (decision, held) {
+            (Decision::Copy, _) => {
+                self.copies += 1;
+                self.ours.push(w.hash)?;
+                self.keywords.extend(w.meta.keywords.iter().map(str::to_string));
+            }
+            (Decision::UpdateFlags(_) | Decision::UpdateDate(_), Some(h)) => {
+                self.updates += 1;
+                let meta = w.meta.mbox_view();
+                self.keywords.extend(meta.keywords.iter().map(str::to_string));
+                self.restated.push(Restated { idx: h.idx, meta })?;
+            }
+            (_, Some(h)) => self.keywords.extend(h.meta.keywords.iter().map(str::to_string)),
+            (_, None) => {}
+        }
+        let Wanted { hash, seq, meta, place, cached } = w;
+        self.decided.push(Decided { seq, decision, hash: Some(hash), meta, place, held: None, cached })
+    }
+
+    fn unmatched(&mut self, held: Held) -> std::io::Result<()> {
+        self.unmatched.push(held)
+    }
+}
+
+/// The target's messages the plan keeps, each as it is or in its new state.
+fn rewrite_kept(
     w: &mut MboxWriter<'_>,
-    existing: Option<&TargetMbox>,
-    planned: Planned<'_>,
+    t: &TargetMbox,
+    restated: &Sorted<Restated>,
+    deletes: &[usize],
+    path: &Path,
+) -> Result<()> {
+    let mut restated = restated.iter().peekable();
+    each_message(&t.file, |idx, m| {
+        let mut meta = None;
+        while let Some(r) = restated.next_if(|r| r.as_ref().map_or(true, |r| r.idx <= idx)) {
+            let r = r.map_err(|e| spill_error(path, e))?;
+            if r.idx == idx {
+                meta = Some(r.meta);
+            }
+        }
+        if deletes.binary_search(&(idx as usize)).is_ok() {
+            return Ok(());
+        }
+        w.append(&m.pieces, meta.as_ref().unwrap_or(&m.meta))
+    })
+}
+
+/// The second pass over the source, in its order: each message is counted by its decision,
+/// and with a writer each copy is read again (it must still be the message decided on) and
+/// appended. After a failed write the rest is only counted (the commit then takes the copies
+/// back as failed).
+fn carry_out(
+    mut w: Option<&mut MboxWriter<'_>>,
+    decided: &Sorted<Decided>,
     opened: &Opened,
-    opts: &SyncOptions,
+    job: FolderJob<'_>,
+    path: &Path,
     out: &mut FolderOutcome,
 ) -> Result<()> {
-    let Planned { copies, updates, deletes } = planned;
-    if let Some(t) = existing {
-        let ro = target_mbox_read_options();
-        for (i, (e, _, meta)) in t.entries.iter().enumerate() {
-            if deletes.contains(&i) {
-                continue;
-            }
-            let m = t.file.message(e, &ro);
-            let meta = updates.get(i).and_then(Option::as_ref).unwrap_or(meta);
-            w.append(&m.pieces, meta)?;
-        }
-    }
-    for (r, planned) in copies {
-        if let Some(sig) = interrupt::requested() {
+    let (tn, rec, ropts) = (job.tn, job.rec, &job.opts.read);
+    let mut res = Ok(());
+    let mut released = 0;
+    for (i, d) in decided.iter().enumerate() {
+        let d = d.map_err(|e| spill_error(path, e))?;
+        if i % 256 == 0
+            && let Some(sig) = interrupt::requested()
+        {
             return Err(Error::Interrupted(sig));
         }
-        let again = opened.load(r, &opts.read).and_then(|l| {
-            if l.gone || Identity::Mbox.hash(&l.body.pieces()) == *planned {
-                Ok(l)
-            } else {
-                Err(l.origin.problem("the message changed while the run read it; not copied (the next run does)"))
+        let place = Place::decode(&d.place)
+            .ok_or_else(|| spill_error(path, std::io::Error::other("a planned source message does not read back")))?;
+        let release = match &place {
+            Place::Mbox(e) if e.msg.end.saturating_sub(released) >= RELEASE_EVERY => {
+                released = e.msg.end;
+                Some(place.clone())
             }
-        });
-        match again {
-            Ok(l) if l.gone => {
-                // Deleted from the source between the two passes.
-                out.counts.transferred = out.counts.transferred.saturating_sub(1);
-                out.counts.messages_target = out.counts.messages_target.saturating_sub(1);
-                out.counts.vanished_source += 1;
+            _ => None,
+        };
+        let loaded = match opened.reload(place, d.meta, ropts) {
+            Ok(l) => l,
+            Err(e) => {
+                rec.record(Event::Error { folder: tn.clone(), problem: e.clone() });
+                out.errors.push(e);
+                out.counts.failed += u64::from(d.decision == Decision::Copy);
+                continue;
             }
-            Ok(l) => {
-                w.append(&l.body.pieces(), &l.meta)?;
-                still_the_same(&l)?;
-            }
-            Err(p) => {
-                // Counted as copied when it was decided; it is not in the file.
-                out.counts.transferred = out.counts.transferred.saturating_sub(1);
-                out.counts.messages_target = out.counts.messages_target.saturating_sub(1);
-                out.counts.failed += 1;
-                out.errors.push(p);
-            }
+        };
+        let mut p = Prepared::new(loaded, d.hash);
+        let sha = d.hash.unwrap_or_default();
+        let fate = match settled(d.decision, &p) {
+            Some(f) => f,
+            None if d.decision != Decision::Copy => Fate::FlagsUpdated { sha, name: String::new() },
+            None => match w.as_deref_mut().filter(|_| res.is_ok()) {
+                // Counted only: a dry run, or after a failed write.
+                None => Fate::Copied { sha, size: p.loaded.body.len(), name: String::new() },
+                Some(w) => match copy_again(w, &mut p, opened) {
+                    Ok(true) => Fate::Copied { sha, size: p.loaded.body.len(), name: String::new() },
+                    Ok(false) => {
+                        // Deleted from the source between the two passes.
+                        out.counts.vanished_source += 1;
+                        out.counts.messages_source = out.counts.messages_source.saturating_sub(1);
+                        Fate::NotMail
+                    }
+                    Err(Ok(problem)) => Fate::Failed(problem),
+                    Err(Err(e)) => {
+                        res = Err(e);
+                        Fate::Copied { sha, size: p.loaded.body.len(), name: String::new() }
+                    }
+                },
+            },
+        };
+        tally(&p, fate, tn, path, rec, out);
+        if let Some(pl) = release {
+            Feed::release(opened, &pl);
         }
     }
-    Ok(())
+    res
+}
+
+/// Reads a copy again and appends it: `Ok(false)` when it is gone from the source,
+/// `Err(Ok(_))` when it is not the message decided on (not written), `Err(Err(_))` when the
+/// write failed.
+fn copy_again(
+    w: &mut MboxWriter<'_>,
+    p: &mut Prepared<'_>,
+    opened: &Opened,
+) -> std::result::Result<bool, std::result::Result<Problem, Error>> {
+    opened.read_body(&mut p.loaded).map_err(Ok)?;
+    if p.loaded.gone {
+        return Ok(false);
+    }
+    if p.hash.is_some_and(|h| Identity::Mbox.hash(&p.loaded.body.pieces()) != h) {
+        return Err(Ok(p
+            .loaded
+            .origin
+            .problem("the message changed while the run read it; not copied (the next run does)")));
+    }
+    w.append(&p.loaded.body.pieces(), &p.loaded.meta).map_err(Err)?;
+    still_the_same(&p.loaded).map_err(Err)?;
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Two sorted lists share a hash exactly when their sets meet, however they spill.
+        #[test]
+        fn shared_is_set_intersection(
+            a in proptest::collection::vec(0u8..40, 0..30),
+            b in proptest::collection::vec(0u8..40, 0..30),
+            budget in 1usize..200,
+        ) {
+            let sorted = |v: &[u8]| {
+                let mut s = Sorter::with_budget(budget);
+                for x in v {
+                    s.push([*x; 32]).unwrap();
+                }
+                s.sorted().unwrap()
+            };
+            let want = a.iter().any(|x| b.contains(x));
+            prop_assert_eq!(shared(&sorted(&a), &sorted(&b)).unwrap(), want);
+            prop_assert_eq!(shared(&sorted(&b), &sorted(&a)).unwrap(), want);
+        }
+
+        #[test]
+        fn restated_reads_back(idx in any::<u64>(), date in any::<i64>(), kw in any::<bool>()) {
+            let mut meta = Meta::new(date, crate::message::DateSource::FromLine);
+            if kw {
+                meta.keywords.insert("$Label1");
+            }
+            let r = Restated { idx, meta };
+            let mut b = Vec::new();
+            r.write(&mut b);
+            let back = Restated::read(&b).unwrap();
+            prop_assert_eq!((back.idx, &back.meta), (idx, &r.meta));
+            prop_assert!(Restated::read(&b[..b.len() - 1]).is_none());
+        }
+    }
+
+    /// Mail another program appended during the run is kept, unless it holds a copy this run
+    /// makes too (a second copier): then the folder is not written.
+    #[test]
+    fn appended_copies_of_ours_are_refused() {
+        let t = tempfile::tempdir().unwrap();
+        let path = t.path().join("t.mbox");
+        let old = b"From a@b Mon Jan  1 00:00:00 2024\nSubject: old\n\nold\n\n".to_vec();
+        let new = b"From a@b Mon Jan  1 00:00:00 2024\nSubject: new\n\nnew\n\n".to_vec();
+        std::fs::write(&path, [old.clone(), new].concat()).unwrap();
+        let f = MboxFile::open(&path).unwrap();
+        let ro = target_mbox_read_options();
+        let hashes: Vec<Hash> =
+            f.entries(&ro).map(|e| Identity::Mbox.hash(&f.message(&e, &ro).pieces)).collect();
+        let sorted = |v: &[Hash]| {
+            let mut s = Sorter::with_budget(1);
+            v.iter().for_each(|h| s.push(*h).unwrap());
+            s.sorted().unwrap()
+        };
+        let file = std::fs::File::open(&path).unwrap();
+        let from = old.len() as u64;
+        // Ours is the old message only: what was appended is someone else's mail.
+        appended_is_new_mail(&file, from, &path, &sorted(&hashes[..1])).unwrap();
+        let e = appended_is_new_mail(&file, from, &path, &sorted(&hashes)).unwrap_err();
+        assert!(e.to_string().contains("a second run"), "{e}");
+    }
 }

@@ -117,7 +117,7 @@ pub fn read_existing(place: &Place) -> Result<Option<(MboxFile, Read)>> {
     let mbox = MboxFile::from_file(file, &place.path)?;
     let mut h = Sha256::new();
     // Hashed a window at a time, dropping the pages behind, so memory stays bounded.
-    const WINDOW: usize = 64 << 20;
+    const WINDOW: usize = crate::fsx::WINDOW;
     let bytes = mbox.bytes();
     let mut off = 0;
     while off < bytes.len() {
