@@ -142,8 +142,7 @@ impl Record {
                 continue;
             }
             let (h, id) = l.split_once(' ')?;
-            let mut hash = [0u8; 32];
-            hex::decode_to_slice(h, &mut hash).ok()?;
+            let hash = crate::wire::unhex32(h.as_bytes())?;
             if id == source {
                 rec.ours.push((hash, 1));
                 rec.total += 1;
@@ -196,6 +195,23 @@ impl Record {
         }
     }
 
+    /// How many of `staying` (sorted by hash) [`Record::take`] would grant, taking nothing.
+    pub fn standing(&self, staying: &mut dyn Iterator<Item = std::io::Result<Hash>>) -> std::io::Result<u64> {
+        let (mut n, mut last, mut left) = (0, None, 0u32);
+        for h in staying {
+            let h = h?;
+            if last != Some(h) {
+                last = Some(h);
+                left = self.ours.binary_search_by(|(x, _)| x.cmp(&h)).map_or(0, |i| self.ours[i].1);
+            }
+            if left > 0 {
+                left -= 1;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
     /// Gives back a line [`Record::take`] granted for a copy that stays (its deletion failed).
     pub fn give_back(&mut self, h: &Hash) {
         match self.ours.binary_search_by(|(x, _)| x.cmp(h)) {
@@ -221,12 +237,14 @@ impl Record {
         for h in staying {
             let h = h?;
             if self.take(&h) {
-                writeln!(out, "{} {source}", hex::encode(h))?;
+                out.write_all(&crate::wire::hex32(&h))?;
+                writeln!(out, " {source}")?;
                 ours += 1;
             }
         }
         for h in copied {
-            writeln!(out, "{} {source}", hex::encode(h?))?;
+            out.write_all(&crate::wire::hex32(&h?))?;
+            writeln!(out, " {source}")?;
             ours += 1;
         }
         for (_, l) in &self.others {
@@ -455,5 +473,27 @@ mod tests {
         assert!(!b.take(3));
         assert!(b.take(2));
         assert!(!b.take(1));
+    }
+
+    proptest::proptest! {
+        /// Counting the lines that stand takes what writing the record takes.
+        #[test]
+        fn standing_counts_what_write_after_keeps(
+            lines in proptest::collection::vec(0u8..8, 0..30),
+            staying in proptest::collection::vec(0u8..8, 0..30),
+        ) {
+            let mut rec = Record { found: true, ..Default::default() };
+            for b in &lines {
+                rec.give_back(&[*b; 32]);
+            }
+            let mut staying: Vec<Hash> = staying.iter().map(|b| [*b; 32]).collect();
+            staying.sort_unstable();
+            let counted = rec.standing(&mut staying.iter().map(|h| Ok(*h))).unwrap();
+            let mut out = Vec::new();
+            let kept = rec
+                .write_after(&mut out, "f", "me", &mut staying.iter().map(|h| Ok(*h)), &mut std::iter::empty())
+                .unwrap();
+            proptest::prop_assert_eq!(counted, kept);
+        }
     }
 }

@@ -158,8 +158,7 @@ fn parse_lines(mut r: impl BufRead, take: &mut dyn FnMut(u64, Key, Hash) -> bool
         }
         let mut f = l.splitn(4, |&b| b == b' ');
         let (h, s, m, n) = (f.next()?, f.next()?, f.next()?, f.next()?);
-        let mut hash = [0u8; 32];
-        hex::decode_to_slice(h, &mut hash).ok()?;
+        let hash = crate::wire::unhex32(h)?;
         let size = std::str::from_utf8(s).ok()?.parse().ok()?;
         let mtime_ns = std::str::from_utf8(m).ok()?.parse().ok()?;
         if !take(name_key(n), Key { size, mtime_ns }, hash) {
@@ -550,7 +549,10 @@ impl CacheWriter {
         if base.contains(&b'\n') || self.error.is_some() {
             return;
         }
-        let r = write!(self.out, "{} {size} {mtime_ns} ", hex::encode(hash))
+        let r = self
+            .out
+            .write_all(&crate::wire::hex32(hash))
+            .and_then(|()| write!(self.out, " {size} {mtime_ns} "))
             .and_then(|()| self.out.write_all(base))
             .and_then(|()| self.out.write_all(b"\n"));
         if let Err(e) = r {
@@ -608,7 +610,8 @@ mod tests {
             if base.contains(&b'\n') {
                 continue;
             }
-            out.extend_from_slice(format!("{} {} {} ", hex::encode(h), k.size, k.mtime_ns).as_bytes());
+            out.extend_from_slice(&crate::wire::hex32(h));
+            out.extend_from_slice(format!(" {} {} ", k.size, k.mtime_ns).as_bytes());
             out.extend_from_slice(base);
             out.push(b'\n');
         }

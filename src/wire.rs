@@ -26,6 +26,36 @@ pub fn take_str(b: &[u8]) -> Option<(&str, &[u8])> {
     Some((std::str::from_utf8(s).ok()?, b))
 }
 
+/// A hash as 64 lowercase hex digits (caches and records hold one a line: this is their hot
+/// loop, so no string is built).
+pub fn hex32(h: &[u8; 32]) -> [u8; 64] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 64];
+    for (i, b) in h.iter().enumerate() {
+        out[2 * i] = DIGITS[usize::from(b >> 4)];
+        out[2 * i + 1] = DIGITS[usize::from(b & 15)];
+    }
+    out
+}
+
+/// The hash 64 hex digits spell (either case); `None` for anything else.
+pub fn unhex32(s: &[u8]) -> Option<[u8; 32]> {
+    fn val(c: u8) -> Option<u8> {
+        match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            b'A'..=b'F' => Some(c - b'A' + 10),
+            _ => None,
+        }
+    }
+    let s: &[u8; 64] = s.try_into().ok()?;
+    let mut out = [0u8; 32];
+    for (o, pair) in out.iter_mut().zip(s.chunks_exact(2)) {
+        *o = (val(pair[0])? << 4) | val(pair[1])?;
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -39,5 +69,17 @@ mod tests {
         assert_eq!((n, take_str(rest).unwrap()), (7, ("é", &[][..])));
         assert!(take_bytes(&b[8..b.len() - 1]).is_none());
         assert!(take_u64(&b[..7]).is_none());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn hex_reads_back_as_the_hex_crate_writes(h in proptest::prelude::any::<[u8; 32]>(), junk in proptest::prelude::any::<Vec<u8>>()) {
+            let text = hex32(&h);
+            proptest::prop_assert_eq!(text.to_vec(), hex::encode(h).into_bytes());
+            proptest::prop_assert_eq!(unhex32(&text), Some(h));
+            proptest::prop_assert_eq!(unhex32(hex::encode_upper(h).as_bytes()), Some(h));
+            let mut want = [0u8; 32];
+            proptest::prop_assert_eq!(unhex32(&junk), hex::decode_to_slice(&junk, &mut want).ok().map(|()| want));
+        }
     }
 }

@@ -711,14 +711,15 @@ impl<'t, 'a> FolderRun<'t, 'a> {
         out.counts.messages_target = (self.index.count + out.counts.transferred).saturating_sub(deleted);
         if let Some(w) = &self.writer {
             w.sync_dirs()?;
-            let mut staying = self
-                .index
-                .sorted
-                .iter()
-                .filter(|t| t.as_ref().map_or(true, |t| gone.binary_search(&(t.hash, t.idx)).is_err()))
-                .map(|t| t.map(|t| t.hash));
+            let index = &self.index.sorted;
+            let staying = || {
+                index
+                    .iter()
+                    .filter(|t| t.as_ref().map_or(true, |t| gone.binary_search(&(t.hash, t.idx)).is_err()))
+                    .map(|t| t.map(|t| t.hash))
+            };
             let at = (&w.dir, self.record_path.as_path(), self.source_id.as_str());
-            save_record(&mut record, at, &mut staying, copied, deleted, opts, out);
+            save_record(&mut record, at, &mut || Box::new(staying()), copied, deleted, opts, out);
             if let Some(c) = source_cache {
                 // Unchanged (every line as it was): the file is left alone, so a re-run writes
                 // nothing.
@@ -778,6 +779,9 @@ impl Outcome for Joined<'_> {
         {
             c.add(e.base(), e.size, e.mtime_ns, &h.hash);
         }
+        // A copy left as it is is done with (its cache line is written): only a copy to
+        // re-flag or re-date is needed again.
+        let held = held.filter(|_| decision.updates());
         self.decided.push(Decided::joined(wanted, decision, held))
     }
 
@@ -886,10 +890,10 @@ impl<'t> FedFolder<'t> {
 /// Writes a folder's record of copies when it changed (a re-run that did nothing writes nothing;
 /// a target with no record and no new copy gets none, so `--delete` keeps saying it cannot tell).
 /// `staying`: the hashes of the target messages the run leaves; `copied`: those it wrote.
-pub(super) fn save_record(
+pub(super) fn save_record<'s>(
     record: &mut deletion::Record,
     (folder_dir, path, source_id): (&fsx::Dir, &Path, &str),
-    staying: &mut dyn Iterator<Item = std::io::Result<Hash>>,
+    staying: &mut dyn FnMut() -> Box<dyn Iterator<Item = std::io::Result<Hash>> + 's>,
     copied: Sorter<Hash>,
     deleted: u64,
     opts: &SyncOptions,
@@ -915,8 +919,13 @@ pub(super) fn save_record(
         }
     };
     let (found, before) = (record.found, record.total());
+    // Nothing copied or deleted: the record is rewritten only when some of its lines are for
+    // copies gone from the folder (counted first, without writing).
+    if found && !any_copied && deleted == 0 && record.standing(&mut staying()).is_ok_and(|n| n == before) {
+        return;
+    }
     let r = deletion::Record::save_with(folder_dir, opts.owner, opts.durable, &mut |w| {
-        let ours = record.write_after(w, &folder, source_id, staying, &mut copied.iter())?;
+        let ours = record.write_after(w, &folder, source_id, &mut staying(), &mut copied.iter())?;
         Ok(!(found && !any_copied && deleted == 0 && ours == before))
     });
     if let Err(p) = r {

@@ -667,8 +667,7 @@ mod tests {
         std::fs::write(&path, [old.clone(), new].concat()).unwrap();
         let f = MboxFile::open(&path).unwrap();
         let ro = target_mbox_read_options();
-        let hashes: Vec<Hash> =
-            f.entries(&ro).map(|e| Identity::Mbox.hash(&f.message(&e, &ro).pieces)).collect();
+        let hashes: Vec<Hash> = f.entries(&ro).map(|e| Identity::Mbox.hash(&f.message(&e, &ro).pieces)).collect();
         let sorted = |v: &[Hash]| {
             let mut s = Sorter::with_budget(1);
             v.iter().for_each(|h| s.push(*h).unwrap());
