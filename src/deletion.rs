@@ -20,7 +20,6 @@
 //! an empty folder), nor in a folder whose source has no message at all (a failed mount looks
 //! the same) unless `--max-delete` bounds the damage.
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
@@ -31,6 +30,7 @@ use sha2::{Digest, Sha256};
 use crate::error::Problem;
 use crate::fsx::{self, Owner};
 use crate::message::Hash;
+use crate::spill::{Sorted, Sorter, Spill};
 
 pub const COPIED_FILE: &str = "mailmover-copied";
 /// Version 2 names its folder: `mailmover-copied 2 DEV:INO PATH`.
@@ -78,17 +78,81 @@ pub fn source_id(source: &Path) -> String {
 }
 
 /// The copies a target folder holds from one source, as a multiset of hashes, and the lines of
-/// other sources (kept as they are).
-#[derive(Debug, Default, Clone)]
+/// other sources (kept as they are). Both are sorted by hash, on disk past a bound
+/// ([`crate::spill`]): a record of millions of lines costs no more memory than a small one.
+/// Read only: what a run deletes or copies is given to [`Record::write_after`].
+#[derive(Default)]
 pub struct Record {
-    /// This source's copies: hash and count, sorted by hash (36 bytes a line).
-    ours: Vec<(Hash, u32)>,
-    /// Other sources' lines, kept as they are, with their hashes.
-    others: Vec<(Hash, String)>,
+    /// This source's copies: a hash a line.
+    ours: Sorted<Hash>,
+    /// Other sources' lines.
+    others: Sorted<Other>,
     /// Lines of this source when it was read.
     total: u64,
     /// The file existed and parsed: without it nothing is known to be a copy.
     pub found: bool,
+}
+
+impl std::fmt::Debug for Record {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Record {{ ours: {}, others: {}, found: {} }}", self.total, self.others.len(), self.found)
+    }
+}
+
+/// Another source's line, as it was.
+#[derive(Debug, Clone)]
+struct Other {
+    hash: Hash,
+    line: String,
+}
+
+crate::ordered_by!(Other, hash, line);
+
+impl Spill for Other {
+    fn weight(&self) -> usize {
+        self.line.len()
+    }
+
+    fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.hash);
+        out.extend_from_slice(self.line.as_bytes());
+    }
+
+    fn read(b: &[u8]) -> Option<Other> {
+        let (hash, line) = b.split_first_chunk::<32>()?;
+        Some(Other { hash: *hash, line: String::from_utf8(line.to_vec()).ok()? })
+    }
+}
+
+/// How many times each hash is in a sorted list, asked for in increasing order.
+struct CountsOf<I: Iterator<Item = std::io::Result<Hash>>> {
+    it: std::iter::Peekable<I>,
+}
+
+impl<I: Iterator<Item = std::io::Result<Hash>>> CountsOf<I> {
+    fn new(it: I) -> Self {
+        CountsOf { it: it.peekable() }
+    }
+
+    /// The occurrences of `h` (each hash asked once, in increasing order).
+    fn of(&mut self, h: &Hash) -> std::io::Result<u32> {
+        let mut n = 0;
+        loop {
+            match self.it.peek() {
+                Some(Ok(x)) if x < h => {}
+                Some(Ok(x)) if x == h => n += 1,
+                Some(Ok(_)) | None => return Ok(n),
+                Some(Err(_)) => return self.it.next().map_or(Ok(n), |r| r.map(|_| n)),
+            }
+            self.it.next();
+        }
+    }
+}
+
+/// Occurrences of `h` in the sorted slice `v`.
+fn count_in(v: &[Hash], h: &Hash) -> u32 {
+    let from = v.partition_point(|x| x < h);
+    v[from..].iter().take_while(|x| *x == h).count() as u32
 }
 
 impl Record {
@@ -122,10 +186,11 @@ impl Record {
         }
     }
 
-    /// The lines after the header; `None` when one is not a line of a record.
+    /// The lines after the header; `None` when one is not a line of a record (or they could not
+    /// be sorted).
     fn parse_lines(mut r: impl std::io::BufRead, source: &str) -> Option<Record> {
         use std::io::BufRead;
-        let mut rec = Record { found: true, ..Default::default() };
+        let (mut ours, mut others) = (Sorter::new(), Sorter::new());
         let mut line = String::new();
         loop {
             line.clear();
@@ -144,22 +209,13 @@ impl Record {
             let (h, id) = l.split_once(' ')?;
             let hash = crate::wire::unhex32(h.as_bytes())?;
             if id == source {
-                rec.ours.push((hash, 1));
-                rec.total += 1;
+                ours.push(hash).ok()?;
             } else {
-                rec.others.push((hash, l.to_string()));
+                others.push(Other { hash, line: l.to_string() }).ok()?;
             }
         }
-        rec.ours.sort_unstable();
-        rec.ours.dedup_by(|b, a| {
-            let same = a.0 == b.0;
-            if same {
-                a.1 += b.1;
-            }
-            same
-        });
-        rec.ours.shrink_to_fit();
-        Some(rec)
+        let ours = ours.sorted().ok()?;
+        Some(Record { total: ours.len(), ours, others: others.sorted().ok()?, found: true })
     }
 
     #[cfg(test)]
@@ -169,13 +225,17 @@ impl Record {
         Record::parse_lines(lines.collect::<String>().as_bytes(), source)
     }
 
-    /// The copies recorded for other sources, by hash.
-    pub fn others_by_hash(&self) -> HashMap<Hash, u32> {
-        let mut m = HashMap::new();
-        for (h, _) in &self.others {
-            *m.entry(*h).or_default() += 1;
+    /// The copies recorded for other sources: hash and count, sorted by hash.
+    pub fn others_by_hash(&self) -> std::io::Result<Vec<(Hash, u32)>> {
+        let mut v: Vec<(Hash, u32)> = Vec::new();
+        for o in self.others.iter() {
+            let o = o?;
+            match v.last_mut() {
+                Some((h, n)) if *h == o.hash => *n += 1,
+                _ => v.push((o.hash, 1)),
+            }
         }
-        m
+        Ok(v)
     }
 
     /// Lines of this source when the record was read.
@@ -183,72 +243,84 @@ impl Record {
         self.total
     }
 
-    /// Whether a target message with this hash is a copy from this source; takes one
-    /// occurrence (two target copies need two lines).
-    pub fn take(&mut self, h: &Hash) -> bool {
-        match self.ours.binary_search_by(|(x, _)| x.cmp(h)).ok().map(|i| &mut self.ours[i].1) {
-            Some(n) if *n > 0 => {
-                *n -= 1;
-                true
+    /// Of `unmatched` (place and hash), those that are copies from this source: a recorded
+    /// hash answers for as many target messages as it has lines, the first places first.
+    pub fn copies_among(&self, unmatched: &[(usize, Hash)]) -> std::io::Result<Vec<usize>> {
+        let mut by_hash: Vec<(Hash, usize)> = unmatched.iter().map(|(i, h)| (*h, *i)).collect();
+        by_hash.sort_unstable();
+        let mut counts = CountsOf::new(self.ours.iter());
+        let (mut chosen, mut last, mut left) = (Vec::new(), None, 0);
+        for (h, i) in by_hash {
+            if last != Some(h) {
+                last = Some(h);
+                left = counts.of(&h)?;
             }
-            _ => false,
+            if left > 0 {
+                left -= 1;
+                chosen.push(i);
+            }
         }
+        Ok(chosen)
     }
 
-    /// How many of `staying` (sorted by hash) [`Record::take`] would grant, taking nothing.
-    pub fn standing(&self, staying: &mut dyn Iterator<Item = std::io::Result<Hash>>) -> std::io::Result<u64> {
+    /// The lines of this source that still stand for `staying` (the hashes of every target
+    /// message that stays, sorted): a hash's lines, less the copies `gone` (sorted) deleted
+    /// now, answer for as many staying messages.
+    fn standing_lines(
+        &self,
+        staying: &mut dyn Iterator<Item = std::io::Result<Hash>>,
+        gone: &[Hash],
+        each: &mut dyn FnMut(&Hash) -> std::io::Result<()>,
+    ) -> std::io::Result<u64> {
+        let mut counts = CountsOf::new(self.ours.iter());
         let (mut n, mut last, mut left) = (0, None, 0u32);
         for h in staying {
             let h = h?;
             if last != Some(h) {
                 last = Some(h);
-                left = self.ours.binary_search_by(|(x, _)| x.cmp(&h)).map_or(0, |i| self.ours[i].1);
+                left = counts.of(&h)?.saturating_sub(count_in(gone, &h));
             }
             if left > 0 {
                 left -= 1;
                 n += 1;
+                each(&h)?;
             }
         }
         Ok(n)
     }
 
-    /// Gives back a line [`Record::take`] granted for a copy that stays (its deletion failed).
-    pub fn give_back(&mut self, h: &Hash) {
-        match self.ours.binary_search_by(|(x, _)| x.cmp(h)) {
-            Ok(i) => self.ours[i].1 += 1,
-            Err(i) => self.ours.insert(i, (*h, 1)),
-        }
+    /// How many lines of this source [`Record::write_after`] would write with no copy made.
+    pub fn standing(
+        &self,
+        staying: &mut dyn Iterator<Item = std::io::Result<Hash>>,
+        gone: &[Hash],
+    ) -> std::io::Result<u64> {
+        self.standing_lines(staying, gone, &mut |_| Ok(()))
     }
 
     /// Writes the record of `folder` ([`fsx::folder_id`]) after a run, a line at a time: this
-    /// source's copies still in the target (of `staying`, the hashes of every target message
-    /// that stays, those [`Record::take`] grants), the copies made now, then the other
-    /// sources' lines as they were. Returns the number of this source's lines.
+    /// source's copies still in the target (see [`Record::standing`]), the copies made now,
+    /// then the other sources' lines as they were. Returns the number of this source's lines.
     pub fn write_after(
-        &mut self,
+        &self,
         out: &mut dyn Write,
         folder: &str,
         source: &str,
-        staying: &mut dyn Iterator<Item = std::io::Result<Hash>>,
+        (staying, gone): (&mut dyn Iterator<Item = std::io::Result<Hash>>, &[Hash]),
         copied: &mut dyn Iterator<Item = std::io::Result<Hash>>,
     ) -> std::io::Result<u64> {
         writeln!(out, "{}", record_header(folder))?;
-        let mut ours = 0;
-        for h in staying {
-            let h = h?;
-            if self.take(&h) {
-                out.write_all(&crate::wire::hex32(&h))?;
-                writeln!(out, " {source}")?;
-                ours += 1;
-            }
-        }
+        let line = |h: &Hash, out: &mut dyn Write| -> std::io::Result<()> {
+            out.write_all(&crate::wire::hex32(h))?;
+            writeln!(out, " {source}")
+        };
+        let mut ours = self.standing_lines(staying, gone, &mut |h| line(h, out))?;
         for h in copied {
-            out.write_all(&crate::wire::hex32(&h?))?;
-            writeln!(out, " {source}")?;
+            line(&h?, out)?;
             ours += 1;
         }
-        for (_, l) in &self.others {
-            writeln!(out, "{l}")?;
+        for o in self.others.iter() {
+            writeln!(out, "{}", o?.line)?;
         }
         Ok(ours)
     }
@@ -290,7 +362,7 @@ pub struct SourceState {
 pub fn choose(
     mode: Deletion,
     unmatched: &[(usize, Hash)],
-    record: &mut Record,
+    record: &Record,
     src: SourceState,
     max_delete: Option<u64>,
 ) -> (Vec<usize>, Option<String>) {
@@ -326,7 +398,16 @@ pub fn choose(
                  --mirror deletes every message the source does not have"
             )),
         ),
-        Deletion::Copied => (unmatched.iter().filter(|(_, h)| record.take(h)).map(|(i, _)| *i).collect(), None),
+        Deletion::Copied => match record.copies_among(unmatched) {
+            Ok(chosen) => (chosen, None),
+            Err(e) => (
+                Vec::new(),
+                Some(format!(
+                    "the record of copies could not be read back ({}): --delete deleted nothing here",
+                    crate::error::io_reason(&e)
+                )),
+            ),
+        },
         Deletion::Off => (Vec::new(), None),
     }
 }
@@ -347,9 +428,9 @@ mod tests {
 
     #[test]
     fn delete_takes_only_recorded_copies_of_this_source() {
-        let mut r = record(&[(1, "me"), (2, "other"), (3, "me")]);
+        let r = record(&[(1, "me"), (2, "other"), (3, "me")]);
         let unmatched = [(0, [1u8; 32]), (1, [2u8; 32]), (2, [4u8; 32])];
-        let (d, why) = choose(Deletion::Copied, &unmatched, &mut r, SRC, None);
+        let (d, why) = choose(Deletion::Copied, &unmatched, &r, SRC, None);
         assert_eq!(d, vec![0]);
         assert!(why.is_none());
         let mut text = Vec::new();
@@ -358,7 +439,7 @@ mod tests {
                 &mut text,
                 "1:2 /f",
                 "me",
-                &mut [Ok([3u8; 32]), Ok([4u8; 32])].into_iter(),
+                (&mut [Ok([3u8; 32]), Ok([4u8; 32])].into_iter(), &[[1u8; 32]]),
                 &mut [Ok([5u8; 32])].into_iter(),
             )
             .unwrap();
@@ -370,31 +451,31 @@ mod tests {
 
     #[test]
     fn a_recorded_hash_answers_for_one_copy() {
-        let mut r = record(&[(1, "me")]);
-        let unmatched = [(0, [1u8; 32]), (1, [1u8; 32])];
-        assert_eq!(choose(Deletion::Copied, &unmatched, &mut r, SRC, None).0, vec![0]);
+        let r = record(&[(1, "me")]);
+        let unmatched = [(1, [1u8; 32]), (0, [1u8; 32])];
+        assert_eq!(choose(Deletion::Copied, &unmatched, &r, SRC, None).0, vec![0], "the first place first");
     }
 
     #[test]
     fn mirror_takes_everything_unmatched() {
         let unmatched = [(0, [1u8; 32]), (4, [2u8; 32])];
-        assert_eq!(choose(Deletion::Mirror, &unmatched, &mut Record::default(), SRC, None).0, vec![0, 4]);
+        assert_eq!(choose(Deletion::Mirror, &unmatched, &Record::default(), SRC, None).0, vec![0, 4]);
     }
 
     #[test]
     fn refusals() {
         let unmatched = [(0, [1u8; 32])];
-        let mut r = record(&[(1, "me")]);
+        let r = record(&[(1, "me")]);
         let errs = SourceState { read_errors: true, ..SRC };
         for mode in [Deletion::Copied, Deletion::Mirror] {
-            let (d, why) = choose(mode, &unmatched, &mut r, errs, Some(100));
+            let (d, why) = choose(mode, &unmatched, &r, errs, Some(100));
             assert!(d.is_empty() && why.unwrap().contains("read errors"));
         }
         let empty = SourceState { messages: 0, ..SRC };
-        let (d, why) = choose(Deletion::Mirror, &unmatched, &mut r, empty, None);
+        let (d, why) = choose(Deletion::Mirror, &unmatched, &r, empty, None);
         assert!(d.is_empty() && why.unwrap().contains("--max-delete"));
-        assert_eq!(choose(Deletion::Mirror, &unmatched, &mut r, empty, Some(1)).0, vec![0]);
-        let (d, why) = choose(Deletion::Copied, &unmatched, &mut Record::default(), SRC, None);
+        assert_eq!(choose(Deletion::Mirror, &unmatched, &r, empty, Some(1)).0, vec![0]);
+        let (d, why) = choose(Deletion::Copied, &unmatched, &Record::default(), SRC, None);
         assert!(d.is_empty() && why.unwrap().contains(COPIED_FILE));
     }
 
@@ -437,12 +518,17 @@ mod tests {
             let mut text = Vec::new();
             let folder = fsx::folder_id(d).unwrap();
             Record::default()
-                .write_after(&mut text, &folder, "me", &mut std::iter::empty(), &mut [Ok([h; 32])].into_iter())
+                .write_after(&mut text, &folder, "me", (&mut std::iter::empty(), &[]), &mut [Ok([h; 32])].into_iter())
                 .unwrap();
             std::fs::write(d.join(COPIED_FILE), text).unwrap();
         }
-        let mut r = Record::load(&dir, "me").unwrap();
-        assert!(r.take(&[1; 32]) && !r.take(&[2; 32]), "the opened folder's record, and it names that folder");
+        let r = Record::load(&dir, "me").unwrap();
+        let unmatched = [(0, [1; 32]), (1, [2; 32])];
+        assert_eq!(
+            r.copies_among(&unmatched).unwrap(),
+            vec![0],
+            "the opened folder's record, and it names that folder"
+        );
     }
 
     /// Issue 18: a record names its folder; another folder's record, or one that names none,
@@ -453,7 +539,7 @@ mod tests {
         let mut text = Vec::new();
         let folder = fsx::folder_id(a.path()).unwrap();
         Record::default()
-            .write_after(&mut text, &folder, "me", &mut std::iter::empty(), &mut [Ok([1u8; 32])].into_iter())
+            .write_after(&mut text, &folder, "me", (&mut std::iter::empty(), &[]), &mut [Ok([1u8; 32])].into_iter())
             .unwrap();
         std::fs::write(a.path().join(COPIED_FILE), &text).unwrap();
         std::fs::write(b.path().join(COPIED_FILE), &text).unwrap();
@@ -476,24 +562,48 @@ mod tests {
     }
 
     proptest::proptest! {
-        /// Counting the lines that stand takes what writing the record takes.
+        /// Through sorted runs of any size, the record answers as a multiset of hashes: a
+        /// hash's lines, less the copies deleted, stand for as many staying messages; counting
+        /// them writes nothing; the record written reads back with those lines, the new copies
+        /// and the other sources' lines.
         #[test]
-        fn standing_counts_what_write_after_keeps(
-            lines in proptest::collection::vec(0u8..8, 0..30),
+        fn the_record_is_a_multiset_of_hashes(
+            lines in proptest::collection::vec((0u8..8, proptest::prelude::any::<bool>()), 0..30),
             staying in proptest::collection::vec(0u8..8, 0..30),
+            gone in proptest::collection::vec(0u8..8, 0..6),
+            copied in proptest::collection::vec(0u8..8, 0..6),
         ) {
-            let mut rec = Record { found: true, ..Default::default() };
-            for b in &lines {
-                rec.give_back(&[*b; 32]);
+            let mut text = String::from(HEADER);
+            for (b, mine) in &lines {
+                text.push_str(&format!("\n{} {}", hex::encode([*b; 32]), if *mine { "me" } else { "other" }));
             }
-            let mut staying: Vec<Hash> = staying.iter().map(|b| [*b; 32]).collect();
-            staying.sort_unstable();
-            let counted = rec.standing(&mut staying.iter().map(|h| Ok(*h))).unwrap();
+            let rec = Record::parse(&text, "me").unwrap();
+            let count = |v: &[u8], b: u8| v.iter().filter(|x| **x == b).count();
+            let mine: Vec<u8> = lines.iter().filter(|(_, m)| *m).map(|(b, _)| *b).collect();
+            let mut staying_h: Vec<Hash> = staying.iter().map(|b| [*b; 32]).collect();
+            staying_h.sort_unstable();
+            let mut gone_h: Vec<Hash> = gone.iter().map(|b| [*b; 32]).collect();
+            gone_h.sort_unstable();
+            let want: usize = (0u8..8)
+                .map(|b| count(&mine, b).saturating_sub(count(&gone, b)).min(count(&staying, b)))
+                .sum();
+            let counted = rec.standing(&mut staying_h.iter().map(|h| Ok(*h)), &gone_h).unwrap();
+            proptest::prop_assert_eq!(counted, want as u64);
             let mut out = Vec::new();
+            let copied_h: Vec<Hash> = { let mut v: Vec<Hash> = copied.iter().map(|b| [*b; 32]).collect(); v.sort_unstable(); v };
             let kept = rec
-                .write_after(&mut out, "f", "me", &mut staying.iter().map(|h| Ok(*h)), &mut std::iter::empty())
+                .write_after(&mut out, "f", "me", (&mut staying_h.iter().map(|h| Ok(*h)), &gone_h), &mut copied_h.iter().map(|h| Ok(*h)))
                 .unwrap();
-            proptest::prop_assert_eq!(counted, kept);
+            proptest::prop_assert_eq!(kept, (want + copied.len()) as u64);
+            let text = String::from_utf8(out).unwrap().replacen("mailmover-copied 2 f", HEADER, 1);
+            let again = Record::parse(&text, "me").unwrap();
+            proptest::prop_assert_eq!(again.total(), kept);
+            proptest::prop_assert_eq!(again.others.len(), (lines.len() - mine.len()) as u64);
+            // --delete answers with as many unmatched places per hash as there are lines.
+            let unmatched: Vec<(usize, Hash)> = staying.iter().enumerate().map(|(i, b)| (i, [*b; 32])).collect();
+            let chosen = rec.copies_among(&unmatched).unwrap();
+            let want_chosen: usize = (0u8..8).map(|b| count(&mine, b).min(count(&staying, b))).sum();
+            proptest::prop_assert_eq!(chosen.len(), want_chosen);
         }
     }
 }

@@ -183,6 +183,13 @@ pub struct Sorted<T> {
     len: u64,
 }
 
+impl<T> Default for Sorted<T> {
+    /// No items.
+    fn default() -> Self {
+        Sorted { tail: Vec::new(), runs: None, len: 0 }
+    }
+}
+
 impl<T: Spill> Sorted<T> {
     /// The items in order. A run that cannot be read back yields its error and ends there.
     pub fn iter(&self) -> Merge<'_, T> {

@@ -447,9 +447,7 @@ impl<'t, 'a> FolderRun<'t, 'a> {
         // In a folder merged from several sources, the copies recorded for the others are
         // theirs: each source matches only its own (a message both have is there twice, and
         // neither re-flags the other's copy run after run).
-        let mut reserved: Vec<(Hash, u32)> =
-            if self.job.opts.merged { self.record.others_by_hash().into_iter().collect() } else { Vec::new() };
-        reserved.sort_unstable();
+        let reserved = if self.job.opts.merged { self.record.others_by_hash().map_err(err)? } else { Vec::new() };
         let targets = self.index.sorted.iter().map(|r| r.map(held_of));
         let mut joined =
             Joined { decided: &mut self.decided, unmatched: Sorter::new(), cache: self.books.cache.as_mut() };
@@ -662,7 +660,7 @@ impl<'t, 'a> FolderRun<'t, 'a> {
                 self.books.tally(tn, &tdir, prepared, fates, rec, out);
             }
         }
-        let mut record = self.record;
+        let record = self.record;
         let mut deleted = 0;
         // Target messages deleted, by hash and place in the index.
         let mut gone: Vec<(Hash, u64)> = Vec::new();
@@ -676,7 +674,7 @@ impl<'t, 'a> FolderRun<'t, 'a> {
                     .collect::<std::io::Result<_>>()
                     .map_err(|e| spill_error(&tdir, e))?
             };
-            let mut chosen = choose_deletions(&candidates, &mut record, &tdir, self.source, opts, out);
+            let mut chosen = choose_deletions(&candidates, &record, &tdir, self.source, opts, out);
             chosen.sort_unstable();
             for h in unmatched.iter() {
                 let h = h.map_err(|e| spill_error(&tdir, e))?;
@@ -692,7 +690,6 @@ impl<'t, 'a> FolderRun<'t, 'a> {
                     && let Err(err) = w.delete(&e)
                 {
                     out.errors.push(err.problem());
-                    record.give_back(&h.hash);
                     if let Some(c) = self.books.cache.as_mut() {
                         c.add(e.base(), e.size, e.mtime_ns, &h.hash);
                     }
@@ -719,7 +716,8 @@ impl<'t, 'a> FolderRun<'t, 'a> {
                     .map(|t| t.map(|t| t.hash))
             };
             let at = (&w.dir, self.record_path.as_path(), self.source_id.as_str());
-            save_record(&mut record, at, &mut || Box::new(staying()), copied, deleted, opts, out);
+            let gone: Vec<Hash> = gone.iter().map(|(h, _)| *h).collect();
+            save_record(&record, at, (&mut || Box::new(staying()), &gone), copied, deleted, opts, out);
             if let Some(c) = source_cache {
                 // Unchanged (every line as it was): the file is left alone, so a re-run writes
                 // nothing.
@@ -887,13 +885,17 @@ impl<'t> FedFolder<'t> {
     }
 }
 
+/// The hashes of the target messages that stay, sorted, as often as asked for.
+pub(super) type Hashes<'s> = dyn FnMut() -> Box<dyn Iterator<Item = std::io::Result<Hash>> + 's> + 's;
+
 /// Writes a folder's record of copies when it changed (a re-run that did nothing writes nothing;
 /// a target with no record and no new copy gets none, so `--delete` keeps saying it cannot tell).
-/// `staying`: the hashes of the target messages the run leaves; `copied`: those it wrote.
+/// `staying`: the hashes of the target messages the run leaves, and those it deleted (`gone`);
+/// `copied`: those it wrote.
 pub(super) fn save_record<'s>(
-    record: &mut deletion::Record,
+    record: &deletion::Record,
     (folder_dir, path, source_id): (&fsx::Dir, &Path, &str),
-    staying: &mut dyn FnMut() -> Box<dyn Iterator<Item = std::io::Result<Hash>> + 's>,
+    (staying, gone): (&mut Hashes<'s>, &[Hash]),
     copied: Sorter<Hash>,
     deleted: u64,
     opts: &SyncOptions,
@@ -921,11 +923,11 @@ pub(super) fn save_record<'s>(
     let (found, before) = (record.found, record.total());
     // Nothing copied or deleted: the record is rewritten only when some of its lines are for
     // copies gone from the folder (counted first, without writing).
-    if found && !any_copied && deleted == 0 && record.standing(&mut staying()).is_ok_and(|n| n == before) {
+    if found && !any_copied && deleted == 0 && record.standing(&mut staying(), gone).is_ok_and(|n| n == before) {
         return;
     }
     let r = deletion::Record::save_with(folder_dir, opts.owner, opts.durable, &mut |w| {
-        let ours = record.write_after(w, &folder, source_id, &mut staying(), &mut copied.iter())?;
+        let ours = record.write_after(w, &folder, source_id, (&mut staying(), gone), &mut copied.iter())?;
         Ok(!(found && !any_copied && deleted == 0 && ours == before))
     });
     if let Err(p) = r {

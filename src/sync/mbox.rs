@@ -347,7 +347,7 @@ pub(super) fn to_mbox(
     let held = held.sorted().map_err(err)?;
     // No record of copies beside an mbox (Dovecot would list it as a mailbox): --delete cannot
     // tell copies from other mail there and deletes nothing; --mirror works.
-    let mut record = deletion::Record::default();
+    let record = deletion::Record::default();
     let mut joined = Joined::new(&mut decided);
     join(wanted.iter(), held.iter(), std::iter::empty(), &rules, &mut joined).map_err(err)?;
     drop((wanted, held));
@@ -359,7 +359,7 @@ pub(super) fn to_mbox(
     } else {
         unmatched.iter().map(|r| r.map(|h| (h.idx as usize, h.hash))).collect::<std::io::Result<_>>().map_err(err)?
     };
-    let mut deletes = choose_deletions(&candidates, &mut record, &path, opened, opts, out);
+    let mut deletes = choose_deletions(&candidates, &record, &path, opened, opts, out);
     deletes.sort_unstable();
     for h in unmatched.iter() {
         let h = h.map_err(err)?;

@@ -314,7 +314,7 @@ fn folder_bytes(o: &Opened) -> u64 {
 /// deletion mode, the safety rules and the run's `--max-delete` budget; refusals are reported.
 fn choose_deletions(
     unmatched: &[(usize, Hash)],
-    record: &mut deletion::Record,
+    record: &deletion::Record,
     target: &Path,
     source: &dyn load::Feed,
     opts: &SyncOptions,
@@ -330,10 +330,7 @@ fn choose_deletions(
     if opts.deletion == Deletion::Off || unmatched.is_empty() {
         return Vec::new();
     }
-    // Lines of the record are given up only for deletions that happen (only --delete takes
-    // them: --mirror needs no copy of the record).
-    let mut trial = if opts.deletion == Deletion::Copied { record.clone() } else { deletion::Record::default() };
-    let (chosen, why) = deletion::choose(opts.deletion, unmatched, &mut trial, src, opts.max_delete);
+    let (chosen, why) = deletion::choose(opts.deletion, unmatched, record, src, opts.max_delete);
     if let Some(why) = why {
         out.warnings.push(Problem::new(target, why));
     }
@@ -344,9 +341,6 @@ fn choose_deletions(
             format!("{n} deletions here would pass --max-delete {}; deleted none", opts.max_delete.unwrap_or(0)),
         ));
         return Vec::new();
-    }
-    if opts.deletion == Deletion::Copied {
-        *record = trial;
     }
     chosen
 }

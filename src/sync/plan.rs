@@ -369,7 +369,7 @@ pub struct DeletionRules<'r> {
 }
 
 /// Plans a whole folder: `sources` in order, `targets` as the target holds them. Deletions
-/// follow [`deletion::choose`]; the record lines they use up are not given back here.
+/// follow [`deletion::choose`].
 pub fn plan<'m>(
     sources: impl IntoIterator<Item = Candidate<'m>>,
     targets: &[(Hash, Meta)],
@@ -389,8 +389,7 @@ pub fn plan<'m>(
         }
         decisions.push(d);
     }
-    let mut record = deletion.record.clone();
-    let (gone, refusal) = deletion::choose(deletion.mode, &p.unmatched(), &mut record, source, deletion.max_delete);
+    let (gone, refusal) = deletion::choose(deletion.mode, &p.unmatched(), deletion.record, source, deletion.max_delete);
     let mut fates = vec![TargetFate::Keep; targets.len()];
     for i in gone {
         if let Some(f) = fates.get_mut(i) {
