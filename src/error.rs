@@ -15,7 +15,7 @@ pub enum Error {
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: io::Error },
     #[error("{}: {reason}", path.display())]
-    Bad { path: PathBuf, reason: String },
+    Bad { path: PathBuf, reason: String, kind: Kind },
     /// Wrong command line or configuration: exit 2, nothing written.
     #[error("{0}")]
     Usage(String),
@@ -32,7 +32,17 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub fn bad(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
-        Error::Bad { path: path.into(), reason: reason.into() }
+        Error::Bad { path: path.into(), reason: reason.into(), kind: Kind::Other }
+    }
+
+    /// Untrusted input refused (see [`Kind::Refused`]).
+    pub fn refused(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        Error::of(Kind::Refused, path, reason)
+    }
+
+    /// An error of a kind code acts on (see [`Kind`]).
+    pub fn of(kind: Kind, path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        Error::Bad { path: path.into(), reason: reason.into(), kind }
     }
 
     /// The file was not there (deleted or renamed meanwhile).
@@ -56,10 +66,11 @@ impl Error {
     /// The error as a report entry.
     pub fn problem(&self) -> Problem {
         match self {
-            Error::Io { path, source } => Problem::new(path, io_reason(source)),
-            Error::Bad { path, reason } | Error::Locked { path, reason } => Problem::new(path, reason.clone()),
-            Error::Interrupted(_) => Problem { path: PathBuf::new(), reason: self.to_string(), offset: None },
-            Error::Usage(m) => Problem { path: PathBuf::new(), reason: m.clone(), offset: None },
+            Error::Io { path, source } => Problem::of(Kind::Io, path, io_reason(source)),
+            Error::Bad { path, reason, kind } => Problem::of(*kind, path, reason.clone()),
+            Error::Locked { path, reason } => Problem::of(Kind::Locked, path, reason.clone()),
+            Error::Interrupted(_) => Problem::of(Kind::Interrupted, Path::new(""), self.to_string()),
+            Error::Usage(m) => Problem::of(Kind::Usage, Path::new(""), m.clone()),
         }
     }
 }
@@ -90,8 +101,36 @@ impl<T> At<T> for nix::Result<T> {
     }
 }
 
-/// One thing that went wrong, as listed in reports: the path, the reason and, for a message
-/// inside an mbox file, its byte offset. In JSON the path is text as long as it is UTF-8, and
+/// What kind of trouble a [`Problem`] is: what code acts on (never the wording of a reason),
+/// and what a report's reader can count and filter on (`"kind"` in JSON, snake_case).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// Anything not named below.
+    #[default]
+    Other,
+    /// The operating system refused or failed a call.
+    Io,
+    /// Renamed or deleted between the listing and the read (not an error of the run).
+    Vanished,
+    /// Changed while it was read: left for the next run.
+    Changed,
+    /// A target file whose size is not the one its name gives (a torn or rewritten copy).
+    Torn,
+    /// Refused as untrusted input: a symlink, a FIFO, a file too big, another folder's file.
+    Refused,
+    /// Not readable as what it should be (a garbled mbox, a truncated message, an empty file).
+    Malformed,
+    /// Another run holds the target.
+    Locked,
+    /// A signal stopped the run.
+    Interrupted,
+    /// The command line or configuration is wrong.
+    Usage,
+}
+
+/// One thing that went wrong, as listed in reports: the path, the reason, its [`Kind`] and,
+/// for a message inside an mbox file, its byte offset. In JSON the path is text as long as it is UTF-8, and
 /// escaped otherwise ([`json_path`]), so that no byte of it is lost.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(from = "JsonProblem", into = "JsonProblem")]
@@ -100,15 +139,30 @@ pub struct Problem {
     pub path: PathBuf,
     pub reason: String,
     pub offset: Option<u64>,
+    pub kind: Kind,
 }
 
 impl Problem {
     pub fn new(path: &Path, reason: impl Into<String>) -> Self {
-        Problem { path: path.to_path_buf(), reason: reason.into(), offset: None }
+        Problem::of(Kind::Other, path, reason)
+    }
+
+    /// An operating system error at `path`.
+    pub fn io(path: &Path, e: &io::Error) -> Self {
+        Problem::of(Kind::Io, path, io_reason(e))
+    }
+
+    /// Untrusted input refused (see [`Kind::Refused`]).
+    pub fn refused(path: &Path, reason: impl Into<String>) -> Self {
+        Problem::of(Kind::Refused, path, reason)
+    }
+
+    pub fn of(kind: Kind, path: &Path, reason: impl Into<String>) -> Self {
+        Problem { path: path.to_path_buf(), reason: reason.into(), offset: None, kind }
     }
 
     pub fn at_offset(path: &Path, offset: u64, reason: impl Into<String>) -> Self {
-        Problem { path: path.to_path_buf(), reason: reason.into(), offset: Some(offset) }
+        Problem { offset: Some(offset), ..Problem::new(path, reason) }
     }
 
     fn key(&self) -> (&[u8], &str, Option<u64>) {
@@ -145,6 +199,8 @@ struct JsonProblem {
     #[serde(skip_serializing_if = "std::ops::Not::not", default)]
     path_escaped: bool,
     reason: String,
+    #[serde(default)]
+    kind: Kind,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     offset: Option<u64>,
 }
@@ -152,7 +208,7 @@ struct JsonProblem {
 impl From<Problem> for JsonProblem {
     fn from(p: Problem) -> Self {
         let (path, path_escaped) = json_path(&p.path);
-        JsonProblem { path, path_escaped, reason: p.reason, offset: p.offset }
+        JsonProblem { path, path_escaped, reason: p.reason, kind: p.kind, offset: p.offset }
     }
 }
 
@@ -162,7 +218,7 @@ impl From<JsonProblem> for Problem {
             Some(bytes) => PathBuf::from(OsString::from_vec(bytes)),
             None => PathBuf::from(j.path),
         };
-        Problem { path, reason: j.reason, offset: j.offset }
+        Problem { path, reason: j.reason, offset: j.offset, kind: j.kind }
     }
 }
 
@@ -224,8 +280,8 @@ mod tests {
     #[test]
     fn utf8_paths_are_written_as_they_are() {
         let p = Problem::at_offset(Path::new("/m/caf\u{e9} \\x41\"q"), 7, "bad");
-        assert_eq!(json(&p), r#"{"path":"/m/café \\x41\"q","reason":"bad","offset":7}"#);
-        assert_eq!(json(&Problem::new(Path::new(""), "r")), r#"{"path":"","reason":"r"}"#);
+        assert_eq!(json(&p), r#"{"path":"/m/café \\x41\"q","reason":"bad","kind":"other","offset":7}"#);
+        assert_eq!(json(&Problem::new(Path::new(""), "r")), r#"{"path":"","reason":"r","kind":"other"}"#);
         assert_eq!(serde_json::from_str::<Problem>(&json(&p)).unwrap(), p);
     }
 
@@ -233,10 +289,31 @@ mod tests {
     fn other_paths_are_escaped_and_come_back_whole() {
         let raw = b"/m/\xff\\x41\xc3(caf\xc3\xa9)";
         let p = Problem::new(Path::new(OsStr::from_bytes(raw)), "bad");
-        assert_eq!(json(&p), r#"{"path":"/m/\\xff\\\\x41\\xc3(café)","path_escaped":true,"reason":"bad"}"#);
+        assert_eq!(
+            json(&p),
+            r#"{"path":"/m/\\xff\\\\x41\\xc3(café)","path_escaped":true,"reason":"bad","kind":"other"}"#
+        );
         let back: Problem = serde_json::from_str(&json(&p)).unwrap();
         assert_eq!(back.path.as_os_str().as_bytes(), raw);
         assert_eq!(back, p);
+    }
+
+    /// Each kind is written by its snake_case name and read back; a report of an older version
+    /// (no kind) reads as `other`; the error a kind came with keeps it as a problem.
+    #[test]
+    fn kinds_are_named_in_json_and_kept() {
+        let p = Problem::refused(Path::new("/t/cur"), "is a symlink");
+        assert_eq!(json(&p), r#"{"path":"/t/cur","reason":"is a symlink","kind":"refused"}"#);
+        assert_eq!(serde_json::from_str::<Problem>(&json(&p)).unwrap(), p);
+        let old: Problem = serde_json::from_str(r#"{"path":"/x","reason":"r"}"#).unwrap();
+        assert_eq!(old.kind, Kind::Other);
+        let io = Error::Io { path: "/x".into(), source: io::Error::from(io::ErrorKind::PermissionDenied) };
+        assert_eq!(io.problem().kind, Kind::Io);
+        assert_eq!(Error::of(Kind::Changed, "/x", "changed").problem().kind, Kind::Changed);
+        assert_eq!(Error::Interrupted(15).problem().kind, Kind::Interrupted);
+        assert_eq!(Error::Usage("u".into()).problem().kind, Kind::Usage);
+        let named = serde_json::to_string(&[Kind::Vanished, Kind::Torn, Kind::Malformed, Kind::Locked]).unwrap();
+        assert_eq!(named, r#"["vanished","torn","malformed","locked"]"#);
     }
 
     #[test]

@@ -115,9 +115,13 @@ pub enum Origin {
 
 impl Origin {
     pub fn problem(&self, reason: impl Into<String>) -> Problem {
+        self.problem_of(crate::error::Kind::Other, reason)
+    }
+
+    pub fn problem_of(&self, kind: crate::error::Kind, reason: impl Into<String>) -> Problem {
         match self {
-            Origin::Mbox { path, offset, .. } => Problem::at_offset(path, *offset, reason),
-            Origin::File(p) => Problem::new(p, reason),
+            Origin::Mbox { path, offset, .. } => Problem { kind, ..Problem::at_offset(path, *offset, reason) },
+            Origin::File(p) => Problem::of(kind, p, reason),
         }
     }
 
@@ -225,7 +229,7 @@ impl Opened {
             let mut found = Vec::new();
             *listed = Some(Box::new(Listing::build(dir, keywords, scan, &mut found)?));
             for p in found {
-                if p.reason == mdread::VANISHED {
+                if p.kind == crate::error::Kind::Vanished {
                     moved.get_mut().unwrap_or_else(|e| e.into_inner()).unsure = true;
                 } else {
                     problems.push(p);
@@ -425,7 +429,9 @@ impl Opened {
         };
         l.body = match data {
             fsx::FileBytes::Owned(d) if d.is_empty() => {
-                return Err(l.origin.problem("empty file (0 bytes) is not a message; skipped"));
+                return Err(l
+                    .origin
+                    .problem_of(crate::error::Kind::Malformed, "empty file (0 bytes) is not a message; skipped"));
             }
             fsx::FileBytes::Owned(d) => Body::Owned(d),
             fsx::FileBytes::Mapped(m) => Body::Mapped(m),

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
-use crate::error::{Problem, Result};
+use crate::error::{Kind, Problem, Result};
 use crate::fsx;
 use crate::message::Hash;
 use crate::spill;
@@ -426,7 +426,7 @@ pub fn maildir(dir: &fsx::Dir, use_cache: bool, problems: &mut Vec<Problem>) -> 
                     failed = true;
                     let name =
                         Path::new(&p.path).file_name().map(|n| n.as_encoded_bytes().to_vec()).unwrap_or_default();
-                    if p.reason.contains("(torn or rewritten file)") && written_by_us(&name) {
+                    if p.kind == Kind::Torn && written_by_us(&name) {
                         torn.push(PathBuf::from(&p.path));
                     } else {
                         problems.push(p)
@@ -459,7 +459,7 @@ type Hashed = Result<(MaildirEntry, Hash, bool), Problem>;
 /// through its directory's descriptor.
 fn hash_entry(dir: &Path, subs: &mdread::MessageDirs, e: MaildirEntry, cached: Option<Hash>) -> Hashed {
     let torn = |path: &Path, n: u64, s: u64| {
-        Problem::new(path, format!("file has {n} bytes but its name says S={s} (torn or rewritten file)"))
+        Problem::of(Kind::Torn, path, format!("file has {n} bytes but its name says S={s} (torn or rewritten file)"))
     };
     let path = e.path(dir);
     // Checked on every run, cache or not: a stat is enough.

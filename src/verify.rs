@@ -89,7 +89,7 @@ fn hash_plain(mut f: std::fs::File, path: &Path, id: Identity) -> std::result::R
     use sha2::Digest;
     use std::io::Read;
     if !f.metadata().is_ok_and(|m| m.is_file()) {
-        return Err(Problem::new(path, "not a regular file"));
+        return Err(Problem::refused(path, "not a regular file"));
     }
     let mut h = sha2::Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
@@ -99,7 +99,7 @@ fn hash_plain(mut f: std::fs::File, path: &Path, id: Identity) -> std::result::R
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Problem::new(path, crate::error::io_reason(&e))),
+            Err(e) => return Err(Problem::io(path, &e)),
         };
         h.update(&buf[..n]);
         size += n as u64;
@@ -128,7 +128,11 @@ fn digest_opened(
                     (Some(e), crate::source::Origin::File(path)) => {
                         let (hash, size) = hash_plain(open_source(&path)?, &path, id)?;
                         if size == 0 {
-                            return Err(Problem::new(&path, "empty file (0 bytes) is not a message; skipped"));
+                            return Err(Problem::of(
+                                crate::error::Kind::Malformed,
+                                &path,
+                                "empty file (0 bytes) is not a message; skipped",
+                            ));
                         }
                         (hash, e.meta.clone(), path.display().to_string(), false, size)
                     }
@@ -165,7 +169,7 @@ fn open_source(path: &Path) -> std::result::Result<std::fs::File, Problem> {
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(path)
-        .map_err(|e| Problem::new(path, crate::error::io_reason(&e)))
+        .map_err(|e| Problem::io(path, &e))
 }
 
 /// The messages of target folder `tn` at `path`. Everything of it is read through descriptors:
@@ -183,7 +187,7 @@ fn target_messages(
     // As sync, nothing of a target folder reached through a link is read (this names the link;
     // the reads below refuse one by themselves).
     if let Some(link) = crate::fsx::link_on_the_way(&dst.path, path) {
-        errors.push(Problem::new(&link, "is a symlink in the target; not read"));
+        errors.push(Problem::refused(&link, "is a symlink in the target; not read"));
         return;
     }
     let read = match root {
@@ -212,7 +216,11 @@ fn maildir_messages(
         let path = e.path(&dir.path);
         let (hash, size) = hash_plain(subs.open_message(&e).map_err(|err| err.problem())?, &path, Identity::Exact)?;
         if size == 0 {
-            return Err(Problem::new(&path, "empty file (0 bytes) is not a message; skipped"));
+            return Err(Problem::of(
+                crate::error::Kind::Malformed,
+                &path,
+                "empty file (0 bytes) is not a message; skipped",
+            ));
         }
         let place = path.display().to_string();
         Ok(Msg { hash, meta: e.meta, place, size, not_mail: None })
@@ -224,7 +232,7 @@ fn maildir_messages(
         let done = next.is_none();
         match next {
             Some(Ok(e)) => chunk.push(e),
-            Some(Err(p)) if p.reason != mdread::VANISHED => errors.push(p),
+            Some(Err(p)) if p.kind != crate::error::Kind::Vanished => errors.push(p),
             _ => {}
         }
         if chunk.len() >= CHUNK || (done && !chunk.is_empty()) {

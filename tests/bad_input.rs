@@ -115,6 +115,10 @@ fn symlink_pointing_outside_is_reported_not_followed() {
     let r = env.sync(&format!("maildir:{}", src.display()), "out", &[]);
     r.expect_code(1);
     assert!(r.errors().iter().any(|(p, _)| p.ends_with("1551700011.M11P9.fixture:2,S")), "{:?}", r.errors());
+    // The report says what kind of trouble it is, for scripts that act on it.
+    let errors = r.json()["errors"].as_array().cloned().unwrap_or_default();
+    let link = errors.iter().find(|e| e["path"].as_str().is_some_and(|p| p.ends_with("M11P9.fixture:2,S")));
+    assert_eq!(link.map(|e| e["kind"].clone()), Some(serde_json::json!("refused")), "{errors:?}");
     let msgs = read_maildir(&env.path("out"), Layout::MaildirPP);
     assert_eq!(msgs.len(), 3);
     assert!(!msgs.iter().any(|m| m.bytes == std::fs::read(&outside).unwrap()), "symlink followed");

@@ -198,11 +198,8 @@ pub fn merge(
             m.failed += 1;
             rref.errors = r.get("errors").cloned().and_then(|e| serde_json::from_value(e).ok()).unwrap_or_default();
             if rref.errors.is_empty() {
-                rref.errors.push(Problem {
-                    path: row.source.clone().into(),
-                    reason: "the report does not say complete".into(),
-                    offset: None,
-                });
+                let source = std::path::PathBuf::from(row.source.clone());
+                rref.errors.push(Problem::new(&source, "the report does not say complete"));
             }
             m.failed_rows.push(rref);
         }
@@ -315,8 +312,7 @@ mod tests {
         reports.insert("b".to_string(), rep(false, 4, 20));
         reports.insert("zzz".to_string(), rep(true, 100, 1000));
         let mut unreadable = BTreeMap::new();
-        unreadable
-            .insert("c".to_string(), Problem { path: "r/row-c.json".into(), reason: "not JSON".into(), offset: None });
+        unreadable.insert("c".to_string(), Problem::new(std::path::Path::new("r/row-c.json"), "not JSON"));
         let m = merge(Some(&rows), &reports, &unreadable);
         assert!(!m.ok);
         assert_eq!((m.rows, m.complete, m.failed, m.missing, m.ignored), (4, 1, 2, 1, 1));

@@ -141,7 +141,7 @@ fn write_atomic(dir: &Path, name: &str, data: &[u8], durable: bool) -> Result<()
 }
 
 fn read_report(path: &Path) -> std::result::Result<Value, Problem> {
-    let bytes = std::fs::read(path).map_err(|e| Problem::new(path, crate::error::io_reason(&e)))?;
+    let bytes = std::fs::read(path).map_err(|e| Problem::io(path, &e))?;
     match serde_json::from_slice::<Value>(&bytes) {
         Ok(v @ Value::Object(_)) => Ok(v),
         Ok(_) => Err(Problem::new(path, "the report is not a JSON object")),

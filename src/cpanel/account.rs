@@ -122,7 +122,7 @@ pub fn discover(home: &Path) -> Result<Account> {
     let mail = home.join("mail");
     let mut domains = std::collections::BTreeSet::new();
     if std::fs::symlink_metadata(&mail).is_ok_and(|m| m.file_type().is_symlink()) {
-        acc.problems.push(Problem::new(&mail, "symlink not followed (use --follow-symlinks)"));
+        acc.problems.push(Problem::refused(&mail, "symlink not followed (use --follow-symlinks)"));
     } else if mail.is_dir() {
         scan_mail(&mail, &mut acc, &mut domains)?;
     }
@@ -161,7 +161,7 @@ fn scan_mail(mail: &Path, acc: &mut Account, domains: &mut std::collections::BTr
         match kind.or_else(|| kind_of(mail, &raw)) {
             Some(FileKind::Dir) => {}
             Some(FileKind::Symlink) => {
-                acc.problems.push(Problem::new(&path, "symlink not followed (use --follow-symlinks)"));
+                acc.problems.push(Problem::refused(&path, "symlink not followed (use --follow-symlinks)"));
                 continue;
             }
             _ => continue,
@@ -194,7 +194,7 @@ fn scan_mail(mail: &Path, acc: &mut Account, domains: &mut std::collections::BTr
             match lk.or_else(|| kind_of(&path, &l)) {
                 Some(FileKind::Dir) => {}
                 Some(FileKind::Symlink) => {
-                    acc.problems.push(Problem::new(&lpath, "symlink not followed (use --follow-symlinks)"));
+                    acc.problems.push(Problem::refused(&lpath, "symlink not followed (use --follow-symlinks)"));
                     continue;
                 }
                 _ => continue,

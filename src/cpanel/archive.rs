@@ -111,7 +111,7 @@ fn open(path: &Path) -> Result<Box<dyn Read>> {
     // user's home); a regular file reads the same with O_NONBLOCK.
     let mut f = crate::fsx::open_source_nonblocking(path)?;
     if !f.metadata().at(path)?.is_file() {
-        return Err(Error::bad(path, "not a regular file; not read"));
+        return Err(Error::refused(path, "not a regular file; not read"));
     }
     let mut magic = [0u8; 2];
     let n = f.read(&mut magic).at(path)?;
@@ -262,7 +262,7 @@ pub fn scan(path: &Path) -> Result<Scanned> {
                     tree.insert(&root, full, MemEntry::File(b));
                 }
                 FileKind::File => tree.insert(&root, full, MemEntry::Big(m.size)),
-                FileKind::Other => errs.push(Problem::new(Path::new(&m.display), "not a regular file; skipped")),
+                FileKind::Other => errs.push(Problem::refused(Path::new(&m.display), "not a regular file; skipped")),
             }
             Ok(())
         },
@@ -482,7 +482,7 @@ fn feed_messages(
             if m.kind != FileKind::File {
                 if m.kind == FileKind::Symlink {
                     out.errors
-                        .push(Problem::new(Path::new(&m.display), "symlink not followed (use --follow-symlinks)"));
+                        .push(Problem::refused(Path::new(&m.display), "symlink not followed (use --follow-symlinks)"));
                 }
                 return Ok(());
             }
@@ -581,7 +581,7 @@ fn member_bytes(m: &mut Member<'_>, rel: &Path, stash: &BTreeMap<PathBuf, Vec<u8
         }
     };
     if data.is_empty() {
-        return Err(origin.problem("empty file (0 bytes) is not a message; skipped"));
+        return Err(origin.problem_of(crate::error::Kind::Malformed, "empty file (0 bytes) is not a message; skipped"));
     }
     Ok(data)
 }

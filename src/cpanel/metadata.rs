@@ -112,7 +112,7 @@ fn linked_dirs(acc: &Account, cx: &Cx<'_>, plan: &mut Plan) {
     let mut found = linked(&acc.home, &mut ["etc", ".autorespond", ".spamassassin", ".sqmail", ".cphorde"].into_iter());
     found.extend(linked(&acc.home.join("etc"), &mut acc.domains.iter().map(String::as_str)));
     for p in found {
-        plan.warnings.push(Problem::new(&p, "symlink not followed; the account files in it are not copied"));
+        plan.warnings.push(Problem::refused(&p, "symlink not followed; the account files in it are not copied"));
     }
 }
 
@@ -249,7 +249,7 @@ fn autoresponders(acc: &Account, cx: &Cx<'_>, plan: &mut Plan) {
     for (name, kind) in cx.tree.list(&dir) {
         let path = dir.join(&name);
         if kind == FileKind::Symlink {
-            plan.warnings.push(Problem::new(&path, "symlink not followed (use --follow-symlinks)"));
+            plan.warnings.push(Problem::refused(&path, "symlink not followed (use --follow-symlinks)"));
             continue;
         }
         if kind != FileKind::File {
@@ -317,7 +317,7 @@ fn spam(acc: &Account, cx: &Cx<'_>, plan: &mut Plan) {
         let path = dir.join(&name);
         if kind != FileKind::File {
             if kind == FileKind::Symlink {
-                plan.warnings.push(Problem::new(&path, "symlink not followed (use --follow-symlinks)"));
+                plan.warnings.push(Problem::refused(&path, "symlink not followed (use --follow-symlinks)"));
             }
             continue;
         }
@@ -374,9 +374,9 @@ fn webmail(acc: &Account, cx: &Cx<'_>, plan: &mut Plan) {
                         copy_bytes(cx.tree, &path, r, modes, 0o600, plan);
                     }
                     FileKind::Symlink => {
-                        plan.warnings.push(Problem::new(&path, "symlink not followed (use --follow-symlinks)"))
+                        plan.warnings.push(Problem::refused(&path, "symlink not followed (use --follow-symlinks)"))
                     }
-                    FileKind::Other => plan.warnings.push(Problem::new(&path, "not a regular file; not copied")),
+                    FileKind::Other => plan.warnings.push(Problem::refused(&path, "not a regular file; not copied")),
                 }
             }
         }

@@ -232,10 +232,10 @@ fn write_maildirsize(
     let path = dir.path.join(name);
     let existing = dir.stat_at(name)?;
     if existing.is_some_and(|e| e.kind == crate::fsx::FileKind::Symlink) {
-        return Err(Error::bad(&path, "is a symlink in the target; not written"));
+        return Err(Error::refused(&path, "is a symlink in the target; not written"));
     }
     if existing.is_some_and(|e| e.kind != crate::fsx::FileKind::File) {
-        return Err(Error::bad(&path, "is not a regular file in the target; not written"));
+        return Err(Error::refused(&path, "is not a regular file in the target; not written"));
     }
     if dir.read_own_file(name, MAX_MAILDIRSIZE_BYTES).is_ok_and(|old| old.as_deref() == Some(text.as_bytes())) {
         return Ok(());

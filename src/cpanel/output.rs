@@ -158,7 +158,7 @@ impl Output<'_> {
         let Some(f) = dir.open_file(name, false)? else { return Ok(None) };
         let md = f.metadata().map_err(|e| Error::Io { path: path.clone(), source: e })?;
         if md.len() > MAX_METADATA_BYTES {
-            return Err(Error::bad(&path, "larger than any account file should be; not read"));
+            return Err(Error::refused(&path, "larger than any account file should be; not read"));
         }
         let mut data = Vec::new();
         std::io::Read::read_to_end(&mut std::io::Read::take(&f, MAX_METADATA_BYTES), &mut data)

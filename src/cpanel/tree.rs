@@ -150,7 +150,7 @@ impl Tree for Mem {
     fn read(&self, path: &Path) -> Result<Vec<u8>> {
         match self.entries.get(path) {
             Some(MemEntry::File(b)) => Ok(b.clone()),
-            Some(MemEntry::Symlink) => Err(Error::bad(path, "symlink not followed (use --follow-symlinks)")),
+            Some(MemEntry::Symlink) => Err(Error::refused(path, "symlink not followed (use --follow-symlinks)")),
             Some(MemEntry::Big(n)) => Err(Error::bad(
                 path,
                 format!("{n} bytes: too big to be copied out of an archive; not copied (unpack the archive)"),

@@ -165,7 +165,7 @@ impl Dir {
             Ok(fd) => Ok(Some(Dir { fd: owned(fd), path })),
             Err(Errno::ENOENT) => Ok(None),
             Err(Errno::ELOOP) | Err(Errno::ENOTDIR) if self.is_symlink(name) => {
-                Err(Error::bad(path, "is a symlink in the target; nothing is written through it"))
+                Err(Error::refused(path, "is a symlink in the target; nothing is written through it"))
             }
             Err(e) => Err(e).at(&path),
         }
@@ -238,13 +238,13 @@ impl Dir {
             Ok(fd) => owned(fd),
             Err(Errno::ENOENT) => return Ok(None),
             Err(Errno::ELOOP) if self.is_symlink(name) => {
-                return Err(Error::bad(path, "is a symlink in the target; nothing is written through it"));
+                return Err(Error::refused(path, "is a symlink in the target; nothing is written through it"));
             }
             Err(e) => return Err(e).at(&path),
         };
         let st = nix::sys::stat::fstat(fd.as_raw_fd()).at(&path)?;
         if Entry::of(&st).kind != FileKind::File {
-            return Err(Error::bad(path, "not a regular file; not read or written"));
+            return Err(Error::refused(path, "not a regular file; not read or written"));
         }
         // Reads of a regular file never block; O_NONBLOCK was there for the FIFO case only.
         nix::fcntl::fcntl(fd.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFL(OFlag::empty())).at(&path)?;

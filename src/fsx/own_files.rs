@@ -32,8 +32,8 @@ pub fn open_own_file(path: &Path, max: u64) -> Result<Option<(File, u64)>> {
     match std::fs::symlink_metadata(path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e).at(path),
-        Ok(m) if m.file_type().is_symlink() => return Err(Error::bad(path, SYMLINK)),
-        Ok(m) if !m.is_file() => return Err(Error::bad(path, NOT_A_FILE)),
+        Ok(m) if m.file_type().is_symlink() => return Err(Error::refused(path, SYMLINK)),
+        Ok(m) if !m.is_file() => return Err(Error::refused(path, NOT_A_FILE)),
         Ok(_) => {}
     }
     let f = match open_source_nofollow(path) {
@@ -47,10 +47,10 @@ pub fn open_own_file(path: &Path, max: u64) -> Result<Option<(File, u64)>> {
 fn checked(f: File, path: &Path, max: u64) -> Result<(File, u64)> {
     let md = f.metadata().at(path)?;
     if !md.is_file() {
-        return Err(Error::bad(path, NOT_A_FILE));
+        return Err(Error::refused(path, NOT_A_FILE));
     }
     if md.len() > max {
-        return Err(Error::bad(path, format!("{} bytes, more than the {max} such a file may have", md.len())));
+        return Err(Error::refused(path, format!("{} bytes, more than the {max} such a file may have", md.len())));
     }
     Ok((f, md.len()))
 }
@@ -60,7 +60,7 @@ fn read_bounded(f: File, len: u64, path: &Path, max: u64) -> Result<Vec<u8>> {
     let mut buf = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
     f.take(max.saturating_add(1)).read_to_end(&mut buf).at(path)?;
     if buf.len() as u64 > max {
-        return Err(Error::bad(path, format!("grew past the {max} bytes such a file may have while it was read")));
+        return Err(Error::refused(path, format!("grew past the {max} bytes such a file may have while it was read")));
     }
     Ok(buf)
 }
@@ -80,15 +80,15 @@ impl Dir {
         match self.entry_at(name) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e).at(&path),
-            Ok(e) if e.kind == FileKind::Symlink => return Err(Error::bad(path, SYMLINK)),
-            Ok(e) if e.kind != FileKind::File => return Err(Error::bad(path, NOT_A_FILE)),
+            Ok(e) if e.kind == FileKind::Symlink => return Err(Error::refused(path, SYMLINK)),
+            Ok(e) if e.kind != FileKind::File => return Err(Error::refused(path, NOT_A_FILE)),
             Ok(_) => {}
         }
         let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_NOCTTY | OFlag::O_CLOEXEC;
         let fd = match nix::fcntl::openat(Some(self.raw()), name, flags, Mode::empty()) {
             Ok(fd) => fd,
             Err(Errno::ENOENT) => return Ok(None),
-            Err(Errno::ELOOP) => return Err(Error::bad(path, SYMLINK)),
+            Err(Errno::ELOOP) => return Err(Error::refused(path, SYMLINK)),
             Err(e) => return Err(e).at(&path),
         };
         // SAFETY: `fd` was just returned by a successful openat and is owned by nobody else.

@@ -68,7 +68,7 @@ impl MessageFile {
     pub fn from_file(f: File, path: &Path) -> Result<MessageFile> {
         let md = f.metadata().at(path)?;
         if !md.is_file() {
-            return Err(Error::bad(path, "not a regular file"));
+            return Err(Error::refused(path, "not a regular file"));
         }
         let len = usize::try_from(md.len()).map_err(|_| Error::bad(path, "file too large for this machine"))?;
         Ok(MessageFile { f, len, stamp: FileStamp::from_metadata(&md), _slot: None })

@@ -62,7 +62,8 @@ pub(super) fn account(p: &Prepared<'_>, out: &mut FolderOutcome) {
     }
     out.counts.messages_source += 1;
     if let Some(why) = l.truncated {
-        out.errors.push(l.origin.problem(format!("{why}; the bytes present are still written")));
+        let why = format!("{why}; the bytes present are still written");
+        out.errors.push(l.origin.problem_of(crate::error::Kind::Malformed, why));
     }
     if l.expunged {
         out.counts.expunged_kept += 1;

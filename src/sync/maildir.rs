@@ -234,7 +234,7 @@ impl TargetFolder {
         let tdir = MaildirTarget::folder_path(root, tn, opts.layout).map_err(|e| Error::bad(root, e))?;
         // Names a link on the way; the reads below refuse one anyway (and one swapped in later).
         if let Some(link) = fsx::link_on_the_way(root, &tdir) {
-            return Err(Error::bad(link, "is a symlink in the target; the folder is not read or written"));
+            return Err(Error::refused(link, "is a symlink in the target; the folder is not read or written"));
         }
         let dir = match place.root_dir {
             Some(r) => r.find_below(&tdir)?,
@@ -616,7 +616,7 @@ impl<'t, 'a> FolderRun<'t, 'a> {
                                         Ok(st)
                                     } else {
                                         w.discard(st);
-                                        Err(p.loaded.origin.problem(CHANGED))
+                                        Err(p.loaded.origin.problem_of(crate::error::Kind::Changed, CHANGED))
                                     }
                                 },
                             ))

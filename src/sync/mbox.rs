@@ -13,7 +13,7 @@ use super::plan::Identity;
 use super::planned::{Decided, Place};
 use super::{FolderJob, SyncOptions};
 use crate::deletion::{self, Deletion};
-use crate::error::{Error, Problem, Result};
+use crate::error::{Error, Kind, Problem, Result};
 use crate::events::Event;
 use crate::interrupt;
 use crate::message::Meta;
@@ -33,7 +33,7 @@ pub(super) const CHANGED: &str = "the message changed while it was copied; not c
 /// A mapped source file written into an mbox must not have changed meanwhile: the folder is
 /// then not written (its temporary mbox is dropped) and the next run does it.
 pub(super) fn still_the_same(l: &source::Loaded<'_>) -> Result<()> {
-    if l.body.intact() { Ok(()) } else { Err(Error::bad(l.origin.path(), CHANGED)) }
+    if l.body.intact() { Ok(()) } else { Err(Error::of(Kind::Changed, l.origin.path(), CHANGED)) }
 }
 
 /// An existing target mbox as read: the file (read again, in order, when it is rewritten),
@@ -79,7 +79,7 @@ fn each_message(file: &MboxFile, mut f: impl FnMut(u64, MboxMessage<'_>) -> Resu
 pub(super) fn read_target_mbox(place: &mbox_target::Place, held: &mut Sorter<Held>) -> Result<Option<TargetMbox>> {
     let Some((file, read)) = mbox_target::read_existing(place)? else { return Ok(None) };
     if file.check().is_err() && !file.is_empty() {
-        return Err(Error::bad(&place.path, "target exists and is not an mbox; not overwritten"));
+        return Err(Error::of(Kind::Malformed, &place.path, "target exists and is not an mbox; not overwritten"));
     }
     let mut count = 0;
     each_message(&file, |idx, m| {

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use super::keywords::KeywordMap;
 use super::layout;
 use super::name;
-use crate::error::{Error, Problem, io_reason};
+use crate::error::{Error, Kind, Problem};
 use crate::folder::FolderName;
 use crate::fsx::{self, Dir, Entry, FileKind};
 use crate::message::{DateSource, Meta};
@@ -131,7 +131,7 @@ pub fn folders(root: &Path, opts: ScanOptions, problems: &mut Vec<Problem>) -> V
                     path.is_dir()
                 } else {
                     if path.is_dir() || raw.starts_with(b".") {
-                        problems.push(Problem::new(&path, "symlink not followed (use --follow-symlinks)"));
+                        problems.push(Problem::refused(&path, "symlink not followed (use --follow-symlinks)"));
                     }
                     continue;
                 }
@@ -265,7 +265,7 @@ fn fs_folders(
             Some(FileKind::Symlink) if opts.follow_symlinks && path.is_dir() => {}
             Some(FileKind::Symlink) => {
                 if path.is_dir() {
-                    problems.push(Problem::new(&path, "symlink not followed (use --follow-symlinks)"));
+                    problems.push(Problem::refused(&path, "symlink not followed (use --follow-symlinks)"));
                 }
                 continue;
             }
@@ -369,7 +369,7 @@ impl MessageDirs {
             };
             failed.into_iter().chain(listed.into_iter().flatten().filter_map(move |r| match r {
                 Ok((raw, _)) => classify_at(d, sub, raw, kw),
-                Err(e) => Some(Err(Problem::new(&d.path, io_reason(&e)))),
+                Err(e) => Some(Err(Problem::io(&d.path, &e))),
             }))
         })
     }
@@ -421,21 +421,23 @@ fn classify(
         Ok(m) => m,
         // Renamed or deleted since the directory was read: not an error, but the listing may
         // have missed its new name, so the folder deletes nothing in this run.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Some(Err(Problem::new(&path(), VANISHED))),
-        Err(e) => return Some(Err(Problem::new(&path(), io_reason(&e)))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Some(Err(Problem::of(Kind::Vanished, &path(), VANISHED)));
+        }
+        Err(e) => return Some(Err(Problem::io(&path(), &e))),
     };
-    let why = match md.kind {
-        FileKind::Symlink => "symlink not followed (use --follow-symlinks)",
-        FileKind::Dir => "a directory where a message file should be",
-        FileKind::Other => "not a regular file (FIFO, socket or device); not read",
-        FileKind::File if md.size == 0 => "empty file (0 bytes) is not a message; skipped",
+    let (kind, why) = match md.kind {
+        FileKind::Symlink => (Kind::Refused, "symlink not followed (use --follow-symlinks)"),
+        FileKind::Dir => (Kind::Malformed, "a directory where a message file should be"),
+        FileKind::Other => (Kind::Refused, "not a regular file (FIFO, socket or device); not read"),
+        FileKind::File if md.size == 0 => (Kind::Malformed, "empty file (0 bytes) is not a message; skipped"),
         FileKind::File => {
             let mut e = entry(sub, raw, md.size, md.mtime, md.mtime_nsec, kw);
             e.ino = md.ino;
             return Some(Ok(e));
         }
     };
-    Some(Err(Problem::new(&path(), why)))
+    Some(Err(Problem::of(kind, &path(), why)))
 }
 
 /// The messages of one folder as the directories yield them, without holding the whole
@@ -469,7 +471,7 @@ impl Iterator for MessageStream {
                         }
                         continue;
                     }
-                    Some(Err(e)) => return Some(Err(Problem::new(sd, io_reason(&e)))),
+                    Some(Err(e)) => return Some(Err(Problem::io(sd, &e))),
                     None => self.current = None,
                 }
             }
@@ -478,7 +480,7 @@ impl Iterator for MessageStream {
             let sd = self.dir.join(sub.as_str());
             match std::fs::read_dir(&sd) {
                 Ok(rd) => self.current = Some((sub, sd, rd)),
-                Err(e) if std::fs::symlink_metadata(&sd).is_ok() => return Some(Err(Problem::new(&sd, io_reason(&e)))),
+                Err(e) if std::fs::symlink_metadata(&sd).is_ok() => return Some(Err(Problem::io(&sd, &e))),
                 Err(_) => {}
             }
         }
@@ -537,6 +539,6 @@ mod tests {
             ScanOptions::default(),
             gone,
         );
-        assert!(matches!(r, Some(Err(p)) if p.reason == VANISHED));
+        assert!(matches!(r, Some(Err(p)) if p.kind == Kind::Vanished && p.reason == VANISHED));
     }
 }

@@ -103,7 +103,7 @@ fn walk(
                 }
             }
             Some(FileKind::Symlink) => {
-                problems.push(Problem::new(&path, "symlink not followed (use --follow-symlinks)"));
+                problems.push(Problem::refused(&path, "symlink not followed (use --follow-symlinks)"));
                 continue;
             }
             k => k,
@@ -129,7 +129,7 @@ fn walk(
                 prefix.pop();
             }
             Some(FileKind::Other) => {
-                problems.push(Problem::new(&path, "not a regular file (FIFO, socket or device); not read"))
+                problems.push(Problem::refused(&path, "not a regular file (FIFO, socket or device); not read"))
             }
             _ => {}
         }

@@ -155,7 +155,7 @@ impl MboxFile {
     /// [`MboxFile::open_locked`] for a file already opened (a target's, through its directory).
     pub fn from_file_locked(file: File, path: &Path) -> Result<MboxFile> {
         if !file.metadata().at(path)?.is_file() {
-            return Err(Error::bad(path, "not a regular file"));
+            return Err(Error::refused(path, "not a regular file"));
         }
         let warning = lock::read_lock(&file, lock::READ_WAIT).err();
         let mut f = MboxFile::from_file(file, path)?;
@@ -166,7 +166,7 @@ impl MboxFile {
     pub fn from_file(file: File, path: &Path) -> Result<MboxFile> {
         let md = file.metadata().at(path)?;
         if !md.is_file() {
-            return Err(Error::bad(path, "not a regular file"));
+            return Err(Error::refused(path, "not a regular file"));
         }
         let mtime = md
             .modified()
@@ -239,7 +239,11 @@ impl MboxFile {
     pub fn check(&self) -> Result<()> {
         match self.start {
             Some(_) => Ok(()),
-            None => Err(Error::bad(&self.path, "not an mbox: the file does not start with a From_ line")),
+            None => Err(Error::of(
+                crate::error::Kind::Malformed,
+                &self.path,
+                "not an mbox: the file does not start with a From_ line",
+            )),
         }
     }
 

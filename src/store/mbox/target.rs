@@ -41,7 +41,7 @@ fn children_dir(level: &str, on_disk: Option<FileKind>, written: bool) -> String
 }
 
 fn symlink(path: PathBuf) -> Error {
-    Error::bad(path, "is a symlink in the target; nothing is written through it")
+    Error::refused(path, "is a symlink in the target; nothing is written through it")
 }
 
 /// Reaches the folder `name` of the mbox directory `root`. With `create`, missing levels are
@@ -67,7 +67,7 @@ pub fn place(
                 Some(FileKind::Dir) => {
                     Err(Error::bad(dir.path.join(here), "is a directory, so it cannot be this folder's mbox file"))
                 }
-                Some(FileKind::Other) => Err(Error::bad(dir.path.join(here), "not a regular file; not written")),
+                Some(FileKind::Other) => Err(Error::refused(dir.path.join(here), "not a regular file; not written")),
                 _ => Ok(Some(Place { path: dir.path.join(here), name: here.to_os_string(), dir })),
             };
         }
