@@ -149,10 +149,66 @@ impl<I: Iterator<Item = std::io::Result<Hash>>> CountsOf<I> {
     }
 }
 
-/// Occurrences of `h` in the sorted slice `v`.
-fn count_in(v: &[Hash], h: &Hash) -> u32 {
-    let from = v.partition_point(|x| x < h);
-    v[from..].iter().take_while(|x| *x == h).count() as u32
+/// The hashes of the target messages that stay and of those deleted now, each sorted.
+pub type Hashes<'h> =
+    (&'h mut dyn Iterator<Item = std::io::Result<Hash>>, &'h mut dyn Iterator<Item = std::io::Result<Hash>>);
+
+/// A target message deleted by a run: its hash and place in the folder's index.
+#[derive(Debug, Clone)]
+pub struct Deleted {
+    pub hash: Hash,
+    pub idx: u64,
+}
+
+crate::ordered_by!(Deleted, hash, idx);
+
+impl Spill for Deleted {
+    fn weight(&self) -> usize {
+        0
+    }
+
+    fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.hash);
+        out.extend_from_slice(&self.idx.to_le_bytes());
+    }
+
+    fn read(b: &[u8]) -> Option<Deleted> {
+        let (hash, idx) = b.split_first_chunk::<32>()?;
+        Some(Deleted { hash: *hash, idx: u64::from_le_bytes(idx.try_into().ok()?) })
+    }
+}
+
+/// Decides, for the target messages no source message matched, taken in hash order (then
+/// place), which the mode deletes: `--mirror` every one, `--delete` as many of each hash as
+/// the record has lines for it, the first places first. The same messages in the same order
+/// get the same answers, so a folder is counted in one pass and deleted in a second.
+pub struct Chooser<'r> {
+    mode: Deletion,
+    counts: CountsOf<crate::spill::Merge<'r, Hash>>,
+    last: Option<Hash>,
+    left: u32,
+}
+
+impl<'r> Chooser<'r> {
+    pub fn new(mode: Deletion, record: &'r Record) -> Chooser<'r> {
+        Chooser { mode, counts: CountsOf::new(record.ours.iter()), last: None, left: 0 }
+    }
+
+    pub fn chosen(&mut self, h: &Hash) -> std::io::Result<bool> {
+        match self.mode {
+            Deletion::Off => Ok(false),
+            Deletion::Mirror => Ok(true),
+            Deletion::Copied => {
+                if self.last != Some(*h) {
+                    self.last = Some(*h);
+                    self.left = self.counts.of(h)?;
+                }
+                let take = self.left > 0;
+                self.left = self.left.saturating_sub(1);
+                Ok(take)
+            }
+        }
+    }
 }
 
 impl Record {
@@ -243,42 +299,22 @@ impl Record {
         self.total
     }
 
-    /// Of `unmatched` (place and hash), those that are copies from this source: a recorded
-    /// hash answers for as many target messages as it has lines, the first places first.
-    pub fn copies_among(&self, unmatched: &[(usize, Hash)]) -> std::io::Result<Vec<usize>> {
-        let mut by_hash: Vec<(Hash, usize)> = unmatched.iter().map(|(i, h)| (*h, *i)).collect();
-        by_hash.sort_unstable();
-        let mut counts = CountsOf::new(self.ours.iter());
-        let (mut chosen, mut last, mut left) = (Vec::new(), None, 0);
-        for (h, i) in by_hash {
-            if last != Some(h) {
-                last = Some(h);
-                left = counts.of(&h)?;
-            }
-            if left > 0 {
-                left -= 1;
-                chosen.push(i);
-            }
-        }
-        Ok(chosen)
-    }
-
     /// The lines of this source that still stand for `staying` (the hashes of every target
     /// message that stays, sorted): a hash's lines, less the copies `gone` (sorted) deleted
     /// now, answer for as many staying messages.
     fn standing_lines(
         &self,
-        staying: &mut dyn Iterator<Item = std::io::Result<Hash>>,
-        gone: &[Hash],
+        (staying, gone): Hashes<'_>,
         each: &mut dyn FnMut(&Hash) -> std::io::Result<()>,
     ) -> std::io::Result<u64> {
         let mut counts = CountsOf::new(self.ours.iter());
+        let mut gone = CountsOf::new(gone);
         let (mut n, mut last, mut left) = (0, None, 0u32);
         for h in staying {
             let h = h?;
             if last != Some(h) {
                 last = Some(h);
-                left = counts.of(&h)?.saturating_sub(count_in(gone, &h));
+                left = counts.of(&h)?.saturating_sub(gone.of(&h)?);
             }
             if left > 0 {
                 left -= 1;
@@ -290,12 +326,8 @@ impl Record {
     }
 
     /// How many lines of this source [`Record::write_after`] would write with no copy made.
-    pub fn standing(
-        &self,
-        staying: &mut dyn Iterator<Item = std::io::Result<Hash>>,
-        gone: &[Hash],
-    ) -> std::io::Result<u64> {
-        self.standing_lines(staying, gone, &mut |_| Ok(()))
+    pub fn standing(&self, hashes: Hashes<'_>) -> std::io::Result<u64> {
+        self.standing_lines(hashes, &mut |_| Ok(()))
     }
 
     /// Writes the record of `folder` ([`fsx::folder_id`]) after a run, a line at a time: this
@@ -306,7 +338,7 @@ impl Record {
         out: &mut dyn Write,
         folder: &str,
         source: &str,
-        (staying, gone): (&mut dyn Iterator<Item = std::io::Result<Hash>>, &[Hash]),
+        hashes: Hashes<'_>,
         copied: &mut dyn Iterator<Item = std::io::Result<Hash>>,
     ) -> std::io::Result<u64> {
         writeln!(out, "{}", record_header(folder))?;
@@ -314,7 +346,7 @@ impl Record {
             out.write_all(&crate::wire::hex32(h))?;
             writeln!(out, " {source}")
         };
-        let mut ours = self.standing_lines(staying, gone, &mut |h| line(h, out))?;
+        let mut ours = self.standing_lines(hashes, &mut |h| line(h, out))?;
         for h in copied {
             line(&h?, out)?;
             ours += 1;
@@ -357,8 +389,46 @@ pub struct SourceState {
     pub interrupted: bool,
 }
 
-/// Picks from the target messages no source message matched (`unmatched`: index and hash) the
-/// ones to delete, by the mode and the safety rules; a refusal says why.
+/// Whether the safety rules let the mode delete in a folder with unmatched target messages
+/// (`any`): `Err` with why not (`None`: nothing to say, as with no deletion asked for).
+pub fn allowed(
+    mode: Deletion,
+    any: bool,
+    record: &Record,
+    src: SourceState,
+    max_delete: Option<u64>,
+) -> Result<(), Option<String>> {
+    // Source messages not read yet match nothing: no deletion after a signal.
+    if mode == Deletion::Off || !any || src.interrupted {
+        return Err(None);
+    }
+    if src.filtered {
+        return Err(Some(
+            "--max-size, --min-age or --max-age left messages of this folder out: nothing deleted here".into(),
+        ));
+    }
+    let flag = if mode == Deletion::Mirror { "--mirror" } else { "--delete" };
+    if src.read_errors {
+        return Err(Some(format!("the source folder had read errors: {flag} deleted nothing here")));
+    }
+    if src.messages == 0 && max_delete.is_none() {
+        return Err(Some(format!(
+            "the source folder has no messages (a failed mount looks the same): {flag} deleted nothing here; \
+             give --max-delete N to allow it"
+        )));
+    }
+    if mode == Deletion::Copied && !record.found {
+        return Err(Some(format!(
+            "no record of what earlier runs copied here ({COPIED_FILE}): --delete deleted nothing; \
+             --mirror deletes every message the source does not have"
+        )));
+    }
+    Ok(())
+}
+
+/// Picks from the target messages no source message matched (`unmatched`: place and hash) the
+/// ones to delete, by the mode and the safety rules; a refusal says why. The places chosen,
+/// in order.
 pub fn choose(
     mode: Deletion,
     unmatched: &[(usize, Hash)],
@@ -366,50 +436,27 @@ pub fn choose(
     src: SourceState,
     max_delete: Option<u64>,
 ) -> (Vec<usize>, Option<String>) {
-    // Source messages not read yet match nothing: no deletion after a signal.
-    if mode == Deletion::Off || unmatched.is_empty() || src.interrupted {
-        return (Vec::new(), None);
+    if let Err(why) = allowed(mode, !unmatched.is_empty(), record, src, max_delete) {
+        return (Vec::new(), why);
     }
-    if src.filtered {
-        return (
-            Vec::new(),
-            Some("--max-size, --min-age or --max-age left messages of this folder out: nothing deleted here".into()),
-        );
+    let mut by_hash = unmatched.to_vec();
+    by_hash.sort_unstable_by_key(|&(i, h)| (h, i));
+    let mut chooser = Chooser::new(mode, record);
+    let mut chosen = Vec::new();
+    for (i, h) in by_hash {
+        match chooser.chosen(&h) {
+            Ok(true) => chosen.push(i),
+            Ok(false) => {}
+            Err(e) => return (Vec::new(), Some(unreadable_record(&e))),
+        }
     }
-    let flag = if mode == Deletion::Mirror { "--mirror" } else { "--delete" };
-    if src.read_errors {
-        return (Vec::new(), Some(format!("the source folder had read errors: {flag} deleted nothing here")));
-    }
-    if src.messages == 0 && max_delete.is_none() {
-        return (
-            Vec::new(),
-            Some(format!(
-                "the source folder has no messages (a failed mount looks the same): {flag} deleted nothing here; \
-                 give --max-delete N to allow it"
-            )),
-        );
-    }
-    match mode {
-        Deletion::Mirror => (unmatched.iter().map(|(i, _)| *i).collect(), None),
-        Deletion::Copied if !record.found => (
-            Vec::new(),
-            Some(format!(
-                "no record of what earlier runs copied here ({COPIED_FILE}): --delete deleted nothing; \
-                 --mirror deletes every message the source does not have"
-            )),
-        ),
-        Deletion::Copied => match record.copies_among(unmatched) {
-            Ok(chosen) => (chosen, None),
-            Err(e) => (
-                Vec::new(),
-                Some(format!(
-                    "the record of copies could not be read back ({}): --delete deleted nothing here",
-                    crate::error::io_reason(&e)
-                )),
-            ),
-        },
-        Deletion::Off => (Vec::new(), None),
-    }
+    chosen.sort_unstable();
+    (chosen, None)
+}
+
+/// Why nothing is deleted when the record cannot be read back from its sorted runs.
+pub fn unreadable_record(e: &std::io::Error) -> String {
+    format!("the record of copies could not be read back ({}): nothing deleted here", crate::error::io_reason(e))
 }
 
 #[cfg(test)]
@@ -439,7 +486,7 @@ mod tests {
                 &mut text,
                 "1:2 /f",
                 "me",
-                (&mut [Ok([3u8; 32]), Ok([4u8; 32])].into_iter(), &[[1u8; 32]]),
+                (&mut [Ok([3u8; 32]), Ok([4u8; 32])].into_iter(), &mut [Ok([1u8; 32])].into_iter()),
                 &mut [Ok([5u8; 32])].into_iter(),
             )
             .unwrap();
@@ -518,17 +565,20 @@ mod tests {
             let mut text = Vec::new();
             let folder = fsx::folder_id(d).unwrap();
             Record::default()
-                .write_after(&mut text, &folder, "me", (&mut std::iter::empty(), &[]), &mut [Ok([h; 32])].into_iter())
+                .write_after(
+                    &mut text,
+                    &folder,
+                    "me",
+                    (&mut std::iter::empty(), &mut std::iter::empty()),
+                    &mut [Ok([h; 32])].into_iter(),
+                )
                 .unwrap();
             std::fs::write(d.join(COPIED_FILE), text).unwrap();
         }
         let r = Record::load(&dir, "me").unwrap();
         let unmatched = [(0, [1; 32]), (1, [2; 32])];
-        assert_eq!(
-            r.copies_among(&unmatched).unwrap(),
-            vec![0],
-            "the opened folder's record, and it names that folder"
-        );
+        let chosen = choose(Deletion::Copied, &unmatched, &r, SRC, None).0;
+        assert_eq!(chosen, vec![0], "the opened folder's record, and it names that folder");
     }
 
     /// Issue 18: a record names its folder; another folder's record, or one that names none,
@@ -539,7 +589,13 @@ mod tests {
         let mut text = Vec::new();
         let folder = fsx::folder_id(a.path()).unwrap();
         Record::default()
-            .write_after(&mut text, &folder, "me", (&mut std::iter::empty(), &[]), &mut [Ok([1u8; 32])].into_iter())
+            .write_after(
+                &mut text,
+                &folder,
+                "me",
+                (&mut std::iter::empty(), &mut std::iter::empty()),
+                &mut [Ok([1u8; 32])].into_iter(),
+            )
             .unwrap();
         std::fs::write(a.path().join(COPIED_FILE), &text).unwrap();
         std::fs::write(b.path().join(COPIED_FILE), &text).unwrap();
@@ -587,12 +643,12 @@ mod tests {
             let want: usize = (0u8..8)
                 .map(|b| count(&mine, b).saturating_sub(count(&gone, b)).min(count(&staying, b)))
                 .sum();
-            let counted = rec.standing(&mut staying_h.iter().map(|h| Ok(*h)), &gone_h).unwrap();
+            let counted = rec.standing((&mut staying_h.iter().map(|h| Ok(*h)), &mut gone_h.iter().map(|h| Ok(*h)))).unwrap();
             proptest::prop_assert_eq!(counted, want as u64);
             let mut out = Vec::new();
             let copied_h: Vec<Hash> = { let mut v: Vec<Hash> = copied.iter().map(|b| [*b; 32]).collect(); v.sort_unstable(); v };
             let kept = rec
-                .write_after(&mut out, "f", "me", (&mut staying_h.iter().map(|h| Ok(*h)), &gone_h), &mut copied_h.iter().map(|h| Ok(*h)))
+                .write_after(&mut out, "f", "me", (&mut staying_h.iter().map(|h| Ok(*h)), &mut gone_h.iter().map(|h| Ok(*h))), &mut copied_h.iter().map(|h| Ok(*h)))
                 .unwrap();
             proptest::prop_assert_eq!(kept, (want + copied.len()) as u64);
             let text = String::from_utf8(out).unwrap().replacen("mailmover-copied 2 f", HEADER, 1);
@@ -601,9 +657,10 @@ mod tests {
             proptest::prop_assert_eq!(again.others.len(), (lines.len() - mine.len()) as u64);
             // --delete answers with as many unmatched places per hash as there are lines.
             let unmatched: Vec<(usize, Hash)> = staying.iter().enumerate().map(|(i, b)| (i, [*b; 32])).collect();
-            let chosen = rec.copies_among(&unmatched).unwrap();
+            let src = SourceState { messages: 1, read_errors: false, filtered: false, interrupted: false };
+            let chosen = choose(Deletion::Copied, &unmatched, &rec, src, None).0;
             let want_chosen: usize = (0u8..8).map(|b| count(&mine, b).min(count(&staying, b))).sum();
-            proptest::prop_assert_eq!(chosen.len(), want_chosen);
+            proptest::prop_assert_eq!(chosen.len(), if lines.is_empty() && staying.is_empty() { 0 } else { want_chosen });
         }
     }
 }

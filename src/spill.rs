@@ -183,6 +183,20 @@ pub struct Sorted<T> {
     len: u64,
 }
 
+impl Spill for u64 {
+    fn weight(&self) -> usize {
+        0
+    }
+
+    fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.to_le_bytes());
+    }
+
+    fn read(b: &[u8]) -> Option<u64> {
+        Some(u64::from_le_bytes(b.try_into().ok()?))
+    }
+}
+
 impl<T> Default for Sorted<T> {
     /// No items.
     fn default() -> Self {

@@ -18,7 +18,7 @@ use super::plan::Identity;
 use super::plan::storable_date;
 use super::planned::{Decided, Place};
 use super::{FolderJob, SyncOptions};
-use crate::deletion::{self, Deletion};
+use crate::deletion::{self, Deleted, Deletion};
 use crate::error::{Error, Problem, Result};
 use crate::events::{Event, Recorder};
 use crate::folder::FolderName;
@@ -662,24 +662,20 @@ impl<'t, 'a> FolderRun<'t, 'a> {
         }
         let record = self.record;
         let mut deleted = 0;
+        let err = |e| spill_error(&tdir, e);
         // Target messages deleted, by hash and place in the index.
-        let mut gone: Vec<(Hash, u64)> = Vec::new();
+        let mut gone = Sorter::new();
         if let Some(unmatched) = &unmatched {
-            let candidates: Vec<(usize, Hash)> = if opts.deletion == Deletion::Off {
-                Vec::new()
-            } else {
-                unmatched
-                    .iter()
-                    .map(|r| r.map(|h| (h.idx as usize, h.hash)))
-                    .collect::<std::io::Result<_>>()
-                    .map_err(|e| spill_error(&tdir, e))?
-            };
-            let mut chosen = choose_deletions(&candidates, &record, &tdir, self.source, opts, out);
-            chosen.sort_unstable();
+            let delete = choose_deletions(unmatched, &record, &tdir, self.source, opts, out).map_err(err)?;
+            let mut chooser = delete.then(|| deletion::Chooser::new(opts.deletion, &record));
             for h in unmatched.iter() {
-                let h = h.map_err(|e| spill_error(&tdir, e))?;
+                let h = h.map_err(err)?;
                 let Some((e, _)) = MaildirEntry::decode(&h.entry) else { continue };
-                if chosen.binary_search(&(h.idx as usize)).is_err() {
+                let chosen = match chooser.as_mut() {
+                    Some(c) => c.chosen(&h.hash).map_err(err)?,
+                    None => false,
+                };
+                if !chosen {
                     if let Some(c) = self.books.cache.as_mut() {
                         c.add(e.base(), e.size, e.mtime_ns, &h.hash);
                     }
@@ -696,11 +692,11 @@ impl<'t, 'a> FolderRun<'t, 'a> {
                     continue;
                 }
                 deleted += 1;
-                gone.push((h.hash, h.idx));
+                gone.push(Deleted { hash: h.hash, idx: h.idx }).map_err(err)?;
                 rec.record(Event::Delete { folder: tn.clone(), target: path, sha256: h.hash, size: e.size });
             }
         }
-        gone.sort_unstable();
+        let gone = gone.sorted().map_err(err)?;
         let Books { known_lines, source_cache, source_cache_same, cache, changed, seen, copied, .. } = self.books;
         out.counts.duplicates_source +=
             seen.sorted().and_then(|s| duplicates(&s)).map_err(|e| spill_error(&tdir, e))?;
@@ -709,15 +705,14 @@ impl<'t, 'a> FolderRun<'t, 'a> {
         if let Some(w) = &self.writer {
             w.sync_dirs()?;
             let index = &self.index.sorted;
-            let staying = || {
-                index
-                    .iter()
-                    .filter(|t| t.as_ref().map_or(true, |t| gone.binary_search(&(t.hash, t.idx)).is_err()))
-                    .map(|t| t.map(|t| t.hash))
+            let gone = &gone;
+            let mut hashes = || -> (StayingHashes<'_>, StayingHashes<'_>) {
+                let deleted = gone.iter().map(|d| d.map(|d| d.hash));
+                let index = index.iter().map(|t| t.map(|t| (t.hash, t.idx)));
+                (Box::new(without(index, gone.iter())), Box::new(deleted))
             };
             let at = (&w.dir, self.record_path.as_path(), self.source_id.as_str());
-            let gone: Vec<Hash> = gone.iter().map(|(h, _)| *h).collect();
-            save_record(&record, at, (&mut || Box::new(staying()), &gone), copied, deleted, opts, out);
+            save_record(&record, at, &mut hashes, copied, deleted, opts, out);
             if let Some(c) = source_cache {
                 // Unchanged (every line as it was): the file is left alone, so a re-run writes
                 // nothing.
@@ -885,17 +880,45 @@ impl<'t> FedFolder<'t> {
     }
 }
 
-/// The hashes of the target messages that stay, sorted, as often as asked for.
-pub(super) type Hashes<'s> = dyn FnMut() -> Box<dyn Iterator<Item = std::io::Result<Hash>> + 's> + 's;
+/// Hashes in sorted order, read from sorted runs.
+pub(super) type StayingHashes<'s> = Box<dyn Iterator<Item = std::io::Result<Hash>> + 's>;
+
+/// The hashes of the target messages that stay and of those deleted, each sorted, as often as
+/// asked for.
+pub(super) type Hashes<'s> = dyn FnMut() -> (StayingHashes<'s>, StayingHashes<'s>) + 's;
+
+/// The hashes of the indexed target messages (sorted by hash and place) less the deleted ones
+/// (sorted the same way), merged as they are read.
+fn without<'s>(
+    index: impl Iterator<Item = std::io::Result<(Hash, u64)>> + 's,
+    gone: impl Iterator<Item = std::io::Result<Deleted>> + 's,
+) -> impl Iterator<Item = std::io::Result<Hash>> + 's {
+    let mut gone = gone.peekable();
+    index.filter_map(move |t| {
+        let t = match t {
+            Ok(t) => t,
+            Err(e) => return Some(Err(e)),
+        };
+        loop {
+            match gone.peek() {
+                Some(Ok(d)) if (d.hash, d.idx) < t => {}
+                Some(Ok(d)) => return ((d.hash, d.idx) != t).then_some(Ok(t.0)),
+                Some(Err(_)) => return gone.next().and_then(|r| r.err()).map(Err),
+                None => return Some(Ok(t.0)),
+            }
+            gone.next();
+        }
+    })
+}
 
 /// Writes a folder's record of copies when it changed (a re-run that did nothing writes nothing;
 /// a target with no record and no new copy gets none, so `--delete` keeps saying it cannot tell).
-/// `staying`: the hashes of the target messages the run leaves, and those it deleted (`gone`);
-/// `copied`: those it wrote.
+/// `hashes`: those of the target messages the run leaves, and of those it deleted; `copied`:
+/// those it wrote.
 pub(super) fn save_record<'s>(
     record: &deletion::Record,
     (folder_dir, path, source_id): (&fsx::Dir, &Path, &str),
-    (staying, gone): (&mut Hashes<'s>, &[Hash]),
+    hashes: &mut Hashes<'s>,
     copied: Sorter<Hash>,
     deleted: u64,
     opts: &SyncOptions,
@@ -923,11 +946,13 @@ pub(super) fn save_record<'s>(
     let (found, before) = (record.found, record.total());
     // Nothing copied or deleted: the record is rewritten only when some of its lines are for
     // copies gone from the folder (counted first, without writing).
-    if found && !any_copied && deleted == 0 && record.standing(&mut staying(), gone).is_ok_and(|n| n == before) {
+    let (mut staying, mut gone) = hashes();
+    if found && !any_copied && deleted == 0 && record.standing((&mut staying, &mut gone)).is_ok_and(|n| n == before) {
         return;
     }
     let r = deletion::Record::save_with(folder_dir, opts.owner, opts.durable, &mut |w| {
-        let ours = record.write_after(w, &folder, source_id, (&mut staying(), gone), &mut copied.iter())?;
+        let (mut staying, mut gone) = hashes();
+        let ours = record.write_after(w, &folder, source_id, (&mut staying, &mut gone), &mut copied.iter())?;
         Ok(!(found && !any_copied && deleted == 0 && ours == before))
     });
     if let Err(p) = r {
@@ -1139,5 +1164,34 @@ pub(super) fn update_flags(w: &FolderWriter<'_>, p: &Prepared<'_>) -> Fate {
             Fate::FlagsUpdated { sha: p.hash.unwrap_or_default(), name: format!("{}/{name}", sub.as_str()) }
         }
         Err(err) => Fate::Failed(err.problem()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The staying messages are the indexed ones less those deleted, in order, whatever
+        /// the hashes and places deleted (both sides sorted, through runs of any size).
+        #[test]
+        fn without_leaves_out_exactly_the_deleted(
+            index in proptest::collection::btree_set((0u8..5, 0u64..40), 0..40),
+            pick in proptest::collection::vec(any::<bool>(), 40),
+            budget in 1usize..300,
+        ) {
+            let index: Vec<(Hash, u64)> = index.into_iter().map(|(h, i)| ([h; 32], i)).collect();
+            let mut gone = Sorter::with_budget(budget);
+            for (t, p) in index.iter().zip(&pick) {
+                if *p {
+                    gone.push(Deleted { hash: t.0, idx: t.1 }).unwrap();
+                }
+            }
+            let gone = gone.sorted().unwrap();
+            let got: Vec<Hash> = without(index.iter().map(|t| Ok(*t)), gone.iter()).map(Result::unwrap).collect();
+            let want: Vec<Hash> = index.iter().zip(&pick).filter(|(_, p)| !**p).map(|(t, _)| t.0).collect();
+            prop_assert_eq!(got, want);
+        }
     }
 }

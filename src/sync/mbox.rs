@@ -12,7 +12,7 @@ use super::maildir::{duplicates, spill_error};
 use super::plan::Identity;
 use super::planned::{Decided, Place};
 use super::{FolderJob, SyncOptions};
-use crate::deletion::{self, Deletion};
+use crate::deletion;
 use crate::error::{Error, Kind, Problem, Result};
 use crate::events::Event;
 use crate::interrupt;
@@ -354,21 +354,24 @@ pub(super) fn to_mbox(
     let Joined { unmatched, restated, ours, mut keywords, duplicates, copies, updates, .. } = joined;
     out.counts.duplicates_source += duplicates;
     let unmatched = unmatched.sorted().map_err(err)?;
-    let candidates: Vec<(usize, Hash)> = if opts.deletion == Deletion::Off {
-        Vec::new()
-    } else {
-        unmatched.iter().map(|r| r.map(|h| (h.idx as usize, h.hash))).collect::<std::io::Result<_>>().map_err(err)?
-    };
-    let mut deletes = choose_deletions(&candidates, &record, &path, opened, opts, out);
-    deletes.sort_unstable();
+    let delete = choose_deletions(&unmatched, &record, &path, opened, opts, out).map_err(err)?;
+    let mut chooser = delete.then(|| deletion::Chooser::new(opts.deletion, &record));
+    let mut deletes = Sorter::new();
     for h in unmatched.iter() {
         let h = h.map_err(err)?;
-        if deletes.binary_search(&(h.idx as usize)).is_err() {
+        let chosen = match chooser.as_mut() {
+            Some(c) => c.chosen(&h.hash).map_err(err)?,
+            None => false,
+        };
+        if chosen {
+            deletes.push(h.idx).map_err(err)?;
+        } else {
             keywords.extend(h.meta.keywords.iter().map(str::to_string));
         }
     }
     drop(unmatched);
-    out.counts.deleted_target = deletes.len() as u64;
+    let deletes = deletes.sorted().map_err(err)?;
+    out.counts.deleted_target = deletes.len();
     let n_existing = existing.as_ref().map_or(0, |t| t.count);
     let decided = decided.sorted().map_err(err)?;
     let changed = copies > 0 || updates > 0 || !deletes.is_empty() || existing.is_none();
@@ -502,10 +505,11 @@ fn rewrite_kept(
     w: &mut MboxWriter<'_>,
     t: &TargetMbox,
     restated: &Sorted<Restated>,
-    deletes: &[usize],
+    deletes: &Sorted<u64>,
     path: &Path,
 ) -> Result<()> {
     let mut restated = restated.iter().peekable();
+    let mut deletes = deletes.iter().peekable();
     each_message(&t.file, |idx, m| {
         let mut meta = None;
         while let Some(r) = restated.next_if(|r| r.as_ref().map_or(true, |r| r.idx <= idx)) {
@@ -514,7 +518,11 @@ fn rewrite_kept(
                 meta = Some(r.meta);
             }
         }
-        if deletes.binary_search(&(idx as usize)).is_ok() {
+        let mut deleted = false;
+        while let Some(d) = deletes.next_if(|d| d.as_ref().map_or(true, |d| *d <= idx)) {
+            deleted |= d.map_err(|e| spill_error(path, e))? == idx;
+        }
+        if deleted {
             return Ok(());
         }
         w.append(&m.pieces, meta.as_ref().unwrap_or(&m.meta))

@@ -22,11 +22,11 @@ use crate::lock::LockOptions;
 use crate::report::{FolderOutcome, Summary, peak_rss_kib};
 use crate::source::Opened;
 use crate::spec::{Kind, Store};
+use crate::spill::Sorted;
 use crate::store::maildir::layout::Layout;
 use crate::store::maildir::read::ScanOptions;
 use crate::store::mbox::read::{MboxFile, ReadOptions};
 use crate::store::{self, SourceFolder};
-use crate::sync::plan::Hash;
 
 mod fate;
 mod folders;
@@ -313,13 +313,13 @@ fn folder_bytes(o: &Opened) -> u64 {
 /// The target messages of a folder to delete (indexes into `unmatched`'s entries), by the
 /// deletion mode, the safety rules and the run's `--max-delete` budget; refusals are reported.
 fn choose_deletions(
-    unmatched: &[(usize, Hash)],
+    unmatched: &Sorted<join::Held>,
     record: &deletion::Record,
     target: &Path,
     source: &dyn load::Feed,
     opts: &SyncOptions,
     out: &mut FolderOutcome,
-) -> Vec<usize> {
+) -> std::io::Result<bool> {
     let read_errors = !out.errors.is_empty() || source.unsure_of_gone() || source.intact().is_err();
     let src = deletion::SourceState {
         messages: out.counts.messages_source,
@@ -327,22 +327,29 @@ fn choose_deletions(
         filtered: !out.counts.skipped_filtered.is_empty(),
         interrupted: out.interrupted,
     };
-    if opts.deletion == Deletion::Off || unmatched.is_empty() {
-        return Vec::new();
+    if let Err(why) = deletion::allowed(opts.deletion, !unmatched.is_empty(), record, src, opts.max_delete) {
+        out.warnings.extend(why.map(|why| Problem::new(target, why)));
+        return Ok(false);
     }
-    let (chosen, why) = deletion::choose(opts.deletion, unmatched, record, src, opts.max_delete);
-    if let Some(why) = why {
-        out.warnings.push(Problem::new(target, why));
+    let mut chooser = deletion::Chooser::new(opts.deletion, record);
+    let mut n = 0u64;
+    for h in unmatched.iter() {
+        match chooser.chosen(&h?.hash) {
+            Ok(chosen) => n += u64::from(chosen),
+            Err(e) => {
+                out.warnings.push(Problem::new(target, deletion::unreadable_record(&e)));
+                return Ok(false);
+            }
+        }
     }
-    let n = chosen.len() as u64;
     if n > 0 && opts.delete_budget.as_ref().is_some_and(|b| !b.take(n)) {
         out.errors.push(Problem::new(
             target,
             format!("{n} deletions here would pass --max-delete {}; deleted none", opts.max_delete.unwrap_or(0)),
         ));
-        return Vec::new();
+        return Ok(false);
     }
-    chosen
+    Ok(n > 0)
 }
 
 #[cfg(test)]
