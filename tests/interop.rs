@@ -189,6 +189,58 @@ fn doveadm_sees_keywords_in_mbox_target() {
     assert_same_set(&want, &got, "doveadm on the mbox target (flags and keywords)");
 }
 
+/// Dovecot lists the mailboxes of an mbox directory mailmover wrote, and nothing else: the
+/// state beside each mbox ends in `.lock`, which its lister skips (any other file there is a
+/// mailbox to it). A state an older version left under its old name is read, then removed.
+#[test]
+fn doveadm_lists_no_file_of_ours_as_a_mailbox() {
+    if !require(Need::Doveadm) {
+        return;
+    }
+    let env = TestEnv::new();
+    open_up(&env);
+    let (_, dir) = mbox_target(&env);
+    // A source changed in the last seconds gets no state (it may still change unseen).
+    let src = env.path("dovecot-keywords");
+    for d in ["", "cur", "new", "tmp"] {
+        set_mtime(&src.join(d), 1_500_000_000);
+    }
+    env.sync(&format!("maildir:{}", src.display()), "mbox:mb/INBOX", &[]).expect_code(0);
+    let names: Vec<String> =
+        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    assert!(names.iter().all(|n| n == "INBOX" || n.ends_with(".lock")), "{names:?}");
+    assert!(names.contains(&".INBOX.mailmover-state.lock".to_string()), "{names:?}");
+    // An older version's state name: taken as the state (the re-run is the unchanged one),
+    // then replaced by the new name.
+    let new = dir.join(".INBOX.mailmover-state.lock");
+    std::fs::rename(&new, dir.join(".INBOX.mailmover-state")).unwrap();
+    let again = env.sync(&format!("maildir:{}", src.display()), "mbox:mb/INBOX", &[]);
+    again.expect_code(0);
+    assert_eq!(again.n("transferred"), 0);
+    assert!(new.is_file() && !dir.join(".INBOX.mailmover-state").exists());
+
+    let copy = env.path("listcopy");
+    copy_store(&dir, &copy);
+    give_to_nobody(&copy);
+    let conf = env.write("dl.conf", b"namespace inbox {\n  inbox = yes\n  separator = /\n}\n");
+    let home = env.path("dovehome-list");
+    std::fs::create_dir_all(&home).unwrap();
+    give_to_nobody(&home);
+    let mut c = Command::new("doveadm");
+    c.arg("-c").arg(&conf);
+    c.args(["-o", &format!("mail_location=mbox:{}:INBOX={}/INBOX", copy.display(), copy.display())]);
+    c.arg("-o").arg(format!("mail_home={}", home.display()));
+    c.args(["-o", "mailbox_list_index=no"]);
+    if is_root() {
+        c.args(["-o", "mail_uid=65534", "-o", "mail_gid=65534"]).env("USER", "nobody");
+    }
+    let out = c.args(["mailbox", "list"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && !stderr.contains("Error"), "doveadm failed ({:?}):\n{stderr}", out.status);
+    let listed: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect();
+    assert_eq!(listed, vec!["INBOX".to_string()], "doveadm mailbox list");
+}
+
 const PY: &str = r#"
 import hashlib, json, mailbox, sys
 kind, path = sys.argv[1], sys.argv[2]

@@ -111,7 +111,7 @@ fn fifo_state_beside_an_mbox_target_is_not_opened() {
     let env = TestEnv::new();
     let src = env.fixture("example.mbox");
     env.sync(src.to_str().unwrap(), "mbox:out.mbox", &[]).expect_code(0);
-    let state = env.path(".out.mbox.mailmover-state");
+    let state = env.path(".out.mbox.mailmover-state.lock");
     assert!(state.is_file());
     mkfifo(&state);
     let r = env.sync(src.to_str().unwrap(), "mbox:out.mbox", &[]);

@@ -60,9 +60,11 @@ pub(super) fn sync_folder(
         && saved.target == state::target_stamp(root, tpath, *mbox)
         && (saved.whole(tpath) || sizes_match(root, tpath, *mbox))
     {
-        if !saved.whole(tpath) && !opts.dry_run {
-            saved.verified = true;
-            saved.epoch = None;
+        if (saved.old_name || !saved.whole(tpath)) && !opts.dry_run {
+            if !saved.whole(tpath) {
+                saved.verified = true;
+                saved.epoch = None;
+            }
             save_state(root, tpath, *mbox, &saved, opts);
         }
         let mut out = FolderOutcome { counts: state::unchanged_counts(&saved.counts), warnings, ..Default::default() };
@@ -85,6 +87,7 @@ pub(super) fn sync_folder(
             epoch: if opts.durable { None } else { state::write_epoch(tpath) },
             // Taken by save_state from the directory it writes into.
             folder: None,
+            old_name: false,
         };
         save_state(root, tpath, *mbox, &saved, opts);
     }
@@ -108,8 +111,12 @@ pub(super) fn save_state(root: Option<&fsx::Dir>, tpath: &Path, mbox: bool, save
     {
         // The identity of the directory written into, not of whatever its path names now.
         let saved = state::Saved { folder: state::folder_in(&d, tpath, mbox), ..saved.clone() };
-        if let Ok(text) = text(&saved) {
-            let _ = d.write_atomic(&name.to_string_lossy(), &text, mdwrite::FILE_MODE, opts.owner, false);
+        if let Ok(text) = text(&saved)
+            && d.write_atomic(&name.to_string_lossy(), &text, mdwrite::FILE_MODE, opts.owner, false).is_ok()
+            && let Some(old) = state::old_mbox_state_name(tpath).filter(|_| mbox)
+        {
+            // Written under its new name: the old one goes (a reader took it for a mailbox).
+            let _ = d.unlink(&old);
         }
     }
 }

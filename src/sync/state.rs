@@ -125,6 +125,9 @@ pub struct Saved {
     /// The target folder this state belongs to ([`folder_in`]); a state without it is not used.
     #[serde(default)]
     pub folder: Option<String>,
+    /// Read under an mbox state's old name: to be written under the new one.
+    #[serde(skip)]
+    pub old_name: bool,
 }
 
 impl Saved {
@@ -148,14 +151,23 @@ pub fn write_epoch(target: &Path) -> Option<String> {
 }
 
 /// Where the state of a target folder lives: inside a Maildir folder's directory (which
-/// Dovecot, Courier and Python's `mailbox` ignore), or next to an mbox file as a dot-file.
+/// Dovecot, Courier and Python's `mailbox` ignore), or next to an mbox file as a dot-file
+/// ending in `.lock`: mutt and Thunderbird do not list dot-files, and Dovecot's mbox lister
+/// skips names ending in `.lock` (any other file beside an mbox is a mailbox to it).
 pub fn state_path(target: &Path, mbox: bool) -> PathBuf {
     if mbox {
         let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        target.with_file_name(format!(".{name}.{STATE_FILE}"))
+        target.with_file_name(format!(".{name}.{STATE_FILE}.lock"))
     } else {
         target.join(STATE_FILE)
     }
+}
+
+/// The name an mbox target's state had before it ended in `.lock` (Dovecot listed it as a
+/// mailbox): read when the new one is missing, removed once the new one is written.
+pub fn old_mbox_state_name(target: &Path) -> Option<std::ffi::OsString> {
+    let name = target.file_name()?.to_string_lossy().into_owned();
+    Some(format!(".{name}.{STATE_FILE}").into())
 }
 
 /// The identity of a target folder, from the opened directory `dir` that holds its state: a
@@ -187,12 +199,20 @@ pub fn load(root: Option<&fsx::Dir>, target: &Path, mbox: bool) -> Result<Option
 /// descriptor, and checked against its identity.
 fn load_in(dir: &fsx::Dir, target: &Path, mbox: bool) -> Result<Option<Saved>, String> {
     let name = state_path(target, mbox).file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    let text = match dir.read_own_file(&name, MAX_STATE_BYTES) {
-        Ok(Some(t)) => t,
-        Ok(None) => return Ok(None),
+    let (text, old_name) = match dir.read_own_file(&name, MAX_STATE_BYTES) {
+        Ok(Some(t)) => (t, false),
+        Ok(None) => match old_mbox_state_name(target).filter(|_| mbox) {
+            Some(old) => match dir.read_own_file(&old, MAX_STATE_BYTES) {
+                Ok(Some(t)) => (t, true),
+                Ok(None) => return Ok(None),
+                Err(e) => return Err(e.problem().reason),
+            },
+            None => return Ok(None),
+        },
         Err(e) => return Err(e.problem().reason),
     };
     let Ok(saved) = serde_json::from_slice::<Saved>(&text) else { return Ok(None) };
+    let saved = Saved { old_name, ..saved };
     match (&saved.folder, folder_in(dir, target, mbox)) {
         (Some(f), Some(here)) if *f == here => Ok(Some(saved)),
         (Some(_), _) => Err("the state of another folder".into()),
@@ -290,6 +310,7 @@ mod tests {
             verified: true,
             epoch: None,
             folder: folder_in(&fsx::Dir::open_root(d).unwrap(), d, false),
+            old_name: false,
         };
         std::fs::write(d.join(STATE_FILE), serde_json::to_vec(&saved).unwrap()).unwrap();
     }
