@@ -189,6 +189,55 @@ fn doveadm_sees_keywords_in_mbox_target() {
     assert_same_set(&want, &got, "doveadm on the mbox target (flags and keywords)");
 }
 
+/// What `doveadm ARGS` prints, a line each, for the mail at `location` (a copy at `copy`,
+/// given to nobody when run as root).
+fn doveadm_lines(env: &TestEnv, copy: &Path, location: &str, args: &[&str]) -> Vec<String> {
+    give_to_nobody(copy);
+    let conf = env.write("dl.conf", b"namespace inbox {\n  inbox = yes\n  separator = /\n}\n");
+    let home = env.path("dovehome-list");
+    std::fs::create_dir_all(&home).unwrap();
+    give_to_nobody(&home);
+    let mut c = Command::new("doveadm");
+    c.arg("-c").arg(&conf).args(["-o", &format!("mail_location={location}")]);
+    c.arg("-o").arg(format!("mail_home={}", home.display()));
+    c.args(["-o", "mailbox_list_index=no"]);
+    if is_root() {
+        c.args(["-o", "mail_uid=65534", "-o", "mail_gid=65534"]).env("USER", "nobody");
+    }
+    let out = c.args(args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && !stderr.contains("Error"), "doveadm failed ({:?}):\n{stderr}", out.status);
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
+}
+
+/// An mbox directory target carries its folders' subscriptions where Dovecot keeps them
+/// (`.subscriptions` at its root): IMAP clients that show subscribed folders only see them.
+#[test]
+fn doveadm_sees_the_subscriptions_of_an_mbox_directory() {
+    if !require(Need::Doveadm) {
+        return;
+    }
+    let env = TestEnv::new();
+    open_up(&env);
+    for f in ["src/cur", "src/new", "src/tmp", "src/.Sent/cur", "src/.Sent/new", "src/.Sent/tmp", "src/.Drafts/cur"] {
+        std::fs::create_dir_all(env.path(f)).unwrap();
+    }
+    env.write("src/cur/1.a:2,S", &message("in", "i\n"));
+    env.write("src/.Sent/cur/2.b:2,S", &message("sent", "s\n"));
+    restore_maildir_dirs(&env.path("src/.Drafts"));
+    std::fs::create_dir_all(env.path("mbdir")).unwrap();
+    env.sync("maildir:src", "mbox:mbdir", &[]).expect_code(0);
+    let copy = env.path("subcopy");
+    copy_store(&env.path("mbdir"), &copy);
+    let location = format!("mbox:{}:INBOX={}/INBOX", copy.display(), copy.display());
+    let mut subscribed = doveadm_lines(&env, &copy, &location, &["mailbox", "list", "-s"]);
+    subscribed.sort();
+    assert_eq!(subscribed, vec!["Drafts".to_string(), "Sent".to_string()]);
+    let mut listed = doveadm_lines(&env, &copy, &location, &["mailbox", "list"]);
+    listed.sort();
+    assert_eq!(listed, vec!["Drafts".to_string(), "INBOX".to_string(), "Sent".to_string()], "nothing else listed");
+}
+
 /// Dovecot lists the mailboxes of an mbox directory mailmover wrote, and nothing else: the
 /// state beside each mbox ends in `.lock`, which its lister skips (any other file there is a
 /// mailbox to it). A state an older version left under its old name is read, then removed.
@@ -221,23 +270,8 @@ fn doveadm_lists_no_file_of_ours_as_a_mailbox() {
 
     let copy = env.path("listcopy");
     copy_store(&dir, &copy);
-    give_to_nobody(&copy);
-    let conf = env.write("dl.conf", b"namespace inbox {\n  inbox = yes\n  separator = /\n}\n");
-    let home = env.path("dovehome-list");
-    std::fs::create_dir_all(&home).unwrap();
-    give_to_nobody(&home);
-    let mut c = Command::new("doveadm");
-    c.arg("-c").arg(&conf);
-    c.args(["-o", &format!("mail_location=mbox:{}:INBOX={}/INBOX", copy.display(), copy.display())]);
-    c.arg("-o").arg(format!("mail_home={}", home.display()));
-    c.args(["-o", "mailbox_list_index=no"]);
-    if is_root() {
-        c.args(["-o", "mail_uid=65534", "-o", "mail_gid=65534"]).env("USER", "nobody");
-    }
-    let out = c.args(["mailbox", "list"]).output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success() && !stderr.contains("Error"), "doveadm failed ({:?}):\n{stderr}", out.status);
-    let listed: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect();
+    let location = format!("mbox:{}:INBOX={}/INBOX", copy.display(), copy.display());
+    let listed = doveadm_lines(&env, &copy, &location, &["mailbox", "list"]);
     assert_eq!(listed, vec!["INBOX".to_string()], "doveadm mailbox list");
 }
 

@@ -206,10 +206,18 @@ pub fn sync_in(
             rec.record(Event::Plan(l.clone()));
         }
     }
+    let names: Vec<FolderName> = pairs.iter().map(|(_, t)| t.clone()).collect();
     if let Target::Maildir { writer: Some(w), .. } = &target {
         summary.errors.extend(w.root_problem.clone());
-        let names: Vec<FolderName> = pairs.iter().map(|(_, t)| t.clone()).collect();
         if let Err(e) = w.subscribe(&names, &mut summary.warnings) {
+            summary.errors.push(e.problem());
+        }
+    }
+    // Dovecot keeps an mbox directory's subscriptions in `.subscriptions` at its root (a name
+    // its lister and mailmover's mbox reader skip).
+    if let (Target::MboxDir { root: Some(root), .. }, false) = (&target, opts.dry_run) {
+        let at = (opts.owner, opts.durable);
+        if let Err(e) = store::maildir::write::subscribe_in(root, ".subscriptions", &names, at, &mut summary.warnings) {
             summary.errors.push(e.problem());
         }
     }

@@ -165,44 +165,56 @@ impl MaildirTarget {
         Ok(comps.iter().fold(path.to_path_buf(), |p, c| p.join(c)))
     }
 
-    /// Adds `names` to the Dovecot `subscriptions` file (version 2 format), keeping what is there.
-    /// A `subscriptions` that is not a regular file of sane size (a FIFO or link planted there)
-    /// is not read: it is replaced, and `warnings` says so.
+    /// Adds `names` to the root's Dovecot `subscriptions` file (see [`subscribe_in`]).
     pub fn subscribe(&self, names: &[FolderName], warnings: &mut Vec<Problem>) -> Result<()> {
-        const MAX_SUBSCRIPTIONS_BYTES: u64 = 16 << 20;
-        let path = self.path().join("subscriptions");
-        let mut have: Vec<String> = Vec::new();
-        let mut found = false;
-        match self.root.read_own_file(OsStr::new("subscriptions"), MAX_SUBSCRIPTIONS_BYTES) {
-            Ok(Some(text)) => {
-                have = parse_subscriptions(&text);
-                found = true;
-            }
-            Ok(None) => {}
-            Err(e) => warnings.push(Problem::new(&path, format!("{}; written anew", e.problem().reason))),
-        }
-        let before = have.len();
-        for n in names.iter().filter(|n| !n.is_inbox()) {
-            let line = n.levels().map(mutf7::encode).collect::<Vec<_>>().join("\t");
-            if !have.contains(&line) {
-                have.push(line);
-            }
-        }
-        if have.len() == before && found {
-            return Ok(());
-        }
-        let mut text = String::from("V\t2\n\n");
-        for l in &have {
-            text.push_str(l);
-            text.push('\n');
-        }
-        self.root.write_atomic("subscriptions", text.as_bytes(), FILE_MODE, self.opts.owner, self.opts.durable)
+        subscribe_in(&self.root, "subscriptions", names, (self.opts.owner, self.opts.durable), warnings)
     }
 
     fn next_base(&self, date: i64) -> String {
         let q = self.seq.fetch_add(1, Ordering::Relaxed);
         format!("{}.M{}P{}Q{}.{}", date.max(0), self.usec, self.pid, q, self.host)
     }
+}
+
+/// Adds `names` to the Dovecot subscriptions file `file` in `root` (version 2 format: levels
+/// separated by TAB, modified UTF-7), keeping what is there: `subscriptions` in a Maildir
+/// root, `.subscriptions` in an mbox directory. One that is not a regular file of sane size (a
+/// FIFO or link planted there) is not read: it is replaced, and `warnings` says so.
+pub fn subscribe_in(
+    root: &Dir,
+    file: &str,
+    names: &[FolderName],
+    (owner, durable): (Option<Owner>, bool),
+    warnings: &mut Vec<Problem>,
+) -> Result<()> {
+    const MAX_SUBSCRIPTIONS_BYTES: u64 = 16 << 20;
+    let path = root.path.join(file);
+    let mut have: Vec<String> = Vec::new();
+    let mut found = false;
+    match root.read_own_file(OsStr::new(file), MAX_SUBSCRIPTIONS_BYTES) {
+        Ok(Some(text)) => {
+            have = parse_subscriptions(&text);
+            found = true;
+        }
+        Ok(None) => {}
+        Err(e) => warnings.push(Problem::new(&path, format!("{}; written anew", e.problem().reason))),
+    }
+    let before = have.len();
+    for n in names.iter().filter(|n| !n.is_inbox()) {
+        let line = n.levels().map(mutf7::encode).collect::<Vec<_>>().join("\t");
+        if !have.contains(&line) {
+            have.push(line);
+        }
+    }
+    if have.len() == before && found {
+        return Ok(());
+    }
+    let mut text = String::from("V\t2\n\n");
+    for l in &have {
+        text.push_str(l);
+        text.push('\n');
+    }
+    root.write_atomic(file, text.as_bytes(), FILE_MODE, owner, durable)
 }
 
 /// Subscription lines (levels separated by TAB, modified UTF-7) from a version 2 file or an old
