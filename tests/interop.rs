@@ -31,8 +31,9 @@ fn give_to_nobody(p: &Path) {
     }
 }
 
-/// `doveadm fetch` of every message: (mailbox, flags sorted, date.received.unixtime, size).
-fn doveadm_fetch(env: &TestEnv, location: &str) -> Vec<(String, Vec<String>, i64, u64)> {
+/// `doveadm` without a server for the mail at `location`: a throw-away config and home, run
+/// as nobody when the tests run as root.
+fn doveadm(env: &TestEnv, location: &str) -> Command {
     let conf = env.write("dc.conf", b"namespace inbox {\n  inbox = yes\n  separator = /\n}\n");
     let home = env.path("dovehome");
     std::fs::create_dir_all(&home).unwrap();
@@ -47,6 +48,12 @@ fn doveadm_fetch(env: &TestEnv, location: &str) -> Vec<(String, Vec<String>, i64
     if is_root() {
         c.args(["-o", "mail_uid=65534", "-o", "mail_gid=65534"]).env("USER", "nobody");
     }
+    c
+}
+
+/// `doveadm fetch` of every message: (mailbox, flags sorted, date.received.unixtime, size).
+fn doveadm_fetch(env: &TestEnv, location: &str) -> Vec<(String, Vec<String>, i64, u64)> {
+    let mut c = doveadm(env, location);
     c.args(["-f", "json", "fetch", "mailbox flags date.received.unixtime size.physical", "all"]);
     let out = c.output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -193,17 +200,7 @@ fn doveadm_sees_keywords_in_mbox_target() {
 /// given to nobody when run as root).
 fn doveadm_lines(env: &TestEnv, copy: &Path, location: &str, args: &[&str]) -> Vec<String> {
     give_to_nobody(copy);
-    let conf = env.write("dl.conf", b"namespace inbox {\n  inbox = yes\n  separator = /\n}\n");
-    let home = env.path("dovehome-list");
-    std::fs::create_dir_all(&home).unwrap();
-    give_to_nobody(&home);
-    let mut c = Command::new("doveadm");
-    c.arg("-c").arg(&conf).args(["-o", &format!("mail_location={location}")]);
-    c.arg("-o").arg(format!("mail_home={}", home.display()));
-    c.args(["-o", "mailbox_list_index=no"]);
-    if is_root() {
-        c.args(["-o", "mail_uid=65534", "-o", "mail_gid=65534"]).env("USER", "nobody");
-    }
+    let mut c = doveadm(env, location);
     let out = c.args(args).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && !stderr.contains("Error"), "doveadm failed ({:?}):\n{stderr}", out.status);
