@@ -109,7 +109,7 @@ fn table(kind: Kind) -> &'static [Row] {
         ],
         Kind::MboxFile => &[
             ("out.mbox", File, Refused),
-            (".out.mbox.mailmover-state", File, Rebuilt),
+            (".out.mbox.mailmover-state.lock", File, Rebuilt),
             (".out.mbox.mailmover.lock", File, Locked),
         ],
         Kind::MboxDir => &[
@@ -118,8 +118,9 @@ fn table(kind: Kind) -> &'static [Row] {
             ("A", File, Refused),
             ("A.sbd", Dir, Refused),
             ("A.sbd/B", File, Refused),
-            (".Sent.mailmover-state", File, Rebuilt),
-            ("A.sbd/.B.mailmover-state", File, Rebuilt),
+            (".Sent.mailmover-state.lock", File, Rebuilt),
+            ("A.sbd/.B.mailmover-state.lock", File, Rebuilt),
+            (".subscriptions", File, Rebuilt),
             (".mailmover.lock", File, Locked),
         ],
         Kind::Cpanel => &[
@@ -416,15 +417,18 @@ fn lchown_tree(root: &Path, uid: u32) {
 
 /// Names a run might look up in a linked directory: each is there, holding [`MARK`], so that a
 /// read through the link shows to the [`Watch`] and a copy shows in the target.
-const DECOYS: [&str; 21] = [
+const DECOYS: [&str; 24] = [
     "INBOX",
     "Sent",
     "A",
     "B",
     ".B.mailmover-state",
     ".Sent.mailmover-state",
+    ".B.mailmover-state.lock",
+    ".Sent.mailmover-state.lock",
     "dovecot-keywords",
     "subscriptions",
+    ".subscriptions",
     "mailmover-state",
     "mailmover-cache",
     "mailmover-source-cache",
