@@ -61,16 +61,27 @@ pub enum Opened {
 pub struct Moved {
     names: HashMap<Vec<u8>, (mdread::Sub, Vec<u8>)>,
     relists: u32,
+    /// When the last fresh listing ended, and what it took.
+    last: Option<(std::time::Instant, std::time::Duration)>,
     /// A message was taken for gone without a fresh listing to confirm it.
     pub unsure: bool,
 }
 
-/// Fresh listings of one folder in one run at most; past this a message not found is taken
-/// for gone on the last listing's word, and the folder deletes nothing in this run.
+/// Fresh listings of one folder any time; past these, one more only once the run has gone on
+/// for `RELIST_PACE` times what the last one took (listings then cost at most a tenth of the
+/// run, however many messages a live server moves). A message not found meanwhile is taken for
+/// gone on the last listing's word, and the folder deletes nothing in this run.
 const MAX_RELISTS: u32 = 16;
+const RELIST_PACE: u32 = 10;
 
 impl Moved {
+    /// Whether a fresh listing may be made now (see [`MAX_RELISTS`]).
+    fn may_relist(&self) -> bool {
+        self.relists < MAX_RELISTS || self.last.is_none_or(|(at, took)| at.elapsed() >= took * RELIST_PACE)
+    }
+
     fn relist(&mut self, dir: &Path) {
+        let start = std::time::Instant::now();
         self.relists += 1;
         self.names.clear();
         for sub in [mdread::Sub::New, mdread::Sub::Cur] {
@@ -81,6 +92,7 @@ impl Moved {
                 self.names.insert(base, (sub, name));
             }
         }
+        self.last = Some((std::time::Instant::now(), start.elapsed()));
     }
 
     /// The current name of the message with this base name, if it is still in the folder.
@@ -89,7 +101,7 @@ impl Moved {
         if !stale && let Some(hit) = fresh(self) {
             return Some(hit);
         }
-        if self.relists >= MAX_RELISTS {
+        if !self.may_relist() {
             self.unsure = true;
             return None;
         }
@@ -534,6 +546,28 @@ fn source_key(e: &MaildirEntry) -> SourceKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Past its free fresh listings, a folder lists again once the run has gone on for ten
+    /// times what the last listing took: a message a live server moved late is still found,
+    /// and listings stay a small part of the run.
+    #[test]
+    fn fresh_listings_go_on_at_a_pace() {
+        let t = tempfile::tempdir().unwrap();
+        for d in ["cur", "new", "tmp"] {
+            std::fs::create_dir(t.path().join(d)).unwrap();
+        }
+        std::fs::write(t.path().join("cur/1.a:2,S"), b"x").unwrap();
+        let mut m = Moved { relists: MAX_RELISTS, ..Moved::default() };
+        let long_ago = std::time::Instant::now() - std::time::Duration::from_secs(10);
+        m.last = Some((long_ago, std::time::Duration::from_millis(1)));
+        assert_eq!(m.find(t.path(), b"1.a", b"1.a", true), Some((mdread::Sub::Cur, b"1.a:2,S".to_vec())));
+        assert!(!m.unsure);
+        // Just listed, and listing took long: not again yet; the miss is taken for gone.
+        m.last = Some((std::time::Instant::now(), std::time::Duration::from_secs(60)));
+        std::fs::rename(t.path().join("cur/1.a:2,S"), t.path().join("cur/1.a:2,RS")).unwrap();
+        assert_eq!(m.find(t.path(), b"1.a", b"1.a:2,S", true), None);
+        assert!(m.unsure);
+    }
 
     /// Issue 17: a source mbox that shrinks while its chunks are taken ends with its problem
     /// (naming the file) instead of messages made of other bytes; verify and inspect read
