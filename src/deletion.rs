@@ -125,17 +125,17 @@ impl Spill for Other {
 }
 
 /// How many times each hash is in a sorted list, asked for in increasing order.
-struct CountsOf<I: Iterator<Item = std::io::Result<Hash>>> {
+pub(crate) struct CountsOf<I: Iterator<Item = std::io::Result<Hash>>> {
     it: std::iter::Peekable<I>,
 }
 
 impl<I: Iterator<Item = std::io::Result<Hash>>> CountsOf<I> {
-    fn new(it: I) -> Self {
+    pub(crate) fn new(it: I) -> Self {
         CountsOf { it: it.peekable() }
     }
 
     /// The occurrences of `h` (each hash asked once, in increasing order).
-    fn of(&mut self, h: &Hash) -> std::io::Result<u32> {
+    pub(crate) fn of(&mut self, h: &Hash) -> std::io::Result<u32> {
         let mut n = 0;
         loop {
             match self.it.peek() {

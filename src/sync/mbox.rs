@@ -132,23 +132,10 @@ pub(super) fn appended_is_new_mail(cur: &std::fs::File, from: u64, path: &Path, 
 
 /// Whether two sorted lists of hashes have one in common.
 fn shared(a: &Sorted<Hash>, b: &Sorted<Hash>) -> std::io::Result<bool> {
-    let mut b = b.iter().peekable();
+    let mut counts = deletion::CountsOf::new(b.iter());
     for x in a.iter() {
-        let x = x?;
-        loop {
-            match b.peek() {
-                Some(Ok(y)) if *y < x => {
-                    b.next();
-                }
-                Some(Ok(y)) => {
-                    if *y == x {
-                        return Ok(true);
-                    }
-                    break;
-                }
-                Some(Err(_)) => return b.next().map_or(Ok(false), |r| r.map(|_| false)),
-                None => return Ok(false),
-            }
+        if counts.of(&x?)? > 0 {
+            return Ok(true);
         }
     }
     Ok(false)
