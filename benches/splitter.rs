@@ -20,7 +20,7 @@ fn splitter(c: &mut Criterion) {
     let mut g = c.benchmark_group("mbox");
     g.throughput(Throughput::Bytes(data.len() as u64));
     g.bench_function("split 32 MiB", |b| b.iter(|| Splitter::new(black_box(&data), 0, ContentLength::Used).count()));
-    let ro = ReadOptions { variant: Variant::Auto, zone: Zone::Utc, keep_internal_headers: false };
+    let ro = ReadOptions { variant: Variant::Auto, zone: Zone::Utc, keep_internal_headers: false, as_target: false };
     g.bench_function("split+parse 32 MiB", |b| {
         b.iter(|| {
             Splitter::new(&data, 0, ContentLength::Used)

@@ -17,6 +17,7 @@ use crate::events::{Discard, Event, Recorder, Tee};
 use crate::exit::Exit;
 use crate::spec::{Kind, Store};
 use crate::store::maildir::layout::Layout;
+use crate::store::mbox::flavour::Flavour;
 use crate::store::mbox::read::Variant;
 
 const EXAMPLES: &str = "\
@@ -104,6 +105,10 @@ pub struct FolderArgs {
     /// Subfolder layout of a Maildir target: Maildir++ dot-folders or nested directories.
     #[arg(long, value_enum, default_value = "maildir++")]
     pub layout: Layout,
+    /// How an mbox target is written (default: the flavour it was written in before; else
+    /// dovecot for an mbox directory or a file that has X-IMAPbase, mboxrd for a new file).
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub mbox_format: Option<Flavour>,
     /// Source folders that map to one target folder (`v1.0` and `v1_0` in Maildir++, or by
     /// --map-folder) are merged into it, one after another; without it they are reported and
     /// none of them is synced. --mirror acts as --delete in a merged folder.
@@ -319,6 +324,21 @@ impl ValueEnum for Layout {
     }
 }
 
+impl ValueEnum for Flavour {
+    fn value_variants<'a>() -> &'a [Self] {
+        &Flavour::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        let v = PossibleValue::new(self.name());
+        Some(match self {
+            Flavour::Mboxrd => v.help("`>From ` quoting: mutt, Thunderbird, Python and most readers"),
+            Flavour::Mboxcl2 => v.help("no quoting, Content-Length delimits each message"),
+            Flavour::Dovecot => v.help("Dovecot's own: mboxcl2 with X-IMAPbase and X-UID, UIDs kept"),
+        })
+    }
+}
+
 impl ValueEnum for Variant {
     fn value_variants<'a>() -> &'a [Self] {
         &Variant::ALL
@@ -354,6 +374,7 @@ impl From<&FolderArgs> for FolderSettings {
             map_folder: a.map_folder.clone(),
             automap: a.automap,
             layout: a.layout,
+            mbox_format: a.mbox_format,
             merge_folders: a.merge_folders,
         }
     }

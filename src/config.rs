@@ -21,6 +21,7 @@ use crate::fsx::Owner;
 use crate::spec::Store;
 use crate::store::maildir::layout::Layout;
 use crate::store::mbox::date::Zone;
+use crate::store::mbox::flavour::Flavour;
 use crate::store::mbox::read::{ReadOptions, Variant};
 use crate::sync::{Filters, SyncOptions};
 
@@ -58,6 +59,7 @@ pub struct FolderSettings {
     pub map_folder: Vec<String>,
     pub automap: bool,
     pub layout: Layout,
+    pub mbox_format: Option<Flavour>,
     pub merge_folders: bool,
 }
 
@@ -123,7 +125,7 @@ impl SyncSettings {
 pub fn read_options(a: &ReadSettings) -> Result<ReadOptions> {
     let zone = Zone::parse(&a.mbox_tz)
         .ok_or_else(|| Error::Usage(format!("--mbox-tz {:?}: expected local, UTC or +HHMM", a.mbox_tz)))?;
-    Ok(ReadOptions { variant: a.mbox_variant, zone, keep_internal_headers: a.keep_mbox_headers })
+    Ok(ReadOptions { variant: a.mbox_variant, zone, keep_internal_headers: a.keep_mbox_headers, as_target: false })
 }
 
 fn regexes(v: &[String], what: &str) -> Result<Vec<Regex>> {
@@ -190,6 +192,7 @@ pub fn sync_options(a: &SyncSettings) -> Result<SyncOptions> {
     Ok(SyncOptions {
         read: read_options(&a.read)?,
         layout: a.folders.layout,
+        mbox_format: a.folders.mbox_format,
         owner,
         durable: a.durable,
         dry_run: a.dry_run,
@@ -217,6 +220,7 @@ pub fn verify_options(folders: &FolderSettings, read: &ReadSettings) -> Result<S
     Ok(SyncOptions {
         read: read_options(read)?,
         layout: folders.layout,
+        mbox_format: folders.mbox_format,
         jobs: read.jobs,
         map: folder_map(folders)?,
         follow_symlinks: read.follow_symlinks,

@@ -79,6 +79,8 @@ pub struct FolderOutcome {
     pub plan_line: Option<String>,
     /// A signal stopped the folder before it was finished.
     pub interrupted: bool,
+    /// The flavour an mbox target folder is written in after the run (kept in its state).
+    pub mbox_format: Option<&'static str>,
 }
 
 #[derive(Debug, Default, Clone, Serialize)]

@@ -20,7 +20,7 @@ use crate::spec::{Kind, Store};
 use crate::spill::Sorter;
 use crate::store::maildir::read::{self as mdread, MaildirEntry, ScanOptions};
 use crate::store::maildir::write::MaildirTarget;
-use crate::store::mbox::read::{MboxFile, ReadOptions, Variant};
+use crate::store::mbox::read::{MboxFile, ReadOptions};
 use crate::store::mbox::target as mbox_target;
 use crate::sync::join::{Held, Outcome, Wanted, join};
 use crate::sync::plan::{Candidate, Decision, Hash, NotMail, Planner, Rules};
@@ -92,8 +92,9 @@ fn hash_plain(mut f: std::fs::File, path: &Path, id: Identity) -> std::result::R
         return Err(Problem::refused(path, "not a regular file"));
     }
     let mut h = sha2::Sha256::new();
+    let (mut cut, mut mh) = (crate::store::mbox::flavour::Cut::default(), crate::sync::MboxHasher::default());
     let mut buf = vec![0u8; 1 << 20];
-    let (mut size, mut last) = (0u64, None);
+    let mut size = 0u64;
     loop {
         let n = match f.read(&mut buf) {
             Ok(0) => break,
@@ -101,15 +102,21 @@ fn hash_plain(mut f: std::fs::File, path: &Path, id: Identity) -> std::result::R
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(Problem::io(path, &e)),
         };
-        h.update(&buf[..n]);
+        match id {
+            Identity::Exact => h.update(&buf[..n]),
+            // As Identity::hash: without the mbox's own fields, with a final newline.
+            Identity::Mbox => cut.feed(&buf[..n], &mut |_, s| mh.update(s)),
+        }
         size += n as u64;
-        last = Some(buf[n - 1]);
     }
-    // As Identity::hash: an mbox holds a message with a final newline.
-    if id == Identity::Mbox && last.is_some_and(|b| b != b'\n') {
-        h.update(b"\n");
-    }
-    Ok((h.finalize().into(), size))
+    let hash = match id {
+        Identity::Exact => h.finalize().into(),
+        Identity::Mbox => {
+            cut.finish(&mut |_, s| mh.update(s));
+            mh.finish()
+        }
+    };
+    Ok((hash, size))
 }
 
 /// Reads and hashes every message of `opened`, a chunk at a time, handing each to `take`.
@@ -180,7 +187,7 @@ fn target_messages(
     (dst, root): (&Store, Option<&Dir>),
     tn: &FolderName,
     path: &Path,
-    single_mbox: bool,
+    (single_mbox, flavour): (bool, Option<crate::store::mbox::flavour::Flavour>),
     errors: &mut Vec<Problem>,
     take: &mut dyn FnMut(Msg) -> std::io::Result<()>,
 ) {
@@ -191,9 +198,9 @@ fn target_messages(
         return;
     }
     let read = match root {
-        _ if single_mbox => mbox_messages(None, tn, path, errors, take),
+        _ if single_mbox => mbox_messages(None, tn, path, flavour, errors, take),
         None => Ok(()),
-        Some(root) if dst.kind == Kind::Mbox => mbox_messages(Some(root), tn, path, errors, take),
+        Some(root) if dst.kind == Kind::Mbox => mbox_messages(Some(root), tn, path, flavour, errors, take),
         Some(root) => root.find_below(path).and_then(|d| d.map_or(Ok(()), |d| maildir_messages(&d, errors, take))),
     };
     if let Err(e) = read {
@@ -257,6 +264,7 @@ fn mbox_messages(
     root: Option<&Dir>,
     tn: &FolderName,
     path: &Path,
+    explicit: Option<crate::store::mbox::flavour::Flavour>,
     errors: &mut Vec<Problem>,
     take: &mut dyn FnMut(Msg) -> std::io::Result<()>,
 ) -> Result<()> {
@@ -275,8 +283,9 @@ fn mbox_messages(
     let Some(file) = place.dir.open_file(&place.name, false)? else { return Ok(()) };
     let f = MboxFile::from_file_locked(file, &place.path)?;
     f.check()?;
-    let ro =
-        ReadOptions { variant: Variant::Auto, zone: crate::store::mbox::date::Zone::Utc, keep_internal_headers: false };
+    // Read as sync reads it: in the flavour it was written in (or the one named).
+    let flavour = explicit.or_else(|| crate::sync::existing_flavour(&place, &f).0);
+    let ro = crate::sync::target_mbox_read_options(flavour);
     let o = Opened::Mbox(std::sync::Arc::new(f));
     let mut keep = |m: Msg| if m.not_mail.is_none() { take(m) } else { Ok(()) };
     digest_opened(&o, &ro, Identity::Mbox, errors, &mut keep)
@@ -334,14 +343,21 @@ pub fn verify(src: &Store, dst: &Store, opts: &SyncOptions) -> Result<Verificati
                 let mbox = rules.mbox;
                 let mut targets = Sorter::new();
                 let mut target_error = None;
-                target_messages((dst, root.as_ref()), tn, &tpath, single_mbox, &mut errors, &mut |m| {
-                    let meta = if mbox { m.meta.mbox_view() } else { m.meta };
-                    let idx = fv.target;
-                    fv.target += 1;
-                    targets.push(Held { hash: m.hash, idx, meta, entry: m.place.into_bytes() }).inspect_err(|e| {
-                        target_error.get_or_insert_with(|| spilled(e));
-                    })
-                });
+                target_messages(
+                    (dst, root.as_ref()),
+                    tn,
+                    &tpath,
+                    (single_mbox, opts.mbox_format),
+                    &mut errors,
+                    &mut |m| {
+                        let meta = if mbox { m.meta.mbox_view() } else { m.meta };
+                        let idx = fv.target;
+                        fv.target += 1;
+                        targets.push(Held { hash: m.hash, idx, meta, entry: m.place.into_bytes() }).inspect_err(|e| {
+                            target_error.get_or_insert_with(|| spilled(e));
+                        })
+                    },
+                );
                 if let Some(why) = target_error {
                     errors.push(Problem::new(&tpath, why));
                     return (fv, errors);

@@ -35,7 +35,7 @@ proptest! {
         if let Some(start) = mbox_start(&data) {
             let mut last = start;
             for variant in [Variant::Auto, Variant::Mboxo, Variant::Mboxcl2] {
-                let ro = ReadOptions { variant, zone: Zone::Utc, keep_internal_headers: false };
+                let ro = ReadOptions { variant, zone: Zone::Utc, keep_internal_headers: false, as_target: false };
                 last = start;
                 for e in Splitter::new(&data, start, variant.content_length()) {
                     prop_assert!(e.from_line.start >= last);

@@ -272,6 +272,133 @@ fn doveadm_lists_no_file_of_ours_as_a_mailbox() {
     assert_eq!(listed, vec!["INBOX".to_string()], "doveadm mailbox list");
 }
 
+/// One preauthenticated IMAP session of Dovecot's server on the mail at `location` (as nobody
+/// when the tests run as root): the `commands`, then LOGOUT; what it answered.
+fn imap_session(env: &TestEnv, location: &str, commands: &[&str]) -> String {
+    use std::io::Write;
+    let conf = env.write("dc.conf", b"namespace inbox {\n  inbox = yes\n  separator = /\n}\n");
+    let home = env.path("dovehome");
+    std::fs::create_dir_all(&home).unwrap();
+    give_to_nobody(&home);
+    let mut c = if is_root() {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", DOVECOT_IMAP]);
+        c
+    } else {
+        Command::new(DOVECOT_IMAP)
+    };
+    c.arg("-c").arg(&conf).args(["-o", &format!("mail_location={location}")]);
+    c.arg("-o").arg(format!("mail_home={}", home.display())).args(["-o", "mailbox_list_index=no"]);
+    c.env("USER", "nobody").stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let mut script: String = commands.iter().enumerate().map(|(i, c)| format!("t{i} {c}\r\n")).collect();
+    script.push_str("z LOGOUT\r\n");
+    child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    for (i, command) in commands.iter().enumerate() {
+        assert!(text.contains(&format!("t{i} OK")), "IMAP command {command} failed:\n{text}");
+    }
+    text
+}
+
+/// UIDVALIDITY and the UIDs a session's `SELECT` and `FETCH 1:* (UID)` showed.
+fn uids(session: &str) -> (u64, Vec<u64>) {
+    let num = |s: &str| s.chars().take_while(char::is_ascii_digit).collect::<String>().parse::<u64>().unwrap();
+    let validity = session.split("[UIDVALIDITY ").nth(1).map(num).expect("no UIDVALIDITY");
+    let uids = session.split("(UID ").skip(1).map(num).collect();
+    (validity, uids)
+}
+
+/// Size, mtime (ns) and inode: what tells a file was rewritten.
+fn file_stamp(p: &Path) -> (u64, i128, u64) {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(p).unwrap();
+    (m.size(), i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()), m.ino())
+}
+
+/// Dovecot serves an mbox directory mailmover wrote as its own: a client's session (SELECT,
+/// FETCH), `doveadm force-resync` and `index` leave the file as it was (bytes, mtime, inode);
+/// a re-run changes nothing; a re-sync that adds mail keeps UIDVALIDITY and every old UID.
+/// The source holds what trips writers: Status lines of its own (as mb2md leaves them), a
+/// message without a header block, body lines starting with `From ` and `>From `, new mail.
+#[test]
+fn dovecot_serves_an_mbox_directory_as_written() {
+    if !require(Need::Doveadm) || !require(Need::DovecotImap) || (is_root() && !require(Need::Setpriv)) {
+        return;
+    }
+    let env = TestEnv::new();
+    open_up(&env);
+    for d in ["src/cur", "src/new", "src/tmp", "mb"] {
+        std::fs::create_dir_all(env.path(d)).unwrap();
+    }
+    env.write("src/cur/1.a:2,S", b"Subject: a\nStatus: RO\nX-Status: F\n\nFrom here\n>From there\n");
+    env.write("src/cur/2.b:2,RS", b"just text, no header block\nsecond line\n");
+    env.write("src/new/3.c", &message("new mail", "n\n"));
+    for (i, f) in ["src/cur/1.a:2,S", "src/cur/2.b:2,RS", "src/new/3.c"].iter().enumerate() {
+        set_mtime(&env.path(f), 1_500_000_000 + i as i64 * 60);
+    }
+    env.sync("maildir:src", "mbox:mb", &[]).expect_code(0);
+    let mb = env.path("mb");
+    give_to_nobody(&mb);
+    let inbox = mb.join("INBOX");
+    let written = file_stamp(&inbox);
+    let location = format!("mbox:{}:INBOX={}", mb.display(), inbox.display());
+    let first = imap_session(&env, &location, &["SELECT INBOX", "FETCH 1:* (UID FLAGS BODY.PEEK[TEXT])"]);
+    assert!(first.contains("From here\r\n>From there"), "the body is shown as it was:\n{first}");
+    let (validity, old) = uids(&first);
+    assert_eq!(old, [1, 2, 3]);
+    doveadm_lines(&env, &mb, &location, &["force-resync", "INBOX"]);
+    doveadm_lines(&env, &mb, &location, &["index", "INBOX"]);
+    assert_eq!(file_stamp(&inbox), written, "Dovecot rewrote or touched the mbox");
+
+    let again = env.sync("maildir:src", "mbox:mb", &["--no-cache"]);
+    again.expect_code(0);
+    assert_eq!((again.n("transferred"), again.n("flags_updated")), (0, 0));
+    assert_eq!(file_stamp(&inbox), written, "the re-run rewrote the mbox");
+
+    env.write("src/cur/4.d:2,S", &message("later", "l\n"));
+    set_mtime(&env.path("src/cur/4.d:2,S"), 1_500_001_000);
+    let more = env.sync("maildir:src", "mbox:mb", &[]);
+    more.expect_code(0);
+    assert_eq!(more.n("transferred"), 1);
+    let after = imap_session(&env, &location, &["SELECT INBOX", "FETCH 1:* (UID)"]);
+    assert_eq!(uids(&after), (validity, vec![1, 2, 3, 4]), "UIDVALIDITY and the old UIDs are kept:\n{after}");
+}
+
+/// An mbox file written in mboxrd (quoted `>From ` lines), then opened by Dovecot, which adds
+/// X-UID, X-IMAPbase and (to bodies of 1 KiB or more) Content-Length: the next run still reads
+/// it as mboxrd (its state says so), so nothing is copied twice and nothing quoted again.
+#[test]
+fn an_mboxrd_file_dovecot_added_its_headers_to_is_read_as_written() {
+    if !require(Need::Doveadm) {
+        return;
+    }
+    let env = TestEnv::new();
+    open_up(&env);
+    for d in ["src/cur", "src/new", "src/tmp", "mb"] {
+        std::fs::create_dir_all(env.path(d)).unwrap();
+    }
+    let body = format!("From here\n>From there\n{}", "a line of text to pass 1 KiB\n".repeat(60));
+    env.write("src/cur/1.a:2,S", &message("quoted", &body));
+    env.write("src/cur/2.b:2,S", &message("plain", "x\n"));
+    set_mtime(&env.path("src/cur/1.a:2,S"), 1_500_000_000);
+    set_mtime(&env.path("src/cur/2.b:2,S"), 1_500_000_060);
+    env.sync("maildir:src", "mbox:mb/INBOX", &[]).expect_code(0);
+    let inbox = env.path("mb/INBOX");
+    assert!(std::fs::read(&inbox).unwrap().windows(11).any(|w| w == b"\n>From here"), "written as mboxrd");
+    let mb = env.path("mb");
+    let location = format!("mbox:{}:INBOX={}", mb.display(), inbox.display());
+    doveadm_lines(&env, &mb, &location, &["force-resync", "INBOX"]);
+    let text = std::fs::read(&inbox).unwrap();
+    assert!(text.windows(16).any(|w| w == b"\nContent-Length:"), "Dovecot added its headers");
+    let again = env.sync("maildir:src", "mbox:mb/INBOX", &["--no-cache"]);
+    again.expect_code(0);
+    assert_eq!((again.n("transferred"), again.n("flags_updated")), (0, 0));
+    assert_eq!(std::fs::read(&inbox).unwrap(), text, "the re-run rewrote the mbox");
+    env.run(vec!["verify", "maildir:src", "mbox:mb/INBOX"]).expect_code(0);
+}
+
 const PY: &str = r#"
 import hashlib, json, mailbox, sys
 kind, path = sys.argv[1], sys.argv[2]

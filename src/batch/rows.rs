@@ -16,6 +16,7 @@ use std::path::PathBuf;
 
 use crate::config::SyncSettings;
 use crate::store::maildir::layout::Layout;
+use crate::store::mbox::flavour::Flavour;
 
 /// One row of the batch file.
 #[derive(Clone, Debug, PartialEq)]
@@ -47,6 +48,7 @@ pub enum RowOption {
     MapFolder(String),
     Automap(bool),
     Layout(Layout),
+    MboxFormat(Flavour),
     Delete(bool),
     Mirror(bool),
     MaxDelete(u64),
@@ -72,6 +74,7 @@ pub const OPTION_NAMES: &[&str] = &[
     "map-folder",
     "automap",
     "layout",
+    "mbox-format",
     "delete",
     "mirror",
     "max-delete",
@@ -124,6 +127,7 @@ impl Row {
                 RowOption::MapFolder(v) => f.folders.map_folder.push(v.clone()),
                 RowOption::Automap(b) => f.folders.automap = *b,
                 RowOption::Layout(l) => f.folders.layout = *l,
+                RowOption::MboxFormat(m) => f.folders.mbox_format = Some(*m),
                 RowOption::Delete(b) => f.delete = *b,
                 RowOption::Mirror(b) => f.mirror = *b,
                 RowOption::MaxDelete(n) => f.max_delete = Some(*n),
@@ -294,6 +298,13 @@ fn parse_option(field: &str) -> Result<RowOption, String> {
                 Layout::from_name(v).ok_or_else(|| format!("option layout={v}: expected maildir++ or fs"))?,
             )
         }
+        "mbox-format" => {
+            let v = need()?;
+            RowOption::MboxFormat(
+                Flavour::from_name(v)
+                    .ok_or_else(|| format!("option mbox-format={v}: expected mboxrd, mboxcl2 or dovecot"))?,
+            )
+        }
         "delete" => RowOption::Delete(flag()?),
         "mirror" => RowOption::Mirror(flag()?),
         "max-delete" => {
@@ -380,7 +391,7 @@ mod tests {
         let mut base = SyncSettings { owner: Some("root".into()), ..Default::default() };
         base.cpanel.map_domain.push("a.example=b.example".into());
         base.folders.include.push("^INBOX".into());
-        let rows = parse("cpanel:/old/bob,cpanel:/new/bob,map-domain=c.example=d.example,--owner=bob,delete,automap=no,layout=fs,max-size=1000,max-delete=7,mirror,min-age=1.5,include=Sent,mailbox=x@c.example,audit-log=/var/log/bob.jsonl\n").unwrap();
+        let rows = parse("cpanel:/old/bob,cpanel:/new/bob,map-domain=c.example=d.example,--owner=bob,delete,automap=no,layout=fs,mbox-format=mboxcl2,max-size=1000,max-delete=7,mirror,min-age=1.5,include=Sent,mailbox=x@c.example,audit-log=/var/log/bob.jsonl\n").unwrap();
         let f = rows[0].settings(&base);
         assert_eq!(f.cpanel.map_domain, ["a.example=b.example", "c.example=d.example"]);
         assert_eq!(f.owner.as_deref(), Some("bob"));
@@ -389,6 +400,7 @@ mod tests {
         assert_eq!(f.max_delete, Some(7));
         assert!(!f.folders.automap);
         assert_eq!(f.folders.layout, Layout::Fs);
+        assert_eq!(f.folders.mbox_format, Some(Flavour::Mboxcl2));
         assert_eq!(f.max_size, Some(1000));
         assert_eq!(f.min_age, Some(1.5));
         assert_eq!(f.folders.include, ["^INBOX", "Sent"]);

@@ -20,11 +20,12 @@ use crate::message::Meta;
 use crate::report::FolderOutcome;
 use crate::source::{self, Opened, Ref};
 use crate::spill::{Sorted, Sorter, Spill};
+use crate::store::mbox::flavour::Flavour;
 use crate::store::mbox::lock as mbox_lock;
 use crate::store::mbox::read::MboxMessage;
-use crate::store::mbox::read::{MboxFile, ReadOptions};
+use crate::store::mbox::read::{MboxFile, ReadOptions, Variant};
 use crate::store::mbox::target as mbox_target;
-use crate::store::mbox::write::{self as mbox_write, MboxWriter};
+use crate::store::mbox::write::{self as mbox_write, ImapBase, MboxWriter};
 use crate::sync::plan::{Decision, Hash, Planner, Rules};
 use crate::wire::{put_u64, take_u64};
 
@@ -42,14 +43,33 @@ pub(super) struct TargetMbox {
     file: MboxFile,
     read: mbox_write::Read,
     count: u64,
+    /// The flavour it is in, when known: how it is read.
+    flavour: Option<Flavour>,
+    /// Its UIDVALIDITY and last UID, kept when it is rewritten.
+    imap: Option<ImapBase>,
 }
 
-pub(super) fn target_mbox_read_options() -> ReadOptions {
+/// How a target mbox is read: as the flavour it was written in when that is known, else
+/// Content-Length where it is consistent and mboxrd elsewhere.
+pub(crate) fn target_mbox_read_options(flavour: Option<Flavour>) -> ReadOptions {
     ReadOptions {
-        variant: crate::store::mbox::read::Variant::Auto,
+        variant: flavour.map_or(Variant::Auto, Flavour::variant),
         zone: crate::store::mbox::date::Zone::Utc,
         keep_internal_headers: false,
+        as_target: true,
     }
+}
+
+/// The flavour of the existing mbox `file` in `place`, as far as it can be told: the one its
+/// state recorded, else Dovecot's when its first message has both X-IMAPbase and X-UID (a
+/// file Dovecot wrote or rewrote); `None` for mail of unknown make.
+pub(crate) fn existing_flavour(place: &mbox_target::Place, file: &MboxFile) -> (Option<Flavour>, Option<ImapBase>) {
+    let ro = target_mbox_read_options(None);
+    let first = file.entries(&ro).next().map(|e| file.message(&e, &ro));
+    let imap = first.as_ref().and_then(|m| m.imap_base);
+    let recorded = crate::sync::state::recorded_mbox_format(&place.dir, &place.path);
+    let seen = first.filter(|m| m.imap_base.is_some() && m.uid.is_some()).map(|_| Flavour::Dovecot);
+    (recorded.or(seen), imap)
 }
 
 /// Bytes of a mapped mbox read before its pages are let go: touching a message maps the
@@ -58,8 +78,12 @@ const RELEASE_EVERY: usize = 4 << 20;
 
 /// Each message of `file` that is mail, with its place among them; mapped pages are let go
 /// behind.
-fn each_message(file: &MboxFile, mut f: impl FnMut(u64, MboxMessage<'_>) -> Result<()>) -> Result<()> {
-    let ro = target_mbox_read_options();
+fn each_message(
+    file: &MboxFile,
+    flavour: Option<Flavour>,
+    mut f: impl FnMut(u64, MboxMessage<'_>) -> Result<()>,
+) -> Result<()> {
+    let ro = target_mbox_read_options(flavour);
     let (mut idx, mut released) = (0, 0);
     for e in file.entries(&ro) {
         let m = file.message(&e, &ro);
@@ -81,13 +105,14 @@ pub(super) fn read_target_mbox(place: &mbox_target::Place, held: &mut Sorter<Hel
     if file.check().is_err() && !file.is_empty() {
         return Err(Error::of(Kind::Malformed, &place.path, "target exists and is not an mbox; not overwritten"));
     }
+    let (flavour, imap) = existing_flavour(place, &file);
     let mut count = 0;
-    each_message(&file, |idx, m| {
+    each_message(&file, flavour, |idx, m| {
         count += 1;
         let h = Held { hash: Identity::Mbox.hash(&m.pieces), idx, meta: m.meta, entry: Vec::new() };
         held.push(h).map_err(|e| spill_error(&place.path, e))
     })?;
-    Ok(Some(TargetMbox { file, read, count }))
+    Ok(Some(TargetMbox { file, read, count, flavour, imap }))
 }
 
 /// Takes back the counts of messages a failed mbox commit did not write (counted from
@@ -110,7 +135,8 @@ pub(super) fn uncount_failed_commit(before: &crate::report::Counts, out: &mut Fo
 /// double it.
 pub(super) fn appended_is_new_mail(cur: &std::fs::File, from: u64, path: &Path, ours: &Sorted<Hash>) -> Result<()> {
     let f = MboxFile::from_file(cur.try_clone().map_err(|e| Error::Io { path: path.to_path_buf(), source: e })?, path)?;
-    let ro = target_mbox_read_options();
+    // Mail of any make: what another program appended.
+    let ro = target_mbox_read_options(None);
     let from = usize::try_from(from).map_err(|_| Error::bad(path, "file too large for this machine"))?;
     let mut appended = Sorter::new();
     for e in f.entries_from(&ro, from) {
@@ -247,12 +273,13 @@ pub(super) fn new_mbox_from_maildir(
     job: FolderJob<'_>,
     place: &mbox_target::Place,
     keywords: std::collections::BTreeSet<String>,
+    flavour: Flavour,
     out: &mut FolderOutcome,
 ) -> Result<()> {
     let (tn, rec, opts) = (job.tn, job.rec, job.opts);
     let path = &place.path;
     let before = out.counts.clone();
-    let mut w = MboxWriter::create(&place.dir, &place.name, opts.owner, opts.durable)?;
+    let mut w = MboxWriter::create(&place.dir, &place.name, flavour, opts.owner, opts.durable)?;
     w.set_keywords(keywords.into_iter().collect());
     let mut ours = Sorter::new();
     let mut planner: Planner = Planner::new([], rules(opts));
@@ -261,7 +288,7 @@ pub(super) fn new_mbox_from_maildir(
         let fate = match settled(decision, &p) {
             Some(f) => f,
             None => {
-                w.append(&p.loaded.body.pieces(), &p.loaded.meta)?;
+                w.append(&p.loaded.body.pieces(), &p.loaded.meta, None)?;
                 still_the_same(&p.loaded)?;
                 let sha = p.hash.unwrap_or_default();
                 ours.push(sha).map_err(|e| spill_error(path, e))?;
@@ -275,7 +302,9 @@ pub(super) fn new_mbox_from_maildir(
     let ours = ours.sorted().map_err(|e| spill_error(path, e))?;
     out.counts.duplicates_source += duplicates(&ours).map_err(|e| spill_error(path, e))?;
     // A file that appeared meanwhile (a delivery) is kept after the copies by the commit.
-    commit_mbox(w, res, Checks { read: &[], was: None, ours: &ours }, job, &before, out)
+    commit_mbox(w, res, Checks { read: &[], was: None, ours: &ours }, job, &before, out)?;
+    out.mbox_format = Some(flavour.name());
+    Ok(())
 }
 
 /// Writes a source folder into an mbox target, in two passes over the source. The first
@@ -288,6 +317,7 @@ pub(super) fn to_mbox(
     job: FolderJob<'_>,
     shown: PathBuf,
     place: Option<mbox_target::Place>,
+    flavour: Flavour,
     out: &mut FolderOutcome,
 ) -> Result<()> {
     let (tn, opts) = (job.tn, job.opts);
@@ -302,7 +332,7 @@ pub(super) fn to_mbox(
     {
         // A new mbox from a listed Maildir: the keywords for X-IMAPbase are known from the
         // names, so every file is read once, hashed and written in the same pass.
-        return new_mbox_from_maildir(opened, job, place, listing.keywords.clone(), out);
+        return new_mbox_from_maildir(opened, job, place, listing.keywords.clone(), flavour, out);
     }
     let path = place.as_ref().map_or(shown, |p| p.path.clone());
     let err = |e| spill_error(&path, e);
@@ -361,8 +391,12 @@ pub(super) fn to_mbox(
     out.counts.deleted_target = deletes.len();
     let n_existing = existing.as_ref().map_or(0, |t| t.count);
     let decided = decided.sorted().map_err(err)?;
-    let changed = copies > 0 || updates > 0 || !deletes.is_empty() || existing.is_none();
+    // A file in another known flavour than the one asked for is written anew in it; mail of
+    // unknown make is left as it is while nothing else changes.
+    let other_flavour = existing.as_ref().is_some_and(|t| t.flavour.is_some_and(|f| f != flavour));
+    let changed = copies > 0 || updates > 0 || !deletes.is_empty() || existing.is_none() || other_flavour;
     if opts.dry_run || !changed {
+        out.mbox_format = existing.as_ref().and_then(|t| t.flavour).map(Flavour::name);
         carry_out(None, &decided, opened, job, &path, out)?;
         out.counts.messages_target = n_existing + out.counts.transferred - out.counts.deleted_target;
         if opts.dry_run {
@@ -379,8 +413,9 @@ pub(super) fn to_mbox(
     let Some(place) = &place else { return Err(Error::bad(&path, "internal: no place for the mbox")) };
     let restated = restated.sorted().map_err(err)?;
     let ours = ours.sorted().map_err(err)?;
-    let mut w = MboxWriter::create(&place.dir, &place.name, opts.owner, opts.durable)?;
+    let mut w = MboxWriter::create(&place.dir, &place.name, flavour, opts.owner, opts.durable)?;
     w.set_keywords(keywords.into_iter().collect());
+    w.keep_imap_state(existing.as_ref().and_then(|t| t.imap));
     let res = match &existing {
         Some(t) => rewrite_kept(&mut w, t, &restated, &deletes, &path),
         None => Ok(()),
@@ -397,7 +432,9 @@ pub(super) fn to_mbox(
         checks.push(f);
     }
     let checks = Checks { read: &checks, was: existing.as_ref().map(|t| &t.read), ours: &ours };
-    commit_mbox(w, res, checks, job, &before, out)
+    commit_mbox(w, res, checks, job, &before, out)?;
+    out.mbox_format = Some(flavour.name());
+    Ok(())
 }
 
 /// A target message given a new state by the plan, by its place in the file.
@@ -497,7 +534,7 @@ fn rewrite_kept(
 ) -> Result<()> {
     let mut restated = restated.iter().peekable();
     let mut deletes = deletes.iter().peekable();
-    each_message(&t.file, |idx, m| {
+    each_message(&t.file, t.flavour, |idx, m| {
         let mut meta = None;
         while let Some(r) = restated.next_if(|r| r.as_ref().map_or(true, |r| r.idx <= idx)) {
             let r = r.map_err(|e| spill_error(path, e))?;
@@ -512,7 +549,7 @@ fn rewrite_kept(
         if deleted {
             return Ok(());
         }
-        w.append(&m.pieces, meta.as_ref().unwrap_or(&m.meta))
+        w.append(&m.pieces, meta.as_ref().unwrap_or(&m.meta), m.uid)
     })
 }
 
@@ -606,7 +643,7 @@ fn copy_again(
             .origin
             .problem("the message changed while the run read it; not copied (the next run does)")));
     }
-    w.append(&p.loaded.body.pieces(), &p.loaded.meta).map_err(Err)?;
+    w.append(&p.loaded.body.pieces(), &p.loaded.meta, None).map_err(Err)?;
     still_the_same(&p.loaded).map_err(Err)?;
     Ok(true)
 }
@@ -661,7 +698,7 @@ mod tests {
         let new = b"From a@b Mon Jan  1 00:00:00 2024\nSubject: new\n\nnew\n\n".to_vec();
         std::fs::write(&path, [old.clone(), new].concat()).unwrap();
         let f = MboxFile::open(&path).unwrap();
-        let ro = target_mbox_read_options();
+        let ro = target_mbox_read_options(None);
         let hashes: Vec<Hash> = f.entries(&ro).map(|e| Identity::Mbox.hash(&f.message(&e, &ro).pieces)).collect();
         let sorted = |v: &[Hash]| {
             let mut s = Sorter::with_budget(1);

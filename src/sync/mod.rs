@@ -25,6 +25,7 @@ use crate::spec::{Kind, Store};
 use crate::spill::Sorted;
 use crate::store::maildir::layout::Layout;
 use crate::store::maildir::read::ScanOptions;
+use crate::store::mbox::flavour::Flavour;
 use crate::store::mbox::read::{MboxFile, ReadOptions};
 use crate::store::{self, SourceFolder};
 
@@ -42,13 +43,14 @@ mod target;
 
 pub use fate::date_source_name;
 pub use folders::{FolderPairs, existing_folders, mapped_folders};
-pub use plan::{FilterReason, Filters, Identity, storable_date};
+pub use plan::{FilterReason, Filters, Identity, MboxHasher, storable_date};
 pub use target::mbox_folder_path;
 
 use folders::by_target;
 pub use maildir::FedFolder;
 use maildir::{MaildirPlace, TargetFolder, to_maildir};
 use mbox::to_mbox;
+pub(crate) use mbox::{existing_flavour, target_mbox_read_options};
 use shortcut::sync_folder;
 use target::{Target, lock_target, mbox_place, open_target, target_folder};
 
@@ -68,6 +70,8 @@ pub(crate) struct FolderJob<'j> {
 pub struct SyncOptions {
     pub read: ReadOptions,
     pub layout: Layout,
+    /// How an mbox target is written; `None`: as it was, else the kind's default.
+    pub mbox_format: Option<Flavour>,
     pub owner: Option<Owner>,
     pub durable: bool,
     pub dry_run: bool,
@@ -95,6 +99,7 @@ impl Default for SyncOptions {
         SyncOptions {
             read: ReadOptions::default(),
             layout: Layout::MaildirPlusPlus,
+            mbox_format: None,
             owner: None,
             durable: true,
             dry_run: false,
@@ -286,7 +291,10 @@ fn sync_folder_read(
         (Some(place), Some(folder)) => folder.and_then(|f| to_maildir(&opened, f, job, place, &mut out)),
         _ => {
             let shown = target_folder(target, tn, opts.layout).map(|(p, _)| p).unwrap_or_default();
-            mbox_place(target, tn, opts).and_then(|place| to_mbox(&opened, job, shown, place, &mut out))
+            // A directory of mboxes is a mail root a server reads; a single file is an export.
+            let default = if matches!(target, Target::MboxFile(_)) { Flavour::Mboxrd } else { Flavour::Dovecot };
+            let flavour = opts.mbox_format.unwrap_or(default);
+            mbox_place(target, tn, opts).and_then(|place| to_mbox(&opened, job, shown, place, flavour, &mut out))
         }
     };
     match r {

@@ -126,21 +126,48 @@ impl<T: TargetMetas> Matcher<T> {
 pub enum Identity {
     /// The bytes exactly.
     Exact,
-    /// The bytes as an mbox can hold them: ending with a newline (an mbox message always
-    /// does, so one without gets it and must still match its copy).
+    /// The bytes as an mbox holds them: without mbox-internal header fields (Status, X-UID,
+    /// Content-Length…, which are the mbox's state, not the message's), and ending with a
+    /// newline (an mbox message always does, so one without gets it and must still match its
+    /// copy). See [`crate::store::mbox::flavour`].
     Mbox,
 }
 
 impl Identity {
     pub fn hash(self, pieces: &[&[u8]]) -> Hash {
-        let ends = pieces.iter().rev().find(|p| !p.is_empty()).is_none_or(|p| p.ends_with(b"\n"));
-        if self == Identity::Mbox && !ends {
-            let mut v = pieces.to_vec();
-            v.push(b"\n");
-            fsx::sha256_pieces(&v)
-        } else {
-            fsx::sha256_pieces(pieces)
+        match self {
+            Identity::Exact => fsx::sha256_pieces(pieces),
+            Identity::Mbox => {
+                let mut h = MboxHasher::default();
+                crate::store::mbox::write::cut_windows(pieces, &mut |_, s| h.update(s));
+                h.finish()
+            }
         }
+    }
+}
+
+/// [`Identity::Mbox`] of bytes already cut.
+#[derive(Default)]
+pub struct MboxHasher {
+    h: sha2::Sha256,
+    last: Option<u8>,
+}
+
+impl MboxHasher {
+    pub fn update(&mut self, s: &[u8]) {
+        use sha2::Digest;
+        if let Some(&b) = s.last() {
+            self.last = Some(b);
+            self.h.update(s);
+        }
+    }
+
+    pub fn finish(mut self) -> Hash {
+        use sha2::Digest;
+        if self.last.is_some_and(|b| b != b'\n') {
+            self.h.update(b"\n");
+        }
+        self.h.finalize().into()
     }
 }
 

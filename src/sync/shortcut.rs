@@ -77,6 +77,16 @@ pub(super) fn sync_folder(
     out.warnings.append(&mut warnings);
     // A folder cut short by a signal must be read again next time.
     let finished = out.errors.is_empty() && !out.interrupted;
+    let format = out.mbox_format.map(String::from);
+    if let (Some((tpath, true)), None, false, true, Some(_)) = (&tfolder, &stamp, opts.dry_run, opts.use_cache, &format)
+    {
+        // No state to save, but how the mbox is written must be known to the next run.
+        let kept = state::load(root, tpath, true).ok().flatten();
+        if kept.as_ref().and_then(|s| s.mbox_format.as_ref()) != format.as_ref() {
+            let saved = kept.unwrap_or_else(|| state::Saved::format_only(tpath));
+            save_state(root, tpath, true, &state::Saved { mbox_format: format.clone(), ..saved }, opts);
+        }
+    }
     if let (Some((tpath, mbox)), Some((o, s)), false, true) = (&tfolder, stamp, opts.dry_run, finished) {
         let saved = state::Saved {
             options: o,
@@ -88,6 +98,7 @@ pub(super) fn sync_folder(
             // Taken by save_state from the directory it writes into.
             folder: None,
             old_name: false,
+            mbox_format: format,
         };
         save_state(root, tpath, *mbox, &saved, opts);
     }

@@ -33,6 +33,7 @@ use crate::folder::FolderName;
 use crate::fsx;
 use crate::report::Counts;
 use crate::store::Location;
+use crate::store::mbox::flavour::Flavour;
 
 pub const STATE_FILE: &str = "mailmover-state";
 /// A state is a few hundred bytes.
@@ -128,9 +129,28 @@ pub struct Saved {
     /// Read under an mbox state's old name: to be written under the new one.
     #[serde(skip)]
     pub old_name: bool,
+    /// The flavour an mbox target was last written in: how it is read back (a server may
+    /// have added Content-Length and X-IMAPbase to an mboxrd file since).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mbox_format: Option<String>,
 }
 
 impl Saved {
+    /// A state that records only an mbox's flavour: its stamps match nothing.
+    pub fn format_only(target: &Path) -> Saved {
+        Saved {
+            options: String::new(),
+            source: String::new(),
+            target: String::new(),
+            counts: Counts::default(),
+            verified: false,
+            epoch: write_epoch(target),
+            folder: None,
+            old_name: false,
+            mbox_format: None,
+        }
+    }
+
     /// Whether the target's copies are known whole: synced, checked, or written in this boot
     /// and mount of its file system.
     pub fn whole(&self, target: &Path) -> bool {
@@ -193,6 +213,12 @@ pub fn load(root: Option<&fsx::Dir>, target: &Path, mbox: bool) -> Result<Option
         Ok(None) => Ok(None),
         Err(e) => Err(refused(e.problem().reason)),
     }
+}
+
+/// The flavour the mbox `target` (in the opened directory `dir`) was last written in, as its
+/// state says; the state's other fields need not match.
+pub fn recorded_mbox_format(dir: &fsx::Dir, target: &Path) -> Option<Flavour> {
+    load_in(dir, target, true).ok().flatten()?.mbox_format.as_deref().and_then(Flavour::from_name)
 }
 
 /// [`load`] from the opened directory `dir` that holds the state: read through its
@@ -311,6 +337,7 @@ mod tests {
             epoch: None,
             folder: folder_in(&fsx::Dir::open_root(d).unwrap(), d, false),
             old_name: false,
+            mbox_format: None,
         };
         std::fs::write(d.join(STATE_FILE), serde_json::to_vec(&saved).unwrap()).unwrap();
     }

@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 mod require;
 // Each test crate compiles its own copy of this module and uses only some of it.
 #[allow(unused_imports)]
-pub use require::{Decision, Need, decide, notice, require, require_for};
+pub use require::{DOVECOT_IMAP, Decision, Need, decide, notice, require, require_for};
 
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")

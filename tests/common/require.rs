@@ -20,10 +20,11 @@ pub enum Need {
     Setpriv,
     Tmpfs,
     Strace,
+    DovecotImap,
 }
 
 impl Need {
-    pub const ALL: [Need; 10] = [
+    pub const ALL: [Need; 11] = [
         Need::Doveadm,
         Need::Python,
         Need::Parallel,
@@ -34,6 +35,7 @@ impl Need {
         Need::Setpriv,
         Need::Tmpfs,
         Need::Strace,
+        Need::DovecotImap,
     ];
 
     /// The variable that makes this need a failure when unmet.
@@ -49,6 +51,7 @@ impl Need {
             Need::Setpriv => "SETPRIV",
             Need::Tmpfs => "TMPFS",
             Need::Strace => "STRACE",
+            Need::DovecotImap => "DOVECOT_IMAP",
         };
         format!("MAILMOVER_REQUIRE_{name}")
     }
@@ -66,6 +69,7 @@ impl Need {
             Need::Setpriv => "setpriv is not installed".into(),
             Need::Tmpfs => "a tmpfs cannot be mounted here".into(),
             Need::Strace => "strace is not installed".into(),
+            Need::DovecotImap => format!("Dovecot's IMAP server is not at {DOVECOT_IMAP}"),
         }
     }
 
@@ -82,6 +86,7 @@ impl Need {
             Need::Setpriv => "apt-get install -y util-linux",
             Need::Tmpfs => "run the tests as root where mount(8) may mount a tmpfs",
             Need::Strace => "apt-get install -y strace",
+            Need::DovecotImap => "apt-get install -y dovecot-imapd",
         }
     }
 
@@ -100,9 +105,13 @@ impl Need {
             Need::Setpriv => on_path("setpriv"),
             Need::Tmpfs => can_mount_tmpfs(),
             Need::Strace => succeeds(Command::new("strace").arg("-V")),
+            Need::DovecotImap => Path::new(DOVECOT_IMAP).is_file(),
         }
     }
 }
+
+/// Dovecot's IMAP server, run by tests for one preauthenticated session on stdin.
+pub const DOVECOT_IMAP: &str = "/usr/lib/dovecot/imap";
 
 /// A zone the tests use; any zone file would show tzdata is there.
 const TZ_PROBE: &str = "/usr/share/zoneinfo/America/New_York";

@@ -9,6 +9,7 @@
 //! removes those of runs that are gone ([`remove_leftovers`]).
 
 pub mod date;
+pub mod flavour;
 pub mod headers;
 pub mod lock;
 pub mod read;

@@ -11,6 +11,7 @@ use super::date::{self, Zone};
 use super::headers::{self, HeaderBlock};
 use super::lock;
 use super::split::{self, ContentLength, Entry, Splitter};
+use super::write::ImapBase;
 use crate::error::{At, Error, Result};
 use crate::flags::Flags;
 use crate::fsx::{self, Mapped};
@@ -29,6 +30,12 @@ pub const INTERNAL_HEADERS: [&str; 10] = [
     "X-IMAPbase",
     "Content-Length",
 ];
+
+/// The fields an mbox keeps its own state in, as Dovecot hides them from clients: what an mbox
+/// target holds besides the message (Thunderbird's X-Mozilla-* fields are part of a message
+/// there; in an mbox source they are Thunderbird's state and go too).
+pub const MBOX_STATE_HEADERS: [&str; 7] =
+    ["Status", "X-Status", "X-Keywords", "X-UID", "X-IMAP", "X-IMAPbase", "Content-Length"];
 
 /// How `>From ` lines were quoted by the writer (FORMATS.md §1.2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,11 +76,13 @@ pub struct ReadOptions {
     pub variant: Variant,
     pub zone: Zone,
     pub keep_internal_headers: bool,
+    /// Read as an mbox target: only [`MBOX_STATE_HEADERS`] are taken out and read for flags.
+    pub as_target: bool,
 }
 
 impl Default for ReadOptions {
     fn default() -> Self {
-        ReadOptions { variant: Variant::Auto, zone: Zone::Local, keep_internal_headers: false }
+        ReadOptions { variant: Variant::Auto, zone: Zone::Local, keep_internal_headers: false, as_target: false }
     }
 }
 
@@ -130,6 +139,9 @@ pub struct MboxMessage<'a> {
     /// Thunderbird expunged (0x0008) or partial (0x0400) markers, for the report.
     pub mozilla_expunged: bool,
     pub mozilla_partial: bool,
+    /// Its `X-UID`, and the `X-IMAPbase` (or a pseudo message's `X-IMAP`) it carries.
+    pub uid: Option<u32>,
+    pub imap_base: Option<ImapBase>,
 }
 
 impl MboxMessage<'_> {
@@ -279,7 +291,7 @@ pub fn parse_message<'a>(d: &'a [u8], e: &Entry, opts: &ReadOptions, file_mtime:
         (file_mtime, DateSource::FileMtime)
     };
     let mut meta = Meta::new(date, source);
-    let st = status_flags(msg, &hb, &mut meta);
+    let st = status_flags(msg, &hb, &mut meta, !opts.as_target);
 
     let unquote = match opts.variant {
         Variant::Auto | Variant::Mboxrd => Unquote::Rd,
@@ -288,9 +300,16 @@ pub fn parse_message<'a>(d: &'a [u8], e: &Entry, opts: &ReadOptions, file_mtime:
     };
     let unquote =
         if (e.by_length && opts.variant == Variant::Auto) || !e.maybe_quoted { Unquote::None } else { unquote };
-    let pieces = pieces(msg, &hb, unquote, !opts.keep_internal_headers, e.by_length);
+    let strip: &[&str] = match (opts.keep_internal_headers, opts.as_target) {
+        (true, _) => &[],
+        (false, false) => &INTERNAL_HEADERS,
+        (false, true) => &MBOX_STATE_HEADERS,
+    };
+    let pieces = pieces(msg, &hb, unquote, strip, e.by_length);
     let pseudo = hb.get(msg, "X-IMAP").is_some()
         && hb.get(msg, "Subject").is_some_and(|s| memmem::find(s, b"FOLDER INTERNAL DATA").is_some());
+    let uid = hb.get(msg, "X-UID").and_then(|v| std::str::from_utf8(&headers::unfold(v)).ok()?.parse().ok());
+    let imap_base = hb.get(msg, "X-IMAPbase").or_else(|| hb.get(msg, "X-IMAP")).and_then(ImapBase::parse);
     MboxMessage {
         offset: e.from_line.start as u64,
         stored_len: (e.msg.end - e.from_line.start) as u64,
@@ -301,6 +320,8 @@ pub fn parse_message<'a>(d: &'a [u8], e: &Entry, opts: &ReadOptions, file_mtime:
         truncated: e.truncated,
         mozilla_expunged: st.expunged,
         mozilla_partial: st.partial,
+        uid,
+        imap_base,
     }
 }
 
@@ -318,7 +339,7 @@ struct MozillaState {
 /// Flags and keywords from Status, X-Status, X-Keywords and Thunderbird's headers
 /// (FORMATS.md §1.3, §1.4). Note the crossed letters: mbox `D` is deleted (Maildir `T`), mbox
 /// `T` is draft (Maildir `D`).
-fn status_flags(msg: &[u8], hb: &HeaderBlock, meta: &mut Meta) -> MozillaState {
+fn status_flags(msg: &[u8], hb: &HeaderBlock, meta: &mut Meta, mozilla: bool) -> MozillaState {
     let mut moz = MozillaState::default();
     let mut old = false;
     if let Some(v) = hb.get(msg, "Status") {
@@ -341,7 +362,7 @@ fn status_flags(msg: &[u8], hb: &HeaderBlock, meta: &mut Meta) -> MozillaState {
             }
         }
     }
-    if let Some(v) = hb.get(msg, "X-Mozilla-Status").and_then(hex_value) {
+    if let Some(v) = hb.get(msg, "X-Mozilla-Status").and_then(hex_value).filter(|_| mozilla) {
         for (bit, f) in [
             (0x1, Flags::SEEN),
             (0x2, Flags::REPLIED),
@@ -357,11 +378,12 @@ fn status_flags(msg: &[u8], hb: &HeaderBlock, meta: &mut Meta) -> MozillaState {
         moz.partial = v & 0x400 != 0;
     }
     if let Some(v) = hb.get(msg, "X-Mozilla-Status2").and_then(hex_value)
+        && mozilla
         && v & 0x0020_0000 != 0
     {
         meta.flags.insert(Flags::TRASHED);
     }
-    for name in ["X-Keywords", "X-Mozilla-Keys"] {
+    for name in ["X-Keywords", "X-Mozilla-Keys"].into_iter().filter(|n| mozilla || *n == "X-Keywords") {
         for v in hb.get_all(msg, name) {
             meta.keywords.extend_from_header(v);
         }
@@ -386,12 +408,12 @@ enum Unquote {
 }
 
 /// The bytes to write, as slices: internal header fields cut, one `>` cut from quoted lines.
-fn pieces<'a>(msg: &'a [u8], hb: &HeaderBlock, unquote: Unquote, strip: bool, by_length: bool) -> Vec<&'a [u8]> {
+fn pieces<'a>(msg: &'a [u8], hb: &HeaderBlock, unquote: Unquote, strip: &[&str], by_length: bool) -> Vec<&'a [u8]> {
     let mut cuts: Vec<(usize, usize)> = Vec::new();
-    if strip {
+    if !strip.is_empty() {
         for f in &hb.fields {
             let name = &msg[f.name.clone()];
-            let internal = INTERNAL_HEADERS.iter().any(|h| name.eq_ignore_ascii_case(h.as_bytes()));
+            let internal = strip.iter().any(|h| name.eq_ignore_ascii_case(h.as_bytes()));
             // Content-Length is mbox state only when it delimited the message.
             let is_cl = name.eq_ignore_ascii_case(b"Content-Length");
             if internal && (!is_cl || by_length) {
@@ -485,7 +507,7 @@ mod tests {
     fn one(msg: &str, variant: Variant) -> (Vec<u8>, Meta) {
         let d = format!("From a@b Mon Jan  2 15:04:05 2006\n{msg}");
         let d = d.as_bytes();
-        let opts = ReadOptions { variant, zone: Zone::Utc, keep_internal_headers: false };
+        let opts = ReadOptions { variant, zone: Zone::Utc, ..Default::default() };
         let e = Splitter::new(d, 0, ContentLength::Used).next().unwrap();
         let m = parse_message(d, &e, &opts, 0);
         (m.pieces.concat(), m.meta)

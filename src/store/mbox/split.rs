@@ -90,13 +90,20 @@ impl<'a> Splitter<'a> {
         if e > n {
             return Err(());
         }
-        if e == n || &d[e..] == b"\n" || &d[e..] == b"\r\n" {
+        // With no body and nothing between it and the next From_ line (or the end), the
+        // empty line after the header block is the separator: so Dovecot reads, and so a
+        // message without a header block of its own is written (its fields after its text).
+        let end = if cl == 0 { blank } else { e };
+        if e == n {
+            return Ok(Some((end, n)));
+        }
+        if &d[e..] == b"\n" || &d[e..] == b"\r\n" {
             return Ok(Some((e, n)));
         }
         for sep in [&b"\n"[..], b"\r\n", b""] {
             let f = e + sep.len();
             if d[e..].starts_with(sep) && d[f..].starts_with(b"From ") && is_from_line(d, f) {
-                return Ok(Some((e, f)));
+                return Ok(Some((if sep.is_empty() { end } else { e }, f)));
             }
         }
         Ok(None)
@@ -317,6 +324,23 @@ mod tests {
         let m = split(d.as_bytes());
         assert_eq!(m.len(), 2);
         assert!(m[0].1);
+    }
+
+    /// A message with no header block of its own, as Dovecot rewrites it (its fields after
+    /// its text, one empty line, the next From_ line or the end): that empty line separates.
+    #[test]
+    fn empty_body_before_the_next_from_line_ends_at_its_header() {
+        let d = format!(
+            "{F}X-UID: 1\nContent-Length: 0\ntext\nX-Status: F\n\n{F}B: 2\n\ny\n\n{F}Content-Length: 0\nlast\n\n"
+        );
+        let m = split(d.as_bytes());
+        assert_eq!(m.len(), 3);
+        assert!(m[0].1 && m[2].1);
+        assert_eq!(m[0].0, b"X-UID: 1\nContent-Length: 0\ntext\nX-Status: F\n");
+        assert_eq!(m[2].0, b"Content-Length: 0\nlast\n");
+        // An empty body with its separator keeps the header block's empty line.
+        let d = format!("{F}S: x\nContent-Length: 0\n\n\n{F}B: 2\n\ny\n");
+        assert_eq!(split(d.as_bytes())[0].0, b"S: x\nContent-Length: 0\n\n");
     }
 
     #[test]
