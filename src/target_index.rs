@@ -483,7 +483,8 @@ fn hash_entry(dir: &Path, subs: &mdread::MessageDirs, e: MaildirEntry, cached: O
     Ok((e, fsx::sha256_pieces(&[&data]), false))
 }
 
-/// Names in the shape mailmover writes (`<secs>.M<usec>P<pid>Q<n>.host,S=…`): a size that
+/// Names in the shape mailmover writes (`<secs>.M<order>P<8 hex>[Q<n>].host,S=…`, or
+/// `<secs>.M<usec>P<pid>Q<n>.host,S=…` before names were the same on every run): a size that
 /// does not match such a name means a copy was torn by a crash without fsync.
 fn written_by_us(name: &[u8]) -> bool {
     let Ok(s) = std::str::from_utf8(name) else { return false };
@@ -491,9 +492,14 @@ fn written_by_us(name: &[u8]) -> bool {
     let (Some(secs), Some(id)) = (parts.next(), parts.next()) else { return false };
     let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
     let Some(rest) = id.strip_prefix('M') else { return false };
-    let Some((usec, rest)) = rest.split_once('P') else { return false };
-    let Some((pid, q)) = rest.split_once('Q') else { return false };
-    digits(secs) && digits(usec) && digits(pid) && digits(q) && s.contains(",S=")
+    let Some((order, rest)) = rest.split_once('P') else { return false };
+    let (p, q) = match rest.split_once('Q') {
+        Some((p, q)) => (p, Some(q)),
+        None => (rest, None),
+    };
+    let hash = p.len() == 8 && p.bytes().all(|b| b.is_ascii_hexdigit()) && q.is_none_or(digits);
+    let pid = digits(p) && q.is_some_and(digits);
+    digits(secs) && digits(order) && (hash || pid) && s.contains(",S=")
 }
 
 /// Moves a torn copy out of sight (a dot-name in the same directory, which Maildir readers
@@ -600,6 +606,9 @@ mod tests {
         assert!(written_by_us(b"1136214245.M123P45Q6.host,S=10,W=11:2,S"));
         assert!(!written_by_us(b"1136214245.M123P45.host,S=10:2,S"));
         assert!(!written_by_us(b"1136214245.000001.mbox:2,S"));
+        assert!(written_by_us(b"1136214245.M3P4c92bbbb.vm,S=144,W=151"));
+        assert!(written_by_us(b"1136214245.M3P4c92bbbbQ2.vm,S=144,W=151:2,S"));
+        assert!(!written_by_us(b"1136214245.M3P4c92bbbQ2.vm,S=144,W=151:2,S"));
     }
 
     fn render_cache(head: &str, entries: &[(&[u8], Key, Hash)]) -> Vec<u8> {

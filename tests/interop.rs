@@ -399,6 +399,68 @@ fn an_mboxrd_file_dovecot_added_its_headers_to_is_read_as_written() {
     env.run(vec!["verify", "maildir:src", "mbox:mb/INBOX"]).expect_code(0);
 }
 
+/// The Subject lines of a session's `FETCH (UID BODY.PEEK[HEADER.FIELDS (SUBJECT)])`, in UID
+/// order.
+fn subjects_by_uid(session: &str) -> Vec<String> {
+    session.lines().filter_map(|l| l.strip_prefix("Subject: ")).map(|s| s.trim().to_string()).collect()
+}
+
+/// Messages converted into a new Maildir folder get UIDs in their source's order, whatever
+/// their dates (mailmover writes the folder's `dovecot-uidlist` before Dovecot first sees
+/// it), and the same source gives the same file names on every run. A folder Dovecot numbered
+/// already keeps its uidlist as it is.
+#[test]
+fn dovecot_numbers_a_new_maildir_folder_in_source_order() {
+    if !require(Need::Doveadm) || !require(Need::DovecotImap) || (is_root() && !require(Need::Setpriv)) {
+        return;
+    }
+    let env = TestEnv::new();
+    open_up(&env);
+    // Dates out of order, two of them equal.
+    let dates = [
+        "Tue Jan  3 10:00:00 2017",
+        "Sun Jan  1 10:00:00 2017",
+        "Mon Jan  2 10:00:00 2017",
+        "Mon Jan  2 10:00:00 2017",
+    ];
+    let mut mbox = Vec::new();
+    for (i, d) in dates.iter().enumerate() {
+        mbox.extend_from_slice(format!("From a@b {d}\n").as_bytes());
+        mbox.extend_from_slice(&message(&format!("m{i}"), "x\n"));
+        mbox.push(b'\n');
+    }
+    env.write("src.mbox", &mbox);
+    env.sync("mbox:src.mbox", "maildir:md", &[]).expect_code(0);
+    env.sync("mbox:src.mbox", "maildir:md2", &[]).expect_code(0);
+    let names = |d: &str| {
+        let mut v: Vec<String> = std::fs::read_dir(env.path(d).join("cur"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names("md"), names("md2"), "the same names on every run");
+    let md = env.path("md");
+    give_to_nobody(&md);
+    let location = format!("maildir:{}", md.display());
+    let s = imap_session(&env, &location, &["SELECT INBOX", "FETCH 1:* (UID BODY.PEEK[HEADER.FIELDS (SUBJECT)])"]);
+    assert_eq!(subjects_by_uid(&s), ["m0", "m1", "m2", "m3"], "UIDs follow the source:\n{s}");
+    assert_eq!(uids(&s).1, [1, 2, 3, 4]);
+
+    // Numbered by Dovecot already: new mail does not renumber it.
+    let uidlist = std::fs::read(md.join("dovecot-uidlist")).unwrap();
+    let mut more = mbox.clone();
+    more.extend_from_slice(b"From a@b Sat Dec 31 10:00:00 2016\n");
+    more.extend_from_slice(&message("m4", "x\n"));
+    env.write("src.mbox", &more);
+    env.sync("mbox:src.mbox", "maildir:md", &[]).expect_code(0);
+    assert_eq!(std::fs::read(md.join("dovecot-uidlist")).unwrap(), uidlist, "mailmover touched Dovecot's uidlist");
+    let s = imap_session(&env, &location, &["SELECT INBOX", "FETCH 1:* (UID BODY.PEEK[HEADER.FIELDS (SUBJECT)])"]);
+    assert_eq!(subjects_by_uid(&s), ["m0", "m1", "m2", "m3", "m4"], "{s}");
+    assert_eq!(uids(&s).1, [1, 2, 3, 4, 5]);
+}
+
 const PY: &str = r#"
 import hashlib, json, mailbox, sys
 kind, path = sys.argv[1], sys.argv[2]

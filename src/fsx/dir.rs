@@ -402,6 +402,33 @@ impl Dir {
         durable: bool,
         fill: &mut dyn FnMut(&mut dyn Write) -> std::io::Result<bool>,
     ) -> Result<()> {
+        self.write_whole(name, (mode, owner, durable), true, fill)
+    }
+
+    /// [`Dir::write_atomic_with`] for a file that must not be there: `Ok(false)` when it
+    /// appeared meanwhile (it is left as it is).
+    pub fn write_new_with(
+        &self,
+        name: &str,
+        mode: u32,
+        owner: Option<Owner>,
+        durable: bool,
+        fill: &mut dyn FnMut(&mut dyn Write) -> std::io::Result<bool>,
+    ) -> Result<bool> {
+        match self.write_whole(name, (mode, owner, durable), false, fill) {
+            Ok(()) => Ok(true),
+            Err(Error::Io { source, .. }) if source.raw_os_error() == Some(libc::EEXIST) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn write_whole(
+        &self,
+        name: &str,
+        (mode, owner, durable): (u32, Option<Owner>, bool),
+        replace: bool,
+        fill: &mut dyn FnMut(&mut dyn Write) -> std::io::Result<bool>,
+    ) -> Result<()> {
         let tmp = temp_name(OsStr::new(name));
         let tmp = tmp.as_os_str();
         let owner = self.owner_for_new(owner);
@@ -423,7 +450,11 @@ impl Dir {
             if durable {
                 f.sync_all().at(&path)?;
             }
-            self.rename_replace(tmp, self, OsStr::new(name))
+            if replace {
+                self.rename_replace(tmp, self, OsStr::new(name))
+            } else {
+                self.rename_noreplace(tmp, self, OsStr::new(name))
+            }
         })();
         if r.is_err() || !put {
             let _ = self.unlink(tmp);

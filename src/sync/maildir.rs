@@ -30,6 +30,7 @@ use crate::source::{self, Body, Loaded, Opened, Ref};
 use crate::spill::{Sorted, Sorter};
 use crate::store::maildir::layout::{self};
 use crate::store::maildir::read::MaildirEntry;
+use crate::store::maildir::uidlist::{self, UidLines};
 use crate::store::maildir::write::{FolderWriter, MaildirTarget, Staged};
 use crate::sync::plan::{Decision, Hash, Planner, Rules};
 use crate::target_index;
@@ -366,6 +367,10 @@ impl<'t, 'a> FolderRun<'t, 'a> {
             changed: false,
             seen: Sorter::new(),
             copied: Sorter::new(),
+            uids: match &writer {
+                Some(w) if index.count == 0 && !w.has_uidlist() => UidLines::new().ok(),
+                _ => None,
+            },
         };
         Ok(FolderRun {
             job,
@@ -405,11 +410,14 @@ impl<'t, 'a> FolderRun<'t, 'a> {
         for p in prepared.iter_mut() {
             account(p, out);
             p.decision = Some(self.planner.decide(candidate(p)));
+            // Its place in the source: what its target name is made of, and the plan's order.
+            let seq = p.seq.unwrap_or(self.seq);
+            self.seq = self.seq.max(seq) + 1;
+            p.seq = Some(seq);
         }
         let Some(wanted) = self.wanted.as_mut() else { return self.execute(prepared, out) };
         for p in prepared {
-            let seq = p.seq.unwrap_or(self.seq);
-            self.seq = self.seq.max(seq) + 1;
+            let seq = p.seq.unwrap_or_default();
             let Some(place) = p.place() else {
                 let e = p.loaded.origin.problem("internal: no way to read this message again; not copied");
                 rec.record(Event::Error { folder: tn.clone(), problem: e.clone() });
@@ -475,7 +483,7 @@ impl<'t, 'a> FolderRun<'t, 'a> {
                     // Bytes held in memory (from memory, or read to be copied) count.
                     bytes += if copy || !loaded.body.is_unread() { loaded.body.len() } else { 0 };
                     let mut p = Prepared::new(loaded, d.hash);
-                    (p.decision, p.held, p.cached) = (Some(d.decision), held, d.cached);
+                    (p.decision, p.held, p.cached, p.seq) = (Some(d.decision), held, d.cached, Some(d.seq));
                     chunk.push(p);
                 }
                 Err(e) => {
@@ -608,18 +616,21 @@ impl<'t, 'a> FolderRun<'t, 'a> {
                             Some(Err(p.loaded.origin.problem("internal: message bytes not read; not copied")))
                         }
                         (None, Some(Decision::Copy)) => {
-                            Some(w.stage(&p.loaded.body.pieces(), &p.loaded.meta).map_err(|e| e.problem()).and_then(
-                                |st| {
-                                    // What was written must be what was decided on.
-                                    let same = p.hash.is_none_or(|h| h == st.written.sha256) && p.loaded.body.intact();
-                                    if same {
-                                        Ok(st)
-                                    } else {
-                                        w.discard(st);
-                                        Err(p.loaded.origin.problem_of(crate::error::Kind::Changed, CHANGED))
-                                    }
-                                },
-                            ))
+                            Some(
+                                w.stage(&p.loaded.body.pieces(), &p.loaded.meta, p.seq.unwrap_or(0))
+                                    .map_err(|e| e.problem())
+                                    .and_then(|st| {
+                                        // What was written must be what was decided on.
+                                        let same =
+                                            p.hash.is_none_or(|h| h == st.written.sha256) && p.loaded.body.intact();
+                                        if same {
+                                            Ok(st)
+                                        } else {
+                                            w.discard(st);
+                                            Err(p.loaded.origin.problem_of(crate::error::Kind::Changed, CHANGED))
+                                        }
+                                    }),
+                            )
                         }
                         _ => None,
                     })
@@ -697,7 +708,18 @@ impl<'t, 'a> FolderRun<'t, 'a> {
             }
         }
         let gone = gone.sorted().map_err(err)?;
-        let Books { known_lines, source_cache, source_cache_same, cache, changed, seen, copied, .. } = self.books;
+        let Books { known_lines, source_cache, source_cache_same, cache, changed, seen, copied, uids, .. } = self.books;
+        if let (Some(w), Some(u)) = (&self.writer, uids.filter(|u| u.count() > 0)) {
+            let validity = chrono::Utc::now().timestamp().clamp(1, i64::from(u32::MAX)) as u32;
+            match u.write(&w.dir, validity, opts.owner, opts.durable) {
+                Ok(true) => {}
+                Ok(false) => out.warnings.push(Problem::new(
+                    &tdir.join(uidlist::UIDLIST),
+                    "Dovecot numbered this folder while it was written: its UIDs follow the names, not the source's order",
+                )),
+                Err(e) => out.warnings.push(e.problem()),
+            }
+        }
         out.counts.duplicates_source +=
             seen.sorted().and_then(|s| duplicates(&s)).map_err(|e| spill_error(&tdir, e))?;
         out.counts.deleted_target = deleted;
@@ -1058,6 +1080,9 @@ pub(super) struct Books {
     seen: Sorter<Hash>,
     /// Hashes of the messages copied in this run (for the record of copies).
     copied: Sorter<Hash>,
+    /// A folder this run fills from empty: its copies' names in source order, for the
+    /// `dovecot-uidlist` that gives them UIDs in that order.
+    uids: Option<UidLines>,
 }
 
 impl Books {
@@ -1092,6 +1117,11 @@ impl Books {
         out: &mut FolderOutcome,
     ) {
         for (p, f) in prepared.iter().zip(fates) {
+            if let (Some(u), Some(Fate::Copied { name, .. })) = (self.uids.as_mut(), &f)
+                && u.add(&target_index::base_of(name)).is_err()
+            {
+                self.uids = None;
+            }
             let copied = match &f {
                 Some(Fate::Copied { sha, .. }) => self.copied.push(*sha),
                 Some(Fate::FlagsUpdated { .. }) => {

@@ -6,4 +6,5 @@ pub mod layout;
 pub mod listing;
 pub mod name;
 pub mod read;
+pub mod uidlist;
 pub mod write;

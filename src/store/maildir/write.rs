@@ -6,9 +6,10 @@
 //! part) or `cur/` (`:2,` + flags) without replacing anything, so no reader ever sees a partial
 //! file. An unnamed file also leaves nothing behind when a run dies, and naming it is cheaper
 //! than a rename between two directories, which the kernel serialises per file system. Names are
-//! `<date>.M<usec>P<pid>Q<n>.<host>,S=<size>,W=<crlf size>` — unique per run by pid, start
-//! time and a counter; `,S=`/`,W=` are computed from the bytes actually written because
-//! Dovecot trusts them.
+//! `<date>.M<order>P<hash>.<host>,S=<size>,W=<crlf size>`: the same for the same source on
+//! every run (order is the message's place in its source folder, hash the first 8 hex digits
+//! of its SHA-256; a name taken already gets `Q<n>` after the hash); `,S=`/`,W=` are computed
+//! from the bytes actually written because Dovecot trusts them.
 //!
 //! Owners: `--owner` when given; else, when running as root, what is created takes the owner
 //! and group of the directory it is created in (a folder's directories, its messages, its
@@ -82,7 +83,24 @@ pub struct Written {
     pub name: String,
     pub size: u64,
     pub sha256: [u8; 32],
+    /// Where in `name` a `Q<n>` goes when the name is taken already.
+    unique_end: usize,
 }
+
+impl Written {
+    /// The name with `Q<k>` added to its unique part.
+    fn with_q(&self, k: u32) -> String {
+        format!("{}Q{k}{}", &self.name[..self.unique_end], &self.name[self.unique_end..])
+    }
+}
+
+/// A name is taken: the next one is tried.
+fn taken(e: &Error) -> bool {
+    matches!(e, Error::Io { source, .. } if source.raw_os_error() == Some(libc::EEXIST))
+}
+
+/// Names tried after the first when it is taken (a message copied again beside an old copy).
+const MAX_Q: u32 = 1000;
 
 impl MaildirTarget {
     pub fn create(path: &Path, opts: WriteOptions) -> Result<MaildirTarget> {
@@ -168,11 +186,6 @@ impl MaildirTarget {
     /// Adds `names` to the root's Dovecot `subscriptions` file (see [`subscribe_in`]).
     pub fn subscribe(&self, names: &[FolderName], warnings: &mut Vec<Problem>) -> Result<()> {
         subscribe_in(&self.root, "subscriptions", names, (self.opts.owner, self.opts.durable), warnings)
-    }
-
-    fn next_base(&self, date: i64) -> String {
-        let q = self.seq.fetch_add(1, Ordering::Relaxed);
-        format!("{}.M{}P{}Q{}.{}", date.max(0), self.usec, self.pid, q, self.host)
     }
 }
 
@@ -301,6 +314,11 @@ impl FolderWriter<'_> {
         l
     }
 
+    /// Whether the folder has a `dovecot-uidlist` (Dovecot numbered it, or mailmover did).
+    pub fn has_uidlist(&self) -> bool {
+        !matches!(self.dir.stat_at(OsStr::new(super::uidlist::UIDLIST)), Ok(None))
+    }
+
     /// The file name a message with `meta` gets, given its base.
     pub fn final_name(&self, base: &str, meta: &Meta) -> (Sub, String) {
         if meta.goes_to_new() {
@@ -323,7 +341,8 @@ impl FolderWriter<'_> {
     /// Writes one message into `tmp/`, complete (bytes, owner, timestamps), not yet visible.
     /// A batch of staged messages is made durable with one [`FolderWriter::sync_staged`], then
     /// each is [`FolderWriter::commit`]ted.
-    pub fn stage(&self, pieces: &[&[u8]], meta: &Meta) -> Result<Staged> {
+    /// `order` is the message's place in its source folder: names follow it (see [`FolderWriter::fill`]).
+    pub fn stage(&self, pieces: &[&[u8]], meta: &Meta, order: u64) -> Result<Staged> {
         let durable = self.target.opts.durable;
         if let Some(via) = self.unnamed {
             // Durable: held open until the batch is synced, within the descriptor budget (past
@@ -331,11 +350,11 @@ impl FolderWriter<'_> {
             let slot = if durable { fsx::FdSlot::take() } else { None };
             if !durable || slot.is_some() {
                 let mut f = self.tmp.create_unnamed(FILE_MODE)?;
-                let written = self.fill(&mut f, pieces, meta, &self.tmp.path)?;
+                let mut written = self.fill(&mut f, pieces, meta, &self.tmp.path, order)?;
                 let pending = match slot {
                     Some(slot) => Pending::Unnamed(f, via, slot),
                     None => {
-                        self.place(&f, via, &written)?;
+                        self.place(&f, via, &mut written)?;
                         Pending::Placed
                     }
                 };
@@ -346,7 +365,7 @@ impl FolderWriter<'_> {
         let tmp_name = format!("{TMP_PREFIX}{}.{}.{q}", self.target.pid, self.target.usec);
         let tmp_os = OsStr::new(&tmp_name);
         let mut f = self.tmp.create_file(tmp_os, FILE_MODE)?;
-        match self.fill(&mut f, pieces, meta, &self.tmp.path.join(&tmp_name)) {
+        match self.fill(&mut f, pieces, meta, &self.tmp.path.join(&tmp_name), order) {
             Ok(written) => Ok(Staged { pending: Pending::Named(tmp_name), written }),
             Err(e) => {
                 let _ = self.tmp.unlink(tmp_os);
@@ -355,8 +374,11 @@ impl FolderWriter<'_> {
         }
     }
 
-    /// Writes the message into `f` with its owner and date, and names it.
-    fn fill(&self, f: &mut File, pieces: &[&[u8]], meta: &Meta, path: &Path) -> Result<Written> {
+    /// Writes the message into `f` with its owner and date, and names it. The name is the same
+    /// on every run for the same source: `<date>.M<order>P<first 8 hex digits of its SHA-256>.<host>`
+    /// with `,S=` and `,W=`. Dovecot gives new files UIDs sorted by the date, then the number
+    /// after `M`: messages of one date keep their source order.
+    fn fill(&self, f: &mut File, pieces: &[&[u8]], meta: &Meta, path: &Path, order: u64) -> Result<Written> {
         let t = self.target;
         let (size, sha, lfs) = fsx::write_pieces(f, pieces, path)?;
         if let Some(o) = self.message_owner {
@@ -365,13 +387,24 @@ impl FolderWriter<'_> {
         // Before it is put in place, so the file is never visible with another date.
         let ts = TimeSpec::new(meta.date, 0);
         nix::sys::stat::futimens(f.as_raw_fd(), &ts, &ts).at(path)?;
-        let base = format!("{},S={size},W={}", t.next_base(meta.date), size + lfs);
+        let unique = format!("{}.M{order}P{}", meta.date.max(0), hex::encode(&sha[..4]));
+        let base = format!("{unique}.{},S={size},W={}", t.host, size + lfs);
         let (sub, name) = self.final_name(&base, meta);
-        Ok(Written { sub, name, size, sha256: sha })
+        Ok(Written { sub, name, size, sha256: sha, unique_end: unique.len() })
     }
 
-    fn place(&self, f: &File, via: LinkVia, w: &Written) -> Result<()> {
-        self.sub_dir(w.sub).link_unnamed(f, via, OsStr::new(&w.name))?;
+    fn place(&self, f: &File, via: LinkVia, w: &mut Written) -> Result<()> {
+        let mut r = self.sub_dir(w.sub).link_unnamed(f, via, OsStr::new(&w.name));
+        let mut k = 1;
+        while r.as_ref().is_err_and(taken) && k <= MAX_Q {
+            let name = w.with_q(k);
+            r = self.sub_dir(w.sub).link_unnamed(f, via, OsStr::new(&name));
+            if r.is_ok() {
+                w.name = name;
+            }
+            k += 1;
+        }
+        r?;
         self.linked.store(true, Ordering::Relaxed);
         Ok(())
     }
@@ -402,13 +435,27 @@ impl FolderWriter<'_> {
         match s.pending {
             Pending::Named(tmp_name) => {
                 let tmp_os = OsStr::new(&tmp_name);
-                let r = self.tmp.rename_noreplace(tmp_os, self.sub_dir(s.written.sub), OsStr::new(&s.written.name));
+                let mut w = s.written;
+                let to = self.sub_dir(w.sub);
+                let mut r = self.tmp.rename_noreplace(tmp_os, to, OsStr::new(&w.name));
+                let mut k = 1;
+                while r.as_ref().is_err_and(taken) && k <= MAX_Q {
+                    let name = w.with_q(k);
+                    r = self.tmp.rename_noreplace(tmp_os, to, OsStr::new(&name));
+                    if r.is_ok() {
+                        w.name = name;
+                    }
+                    k += 1;
+                }
                 if r.is_err() {
                     let _ = self.tmp.unlink(tmp_os);
                 }
-                r.map(|()| s.written)
+                r.map(|()| w)
             }
-            Pending::Unnamed(f, via, _slot) => self.place(&f, via, &s.written).map(|()| s.written),
+            Pending::Unnamed(f, via, _slot) => {
+                let mut w = s.written;
+                self.place(&f, via, &mut w).map(|()| w)
+            }
             Pending::Placed => Ok(s.written),
         }
     }
@@ -545,22 +592,36 @@ mod tests {
                 if !unnamed {
                     w.unnamed = None;
                 }
-                let s = w.stage(&[b"Subject: a\n\n", b"body\r\n"], &meta).unwrap();
+                let s = w.stage(&[b"Subject: a\n\n", b"body\r\n"], &meta, 7).unwrap();
                 assert_eq!(matches!(s.pending, Pending::Named(_)), w.unnamed.is_none());
                 w.sync_staged().unwrap();
                 let written = w.commit(s).unwrap();
                 let path = tmp.path().join(written.sub.as_str()).join(&written.name);
                 assert_eq!(std::fs::read(&path).unwrap(), b"Subject: a\n\nbody\r\n");
-                assert!(written.name.contains(",S=18,W=20"), "{}", written.name);
+                // The same on every run: date, place in the source, hash, host, sizes.
+                let hash = hex::encode(&written.sha256[..4]);
+                assert!(
+                    written.name.starts_with(&format!("1400000000.M7P{hash}.{},S=18,W=20", t.host)),
+                    "{}",
+                    written.name
+                );
                 let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
                 assert_eq!(mtime, std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_400_000_000));
                 let held = fsx::FdSlot::held();
-                let s = w.stage(&[b"x\n"], &meta).unwrap();
+                let s = w.stage(&[b"x\n"], &meta, 8).unwrap();
                 w.discard(s);
                 assert_eq!(fsx::FdSlot::held(), held);
+                // The same message at the same place again (its old copy still there): the
+                // next free name.
+                let s = w.stage(&[b"Subject: a\n\n", b"body\r\n"], &meta, 7).unwrap();
+                w.sync_staged().unwrap();
+                let again = w.commit(s).unwrap();
+                assert_eq!(again.name, written.name.replacen(&format!("P{hash}."), &format!("P{hash}Q1."), 1));
                 w.sync_dirs().unwrap();
                 assert!(names(&tmp.path().join("tmp")).is_empty());
-                assert_eq!(names(&tmp.path().join(written.sub.as_str())), vec![written.name.clone()]);
+                let mut want = vec![written.name.clone(), again.name.clone()];
+                want.sort();
+                assert_eq!(names(&tmp.path().join(written.sub.as_str())), want);
             }
         }
     }
