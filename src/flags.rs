@@ -131,6 +131,12 @@ impl Keywords {
         }
     }
 
+    pub fn remove(&mut self, k: &str) {
+        if let Ok(i) = self.0.binary_search_by(|x| x.as_str().cmp(k)) {
+            self.0.remove(i);
+        }
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = &str> {
         self.0.iter().map(String::as_str)
     }

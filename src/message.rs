@@ -22,7 +22,9 @@ pub enum DateSource {
 pub struct Meta {
     pub flags: Flags,
     pub keywords: Keywords,
-    /// Lowercase Maildir letters with no `dovecot-keywords` entry: kept as letters.
+    /// Lowercase Maildir letters with no `dovecot-keywords` entry. Each is carried as the
+    /// keyword Dovecot shows for it, `unknown-N` (N its place, `a` = 0: see
+    /// [`Meta::add_letter`]); these bits say which keywords came so (an mbox cannot hold them).
     pub stray_letters: u32,
     /// Never seen by a client (Maildir `new/`, mbox without `Status: O`).
     pub recent: bool,
@@ -41,6 +43,12 @@ pub enum InfoTail {
     Other(String),
 }
 
+/// The keyword Dovecot shows for keyword letter `i` (`a` = 0) when its folder's
+/// `dovecot-keywords` names none, and writes there as that letter's name.
+pub fn unnamed_letter(i: u8) -> String {
+    format!("unknown-{i}")
+}
+
 /// A message's identity: the SHA-256 of its bytes as stored.
 pub type Hash = [u8; 32];
 
@@ -57,9 +65,21 @@ impl Meta {
         }
     }
 
+    /// Keyword letter `i` of a Maildir name, `name` as the folder's `dovecot-keywords` gives
+    /// it; one without a name is the keyword Dovecot gives it, `unknown-i`.
+    pub fn add_letter(&mut self, i: u8, name: Option<&str>) {
+        match name {
+            Some(k) => self.keywords.insert(k),
+            None => {
+                self.keywords.insert(&unnamed_letter(i));
+                self.stray_letters |= 1 << i;
+            }
+        }
+    }
+
     /// Same flags and keywords (what a flag update carries).
     pub fn same_flags(&self, o: &Meta) -> bool {
-        self.flags == o.flags && self.keywords == o.keywords && self.stray_letters == o.stray_letters
+        self.flags == o.flags && self.keywords == o.keywords
     }
 
     /// Whether a target copy described by `target` already shows this source message's state:
@@ -74,6 +94,9 @@ impl Meta {
     pub fn mbox_view(&self) -> Meta {
         let mut m = self.clone();
         m.flags.remove(crate::flags::Flags::PASSED);
+        for i in (0u8..26).filter(|i| self.stray_letters & (1 << i) != 0) {
+            m.keywords.remove(&unnamed_letter(i));
+        }
         m.stray_letters = 0;
         m.info_tail = None;
         m

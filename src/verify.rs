@@ -410,8 +410,8 @@ impl Sources {
     }
 }
 
-fn comparable(m: &Meta) -> (Flags, Vec<String>, u32) {
-    (m.flags, m.keywords.iter().map(str::to_string).collect(), m.stray_letters)
+fn comparable(m: &Meta) -> (Flags, Vec<String>) {
+    (m.flags, m.keywords.iter().map(str::to_string).collect())
 }
 
 /// What verify makes of each decision of the join.

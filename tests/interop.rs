@@ -461,6 +461,39 @@ fn dovecot_numbers_a_new_maildir_folder_in_source_order() {
     assert_eq!(uids(&s).1, [1, 2, 3, 4, 5]);
 }
 
+/// Keyword letters with no name in the source's `dovecot-keywords` are carried as the names
+/// Dovecot gives them (`unknown-N`), written into the target's list: Dovecot then has nothing
+/// to add there, shows the same keywords, and a re-run finds nothing changed.
+#[test]
+fn keyword_letters_without_a_name_arrive_as_dovecot_names_them() {
+    if !require(Need::Doveadm) || !require(Need::DovecotImap) || (is_root() && !require(Need::Setpriv)) {
+        return;
+    }
+    let env = TestEnv::new();
+    open_up(&env);
+    for d in ["src/cur", "src/new", "src/tmp"] {
+        std::fs::create_dir_all(env.path(d)).unwrap();
+    }
+    env.write("src/dovecot-keywords", b"0 $Junk\n");
+    env.write("src/cur/1.a:2,Sal", &message("one", "x\n"));
+    set_mtime(&env.path("src/cur/1.a:2,Sal"), 1_500_000_000);
+    let first = env.sync("maildir:src", "maildir:md", &[]);
+    first.expect_code(0);
+    assert!(first.stdout.contains("unknown-11"), "said: {}", first.stdout);
+    let md = env.path("md");
+    let keywords = std::fs::read_to_string(md.join("dovecot-keywords")).unwrap();
+    assert!(keywords.lines().any(|l| l == "11 unknown-11"), "{keywords}");
+    give_to_nobody(&md);
+    let location = format!("maildir:{}", md.display());
+    let s = imap_session(&env, &location, &["SELECT INBOX", "FETCH 1 (FLAGS)"]);
+    assert!(s.contains("$Junk unknown-11"), "{s}");
+    assert_eq!(std::fs::read_to_string(md.join("dovecot-keywords")).unwrap(), keywords, "Dovecot changed the list");
+    let again = env.sync("maildir:src", "maildir:md", &["--no-cache"]);
+    again.expect_code(0);
+    assert_eq!((again.n("transferred"), again.n("flags_updated")), (0, 0));
+    env.run(vec!["verify", "maildir:src", "maildir:md"]).expect_code(0);
+}
+
 const PY: &str = r#"
 import hashlib, json, mailbox, sys
 kind, path = sys.argv[1], sys.argv[2]

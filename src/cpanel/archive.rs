@@ -592,13 +592,8 @@ fn member_meta(fname: &str, sub: &str, mtime: i64, keywords: &KeywordMap) -> Met
     let n = name::parse(fname.as_bytes());
     let mut meta = Meta::new(mtime, DateSource::Mtime);
     meta.flags = n.flags;
-    for l in 0u8..26 {
-        if n.keyword_letters & (1 << l) != 0 {
-            match keywords.name(l) {
-                Some(k) => meta.keywords.insert(k),
-                None => meta.stray_letters |= 1 << l,
-            }
-        }
+    for l in (0u8..26).filter(|l| n.keyword_letters & (1 << l) != 0) {
+        meta.add_letter(l, keywords.name(l));
     }
     meta.recent = sub == "new" && n.info.is_none();
     meta

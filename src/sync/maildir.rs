@@ -315,6 +315,8 @@ pub(super) struct FolderRun<'t, 'a> {
     pending: VecDeque<StagedChunk<'a>>,
     copies: u64,
     updates: u64,
+    /// Keyword letters without a name already reported.
+    unnamed_said: u32,
 }
 
 impl<'t, 'a> FolderRun<'t, 'a> {
@@ -389,6 +391,7 @@ impl<'t, 'a> FolderRun<'t, 'a> {
             pending: VecDeque::new(),
             copies: 0,
             updates: 0,
+            unnamed_said: 0,
         })
     }
 
@@ -534,7 +537,7 @@ impl<'t, 'a> FolderRun<'t, 'a> {
 
     /// Carries out the decisions taken on a chunk (see the type).
     fn execute(&mut self, mut prepared: Vec<Prepared<'a>>, out: &mut FolderOutcome) -> Result<()> {
-        let FolderRun { job, tdir, source, writer, books, pending, copies, updates, .. } = self;
+        let FolderRun { job, tdir, source, writer, books, pending, copies, updates, unnamed_said, .. } = self;
         let (tn, rec, tdir, source) = (job.tn, job.rec, &*tdir, *source);
         let mut fates: Vec<Option<Fate>> = Vec::with_capacity(prepared.len());
         for p in &prepared {
@@ -583,15 +586,31 @@ impl<'t, 'a> FolderRun<'t, 'a> {
                 *f = Some(Fate::NotMail);
             }
         }
-        let mut reserved = 0u32;
+        let mut unnamed = 0u32;
         let mut kws: Vec<&str> = Vec::new();
         for p in prepared.iter().filter(|p| p.decision.is_some_and(Decision::writes)) {
-            reserved |= p.loaded.meta.stray_letters;
+            unnamed |= p.loaded.meta.stray_letters;
             kws.extend(p.loaded.meta.keywords.iter());
+        }
+        let new = unnamed & !*unnamed_said;
+        if new != 0 {
+            *unnamed_said |= new;
+            let (letters, names): (Vec<String>, Vec<String>) = (0u8..26)
+                .filter(|i| new & (1 << i) != 0)
+                .map(|i| (char::from(b'a' + i).to_string(), crate::message::unnamed_letter(i)))
+                .unzip();
+            out.warnings.push(Problem::new(
+                tdir,
+                format!(
+                    "keyword letters {} of source messages have no name in its dovecot-keywords: written as {}, the names Dovecot gives them",
+                    letters.join(", "),
+                    names.join(", ")
+                ),
+            ));
         }
         kws.sort_unstable();
         kws.dedup();
-        for k in w.add_keywords(kws, reserved) {
+        for k in w.add_keywords(kws) {
             out.errors.push(Problem::new(
                 w.path(),
                 format!("keyword {k:?} not kept: a Maildir folder holds at most 26 keywords"),

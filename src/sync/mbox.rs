@@ -504,7 +504,7 @@ impl Outcome for Joined<'_> {
             (Decision::Copy, _) => {
                 self.copies += 1;
                 self.ours.push(w.hash)?;
-                self.keywords.extend(w.meta.keywords.iter().map(str::to_string));
+                self.keywords.extend(w.meta.mbox_view().keywords.iter().map(str::to_string));
             }
             (Decision::UpdateFlags(_) | Decision::UpdateDate(_), Some(h)) => {
                 self.updates += 1;

@@ -35,12 +35,16 @@ impl KeywordMap {
         self.names.iter().position(|n| n.as_deref() == Some(name)).map(|i| i as u8)
     }
 
-    /// Letter index for `name`, allocating the first free one not in `reserved`.
+    /// Letter index for `name`, allocating the first free one not in `reserved`. The name
+    /// Dovecot gives a letter without one (`unknown-N`) gets that letter when it is free, as
+    /// Dovecot would write it.
     pub fn ensure(&mut self, name: &str, reserved: u32) -> Option<u8> {
         if let Some(i) = self.letter(name) {
             return Some(i);
         }
-        let i = (0..26).find(|&i| self.names[i].is_none() && reserved & (1 << i) == 0)?;
+        let free = |i: usize| self.names[i].is_none() && reserved & (1 << i) == 0;
+        let own = (0..26u8).map(usize::from).find(|&i| crate::message::unnamed_letter(i as u8) == name);
+        let i = own.filter(|&i| free(i)).or_else(|| (0..26).find(|&i| free(i)))?;
         self.names[i] = Some(name.to_string());
         Some(i as u8)
     }
@@ -80,5 +84,8 @@ mod tests {
             assert!(m.ensure(&format!("k{i}"), 0).is_some());
         }
         assert_eq!(m.ensure("k26", 0), None);
+        let mut m = KeywordMap::parse(b"0 $Junk\n");
+        assert_eq!(m.ensure("unknown-11", 0), Some(11), "the letter Dovecot names so");
+        assert_eq!(m.ensure("unknown-0", 0), Some(1), "its letter is taken");
     }
 }

@@ -121,7 +121,8 @@ impl Listing {
                     }
                     count += 1;
                     bytes += e.size;
-                    for k in e.meta.keywords.iter() {
+                    // As an mbox holds them (the listing's keywords go into X-IMAPbase).
+                    for k in e.meta.mbox_view().keywords.iter() {
                         if !keywords.contains(k) {
                             keywords.insert(k.to_string());
                         }

@@ -491,13 +491,8 @@ pub(crate) fn entry(sub: Sub, raw: Vec<u8>, size: u64, mtime: i64, nsec: i64, kw
     let n = name::parse(&raw);
     let mut meta = Meta::new(mtime, DateSource::Mtime);
     meta.flags = n.flags;
-    for i in 0u8..26 {
-        if n.keyword_letters & (1 << i) != 0 {
-            match kw.name(i) {
-                Some(k) => meta.keywords.insert(k),
-                None => meta.stray_letters |= 1 << i,
-            }
-        }
+    for i in (0u8..26).filter(|i| n.keyword_letters & (1 << i) != 0) {
+        meta.add_letter(i, kw.name(i));
     }
     meta.recent = sub == Sub::New && n.info.is_none();
     meta.info_tail = n.tail;
@@ -516,11 +511,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn keywords_resolved_and_stray_letters_kept() {
+    fn keywords_resolved_and_letters_without_a_name_named_as_dovecot_does() {
         let kw = KeywordMap::parse(b"0 $Junk\n");
         let e = entry(Sub::Cur, b"1.M1P1.h:2,Sab".to_vec(), 10, 5, 0, &kw);
-        assert_eq!(e.meta.keywords.iter().collect::<Vec<_>>(), vec!["$Junk"]);
+        assert_eq!(e.meta.keywords.iter().collect::<Vec<_>>(), vec!["$Junk", "unknown-1"]);
         assert_eq!(e.meta.stray_string(), "b");
+        assert_eq!(e.meta.mbox_view().keywords.iter().collect::<Vec<_>>(), vec!["$Junk"], "no place in an mbox");
         assert!(!e.meta.recent);
         let e = entry(Sub::New, b"1.M1P1.h".to_vec(), 10, 5, 0, &kw);
         assert!(e.meta.recent);

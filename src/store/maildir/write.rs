@@ -274,13 +274,13 @@ impl FolderWriter<'_> {
     }
 
     /// Gives letters to `names`; returns the keywords that did not fit (26 letters at most).
-    pub fn add_keywords<'k>(&mut self, names: impl IntoIterator<Item = &'k str>, reserved: u32) -> Vec<String> {
+    pub fn add_keywords<'k>(&mut self, names: impl IntoIterator<Item = &'k str>) -> Vec<String> {
         let mut dropped = Vec::new();
         for n in names {
             if self.keywords.letter(n).is_some() {
                 continue;
             }
-            match self.keywords.ensure(n, reserved) {
+            match self.keywords.ensure(n, 0) {
                 Some(_) => self.keywords_changed = true,
                 None => dropped.push(n.to_string()),
             }
@@ -305,7 +305,7 @@ impl FolderWriter<'_> {
     }
 
     fn letters(&self, meta: &Meta) -> u32 {
-        let mut l = meta.stray_letters;
+        let mut l = 0;
         for k in meta.keywords.iter() {
             if let Some(i) = self.keywords.letter(k) {
                 l |= 1 << i;

@@ -146,6 +146,7 @@ impl<'d> MboxWriter<'d> {
     /// quotes, and one empty line. Bytes are streamed: a huge mapped message is read through
     /// in windows whose pages are let go behind.
     pub fn append(&mut self, pieces: &[&[u8]], meta: &Meta, uid: Option<u32>) -> Result<()> {
+        let meta = &meta.mbox_view();
         let head = first_bytes(pieces, 64 * 1024);
         let sender = envelope_sender(&head);
         let crlf = memchr::memchr(b'\n', &head).is_some_and(|n| n > 0 && head[n - 1] == b'\r');
@@ -617,6 +618,17 @@ mod tests {
             .collect();
         assert_eq!(uids, ["3", "10", "21", "22"]);
         assert!(out.windows(27).any(|w| w == b"X-IMAPbase: 5 0000000022\nX-"));
+    }
+
+    /// A keyword letter a Maildir source had no name for has no place in an mbox.
+    #[test]
+    fn unnamed_letters_are_left_out() {
+        let mut m = seen();
+        m.add_letter(0, Some("$Junk"));
+        m.add_letter(11, None);
+        let out = write(Flavour::Dovecot, None, &[(b"S: x\n\nb\n", &m, None)]);
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.contains("X-Keywords: $Junk\n") && !text.contains("unknown"), "{text}");
     }
 
     /// mboxrd quotes and writes no UIDs; without keywords or an old UIDVALIDITY no X-IMAPbase.
