@@ -234,10 +234,20 @@ impl Quoter {
     pub fn write(&mut self, mut data: &[u8], out: &mut dyn FnMut(&[u8]) -> std::io::Result<()>) -> std::io::Result<()> {
         while !data.is_empty() {
             if !self.at_line_start {
-                let end = memchr::memchr(b'\n', data).map(|i| i + 1);
-                let (line, rest) = data.split_at(end.unwrap_or(data.len()));
-                out(line)?;
-                self.at_line_start = end.is_some();
+                // Out in one piece up to the next line that may need a `>`: one starting with
+                // `>` or `F` (or a line start at the end of `data`).
+                let mut pos = 0;
+                let cut = loop {
+                    let Some(i) = memchr::memchr(b'\n', &data[pos..]) else { break None };
+                    let start = pos + i + 1;
+                    match data.get(start) {
+                        None | Some(b'>' | b'F') => break Some(start),
+                        Some(_) => pos = start,
+                    }
+                };
+                let (chunk, rest) = data.split_at(cut.unwrap_or(data.len()));
+                out(chunk)?;
+                self.at_line_start = cut.is_some();
                 data = rest;
                 continue;
             }
