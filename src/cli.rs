@@ -102,7 +102,9 @@ pub struct FolderArgs {
     /// the target already uses.
     #[arg(long)]
     pub automap: bool,
-    /// Subfolder layout of a Maildir target: Maildir++ dot-folders or nested directories.
+    /// Subfolder layout: of a Maildir target, Maildir++ dot-folders or nested directories (fs);
+    /// of an mbox directory, nested directories as Dovecot has them (fs, the default: a folder
+    /// with mail cannot have subfolders there) or Thunderbird's NAME.sbd/ (thunderbird).
     #[arg(long, value_enum, default_value = "maildir++")]
     pub layout: Layout,
     /// How an mbox target is written (default: the flavour it was written in before; else

@@ -77,6 +77,13 @@ impl Meta {
         }
     }
 
+    /// The keywords that have a name of their own (not a letter's `unknown-N`).
+    pub fn named_keywords(&self) -> impl Iterator<Item = &str> {
+        let unnamed: Vec<String> =
+            (0u8..26).filter(|i| self.stray_letters & (1 << i) != 0).map(unnamed_letter).collect();
+        self.keywords.iter().filter(move |k| !unnamed.iter().any(|u| u == k))
+    }
+
     /// Same flags and keywords (what a flag update carries).
     pub fn same_flags(&self, o: &Meta) -> bool {
         self.flags == o.flags && self.keywords == o.keywords

@@ -187,7 +187,11 @@ fn target_messages(
     (dst, root): (&Store, Option<&Dir>),
     tn: &FolderName,
     path: &Path,
-    (single_mbox, flavour): (bool, Option<crate::store::mbox::flavour::Flavour>),
+    (single_mbox, flavour, layout): (
+        bool,
+        Option<crate::store::mbox::flavour::Flavour>,
+        crate::store::maildir::layout::Layout,
+    ),
     errors: &mut Vec<Problem>,
     take: &mut dyn FnMut(Msg) -> std::io::Result<()>,
 ) {
@@ -198,9 +202,9 @@ fn target_messages(
         return;
     }
     let read = match root {
-        _ if single_mbox => mbox_messages(None, tn, path, flavour, errors, take),
+        _ if single_mbox => mbox_messages(None, tn, path, (flavour, layout), errors, take),
         None => Ok(()),
-        Some(root) if dst.kind == Kind::Mbox => mbox_messages(Some(root), tn, path, flavour, errors, take),
+        Some(root) if dst.kind == Kind::Mbox => mbox_messages(Some(root), tn, path, (flavour, layout), errors, take),
         Some(root) => root.find_below(path).and_then(|d| d.map_or(Ok(()), |d| maildir_messages(&d, errors, take))),
     };
     if let Err(e) = read {
@@ -264,12 +268,12 @@ fn mbox_messages(
     root: Option<&Dir>,
     tn: &FolderName,
     path: &Path,
-    explicit: Option<crate::store::mbox::flavour::Flavour>,
+    (explicit, layout): (Option<crate::store::mbox::flavour::Flavour>, crate::store::maildir::layout::Layout),
     errors: &mut Vec<Problem>,
     take: &mut dyn FnMut(Msg) -> std::io::Result<()>,
 ) -> Result<()> {
     let place = if let Some(root) = root {
-        match mbox_target::place(root, tn, &|_| false, None)? {
+        match mbox_target::place(root, tn, mbox_target::MboxLayout::of(layout), None)? {
             Some(p) => p,
             None => return Ok(()),
         }
@@ -331,7 +335,7 @@ pub fn verify(src: &Store, dst: &Store, opts: &SyncOptions) -> Result<Verificati
                 }
                 let tpath = match dst.kind {
                     Kind::Mbox if single_mbox => dst.path.clone(),
-                    Kind::Mbox => mbox_folder_path(&dst.path, tn),
+                    Kind::Mbox => mbox_folder_path(&dst.path, tn, opts.layout),
                     _ => match MaildirTarget::folder_path(&dst.path, tn, opts.layout) {
                         Ok(p) => p,
                         Err(e) => {
@@ -347,7 +351,7 @@ pub fn verify(src: &Store, dst: &Store, opts: &SyncOptions) -> Result<Verificati
                     (dst, root.as_ref()),
                     tn,
                     &tpath,
-                    (single_mbox, opts.mbox_format),
+                    (single_mbox, opts.mbox_format, opts.layout),
                     &mut errors,
                     &mut |m| {
                         let meta = if mbox { m.meta.mbox_view() } else { m.meta };

@@ -246,6 +246,10 @@ impl Setup {
                 if kind == Kind::MaildirFs {
                     args.extend(["--layout".into(), "fs".into()]);
                 }
+                // A and A/B both hold mail: only Thunderbird's layout has a place for both.
+                if kind == Kind::MboxDir {
+                    args.extend(["--layout".into(), "thunderbird".into()]);
+                }
             }
             Kind::MboxFile => {
                 std::fs::create_dir(&src).unwrap();

@@ -871,7 +871,7 @@ fn mbox_target_second_run_and_flag_change() {
 fn dry_run_to_mbox_creates_no_file() {
     let env = TestEnv::new();
     let src = env.fixture("maildir/utf7-folders");
-    let r = env.sync(&format!("maildir:{}", src.display()), "mbox:out", &["--dry-run"]);
+    let r = env.sync(&format!("maildir:{}", src.display()), "mbox:out", &["--dry-run", "--layout", "thunderbird"]);
     r.expect_code(0);
     assert_eq!(r.n("transferred"), 8);
     assert!(!env.path("out").exists(), "--dry-run created the mbox target");
@@ -1017,12 +1017,20 @@ fn maildir_tree_to_mbox_dir_and_back() {
     let src = env.fixture("maildir/utf7-folders");
     date_maildir(&src, Layout::MaildirPP);
     let s = format!("maildir:{}", src.display());
-    env.sync(&s, "mbox:mb", &[]).expect_code(0);
-    // Archive has mail and a subfolder: the subfolder lives in Archive.sbd/ (Thunderbird).
-    for f in ["INBOX", "Entw&APw-rfe", "Q&-A", "Archive", "Archive.sbd/2019", "Sent", "&ZeVnLIqe-/&W1A-"] {
+    // Archive has mail and a subfolder: Dovecot's layout has no place for both, so Archive is
+    // not written and says why; its subfolder is.
+    let r = env.sync(&s, "mbox:dovecot", &[]);
+    r.expect_code(1);
+    assert!(r.stdout.contains("--layout thunderbird"), "{}", r.stdout);
+    for f in ["INBOX", "Entw&APw-rfe", "Q&-A", "Archive/2019", "Sent", "&ZeVnLIqe-/&W1A-"] {
+        assert!(env.path("dovecot").join(f).is_file(), "mbox file {f} missing");
+    }
+    // Thunderbird's layout holds both: subfolders live in NAME.sbd/.
+    env.sync(&s, "mbox:mb", &["--layout", "thunderbird"]).expect_code(0);
+    for f in ["INBOX", "Entw&APw-rfe", "Q&-A", "Archive", "Archive.sbd/2019", "Sent", "&ZeVnLIqe-.sbd/&W1A-"] {
         assert!(env.path("mb").join(f).is_file(), "mbox file {f} missing");
     }
-    env.run(["verify", &s, "mbox:mb", "--json"]).expect_code(0);
+    env.run(["verify", &s, "mbox:mb", "--json", "--layout", "thunderbird"]).expect_code(0);
     env.sync("mbox:mb", "back", &[]).expect_code(0);
     let key = |v: Vec<Msg>| {
         v.into_iter().map(|m| (m.folder, m.flags, m.keywords, sha256(&m.bytes), m.mtime)).collect::<Vec<_>>()

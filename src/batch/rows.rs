@@ -295,7 +295,8 @@ fn parse_option(field: &str) -> Result<RowOption, String> {
         "layout" => {
             let v = need()?;
             RowOption::Layout(
-                Layout::from_name(v).ok_or_else(|| format!("option layout={v}: expected maildir++ or fs"))?,
+                Layout::from_name(v)
+                    .ok_or_else(|| format!("option layout={v}: expected maildir++, fs or thunderbird"))?,
             )
         }
         "mbox-format" => {
@@ -372,7 +373,7 @@ mod tests {
             ("/a,/b,colour=red\n", 1, "unknown option"),
             ("/a,/b,map-domain=old\n", 1, "OLD=NEW"),
             ("/a,/b,owner\n", 1, "needs a value"),
-            ("/a,/b,layout=flat\n", 1, "maildir++ or fs"),
+            ("/a,/b,layout=flat\n", 1, "maildir++, fs or thunderbird"),
             ("/a,/b,delete=maybe\n", 1, "delete=yes"),
             ("/a,/b,max-size=big\n", 1, "bytes"),
             ("/a,/b,min-age=-3\n", 1, "days"),

@@ -12,6 +12,7 @@ use crate::spec::{Kind, Store};
 use crate::store::maildir::layout::{self, Layout};
 use crate::store::maildir::read as mdread;
 use crate::store::maildir::write::MaildirTarget;
+use crate::store::mbox::target::MboxLayout;
 use crate::store::{self, SourceFolder};
 
 /// Folder names a target already has (for `--automap`), listed through its root opened at the
@@ -49,6 +50,11 @@ pub(super) fn mapped_folders_in(
     root: Option<&Dir>,
     opts: &SyncOptions,
 ) -> Result<(FolderPairs, Vec<Problem>)> {
+    if dst.kind == Kind::Maildir && opts.layout == Layout::Thunderbird {
+        return Err(Error::Usage(
+            "--layout thunderbird is for mbox directories; a Maildir takes maildir++ or fs".into(),
+        ));
+    }
     let (folders, mut problems) = store::source_folders(&src.path, src.format()?, opts.follow_symlinks)?;
     let existing = if opts.map.automap { existing_folders(dst, opts.layout, root) } else { Vec::new() };
     let names: Vec<FolderName> = folders.iter().map(|f| f.name.clone()).collect();
@@ -78,14 +84,43 @@ pub(super) fn mapped_folders_in(
     if !opts.merge_folders {
         out = without_clashes(out, dst, opts.layout, &mut problems);
     }
+    if dst.kind == Kind::Mbox && MboxLayout::of(opts.layout) == MboxLayout::Dovecot {
+        out = without_parents(out, &mut problems);
+    }
     Ok((out, problems))
+}
+
+/// Drops every pair whose target folder would have subfolders from other pairs: in Dovecot's
+/// mbox layout a folder is a file, which cannot hold folders. Each is reported with the ways
+/// out; its subfolders are written.
+fn without_parents(pairs: FolderPairs, problems: &mut Vec<Problem>) -> FolderPairs {
+    let names: Vec<Vec<String>> = pairs.iter().map(|(_, t)| t.levels().map(str::to_string).collect()).collect();
+    let mut keep = Vec::with_capacity(pairs.len());
+    for (i, pair) in pairs.into_iter().enumerate() {
+        let mine = &names[i];
+        let child = names.iter().find(|n| n.len() > mine.len() && n.starts_with(mine));
+        match child {
+            Some(c) => problems.push(Problem::new(
+                pair.0.loc.path(),
+                format!(
+                    "folder {:?} has messages and would have the subfolder {:?} in the mbox directory: \
+                     Dovecot's mbox layout has no place for both, so it is not written; write with \
+                     --layout thunderbird (NAME.sbd/), or move one of them with --map-folder",
+                    pair.1.as_str(),
+                    c.join("/")
+                ),
+            )),
+            None => keep.push(pair),
+        }
+    }
+    keep
 }
 
 /// Where a target folder lives on disk: two folder names with one place are one folder.
 pub(super) fn target_place(dst: &Store, name: &FolderName, layout: Layout) -> PathBuf {
     match dst.kind {
         Kind::Maildir => MaildirTarget::folder_path(&dst.path, name, layout).unwrap_or_else(|_| dst.path.clone()),
-        _ => mbox_folder_path(&dst.path, name),
+        _ => mbox_folder_path(&dst.path, name, layout),
     }
 }
 

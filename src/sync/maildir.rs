@@ -590,7 +590,7 @@ impl<'t, 'a> FolderRun<'t, 'a> {
         let mut kws: Vec<&str> = Vec::new();
         for p in prepared.iter().filter(|p| p.decision.is_some_and(Decision::writes)) {
             unnamed |= p.loaded.meta.stray_letters;
-            kws.extend(p.loaded.meta.keywords.iter());
+            kws.extend(p.loaded.meta.named_keywords());
         }
         let new = unnamed & !*unnamed_said;
         if new != 0 {
@@ -602,7 +602,7 @@ impl<'t, 'a> FolderRun<'t, 'a> {
             out.warnings.push(Problem::new(
                 tdir,
                 format!(
-                    "keyword letters {} of source messages have no name in its dovecot-keywords: written as {}, the names Dovecot gives them",
+                    "keyword letters {} of source messages have no name in its dovecot-keywords: kept as letters without a name (Dovecot shows them as {})",
                     letters.join(", "),
                     names.join(", ")
                 ),
@@ -610,7 +610,7 @@ impl<'t, 'a> FolderRun<'t, 'a> {
         }
         kws.sort_unstable();
         kws.dedup();
-        for k in w.add_keywords(kws) {
+        for k in w.add_keywords(kws, unnamed) {
             out.errors.push(Problem::new(
                 w.path(),
                 format!("keyword {k:?} not kept: a Maildir folder holds at most 26 keywords"),

@@ -1,6 +1,5 @@
 //! The target of a run: opened, locked, and where each folder goes in it.
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use super::SyncOptions;
@@ -12,7 +11,7 @@ use crate::spec::{Kind, Store};
 use crate::store::SourceFolder;
 use crate::store::maildir::layout::Layout;
 use crate::store::maildir::write::{self as mdwrite, MaildirTarget, WriteOptions};
-use crate::store::mbox::target as mbox_target;
+use crate::store::mbox::target::{self as mbox_target, MboxLayout};
 
 /// Where the target puts things.
 pub(super) enum Target {
@@ -25,12 +24,10 @@ pub(super) enum Target {
         root: Option<fsx::Dir>,
     },
     MboxFile(PathBuf),
-    /// An mbox directory: its root opened once (`None`: a dry run's target that is not there)
-    /// and the folders written as files.
+    /// An mbox directory: its root opened once (`None`: a dry run's target that is not there).
     MboxDir {
         path: PathBuf,
         root: Option<fsx::Dir>,
-        written: HashSet<FolderName>,
     },
 }
 
@@ -85,8 +82,7 @@ pub(super) fn open_target(
                     None if opts.dry_run => None,
                     None => Some(fsx::Dir::create_root(&dst.path, mdwrite::DIR_MODE, opts.owner)?),
                 };
-                let written = pairs.iter().map(|(_, t)| t.clone()).collect();
-                Ok(Target::MboxDir { path: dst.path.clone(), root, written })
+                Ok(Target::MboxDir { path: dst.path.clone(), root })
             } else {
                 Ok(Target::MboxFile(dst.path.clone()))
             }
@@ -109,8 +105,8 @@ pub(super) fn lock_target(target: &Target, opts: &SyncOptions) -> Result<TargetL
 
 /// The file of folder `name` in an mbox directory as it is on disk: levels as directories
 /// (modified UTF-7 names, as Dovecot writes them), `NAME.sbd/` beside a folder file.
-pub fn mbox_folder_path(root: &Path, name: &FolderName) -> PathBuf {
-    mbox_target::place_path(root, name, &|_| false)
+pub fn mbox_folder_path(root: &Path, name: &FolderName, layout: Layout) -> PathBuf {
+    mbox_target::place_path(root, name, MboxLayout::of(layout))
 }
 
 /// Where folder `tn` of an mbox target is, reached through descriptors (see
@@ -137,13 +133,10 @@ pub(super) fn mbox_place(target: &Target, tn: &FolderName, opts: &SyncOptions) -
             }
             Ok(Some(mbox_target::Place { dir, name: name.to_os_string(), path: p.clone() }))
         }
-        Target::MboxDir { root, written, .. } => {
-            let is_written = |f: &FolderName| written.contains(f);
-            match root {
-                Some(r) => mbox_target::place(r, tn, &is_written, (!opts.dry_run).then_some(opts.owner)),
-                None => Ok(None),
-            }
-        }
+        Target::MboxDir { root, .. } => match root {
+            Some(r) => mbox_target::place(r, tn, MboxLayout::of(opts.layout), (!opts.dry_run).then_some(opts.owner)),
+            None => Ok(None),
+        },
         Target::Maildir { .. } => Err(Error::bad("", "internal: not an mbox target")),
     }
 }
@@ -173,8 +166,6 @@ pub(super) fn target_folder(target: &Target, tn: &FolderName, layout: Layout) ->
     match target {
         Target::Maildir { path, .. } => MaildirTarget::folder_path(path, tn, layout).ok().map(|p| (p, false)),
         Target::MboxFile(p) => Some((p.clone(), true)),
-        Target::MboxDir { path, written, .. } => {
-            Some((mbox_target::place_path(path, tn, &|f| written.contains(f)), true))
-        }
+        Target::MboxDir { path, .. } => Some((mbox_target::place_path(path, tn, MboxLayout::of(layout)), true)),
     }
 }

@@ -1,6 +1,7 @@
 //! Where a folder lives on disk: Maildir++ (`.Archive.2019`, Dovecot's and Courier's default)
 //! or nested directories (`Archive/2019`, Dovecot `LAYOUT=fs`). Each level is written in
-//! modified UTF-7. INBOX is the root in both.
+//! modified UTF-7. INBOX is the root in both. An mbox directory nests as `fs` (Dovecot's) or
+//! as Thunderbird does (`Archive.sbd/2019`); see `store::mbox::target`.
 
 use crate::folder::FolderName;
 use crate::mutf7;
@@ -10,16 +11,19 @@ pub enum Layout {
     #[default]
     MaildirPlusPlus,
     Fs,
+    /// mbox directories only: a folder's subfolders in `NAME.sbd/`.
+    Thunderbird,
 }
 
 impl Layout {
-    pub const ALL: [Layout; 2] = [Layout::MaildirPlusPlus, Layout::Fs];
+    pub const ALL: [Layout; 3] = [Layout::MaildirPlusPlus, Layout::Fs, Layout::Thunderbird];
 
     /// The name options use (`--layout`, a batch row's `layout=`).
     pub fn name(self) -> &'static str {
         match self {
             Layout::MaildirPlusPlus => "maildir++",
             Layout::Fs => "fs",
+            Layout::Thunderbird => "thunderbird",
         }
     }
 
@@ -52,6 +56,9 @@ pub fn components(name: &FolderName, layout: Layout) -> Result<(Vec<String>, boo
         })
         .collect();
     match layout {
+        Layout::Thunderbird => {
+            Err("the thunderbird layout is for mbox directories; a Maildir takes maildir++ or fs".into())
+        }
         Layout::MaildirPlusPlus => Ok((vec![format!(".{}", levels.join("."))], replaced)),
         Layout::Fs => {
             if let Some(l) = levels.iter().find(|l| matches!(l.as_str(), "cur" | "new" | "tmp") || l.starts_with('.')) {

@@ -274,13 +274,14 @@ impl FolderWriter<'_> {
     }
 
     /// Gives letters to `names`; returns the keywords that did not fit (26 letters at most).
-    pub fn add_keywords<'k>(&mut self, names: impl IntoIterator<Item = &'k str>) -> Vec<String> {
+    /// Letters in `reserved` (letters without a name the messages keep) are given to no name.
+    pub fn add_keywords<'k>(&mut self, names: impl IntoIterator<Item = &'k str>, reserved: u32) -> Vec<String> {
         let mut dropped = Vec::new();
         for n in names {
             if self.keywords.letter(n).is_some() {
                 continue;
             }
-            match self.keywords.ensure(n, 0) {
+            match self.keywords.ensure(n, reserved) {
                 Some(_) => self.keywords_changed = true,
                 None => dropped.push(n.to_string()),
             }
@@ -304,9 +305,11 @@ impl FolderWriter<'_> {
         Ok(())
     }
 
+    /// A message's keyword letters here: its letters without a name as they were (see
+    /// [`Meta::add_letter`]), its named keywords by this folder's list.
     fn letters(&self, meta: &Meta) -> u32 {
-        let mut l = 0;
-        for k in meta.keywords.iter() {
+        let mut l = meta.stray_letters;
+        for k in meta.named_keywords() {
             if let Some(i) = self.keywords.letter(k) {
                 l |= 1 << i;
             }

@@ -5,9 +5,10 @@
 //! planted at any level (`A`, `A.sbd`, `INBOX`, the mbox file itself) is refused, naming its
 //! path, and nothing is read or written through it. Missing levels are created 0700 and owned
 //! as `--owner` says (as root without it: as the directory they are created in, the way
-//! Dovecot treats a user's mail directory) before anything is put in them. Levels are
-//! directories named in modified UTF-7 as Dovecot writes them; a level that is also a folder
-//! with mail (a file) keeps its children in `NAME.sbd/` (Thunderbird).
+//! Dovecot treats a user's mail directory) before anything is put in them. Levels are named in
+//! modified UTF-7 as Dovecot writes them; subfolders nest as directories (Dovecot's layout,
+//! where a folder cannot have mail and subfolders both) or in `NAME.sbd/` (Thunderbird's),
+//! as [`MboxLayout`] says; an `NAME.sbd/` already there is used either way.
 
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
@@ -29,28 +30,52 @@ pub struct Place {
     pub path: PathBuf,
 }
 
-/// The directory name for the children of the folder whose last level is `level`, given what
-/// `level` is on disk and whether that folder is written as an mbox file in this run.
-fn children_dir(level: &str, on_disk: Option<FileKind>, written: bool) -> String {
-    match on_disk {
-        Some(FileKind::File) => format!("{level}.sbd"),
-        Some(_) => level.to_string(),
-        None if written => format!("{level}.sbd"),
-        None => level.to_string(),
+/// Where an mbox directory keeps a folder's subfolders.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MboxLayout {
+    /// Dovecot's (`fs`): `Archive/2019` is the file `2019` in the directory `Archive`, so a
+    /// folder cannot hold mail and subfolders both.
+    Dovecot,
+    /// Thunderbird's: `Archive.sbd/2019` beside the file `Archive`.
+    Thunderbird,
+}
+
+impl MboxLayout {
+    /// The mbox layout `--layout` asks for: `thunderbird`, else Dovecot's.
+    pub fn of(layout: crate::store::maildir::layout::Layout) -> MboxLayout {
+        match layout {
+            crate::store::maildir::layout::Layout::Thunderbird => MboxLayout::Thunderbird,
+            _ => MboxLayout::Dovecot,
+        }
     }
 }
+
+/// The directory that holds the subfolders of the folder whose last level (encoded) is
+/// `level`: `level.sbd` when one is there already (written by Thunderbird, or by mailmover
+/// before layouts could be chosen), else as `layout` says.
+fn children_dir(level: &str, sbd_there: bool, layout: MboxLayout) -> String {
+    match (sbd_there, layout) {
+        (true, _) | (false, MboxLayout::Thunderbird) => format!("{level}.sbd"),
+        (false, MboxLayout::Dovecot) => level.to_string(),
+    }
+}
+
+/// Why a folder with mail cannot have subfolders in Dovecot's layout, and the ways out.
+pub const BOTH_IN_DOVECOT_LAYOUT: &str = "holds a folder's mail, and Dovecot's mbox layout has no place for its \
+     subfolders too (not written); write with --layout thunderbird (NAME.sbd/, which Dovecot lists \
+     as its own folder), or move one of them with --map-folder";
 
 fn symlink(path: PathBuf) -> Error {
     Error::refused(path, "is a symlink in the target; nothing is written through it")
 }
 
 /// Reaches the folder `name` of the mbox directory `root`. With `create`, missing levels are
-/// made (owned as [`Dir::create`] owns new directories); without, `None` when a level is missing. `written` tells
-/// which folders this run writes as files (their children go to `NAME.sbd/`).
+/// made (owned as [`Dir::create`] owns new directories); without, `None` when a level is
+/// missing. Subfolders are where `layout` puts them (or in `NAME.sbd/` when that is there).
 pub fn place(
     root: &Dir,
     name: &FolderName,
-    written: &dyn Fn(&FolderName) -> bool,
+    layout: MboxLayout,
     create: Option<Option<Owner>>,
 ) -> Result<Option<Place>> {
     let levels: Vec<&str> = name.levels().collect();
@@ -64,19 +89,28 @@ pub fn place(
         }
         if i + 1 == levels.len() {
             return match on_disk.map(|e| e.kind) {
-                Some(FileKind::Dir) => {
-                    Err(Error::bad(dir.path.join(here), "is a directory, so it cannot be this folder's mbox file"))
-                }
+                Some(FileKind::Dir) => Err(Error::bad(
+                    dir.path.join(here),
+                    "is a directory of subfolders, so it cannot be this folder's mbox file (Dovecot's mbox \
+                     layout has no place for both; --layout thunderbird has)",
+                )),
                 Some(FileKind::Other) => Err(Error::refused(dir.path.join(here), "not a regular file; not written")),
                 _ => Ok(Some(Place { path: dir.path.join(here), name: here.to_os_string(), dir })),
             };
         }
-        let folder = FolderName::from_levels(levels[..=i].iter().copied()).map_err(|e| Error::bad(&dir.path, e))?;
-        let sub = children_dir(&enc, on_disk.map(|e| e.kind), written(&folder));
+        let sbd = format!("{enc}.sbd");
+        let sbd_entry = dir.stat_at(OsStr::new(&sbd))?;
+        if sbd_entry.is_some_and(|e| e.kind == FileKind::Symlink) {
+            return Err(symlink(dir.path.join(&sbd)));
+        }
+        let sub = children_dir(&enc, sbd_entry.is_some_and(|e| e.kind == FileKind::Dir), layout);
         let sub = OsStr::new(&sub);
         match dir.stat_at(sub)?.map(|e| e.kind) {
             Some(FileKind::Symlink) => return Err(symlink(dir.path.join(sub))),
             Some(FileKind::Dir) => {}
+            Some(FileKind::File) if layout == MboxLayout::Dovecot => {
+                return Err(Error::bad(dir.path.join(sub), BOTH_IN_DOVECOT_LAYOUT));
+            }
             Some(_) => {
                 return Err(Error::bad(dir.path.join(sub), "not a directory; the folders below it are not written"));
             }
@@ -93,7 +127,7 @@ pub fn place(
 
 /// The path [`place`] reaches, computed from the paths alone (nothing is opened or created):
 /// for the folder state beside the mbox and for reports.
-pub fn place_path(root: &Path, name: &FolderName, written: &dyn Fn(&FolderName) -> bool) -> PathBuf {
+pub fn place_path(root: &Path, name: &FolderName, layout: MboxLayout) -> PathBuf {
     let levels: Vec<&str> = name.levels().collect();
     let mut p = root.to_path_buf();
     for (i, level) in levels.iter().enumerate() {
@@ -102,9 +136,8 @@ pub fn place_path(root: &Path, name: &FolderName, written: &dyn Fn(&FolderName) 
             p.push(enc);
             break;
         }
-        let on_disk = std::fs::symlink_metadata(p.join(&enc)).ok().map(|m| FileKind::of(m.file_type()));
-        let written = FolderName::from_levels(levels[..=i].iter().copied()).is_ok_and(|f| written(&f));
-        p.push(children_dir(&enc, on_disk, written));
+        let sbd_there = std::fs::symlink_metadata(p.join(format!("{enc}.sbd"))).is_ok_and(|m| m.is_dir());
+        p.push(children_dir(&enc, sbd_there, layout));
     }
     p
 }
@@ -134,10 +167,6 @@ pub fn read_existing(place: &Place) -> Result<Option<(MboxFile, Read)>> {
 mod tests {
     use super::*;
 
-    fn no(_: &FolderName) -> bool {
-        false
-    }
-
     #[test]
     fn symlink_at_any_level_is_refused() {
         let t = tempfile::tempdir().unwrap();
@@ -150,7 +179,8 @@ mod tests {
         std::os::unix::fs::symlink(victim.path(), t.path().join("B.sbd")).unwrap();
         for (folder, bad) in [("A/x", "A"), ("INBOX", "INBOX"), ("Work", "Work"), ("B/y", "B.sbd")] {
             let name = FolderName::parse(folder).unwrap();
-            let e = place(&root, &name, &no, Some(None)).unwrap_err().to_string();
+            let layout = if folder == "B/y" { MboxLayout::Thunderbird } else { MboxLayout::Dovecot };
+            let e = place(&root, &name, layout, Some(None)).unwrap_err().to_string();
             assert!(e.contains(&format!("{}: is a symlink", t.path().join(bad).display())), "{folder}: {e}");
         }
         assert_eq!(std::fs::read_dir(victim.path()).unwrap().count(), 0, "nothing created through a link");
@@ -160,19 +190,29 @@ mod tests {
     fn places_follow_thunderbird_and_dovecot_layouts() {
         let t = tempfile::tempdir().unwrap();
         let root = Dir::open_root(t.path()).unwrap();
-        let written = |f: &FolderName| f.as_str() == "Archive";
-        for (folder, want) in
-            [("Archive/2019", "Archive.sbd/2019"), ("Old/2019", "Old/2019"), ("Entwürfe", "Entw&APw-rfe")]
-        {
+        std::fs::create_dir(t.path().join("Kept.sbd")).unwrap();
+        for (folder, layout, want) in [
+            ("Archive/2019", MboxLayout::Dovecot, "Archive/2019"),
+            ("Old/2019", MboxLayout::Thunderbird, "Old.sbd/2019"),
+            ("Kept/x", MboxLayout::Dovecot, "Kept.sbd/x"),
+            ("Entwürfe", MboxLayout::Dovecot, "Entw&APw-rfe"),
+        ] {
             let name = FolderName::parse(folder).unwrap();
-            let p = place(&root, &name, &written, Some(None)).unwrap().unwrap();
+            let p = place(&root, &name, layout, Some(None)).unwrap().unwrap();
             assert_eq!(p.path, t.path().join(want));
-            assert_eq!(place_path(t.path(), &name, &written), p.path);
+            assert_eq!(place_path(t.path(), &name, layout), p.path);
         }
-        let mode =
-            std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(t.path().join("Old")).unwrap().permissions());
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(t.path().join("Old.sbd")).unwrap().permissions(),
+        );
         assert_eq!(mode & 0o777, 0o700);
-        assert!(place(&root, &FolderName::parse("New/x").unwrap(), &no, None).unwrap().is_none(), "nothing created");
+        let none = place(&root, &FolderName::parse("New/x").unwrap(), MboxLayout::Dovecot, None).unwrap();
+        assert!(none.is_none(), "nothing created");
         assert!(!t.path().join("New").exists());
+        // A folder with mail cannot hold subfolders in Dovecot's layout: said, with the ways out.
+        std::fs::write(t.path().join("Mail"), b"").unwrap();
+        let e = place(&root, &FolderName::parse("Mail/x").unwrap(), MboxLayout::Dovecot, Some(None)).unwrap_err();
+        assert!(e.to_string().contains("--layout thunderbird"), "{e}");
+        assert!(place(&root, &FolderName::parse("Archive").unwrap(), MboxLayout::Dovecot, None).is_err());
     }
 }
