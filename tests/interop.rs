@@ -302,6 +302,38 @@ fn imap_session(env: &TestEnv, location: &str, commands: &[&str]) -> String {
     text
 }
 
+/// One preauthenticated POP3 session of Dovecot's server (as [`imap_session`]): `UIDL`; the
+/// `N UIDL` lines.
+fn pop3_uidl(env: &TestEnv, location: &str) -> Vec<String> {
+    use std::io::Write;
+    let conf = env.write("dc.conf", b"namespace inbox {\n  inbox = yes\n  separator = /\n}\n");
+    let home = env.path("dovehome");
+    std::fs::create_dir_all(&home).unwrap();
+    give_to_nobody(&home);
+    let pop3 = DOVECOT_IMAP.replace("/imap", "/pop3");
+    let mut c = if is_root() {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", &pop3]);
+        c
+    } else {
+        Command::new(&pop3)
+    };
+    c.arg("-c").arg(&conf).args(["-o", &format!("mail_location={location}")]);
+    c.arg("-o").arg(format!("mail_home={}", home.display())).args(["-o", "mailbox_list_index=no"]);
+    c.env("USER", "nobody").stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    child.stdin.take().unwrap().write_all(b"UIDL\r\nQUIT\r\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let lines: Vec<String> = text
+        .lines()
+        .map(|l| l.trim_end().to_string())
+        .filter(|l| l.split(' ').count() == 2 && l.starts_with(|c: char| c.is_ascii_digit()))
+        .collect();
+    assert!(!lines.is_empty(), "no UIDL answer:\n{text}");
+    lines
+}
+
 /// UIDVALIDITY and the UIDs a session's `SELECT` and `FETCH 1:* (UID)` showed.
 fn uids(session: &str) -> (u64, Vec<u64>) {
     let num = |s: &str| s.chars().take_while(char::is_ascii_digit).collect::<String>().parse::<u64>().unwrap();
@@ -523,6 +555,48 @@ fn doveadm_lists_nested_folders_of_an_mbox_directory_by_their_names() {
     assert!(!listed.iter().any(|l| l.contains(".sbd")), "{listed:?}");
     let rows = doveadm_fetch(&env, &location);
     assert_eq!(rows.iter().filter(|r| r.0 == "Archive/2019").count(), 1, "{rows:?}");
+}
+
+/// A server move that clients do not notice: a Maildir Dovecot served (UIDs 2, 3, 4 after an
+/// expunge, its own UIDVALIDITY) converted into a new Maildir keeps UIDVALIDITY, every UID with
+/// its message, and so every POP3 UIDL; a message the source's uidlist does not list yet gets
+/// a UID after the source's next one.
+#[test]
+fn imap_uids_and_pop3_uidls_survive_a_maildir_move() {
+    if !require(Need::Doveadm) || !require(Need::DovecotImap) || (is_root() && !require(Need::Setpriv)) {
+        return;
+    }
+    let env = TestEnv::new();
+    open_up(&env);
+    for d in ["src/cur", "src/new", "src/tmp"] {
+        std::fs::create_dir_all(env.path(d)).unwrap();
+    }
+    for (i, name) in ["1500000000.M1P1.old", "1500000100.M1P1.old", "1500000200.M1P1.old"].iter().enumerate() {
+        env.write(&format!("src/new/{name}"), &message(&format!("m{i}"), "x\n"));
+    }
+    let src = env.path("src");
+    give_to_nobody(&src);
+    let location = format!("maildir:{}", src.display());
+    imap_session(&env, &location, &["SELECT INBOX", "STORE 1 +FLAGS (\\Deleted)", "EXPUNGE"]);
+    env.write("src/new/1500000300.M1P1.old", &message("m3", "x\n"));
+    give_to_nobody(&src);
+    let fetch = ["SELECT INBOX", "FETCH 1:* (UID BODY.PEEK[HEADER.FIELDS (SUBJECT)])"];
+    let before = imap_session(&env, &location, &fetch);
+    assert_eq!(uids(&before).1, [2, 3, 4], "{before}");
+    let uidl_before = pop3_uidl(&env, &location);
+    // Mail delivered after the server last looked: no UID in the source yet.
+    env.write("src/new/1500000400.M1P1.old", &message("m4", "x\n"));
+
+    env.sync("maildir:src", "maildir:md", &[]).expect_code(0);
+    let md = env.path("md");
+    give_to_nobody(&md);
+    let target = format!("maildir:{}", md.display());
+    let after = imap_session(&env, &target, &fetch);
+    assert_eq!(uids(&after).0, uids(&before).0, "UIDVALIDITY kept");
+    assert_eq!(uids(&after).1, [2, 3, 4, 5], "{after}");
+    assert_eq!(subjects_by_uid(&after), ["m1", "m2", "m3", "m4"]);
+    let uidl_after = pop3_uidl(&env, &target);
+    assert_eq!(uidl_after[..3], uidl_before[..], "POP3 UIDLs kept");
 }
 
 const PY: &str = r#"

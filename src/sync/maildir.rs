@@ -370,7 +370,7 @@ impl<'t, 'a> FolderRun<'t, 'a> {
             seen: Sorter::new(),
             copied: Sorter::new(),
             uids: match &writer {
-                Some(w) if index.count == 0 && !w.has_uidlist() => UidLines::new().ok(),
+                Some(w) if index.count == 0 && !w.has_uidlist() => Some(UidLines::new()),
                 _ => None,
             },
         };
@@ -730,7 +730,9 @@ impl<'t, 'a> FolderRun<'t, 'a> {
         let Books { known_lines, source_cache, source_cache_same, cache, changed, seen, copied, uids, .. } = self.books;
         if let (Some(w), Some(u)) = (&self.writer, uids.filter(|u| u.count() > 0)) {
             let validity = chrono::Utc::now().timestamp().clamp(1, i64::from(u32::MAX)) as u32;
-            match u.write(&w.dir, validity, opts.owner, opts.durable) {
+            // A Dovecot Maildir source's IMAP state goes with its messages.
+            let source = uidlist::read_source(self.job.source_path);
+            match u.write(&w.dir, (validity, source), opts.owner, opts.durable) {
                 Ok(true) => {}
                 Ok(false) => out.warnings.push(Problem::new(
                     &tdir.join(uidlist::UIDLIST),
@@ -1136,10 +1138,11 @@ impl Books {
         out: &mut FolderOutcome,
     ) {
         for (p, f) in prepared.iter().zip(fates) {
-            if let (Some(u), Some(Fate::Copied { name, .. })) = (self.uids.as_mut(), &f)
-                && u.add(&target_index::base_of(name)).is_err()
-            {
-                self.uids = None;
+            if let (Some(u), Some(Fate::Copied { name, .. })) = (self.uids.as_mut(), &f) {
+                let source = p.loaded.key.as_ref().map(|k| k.base.as_slice());
+                if u.add(&target_index::base_of(name), source, p.seq.unwrap_or_default()).is_err() {
+                    self.uids = None;
+                }
             }
             let copied = match &f {
                 Some(Fate::Copied { sha, .. }) => self.copied.push(*sha),

@@ -1,51 +1,249 @@
 //! Dovecot's `dovecot-uidlist` for a folder mailmover filled (FORMATS.md §6.1).
 //!
 //! Dovecot numbers files it finds without a record by name (date first), so messages copied
-//! in source order would get UIDs in date order. Written before Dovecot first opens the folder,
-//! a uidlist is taken as it is: UIDs follow the source. A folder that has a uidlist already is
-//! never given one (its UIDs are Dovecot's, or a client's memory of them), and one that
-//! appears while mailmover writes is left alone.
+//! in source order would get UIDs in date order, and a moved folder would get a new
+//! UIDVALIDITY: every IMAP client would fetch it all again. Written before Dovecot first opens
+//! the folder, a uidlist is taken as it is. A folder filled from empty gets one: when the
+//! source folder has a `dovecot-uidlist` of its own, its UIDVALIDITY and each message's UID
+//! and fields (GUID, POP3 UIDL and order, sizes) are carried to the copy's new name; messages
+//! it does not list get UIDs after its next UID, in source order. Else UIDs follow the source
+//! order. A folder that has a uidlist already is never given one (its UIDs are Dovecot's, or
+//! a client's memory of them), and one that appears while mailmover writes is left alone.
+//! Everything goes through sorted runs ([`crate::spill`]): memory stays flat whatever the
+//! folder's size.
 
 use std::ffi::OsStr;
-use std::fs::File;
-use std::io::{BufWriter, Read, Seek, Write};
+use std::io::{BufRead, Write};
+use std::path::Path;
 
 use crate::error::{At, Result};
 use crate::fsx::{Dir, Owner};
+use crate::spill::{Sorted, Sorter, Spill};
+use crate::wire::{put_bytes, put_u64, take_bytes, take_u64};
 
 pub const UIDLIST: &str = "dovecot-uidlist";
 const LOCK: &str = "dovecot-uidlist.lock";
+/// A record longer than this is not one Dovecot wrote: skipped.
+const MAX_LINE: usize = 64 << 10;
 
-/// The records of a new uidlist, in UID order, kept in an unlinked temporary file until the
-/// folder is done (memory stays flat whatever its size).
+/// A message of a source folder's uidlist: its base name, UID and other fields.
+#[derive(Clone, Debug)]
+struct Listed {
+    base: Vec<u8>,
+    uid: u64,
+    fields: Vec<u8>,
+}
+
+crate::ordered_by!(Listed, base, uid);
+
+impl Spill for Listed {
+    fn weight(&self) -> usize {
+        self.base.len() + self.fields.len() + 64
+    }
+    fn write(&self, out: &mut Vec<u8>) {
+        put_bytes(out, &self.base);
+        put_u64(out, self.uid);
+        put_bytes(out, &self.fields);
+    }
+    fn read(b: &[u8]) -> Option<Listed> {
+        let (base, b) = take_bytes(b)?;
+        let (uid, b) = take_u64(b)?;
+        let (fields, b) = take_bytes(b)?;
+        b.is_empty().then(|| Listed { base: base.to_vec(), uid, fields: fields.to_vec() })
+    }
+}
+
+/// The IMAP state of a source Maildir folder, from its `dovecot-uidlist`.
+pub struct SourceUids {
+    validity: u32,
+    next: u64,
+    listed: Sorted<Listed>,
+}
+
+/// Reads the `dovecot-uidlist` of the source folder `dir` (version 3, as Dovecot writes it):
+/// `None` when there is none, or it is not one Dovecot would take. Never through a link, never
+/// from a FIFO.
+pub fn read_source(dir: &Path) -> Option<SourceUids> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(dir.join(UIDLIST))
+        .ok()?;
+    if !f.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut r = std::io::BufReader::new(f);
+    let mut line = Vec::new();
+    r.read_until(b'\n', &mut line).ok()?;
+    let header = std::str::from_utf8(&line).ok()?;
+    let mut words = header.split_ascii_whitespace();
+    if words.next() != Some("3") {
+        return None;
+    }
+    let (mut validity, mut next) = (0u32, 0u64);
+    for w in words {
+        if let Some(v) = w.strip_prefix('V') {
+            validity = v.parse().ok()?;
+        } else if let Some(n) = w.strip_prefix('N') {
+            next = n.parse().ok()?;
+        }
+    }
+    if validity == 0 || next == 0 {
+        return None;
+    }
+    let mut listed = Sorter::new();
+    loop {
+        line.clear();
+        match r.read_until(b'\n', &mut line) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(_) => return None,
+        }
+        if line.len() > MAX_LINE {
+            continue;
+        }
+        let l = line.strip_suffix(b"\n").unwrap_or(&line);
+        let Some(colon) = memchr::memmem::find(l, b" :") else { continue };
+        let (head, base) = (&l[..colon], &l[colon + 2..]);
+        let mut parts = head.splitn(2, |&b| b == b' ');
+        let Some(uid) = parts.next().and_then(|u| std::str::from_utf8(u).ok()?.parse::<u64>().ok()) else { continue };
+        if uid == 0 || base.is_empty() {
+            continue;
+        }
+        let fields = parts.next().unwrap_or_default().to_vec();
+        listed.push(Listed { base: base.to_vec(), uid, fields }).ok()?;
+        next = next.max(uid + 1);
+    }
+    Some(SourceUids { validity, next, listed: listed.sorted().ok()? })
+}
+
+/// A message copied into the folder: the base name of its source file (empty: not a Maildir
+/// file), its place in the source, and its new base name.
+#[derive(Clone, Debug)]
+struct Copy {
+    source: Vec<u8>,
+    order: u64,
+    base: Vec<u8>,
+}
+
+crate::ordered_by!(Copy, source, order);
+
+impl Spill for Copy {
+    fn weight(&self) -> usize {
+        self.source.len() + self.base.len() + 64
+    }
+    fn write(&self, out: &mut Vec<u8>) {
+        put_bytes(out, &self.source);
+        put_u64(out, self.order);
+        put_bytes(out, &self.base);
+    }
+    fn read(b: &[u8]) -> Option<Copy> {
+        let (source, b) = take_bytes(b)?;
+        let (order, b) = take_u64(b)?;
+        let (base, b) = take_bytes(b)?;
+        b.is_empty().then(|| Copy { source: source.to_vec(), order, base: base.to_vec() })
+    }
+}
+
+/// A record of the new uidlist: UID, the copy's base name, the fields carried.
+#[derive(Clone, Debug)]
+struct Record {
+    uid: u64,
+    base: Vec<u8>,
+    fields: Vec<u8>,
+}
+
+crate::ordered_by!(Record, uid, base);
+
+impl Spill for Record {
+    fn weight(&self) -> usize {
+        self.base.len() + self.fields.len() + 64
+    }
+    fn write(&self, out: &mut Vec<u8>) {
+        put_u64(out, self.uid);
+        put_bytes(out, &self.base);
+        put_bytes(out, &self.fields);
+    }
+    fn read(b: &[u8]) -> Option<Record> {
+        let (uid, b) = take_u64(b)?;
+        let (base, b) = take_bytes(b)?;
+        let (fields, b) = take_bytes(b)?;
+        b.is_empty().then(|| Record { uid, base: base.to_vec(), fields: fields.to_vec() })
+    }
+}
+
+/// The copies of a folder being filled from empty, for its uidlist.
 pub struct UidLines {
-    out: BufWriter<File>,
-    count: u32,
+    copies: Sorter<Copy>,
+    count: u64,
 }
 
 impl UidLines {
-    pub fn new() -> std::io::Result<UidLines> {
-        Ok(UidLines { out: BufWriter::new(tempfile::tempfile()?), count: 0 })
+    pub fn new() -> UidLines {
+        UidLines { copies: Sorter::new(), count: 0 }
     }
 
-    /// The next UID goes to the message file whose base name (up to `:`) is `base`.
-    pub fn add(&mut self, base: &[u8]) -> std::io::Result<()> {
+    /// A copy written under the base name `base`, the source file's base name `source` (a
+    /// Maildir source), `order` its place in the source.
+    pub fn add(&mut self, base: &[u8], source: Option<&[u8]>, order: u64) -> std::io::Result<()> {
         self.count += 1;
-        write!(self.out, "{} :", self.count)?;
-        self.out.write_all(base)?;
-        self.out.write_all(b"\n")
+        self.copies.push(Copy { source: source.unwrap_or_default().to_vec(), order, base: base.to_vec() })
     }
 
-    pub fn count(&self) -> u32 {
+    pub fn count(&self) -> u64 {
         self.count
     }
 
-    /// Puts the uidlist into `dir` (UIDVALIDITY `validity`), under Dovecot's lock and never
-    /// over an existing one: `Ok(false)` when Dovecot holds the lock or wrote a uidlist first.
-    pub fn write(self, dir: &Dir, validity: u32, owner: Option<Owner>, durable: bool) -> Result<bool> {
+    /// The records: the copies of messages `source` lists with their UIDs and fields (a bare
+    /// `P`, a UIDL that was the old base name, spelled out), the others after its next UID in
+    /// source order; and the next UID.
+    fn records(self, source: Option<SourceUids>) -> std::io::Result<(Sorted<Record>, u64)> {
+        let copies = self.copies.sorted()?;
+        let (mut known, mut fresh) = (Sorter::new(), Sorter::new());
+        let mut next = source.as_ref().map_or(1, |s| s.next);
+        let mut listed = source.as_ref().map(|s| s.listed.iter().peekable());
+        for c in copies.iter() {
+            let c = c?;
+            let mut hit = None;
+            if let Some(l) = listed.as_mut().filter(|_| !c.source.is_empty()) {
+                while let Some(x) = l.next_if(|x| x.as_ref().map_or(true, |x| x.base < c.source)) {
+                    x?;
+                }
+                // Each listed message is one copy's: a second copy of one file is new mail.
+                hit = l.next_if(|x| x.as_ref().is_ok_and(|x| x.base == c.source)).transpose()?;
+            }
+            match hit {
+                Some(x) => {
+                    let fields = spelled_out(&x.fields, &x.base);
+                    known.push(Record { uid: x.uid, base: c.base, fields })?;
+                }
+                None => fresh.push(Record { uid: c.order, base: c.base, fields: Vec::new() })?,
+            }
+        }
+        let mut out = known;
+        for r in fresh.sorted()?.iter() {
+            let r = r?;
+            out.push(Record { uid: next, ..r })?;
+            next += 1;
+        }
+        Ok((out.sorted()?, next))
+    }
+
+    /// Puts the uidlist into `dir`, carrying `source`'s UIDVALIDITY, UIDs and fields when
+    /// given (else UIDVALIDITY `validity`, UIDs in source order), under Dovecot's lock and
+    /// never over an existing one: `Ok(false)` when Dovecot holds the lock or wrote a uidlist
+    /// first.
+    pub fn write(
+        self,
+        dir: &Dir,
+        (validity, source): (u32, Option<SourceUids>),
+        owner: Option<Owner>,
+        durable: bool,
+    ) -> Result<bool> {
         let path = dir.path.join(UIDLIST);
-        let mut records = self.out.into_inner().map_err(|e| e.into_error()).at(&path)?;
-        records.rewind().at(&path)?;
+        let validity = source.as_ref().map_or(validity, |s| s.validity);
+        let (records, next) = self.records(source).at(&path)?;
         let lock = match dir.create_file(OsStr::new(LOCK), 0o600) {
             Ok(mut f) => {
                 let host = nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
@@ -58,23 +256,48 @@ impl UidLines {
             if dir.stat_at(OsStr::new(UIDLIST))?.is_some() {
                 return Ok(false);
             }
-            let header = format!("3 V{validity} N{}\n", self.count + 1);
             dir.write_new_with(UIDLIST, 0o600, owner, durable, &mut |w| {
-                w.write_all(header.as_bytes())?;
-                let mut buf = vec![0u8; 64 * 1024];
-                loop {
-                    let n = records.read(&mut buf)?;
-                    if n == 0 {
-                        return Ok(true);
+                writeln!(w, "3 V{validity} N{next}")?;
+                for r in records.iter() {
+                    let r = r?;
+                    write!(w, "{}", r.uid)?;
+                    if !r.fields.is_empty() {
+                        w.write_all(b" ")?;
+                        w.write_all(&r.fields)?;
                     }
-                    w.write_all(&buf[..n])?;
+                    w.write_all(b" :")?;
+                    w.write_all(&r.base)?;
+                    w.write_all(b"\n")?;
                 }
+                Ok(true)
             })
         })();
         drop(lock);
         let _ = dir.unlink(OsStr::new(LOCK));
         r
     }
+}
+
+impl Default for UidLines {
+    fn default() -> Self {
+        UidLines::new()
+    }
+}
+
+/// A record's fields for the copy: a bare `P` meant "the POP3 UIDL is the base name", which
+/// the copy does not have, so it becomes `P<old base name>`.
+fn spelled_out(fields: &[u8], old_base: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(fields.len());
+    for (i, f) in fields.split(|&b| b == b' ').enumerate() {
+        if i > 0 {
+            out.push(b' ');
+        }
+        out.extend_from_slice(f);
+        if f == b"P" {
+            out.extend_from_slice(old_base);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -85,24 +308,61 @@ mod tests {
     fn records_in_order_never_over_another() {
         let t = tempfile::tempdir().unwrap();
         let dir = Dir::open_root(t.path()).unwrap();
-        let mut u = UidLines::new().unwrap();
-        u.add(b"1.M0P1.h,S=3,W=4").unwrap();
-        u.add(b"1.M1P2.h,S=3,W=4").unwrap();
-        assert!(u.write(&dir, 77, None, false).unwrap());
+        let mut u = UidLines::new();
+        u.add(b"1.M1P2.h,S=3,W=4", None, 1).unwrap();
+        u.add(b"1.M0P1.h,S=3,W=4", None, 0).unwrap();
+        assert!(u.write(&dir, (77, None), None, false).unwrap());
         let text = std::fs::read_to_string(t.path().join(UIDLIST)).unwrap();
         assert_eq!(text, "3 V77 N3\n1 :1.M0P1.h,S=3,W=4\n2 :1.M1P2.h,S=3,W=4\n");
         assert!(!t.path().join(LOCK).exists());
         // One there already (Dovecot's) stays as it is.
-        let mut u = UidLines::new().unwrap();
-        u.add(b"x").unwrap();
-        assert!(!u.write(&dir, 78, None, false).unwrap());
+        let mut u = UidLines::new();
+        u.add(b"x", None, 0).unwrap();
+        assert!(!u.write(&dir, (78, None), None, false).unwrap());
         assert_eq!(std::fs::read_to_string(t.path().join(UIDLIST)).unwrap(), text);
         // Dovecot holding its lock: nothing is written.
         std::fs::remove_file(t.path().join(UIDLIST)).unwrap();
         std::fs::write(t.path().join(LOCK), b"1:h").unwrap();
-        let mut u = UidLines::new().unwrap();
-        u.add(b"x").unwrap();
-        assert!(!u.write(&dir, 79, None, false).unwrap());
+        let mut u = UidLines::new();
+        u.add(b"x", None, 0).unwrap();
+        assert!(!u.write(&dir, (79, None), None, false).unwrap());
         assert!(!t.path().join(UIDLIST).exists() && t.path().join(LOCK).exists());
+    }
+
+    /// A source's UIDVALIDITY, UIDs and fields follow its messages to their new names; a bare
+    /// `P` keeps the old name as the UIDL; what the source did not list, and a second copy of
+    /// one file, come after its next UID in source order; a broken record is skipped.
+    #[test]
+    fn a_source_uidlist_is_carried() {
+        let src = tempfile::tempdir().unwrap();
+        std::fs::write(
+            src.path().join(UIDLIST),
+            "3 V1234 N40 G3a7234031c51046b3822000083ecc375\n10 :a.host,S=3\n20 GX P W9 :b.host,S=4\nbad line\n30 Pxyz :c\n",
+        )
+        .unwrap();
+        let s = read_source(src.path()).unwrap();
+        let t = tempfile::tempdir().unwrap();
+        let dir = Dir::open_root(t.path()).unwrap();
+        let mut u = UidLines::new();
+        u.add(b"n-d", Some(b"d.unlisted"), 0).unwrap();
+        u.add(b"n-b", Some(b"b.host,S=4"), 1).unwrap();
+        u.add(b"n-a", Some(b"a.host,S=3"), 2).unwrap();
+        u.add(b"n-a2", Some(b"a.host,S=3"), 3).unwrap();
+        u.add(b"n-c", Some(b"c"), 4).unwrap();
+        assert!(u.write(&dir, (1, Some(s)), None, false).unwrap());
+        let text = std::fs::read_to_string(t.path().join(UIDLIST)).unwrap();
+        assert_eq!(text, "3 V1234 N42\n10 :n-a\n20 GX Pb.host,S=4 W9 :n-b\n30 Pxyz :n-c\n40 :n-d\n41 :n-a2\n");
+    }
+
+    #[test]
+    fn only_dovecot_uidlists_are_read() {
+        let src = tempfile::tempdir().unwrap();
+        for text in ["1 100 200\n1 a\n", "3 N4\n", "3 V0 N4\n"] {
+            std::fs::write(src.path().join(UIDLIST), text).unwrap();
+            assert!(read_source(src.path()).is_none(), "{text}");
+        }
+        std::fs::remove_file(src.path().join(UIDLIST)).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", src.path().join(UIDLIST)).unwrap();
+        assert!(read_source(src.path()).is_none(), "never through a link");
     }
 }
