@@ -213,6 +213,9 @@ pub struct Loaded<'a> {
     /// A Maildir message deleted from the source while the run read it: not copied, not an
     /// error.
     pub gone: bool,
+    /// Its IMAP UID in the source, where the source keeps one in the message (Dovecot's mbox
+    /// `X-UID`).
+    pub uid: Option<u32>,
 }
 
 impl Loaded<'_> {
@@ -228,6 +231,7 @@ impl Loaded<'_> {
             expunged: false,
             partial: false,
             gone: false,
+            uid: None,
         }
     }
 }
@@ -370,6 +374,7 @@ impl Opened {
                     expunged: m.mozilla_expunged,
                     partial: m.mozilla_partial,
                     gone: false,
+                    uid: m.uid,
                 })
             }
             (_, Ref::Problem(p)) => Err((**p).clone()),
@@ -410,6 +415,7 @@ impl Opened {
             expunged: false,
             partial: false,
             gone: false,
+            uid: None,
         }
     }
 

@@ -599,6 +599,48 @@ fn imap_uids_and_pop3_uidls_survive_a_maildir_move() {
     assert_eq!(uidl_after[..3], uidl_before[..], "POP3 UIDLs kept");
 }
 
+/// The same for an mbox Dovecot served: its X-IMAPbase UIDVALIDITY and each message's X-UID
+/// become the new Maildir folder's, so UIDs and POP3 UIDLs are the ones clients know; mail
+/// appended since Dovecot last looked gets the next UID.
+#[test]
+fn imap_uids_and_pop3_uidls_survive_an_mbox_to_maildir_move() {
+    if !require(Need::Doveadm) || !require(Need::DovecotImap) || (is_root() && !require(Need::Setpriv)) {
+        return;
+    }
+    let env = TestEnv::new();
+    open_up(&env);
+    std::fs::create_dir_all(env.path("mb")).unwrap();
+    let mut mbox = Vec::new();
+    for i in 0..3 {
+        mbox.extend_from_slice(format!("From a@b Mon Jan  {} 10:00:00 2017\n", i + 1).as_bytes());
+        mbox.extend_from_slice(&message(&format!("m{i}"), "x\n"));
+        mbox.push(b'\n');
+    }
+    env.write("mb/INBOX", &mbox);
+    let mb = env.path("mb");
+    give_to_nobody(&mb);
+    let location = format!("mbox:{}:INBOX={}/INBOX", mb.display(), mb.display());
+    imap_session(&env, &location, &["SELECT INBOX", "STORE 1 +FLAGS (\\Deleted)", "EXPUNGE"]);
+    let fetch = ["SELECT INBOX", "FETCH 1:* (UID BODY.PEEK[HEADER.FIELDS (SUBJECT)])"];
+    let before = imap_session(&env, &location, &fetch);
+    assert_eq!(uids(&before).1, [2, 3], "{before}");
+    let uidl_before = pop3_uidl(&env, &location);
+    let mut more = std::fs::read(env.path("mb/INBOX")).unwrap();
+    more.extend_from_slice(b"From a@b Fri Jan  6 10:00:00 2017\n");
+    more.extend_from_slice(&message("m3", "x\n"));
+    std::fs::write(env.path("mb/INBOX"), more).unwrap();
+
+    env.sync("mbox:mb/INBOX", "maildir:md", &[]).expect_code(0);
+    let md = env.path("md");
+    give_to_nobody(&md);
+    let target = format!("maildir:{}", md.display());
+    let after = imap_session(&env, &target, &fetch);
+    assert_eq!(uids(&after).0, uids(&before).0, "UIDVALIDITY kept:\n{before}\n{after}");
+    assert_eq!(uids(&after).1, [2, 3, 4], "{after}");
+    assert_eq!(subjects_by_uid(&after), ["m1", "m2", "m3"]);
+    assert_eq!(pop3_uidl(&env, &target)[..2], uidl_before[..], "POP3 UIDLs kept");
+}
+
 const PY: &str = r#"
 import hashlib, json, mailbox, sys
 kind, path = sys.argv[1], sys.argv[2]

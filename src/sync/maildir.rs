@@ -730,8 +730,8 @@ impl<'t, 'a> FolderRun<'t, 'a> {
         let Books { known_lines, source_cache, source_cache_same, cache, changed, seen, copied, uids, .. } = self.books;
         if let (Some(w), Some(u)) = (&self.writer, uids.filter(|u| u.count() > 0)) {
             let validity = chrono::Utc::now().timestamp().clamp(1, i64::from(u32::MAX)) as u32;
-            // A Dovecot Maildir source's IMAP state goes with its messages.
-            let source = uidlist::read_source(self.job.source_path);
+            // A Dovecot Maildir's or mbox's IMAP state goes with its messages.
+            let source = uidlist::read_source(self.job.source_path).or_else(|| mbox_imap_state(self.job.source_path));
             match u.write(&w.dir, (validity, source), opts.owner, opts.durable) {
                 Ok(true) => {}
                 Ok(false) => out.warnings.push(Problem::new(
@@ -787,6 +787,19 @@ impl<'t, 'a> FolderRun<'t, 'a> {
         }
         Ok(())
     }
+}
+
+/// The UIDVALIDITY and last UID a Dovecot mbox source keeps in its first message's
+/// `X-IMAPbase` (or pseudo message's `X-IMAP`): its messages' `X-UID`s are then its UIDs.
+fn mbox_imap_state(path: &Path) -> Option<uidlist::SourceUids> {
+    if !path.is_file() {
+        return None;
+    }
+    let f = crate::store::mbox::read::MboxFile::open(path).ok()?;
+    let ro = crate::store::mbox::read::ReadOptions::default();
+    let first = f.entries(&ro).next()?;
+    let b = f.message(&first, &ro).imap_base?;
+    Some(uidlist::SourceUids::of_mbox(b.validity, b.last_uid))
 }
 
 /// A target message as the join takes it.
@@ -1140,7 +1153,7 @@ impl Books {
         for (p, f) in prepared.iter().zip(fates) {
             if let (Some(u), Some(Fate::Copied { name, .. })) = (self.uids.as_mut(), &f) {
                 let source = p.loaded.key.as_ref().map(|k| k.base.as_slice());
-                if u.add(&target_index::base_of(name), source, p.seq.unwrap_or_default()).is_err() {
+                if u.add(&target_index::base_of(name), (source, p.loaded.uid), p.seq.unwrap_or_default()).is_err() {
                     self.uids = None;
                 }
             }

@@ -53,11 +53,19 @@ impl Spill for Listed {
     }
 }
 
-/// The IMAP state of a source Maildir folder, from its `dovecot-uidlist`.
+/// The IMAP state of a source folder: a Maildir's `dovecot-uidlist`, or a Dovecot mbox's
+/// `X-IMAPbase` (its messages carry their UIDs themselves).
 pub struct SourceUids {
     validity: u32,
     next: u64,
-    listed: Sorted<Listed>,
+    listed: Option<Sorted<Listed>>,
+}
+
+impl SourceUids {
+    /// A Dovecot mbox's UIDVALIDITY and last UID.
+    pub fn of_mbox(validity: u32, last_uid: u32) -> SourceUids {
+        SourceUids { validity, next: u64::from(last_uid) + 1, listed: None }
+    }
 }
 
 /// Reads the `dovecot-uidlist` of the source folder `dir` (version 3, as Dovecot writes it):
@@ -115,14 +123,16 @@ pub fn read_source(dir: &Path) -> Option<SourceUids> {
         listed.push(Listed { base: base.to_vec(), uid, fields }).ok()?;
         next = next.max(uid + 1);
     }
-    Some(SourceUids { validity, next, listed: listed.sorted().ok()? })
+    Some(SourceUids { validity, next, listed: Some(listed.sorted().ok()?) })
 }
 
 /// A message copied into the folder: the base name of its source file (empty: not a Maildir
-/// file), its place in the source, and its new base name.
+/// file), the UID the source message carried (0: none), its place in the source, and its new
+/// base name.
 #[derive(Clone, Debug)]
 struct Copy {
     source: Vec<u8>,
+    uid: u64,
     order: u64,
     base: Vec<u8>,
 }
@@ -135,26 +145,30 @@ impl Spill for Copy {
     }
     fn write(&self, out: &mut Vec<u8>) {
         put_bytes(out, &self.source);
+        put_u64(out, self.uid);
         put_u64(out, self.order);
         put_bytes(out, &self.base);
     }
     fn read(b: &[u8]) -> Option<Copy> {
         let (source, b) = take_bytes(b)?;
+        let (uid, b) = take_u64(b)?;
         let (order, b) = take_u64(b)?;
         let (base, b) = take_bytes(b)?;
-        b.is_empty().then(|| Copy { source: source.to_vec(), order, base: base.to_vec() })
+        b.is_empty().then(|| Copy { source: source.to_vec(), uid, order, base: base.to_vec() })
     }
 }
 
-/// A record of the new uidlist: UID, the copy's base name, the fields carried.
+/// A record of the new uidlist: UID, the copy's place in the source, base name, the fields
+/// carried.
 #[derive(Clone, Debug)]
 struct Record {
     uid: u64,
+    order: u64,
     base: Vec<u8>,
     fields: Vec<u8>,
 }
 
-crate::ordered_by!(Record, uid, base);
+crate::ordered_by!(Record, uid, order);
 
 impl Spill for Record {
     fn weight(&self) -> usize {
@@ -162,14 +176,16 @@ impl Spill for Record {
     }
     fn write(&self, out: &mut Vec<u8>) {
         put_u64(out, self.uid);
+        put_u64(out, self.order);
         put_bytes(out, &self.base);
         put_bytes(out, &self.fields);
     }
     fn read(b: &[u8]) -> Option<Record> {
         let (uid, b) = take_u64(b)?;
+        let (order, b) = take_u64(b)?;
         let (base, b) = take_bytes(b)?;
         let (fields, b) = take_bytes(b)?;
-        b.is_empty().then(|| Record { uid, base: base.to_vec(), fields: fields.to_vec() })
+        b.is_empty().then(|| Record { uid, order, base: base.to_vec(), fields: fields.to_vec() })
     }
 }
 
@@ -184,25 +200,28 @@ impl UidLines {
         UidLines { copies: Sorter::new(), count: 0 }
     }
 
-    /// A copy written under the base name `base`, the source file's base name `source` (a
-    /// Maildir source), `order` its place in the source.
-    pub fn add(&mut self, base: &[u8], source: Option<&[u8]>, order: u64) -> std::io::Result<()> {
+    /// A copy written under the base name `base`: the source file's base name `source` (a
+    /// Maildir source), the UID the source message carries (a Dovecot mbox's), `order` its
+    /// place in the source.
+    pub fn add(&mut self, base: &[u8], (source, uid): (Option<&[u8]>, Option<u32>), order: u64) -> std::io::Result<()> {
         self.count += 1;
-        self.copies.push(Copy { source: source.unwrap_or_default().to_vec(), order, base: base.to_vec() })
+        let source = source.unwrap_or_default().to_vec();
+        self.copies.push(Copy { source, uid: uid.map_or(0, u64::from), order, base: base.to_vec() })
     }
 
     pub fn count(&self) -> u64 {
         self.count
     }
 
-    /// The records: the copies of messages `source` lists with their UIDs and fields (a bare
-    /// `P`, a UIDL that was the old base name, spelled out), the others after its next UID in
-    /// source order; and the next UID.
+    /// The records: the copies of messages `source` numbered (its uidlist lists them, or they
+    /// carry their UID) with their UIDs and fields (a bare `P`, a UIDL that was the old base
+    /// name, spelled out), the others after its next UID in source order; and the next UID.
+    /// A UID two copies claim goes to the first; the second is new mail.
     fn records(self, source: Option<SourceUids>) -> std::io::Result<(Sorted<Record>, u64)> {
         let copies = self.copies.sorted()?;
         let (mut known, mut fresh) = (Sorter::new(), Sorter::new());
         let mut next = source.as_ref().map_or(1, |s| s.next);
-        let mut listed = source.as_ref().map(|s| s.listed.iter().peekable());
+        let mut listed = source.as_ref().and_then(|s| s.listed.as_ref()).map(|l| l.iter().peekable());
         for c in copies.iter() {
             let c = c?;
             let mut hit = None;
@@ -213,15 +232,30 @@ impl UidLines {
                 // Each listed message is one copy's: a second copy of one file is new mail.
                 hit = l.next_if(|x| x.as_ref().is_ok_and(|x| x.base == c.source)).transpose()?;
             }
+            let (order, base) = (c.order, c.base);
             match hit {
                 Some(x) => {
                     let fields = spelled_out(&x.fields, &x.base);
-                    known.push(Record { uid: x.uid, base: c.base, fields })?;
+                    known.push(Record { uid: x.uid, order, base, fields })?;
                 }
-                None => fresh.push(Record { uid: c.order, base: c.base, fields: Vec::new() })?,
+                None if c.uid != 0 && source.is_some() => {
+                    known.push(Record { uid: c.uid, order, base, fields: Vec::new() })?
+                }
+                None => fresh.push(Record { uid: order, order, base, fields: Vec::new() })?,
             }
         }
-        let mut out = known;
+        let mut out = Sorter::new();
+        let mut last = 0;
+        for r in known.sorted()?.iter() {
+            let r = r?;
+            if r.uid == last {
+                fresh.push(Record { uid: r.order, ..r })?;
+            } else {
+                last = r.uid;
+                next = next.max(r.uid + 1);
+                out.push(r)?;
+            }
+        }
         for r in fresh.sorted()?.iter() {
             let r = r?;
             out.push(Record { uid: next, ..r })?;
@@ -309,22 +343,22 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let dir = Dir::open_root(t.path()).unwrap();
         let mut u = UidLines::new();
-        u.add(b"1.M1P2.h,S=3,W=4", None, 1).unwrap();
-        u.add(b"1.M0P1.h,S=3,W=4", None, 0).unwrap();
+        u.add(b"1.M1P2.h,S=3,W=4", (None, None), 1).unwrap();
+        u.add(b"1.M0P1.h,S=3,W=4", (None, None), 0).unwrap();
         assert!(u.write(&dir, (77, None), None, false).unwrap());
         let text = std::fs::read_to_string(t.path().join(UIDLIST)).unwrap();
         assert_eq!(text, "3 V77 N3\n1 :1.M0P1.h,S=3,W=4\n2 :1.M1P2.h,S=3,W=4\n");
         assert!(!t.path().join(LOCK).exists());
         // One there already (Dovecot's) stays as it is.
         let mut u = UidLines::new();
-        u.add(b"x", None, 0).unwrap();
+        u.add(b"x", (None, None), 0).unwrap();
         assert!(!u.write(&dir, (78, None), None, false).unwrap());
         assert_eq!(std::fs::read_to_string(t.path().join(UIDLIST)).unwrap(), text);
         // Dovecot holding its lock: nothing is written.
         std::fs::remove_file(t.path().join(UIDLIST)).unwrap();
         std::fs::write(t.path().join(LOCK), b"1:h").unwrap();
         let mut u = UidLines::new();
-        u.add(b"x", None, 0).unwrap();
+        u.add(b"x", (None, None), 0).unwrap();
         assert!(!u.write(&dir, (79, None), None, false).unwrap());
         assert!(!t.path().join(UIDLIST).exists() && t.path().join(LOCK).exists());
     }
@@ -344,14 +378,30 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let dir = Dir::open_root(t.path()).unwrap();
         let mut u = UidLines::new();
-        u.add(b"n-d", Some(b"d.unlisted"), 0).unwrap();
-        u.add(b"n-b", Some(b"b.host,S=4"), 1).unwrap();
-        u.add(b"n-a", Some(b"a.host,S=3"), 2).unwrap();
-        u.add(b"n-a2", Some(b"a.host,S=3"), 3).unwrap();
-        u.add(b"n-c", Some(b"c"), 4).unwrap();
+        u.add(b"n-d", (Some(b"d.unlisted"), None), 0).unwrap();
+        u.add(b"n-b", (Some(b"b.host,S=4"), None), 1).unwrap();
+        u.add(b"n-a", (Some(b"a.host,S=3"), None), 2).unwrap();
+        u.add(b"n-a2", (Some(b"a.host,S=3"), None), 3).unwrap();
+        u.add(b"n-c", (Some(b"c"), None), 4).unwrap();
         assert!(u.write(&dir, (1, Some(s)), None, false).unwrap());
         let text = std::fs::read_to_string(t.path().join(UIDLIST)).unwrap();
         assert_eq!(text, "3 V1234 N42\n10 :n-a\n20 GX Pb.host,S=4 W9 :n-b\n30 Pxyz :n-c\n40 :n-d\n41 :n-a2\n");
+    }
+
+    /// A Dovecot mbox's messages carry their UIDs: kept with its UIDVALIDITY; a UID claimed
+    /// twice goes to the first message, the other becomes new mail after the last UID.
+    #[test]
+    fn an_mbox_sources_uids_are_carried() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = Dir::open_root(t.path()).unwrap();
+        let mut u = UidLines::new();
+        u.add(b"n0", (None, Some(7)), 0).unwrap();
+        u.add(b"n1", (None, None), 1).unwrap();
+        u.add(b"n2", (None, Some(9)), 2).unwrap();
+        u.add(b"n3", (None, Some(9)), 3).unwrap();
+        assert!(u.write(&dir, (1, Some(SourceUids::of_mbox(555, 12))), None, false).unwrap());
+        let text = std::fs::read_to_string(t.path().join(UIDLIST)).unwrap();
+        assert_eq!(text, "3 V555 N15\n7 :n0\n9 :n2\n13 :n1\n14 :n3\n");
     }
 
     #[test]
