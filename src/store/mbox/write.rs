@@ -151,22 +151,7 @@ impl<'d> MboxWriter<'d> {
         let sender = envelope_sender(&head);
         let crlf = memchr::memchr(b'\n', &head).is_some_and(|n| n > 0 && head[n - 1] == b'\r');
         let eol: &[u8] = if crlf { b"\r\n" } else { b"\n" };
-        // A first pass measures: whether the header block ends, how long the body is, and
-        // whether the message ends with a newline.
-        let (mut terminated, mut body_len, mut last, mut cr_tail) = (false, 0u64, None, false);
-        cut_windows(pieces, &mut |part, s| {
-            match part {
-                Part::Blank => terminated = true,
-                Part::Body => body_len += s.len() as u64,
-                Part::Head => {}
-                // A last line of a lone CR becomes an empty line with the final newline: the
-                // header block ends there, after the fields.
-                Part::Tail => cr_tail = s == b"\r",
-            }
-            if let Some(&b) = s.last() {
-                last = Some(b);
-            }
-        });
+        let Measure { terminated, body_len, last, cr_tail } = measure(pieces);
         let uid = self.next_uid(uid);
         // The body as written: with the final newline a message without one gets.
         let body_len = if terminated { body_len + u64::from(last.is_some_and(|b| b != b'\n')) } else { 0 };
@@ -468,6 +453,59 @@ impl Sink<'_> {
         *self.pos += b.len() as u64;
         self.out.write_all(b)
     }
+}
+
+/// What the fields a message gets depend on, read from its header block only.
+struct Measure {
+    terminated: bool,
+    /// Bytes after the empty line that ends the header block.
+    body_len: u64,
+    /// The last byte of the message as an mbox holds it (its own state fields cut).
+    last: Option<u8>,
+    /// Its last line is a lone CR (with the final newline, the empty line that ends the
+    /// header block: the fields go before it).
+    cr_tail: bool,
+}
+
+/// Measures a message: the header block is cut, the body only counted (a huge message is not
+/// read twice).
+fn measure(pieces: &[&[u8]]) -> Measure {
+    let total: u64 = pieces.iter().map(|p| p.len() as u64).sum();
+    let mut m = Measure { terminated: false, body_len: 0, last: None, cr_tail: false };
+    let mut cut = Cut::default();
+    let mut fed = 0u64;
+    for p in pieces {
+        for w in fsx::windows(p) {
+            let mut body_at = None;
+            cut.feed(w, &mut |part, s| {
+                match part {
+                    Part::Blank => m.terminated = true,
+                    Part::Body => body_at = Some(s.as_ptr() as u64 - w.as_ptr() as u64),
+                    Part::Head => {}
+                    Part::Tail => m.cr_tail = s == b"\r",
+                }
+                if let Some(&b) = s.last() {
+                    m.last = Some(b);
+                }
+            });
+            if let Some(at) = body_at {
+                // The body runs to the end, uncut: its last byte is the message's.
+                m.body_len = total - (fed + at);
+                m.last = pieces.iter().rev().find_map(|p| p.last().copied());
+                return m;
+            }
+            fed += w.len() as u64;
+        }
+    }
+    cut.finish(&mut |part, s| {
+        if part == Part::Tail {
+            m.cr_tail = s == b"\r";
+        }
+        if let Some(&b) = s.last() {
+            m.last = Some(b);
+        }
+    });
+    m
 }
 
 /// The first `n` bytes of a message given in pieces.
