@@ -603,7 +603,7 @@ fn imap_uids_and_pop3_uidls_survive_a_maildir_move() {
 /// become the new Maildir folder's, so UIDs and POP3 UIDLs are the ones clients know; mail
 /// appended since Dovecot last looked gets the next UID.
 #[test]
-fn imap_uids_and_pop3_uidls_survive_an_mbox_to_maildir_move() {
+fn imap_uids_and_pop3_uidls_survive_a_dovecot_mbox_move() {
     if !require(Need::Doveadm) || !require(Need::DovecotImap) || (is_root() && !require(Need::Setpriv)) {
         return;
     }
@@ -637,6 +637,17 @@ fn imap_uids_and_pop3_uidls_survive_an_mbox_to_maildir_move() {
     let after = imap_session(&env, &target, &fetch);
     assert_eq!(uids(&after).0, uids(&before).0, "UIDVALIDITY kept:\n{before}\n{after}");
     assert_eq!(uids(&after).1, [2, 3, 4], "{after}");
+    assert_eq!(subjects_by_uid(&after), ["m1", "m2", "m3"]);
+    assert_eq!(pop3_uidl(&env, &target)[..2], uidl_before[..], "POP3 UIDLs kept");
+
+    // Into a new Dovecot mbox directory the same: X-IMAPbase and the X-UIDs are carried.
+    std::fs::create_dir_all(env.path("mb2")).unwrap();
+    env.sync("mbox:mb/INBOX", "mbox:mb2", &[]).expect_code(0);
+    let mb2 = env.path("mb2");
+    give_to_nobody(&mb2);
+    let target = format!("mbox:{}:INBOX={}/INBOX", mb2.display(), mb2.display());
+    let after = imap_session(&env, &target, &fetch);
+    assert_eq!(uids(&after), (uids(&before).0, vec![2, 3, 4]), "{after}");
     assert_eq!(subjects_by_uid(&after), ["m1", "m2", "m3"]);
     assert_eq!(pop3_uidl(&env, &target)[..2], uidl_before[..], "POP3 UIDLs kept");
 }

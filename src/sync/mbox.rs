@@ -397,7 +397,7 @@ pub(super) fn to_mbox(
     let changed = copies > 0 || updates > 0 || !deletes.is_empty() || existing.is_none() || other_flavour;
     if opts.dry_run || !changed {
         out.mbox_format = existing.as_ref().and_then(|t| t.flavour).map(Flavour::name);
-        carry_out(None, &decided, opened, job, &path, out)?;
+        carry_out((None, false), &decided, opened, job, &path, out)?;
         out.counts.messages_target = n_existing + out.counts.transferred - out.counts.deleted_target;
         if opts.dry_run {
             out.plan_line = Some(format!(
@@ -415,14 +415,23 @@ pub(super) fn to_mbox(
     let ours = ours.sorted().map_err(err)?;
     let mut w = MboxWriter::create(&place.dir, &place.name, flavour, opts.owner, opts.durable)?;
     w.set_keywords(keywords.into_iter().collect());
-    w.keep_imap_state(existing.as_ref().and_then(|t| t.imap));
+    // A new mbox from a Dovecot mbox keeps its UIDVALIDITY and UIDs; an existing one its own.
+    let source_imap = match (&existing, opened) {
+        (None, Opened::Mbox(f)) => {
+            let ro = ReadOptions::default();
+            f.entries(&ro).next().and_then(|e| f.message(&e, &ro).imap_base)
+        }
+        _ => None,
+    };
+    let carry = source_imap.is_some();
+    w.keep_imap_state(existing.as_ref().and_then(|t| t.imap).or(source_imap));
     let res = match &existing {
         Some(t) => rewrite_kept(&mut w, t, &restated, &deletes, &path),
         None => Ok(()),
     };
     let res = match res {
-        Ok(()) => carry_out(Some(&mut w), &decided, opened, job, &path, out),
-        Err(e) => carry_out(None, &decided, opened, job, &path, out).and(Err(e)),
+        Ok(()) => carry_out((Some(&mut w), carry), &decided, opened, job, &path, out),
+        Err(e) => carry_out((None, false), &decided, opened, job, &path, out).and(Err(e)),
     };
     out.counts.messages_target = n_existing + out.counts.transferred - out.counts.deleted_target;
     // The source and the target were read through mappings: both must be as they were, and
@@ -558,7 +567,7 @@ fn rewrite_kept(
 /// appended. After a failed write the rest is only counted (the commit then takes the copies
 /// back as failed).
 fn carry_out(
-    mut w: Option<&mut MboxWriter<'_>>,
+    (mut w, carry): (Option<&mut MboxWriter<'_>>, bool),
     decided: &Sorted<Decided>,
     opened: &Opened,
     job: FolderJob<'_>,
@@ -601,7 +610,7 @@ fn carry_out(
             None => match w.as_deref_mut().filter(|_| res.is_ok()) {
                 // Counted only: a dry run, or after a failed write.
                 None => Fate::Copied { sha, size: p.loaded.body.len(), name: String::new() },
-                Some(w) => match copy_again(w, &mut p, opened) {
+                Some(w) => match copy_again(w, &mut p, opened, carry) {
                     Ok(true) => Fate::Copied { sha, size: p.loaded.body.len(), name: String::new() },
                     Ok(false) => {
                         // Deleted from the source between the two passes.
@@ -628,10 +637,12 @@ fn carry_out(
 /// Reads a copy again and appends it: `Ok(false)` when it is gone from the source,
 /// `Err(Ok(_))` when it is not the message decided on (not written), `Err(Err(_))` when the
 /// write failed.
+/// With `carry`, the message keeps the UID it has in the source (a new mbox from a Dovecot mbox).
 fn copy_again(
     w: &mut MboxWriter<'_>,
     p: &mut Prepared<'_>,
     opened: &Opened,
+    carry: bool,
 ) -> std::result::Result<bool, std::result::Result<Problem, Error>> {
     opened.read_body(&mut p.loaded).map_err(Ok)?;
     if p.loaded.gone {
@@ -643,7 +654,7 @@ fn copy_again(
             .origin
             .problem("the message changed while the run read it; not copied (the next run does)")));
     }
-    w.append(&p.loaded.body.pieces(), &p.loaded.meta, None).map_err(Err)?;
+    w.append(&p.loaded.body.pieces(), &p.loaded.meta, p.loaded.uid.filter(|_| carry)).map_err(Err)?;
     still_the_same(&p.loaded).map_err(Err)?;
     Ok(true)
 }
