@@ -131,21 +131,35 @@ pub(super) fn uncount_failed_commit(before: &crate::report::Counts, out: &mut Fo
 }
 
 /// Mail appended to a target mbox during the run is kept, unless it holds a message this run
-/// copies too: then another copier (a second run) wrote meanwhile, and keeping both would
-/// double it.
-pub(super) fn appended_is_new_mail(cur: &std::fs::File, from: u64, path: &Path, ours: &Sorted<Hash>) -> Result<()> {
+/// copies too (another copier, a second run, wrote meanwhile: keeping both would double it),
+/// or a UID up to `last_uid`, the last one this run's file gives out (Dovecot delivered it with
+/// a UID this run gave to another message: kept, it would be numbered twice).
+pub(super) fn appended_is_new_mail(
+    cur: &std::fs::File,
+    from: u64,
+    path: &Path,
+    (ours, last_uid): (&Sorted<Hash>, u32),
+) -> Result<()> {
     let f = MboxFile::from_file(cur.try_clone().map_err(|e| Error::Io { path: path.to_path_buf(), source: e })?, path)?;
     // Mail of any make: what another program appended.
     let ro = target_mbox_read_options(None);
     let from = usize::try_from(from).map_err(|_| Error::bad(path, "file too large for this machine"))?;
     let mut appended = Sorter::new();
+    let mut taken_uid = false;
     for e in f.entries_from(&ro, from) {
         let m = f.message(&e, &ro);
         if !m.pseudo {
+            taken_uid |= m.uid.is_some_and(|u| u <= last_uid);
             appended.push(Identity::Mbox.hash(&m.pieces)).map_err(|e| spill_error(path, e))?;
         }
     }
     f.intact()?;
+    if taken_uid {
+        return Err(Error::bad(
+            path,
+            "mail delivered during the run has UIDs this run gives to other messages; not written, run again",
+        ));
+    }
     let appended = appended.sorted().map_err(|e| spill_error(path, e))?;
     if shared(&appended, ours).map_err(|e| spill_error(path, e))? {
         return Err(Error::bad(
@@ -189,7 +203,8 @@ pub(super) fn commit_mbox(
 ) -> Result<()> {
     let Checks { read: checks, was, ours } = checks;
     let path = w.path().to_path_buf();
-    let vet = |cur: &std::fs::File, from: u64| appended_is_new_mail(cur, from, &path, ours);
+    let last_uid = w.last_uid();
+    let vet = |cur: &std::fs::File, from: u64| appended_is_new_mail(cur, from, &path, (ours, last_uid));
     // Checked before the wait for the locks and again, last, under them.
     let ready = || checks.iter().try_for_each(|f| f.intact());
     let res = match res.and_then(|()| ready()) {
@@ -719,8 +734,15 @@ mod tests {
         let file = std::fs::File::open(&path).unwrap();
         let from = old.len() as u64;
         // Ours is the old message only: what was appended is someone else's mail.
-        appended_is_new_mail(&file, from, &path, &sorted(&hashes[..1])).unwrap();
-        let e = appended_is_new_mail(&file, from, &path, &sorted(&hashes)).unwrap_err();
+        appended_is_new_mail(&file, from, &path, (&sorted(&hashes[..1]), 0)).unwrap();
+        let e = appended_is_new_mail(&file, from, &path, (&sorted(&hashes), 0)).unwrap_err();
         assert!(e.to_string().contains("a second run"), "{e}");
+        // Delivered by Dovecot with a UID this run gives out too: refused; above it, kept.
+        let uid = b"From a@b Mon Jan  1 00:00:00 2024\nSubject: new\nX-UID: 5\n\nnew\n\n".to_vec();
+        std::fs::write(&path, [old.clone(), uid].concat()).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        let e = appended_is_new_mail(&file, from, &path, (&sorted(&hashes[..1]), 5)).unwrap_err();
+        assert!(e.to_string().contains("UIDs this run gives"), "{e}");
+        appended_is_new_mail(&file, from, &path, (&sorted(&hashes[..1]), 4)).unwrap();
     }
 }

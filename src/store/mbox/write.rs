@@ -353,6 +353,11 @@ impl<'d> MboxWriter<'d> {
         let _ = self.dir.unlink(&self.tmp_name);
     }
 
+    /// The last UID the file gives out (its X-IMAPbase's last UID; 0: it has none).
+    pub fn last_uid(&self) -> u32 {
+        if self.base_at.is_some() { self.last_uid.max(self.uid_floor) } else { 0 }
+    }
+
     pub fn owner(&self) -> Option<Owner> {
         self.owner
     }
