@@ -272,25 +272,37 @@ fn doveadm_lists_no_file_of_ours_as_a_mailbox() {
     assert_eq!(listed, vec!["INBOX".to_string()], "doveadm mailbox list");
 }
 
-/// One preauthenticated IMAP session of Dovecot's server on the mail at `location` (as nobody
-/// when the tests run as root): the `commands`, then LOGOUT; what it answered.
-fn imap_session(env: &TestEnv, location: &str, commands: &[&str]) -> String {
-    use std::io::Write;
+/// Dovecot's server `program` (`imap`, `pop3`) for one preauthenticated session on stdin, on
+/// the mail at `location` (as nobody when the tests run as root), its answers piped back.
+fn dovecot_server(env: &TestEnv, program: &str, location: &str) -> std::process::Child {
     let conf = env.write("dc.conf", b"namespace inbox {\n  inbox = yes\n  separator = /\n}\n");
     let home = env.path("dovehome");
     std::fs::create_dir_all(&home).unwrap();
     give_to_nobody(&home);
+    let bin = DOVECOT_IMAP.replace("/imap", &format!("/{program}"));
     let mut c = if is_root() {
         let mut c = Command::new("setpriv");
-        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", DOVECOT_IMAP]);
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", &bin]);
         c
     } else {
-        Command::new(DOVECOT_IMAP)
+        Command::new(&bin)
     };
     c.arg("-c").arg(&conf).args(["-o", &format!("mail_location={location}")]);
     c.arg("-o").arg(format!("mail_home={}", home.display())).args(["-o", "mailbox_list_index=no"]);
     c.env("USER", "nobody").stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped());
-    let mut child = c.spawn().unwrap();
+    c.spawn().unwrap()
+}
+
+/// Whether Dovecot's servers can be run here (and as nobody, when the tests run as root).
+fn dovecot_servers() -> bool {
+    require(Need::Doveadm) && require(Need::DovecotImap) && (!is_root() || require(Need::Setpriv))
+}
+
+/// One preauthenticated IMAP session of Dovecot's server on the mail at `location`: the
+/// `commands`, then LOGOUT; what it answered.
+fn imap_session(env: &TestEnv, location: &str, commands: &[&str]) -> String {
+    use std::io::Write;
+    let mut child = dovecot_server(env, "imap", location);
     let mut script: String = commands.iter().enumerate().map(|(i, c)| format!("t{i} {c}\r\n")).collect();
     script.push_str("z LOGOUT\r\n");
     child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
@@ -302,26 +314,10 @@ fn imap_session(env: &TestEnv, location: &str, commands: &[&str]) -> String {
     text
 }
 
-/// One preauthenticated POP3 session of Dovecot's server (as [`imap_session`]): `UIDL`; the
-/// `N UIDL` lines.
+/// One preauthenticated POP3 session of Dovecot's server: `UIDL`; the `N UIDL` lines.
 fn pop3_uidl(env: &TestEnv, location: &str) -> Vec<String> {
     use std::io::Write;
-    let conf = env.write("dc.conf", b"namespace inbox {\n  inbox = yes\n  separator = /\n}\n");
-    let home = env.path("dovehome");
-    std::fs::create_dir_all(&home).unwrap();
-    give_to_nobody(&home);
-    let pop3 = DOVECOT_IMAP.replace("/imap", "/pop3");
-    let mut c = if is_root() {
-        let mut c = Command::new("setpriv");
-        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", &pop3]);
-        c
-    } else {
-        Command::new(&pop3)
-    };
-    c.arg("-c").arg(&conf).args(["-o", &format!("mail_location={location}")]);
-    c.arg("-o").arg(format!("mail_home={}", home.display())).args(["-o", "mailbox_list_index=no"]);
-    c.env("USER", "nobody").stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped());
-    let mut child = c.spawn().unwrap();
+    let mut child = dovecot_server(env, "pop3", location);
     child.stdin.take().unwrap().write_all(b"UIDL\r\nQUIT\r\n").unwrap();
     let out = child.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -356,7 +352,7 @@ fn file_stamp(p: &Path) -> (u64, i128, u64) {
 /// message without a header block, body lines starting with `From ` and `>From `, new mail.
 #[test]
 fn dovecot_serves_an_mbox_directory_as_written() {
-    if !require(Need::Doveadm) || !require(Need::DovecotImap) || (is_root() && !require(Need::Setpriv)) {
+    if !dovecot_servers() {
         return;
     }
     let env = TestEnv::new();
@@ -443,7 +439,7 @@ fn subjects_by_uid(session: &str) -> Vec<String> {
 /// already keeps its uidlist as it is.
 #[test]
 fn dovecot_numbers_a_new_maildir_folder_in_source_order() {
-    if !require(Need::Doveadm) || !require(Need::DovecotImap) || (is_root() && !require(Need::Setpriv)) {
+    if !dovecot_servers() {
         return;
     }
     let env = TestEnv::new();
@@ -498,7 +494,7 @@ fn dovecot_numbers_a_new_maildir_folder_in_source_order() {
 /// a re-run compares them by that name: nothing is re-flagged, verify agrees.
 #[test]
 fn keyword_letters_without_a_name_compare_by_the_name_dovecot_gives_them() {
-    if !require(Need::Doveadm) || !require(Need::DovecotImap) || (is_root() && !require(Need::Setpriv)) {
+    if !dovecot_servers() {
         return;
     }
     let env = TestEnv::new();
@@ -563,7 +559,7 @@ fn doveadm_lists_nested_folders_of_an_mbox_directory_by_their_names() {
 /// a UID after the source's next one.
 #[test]
 fn imap_uids_and_pop3_uidls_survive_a_maildir_move() {
-    if !require(Need::Doveadm) || !require(Need::DovecotImap) || (is_root() && !require(Need::Setpriv)) {
+    if !dovecot_servers() {
         return;
     }
     let env = TestEnv::new();
@@ -604,7 +600,7 @@ fn imap_uids_and_pop3_uidls_survive_a_maildir_move() {
 /// appended since Dovecot last looked gets the next UID.
 #[test]
 fn imap_uids_and_pop3_uidls_survive_a_dovecot_mbox_move() {
-    if !require(Need::Doveadm) || !require(Need::DovecotImap) || (is_root() && !require(Need::Setpriv)) {
+    if !dovecot_servers() {
         return;
     }
     let env = TestEnv::new();
