@@ -287,8 +287,9 @@ fn mbox_messages(
     let Some(file) = place.dir.open_file(&place.name, false)? else { return Ok(()) };
     let f = MboxFile::from_file_locked(file, &place.path)?;
     f.check()?;
-    // Read as sync reads it: in the flavour it was written in (or the one named).
-    let flavour = explicit.or_else(|| crate::sync::existing_flavour(&place, &f).0);
+    // Read as sync reads it: in the flavour it was written in (the one named when that is
+    // not known).
+    let flavour = crate::sync::existing_flavour(&place, &f).0.or(explicit);
     let ro = crate::sync::target_mbox_read_options(flavour);
     let o = Opened::Mbox(std::sync::Arc::new(f));
     let mut keep = |m: Msg| if m.not_mail.is_none() { take(m) } else { Ok(()) };

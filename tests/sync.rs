@@ -879,6 +879,32 @@ fn dry_run_to_mbox_creates_no_file() {
     assert_eq!(left, ["utf7-folders"], "--dry-run wrote something next to the target");
 }
 
+/// The flavour an mbox target was last written in is recorded whatever else the run saves
+/// (`--no-cache` too): the next run reads it so (an unquoted From_-like body line stays in its
+/// message) and copies nothing again.
+#[test]
+fn an_mbox_target_is_read_in_the_flavour_it_was_last_written_in() {
+    let env = TestEnv::new();
+    for d in ["src/cur", "src/new", "src/tmp", "mb"] {
+        std::fs::create_dir_all(env.path(d)).unwrap();
+    }
+    let body = "text\n\nFrom a@b Mon Jan  1 00:00:00 2024\n>From x\n";
+    env.write("src/cur/1.a:2,S", &message("from lines", body));
+    set_mtime(&env.path("src/cur/1.a:2,S"), 1_500_000_000);
+    env.sync("maildir:src", "mbox:mb/INBOX", &[]).expect_code(0);
+    let again = env.sync("maildir:src", "mbox:mb/INBOX", &["--mbox-format", "dovecot", "--no-cache"]);
+    again.expect_code(0);
+    assert!(std::fs::read_to_string(env.path("mb/INBOX")).unwrap().contains("\nFrom a@b Mon Jan"), "unquoted now");
+    for args in [&[][..], &["--no-cache"][..]] {
+        let r = env.sync("maildir:src", "mbox:mb/INBOX", args);
+        r.expect_code(0);
+        assert_eq!((r.n("transferred"), r.n("flags_updated"), r.n("messages_target")), (0, 0, 1), "{}", r.stdout);
+    }
+    env.run(["verify", "maildir:src", "mbox:mb/INBOX"]).expect_code(0);
+    // verify reads it as sync does: what is recorded wins over a flavour named for it.
+    env.run(["verify", "maildir:src", "mbox:mb/INBOX", "--mbox-format", "mboxrd"]).expect_code(0);
+}
+
 /// A Maildir message with P (passed), which mbox cannot store, must not make every re-run
 /// into an mbox "update" its flags.
 #[test]

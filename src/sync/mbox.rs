@@ -61,14 +61,16 @@ pub(crate) fn target_mbox_read_options(flavour: Option<Flavour>) -> ReadOptions 
 }
 
 /// The flavour of the existing mbox `file` in `place`, as far as it can be told: the one its
-/// state recorded, else Dovecot's when its first message has both X-IMAPbase and X-UID (a
-/// file Dovecot wrote or rewrote); `None` for mail of unknown make.
+/// state recorded, else Dovecot's when its first message has X-IMAPbase and X-UID and a
+/// Content-Length that delimits it (an mboxrd file Dovecot rewrote has the first two only
+/// when its first body is short: read as of unknown make); `None` for mail of unknown make.
 pub(crate) fn existing_flavour(place: &mbox_target::Place, file: &MboxFile) -> (Option<Flavour>, Option<ImapBase>) {
     let ro = target_mbox_read_options(None);
-    let first = file.entries(&ro).next().map(|e| file.message(&e, &ro));
-    let imap = first.as_ref().and_then(|m| m.imap_base);
+    let first = file.entries(&ro).next().map(|e| (e.by_length, file.message(&e, &ro)));
+    let imap = first.as_ref().and_then(|(_, m)| m.imap_base);
     let recorded = crate::sync::state::recorded_mbox_format(&place.dir, &place.path);
-    let seen = first.filter(|m| m.imap_base.is_some() && m.uid.is_some()).map(|_| Flavour::Dovecot);
+    let seen =
+        first.filter(|(by_length, m)| *by_length && m.imap_base.is_some() && m.uid.is_some()).map(|_| Flavour::Dovecot);
     (recorded.or(seen), imap)
 }
 
@@ -438,8 +440,8 @@ pub(super) fn to_mbox(
         }
         _ => None,
     };
-    let carry = source_imap.is_some();
-    w.keep_imap_state(existing.as_ref().and_then(|t| t.imap).or(source_imap));
+    let carry = source_imap.is_some() && flavour == Flavour::Dovecot;
+    w.keep_imap_state(existing.as_ref().and_then(|t| t.imap).or(source_imap.filter(|_| carry)));
     let res = match &existing {
         Some(t) => rewrite_kept(&mut w, t, &restated, &deletes, &path),
         None => Ok(()),

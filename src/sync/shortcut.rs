@@ -78,9 +78,9 @@ pub(super) fn sync_folder(
     // A folder cut short by a signal must be read again next time.
     let finished = out.errors.is_empty() && !out.interrupted;
     let format = out.mbox_format.map(String::from);
-    if let (Some((tpath, true)), None, false, true, Some(_)) = (&tfolder, &stamp, opts.dry_run, opts.use_cache, &format)
-    {
-        // No state to save, but how the mbox is written must be known to the next run.
+    if let (Some((tpath, true)), false, Some(_)) = (&tfolder, opts.dry_run, &format) {
+        // How the mbox is written must be known to the next run whatever else is saved: with
+        // --no-cache too, and after a run with errors (the file was committed all the same).
         let kept = state::load(root, tpath, true).ok().flatten();
         if kept.as_ref().and_then(|s| s.mbox_format.as_ref()) != format.as_ref() {
             let saved = kept.unwrap_or_else(|| state::Saved::format_only(tpath));

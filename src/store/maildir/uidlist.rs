@@ -89,12 +89,13 @@ pub fn read_source(dir: &Path) -> Option<SourceUids> {
     if words.next() != Some("3") {
         return None;
     }
+    // UIDs are 32-bit to Dovecot: a larger one makes it throw the list away.
     let (mut validity, mut next) = (0u32, 0u64);
     for w in words {
         if let Some(v) = w.strip_prefix('V') {
             validity = v.parse().ok()?;
         } else if let Some(n) = w.strip_prefix('N') {
-            next = n.parse().ok()?;
+            next = u64::from(n.parse::<u32>().ok()?);
         }
     }
     if validity == 0 || next == 0 {
@@ -115,10 +116,11 @@ pub fn read_source(dir: &Path) -> Option<SourceUids> {
         let Some(colon) = memchr::memmem::find(l, b" :") else { continue };
         let (head, base) = (&l[..colon], &l[colon + 2..]);
         let mut parts = head.splitn(2, |&b| b == b' ');
-        let Some(uid) = parts.next().and_then(|u| std::str::from_utf8(u).ok()?.parse::<u64>().ok()) else { continue };
-        if uid == 0 || base.is_empty() {
+        let Some(uid) = parts.next().and_then(|u| std::str::from_utf8(u).ok()?.parse::<u32>().ok()) else { continue };
+        if uid == 0 || uid == u32::MAX || base.is_empty() {
             continue;
         }
+        let uid = u64::from(uid);
         let fields = parts.next().unwrap_or_default().to_vec();
         listed.push(Listed { base: base.to_vec(), uid, fields }).ok()?;
         next = next.max(uid + 1);
@@ -261,6 +263,10 @@ impl UidLines {
             out.push(Record { uid: next, ..r })?;
             next += 1;
         }
+        if next > u64::from(u32::MAX) {
+            // Dovecot would throw such a list away and number the folder itself anyway.
+            return Err(std::io::Error::other("the source's UIDs leave no room for these messages"));
+        }
         Ok((out.sorted()?, next))
     }
 
@@ -371,7 +377,7 @@ mod tests {
         let src = tempfile::tempdir().unwrap();
         std::fs::write(
             src.path().join(UIDLIST),
-            "3 V1234 N40 G3a7234031c51046b3822000083ecc375\n10 :a.host,S=3\n20 GX P W9 :b.host,S=4\nbad line\n30 Pxyz :c\n",
+            "3 V1234 N40 G3a7234031c51046b3822000083ecc375\n10 :a.host,S=3\n20 GX P W9 :b.host,S=4\nbad line\n30 Pxyz :c\n18446744073709551615 :big\n4294967296 :big2\n",
         )
         .unwrap();
         let s = read_source(src.path()).unwrap();

@@ -69,9 +69,9 @@ pub enum Part {
     Tail,
 }
 
-/// Longest start of a header line looked at before it is taken as no internal field: the
-/// longest internal name plus room for blanks before the colon.
-const NAME_WINDOW: usize = 64;
+/// Longest start of a header line looked at before it is taken as no field (as the header
+/// scanner takes it).
+use super::headers::NAME_WINDOW;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
@@ -314,6 +314,16 @@ mod tests {
             assert_eq!(body, b"Status: body\n");
             assert!(blank);
         }
+    }
+
+    /// A colon past the name window makes no field, for the cut as for the header scanner.
+    #[test]
+    fn a_far_colon_makes_no_field() {
+        let m = format!("Status{}: RO\nStatus: RO\n\nb\n", " ".repeat(60));
+        let (head, _, _) = cut(m.as_bytes(), 3);
+        assert_eq!(head, format!("Status{}: RO\n\n", " ".repeat(60)).into_bytes());
+        let hb = super::super::headers::scan(m.as_bytes());
+        assert_eq!(hb.fields.iter().filter(|f| !f.name.is_empty()).count(), 1);
     }
 
     #[test]

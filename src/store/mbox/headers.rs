@@ -97,6 +97,10 @@ pub fn is_field_line(line: &[u8]) -> bool {
 
 /// Length of the field name and offset of the colon, when the line has the `Name: value` shape
 /// (printable characters, then optional blanks, then a colon).
+/// The colon of a field comes within this many bytes of the line's start: further on, the
+/// line is taken as text (the mbox writer's streaming cut looks no further).
+pub const NAME_WINDOW: usize = 64;
+
 fn field_name_len(line: &[u8]) -> Option<(usize, usize)> {
     let n = line.iter().position(|&b| !(33..=126).contains(&b) || b == b':')?;
     if n == 0 {
@@ -106,7 +110,7 @@ fn field_name_len(line: &[u8]) -> Option<(usize, usize)> {
     while matches!(line.get(i), Some(b' ' | b'\t')) {
         i += 1;
     }
-    (line.get(i) == Some(&b':')).then_some((n, i))
+    (line.get(i) == Some(&b':') && i < NAME_WINDOW).then_some((n, i))
 }
 
 /// A header value with folding undone and blanks trimmed.
