@@ -370,7 +370,11 @@ impl<'t, 'a> FolderRun<'t, 'a> {
             seen: Sorter::new(),
             copied: Sorter::new(),
             uids: match &writer {
-                Some(w) if index.count == 0 && !w.has_uidlist() => Some(UidLines::new()),
+                // A Dovecot Maildir's or mbox's IMAP state goes with its messages.
+                Some(w) if index.count == 0 && !w.has_uidlist() => {
+                    let state = uidlist::read_source(job.source_path).or_else(|| mbox_imap_state(job.source_path));
+                    UidLines::new(state).ok()
+                }
                 _ => None,
             },
         };
@@ -730,9 +734,7 @@ impl<'t, 'a> FolderRun<'t, 'a> {
         let Books { known_lines, source_cache, source_cache_same, cache, changed, seen, copied, uids, .. } = self.books;
         if let (Some(w), Some(u)) = (&self.writer, uids.filter(|u| u.count() > 0)) {
             let validity = chrono::Utc::now().timestamp().clamp(1, i64::from(u32::MAX)) as u32;
-            // A Dovecot Maildir's or mbox's IMAP state goes with its messages.
-            let source = uidlist::read_source(self.job.source_path).or_else(|| mbox_imap_state(self.job.source_path));
-            match u.write(&w.dir, (validity, source), opts.owner, opts.durable) {
+            match u.write(&w.dir, validity, opts.owner, opts.durable) {
                 Ok(true) => {}
                 Ok(false) => out.warnings.push(Problem::new(
                     &tdir.join(uidlist::UIDLIST),

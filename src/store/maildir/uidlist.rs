@@ -13,7 +13,7 @@
 //! folder's size.
 
 use std::ffi::OsStr;
-use std::io::{BufRead, Write};
+use std::io::{BufRead, BufWriter, Seek, Write};
 use std::path::Path;
 
 use crate::error::{At, Result};
@@ -193,22 +193,44 @@ impl Spill for Record {
 
 /// The copies of a folder being filled from empty, for its uidlist.
 pub struct UidLines {
-    copies: Sorter<Copy>,
+    mode: Mode,
     count: u64,
 }
 
+enum Mode {
+    /// No IMAP state to carry: UIDs in the order the copies come (source order), the records
+    /// streamed to an unlinked file.
+    Plain(BufWriter<std::fs::File>),
+    /// The source's UIDs go with its messages: joined at the end.
+    Carried { source: SourceUids, copies: Sorter<Copy> },
+}
+
 impl UidLines {
-    pub fn new() -> UidLines {
-        UidLines { copies: Sorter::new(), count: 0 }
+    /// `source`: the source folder's IMAP state, when it has one.
+    pub fn new(source: Option<SourceUids>) -> std::io::Result<UidLines> {
+        let mode = match source {
+            Some(source) => Mode::Carried { source, copies: Sorter::new() },
+            None => Mode::Plain(BufWriter::new(tempfile::tempfile()?)),
+        };
+        Ok(UidLines { mode, count: 0 })
     }
 
     /// A copy written under the base name `base`: the source file's base name `source` (a
     /// Maildir source), the UID the source message carries (a Dovecot mbox's), `order` its
-    /// place in the source.
+    /// place in the source. Copies come in source order.
     pub fn add(&mut self, base: &[u8], (source, uid): (Option<&[u8]>, Option<u32>), order: u64) -> std::io::Result<()> {
         self.count += 1;
-        let source = source.unwrap_or_default().to_vec();
-        self.copies.push(Copy { source, uid: uid.map_or(0, u64::from), order, base: base.to_vec() })
+        match &mut self.mode {
+            Mode::Plain(out) => {
+                write!(out, "{} :", self.count)?;
+                out.write_all(base)?;
+                out.write_all(b"\n")
+            }
+            Mode::Carried { copies, .. } => {
+                let source = source.unwrap_or_default().to_vec();
+                copies.push(Copy { source, uid: uid.map_or(0, u64::from), order, base: base.to_vec() })
+            }
+        }
     }
 
     pub fn count(&self) -> u64 {
@@ -219,11 +241,11 @@ impl UidLines {
     /// carry their UID) with their UIDs and fields (a bare `P`, a UIDL that was the old base
     /// name, spelled out), the others after its next UID in source order; and the next UID.
     /// A UID two copies claim goes to the first; the second is new mail.
-    fn records(self, source: Option<SourceUids>) -> std::io::Result<(Sorted<Record>, u64)> {
-        let copies = self.copies.sorted()?;
+    fn records(source: &SourceUids, copies: Sorter<Copy>) -> std::io::Result<(Sorted<Record>, u64)> {
+        let copies = copies.sorted()?;
         let (mut known, mut fresh) = (Sorter::new(), Sorter::new());
-        let mut next = source.as_ref().map_or(1, |s| s.next);
-        let mut listed = source.as_ref().and_then(|s| s.listed.as_ref()).map(|l| l.iter().peekable());
+        let mut next = source.next;
+        let mut listed = source.listed.as_ref().map(|l| l.iter().peekable());
         for c in copies.iter() {
             let c = c?;
             let mut hit = None;
@@ -240,9 +262,7 @@ impl UidLines {
                     let fields = spelled_out(&x.fields, &x.base);
                     known.push(Record { uid: x.uid, order, base, fields })?;
                 }
-                None if c.uid != 0 && source.is_some() => {
-                    known.push(Record { uid: c.uid, order, base, fields: Vec::new() })?
-                }
+                None if c.uid != 0 => known.push(Record { uid: c.uid, order, base, fields: Vec::new() })?,
                 None => fresh.push(Record { uid: order, order, base, fields: Vec::new() })?,
             }
         }
@@ -270,20 +290,23 @@ impl UidLines {
         Ok((out.sorted()?, next))
     }
 
-    /// Puts the uidlist into `dir`, carrying `source`'s UIDVALIDITY, UIDs and fields when
-    /// given (else UIDVALIDITY `validity`, UIDs in source order), under Dovecot's lock and
-    /// never over an existing one: `Ok(false)` when Dovecot holds the lock or wrote a uidlist
-    /// first.
-    pub fn write(
-        self,
-        dir: &Dir,
-        (validity, source): (u32, Option<SourceUids>),
-        owner: Option<Owner>,
-        durable: bool,
-    ) -> Result<bool> {
+    /// Puts the uidlist into `dir` (UIDVALIDITY the source's, else `validity`), under
+    /// Dovecot's lock and never over an existing one: `Ok(false)` when Dovecot holds the lock
+    /// or wrote a uidlist first.
+    pub fn write(self, dir: &Dir, validity: u32, owner: Option<Owner>, durable: bool) -> Result<bool> {
         let path = dir.path.join(UIDLIST);
-        let validity = source.as_ref().map_or(validity, |s| s.validity);
-        let (records, next) = self.records(source).at(&path)?;
+        let count = self.count;
+        let body = match self.mode {
+            Mode::Plain(out) => {
+                let mut f = out.into_inner().map_err(|e| e.into_error()).at(&path)?;
+                f.rewind().at(&path)?;
+                Body::Plain { validity, next: count + 1, lines: f }
+            }
+            Mode::Carried { source, copies } => {
+                let (records, next) = UidLines::records(&source, copies).at(&path)?;
+                Body::Carried { validity: source.validity, next, records }
+            }
+        };
         let lock = match dir.create_file(OsStr::new(LOCK), 0o600) {
             Ok(mut f) => {
                 let host = nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
@@ -296,7 +319,29 @@ impl UidLines {
             if dir.stat_at(OsStr::new(UIDLIST))?.is_some() {
                 return Ok(false);
             }
-            dir.write_new_with(UIDLIST, 0o600, owner, durable, &mut |w| {
+            let mut body = body;
+            dir.write_new_with(UIDLIST, 0o600, owner, durable, &mut |w| body.put(w))
+        })();
+        drop(lock);
+        let _ = dir.unlink(OsStr::new(LOCK));
+        r
+    }
+}
+
+/// A uidlist ready to be written.
+enum Body {
+    Plain { validity: u32, next: u64, lines: std::fs::File },
+    Carried { validity: u32, next: u64, records: Sorted<Record> },
+}
+
+impl Body {
+    fn put(&mut self, w: &mut dyn Write) -> std::io::Result<bool> {
+        match self {
+            Body::Plain { validity, next, lines } => {
+                writeln!(w, "3 V{validity} N{next}")?;
+                std::io::copy(lines, w)?;
+            }
+            Body::Carried { validity, next, records } => {
                 writeln!(w, "3 V{validity} N{next}")?;
                 for r in records.iter() {
                     let r = r?;
@@ -309,18 +354,9 @@ impl UidLines {
                     w.write_all(&r.base)?;
                     w.write_all(b"\n")?;
                 }
-                Ok(true)
-            })
-        })();
-        drop(lock);
-        let _ = dir.unlink(OsStr::new(LOCK));
-        r
-    }
-}
-
-impl Default for UidLines {
-    fn default() -> Self {
-        UidLines::new()
+            }
+        }
+        Ok(true)
     }
 }
 
@@ -348,24 +384,24 @@ mod tests {
     fn records_in_order_never_over_another() {
         let t = tempfile::tempdir().unwrap();
         let dir = Dir::open_root(t.path()).unwrap();
-        let mut u = UidLines::new();
-        u.add(b"1.M1P2.h,S=3,W=4", (None, None), 1).unwrap();
+        let mut u = UidLines::new(None).unwrap();
         u.add(b"1.M0P1.h,S=3,W=4", (None, None), 0).unwrap();
-        assert!(u.write(&dir, (77, None), None, false).unwrap());
+        u.add(b"1.M1P2.h,S=3,W=4", (None, None), 1).unwrap();
+        assert!(u.write(&dir, 77, None, false).unwrap());
         let text = std::fs::read_to_string(t.path().join(UIDLIST)).unwrap();
         assert_eq!(text, "3 V77 N3\n1 :1.M0P1.h,S=3,W=4\n2 :1.M1P2.h,S=3,W=4\n");
         assert!(!t.path().join(LOCK).exists());
         // One there already (Dovecot's) stays as it is.
-        let mut u = UidLines::new();
+        let mut u = UidLines::new(None).unwrap();
         u.add(b"x", (None, None), 0).unwrap();
-        assert!(!u.write(&dir, (78, None), None, false).unwrap());
+        assert!(!u.write(&dir, 78, None, false).unwrap());
         assert_eq!(std::fs::read_to_string(t.path().join(UIDLIST)).unwrap(), text);
         // Dovecot holding its lock: nothing is written.
         std::fs::remove_file(t.path().join(UIDLIST)).unwrap();
         std::fs::write(t.path().join(LOCK), b"1:h").unwrap();
-        let mut u = UidLines::new();
+        let mut u = UidLines::new(None).unwrap();
         u.add(b"x", (None, None), 0).unwrap();
-        assert!(!u.write(&dir, (79, None), None, false).unwrap());
+        assert!(!u.write(&dir, 79, None, false).unwrap());
         assert!(!t.path().join(UIDLIST).exists() && t.path().join(LOCK).exists());
     }
 
@@ -383,13 +419,13 @@ mod tests {
         let s = read_source(src.path()).unwrap();
         let t = tempfile::tempdir().unwrap();
         let dir = Dir::open_root(t.path()).unwrap();
-        let mut u = UidLines::new();
+        let mut u = UidLines::new(Some(s)).unwrap();
         u.add(b"n-d", (Some(b"d.unlisted"), None), 0).unwrap();
         u.add(b"n-b", (Some(b"b.host,S=4"), None), 1).unwrap();
         u.add(b"n-a", (Some(b"a.host,S=3"), None), 2).unwrap();
         u.add(b"n-a2", (Some(b"a.host,S=3"), None), 3).unwrap();
         u.add(b"n-c", (Some(b"c"), None), 4).unwrap();
-        assert!(u.write(&dir, (1, Some(s)), None, false).unwrap());
+        assert!(u.write(&dir, 1, None, false).unwrap());
         let text = std::fs::read_to_string(t.path().join(UIDLIST)).unwrap();
         assert_eq!(text, "3 V1234 N42\n10 :n-a\n20 GX Pb.host,S=4 W9 :n-b\n30 Pxyz :n-c\n40 :n-d\n41 :n-a2\n");
     }
@@ -400,12 +436,12 @@ mod tests {
     fn an_mbox_sources_uids_are_carried() {
         let t = tempfile::tempdir().unwrap();
         let dir = Dir::open_root(t.path()).unwrap();
-        let mut u = UidLines::new();
+        let mut u = UidLines::new(Some(SourceUids::of_mbox(555, 12))).unwrap();
         u.add(b"n0", (None, Some(7)), 0).unwrap();
         u.add(b"n1", (None, None), 1).unwrap();
         u.add(b"n2", (None, Some(9)), 2).unwrap();
         u.add(b"n3", (None, Some(9)), 3).unwrap();
-        assert!(u.write(&dir, (1, Some(SourceUids::of_mbox(555, 12))), None, false).unwrap());
+        assert!(u.write(&dir, 1, None, false).unwrap());
         let text = std::fs::read_to_string(t.path().join(UIDLIST)).unwrap();
         assert_eq!(text, "3 V555 N15\n7 :n0\n9 :n2\n13 :n1\n14 :n3\n");
     }
