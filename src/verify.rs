@@ -273,7 +273,7 @@ fn mbox_messages(
     take: &mut dyn FnMut(Msg) -> std::io::Result<()>,
 ) -> Result<()> {
     let place = if let Some(root) = root {
-        match mbox_target::place(root, tn, mbox_target::MboxLayout::of(layout), None)? {
+        match mbox_target::place(root, tn, (mbox_target::MboxLayout::of(layout), &|_| false), None)? {
             Some(p) => p,
             None => return Ok(()),
         }
@@ -282,7 +282,7 @@ fn mbox_messages(
         let (Some(name), Some(dir)) = (path.file_name(), Dir::find_beneath(parent, parent)?) else {
             return Ok(());
         };
-        mbox_target::Place { dir, name: name.to_os_string(), path: path.to_path_buf() }
+        mbox_target::Place { dir, name: name.to_os_string(), path: path.to_path_buf(), fallback: None }
     };
     let Some(file) = place.dir.open_file(&place.name, false)? else { return Ok(()) };
     let f = MboxFile::from_file_locked(file, &place.path)?;

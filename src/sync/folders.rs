@@ -12,7 +12,6 @@ use crate::spec::{Kind, Store};
 use crate::store::maildir::layout::{self, Layout};
 use crate::store::maildir::read as mdread;
 use crate::store::maildir::write::MaildirTarget;
-use crate::store::mbox::target::MboxLayout;
 use crate::store::{self, SourceFolder};
 
 /// Folder names a target already has (for `--automap`), listed through its root opened at the
@@ -84,36 +83,7 @@ pub(super) fn mapped_folders_in(
     if !opts.merge_folders {
         out = without_clashes(out, dst, opts.layout, &mut problems);
     }
-    if dst.kind == Kind::Mbox && MboxLayout::of(opts.layout) == MboxLayout::Dovecot {
-        out = without_parents(out, &mut problems);
-    }
     Ok((out, problems))
-}
-
-/// Drops every pair whose target folder would have subfolders from other pairs: in Dovecot's
-/// mbox layout a folder is a file, which cannot hold folders. Each is reported with the ways
-/// out; its subfolders are written.
-fn without_parents(pairs: FolderPairs, problems: &mut Vec<Problem>) -> FolderPairs {
-    let names: Vec<Vec<String>> = pairs.iter().map(|(_, t)| t.levels().map(str::to_string).collect()).collect();
-    let mut keep = Vec::with_capacity(pairs.len());
-    for (i, pair) in pairs.into_iter().enumerate() {
-        let mine = &names[i];
-        let child = names.iter().find(|n| n.len() > mine.len() && n.starts_with(mine));
-        match child {
-            Some(c) => problems.push(Problem::new(
-                pair.0.loc.path(),
-                format!(
-                    "folder {:?} has messages and would have the subfolder {:?} in the mbox directory: \
-                     Dovecot's mbox layout has no place for both, so it is not written; write with \
-                     --layout thunderbird (NAME.sbd/), or move one of them with --map-folder",
-                    pair.1.as_str(),
-                    c.join("/")
-                ),
-            )),
-            None => keep.push(pair),
-        }
-    }
-    keep
 }
 
 /// Where a target folder lives on disk: two folder names with one place are one folder.

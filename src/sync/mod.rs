@@ -294,7 +294,21 @@ fn sync_folder_read(
             // A directory of mboxes is a mail root a server reads; a single file is an export.
             let default = if matches!(target, Target::MboxFile(_)) { Flavour::Mboxrd } else { Flavour::Dovecot };
             let flavour = opts.mbox_format.unwrap_or(default);
-            mbox_place(target, tn, opts).and_then(|place| to_mbox(&opened, job, shown, place, flavour, &mut out))
+            mbox_place(target, tn, opts).and_then(|place| {
+                if let Some(dir) = place.as_ref().and_then(|p| p.fallback.as_ref()) {
+                    out.warnings.push(Problem::new(
+                        dir,
+                        format!(
+                            "folder {:?} written below the folder beside this directory, which has mail: \
+                             Dovecot's mbox layout has no place for both, so its subfolders are here \
+                             (Dovecot lists them under this name); --layout thunderbird writes every \
+                             subfolder so, or --map-folder moves them",
+                            tn.as_str()
+                        ),
+                    ));
+                }
+                to_mbox(&opened, job, shown, place, flavour, &mut out)
+            })
         }
     };
     match r {

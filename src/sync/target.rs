@@ -1,5 +1,6 @@
 //! The target of a run: opened, locked, and where each folder goes in it.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use super::SyncOptions;
@@ -24,10 +25,12 @@ pub(super) enum Target {
         root: Option<fsx::Dir>,
     },
     MboxFile(PathBuf),
-    /// An mbox directory: its root opened once (`None`: a dry run's target that is not there).
+    /// An mbox directory: its root opened once (`None`: a dry run's target that is not there)
+    /// and the folders written as files.
     MboxDir {
         path: PathBuf,
         root: Option<fsx::Dir>,
+        written: HashSet<FolderName>,
     },
 }
 
@@ -82,7 +85,8 @@ pub(super) fn open_target(
                     None if opts.dry_run => None,
                     None => Some(fsx::Dir::create_root(&dst.path, mdwrite::DIR_MODE, opts.owner)?),
                 };
-                Ok(Target::MboxDir { path: dst.path.clone(), root })
+                let written = pairs.iter().map(|(_, t)| t.clone()).collect();
+                Ok(Target::MboxDir { path: dst.path.clone(), root, written })
             } else {
                 Ok(Target::MboxFile(dst.path.clone()))
             }
@@ -106,7 +110,7 @@ pub(super) fn lock_target(target: &Target, opts: &SyncOptions) -> Result<TargetL
 /// The file of folder `name` in an mbox directory as it is on disk: levels as directories
 /// (modified UTF-7 names, as Dovecot writes them), `NAME.sbd/` beside a folder file.
 pub fn mbox_folder_path(root: &Path, name: &FolderName, layout: Layout) -> PathBuf {
-    mbox_target::place_path(root, name, MboxLayout::of(layout))
+    mbox_target::place_path(root, name, (MboxLayout::of(layout), &|_| false))
 }
 
 /// Where folder `tn` of an mbox target is, reached through descriptors (see
@@ -131,10 +135,18 @@ pub(super) fn mbox_place(target: &Target, tn: &FolderName, opts: &SyncOptions) -
                     "is a symlink; name the mbox file itself (nothing is written through a link)",
                 ));
             }
-            Ok(Some(mbox_target::Place { dir, name: name.to_os_string(), path: p.clone() }))
+            Ok(Some(mbox_target::Place { dir, name: name.to_os_string(), path: p.clone(), fallback: None }))
         }
-        Target::MboxDir { root, .. } => match root {
-            Some(r) => mbox_target::place(r, tn, MboxLayout::of(opts.layout), (!opts.dry_run).then_some(opts.owner)),
+        Target::MboxDir { root, written, .. } => match root {
+            Some(r) => {
+                let is_written = |f: &FolderName| written.contains(f);
+                mbox_target::place(
+                    r,
+                    tn,
+                    (MboxLayout::of(opts.layout), &is_written),
+                    (!opts.dry_run).then_some(opts.owner),
+                )
+            }
             None => Ok(None),
         },
         Target::Maildir { .. } => Err(Error::bad("", "internal: not an mbox target")),
@@ -166,6 +178,8 @@ pub(super) fn target_folder(target: &Target, tn: &FolderName, layout: Layout) ->
     match target {
         Target::Maildir { path, .. } => MaildirTarget::folder_path(path, tn, layout).ok().map(|p| (p, false)),
         Target::MboxFile(p) => Some((p.clone(), true)),
-        Target::MboxDir { path, .. } => Some((mbox_target::place_path(path, tn, MboxLayout::of(layout)), true)),
+        Target::MboxDir { path, written, .. } => {
+            Some((mbox_target::place_path(path, tn, (MboxLayout::of(layout), &|f| written.contains(f))), true))
+        }
     }
 }

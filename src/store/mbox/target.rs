@@ -28,6 +28,9 @@ pub struct Place {
     pub dir: Dir,
     pub name: OsString,
     pub path: PathBuf,
+    /// In Dovecot's layout: the `NAME.sbd/` directory the folder went to because its parent
+    /// folder holds mail (that layout has no place for both), to be reported.
+    pub fallback: Option<PathBuf>,
 }
 
 /// Where an mbox directory keeps a folder's subfolders.
@@ -52,18 +55,16 @@ impl MboxLayout {
 
 /// The directory that holds the subfolders of the folder whose last level (encoded) is
 /// `level`: `level.sbd` when one is there already (written by Thunderbird, or by mailmover
-/// before layouts could be chosen), else as `layout` says.
-fn children_dir(level: &str, sbd_there: bool, layout: MboxLayout) -> String {
+/// before layouts could be chosen), or when that folder holds mail in Dovecot's layout (a file
+/// there, or written by this run: no place for both, the children go beside it, reported),
+/// else as `layout` says. The flag: the Dovecot fallback was taken.
+fn children_dir(level: &str, sbd_there: bool, holds_mail: bool, layout: MboxLayout) -> (String, bool) {
     match (sbd_there, layout) {
-        (true, _) | (false, MboxLayout::Thunderbird) => format!("{level}.sbd"),
-        (false, MboxLayout::Dovecot) => level.to_string(),
+        (true, _) | (false, MboxLayout::Thunderbird) => (format!("{level}.sbd"), false),
+        (false, MboxLayout::Dovecot) if holds_mail => (format!("{level}.sbd"), true),
+        (false, MboxLayout::Dovecot) => (level.to_string(), false),
     }
 }
-
-/// Why a folder with mail cannot have subfolders in Dovecot's layout, and the ways out.
-pub const BOTH_IN_DOVECOT_LAYOUT: &str = "holds a folder's mail, and Dovecot's mbox layout has no place for its \
-     subfolders too (not written); write with --layout thunderbird (NAME.sbd/, which Dovecot lists \
-     as its own folder), or move one of them with --map-folder";
 
 fn symlink(path: PathBuf) -> Error {
     Error::refused(path, "is a symlink in the target; nothing is written through it")
@@ -71,15 +72,17 @@ fn symlink(path: PathBuf) -> Error {
 
 /// Reaches the folder `name` of the mbox directory `root`. With `create`, missing levels are
 /// made (owned as [`Dir::create`] owns new directories); without, `None` when a level is
-/// missing. Subfolders are where `layout` puts them (or in `NAME.sbd/` when that is there).
+/// missing. Subfolders are where `layout` puts them (see [`children_dir`]); `written` tells
+/// which folders this run writes as files.
 pub fn place(
     root: &Dir,
     name: &FolderName,
-    layout: MboxLayout,
+    (layout, written): (MboxLayout, &dyn Fn(&FolderName) -> bool),
     create: Option<Option<Owner>>,
 ) -> Result<Option<Place>> {
     let levels: Vec<&str> = name.levels().collect();
     let mut dir = root.try_clone()?;
+    let mut fallback = None;
     for (i, level) in levels.iter().enumerate() {
         let enc = mutf7::encode(level);
         let here = OsStr::new(&enc);
@@ -95,7 +98,7 @@ pub fn place(
                      layout has no place for both; --layout thunderbird has)",
                 )),
                 Some(FileKind::Other) => Err(Error::refused(dir.path.join(here), "not a regular file; not written")),
-                _ => Ok(Some(Place { path: dir.path.join(here), name: here.to_os_string(), dir })),
+                _ => Ok(Some(Place { path: dir.path.join(here), name: here.to_os_string(), dir, fallback })),
             };
         }
         let sbd = format!("{enc}.sbd");
@@ -103,14 +106,17 @@ pub fn place(
         if sbd_entry.is_some_and(|e| e.kind == FileKind::Symlink) {
             return Err(symlink(dir.path.join(&sbd)));
         }
-        let sub = children_dir(&enc, sbd_entry.is_some_and(|e| e.kind == FileKind::Dir), layout);
+        let folder = FolderName::from_levels(levels[..=i].iter().copied()).map_err(|e| Error::bad(&dir.path, e))?;
+        let holds_mail = on_disk.is_some_and(|e| e.kind == FileKind::File) || written(&folder);
+        let (sub, fell_back) =
+            children_dir(&enc, sbd_entry.is_some_and(|e| e.kind == FileKind::Dir), holds_mail, layout);
+        if fell_back {
+            fallback = Some(dir.path.join(&sub));
+        }
         let sub = OsStr::new(&sub);
         match dir.stat_at(sub)?.map(|e| e.kind) {
             Some(FileKind::Symlink) => return Err(symlink(dir.path.join(sub))),
             Some(FileKind::Dir) => {}
-            Some(FileKind::File) if layout == MboxLayout::Dovecot => {
-                return Err(Error::bad(dir.path.join(sub), BOTH_IN_DOVECOT_LAYOUT));
-            }
             Some(_) => {
                 return Err(Error::bad(dir.path.join(sub), "not a directory; the folders below it are not written"));
             }
@@ -127,7 +133,11 @@ pub fn place(
 
 /// The path [`place`] reaches, computed from the paths alone (nothing is opened or created):
 /// for the folder state beside the mbox and for reports.
-pub fn place_path(root: &Path, name: &FolderName, layout: MboxLayout) -> PathBuf {
+pub fn place_path(
+    root: &Path,
+    name: &FolderName,
+    (layout, written): (MboxLayout, &dyn Fn(&FolderName) -> bool),
+) -> PathBuf {
     let levels: Vec<&str> = name.levels().collect();
     let mut p = root.to_path_buf();
     for (i, level) in levels.iter().enumerate() {
@@ -137,7 +147,10 @@ pub fn place_path(root: &Path, name: &FolderName, layout: MboxLayout) -> PathBuf
             break;
         }
         let sbd_there = std::fs::symlink_metadata(p.join(format!("{enc}.sbd"))).is_ok_and(|m| m.is_dir());
-        p.push(children_dir(&enc, sbd_there, layout));
+        let folder = FolderName::from_levels(levels[..=i].iter().copied());
+        let holds_mail =
+            std::fs::symlink_metadata(p.join(&enc)).is_ok_and(|m| m.is_file()) || folder.is_ok_and(|f| written(&f));
+        p.push(children_dir(&enc, sbd_there, holds_mail, layout).0);
     }
     p
 }
@@ -180,7 +193,7 @@ mod tests {
         for (folder, bad) in [("A/x", "A"), ("INBOX", "INBOX"), ("Work", "Work"), ("B/y", "B.sbd")] {
             let name = FolderName::parse(folder).unwrap();
             let layout = if folder == "B/y" { MboxLayout::Thunderbird } else { MboxLayout::Dovecot };
-            let e = place(&root, &name, layout, Some(None)).unwrap_err().to_string();
+            let e = place(&root, &name, (layout, &|_| false), Some(None)).unwrap_err().to_string();
             assert!(e.contains(&format!("{}: is a symlink", t.path().join(bad).display())), "{folder}: {e}");
         }
         assert_eq!(std::fs::read_dir(victim.path()).unwrap().count(), 0, "nothing created through a link");
@@ -198,21 +211,28 @@ mod tests {
             ("Entwürfe", MboxLayout::Dovecot, "Entw&APw-rfe"),
         ] {
             let name = FolderName::parse(folder).unwrap();
-            let p = place(&root, &name, layout, Some(None)).unwrap().unwrap();
+            let p = place(&root, &name, (layout, &|_| false), Some(None)).unwrap().unwrap();
             assert_eq!(p.path, t.path().join(want));
-            assert_eq!(place_path(t.path(), &name, layout), p.path);
+            assert_eq!(place_path(t.path(), &name, (layout, &|_| false)), p.path);
         }
         let mode = std::os::unix::fs::PermissionsExt::mode(
             &std::fs::metadata(t.path().join("Old.sbd")).unwrap().permissions(),
         );
         assert_eq!(mode & 0o777, 0o700);
-        let none = place(&root, &FolderName::parse("New/x").unwrap(), MboxLayout::Dovecot, None).unwrap();
+        let none = place(&root, &FolderName::parse("New/x").unwrap(), (MboxLayout::Dovecot, &|_| false), None).unwrap();
         assert!(none.is_none(), "nothing created");
         assert!(!t.path().join("New").exists());
-        // A folder with mail cannot hold subfolders in Dovecot's layout: said, with the ways out.
+        // A folder with mail cannot hold subfolders in Dovecot's layout: they go to NAME.sbd/,
+        // said (a file there, or a folder this run writes).
         std::fs::write(t.path().join("Mail"), b"").unwrap();
-        let e = place(&root, &FolderName::parse("Mail/x").unwrap(), MboxLayout::Dovecot, Some(None)).unwrap_err();
-        assert!(e.to_string().contains("--layout thunderbird"), "{e}");
-        assert!(place(&root, &FolderName::parse("Archive").unwrap(), MboxLayout::Dovecot, None).is_err());
+        let p = place(&root, &FolderName::parse("Mail/x").unwrap(), (MboxLayout::Dovecot, &|_| false), Some(None));
+        let p = p.unwrap().unwrap();
+        assert_eq!((p.path.clone(), p.fallback), (t.path().join("Mail.sbd/x"), Some(t.path().join("Mail.sbd"))));
+        let w = |f: &FolderName| f.as_str() == "Sent";
+        assert_eq!(
+            place_path(t.path(), &FolderName::parse("Sent/x").unwrap(), (MboxLayout::Dovecot, &w)),
+            t.path().join("Sent.sbd/x")
+        );
+        assert!(place(&root, &FolderName::parse("Archive").unwrap(), (MboxLayout::Dovecot, &|_| false), None).is_err());
     }
 }
