@@ -797,10 +797,7 @@ fn mbox_imap_state(path: &Path) -> Option<uidlist::SourceUids> {
     if !path.is_file() {
         return None;
     }
-    let f = crate::store::mbox::read::MboxFile::open(path).ok()?;
-    let ro = crate::store::mbox::read::ReadOptions::default();
-    let first = f.entries(&ro).next()?;
-    let b = f.message(&first, &ro).imap_base?;
+    let b = crate::store::mbox::read::MboxFile::open(path).ok()?.imap_base()?;
     Some(uidlist::SourceUids::of_mbox(b.validity, b.last_uid))
 }
 

@@ -434,10 +434,7 @@ pub(super) fn to_mbox(
     w.set_keywords(keywords.into_iter().collect());
     // A new mbox from a Dovecot mbox keeps its UIDVALIDITY and UIDs; an existing one its own.
     let source_imap = match (&existing, opened) {
-        (None, Opened::Mbox(f)) => {
-            let ro = ReadOptions::default();
-            f.entries(&ro).next().and_then(|e| f.message(&e, &ro).imap_base)
-        }
+        (None, Opened::Mbox(f)) => f.imap_base(),
         _ => None,
     };
     let carry = source_imap.is_some() && flavour == Flavour::Dovecot;

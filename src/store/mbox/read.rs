@@ -274,6 +274,14 @@ impl MboxFile {
     pub fn message<'a>(&'a self, e: &Entry, opts: &ReadOptions) -> MboxMessage<'a> {
         parse_message(self.bytes(), e, opts, self.mtime)
     }
+
+    /// The UIDVALIDITY and last UID Dovecot keeps in the first message's `X-IMAPbase` (or a
+    /// pseudo message's `X-IMAP`): then the messages' `X-UID`s are their UIDs.
+    pub fn imap_base(&self) -> Option<ImapBase> {
+        let ro = ReadOptions::default();
+        let first = self.entries(&ro).next()?;
+        self.message(&first, &ro).imap_base
+    }
 }
 
 pub fn parse_message<'a>(d: &'a [u8], e: &Entry, opts: &ReadOptions, file_mtime: i64) -> MboxMessage<'a> {

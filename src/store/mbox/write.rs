@@ -59,8 +59,7 @@ pub struct MboxWriter<'d> {
     path: PathBuf,
     owner: Option<Owner>,
     durable: bool,
-    /// Bytes appended, and how many of them were already handed to the disk (durable mode).
-    written: u64,
+    /// Bytes of the file handed to the disk so far (durable mode).
     kicked: u64,
     pub messages: u64,
     /// Keywords to list in the first message's X-IMAPbase (Dovecot honours X-Keywords only for
@@ -108,7 +107,6 @@ impl<'d> MboxWriter<'d> {
             path,
             owner,
             durable,
-            written: 0,
             kicked: 0,
             messages: 0,
             keywords: Vec::new(),
@@ -157,18 +155,15 @@ impl<'d> MboxWriter<'d> {
         let body_len = if terminated { body_len + u64::from(last.is_some_and(|b| b != b'\n')) } else { 0 };
         let (fields, digits) = self.fields(meta, uid, body_len, eol);
         let from = format!("From {} {}\n", sender, asctime_utc(meta.date));
-        self.put(from.as_bytes())?;
         let mut base_at = None;
         let quotes = self.flavour.quotes();
         let mut q = Quoter::default();
-        let mut res = Ok(());
-        let mut bytes = 0u64;
         let mut sink = Sink { out: &mut self.out, pos: &mut self.pos };
+        let mut res = sink.put(from.as_bytes());
         cut_windows(pieces, &mut |part, s| {
             if res.is_err() {
                 return;
             }
-            bytes += s.len() as u64;
             if part == Part::Blank || (part == Part::Tail && cr_tail) {
                 base_at = digits.map(|d| *sink.pos + d as u64);
                 res = sink.put(&fields);
@@ -197,18 +192,12 @@ impl<'d> MboxWriter<'d> {
             self.base_at = base_at;
         }
         self.messages += 1;
-        self.written += bytes;
-        if self.durable && self.written - self.kicked >= KICK_BYTES {
+        if self.durable && self.pos - self.kicked >= KICK_BYTES {
             // What the buffer has passed on so far goes to the disk now, not all at the final fsync.
             fsx::start_writeback_range(self.out.get_ref(), self.kicked, 0);
-            self.kicked = self.written;
+            self.kicked = self.pos;
         }
         Ok(())
-    }
-
-    fn put(&mut self, b: &[u8]) -> Result<()> {
-        self.pos += b.len() as u64;
-        self.out.write_all(b).at(&self.path)
     }
 
     /// The UID a message gets: its own while UIDs keep increasing; else, and for a new message
