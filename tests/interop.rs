@@ -290,6 +290,7 @@ fn dovecot_server(env: &TestEnv, program: &str, location: &str) -> std::process:
     c.arg("-c").arg(&conf).args(["-o", &format!("mail_location={location}")]);
     c.arg("-o").arg(format!("mail_home={}", home.display())).args(["-o", "mailbox_list_index=no"]);
     c.env("USER", "nobody").stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped());
+    c.stderr(std::process::Stdio::piped());
     c.spawn().unwrap()
 }
 
@@ -299,7 +300,8 @@ fn dovecot_servers() -> bool {
 }
 
 /// One preauthenticated IMAP session of Dovecot's server on the mail at `location`: the
-/// `commands`, then LOGOUT; what it answered.
+/// `commands`, then LOGOUT; what it answered. Dovecot must have found nothing broken in the
+/// mail (its log says when it had to re-read an mbox it took for corrupted).
 fn imap_session(env: &TestEnv, location: &str, commands: &[&str]) -> String {
     use std::io::Write;
     let mut child = dovecot_server(env, "imap", location);
@@ -311,6 +313,8 @@ fn imap_session(env: &TestEnv, location: &str, commands: &[&str]) -> String {
     for (i, command) in commands.iter().enumerate() {
         assert!(text.contains(&format!("t{i} OK")), "IMAP command {command} failed:\n{text}");
     }
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(!log.contains("corrupted") && !log.contains("Error:"), "Dovecot's log:\n{log}");
     text
 }
 
@@ -390,6 +394,7 @@ fn dovecot_serves_an_mbox_directory_as_written() {
     let more = env.sync("maildir:src", "mbox:mb", &[]);
     more.expect_code(0);
     assert_eq!(more.n("transferred"), 1);
+    assert_eq!(file_stamp(&inbox).2, written.2, "the new message was appended, the file not replaced");
     let after = imap_session(&env, &location, &["SELECT INBOX", "FETCH 1:* (UID)"]);
     assert_eq!(uids(&after), (validity, vec![1, 2, 3, 4]), "UIDVALIDITY and the old UIDs are kept:\n{after}");
 }

@@ -402,14 +402,14 @@ impl Dir {
         durable: bool,
         fill: &mut dyn FnMut(&mut dyn Write) -> std::io::Result<bool>,
     ) -> Result<()> {
-        self.write_whole(name, (mode, owner, durable), true, fill)
+        self.write_whole(OsStr::new(name), (mode, owner, durable), true, fill)
     }
 
     /// [`Dir::write_atomic_with`] for a file that must not be there: `Ok(false)` when it
     /// appeared meanwhile (it is left as it is).
     pub fn write_new_with(
         &self,
-        name: &str,
+        name: &OsStr,
         mode: u32,
         owner: Option<Owner>,
         durable: bool,
@@ -424,12 +424,12 @@ impl Dir {
 
     fn write_whole(
         &self,
-        name: &str,
+        name: &OsStr,
         (mode, owner, durable): (u32, Option<Owner>, bool),
         replace: bool,
         fill: &mut dyn FnMut(&mut dyn Write) -> std::io::Result<bool>,
     ) -> Result<()> {
-        let tmp = temp_name(OsStr::new(name));
+        let tmp = temp_name(name);
         let tmp = tmp.as_os_str();
         let owner = self.owner_for_new(owner);
         let _ = self.unlink(tmp);
@@ -450,11 +450,7 @@ impl Dir {
             if durable {
                 f.sync_all().at(&path)?;
             }
-            if replace {
-                self.rename_replace(tmp, self, OsStr::new(name))
-            } else {
-                self.rename_noreplace(tmp, self, OsStr::new(name))
-            }
+            if replace { self.rename_replace(tmp, self, name) } else { self.rename_noreplace(tmp, self, name) }
         })();
         if r.is_err() || !put {
             let _ = self.unlink(tmp);

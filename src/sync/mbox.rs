@@ -21,6 +21,7 @@ use crate::report::FolderOutcome;
 use crate::source::{self, Opened, Ref};
 use crate::spill::{Sorted, Sorter, Spill};
 use crate::store::mbox::flavour::Flavour;
+use crate::store::mbox::grow::{self, AppendPoint, append_point};
 use crate::store::mbox::lock as mbox_lock;
 use crate::store::mbox::read::MboxMessage;
 use crate::store::mbox::read::{MboxFile, ReadOptions, Variant};
@@ -47,6 +48,8 @@ pub(super) struct TargetMbox {
     flavour: Option<Flavour>,
     /// Its UIDVALIDITY and last UID, kept when it is rewritten.
     imap: Option<ImapBase>,
+    /// Where messages can be added without a rewrite (`None`: the file cannot grow in place).
+    grow: Option<AppendPoint>,
 }
 
 /// How a target mbox is read: as the flavour it was written in when that is known, else
@@ -101,20 +104,33 @@ fn each_message(
     file.intact()
 }
 
-/// Reads an existing target mbox; its messages go to `held` (for the join).
-pub(super) fn read_target_mbox(place: &mbox_target::Place, held: &mut Sorter<Held>) -> Result<Option<TargetMbox>> {
+/// Reads an existing target mbox; its messages go to `held` (for the join). What a run killed
+/// while it appended to the file left is taken back first ([`grow::recover`]), and said.
+pub(super) fn read_target_mbox(
+    place: &mbox_target::Place,
+    held: &mut Sorter<Held>,
+    dry_run: bool,
+    out: &mut FolderOutcome,
+) -> Result<Option<TargetMbox>> {
+    if let Some(said) = grow::recover(&place.dir, &place.name, mbox_lock::WRITE_WAIT, dry_run)? {
+        out.warnings.push(Problem::new(&place.path, said));
+    }
     let Some((file, read)) = mbox_target::read_existing(place)? else { return Ok(None) };
     if file.check().is_err() && !file.is_empty() {
         return Err(Error::of(Kind::Malformed, &place.path, "target exists and is not an mbox; not overwritten"));
     }
     let (flavour, imap) = existing_flavour(place, &file);
     let mut count = 0;
+    let mut max_uid = 0;
     each_message(&file, flavour, |idx, m| {
         count += 1;
+        max_uid = max_uid.max(m.uid.unwrap_or(0));
         let h = Held { hash: Identity::Mbox.hash(&m.pieces), idx, meta: m.meta, entry: Vec::new() };
         held.push(h).map_err(|e| spill_error(&place.path, e))
     })?;
-    Ok(Some(TargetMbox { file, read, count, flavour, imap }))
+    let first = file.entries(&target_mbox_read_options(flavour)).next().map(|e| e.msg.start);
+    let grow = append_point(&file, first, max_uid);
+    Ok(Some(TargetMbox { file, read, count, flavour, imap, grow }))
 }
 
 /// Takes back the counts of messages a failed mbox commit did not write (counted from
@@ -219,7 +235,7 @@ pub(super) fn commit_mbox(
     if let Ok(kept) = res
         && kept > 0
     {
-        let why = format!("{kept} bytes of mail another program appended during the run were kept after the copies");
+        let why = format!("{kept} bytes of mail another program appended during the run were kept");
         out.warnings.push(Problem::new(&path, why));
     }
     if let Err(e) = &res {
@@ -340,7 +356,7 @@ pub(super) fn to_mbox(
     let (tn, opts) = (job.tn, job.opts);
     let mut held = Sorter::new();
     let existing = match &place {
-        Some(p) => read_target_mbox(p, &mut held)?,
+        Some(p) => read_target_mbox(p, &mut held, opts.dry_run, out)?,
         None => None,
     };
     if existing.is_none()
@@ -385,7 +401,7 @@ pub(super) fn to_mbox(
     let mut joined = Joined::new(&mut decided);
     join(wanted.iter(), held.iter(), std::iter::empty(), &rules, &mut joined).map_err(err)?;
     drop((wanted, held));
-    let Joined { unmatched, restated, ours, mut keywords, duplicates, copies, updates, .. } = joined;
+    let Joined { unmatched, restated, ours, mut keywords, copy_keywords, duplicates, copies, updates, .. } = joined;
     out.counts.duplicates_source += duplicates;
     let unmatched = unmatched.sorted().map_err(err)?;
     let delete = choose_deletions(&unmatched, &record, &path, opened, opts, out).map_err(err)?;
@@ -412,17 +428,28 @@ pub(super) fn to_mbox(
     // unknown make is left as it is while nothing else changes.
     let other_flavour = existing.as_ref().is_some_and(|t| t.flavour.is_some_and(|f| f != flavour));
     let changed = copies > 0 || updates > 0 || !deletes.is_empty() || existing.is_none() || other_flavour;
+    // Only adding to a file in the flavour asked for: it grows in place when it can.
+    let grow = existing
+        .as_ref()
+        .filter(|t| updates == 0 && deletes.is_empty() && t.flavour == Some(flavour))
+        .and_then(|t| t.grow.clone())
+        .filter(|g| can_grow(g, flavour, &copy_keywords, place.as_ref()));
     if opts.dry_run || !changed {
         out.mbox_format = existing.as_ref().and_then(|t| t.flavour).map(Flavour::name);
         carry_out((None, false), &decided, opened, job, &path, out)?;
         out.counts.messages_target = n_existing + out.counts.transferred - out.counts.deleted_target;
         if opts.dry_run {
             out.plan_line = Some(format!(
-                "{} -> {} (mbox {}): {copies} to copy, {updates} flag updates, {} to delete",
+                "{} -> {} (mbox {}): {copies} to copy, {updates} flag updates, {} to delete{}",
                 job.source_name,
                 tn.as_str(),
                 path.display(),
-                deletes.len()
+                deletes.len(),
+                match (&grow, changed && existing.is_some()) {
+                    (Some(_), true) => ", appended in place",
+                    (None, true) => ", file rewritten",
+                    _ => "",
+                }
             ));
         }
         return Ok(());
@@ -431,6 +458,7 @@ pub(super) fn to_mbox(
     let restated = restated.sorted().map_err(err)?;
     let ours = ours.sorted().map_err(err)?;
     let mut w = MboxWriter::create(&place.dir, &place.name, flavour, opts.owner, opts.durable)?;
+    keywords.extend(copy_keywords);
     w.set_keywords(keywords.into_iter().collect());
     // A new mbox from a Dovecot mbox keeps its UIDVALIDITY and UIDs; an existing one its own.
     let source_imap = match (&existing, opened) {
@@ -439,9 +467,13 @@ pub(super) fn to_mbox(
     };
     let carry = source_imap.is_some() && flavour == Flavour::Dovecot;
     w.keep_imap_state(existing.as_ref().and_then(|t| t.imap).or(source_imap.filter(|_| carry)));
-    let res = match &existing {
-        Some(t) => rewrite_kept(&mut w, t, &restated, &deletes, &path),
-        None => Ok(()),
+    let res = match (&existing, grow) {
+        (Some(_), Some(g)) => {
+            w.grow_from(g);
+            Ok(())
+        }
+        (Some(t), None) => rewrite_kept(&mut w, t, &restated, &deletes, &path),
+        (None, _) => Ok(()),
     };
     let res = match res {
         Ok(()) => carry_out((Some(&mut w), carry), &decided, opened, job, &path, out),
@@ -458,6 +490,20 @@ pub(super) fn to_mbox(
     commit_mbox(w, res, checks, job, &before, out)?;
     out.mbox_format = Some(flavour.name());
     Ok(())
+}
+
+/// Whether new messages can go after the end of a file in the flavour asked for: Dovecot's
+/// needs an X-IMAPbase whose last UID can be updated, every flavour needs the copies'
+/// keywords listed there already (Dovecot honours no others), and the file must be writable.
+fn can_grow(
+    g: &AppendPoint,
+    flavour: Flavour,
+    copy_keywords: &BTreeSet<String>,
+    place: Option<&mbox_target::Place>,
+) -> bool {
+    (flavour != Flavour::Dovecot || g.digits_at.is_some())
+        && copy_keywords.iter().all(|k| g.keywords.contains(k))
+        && place.is_some_and(|p| matches!(p.dir.open_file(&p.name, true), Ok(Some(_))))
 }
 
 /// A target message given a new state by the plan, by its place in the file.
@@ -495,6 +541,8 @@ struct Joined<'j> {
     ours: Sorter<Hash>,
     /// The keywords of the messages the file will hold, but for those left unmatched.
     keywords: BTreeSet<String>,
+    /// Those of the copies alone.
+    copy_keywords: BTreeSet<String>,
     last: Option<Hash>,
     duplicates: u64,
     copies: u64,
@@ -509,6 +557,7 @@ impl<'j> Joined<'j> {
             restated: Sorter::new(),
             ours: Sorter::new(),
             keywords: BTreeSet::new(),
+            copy_keywords: BTreeSet::new(),
             last: None,
             duplicates: 0,
             copies: 0,
@@ -527,7 +576,7 @@ impl Outcome for Joined<'_> {
             (Decision::Copy, _) => {
                 self.copies += 1;
                 self.ours.push(w.hash)?;
-                self.keywords.extend(w.meta.mbox_view().keywords.iter().map(str::to_string));
+                self.copy_keywords.extend(w.meta.mbox_view().keywords.iter().map(str::to_string));
             }
             (Decision::UpdateFlags(_) | Decision::UpdateDate(_), Some(h)) => {
                 self.updates += 1;

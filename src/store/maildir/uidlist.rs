@@ -320,7 +320,7 @@ impl UidLines {
                 return Ok(false);
             }
             let mut body = body;
-            dir.write_new_with(UIDLIST, 0o600, owner, durable, &mut |w| body.put(w))
+            dir.write_new_with(std::ffi::OsStr::new(UIDLIST), 0o600, owner, durable, &mut |w| body.put(w))
         })();
         drop(lock);
         let _ = dir.unlink(OsStr::new(LOCK));

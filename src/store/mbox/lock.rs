@@ -96,6 +96,8 @@ pub struct WriteLock<'d> {
     dotlock_fd: File,
     /// The mbox as it was when locked (`None`: it did not exist).
     file: Option<File>,
+    /// `file` is open for writing too.
+    writable: bool,
     taken: Instant,
 }
 
@@ -112,8 +114,9 @@ impl<'d> WriteLock<'d> {
                 Ok(mut fd) => {
                     let _ = fd.write_all(format!("{}:{}", std::process::id(), host()).as_bytes());
                     match Self::fcntl_on(dir, name) {
-                        Ok(Some(file)) => {
-                            return Ok(WriteLock { dir, dotlock, dotlock_fd: fd, file, taken: Instant::now() });
+                        Ok(Some((file, writable))) => {
+                            let taken = Instant::now();
+                            return Ok(WriteLock { dir, dotlock, dotlock_fd: fd, file, writable, taken });
                         }
                         Ok(None) => holder = "an fcntl lock of another program".into(),
                         Err(e) => {
@@ -151,8 +154,9 @@ impl<'d> WriteLock<'d> {
         }
     }
 
-    /// Opens the mbox (if it exists) and tries its fcntl write lock: `Ok(None)` when busy.
-    fn fcntl_on(dir: &Dir, name: &OsStr) -> Result<Option<Option<File>>> {
+    /// Opens the mbox (if it exists) and tries its fcntl write lock: `Ok(None)` when busy; the
+    /// file, and whether it is open for writing.
+    fn fcntl_on(dir: &Dir, name: &OsStr) -> Result<Option<(Option<File>, bool)>> {
         let path = dir.path.join(name);
         // Replacing needs only the directory; a file we may not write is locked for reading,
         // which keeps every writer out just the same.
@@ -162,9 +166,9 @@ impl<'d> WriteLock<'d> {
             }
             r => (r?, Fcntl::Write),
         };
-        let Some(file) = file else { return Ok(Some(None)) };
+        let Some(file) = file else { return Ok(Some((None, false))) };
         match try_fcntl(&file, kind) {
-            Ok(true) => Ok(Some(Some(file))),
+            Ok(true) => Ok(Some((Some(file), kind == Fcntl::Write))),
             Ok(false) => Ok(None),
             Err(e) => Err(e).at(&path),
         }
@@ -173,6 +177,11 @@ impl<'d> WriteLock<'d> {
     /// The mbox as it was when the lock was taken.
     pub fn file(&self) -> Option<&File> {
         self.file.as_ref()
+    }
+
+    /// The locked mbox is open for writing (it can grow in place).
+    pub fn writable(&self) -> bool {
+        self.writable
     }
 
     /// Touches the dotlock when it has been held a while, so nobody takes it for stale.

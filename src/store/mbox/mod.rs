@@ -10,6 +10,7 @@
 
 pub mod date;
 pub mod flavour;
+pub mod grow;
 pub mod headers;
 pub mod lock;
 pub mod read;

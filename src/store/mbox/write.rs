@@ -20,6 +20,7 @@ use sha2::{Digest, Sha256};
 
 use super::date::asctime_utc;
 use super::flavour::{Cut, Flavour, Part, Quoter};
+use super::grow::{self, AppendPoint};
 use super::headers;
 use super::lock::WriteLock;
 use super::read::{Stamp, envelope_sender};
@@ -75,6 +76,9 @@ pub struct MboxWriter<'d> {
     /// Bytes written to the file, and where X-IMAPbase's last UID digits are.
     pos: u64,
     base_at: Option<u64>,
+    /// Growing an existing file in place: the messages written here go after its last byte,
+    /// and `base_at` is where its own X-IMAPbase last UID is.
+    grow: Option<AppendPoint>,
 }
 
 impl<'d> MboxWriter<'d> {
@@ -116,6 +120,7 @@ impl<'d> MboxWriter<'d> {
             last_uid: 0,
             pos: 0,
             base_at: None,
+            grow: None,
         })
     }
 
@@ -135,6 +140,14 @@ impl<'d> MboxWriter<'d> {
             self.validity = Some(b.validity);
             self.uid_floor = b.last_uid;
         }
+    }
+
+    /// Writes the messages to add after the last byte of the existing file (`point`), which
+    /// is left as it is but for its X-IMAPbase's last UID: no rewrite of what is there.
+    pub fn grow_from(&mut self, point: AppendPoint) {
+        self.uid_floor = self.uid_floor.max(point.last_uid);
+        self.base_at = point.digits_at;
+        self.grow = Some(point);
     }
 
     /// Appends one message given as the bytes to store (no From_ line). Its own mbox-internal
@@ -225,7 +238,7 @@ impl<'d> MboxWriter<'d> {
             v.extend_from_slice(eol);
         };
         let wants_base = self.flavour == Flavour::Dovecot || !self.keywords.is_empty() || self.validity.is_some();
-        if self.messages == 0 && wants_base {
+        if self.messages == 0 && self.grow.is_none() && wants_base {
             // UIDVALIDITY is the target's own when it had one, else the time, as Dovecot does.
             let validity =
                 self.validity.unwrap_or_else(|| chrono::Utc::now().timestamp().clamp(1, i64::from(u32::MAX)) as u32);
@@ -281,6 +294,9 @@ impl<'d> MboxWriter<'d> {
         appended_ok: &AppendedCheck<'_>,
         ready: &dyn Fn() -> Result<()>,
     ) -> Result<u64> {
+        if self.grow.is_some() {
+            return self.commit_grown(was, wait, appended_ok, ready);
+        }
         let last = self.last_uid.max(self.uid_floor);
         let MboxWriter { dir, name, tmp_name, out, path, owner, durable, base_at, .. } = self;
         let mut f = out.into_inner().map_err(|e| Error::Io { path: path.clone(), source: e.into_error() })?;
@@ -335,6 +351,117 @@ impl<'d> MboxWriter<'d> {
         }
         drop(locked);
         Ok(kept)
+    }
+
+    /// [`MboxWriter::commit`] for a file grown in place: under the locks, the written messages
+    /// are copied after the file's last byte (after mail appended meanwhile, vetted as for a
+    /// rewrite), X-IMAPbase's last UID is written over, and the file is synced. Any failure
+    /// cuts the file back to the length it had and puts the old digits back: it is then as it
+    /// was.
+    fn commit_grown(
+        self,
+        was: Option<&Read>,
+        wait: std::time::Duration,
+        appended_ok: &AppendedCheck<'_>,
+        ready: &dyn Fn() -> Result<()>,
+    ) -> Result<u64> {
+        let last = self.last_uid.max(self.uid_floor);
+        let MboxWriter { dir, name, tmp_name, out, path, durable, base_at, pos, owner, .. } = self;
+        let Some(was) = was else { return Err(Error::bad(&path, "internal: grown without a file read")) };
+        let staged = out.into_inner().map_err(|e| Error::Io { path: path.clone(), source: e.into_error() })?;
+        if durable {
+            staged.sync_all().at(&path)?;
+        }
+        drop(staged);
+        // Written write-only: read back through a descriptor of its own.
+        let Some(staged) = dir.open_file(&tmp_name, false)? else {
+            return Err(Error::bad(&path, "the staged messages were removed during the run; not written, run again"));
+        };
+        let locked = WriteLock::take(dir, &name, wait)?;
+        let Some(cur) = locked.file().filter(|_| locked.writable()) else {
+            let why = match locked.file() {
+                None => "the target mbox was removed during the run; not written, run again",
+                Some(_) => "the target mbox is no longer writable; not written",
+            };
+            return Err(Error::bad(&path, why));
+        };
+        let now = Stamp::of(cur).at(&path)?;
+        same_prefix(cur, was, &now, &path)?;
+        if now.size > was.stamp.size {
+            appended_ok(cur, was.stamp.size)?;
+            if !ends_with_empty_line(cur, now.size).at(&path)? {
+                return Err(Error::bad(
+                    &path,
+                    "mail appended to the target mbox during the run does not end with an empty line; not written, run again",
+                ));
+            }
+        }
+        ready()?;
+        locked.refresh();
+        let at = now.size;
+        let mut old_digits = [0u8; 10];
+        if let Some(d) = base_at {
+            cur.read_exact_at(&mut old_digits, d).at(&path)?;
+        }
+        // The journal first: a run killed from here on is taken back by the next one.
+        let (journal_name, data_name) = grow::journal_names(&name);
+        let journal = grow::Journal {
+            dev: now.dev,
+            ino: now.ino,
+            old_len: at,
+            new_len: at + pos,
+            digits: base_at.map(|d| {
+                let mut new = [0u8; 10];
+                new.copy_from_slice(format!("{last:010}").as_bytes());
+                (d, old_digits, new)
+            }),
+        };
+        dir.rename_noreplace(&tmp_name, dir, &data_name)?;
+        let journaled = dir.write_new_with(&journal_name, 0o600, owner, durable, &mut |w| {
+            w.write_all(&journal.encode()).map(|()| true)
+        });
+        let cleanup = || {
+            let _ = dir.unlink(&journal_name);
+            let _ = dir.unlink(&data_name);
+        };
+        match journaled {
+            Ok(true) if !durable => {}
+            Ok(true) => dir.fsync().inspect_err(|_| cleanup())?,
+            Ok(false) => {
+                let _ = dir.unlink(&data_name);
+                return Err(Error::bad(&path, "an append journal appeared during the run; not written, run again"));
+            }
+            Err(e) => {
+                cleanup();
+                return Err(e);
+            }
+        }
+        let grown = (|| -> std::io::Result<()> {
+            copy_range(&staged, pos, cur, at)?;
+            if let Some(d) = base_at {
+                cur.write_all_at(format!("{last:010}").as_bytes(), d)?;
+            }
+            set_whole_second_mtime(cur, Some(now.mtime.0))?;
+            if durable {
+                cur.sync_all()?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = grown {
+            let _ = cur.set_len(at);
+            if let Some(d) = base_at {
+                let _ = cur.write_all_at(&old_digits, d);
+            }
+            let _ = cur.sync_all();
+            let source =
+                std::io::Error::new(e.kind(), format!("{}; the mbox is as it was", crate::error::io_reason(&e)));
+            cleanup();
+            return Err(Error::Io { path: path.clone(), source });
+        }
+        drop(staged);
+        cleanup();
+        drop(locked);
+        Ok(now.size - was.stamp.size)
     }
 
     /// Gives up: the temporary file is removed, the target is untouched.
@@ -398,6 +525,30 @@ fn same_prefix(cur: &File, was: &Read, now: &Stamp, path: &Path) -> Result<()> {
     }
     if <[u8; 32]>::from(h.finalize()) != was.digest {
         return changed("was rewritten");
+    }
+    Ok(())
+}
+
+/// Whether the `len` bytes of `f` end with an empty line (new messages may follow).
+fn ends_with_empty_line(f: &File, len: u64) -> std::io::Result<bool> {
+    let mut tail = [0u8; 3];
+    let n = len.min(3) as usize;
+    f.read_exact_at(&mut tail[3 - n..], len - n as u64)?;
+    Ok(tail[1..] == *b"\n\n" || tail == *b"\n\r\n")
+}
+
+/// Copies the first `len` bytes of `from` to `to` at offset `at`.
+fn copy_range(from: &File, len: u64, to: &File, at: u64) -> std::io::Result<()> {
+    let mut buf = vec![0u8; 1 << 20];
+    let mut off = 0u64;
+    while off < len {
+        let want = usize::try_from((len - off).min(buf.len() as u64)).unwrap_or(buf.len());
+        let n = from.read_at(&mut buf[..want], off)?;
+        if n == 0 {
+            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the staged messages are short"));
+        }
+        to.write_all_at(&buf[..n], at + off)?;
+        off += n as u64;
     }
     Ok(())
 }
