@@ -415,7 +415,7 @@ impl Opened {
             expunged: false,
             partial: false,
             gone: false,
-            uid: None,
+            uid: e.uid,
         }
     }
 

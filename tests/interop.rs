@@ -598,6 +598,63 @@ fn imap_uids_and_pop3_uidls_survive_a_maildir_move() {
     assert_eq!(subjects_by_uid(&after), ["m1", "m2", "m3", "m4"]);
     let uidl_after = pop3_uidl(&env, &target);
     assert_eq!(uidl_after[..3], uidl_before[..], "POP3 UIDLs kept");
+
+    // A re-sync after the switch: the straggler gets the next UID, nothing is renumbered.
+    env.write("src/new/1500000500.M1P1.old", &message("m5", "x\n"));
+    env.sync("maildir:src", "maildir:md", &[]).expect_code(0);
+    give_to_nobody(&md);
+    let again = imap_session(&env, &target, &fetch);
+    assert_eq!(uids(&again), (uids(&before).0, vec![2, 3, 4, 5, 6]), "{again}");
+    assert_eq!(subjects_by_uid(&again), ["m1", "m2", "m3", "m4", "m5"]);
+    assert_eq!(pop3_uidl(&env, &target)[..4], uidl_after[..], "POP3 UIDLs kept by the re-sync");
+}
+
+/// A Maildir Dovecot served into a new Dovecot-flavour mbox: the mbox is written in the order
+/// of the source's UIDs (not its names), with its UIDVALIDITY in X-IMAPbase and each message's
+/// UID in X-UID, so UIDs and POP3 UIDLs are the ones clients know; mail the source did not
+/// number yet gets UIDs after its next one. A re-sync appends new mail after them.
+#[test]
+fn imap_uids_and_pop3_uidls_survive_a_maildir_move_into_a_dovecot_mbox() {
+    if !dovecot_servers() {
+        return;
+    }
+    let env = TestEnv::new();
+    open_up(&env);
+    for d in ["src/cur", "src/new", "src/tmp", "mb"] {
+        std::fs::create_dir_all(env.path(d)).unwrap();
+    }
+    let src = env.path("src");
+    let location = format!("maildir:{}", src.display());
+    // Delivered newest name first: UID order is not name order.
+    for (name, subject) in [("1500000300.M1P1.old", "m0"), ("1500000200.M1P1.old", "m1"), ("1500000100.M1P1.old", "m2")]
+    {
+        env.write(&format!("src/new/{name}"), &message(subject, "x\n"));
+        give_to_nobody(&src);
+        imap_session(&env, &location, &["SELECT INBOX"]);
+    }
+    imap_session(&env, &location, &["SELECT INBOX", "STORE 1 +FLAGS (\\Deleted)", "EXPUNGE"]);
+    let fetch = ["SELECT INBOX", "FETCH 1:* (UID BODY.PEEK[HEADER.FIELDS (SUBJECT)])"];
+    let before = imap_session(&env, &location, &fetch);
+    assert_eq!((uids(&before).1, subjects_by_uid(&before)), (vec![2, 3], vec!["m1".into(), "m2".into()]));
+    let uidl_before = pop3_uidl(&env, &location);
+    env.write("src/new/1500000000.M1P1.old", &message("m3", "x\n"));
+
+    env.sync("maildir:src", "mbox:mb", &[]).expect_code(0);
+    let mb = env.path("mb");
+    give_to_nobody(&mb);
+    let target = format!("mbox:{}:INBOX={}/INBOX", mb.display(), mb.display());
+    let after = imap_session(&env, &target, &fetch);
+    assert_eq!(uids(&after), (uids(&before).0, vec![2, 3, 4]), "{before}\n{after}");
+    assert_eq!(subjects_by_uid(&after), ["m1", "m2", "m3"]);
+    assert_eq!(pop3_uidl(&env, &target)[..2], uidl_before[..], "POP3 UIDLs kept");
+
+    env.write("src/new/1500000500.M1P1.old", &message("m4", "x\n"));
+    let inode = file_stamp(&mb.join("INBOX")).2;
+    env.sync("maildir:src", "mbox:mb", &[]).expect_code(0);
+    assert_eq!(file_stamp(&mb.join("INBOX")).2, inode, "appended in place");
+    let again = imap_session(&env, &target, &fetch);
+    assert_eq!(uids(&again), (uids(&before).0, vec![2, 3, 4, 5]), "{again}");
+    assert_eq!(subjects_by_uid(&again), ["m1", "m2", "m3", "m4"]);
 }
 
 /// The same for an mbox Dovecot served: its X-IMAPbase UIDVALIDITY and each message's X-UID
@@ -639,7 +696,20 @@ fn imap_uids_and_pop3_uidls_survive_a_dovecot_mbox_move() {
     assert_eq!(uids(&after).0, uids(&before).0, "UIDVALIDITY kept:\n{before}\n{after}");
     assert_eq!(uids(&after).1, [2, 3, 4], "{after}");
     assert_eq!(subjects_by_uid(&after), ["m1", "m2", "m3"]);
-    assert_eq!(pop3_uidl(&env, &target)[..2], uidl_before[..], "POP3 UIDLs kept");
+    let uidl_after = pop3_uidl(&env, &target);
+    assert_eq!(uidl_after[..2], uidl_before[..], "POP3 UIDLs kept");
+
+    // A re-sync after the switch: the straggler gets the next UID, nothing is renumbered.
+    let mut more = std::fs::read(env.path("mb/INBOX")).unwrap();
+    more.extend_from_slice(b"\nFrom a@b Sat Jan  7 10:00:00 2017\n");
+    more.extend_from_slice(&message("m4", "x\n"));
+    std::fs::write(env.path("mb/INBOX"), more).unwrap();
+    env.sync("mbox:mb/INBOX", "maildir:md", &[]).expect_code(0);
+    give_to_nobody(&md);
+    let again = imap_session(&env, &target, &fetch);
+    assert_eq!(uids(&again), (uids(&before).0, vec![2, 3, 4, 5]), "{again}");
+    assert_eq!(subjects_by_uid(&again), ["m1", "m2", "m3", "m4"]);
+    assert_eq!(pop3_uidl(&env, &target)[..3], uidl_after[..], "POP3 UIDLs kept by the re-sync");
 
     // Into a new Dovecot mbox directory the same: X-IMAPbase and the X-UIDs are carried.
     std::fs::create_dir_all(env.path("mb2")).unwrap();
@@ -648,8 +718,8 @@ fn imap_uids_and_pop3_uidls_survive_a_dovecot_mbox_move() {
     give_to_nobody(&mb2);
     let target = format!("mbox:{}:INBOX={}/INBOX", mb2.display(), mb2.display());
     let after = imap_session(&env, &target, &fetch);
-    assert_eq!(uids(&after), (uids(&before).0, vec![2, 3, 4]), "{after}");
-    assert_eq!(subjects_by_uid(&after), ["m1", "m2", "m3"]);
+    assert_eq!(uids(&after), (uids(&before).0, vec![2, 3, 4, 5]), "{after}");
+    assert_eq!(subjects_by_uid(&after), ["m1", "m2", "m3", "m4"]);
     assert_eq!(pop3_uidl(&env, &target)[..2], uidl_before[..], "POP3 UIDLs kept");
 }
 

@@ -84,6 +84,8 @@ pub trait Outcome {
     fn decided(&mut self, wanted: Wanted, decision: Decision, held: Option<&Held>) -> io::Result<()>;
     /// No source message matched this target message.
     fn unmatched(&mut self, held: Held) -> io::Result<()>;
+    /// The target messages of the hash group decided next (before its `decided` calls).
+    fn group(&mut self, _held: &[Held]) {}
 }
 
 /// Joins `sources` and `targets`, each sorted, hash by hash. `reserved`: per hash, target
@@ -122,6 +124,7 @@ pub fn join(
             }
             continue;
         }
+        out.group(&held);
         let mut planner = Planner::new(held.iter().map(|h| (h.hash, &h.meta)), group_rules.clone());
         if n_reserved > 0 {
             planner.reserve(next, n_reserved);

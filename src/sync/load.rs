@@ -26,11 +26,13 @@ pub(super) struct Prepared<'a> {
     pub(super) seq: Option<u64>,
     /// Its hash came from the source cache.
     pub(super) cached: bool,
+    /// The `Q<n>` its copy's name gets (0: none).
+    pub(super) q: u32,
 }
 
 impl<'a> Prepared<'a> {
     pub(super) fn new(loaded: Loaded<'a>, hash: Option<Hash>) -> Prepared<'a> {
-        Prepared { loaded, hash, decision: None, place: None, held: None, seq: None, cached: false }
+        Prepared { loaded, hash, decision: None, place: None, held: None, seq: None, cached: false, q: 0 }
     }
 
     /// Where its bytes can be had again: an mbox message's range, a Maildir file (as listed,
@@ -53,6 +55,7 @@ impl<'a> Prepared<'a> {
                     mtime_ns: k.mtime_ns,
                     meta: self.loaded.meta.clone(),
                     ino: k.ino,
+                    uid: self.loaded.uid,
                 })))
             }
             None => match &self.loaded.body {

@@ -377,6 +377,10 @@ impl<'t, 'a> FolderRun<'t, 'a> {
                 }
                 _ => None,
             },
+            uids_not_carried: match &writer {
+                Some(w) if index.count > 0 || w.has_uidlist() => not_carried(job.source_path, &w.dir),
+                _ => None,
+            },
         };
         Ok(FolderRun {
             job,
@@ -446,6 +450,7 @@ impl<'t, 'a> FolderRun<'t, 'a> {
                     place: bytes,
                     held: None,
                     cached: p.cached,
+                    q: 0,
                 }),
             };
             r.map_err(|e| spill_error(&self.tdir, e))?;
@@ -464,8 +469,12 @@ impl<'t, 'a> FolderRun<'t, 'a> {
         // neither re-flags the other's copy run after run).
         let reserved = if self.job.opts.merged { self.record.others_by_hash().map_err(err)? } else { Vec::new() };
         let targets = self.index.sorted.iter().map(|r| r.map(held_of));
-        let mut joined =
-            Joined { decided: &mut self.decided, unmatched: Sorter::new(), cache: self.books.cache.as_mut() };
+        let mut joined = Joined {
+            decided: &mut self.decided,
+            unmatched: Sorter::new(),
+            cache: self.books.cache.as_mut(),
+            bases: Vec::new(),
+        };
         join(wanted.iter(), targets, reserved.into_iter(), self.planner.rules(), &mut joined).map_err(err)?;
         let unmatched = joined.unmatched.sorted().map_err(err)?;
         drop(wanted);
@@ -490,7 +499,7 @@ impl<'t, 'a> FolderRun<'t, 'a> {
                     // Bytes held in memory (from memory, or read to be copied) count.
                     bytes += if copy || !loaded.body.is_unread() { loaded.body.len() } else { 0 };
                     let mut p = Prepared::new(loaded, d.hash);
-                    (p.decision, p.held, p.cached, p.seq) = (Some(d.decision), held, d.cached, Some(d.seq));
+                    (p.decision, p.held, p.cached, p.seq, p.q) = (Some(d.decision), held, d.cached, Some(d.seq), d.q);
                     chunk.push(p);
                 }
                 Err(e) => {
@@ -640,7 +649,7 @@ impl<'t, 'a> FolderRun<'t, 'a> {
                         }
                         (None, Some(Decision::Copy)) => {
                             Some(
-                                w.stage(&p.loaded.body.pieces(), &p.loaded.meta, p.seq.unwrap_or(0))
+                                w.stage(&p.loaded.body.pieces(), &p.loaded.meta, (p.seq.unwrap_or(0), p.q))
                                     .map_err(|e| e.problem())
                                     .and_then(|st| {
                                         // What was written must be what was decided on.
@@ -731,7 +740,21 @@ impl<'t, 'a> FolderRun<'t, 'a> {
             }
         }
         let gone = gone.sorted().map_err(err)?;
-        let Books { known_lines, source_cache, source_cache_same, cache, changed, seen, copied, uids, .. } = self.books;
+        let Books {
+            known_lines,
+            source_cache,
+            source_cache_same,
+            cache,
+            changed,
+            seen,
+            copied,
+            uids,
+            uids_not_carried,
+            ..
+        } = self.books;
+        if let Some(why) = uids_not_carried.filter(|_| out.counts.transferred > 0) {
+            out.warnings.push(Problem::new(&tdir.join(uidlist::UIDLIST), why));
+        }
         if let (Some(w), Some(u)) = (&self.writer, uids.filter(|u| u.count() > 0)) {
             let validity = chrono::Utc::now().timestamp().clamp(1, i64::from(u32::MAX)) as u32;
             match u.write(&w.dir, validity, opts.owner, opts.durable) {
@@ -791,6 +814,23 @@ impl<'t, 'a> FolderRun<'t, 'a> {
     }
 }
 
+/// Why the IMAP state of the source folder `source` cannot go with its messages into the
+/// target folder `dir`, which has mail or a uidlist of its own (never renumbered): `None` when
+/// the source has no UIDs, or the folder's uidlist has the source's UIDVALIDITY (an earlier
+/// run numbered it from this source, or it was copied with it).
+pub(super) fn not_carried(source: &Path, dir: &crate::fsx::Dir) -> Option<String> {
+    let from = uidlist::source_header(source).map(|h| h.0).or_else(|| mbox_imap_state(source).map(|s| s.validity()))?;
+    let why = match uidlist::validity_in(dir) {
+        Some(v) if v == from => return None,
+        Some(v) => format!("this folder has its own dovecot-uidlist (UIDVALIDITY {v}, the source's is {from})"),
+        None => "this folder had mail of its own before (delivered here first?)".into(),
+    };
+    Some(format!(
+        "the source's IMAP UIDs were not carried to the copies: {why}, and a folder's UIDs are never renumbered; \
+         Dovecot numbers the copies after its last UID, so IMAP and POP3 clients fetch them as new mail"
+    ))
+}
+
 /// The UIDVALIDITY and last UID a Dovecot mbox source keeps in its first message's
 /// `X-IMAPbase` (or pseudo message's `X-IMAP`): its messages' `X-UID`s are then its UIDs.
 fn mbox_imap_state(path: &Path) -> Option<uidlist::SourceUids> {
@@ -818,6 +858,8 @@ struct Joined<'j> {
     decided: &'j mut Sorter<Decided>,
     unmatched: Sorter<Held>,
     cache: Option<&'j mut target_index::CacheWriter>,
+    /// The base names of the target copies of the hash group being decided.
+    bases: Vec<Vec<u8>>,
 }
 
 impl Outcome for Joined<'_> {
@@ -830,12 +872,33 @@ impl Outcome for Joined<'_> {
         // A copy left as it is is done with (its cache line is written): only a copy to
         // re-flag or re-date is needed again.
         let held = held.filter(|_| decision.updates());
-        self.decided.push(Decided::joined(wanted, decision, held))
+        let q = if decision == Decision::Copy { free_q(&self.bases, &wanted) } else { 0 };
+        self.decided.push(Decided { q, ..Decided::joined(wanted, decision, held) })
     }
 
     fn unmatched(&mut self, held: Held) -> std::io::Result<()> {
         self.unmatched.push(held)
     }
+
+    fn group(&mut self, held: &[Held]) {
+        self.bases.clear();
+        self.bases.extend(held.iter().filter_map(|h| MaildirEntry::decode(&h.entry)).map(|(e, _)| e.base().to_vec()));
+    }
+}
+
+/// The `Q<n>` (0: none) that keeps a copy's base name apart from those of the target copies of
+/// its message (`bases`): the same source message copied again beside its first copy (which
+/// another source message of the same content kept) would get that copy's base name.
+fn free_q(bases: &[Vec<u8>], w: &Wanted) -> u32 {
+    let unique = crate::store::maildir::write::unique_part(w.meta.date, w.seq, &w.hash, 0);
+    let taken = |q: u32| {
+        let prefix = crate::store::maildir::write::unique_part(w.meta.date, w.seq, &w.hash, q);
+        bases.iter().any(|b| b.strip_prefix(prefix.as_bytes()).is_some_and(|rest| rest.first() == Some(&b'.')))
+    };
+    if !bases.iter().any(|b| b.starts_with(unique.as_bytes())) {
+        return 0;
+    }
+    (0..).find(|&q| !taken(q)).unwrap_or(0)
 }
 
 /// Hashes seen more than once, counted from their sorted list.
@@ -1116,6 +1179,8 @@ pub(super) struct Books {
     /// A folder this run fills from empty: its copies' names in source order, for the
     /// `dovecot-uidlist` that gives them UIDs in that order.
     uids: Option<UidLines>,
+    /// Why the source's UIDs do not go with its copies, said when there are copies.
+    uids_not_carried: Option<String>,
 }
 
 impl Books {

@@ -20,6 +20,7 @@ use crate::message::Meta;
 use crate::report::FolderOutcome;
 use crate::source::{self, Opened, Ref};
 use crate::spill::{Sorted, Sorter, Spill};
+use crate::store::maildir::uidlist;
 use crate::store::mbox::flavour::Flavour;
 use crate::store::mbox::grow::{self, AppendPoint, append_point};
 use crate::store::mbox::lock as mbox_lock;
@@ -314,6 +315,12 @@ pub(super) fn new_mbox_from_maildir(
     let before = out.counts.clone();
     let mut w = MboxWriter::create(&place.dir, &place.name, flavour, opts.owner, opts.durable)?;
     w.set_keywords(keywords.into_iter().collect());
+    // A Maildir Dovecot numbered gives its UIDVALIDITY and UIDs (its listing is in UID order)
+    // to a new Dovecot mbox; the messages it did not number get UIDs after its last one.
+    let carry = flavour == Flavour::Dovecot;
+    if let Some((validity, last_uid)) = uidlist::source_header(job.source_path).filter(|_| carry) {
+        w.keep_imap_state(Some(ImapBase { validity, last_uid }));
+    }
     let mut ours = Sorter::new();
     let mut planner: Planner = Planner::new([], rules(opts));
     let res = read_for_mbox(opened, job, out, |p, out| {
@@ -321,7 +328,7 @@ pub(super) fn new_mbox_from_maildir(
         let fate = match settled(decision, &p) {
             Some(f) => f,
             None => {
-                w.append(&p.loaded.body.pieces(), &p.loaded.meta, None)?;
+                w.append(&p.loaded.body.pieces(), &p.loaded.meta, p.loaded.uid.filter(|_| carry))?;
                 still_the_same(&p.loaded)?;
                 let sha = p.hash.unwrap_or_default();
                 ours.push(sha).map_err(|e| spill_error(path, e))?;
@@ -388,7 +395,7 @@ pub(super) fn to_mbox(
         match (decision, p.hash) {
             (Decision::Copy, Some(hash)) => wanted.push(Wanted { hash, seq, meta, place: bytes, cached: false }),
             (decision, hash) => {
-                decided.push(Decided { seq, decision, hash, meta, place: bytes, held: None, cached: false })
+                decided.push(Decided { seq, decision, hash, meta, place: bytes, held: None, cached: false, q: 0 })
             }
         }
         .map_err(err)
@@ -466,6 +473,9 @@ pub(super) fn to_mbox(
         _ => None,
     };
     let carry = source_imap.is_some() && flavour == Flavour::Dovecot;
+    if let Some(t) = existing.as_ref().filter(|_| copies > 0 && flavour == Flavour::Dovecot) {
+        uids_not_carried(opened, job.source_path, t.imap, &path, out);
+    }
     w.keep_imap_state(existing.as_ref().and_then(|t| t.imap).or(source_imap.filter(|_| carry)));
     let res = match (&existing, grow) {
         (Some(_), Some(g)) => {
@@ -490,6 +500,26 @@ pub(super) fn to_mbox(
     commit_mbox(w, res, checks, job, &before, out)?;
     out.mbox_format = Some(flavour.name());
     Ok(())
+}
+
+/// Says so when the source has IMAP UIDs that the copies into an existing mbox (which keeps
+/// its own, `imap`) cannot keep: they get UIDs after the file's last one.
+fn uids_not_carried(opened: &Opened, source: &Path, imap: Option<ImapBase>, path: &Path, out: &mut FolderOutcome) {
+    let from = match opened {
+        Opened::Mbox(f) => f.imap_base().map(|b| b.validity),
+        Opened::Maildir { .. } => uidlist::source_header(source).map(|h| h.0),
+    };
+    let (Some(from), Some(own)) = (from, imap.map(|b| b.validity)) else { return };
+    if from != own {
+        out.warnings.push(Problem::new(
+            path,
+            format!(
+                "the source's IMAP UIDs were not carried to the copies: this mbox has its own UIDVALIDITY ({own}, the \
+                 source's is {from}), which never changes; the copies get UIDs after its last one, so IMAP and POP3 \
+                 clients fetch them as new mail"
+            ),
+        ));
+    }
 }
 
 /// Whether new messages can go after the end of a file in the flavour asked for: Dovecot's
@@ -588,7 +618,7 @@ impl Outcome for Joined<'_> {
             (_, None) => {}
         }
         let Wanted { hash, seq, meta, place, cached } = w;
-        self.decided.push(Decided { seq, decision, hash: Some(hash), meta, place, held: None, cached })
+        self.decided.push(Decided { seq, decision, hash: Some(hash), meta, place, held: None, cached, q: 0 })
     }
 
     fn unmatched(&mut self, held: Held) -> std::io::Result<()> {

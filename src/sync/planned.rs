@@ -103,6 +103,9 @@ pub(crate) struct Decided {
     pub(crate) held: Option<Held>,
     /// The hash came from the source cache.
     pub(crate) cached: bool,
+    /// A copy's name gets `Q<q>` (when not 0): a copy of the message with the name it would
+    /// have is there already.
+    pub(crate) q: u32,
 }
 
 impl Decided {
@@ -115,6 +118,7 @@ impl Decided {
             place: w.place,
             held: held.cloned(),
             cached: w.cached,
+            q: 0,
         }
     }
 }
@@ -159,6 +163,7 @@ impl Spill for Decided {
 
     fn write(&self, out: &mut Vec<u8>) {
         put_u64(out, self.seq);
+        put_u64(out, u64::from(self.q));
         let (code, n) = decision_code(self.decision);
         out.push(code);
         put_u64(out, n);
@@ -181,6 +186,8 @@ impl Spill for Decided {
 
     fn read(b: &[u8]) -> Option<Decided> {
         let (seq, b) = take_u64(b)?;
+        let (q, b) = take_u64(b)?;
+        let q = u32::try_from(q).ok()?;
         let (&code, b) = b.split_first()?;
         let (n, b) = take_u64(b)?;
         let decision = decision_of(code, n)?;
@@ -200,7 +207,7 @@ impl Spill for Decided {
         }
         let (place, b) = take_bytes(b)?;
         let held = if b.is_empty() { None } else { Some(Held::read(b)?) };
-        Some(Decided { seq, decision, hash, meta, place: place.to_vec(), held, cached: cached != 0 })
+        Some(Decided { seq, decision, hash, meta, place: place.to_vec(), held, cached: cached != 0, q })
     }
 }
 
@@ -236,6 +243,7 @@ mod tests {
             mtime_ns: -3,
             meta: meta.clone(),
             ino: 99,
+            uid: Some(7),
         };
         let places = [
             Place::Maildir(Box::new(file.clone())),
@@ -269,6 +277,7 @@ mod tests {
                 place: place.clone(),
                 held,
                 cached: true,
+                q: 4,
             };
             let mut b = Vec::new();
             d.write(&mut b);

@@ -1,5 +1,7 @@
-//! A folder's messages in name order (new/ then cur/) in bounded memory, for targets written
-//! in order (an mbox). Entries are sorted in runs; once a folder has more than one run, each
+//! A folder's messages in source order in bounded memory, for targets written in order (an
+//! mbox) and for names and UIDs that follow the source: the UIDs of the folder's
+//! `dovecot-uidlist` when it has one (the order its IMAP clients know), the messages it does
+//! not list after them, in name order (new/ then cur/). Entries are sorted in runs; once a folder has more than one run, each
 //! sorted run goes to an unlinked file in the temporary directory and the runs are merged
 //! as the listing is read, so memory stays the same for 5,000 or 5,000,000 messages.
 
@@ -8,6 +10,7 @@ use std::path::Path;
 
 use super::keywords::KeywordMap;
 use super::read::{MaildirEntry, MessageStream, ScanOptions, Sub, entry};
+use super::uidlist::{SourceUids, read_source};
 use crate::error::{Error, Problem, Result, io_reason};
 use crate::spill::{Sorted, Sorter, Spill};
 
@@ -26,6 +29,8 @@ pub struct Listing {
 /// What a listed entry keeps while sorted (its flags and keywords come back from its name).
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct Listed {
+    /// Its UID in the folder's uidlist; [`UNLISTED`] for none (0 until the uidlist is read).
+    uid: u64,
     sub: Sub,
     name: Vec<u8>,
     size: u64,
@@ -40,6 +45,7 @@ impl Spill for Listed {
     }
 
     fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.uid.to_le_bytes());
         out.push(self.sub as u8);
         out.extend_from_slice(&self.size.to_le_bytes());
         out.extend_from_slice(&self.secs.to_le_bytes());
@@ -49,9 +55,11 @@ impl Spill for Listed {
     }
 
     fn read(b: &[u8]) -> Option<Listed> {
-        let (&sub, b) = b.split_first()?;
+        let uid = u64::from_le_bytes(b.get(..8)?.try_into().ok()?);
+        let (&sub, b) = b.get(8..)?.split_first()?;
         let word = |i: usize| b.get(i..i + 8).and_then(|w| <[u8; 8]>::try_from(w).ok());
         Some(Listed {
+            uid,
             sub: if sub == Sub::New as u8 { Sub::New } else { Sub::Cur },
             size: u64::from_le_bytes(word(0)?),
             secs: i64::from_le_bytes(word(8)?),
@@ -60,6 +68,56 @@ impl Spill for Listed {
             name: b.get(32..)?.to_vec(),
         })
     }
+}
+
+/// The order key of a message the folder's uidlist does not list: after every UID.
+const UNLISTED: u64 = u64::MAX;
+
+/// A listed entry by its base name (its name without the `:2,` info), to be joined with the
+/// uidlist, which lists base names.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct ByBase {
+    base: Vec<u8>,
+    entry: Listed,
+}
+
+impl Spill for ByBase {
+    fn weight(&self) -> usize {
+        self.base.len() + self.entry.weight()
+    }
+
+    fn write(&self, out: &mut Vec<u8>) {
+        crate::wire::put_bytes(out, &self.base);
+        self.entry.write(out);
+    }
+
+    fn read(b: &[u8]) -> Option<ByBase> {
+        let (base, b) = crate::wire::take_bytes(b)?;
+        Some(ByBase { base: base.to_vec(), entry: Listed::read(b)? })
+    }
+}
+
+/// `sorted` in the order of `uids` (each listed base name gives its UID to the first of its
+/// files), the unlisted after, in the order they had.
+fn in_uid_order(sorted: Sorted<Listed>, uids: &SourceUids, budget: usize) -> std::io::Result<Sorted<Listed>> {
+    let mut by_base = Sorter::with_budget(budget);
+    for l in sorted.iter() {
+        let l = l?;
+        let base = l.name.split(|&b| b == b':').next().unwrap_or_default().to_vec();
+        by_base.push(ByBase { base, entry: l })?;
+    }
+    let mut listed = uids.by_base().peekable();
+    let mut out = Sorter::with_budget(budget);
+    for b in by_base.sorted()?.iter() {
+        let ByBase { base, mut entry } = b?;
+        while let Some(x) = listed.next_if(|x| x.as_ref().map_or(true, |(lb, _)| *lb < base)) {
+            x?;
+        }
+        let hit = listed.next_if(|x| x.as_ref().is_ok_and(|(lb, _)| *lb == base)).transpose()?;
+        entry.uid = hit.map_or(UNLISTED, |(_, uid)| u64::from(uid));
+        out.push(entry)?;
+    }
+    out.sorted()
 }
 
 /// A listed file by its identity: a file renamed while the folder was listed shows up under
@@ -128,6 +186,7 @@ impl Listing {
                         }
                     }
                     let l = Listed {
+                        uid: 0,
                         sub: e.sub,
                         size: e.size,
                         secs: e.meta.date,
@@ -152,7 +211,11 @@ impl Listing {
             }
             last = Some(i.id);
         }
-        let sorted = sorter.sorted().map_err(spilled)?;
+        let budget = sorter.budget();
+        let mut sorted = sorter.sorted().map_err(spilled)?;
+        if let Some(uids) = read_source(dir) {
+            sorted = in_uid_order(sorted, &uids, budget).map_err(spilled)?;
+        }
         Ok(Listing { kw: kw.clone(), dir: dir.to_path_buf(), sorted, again, count, bytes, keywords })
     }
 
@@ -166,6 +229,7 @@ impl Listing {
                 let mut e = entry(l.sub, l.name, l.size, l.secs, 0, &self.kw);
                 e.mtime_ns = l.mtime_ns;
                 e.ino = l.ino;
+                e.uid = u32::try_from(l.uid).ok().filter(|&u| u > 0);
                 Ok(e)
             }
             Err(err) => Err(Problem::new(
@@ -187,6 +251,36 @@ mod tests {
                 (e.sub, e.name, e.size, e.meta.date, e.mtime_ns)
             })
             .collect()
+    }
+
+    /// With a `dovecot-uidlist`, the listing follows its UIDs (whatever the names say), a base
+    /// name listed once gives its UID to one file, and files it does not list come after, in
+    /// name order; spilled or not.
+    #[test]
+    fn a_uidlist_gives_the_order() {
+        let d = tempfile::tempdir().unwrap();
+        for s in ["cur", "new", "tmp"] {
+            std::fs::create_dir(d.path().join(s)).unwrap();
+        }
+        for (sub, name) in [("cur", "3.c:2,S"), ("cur", "1.a:2,"), ("new", "2.b"), ("new", "0.z"), ("cur", "4.d:2,S")] {
+            std::fs::write(d.path().join(sub).join(name), name).unwrap();
+        }
+        std::fs::write(d.path().join("dovecot-uidlist"), "3 V7 N20\n5 :3.c\n9 :1.a\n12 :2.b\n15 :gone\n").unwrap();
+        let kw = KeywordMap::default();
+        for budget in [1, 1 << 20] {
+            let l = Listing::build_with(
+                d.path(),
+                &kw,
+                ScanOptions::default(),
+                &mut Vec::new(),
+                Sorter::with_budget(budget),
+            )
+            .unwrap();
+            let got: Vec<(String, Option<u32>)> =
+                l.iter().map(|e| e.unwrap()).map(|e| (String::from_utf8(e.name).unwrap(), e.uid)).collect();
+            let want = [("3.c:2,S", Some(5)), ("1.a:2,", Some(9)), ("2.b", Some(12)), ("0.z", None), ("4.d:2,S", None)];
+            assert_eq!(got, want.map(|(n, u)| (n.to_string(), u)), "budget {budget}");
+        }
     }
 
     #[test]

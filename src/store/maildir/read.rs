@@ -50,6 +50,8 @@ pub struct MaildirEntry {
     pub meta: Meta,
     /// The file's inode (0: not known): a renamed file keeps it.
     pub ino: u64,
+    /// The UID the folder's `dovecot-uidlist` gives it.
+    pub uid: Option<u32>,
 }
 
 impl MaildirEntry {
@@ -59,6 +61,7 @@ impl MaildirEntry {
         wire::put_u64(out, self.size);
         wire::put_u64(out, self.mtime_ns as u64);
         wire::put_u64(out, self.ino);
+        wire::put_u64(out, self.uid.map_or(0, u64::from));
         wire::put_bytes(out, &self.name);
         self.meta.encode(out);
     }
@@ -74,9 +77,11 @@ impl MaildirEntry {
         let (size, b) = wire::take_u64(b)?;
         let (mtime_ns, b) = wire::take_u64(b)?;
         let (ino, b) = wire::take_u64(b)?;
+        let (uid, b) = wire::take_u64(b)?;
+        let uid = u32::try_from(uid).ok().filter(|&u| u > 0);
         let (name, b) = wire::take_bytes(b)?;
         let (meta, b) = Meta::decode(b)?;
-        Some((MaildirEntry { sub, name: name.to_vec(), size, mtime_ns: mtime_ns as i64, meta, ino }, b))
+        Some((MaildirEntry { sub, name: name.to_vec(), size, mtime_ns: mtime_ns as i64, meta, ino, uid }, b))
     }
 
     /// About the heap bytes it holds.
@@ -503,6 +508,7 @@ pub(crate) fn entry(sub: Sub, raw: Vec<u8>, size: u64, mtime: i64, nsec: i64, kw
         meta,
         name: raw,
         ino: 0,
+        uid: None,
     }
 }
 

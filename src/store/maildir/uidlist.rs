@@ -13,7 +13,7 @@
 //! folder's size.
 
 use std::ffi::OsStr;
-use std::io::{BufRead, BufWriter, Seek, Write};
+use std::io::{BufRead, BufWriter, Read, Seek, Write};
 use std::path::Path;
 
 use crate::error::{At, Result};
@@ -66,12 +66,25 @@ impl SourceUids {
     pub fn of_mbox(validity: u32, last_uid: u32) -> SourceUids {
         SourceUids { validity, next: u64::from(last_uid) + 1, listed: None }
     }
+
+    pub fn validity(&self) -> u32 {
+        self.validity
+    }
+
+    /// The last UID given out (the next one less one, at least the highest listed).
+    pub fn last_uid(&self) -> u32 {
+        u32::try_from(self.next.saturating_sub(1)).unwrap_or(u32::MAX)
+    }
+
+    /// The listed messages as (base name, UID), sorted by base name (then UID).
+    pub fn by_base(&self) -> impl Iterator<Item = std::io::Result<(Vec<u8>, u32)>> + '_ {
+        self.listed.iter().flat_map(|l| l.iter()).map(|x| x.map(|x| (x.base, x.uid as u32)))
+    }
 }
 
-/// Reads the `dovecot-uidlist` of the source folder `dir` (version 3, as Dovecot writes it):
-/// `None` when there is none, or it is not one Dovecot would take. Never through a link, never
-/// from a FIFO.
-pub fn read_source(dir: &Path) -> Option<SourceUids> {
+/// Opens the `dovecot-uidlist` of the source folder `dir` and reads its header: the reader
+/// at the first record, UIDVALIDITY and the next UID.
+fn open_source(dir: &Path) -> Option<(std::io::BufReader<std::fs::File>, u32, u64)> {
     use std::os::unix::fs::OpenOptionsExt;
     let f = std::fs::OpenOptions::new()
         .read(true)
@@ -82,8 +95,15 @@ pub fn read_source(dir: &Path) -> Option<SourceUids> {
         return None;
     }
     let mut r = std::io::BufReader::new(f);
+    let (validity, next) = header(&mut r)?;
+    Some((r, validity, next))
+}
+
+/// UIDVALIDITY and next UID from the first line of a uidlist (version 3), when Dovecot would
+/// take it.
+fn header(r: &mut impl BufRead) -> Option<(u32, u64)> {
     let mut line = Vec::new();
-    r.read_until(b'\n', &mut line).ok()?;
+    r.take(MAX_LINE as u64).read_until(b'\n', &mut line).ok()?;
     let header = std::str::from_utf8(&line).ok()?;
     let mut words = header.split_ascii_whitespace();
     if words.next() != Some("3") {
@@ -98,9 +118,29 @@ pub fn read_source(dir: &Path) -> Option<SourceUids> {
             next = u64::from(n.parse::<u32>().ok()?);
         }
     }
-    if validity == 0 || next == 0 {
-        return None;
-    }
+    (validity != 0 && next != 0).then_some((validity, next))
+}
+
+/// The UIDVALIDITY of the `dovecot-uidlist` of a target folder, read through the opened
+/// folder; `None` when it has none Dovecot would take.
+pub fn validity_in(dir: &Dir) -> Option<u32> {
+    let (f, _) = dir.open_own_file(OsStr::new(UIDLIST), u64::MAX).ok()??;
+    header(&mut std::io::BufReader::new(f)).map(|h| h.0)
+}
+
+/// The UIDVALIDITY and last UID (next less one) the `dovecot-uidlist` of the source folder
+/// `dir` states in its header, when it is one Dovecot would take.
+pub fn source_header(dir: &Path) -> Option<(u32, u32)> {
+    let (_, validity, next) = open_source(dir)?;
+    Some((validity, u32::try_from(next - 1).unwrap_or(u32::MAX)))
+}
+
+/// Reads the `dovecot-uidlist` of the source folder `dir` (version 3, as Dovecot writes it):
+/// `None` when there is none, or it is not one Dovecot would take. Never through a link, never
+/// from a FIFO.
+pub fn read_source(dir: &Path) -> Option<SourceUids> {
+    let (mut r, validity, mut next) = open_source(dir)?;
+    let mut line = Vec::new();
     let mut listed = Sorter::new();
     loop {
         line.clear();

@@ -85,13 +85,26 @@ pub struct Written {
     pub sha256: [u8; 32],
     /// Where in `name` a `Q<n>` goes when the name is taken already.
     unique_end: usize,
+    /// The `Q<n>` it has already (0: none).
+    q: u32,
 }
 
 impl Written {
-    /// The name with `Q<k>` added to its unique part.
+    /// The name with `Q<k>` in its unique part (in place of the one it had).
     fn with_q(&self, k: u32) -> String {
-        format!("{}Q{k}{}", &self.name[..self.unique_end], &self.name[self.unique_end..])
+        let had = if self.q > 0 { format!("Q{}", self.q).len() } else { 0 };
+        format!("{}Q{k}{}", &self.name[..self.unique_end], &self.name[self.unique_end + had..])
     }
+}
+
+/// The unique part of the name of a copy of a message with `date`, its `place` in the source
+/// folder and hash `sha`, with `Q<q>` when `q` is not 0 (see [`FolderWriter::fill`]).
+pub fn unique_part(date: i64, place: u64, sha: &[u8; 32], q: u32) -> String {
+    let mut s = format!("{}.M{place}P{}", date.max(0), hex::encode(&sha[..4]));
+    if q > 0 {
+        s.push_str(&format!("Q{q}"));
+    }
+    s
 }
 
 /// A name is taken: the next one is tried.
@@ -344,8 +357,9 @@ impl FolderWriter<'_> {
     /// Writes one message into `tmp/`, complete (bytes, owner, timestamps), not yet visible.
     /// A batch of staged messages is made durable with one [`FolderWriter::sync_staged`], then
     /// each is [`FolderWriter::commit`]ted.
-    /// `order` is the message's place in its source folder: names follow it (see [`FolderWriter::fill`]).
-    pub fn stage(&self, pieces: &[&[u8]], meta: &Meta, order: u64) -> Result<Staged> {
+    /// `order` is the message's place in its source folder, which names follow, and the `Q<n>`
+    /// its name gets (0: none; see [`FolderWriter::fill`]).
+    pub fn stage(&self, pieces: &[&[u8]], meta: &Meta, order: (u64, u32)) -> Result<Staged> {
         let durable = self.target.opts.durable;
         if let Some(via) = self.unnamed {
             // Durable: held open until the batch is synced, within the descriptor budget (past
@@ -381,7 +395,9 @@ impl FolderWriter<'_> {
     /// on every run for the same source: `<date>.M<order>P<first 8 hex digits of its SHA-256>.<host>`
     /// with `,S=` and `,W=`. Dovecot gives new files UIDs sorted by the date, then the number
     /// after `M`: messages of one date keep their source order.
-    fn fill(&self, f: &mut File, pieces: &[&[u8]], meta: &Meta, path: &Path, order: u64) -> Result<Written> {
+    /// The plan gives `Q<n>` (`order.1`) to a copy of a message whose name without it a copy
+    /// in the folder has already (with any flags: one base name, two files, is not Maildir).
+    fn fill(&self, f: &mut File, pieces: &[&[u8]], meta: &Meta, path: &Path, order: (u64, u32)) -> Result<Written> {
         let t = self.target;
         let (size, sha, lfs) = fsx::write_pieces(f, pieces, path)?;
         if let Some(o) = self.message_owner {
@@ -390,15 +406,17 @@ impl FolderWriter<'_> {
         // Before it is put in place, so the file is never visible with another date.
         let ts = TimeSpec::new(meta.date, 0);
         nix::sys::stat::futimens(f.as_raw_fd(), &ts, &ts).at(path)?;
-        let unique = format!("{}.M{order}P{}", meta.date.max(0), hex::encode(&sha[..4]));
+        let unique = unique_part(meta.date, order.0, &sha, 0);
+        let unique_end = unique.len();
+        let unique = unique_part(meta.date, order.0, &sha, order.1);
         let base = format!("{unique}.{},S={size},W={}", t.host, size + lfs);
         let (sub, name) = self.final_name(&base, meta);
-        Ok(Written { sub, name, size, sha256: sha, unique_end: unique.len() })
+        Ok(Written { sub, name, size, sha256: sha, unique_end, q: order.1 })
     }
 
     fn place(&self, f: &File, via: LinkVia, w: &mut Written) -> Result<()> {
         let mut r = self.sub_dir(w.sub).link_unnamed(f, via, OsStr::new(&w.name));
-        let mut k = 1;
+        let mut k = w.q + 1;
         while r.as_ref().is_err_and(taken) && k <= MAX_Q {
             let name = w.with_q(k);
             r = self.sub_dir(w.sub).link_unnamed(f, via, OsStr::new(&name));
@@ -595,7 +613,7 @@ mod tests {
                 if !unnamed {
                     w.unnamed = None;
                 }
-                let s = w.stage(&[b"Subject: a\n\n", b"body\r\n"], &meta, 7).unwrap();
+                let s = w.stage(&[b"Subject: a\n\n", b"body\r\n"], &meta, (7, 0)).unwrap();
                 assert_eq!(matches!(s.pending, Pending::Named(_)), w.unnamed.is_none());
                 w.sync_staged().unwrap();
                 let written = w.commit(s).unwrap();
@@ -611,12 +629,12 @@ mod tests {
                 let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
                 assert_eq!(mtime, std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_400_000_000));
                 let held = fsx::FdSlot::held();
-                let s = w.stage(&[b"x\n"], &meta, 8).unwrap();
+                let s = w.stage(&[b"x\n"], &meta, (8, 0)).unwrap();
                 w.discard(s);
                 assert_eq!(fsx::FdSlot::held(), held);
                 // The same message at the same place again (its old copy still there): the
                 // next free name.
-                let s = w.stage(&[b"Subject: a\n\n", b"body\r\n"], &meta, 7).unwrap();
+                let s = w.stage(&[b"Subject: a\n\n", b"body\r\n"], &meta, (7, 0)).unwrap();
                 w.sync_staged().unwrap();
                 let again = w.commit(s).unwrap();
                 assert_eq!(again.name, written.name.replacen(&format!("P{hash}."), &format!("P{hash}Q1."), 1));
