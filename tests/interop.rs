@@ -723,6 +723,110 @@ fn imap_uids_and_pop3_uidls_survive_a_dovecot_mbox_move() {
     assert_eq!(pop3_uidl(&env, &target)[..2], uidl_before[..], "POP3 UIDLs kept");
 }
 
+/// What IMAP and POP3 clients see of each mail location: Dovecot's master process serving
+/// them on 127.0.0.1 (a throw-away config, `tests/dovecot_clients.py`), read with Python's
+/// `imaplib` and `poplib`. Per user: UIDVALIDITY, UID → Message-ID, POP3 UIDL → Message-ID.
+fn clients_view(env: &TestEnv, phase: &str, users: &[(&str, String)]) -> Value {
+    let spec: serde_json::Map<String, Value> =
+        users.iter().map(|(u, loc)| (u.to_string(), Value::String(loc.clone()))).collect();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/dovecot_clients.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .arg(env.path(&format!("dovecot-{phase}")))
+        .arg(Value::Object(spec).to_string())
+        .output()
+        .unwrap();
+    let log = std::fs::read_to_string(env.path(&format!("dovecot-{phase}/dovecot.log"))).unwrap_or_default();
+    assert!(out.status.success(), "{}\nDovecot's log:\n{log}", String::from_utf8_lossy(&out.stderr));
+    assert!(!log.contains("corrupted") && !log.contains("Error:"), "Dovecot's log:\n{log}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Every UID and UIDL a client knew (`before`) names the same message in `after`, under the
+/// same UIDVALIDITY; `after` may hold more.
+fn clients_notice_nothing(before: &Value, after: &Value, what: &str) {
+    assert_eq!(before["validity"], after["validity"], "{what}: UIDVALIDITY");
+    for key in ["imap", "pop3"] {
+        for (id, msg) in before[key].as_object().unwrap() {
+            assert_eq!(&after[key][id], msg, "{what}: {key} {id} names another message\n{before}\n{after}");
+        }
+    }
+}
+
+/// A server move checked as clients see it: Dovecot serves the old stores and the converted
+/// ones on 127.0.0.1, Python's `imaplib` and `poplib` read them. Before the move, after it and
+/// after a re-sync that brings stragglers, every UID and UIDL names the same message under the
+/// same UIDVALIDITY: Maildir → Maildir, Dovecot mbox → Maildir, Maildir → Dovecot mbox.
+#[test]
+fn imap_and_pop3_clients_notice_nothing_of_a_move() {
+    if !(require(Need::Root) && require(Need::Python) && dovecot_servers()) {
+        return;
+    }
+    let env = TestEnv::new();
+    open_up(&env);
+    for d in ["md/cur", "md/new", "md/tmp", "mb", "to-md/x", "from-mb/x", "to-mb"] {
+        std::fs::create_dir_all(env.path(d)).unwrap();
+    }
+    // A Maildir Dovecot numbered in delivery order (not name order), with an expunged gap.
+    let md = env.path("md");
+    let md_loc = format!("maildir:{}", md.display());
+    for (name, subject) in [("1500000300.M1P1.old", "a0"), ("1500000200.M1P1.old", "a1"), ("1500000100.M1P1.old", "a2")]
+    {
+        env.write(&format!("md/new/{name}"), &message(subject, "x\n"));
+        give_to_nobody(&md);
+        imap_session(&env, &md_loc, &["SELECT INBOX"]);
+    }
+    imap_session(&env, &md_loc, &["SELECT INBOX", "STORE 1 +FLAGS (\\Deleted)", "EXPUNGE"]);
+    // An mbox Dovecot numbered, with an expunged gap.
+    let mut mbox = Vec::new();
+    for i in 0..3 {
+        mbox.extend_from_slice(format!("From a@b Mon Jan  {} 10:00:00 2017\n", i + 1).as_bytes());
+        mbox.extend_from_slice(&message(&format!("b{i}"), "x\n"));
+        mbox.push(b'\n');
+    }
+    env.write("mb/INBOX", &mbox);
+    let mb = env.path("mb");
+    give_to_nobody(&mb);
+    let mb_loc = format!("mbox:{}:INBOX={}/INBOX", mb.display(), mb.display());
+    imap_session(&env, &mb_loc, &["SELECT INBOX", "STORE 1 +FLAGS (\\Deleted)", "EXPUNGE"]);
+
+    let before = clients_view(&env, "before", &[("md", md_loc.clone()), ("mb", mb_loc.clone())]);
+    let (to_md, from_mb, to_mb) = (env.path("to-md/x"), env.path("from-mb/x"), env.path("to-mb"));
+    let targets = [
+        ("to_md", format!("maildir:{}", to_md.display()), "md"),
+        ("from_mb", format!("maildir:{}", from_mb.display()), "mb"),
+        ("to_mb", format!("mbox:{}:INBOX={}/INBOX", to_mb.display(), to_mb.display()), "md"),
+    ];
+    let moves = |phase: &str| {
+        env.sync("maildir:md", "maildir:to-md/x", &[]).expect_code(0);
+        env.sync("mbox:mb/INBOX", "maildir:from-mb/x", &[]).expect_code(0);
+        env.sync("maildir:md", "mbox:to-mb", &[]).expect_code(0);
+        for d in ["md", "mb", "to-md", "from-mb", "to-mb"] {
+            give_to_nobody(&env.path(d));
+        }
+        let users: Vec<(&str, String)> = targets.iter().map(|(u, l, _)| (*u, l.clone())).collect();
+        clients_view(&env, phase, &users)
+    };
+    let after = moves("after");
+    for (user, _, from) in &targets {
+        clients_notice_nothing(&before[from], &after[user], &format!("{user} after the move"));
+    }
+    // Stragglers on the old server, then the re-sync after the switch.
+    env.write("md/new/1500000400.M1P1.old", &message("a3", "x\n"));
+    let mut more = std::fs::read(env.path("mb/INBOX")).unwrap();
+    // Dovecot left the file ending with an empty line: the next From_ line follows it.
+    assert!(more.ends_with(b"\n\n"));
+    more.extend_from_slice(b"From a@b Fri Jan  6 10:00:00 2017\n");
+    more.extend_from_slice(&message("b3", "x\n\n"));
+    std::fs::write(env.path("mb/INBOX"), more).unwrap();
+    let again = moves("again");
+    for (user, _, _) in &targets {
+        clients_notice_nothing(&after[user], &again[user], &format!("{user} after the re-sync"));
+        let n = |v: &Value| v[user]["imap"].as_object().unwrap().len();
+        assert_eq!(n(&again), n(&after) + 1, "{user}: the straggler arrived\n{again}");
+    }
+}
+
 const PY: &str = r#"
 import hashlib, json, mailbox, sys
 kind, path = sys.argv[1], sys.argv[2]
