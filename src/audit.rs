@@ -175,7 +175,16 @@ impl AuditLog {
 /// Opens the audit log for appending: never through a symlink, only a regular file with one
 /// link, locked against another run writing it at the same time.
 fn open_log(path: &Path) -> Result<Flock<File>> {
+    let f = open_append(path, "audit log")?;
     let usage = |why: String| Error::Usage(format!("audit log {}: {why}; nothing written", path.display()));
+    Flock::lock(f, FlockArg::LockExclusiveNonblock).map_err(|_| usage("another run is writing it".into()))
+}
+
+/// Opens a log `path` to append to (created 0600), refusing a symlink, anything but a regular
+/// file and a file with other hard links (planted there, they could make root append to
+/// another file). Every refusal is a usage error naming `what`.
+pub(crate) fn open_append(path: &Path, what: &str) -> Result<File> {
+    let usage = |why: String| Error::Usage(format!("{what} {}: {why}; nothing written", path.display()));
     // lstat first: a FIFO or device planted there is never opened.
     match std::fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_symlink() => return Err(usage("is a symlink, which is not followed".into())),
@@ -198,9 +207,9 @@ fn open_log(path: &Path) -> Result<Flock<File>> {
         return Err(usage("not a regular file".into()));
     }
     if md.nlink() > 1 {
-        return Err(usage(format!("has {} hard links; an audit log must have one", md.nlink())));
+        return Err(usage(format!("has {} hard links; a log must have one", md.nlink())));
     }
-    Flock::lock(f, FlockArg::LockExclusiveNonblock).map_err(|_| usage("another run is writing it".into()))
+    Ok(f)
 }
 
 /// The MAC and sequence number of the log's last record, and whether it was a run's final
@@ -280,7 +289,7 @@ impl Recorder for AuditLog {
                 json!({"type": "copy", "folder": folder.as_str(), "source": origin_json(&origin), "target": target.display().to_string(),
                        "sha256": hex::encode(sha256), "size": size, "flags": f, "keywords": k, "internal_date": d})
             }
-            Event::Flags { folder, origin, target, sha256, meta } => {
+            Event::Flags { folder, origin, target, sha256, meta, .. } => {
                 let (f, k, d) = meta_json(&meta);
                 json!({"type": "flags", "folder": folder.as_str(), "source": origin_json(&origin), "target": target.display().to_string(),
                        "sha256": hex::encode(sha256), "flags": f, "keywords": k, "internal_date": d})
@@ -294,6 +303,9 @@ impl Recorder for AuditLog {
                 "sha256": hex::encode(sha256), "size": size})
             }
             Event::Discovered { .. } | Event::Progress { .. } => return,
+            Event::Metadata { path, from, bytes } => {
+                json!({"type": "metadata", "path": path.display().to_string(), "from": from.display().to_string(), "size": bytes})
+            }
             Event::Error { folder, problem } => {
                 let (path, escaped) = crate::error::json_path(&problem.path);
                 let mut r = json!({"type": "error", "folder": folder.as_str(), "path": path, "offset": problem.offset, "reason": problem.reason});

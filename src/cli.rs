@@ -25,17 +25,20 @@ Examples:
   mailmover sync ~/mail/INBOX.mbox ~/Maildir          mbox file into a Maildir (INBOX)
   mailmover sync mbox:~/Mail maildir:/srv/mail/bob     directory of mbox files, folders kept
   mailmover sync maildir:/old/Maildir mbox:/tmp/export a Maildir tree to mbox files
+  mailmover sync cpanel:/home/bob cpanel:/mnt/new/home/bob --source-etc /etc --target-etc /mnt/new/etc
+                                                       a whole cPanel account (or cpmove-bob.tar.gz)
   mailmover sync SRC DST --dry-run                     show the plan, write nothing
   mailmover verify SRC DST --json                      prove every message arrived
   mailmover inspect --json ~/Maildir                   folders, counts, sizes, problems
 
-Stores are KIND:PATH (mbox:, maildir:) or a bare PATH whose kind is detected.
+Stores are KIND:PATH (mbox:, maildir:, cpanel:) or a bare PATH whose kind is detected; a
+leading ~ is the home directory.
 Exit status: 0 all done, 1 finished but something failed or differs, 2 usage error or
 the target locked by another run (nothing written), 128+N stopped at a safe point by signal N
 (SIGINT, SIGTERM, SIGHUP; a second signal ends the run at once).";
 
 #[derive(Parser, Debug)]
-#[command(name = "mailmover", version, about = "Move mail stores between mbox and Maildir formats, offline and byte-exact", after_help = EXAMPLES)]
+#[command(name = "mailmover", version, about = "Move mail stores between mbox, Maildir and cPanel accounts, offline and byte-exact", after_help = EXAMPLES)]
 pub struct Opts {
     #[command(subcommand)]
     pub command: Command,
@@ -150,9 +153,15 @@ pub struct SyncFlags {
     /// Print one JSON object with the counts on stdout at the end.
     #[arg(long)]
     pub json: bool,
-    /// No progress bar and no statistics on stderr (errors are still printed).
+    /// Nothing on stderr when the run is complete and clean (for cron): no progress bar, no
+    /// statistics; warnings and errors are still printed.
     #[arg(long, short = 'q')]
     pub quiet: bool,
+    /// Append a timestamped plain-text log: a start line (version, host, user, command line,
+    /// source, target), a line per copy, flag change, re-date, deletion, metadata file and
+    /// error, and the summary (a regular file, never a symlink).
+    #[arg(long, value_name = "FILE")]
+    pub log_file: Option<PathBuf>,
     /// Owner of everything written, USER[:GROUP] (root only).
     #[arg(long, value_name = "USER[:GROUP]")]
     pub owner: Option<String>,
@@ -638,6 +647,10 @@ pub fn run(opts: Opts) -> Result<Exit> {
                 }
             }
         }
+        Command::Batch(a) if a.sync.log_file.is_some() => Err(Error::Usage(
+            "batch: --log-file is for one sync; a batch keeps a report per row in --report-dir (rows run at the same time)"
+                .into(),
+        )),
         Command::Batch(a) => crate::batch::run_batch(&(&a).into()),
         Command::Report(a) => crate::batch::run_report(&(&a).into()),
         Command::Completions { shell } => {
@@ -649,6 +662,7 @@ pub fn run(opts: Opts) -> Result<Exit> {
 
 fn run_sync(args: &SyncArgs) -> Result<Exit> {
     crate::interrupt::install();
+    let started = crate::logfile::now();
     let (s, d) = config::stores(&args.src, &args.dst)?;
     let a = &args.flags;
     let settings = SyncSettings::from(a);
@@ -669,6 +683,10 @@ fn run_sync(args: &SyncArgs) -> Result<Exit> {
         )?),
         _ => None,
     };
+    let log = match &a.log_file {
+        Some(p) => Some(crate::logfile::LogFile::open(p, &args.src, &args.dst, a.dry_run)?),
+        None => None,
+    };
     let plan = PlanPrinter { to_stderr: a.json };
     let progress = (!a.quiet && std::io::stderr().is_terminal()).then(Progress::new);
     let mut recs: Vec<&dyn Recorder> = Vec::new();
@@ -676,6 +694,9 @@ fn run_sync(args: &SyncArgs) -> Result<Exit> {
         recs.push(&plan);
     }
     if let Some(l) = &audit {
+        recs.push(l);
+    }
+    if let Some(l) = &log {
         recs.push(l);
     }
     if let Some(p) = &progress {
@@ -687,7 +708,14 @@ fn run_sync(args: &SyncArgs) -> Result<Exit> {
     if let Some(p) = &progress {
         p.bar.finish_and_clear();
     }
-    let summary = summary?;
+    let mut summary = summary?;
+    summary.source = Some(args.src.clone());
+    summary.target = Some(args.dst.clone());
+    summary.started = Some(started);
+    summary.finished = Some(crate::logfile::now());
+    if let Some(l) = &log {
+        l.finish(&summary);
+    }
     if let Some(l) = &audit {
         l.finish(serde_json::to_value(&summary.counts).unwrap_or_default())?;
     }
@@ -695,9 +723,13 @@ fn run_sync(args: &SyncArgs) -> Result<Exit> {
         println!("{}", serde_json::to_string(&summary).unwrap_or_default());
     }
     let mut err = std::io::stderr().lock();
-    if !a.quiet {
+    // A rejected source is a usage error: its reason alone, no summary of a run that never was.
+    if !a.quiet && !summary.rejected {
         let _ = summary.write_human(&mut err);
     } else {
+        for w in &summary.warnings {
+            let _ = writeln!(err, "warning: {}", crate::folder::sanitize(&w.to_string()));
+        }
         for e in &summary.errors {
             let _ = writeln!(err, "error: {}", crate::folder::sanitize(&e.to_string()));
         }

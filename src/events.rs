@@ -26,6 +26,8 @@ pub enum Event {
         target: PathBuf,
         sha256: Hash,
         meta: Meta,
+        /// Only its date changes (its flags are right already).
+        redate: bool,
     },
     Skip {
         folder: FolderName,
@@ -42,6 +44,12 @@ pub enum Event {
     Error {
         folder: FolderName,
         problem: Problem,
+    },
+    /// An account file (cPanel metadata) written: `bytes` at `path`, from `from`.
+    Metadata {
+        path: PathBuf,
+        from: PathBuf,
+        bytes: u64,
     },
     /// A folder was opened: this many more stored bytes to go through.
     Discovered {

@@ -26,6 +26,7 @@ pub mod fsx;
 pub mod inspect;
 pub mod interrupt;
 pub mod lock;
+pub mod logfile;
 pub mod message;
 pub mod mutf7;
 

@@ -101,6 +101,16 @@ pub struct Summary {
     /// Which one (exit 128 + it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signal: Option<i32>,
+    /// The source and target as given, and when the run started and finished (RFC 3339 UTC):
+    /// a sync's (a batch row's report has its own).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished: Option<String>,
 }
 
 impl Summary {
@@ -134,20 +144,35 @@ impl Summary {
                 "Sync interrupted by {}: stopped at a safe point (every message written is whole); run it again to finish.",
                 crate::interrupt::name(sig)
             )?,
-            None if self.dry_run => writeln!(w, "Dry run: nothing was written.")?,
+            None if self.dry_run => writeln!(w, "Dry run (nothing is written): what a sync would do.")?,
             None => writeln!(w, "Sync finished.")?,
+        }
+        for (name, v) in [
+            ("source ................", &self.source),
+            ("target ................", &self.target),
+            ("started ...............", &self.started),
+            ("finished ..............", &self.finished),
+        ] {
+            if let Some(v) = v {
+                writeln!(w, "  {name} {}", sanitize(v))?;
+            }
         }
         writeln!(w, "  folders synced ........ {}", c.folders)?;
         writeln!(w, "  messages in source .... {}", c.messages_source)?;
         writeln!(w, "  messages in target .... {}", c.messages_target)?;
-        writeln!(w, "  transferred ........... {}", c.transferred)?;
+        let (copied, flagged, deleted) = if self.dry_run {
+            ("would copy ............", "would update flags ....", "would delete ..........")
+        } else {
+            ("transferred ...........", "flags updated .........", "deleted in target .....")
+        };
+        writeln!(w, "  {copied} {}", c.transferred)?;
         writeln!(w, "  skipped (existing) .... {}", c.skipped_existing)?;
         for (k, v) in &c.skipped_filtered {
             writeln!(w, "  skipped ({k}) {} {v}", ".".repeat(13usize.saturating_sub(k.len())))?;
         }
         writeln!(w, "  duplicates in source .. {}", c.duplicates_source)?;
-        writeln!(w, "  flags updated ......... {}", c.flags_updated)?;
-        writeln!(w, "  deleted in target ..... {}", c.deleted_target)?;
+        writeln!(w, "  {flagged} {}", c.flags_updated)?;
+        writeln!(w, "  {deleted} {}", c.deleted_target)?;
         if c.vanished_source > 0 {
             writeln!(w, "  gone from source ...... {} (deleted there during the run)", c.vanished_source)?;
         }
@@ -161,7 +186,8 @@ impl Summary {
             writeln!(w, "  date from {k} ... {v}")?;
         }
         writeln!(w, "  failed ................ {}", c.failed)?;
-        writeln!(w, "  bytes transferred ..... {} ({mib:.1} MiB)", c.bytes_transferred)?;
+        let bytes = if self.dry_run { "bytes to copy ........." } else { "bytes transferred ....." };
+        writeln!(w, "  {bytes} {} ({mib:.1} MiB)", c.bytes_transferred)?;
         writeln!(w, "  biggest message ....... {} bytes", c.biggest_message)?;
         writeln!(w, "  elapsed ............... {:.2} s", self.seconds)?;
         writeln!(
@@ -177,7 +203,12 @@ impl Summary {
         for e in &self.errors {
             writeln!(w, "error: {}", sanitize(&e.to_string()))?;
         }
-        if self.complete {
+        if self.dry_run && self.signal.is_none() {
+            match self.errors.len() {
+                0 => writeln!(w, "dry run: nothing was written"),
+                n => writeln!(w, "dry run: nothing was written; {n} problem(s) above"),
+            }
+        } else if self.complete {
             writeln!(w, "The run is complete: every source message is in the target.")
         } else if self.interrupted && self.errors.is_empty() {
             writeln!(w, "The run is NOT complete: it was interrupted.")

@@ -1032,3 +1032,32 @@ fn archive_dry_run_leaves_maildirsize_alone() {
     a.env.sync(&s, &d, &["--target-etc", etc.to_str().unwrap()]).expect_code(0);
     assert_eq!(std::fs::read(&mds).unwrap(), before);
 }
+
+/// `--log-file` has a line for every account file written (forwarders, filters, passwords…).
+#[test]
+fn the_log_file_lists_metadata_written() {
+    let a = Account::new();
+    let (home, etc) = a.dst("dst");
+    let log = a.env.path("run.log");
+    a.sync(&home, &etc, &["--log-file", log.to_str().unwrap()]).expect_code(0);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let written: Vec<&str> = text.lines().filter(|l| l.contains("] write metadata ")).collect();
+    assert!(written.iter().any(|l| l.contains("valiases")), "{text}");
+    assert!(written.iter().any(|l| l.contains("/etc/") && l.contains("passwd")), "{text}");
+    assert!(text.lines().last().unwrap().contains("] end complete; exit 0"), "{text}");
+}
+
+/// A cPanel backup given as a bare path is a cPanel account, as it is with `cpanel:`.
+#[test]
+fn a_bare_cpmove_archive_is_a_cpanel_account() {
+    let a = Account::new();
+    let tgz = make_archive(&a, false);
+    let (home, etc) = a.dst("bare");
+    let d = format!("cpanel:{}", home.display());
+    let r = a.env.sync(tgz.to_str().unwrap(), &d, &["--target-etc", etc.to_str().unwrap()]);
+    r.expect_code(0);
+    assert_eq!(r.n("transferred"), 12);
+    for b in BOXES {
+        assert_eq!(box_msgs(&mailbox(&a.src, b)), box_msgs(&mailbox(&home, b)), "mailbox {b:?}");
+    }
+}

@@ -230,7 +230,13 @@ impl Output<'_> {
             Some(_) => None,
             None => self.file_owner(p),
         };
-        dir.write_atomic(p.file_name(), &content, p.mode, owner, true)
+        dir.write_atomic(p.file_name(), &content, p.mode, owner, true)?;
+        self.rec.record(Event::Metadata {
+            path: path.to_path_buf(),
+            from: p.from.clone(),
+            bytes: content.len() as u64,
+        });
+        Ok(())
     }
 
     /// Lists in `v` every way the target differs from the planned file.

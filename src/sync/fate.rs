@@ -138,6 +138,7 @@ pub(super) fn tally(
                 target: tdir.join(&name),
                 sha256: sha,
                 meta: l.meta.clone(),
+                redate: matches!(p.decision, Some(crate::sync::plan::Decision::UpdateDate(_))),
             });
         }
         Fate::Failed(problem) => {

@@ -84,7 +84,7 @@ fn pause() -> Duration {
     Duration::from_millis(50 + u64::from(salt % 100))
 }
 
-fn host() -> String {
+pub fn host() -> String {
     nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "localhost".into())
 }
 
