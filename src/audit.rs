@@ -25,7 +25,7 @@ use std::sync::Mutex;
 use hmac::{Hmac, Mac};
 use nix::fcntl::{Flock, FlockArg};
 use serde_json::{Value, json};
-use sha2::Sha256;
+use sha2::{Digest as _, Sha256};
 
 use crate::error::{At, Error, Result};
 use crate::events::{Event, Recorder};
@@ -108,12 +108,16 @@ struct State {
     prev: String,
     seq: u64,
     error: Option<std::io::Error>,
+    /// SHA-256 of this run's lines so far (what its signature covers).
+    run: Sha256,
 }
 
 pub struct AuditLog {
     key: Vec<u8>,
     path: PathBuf,
     state: Mutex<State>,
+    /// Signs the run's records at its end (`--sign-key`).
+    sign: Option<ed25519_dalek::SigningKey>,
 }
 
 impl AuditLog {
@@ -125,7 +129,8 @@ impl AuditLog {
         let log = AuditLog {
             key,
             path: path.to_path_buf(),
-            state: Mutex::new(State { out: BufWriter::new(Locked(f)), prev, seq, error: None }),
+            state: Mutex::new(State { out: BufWriter::new(Locked(f)), prev, seq, error: None, run: Sha256::new() }),
+            sign: None,
         };
         let mut start = json!({
             "type": "start",
@@ -141,6 +146,13 @@ impl AuditLog {
         Ok(log)
     }
 
+    /// Ends each run with a `signature` record: an Ed25519 signature over the SHA-256 of the
+    /// run's lines before it, which `audit-verify --public-key` checks without the HMAC key.
+    pub fn signed_with(mut self, key: Option<ed25519_dalek::SigningKey>) -> AuditLog {
+        self.sign = key;
+        self
+    }
+
     fn write(&self, mut rec: Value) {
         let Ok(mut st) = self.state.lock() else { return };
         st.seq += 1;
@@ -154,6 +166,7 @@ impl AuditLog {
         let body = rec.to_string();
         let mac = seal(&self.key, &st.prev, &body);
         let line = format!("{},\"mac\":\"{mac}\"}}\n", &body[..body.len() - 1]);
+        st.run.update(line.as_bytes());
         if let Err(e) = st.out.write_all(line.as_bytes()) {
             st.error.get_or_insert(e);
         }
@@ -163,6 +176,10 @@ impl AuditLog {
     /// Writes the last record and flushes the log.
     pub fn finish(&self, totals: Value) -> Result<()> {
         self.write(json!({"type": "end", "totals": totals}));
+        if let Some(k) = &self.sign {
+            let digest: [u8; 32] = self.state.lock().map(|st| st.run.clone().finalize().into()).unwrap_or_default();
+            self.write(crate::sign::record(k, &digest, "this run's lines before this one"));
+        }
         let mut st = self.state.lock().map_err(|_| Error::bad(&self.path, "audit log lock poisoned"))?;
         if let Some(e) = st.error.take() {
             return Err(e).at(&self.path);
@@ -252,7 +269,7 @@ fn last_record(f: &File, path: &Path, key: &[u8]) -> Result<(String, u64, bool)>
     }
     let v: Value = serde_json::from_str(&body).map_err(|_| usage("its last line is not a JSON object"))?;
     let seq = v.get("seq").and_then(Value::as_u64).ok_or_else(|| usage("its last record has no sequence number"))?;
-    Ok((mac.to_string(), seq, v.get("type").and_then(Value::as_str) == Some("end")))
+    Ok((mac.to_string(), seq, matches!(v.get("type").and_then(Value::as_str), Some("end" | "signature"))))
 }
 
 /// A sealed line's record without its MAC, and the MAC.
@@ -335,6 +352,57 @@ pub enum Check {
 
 /// Checks the whole log, every run in it: each line's MAC chained to the line before, the
 /// sequence numbers, a start record first, the final record last.
+/// Checks every run of an audit log with the public key alone: each run (from its `start`
+/// record) must end with a `signature` record over its lines before it.
+pub fn verify_signatures(path: &Path, key: &ed25519_dalek::VerifyingKey) -> Result<Check> {
+    let f = crate::fsx::open_source_nonblocking(path)?;
+    let (mut run, mut runs, mut n) = (Sha256::new(), 0u64, 0u64);
+    // The line of the run being read, while it has no signature yet.
+    let mut unsigned: Option<u64> = None;
+    for (i, line) in BufReader::new(f).split(b'\n').enumerate() {
+        let lineno = i as u64 + 1;
+        let line = line.at(path)?;
+        n = lineno;
+        let v: Value = match serde_json::from_slice(&line) {
+            Ok(v) => v,
+            Err(_) => return Ok(Check::Bad { line: lineno, reason: "not a JSON record".into() }),
+        };
+        match v.get("type").and_then(Value::as_str) {
+            Some("start") => {
+                if let Some(at) = unsigned {
+                    return Ok(Check::Bad { line: at, reason: "this run has no signature".into() });
+                }
+                run = Sha256::new();
+                runs += 1;
+                unsigned = Some(lineno);
+            }
+            Some("signature") => {
+                let digest: [u8; 32] = run.clone().finalize().into();
+                if let Err(reason) = crate::sign::check(&v, &digest, key) {
+                    return Ok(Check::Bad { line: lineno, reason });
+                }
+                unsigned = None;
+            }
+            _ if lineno == 1 => return Ok(Check::Bad { line: 1, reason: "not an audit log (no start record)".into() }),
+            _ => {}
+        }
+        run.update(&line);
+        run.update(b"\n");
+    }
+    if let Some(at) = unsigned {
+        return Ok(Check::Bad { line: at, reason: "this run has no signature (unsigned, or cut short)".into() });
+    }
+    if n == 0 {
+        return Ok(Check::Bad { line: 1, reason: "empty log".into() });
+    }
+    Ok(Check::Ok { records: n, runs, after_unfinished: Vec::new() })
+}
+
+/// A run ended with its totals, and its signature when it was signed.
+fn ended(last_type: &str) -> bool {
+    matches!(last_type, "end" | "signature")
+}
+
 pub fn verify_log(path: &Path, key: &[u8]) -> Result<Check> {
     let f = crate::fsx::open_source_nonblocking(path)?;
     if !f.metadata().at(path)?.is_file() {
@@ -372,7 +440,7 @@ pub fn verify_log(path: &Path, key: &[u8]) -> Result<Check> {
         if ty == "start" {
             runs += 1;
             let said = v.get("after_unfinished_run").and_then(Value::as_bool) == Some(true);
-            if lineno > 1 && last_type != "end" {
+            if lineno > 1 && !ended(&last_type) {
                 if !said {
                     return bad("a run starts here although the run before did not end");
                 }
@@ -386,7 +454,7 @@ pub fn verify_log(path: &Path, key: &[u8]) -> Result<Check> {
     if n == 0 {
         return Ok(Check::Bad { line: 1, reason: "empty log".into() });
     }
-    if last_type != "end" {
+    if !ended(&last_type) {
         return Ok(Check::Bad {
             line: n + 1,
             reason: "log ends without its final (totals) record: it was cut short".into(),

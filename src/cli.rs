@@ -191,6 +191,16 @@ pub struct SyncFlags {
     /// Key for the audit log's HMACs: at least 64 hex digits in a file only its owner may read.
     #[arg(long, value_name = "FILE")]
     pub audit_key_file: Option<PathBuf>,
+    /// Write a forensic manifest (a new file): a JSON line per source message with its source
+    /// place, SHA-256 of the source bytes and of the message, target, flags and internal date
+    /// with its origin; the source files' digests; every problem.
+    #[arg(long, value_name = "FILE")]
+    pub manifest: Option<PathBuf>,
+    /// Sign the manifest and the audit log's runs with this Ed25519 private key (PEM, from
+    /// `openssl genpkey -algorithm ed25519`; readable by its owner only); `audit-verify
+    /// --public-key` checks them without any secret.
+    #[arg(long, value_name = "FILE")]
+    pub sign_key: Option<PathBuf>,
     #[command(flatten)]
     pub folders: FolderArgs,
     #[command(flatten)]
@@ -226,10 +236,14 @@ pub struct InspectArgs {
 
 #[derive(Args, Debug)]
 pub struct AuditVerifyArgs {
+    /// An audit log, or a manifest (`sync --manifest`).
     pub log: PathBuf,
-    /// The key the log was written with.
-    #[arg(long, value_name = "FILE")]
-    pub audit_key_file: PathBuf,
+    /// The key an audit log was written with.
+    #[arg(long, value_name = "FILE", required_unless_present = "public_key")]
+    pub audit_key_file: Option<PathBuf>,
+    /// Check a signed manifest with this Ed25519 public key (PEM, `openssl pkey -pubout`).
+    #[arg(long, value_name = "FILE", conflicts_with = "audit_key_file")]
+    pub public_key: Option<PathBuf>,
 }
 
 /// Options that only cPanel stores use.
@@ -629,8 +643,36 @@ pub fn run(opts: Opts) -> Result<Exit> {
             }
             Ok(Exit::ok_if(ins.problems.is_empty()))
         }
+        Command::AuditVerify(AuditVerifyArgs { log, public_key: Some(p), .. }) => {
+            let key = crate::sign::read_public_key(&p)?;
+            let signer = hex::encode(key.to_bytes());
+            let bad = |line: u64, reason: String| {
+                println!("line {line}: {reason}");
+                Ok(Exit::Failed)
+            };
+            if crate::manifest::is_manifest(&log)? {
+                match crate::manifest::verify(&log, &key)? {
+                    crate::manifest::Check::Ok { records } => {
+                        println!("OK: manifest of {records} records, signed by {signer}");
+                        Ok(Exit::Ok)
+                    }
+                    crate::manifest::Check::Bad { line, reason } => bad(line, reason),
+                }
+            } else {
+                match audit::verify_signatures(&log, &key)? {
+                    Check::Ok { records, runs, .. } => {
+                        println!("OK: {records} records of {runs} run(s), each run signed by {signer}");
+                        Ok(Exit::Ok)
+                    }
+                    Check::Bad { line, reason } => bad(line, reason),
+                }
+            }
+        }
         Command::AuditVerify(a) => {
-            let key = audit::read_key(&a.audit_key_file)?;
+            let Some(key_file) = &a.audit_key_file else {
+                return Err(Error::Usage("audit-verify needs --audit-key-file or --public-key".into()));
+            };
+            let key = audit::read_key(key_file)?;
             match audit::verify_log(&a.log, &key)? {
                 Check::Ok { records, runs, after_unfinished } => {
                     println!("OK: {records} records of {runs} run(s), chain intact");
@@ -647,8 +689,8 @@ pub fn run(opts: Opts) -> Result<Exit> {
                 }
             }
         }
-        Command::Batch(a) if a.sync.log_file.is_some() => Err(Error::Usage(
-            "batch: --log-file is for one sync; a batch keeps a report per row in --report-dir (rows run at the same time)"
+        Command::Batch(a) if a.sync.log_file.is_some() || a.sync.manifest.is_some() => Err(Error::Usage(
+            "batch: --log-file and --manifest are for one sync; a batch keeps a report per row in --report-dir (rows run at the same time)"
                 .into(),
         )),
         Command::Batch(a) => crate::batch::run_batch(&(&a).into()),
@@ -666,25 +708,51 @@ fn run_sync(args: &SyncArgs) -> Result<Exit> {
     let (s, d) = config::stores(&args.src, &args.dst)?;
     let a = &args.flags;
     let settings = SyncSettings::from(a);
-    let so = config::sync_options(&settings)?;
+    let mut so = config::sync_options(&settings)?;
+    // A manifest accounts for every message as read now: no folder is skipped as unchanged,
+    // no digest taken from a cache.
+    so.use_cache &= a.manifest.is_none();
     let key = match (&a.audit_log, &a.audit_key_file) {
         (Some(_), Some(k)) => Some(audit::read_key(k)?),
         (None, Some(_)) => return Err(Error::Usage("--audit-key-file needs --audit-log".into())),
         _ => None,
     };
+    if a.sign_key.is_some() && a.manifest.is_none() && a.audit_log.is_none() {
+        return Err(Error::Usage("--sign-key signs a --manifest or an --audit-log; neither was given".into()));
+    }
+    let sign = a.sign_key.as_deref().map(crate::sign::read_signing_key).transpose()?;
     let audit = match (&a.audit_log, key) {
-        (Some(p), Some(k)) => Some(AuditLog::create(
-            p,
-            k,
-            serde_json::json!({
-                "argv": std::env::args().collect::<Vec<_>>(),
-                "source": args.src, "target": args.dst, "dry_run": a.dry_run, "delete": a.delete, "mirror": a.mirror,
-            }),
-        )?),
+        (Some(p), Some(k)) => Some(
+            AuditLog::create(
+                p,
+                k,
+                serde_json::json!({
+                    "argv": std::env::args().collect::<Vec<_>>(),
+                    "source": args.src, "target": args.dst, "dry_run": a.dry_run, "delete": a.delete, "mirror": a.mirror,
+                }),
+            )?
+            .signed_with(sign.clone()),
+        ),
         _ => None,
     };
+    let zone = so.read.zone.describe();
     let log = match &a.log_file {
-        Some(p) => Some(crate::logfile::LogFile::open(p, &args.src, &args.dst, a.dry_run)?),
+        Some(p) => Some(crate::logfile::LogFile::open(p, &args.src, &args.dst, a.dry_run, &zone)?),
+        None => None,
+    };
+    let manifest = match &a.manifest {
+        Some(p) => Some(crate::manifest::Manifest::create(
+            p,
+            serde_json::json!({
+                "type": "header", "schema": crate::manifest::SCHEMA, "tool": "mailmover",
+                "version": env!("CARGO_PKG_VERSION"), "host": crate::store::mbox::lock::host(),
+                "user": crate::logfile::user(), "argv": std::env::args().collect::<Vec<_>>(),
+                "source": args.src, "target": args.dst, "dry_run": a.dry_run, "started": started,
+                "mbox_tz": zone,
+            }),
+            a.dry_run,
+            sign,
+        )?),
         None => None,
     };
     let plan = PlanPrinter { to_stderr: a.json };
@@ -698,6 +766,9 @@ fn run_sync(args: &SyncArgs) -> Result<Exit> {
     }
     if let Some(l) = &log {
         recs.push(l);
+    }
+    if let Some(m) = &manifest {
+        recs.push(m);
     }
     if let Some(p) = &progress {
         recs.push(p);
@@ -713,8 +784,12 @@ fn run_sync(args: &SyncArgs) -> Result<Exit> {
     summary.target = Some(args.dst.clone());
     summary.started = Some(started);
     summary.finished = Some(crate::logfile::now());
+    summary.mbox_tz = Some(zone);
     if let Some(l) = &log {
         l.finish(&summary);
+    }
+    if let Some(m) = &manifest {
+        m.finish(&summary)?;
     }
     if let Some(l) = &audit {
         l.finish(serde_json::to_value(&summary.counts).unwrap_or_default())?;

@@ -27,10 +27,12 @@ pub mod inspect;
 pub mod interrupt;
 pub mod lock;
 pub mod logfile;
+pub mod manifest;
 pub mod message;
 pub mod mutf7;
 
 pub mod report;
+pub mod sign;
 pub mod source;
 pub mod spec;
 pub mod spill;

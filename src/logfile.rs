@@ -22,6 +22,12 @@ pub struct LogFile {
     dry_run: bool,
 }
 
+/// The name of the user the run is (its uid when it has none).
+pub fn user() -> String {
+    let uid = nix::unistd::geteuid();
+    nix::unistd::User::from_uid(uid).ok().flatten().map_or_else(|| uid.to_string(), |u| u.name)
+}
+
 /// The time now, RFC 3339 UTC to the second.
 pub fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
@@ -36,17 +42,14 @@ fn shown(o: &Origin) -> String {
 
 impl LogFile {
     /// Opens `path` and appends the run's start line.
-    pub fn open(path: &Path, source: &str, target: &str, dry_run: bool) -> Result<LogFile> {
+    pub fn open(path: &Path, source: &str, target: &str, dry_run: bool, zone: &str) -> Result<LogFile> {
         let log = LogFile { out: Mutex::new(crate::audit::open_append(path, "log file")?), dry_run };
-        let user = nix::unistd::User::from_uid(nix::unistd::geteuid())
-            .ok()
-            .flatten()
-            .map_or_else(|| nix::unistd::geteuid().to_string(), |u| u.name);
         let argv: Vec<String> = std::env::args().map(|a| crate::folder::sanitize(&a)).collect();
         log.line(&format!(
-            "start mailmover {} host={} user={user} source={source} target={target}{} command: {}",
+            "start mailmover {} host={} user={} source={source} target={target}{} zone-less From_ dates in {zone} command: {}",
             env!("CARGO_PKG_VERSION"),
             crate::store::mbox::lock::host(),
+            user(),
             if dry_run { " (dry run)" } else { "" },
             argv.join(" ")
         ));

@@ -111,6 +111,9 @@ pub struct Summary {
     pub started: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub finished: Option<String>,
+    /// The zone From_ line dates without one were read in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mbox_tz: Option<String>,
 }
 
 impl Summary {
@@ -152,6 +155,7 @@ impl Summary {
             ("target ................", &self.target),
             ("started ...............", &self.started),
             ("finished ..............", &self.finished),
+            ("zone-less From_ dates .", &self.mbox_tz),
         ] {
             if let Some(v) = v {
                 writeln!(w, "  {name} {}", sanitize(v))?;

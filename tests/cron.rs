@@ -156,6 +156,10 @@ fn a_batch_refuses_one_log_file_for_all_rows() {
     env.write("rows.csv", b"source,target\nmaildir:a,maildir:b\n");
     let r = env.run(["batch", "rows.csv", "--log-file", "x.log"]);
     r.expect_code(2);
-    assert!(r.stderr.contains("--log-file is for one sync") && r.stderr.contains("--report-dir"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("--log-file and --manifest are for one sync") && r.stderr.contains("--report-dir"),
+        "{}",
+        r.stderr
+    );
     assert!(!env.path("x.log").exists());
 }

@@ -37,6 +37,22 @@ impl Zone {
         }
     }
 
+    /// How reports name it: `UTC`, `+0200`, or `local (+0100 now, Europe/Paris)` with the
+    /// offset in force when the run started and `TZ` when set.
+    pub fn describe(self) -> String {
+        match self {
+            Zone::Utc => "UTC".into(),
+            Zone::Fixed(off) => {
+                let (sign, a) = if off < 0 { ('-', -off) } else { ('+', off) };
+                format!("{sign}{:02}{:02}", a / 3600, a % 3600 / 60)
+            }
+            Zone::Local => {
+                let tz = std::env::var("TZ").map(|t| format!(", TZ={t}")).unwrap_or_default();
+                format!("local ({} now{tz})", Local::now().format("%z"))
+            }
+        }
+    }
+
     fn resolve(self, t: NaiveDateTime) -> Option<i64> {
         match self {
             Zone::Utc => Some(Utc.from_utc_datetime(&t).timestamp()),
