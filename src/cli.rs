@@ -12,7 +12,7 @@ use crate::audit::{self, AuditLog, Check};
 use crate::batch::{BatchOptions, ReportOptions};
 use crate::config::{self, FolderSettings, ReadSettings, SyncSettings};
 use crate::cpanel::CpanelOptions;
-use crate::error::{Error, Result};
+use crate::error::{Error, Problem, Result};
 use crate::events::{Discard, Event, Recorder, Tee};
 use crate::exit::Exit;
 use crate::spec::{Kind, Store};
@@ -581,8 +581,31 @@ impl Recorder for Progress {
 pub fn run(opts: Opts) -> Result<Exit> {
     match opts.command {
         Command::Sync(a) => run_sync(&a),
-        Command::Verify(a) => {
+        Command::Verify(mut a) => {
             let (s, d) = config::stores(&a.src, &a.dst)?;
+            // Without options of its own, verify compares with the options the sync recorded.
+            let mut from = None;
+            if mapping_args(&a.folders, &a.read, &a.cpanel).is_empty()
+                && let Some((path, args)) = crate::recorded::read(&d)?
+                && !args.is_empty()
+            {
+                let argv = ["mailmover", "verify", &a.src, &a.dst].into_iter().map(String::from).chain(args.clone());
+                let Command::Verify(r) = Opts::try_parse_from(argv)
+                    .map_err(|e| Error::bad(&path, format!("the recorded options do not parse: {e}")))?
+                    .command
+                else {
+                    return Err(Error::bad(&path, "the recorded options do not parse"));
+                };
+                (a.folders, a.read, a.cpanel) = (r.folders, r.read, r.cpanel);
+                if !a.json {
+                    eprintln!(
+                        "verify: with the options of the last sync into this target ({}): {}",
+                        path.display(),
+                        crate::folder::sanitize(&args.join(" "))
+                    );
+                }
+                from = Some(path);
+            }
             let so = config::verify_options(&(&a.folders).into(), &(&a.read).into())?;
             let v = if s.kind == Kind::Cpanel || d.kind == Kind::Cpanel {
                 crate::cpanel::verify(&s, &d, &so, &(&a.cpanel).into())?
@@ -590,33 +613,11 @@ pub fn run(opts: Opts) -> Result<Exit> {
                 crate::verify::verify(&s, &d, &so)?
             };
             if a.json {
-                println!("{}", serde_json::to_string(&v).unwrap_or_default());
+                let mut j = serde_json::to_value(&v).unwrap_or_default();
+                j["options_from"] = serde_json::json!(from.map(|p| p.display().to_string()));
+                println!("{j}");
             } else {
-                let mut o = std::io::stdout().lock();
-                for d in &v.differences {
-                    let _ = writeln!(
-                        o,
-                        "{}: {} {} {}",
-                        crate::folder::sanitize(&d.folder),
-                        d.what,
-                        d.source,
-                        d.target.as_deref().unwrap_or("")
-                    );
-                }
-                for e in &v.errors {
-                    let _ = writeln!(o, "error: {}", crate::folder::sanitize(&e.to_string()));
-                }
-                let _ = writeln!(
-                    o,
-                    "{}: source {} target {} missing {} extra {} flag mismatches {} date mismatches {}",
-                    if v.ok { "OK" } else { "DIFFERENT" },
-                    v.source,
-                    v.target,
-                    v.missing_in_target,
-                    v.extra_in_target,
-                    v.flag_mismatches,
-                    v.date_mismatches
-                );
+                let _ = v.write_human(&mut std::io::stdout().lock());
             }
             Ok(Exit::ok_if(v.ok))
         }
@@ -700,6 +701,60 @@ pub fn run(opts: Opts) -> Result<Exit> {
             Ok(Exit::Ok)
         }
     }
+}
+
+/// The options that decide which source folder goes where and how sources are read, as
+/// command-line arguments (defaults left out): what a sync records for a later `verify`.
+fn mapping_args(f: &FolderArgs, r: &ReadArgs, c: &CpanelArgs) -> Vec<String> {
+    let mut v: Vec<String> = Vec::new();
+    let mut put = |opt: &str, val: String| {
+        v.push(opt.into());
+        v.push(val);
+    };
+    for (opt, vals) in
+        [("--include", &f.include), ("--exclude", &f.exclude), ("--folder", &f.folder), ("--map-folder", &f.map_folder)]
+    {
+        vals.iter().for_each(|x| put(opt, x.clone()));
+    }
+    let name = |p: Option<PossibleValue>| p.map(|p| p.get_name().to_string()).unwrap_or_default();
+    if f.layout != Layout::MaildirPlusPlus {
+        put("--layout", name(f.layout.to_possible_value()));
+    }
+    if let Some(fl) = f.mbox_format {
+        put("--mbox-format", name(fl.to_possible_value()));
+    }
+    if r.mbox_variant != Variant::Auto {
+        put("--mbox-variant", name(r.mbox_variant.to_possible_value()));
+    }
+    if r.mbox_tz != "local" {
+        put("--mbox-tz", r.mbox_tz.clone());
+    }
+    let absolute =
+        |p: &std::path::Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()).display().to_string();
+    c.map_domain.iter().for_each(|x| put("--map-domain", x.clone()));
+    c.map_user.iter().for_each(|x| put("--map-user", x.clone()));
+    if let Some(p) = &c.map_file {
+        put("--map-file", absolute(p));
+    }
+    for (opt, p) in [("--source-etc", &c.source_etc), ("--target-etc", &c.target_etc)] {
+        if p.as_path() != std::path::Path::new("/etc") {
+            put(opt, absolute(p));
+        }
+    }
+    if let Some(m) = &c.mailbox {
+        put("--mailbox", m.clone());
+    }
+    for (flag, on) in [
+        ("--automap", f.automap),
+        ("--merge-folders", f.merge_folders),
+        ("--keep-mbox-headers", r.keep_mbox_headers),
+        ("--follow-symlinks", r.follow_symlinks),
+    ] {
+        if on {
+            v.push(flag.into());
+        }
+    }
+    v
 }
 
 fn run_sync(args: &SyncArgs) -> Result<Exit> {
@@ -790,6 +845,14 @@ fn run_sync(args: &SyncArgs) -> Result<Exit> {
     }
     if let Some(m) = &manifest {
         m.finish(&summary)?;
+    }
+    if !a.dry_run && !summary.rejected {
+        let mapping = mapping_args(&a.folders, &a.read, &a.cpanel);
+        if let Err(e) = crate::recorded::write(&d, &args.src, &mapping, so.owner, so.durable) {
+            summary
+                .warnings
+                .push(Problem::new(&d.path, format!("the sync's options were not recorded for verify: {e}")));
+        }
     }
     if let Some(l) = &audit {
         l.finish(serde_json::to_value(&summary.counts).unwrap_or_default())?;

@@ -34,6 +34,18 @@ pub struct Difference {
     pub what: String,
 }
 
+/// One folder's counts, for the per-folder table.
+#[derive(Debug, Serialize, Default, Clone, PartialEq, Eq)]
+pub struct FolderCounts {
+    pub folder: String,
+    pub source: u64,
+    pub target: u64,
+    pub missing_in_target: u64,
+    pub extra_in_target: u64,
+    pub flag_mismatches: u64,
+    pub date_mismatches: u64,
+}
+
 #[derive(Debug, Serialize, Default)]
 pub struct Verification {
     pub ok: bool,
@@ -45,6 +57,8 @@ pub struct Verification {
     pub date_mismatches: u64,
     pub differences: Vec<Difference>,
     pub errors: Vec<Problem>,
+    /// Each folder compared, by target folder name.
+    pub folders: Vec<FolderCounts>,
 }
 
 impl Verification {
@@ -58,6 +72,77 @@ impl Verification {
         self.date_mismatches += o.date_mismatches;
         self.differences.extend(o.differences);
         self.errors.extend(o.errors);
+        self.folders.extend(o.folders);
+    }
+
+    /// Records `self`'s counts as those of `folder` (a comparison of one folder pair).
+    pub fn name_folder(&mut self, folder: &str) {
+        self.folders = vec![FolderCounts {
+            folder: folder.to_string(),
+            source: self.source,
+            target: self.target,
+            missing_in_target: self.missing_in_target,
+            extra_in_target: self.extra_in_target,
+            flag_mismatches: self.flag_mismatches,
+            date_mismatches: self.date_mismatches,
+        }];
+    }
+
+    /// The human report: a table of the folders, then the differences folder by folder, the
+    /// errors, and the verdict.
+    pub fn write_human(&self, o: &mut impl std::io::Write) -> std::io::Result<()> {
+        use crate::folder::sanitize;
+        let mut folders = self.folders.clone();
+        folders.sort_by(|a, b| a.folder.cmp(&b.folder));
+        let width = folders.iter().map(|f| sanitize(&f.folder).chars().count()).max().unwrap_or(6).max(6);
+        if !folders.is_empty() {
+            writeln!(
+                o,
+                "{:<width$}  {:>8} {:>8} {:>8} {:>8} {:>6} {:>6}",
+                "folder", "source", "target", "missing", "extra", "flags", "dates"
+            )?;
+            for f in &folders {
+                writeln!(
+                    o,
+                    "{:<width$}  {:>8} {:>8} {:>8} {:>8} {:>6} {:>6}",
+                    sanitize(&f.folder),
+                    f.source,
+                    f.target,
+                    f.missing_in_target,
+                    f.extra_in_target,
+                    f.flag_mismatches,
+                    f.date_mismatches
+                )?;
+            }
+        }
+        let mut diffs: Vec<&Difference> = self.differences.iter().collect();
+        diffs.sort_by(|a, b| a.folder.cmp(&b.folder));
+        let mut last: Option<&str> = None;
+        for d in diffs {
+            if last != Some(d.folder.as_str()) {
+                writeln!(o, "{}:", sanitize(&d.folder))?;
+                last = Some(d.folder.as_str());
+            }
+            match &d.target {
+                Some(t) if d.source.is_empty() => writeln!(o, "  {}: {}", d.what, sanitize(t))?,
+                Some(t) => writeln!(o, "  {}: {} -> {}", d.what, sanitize(&d.source), sanitize(t))?,
+                None => writeln!(o, "  {}: {}", d.what, sanitize(&d.source))?,
+            }
+        }
+        for e in &self.errors {
+            writeln!(o, "error: {}", sanitize(&e.to_string()))?;
+        }
+        writeln!(
+            o,
+            "{}: source {} target {} missing {} extra {} flag mismatches {} date mismatches {}",
+            if self.ok { "OK" } else { "DIFFERENT" },
+            self.source,
+            self.target,
+            self.missing_in_target,
+            self.extra_in_target,
+            self.flag_mismatches,
+            self.date_mismatches
+        )
     }
 
     /// Settles `ok`: nothing missing, no flag or date difference, no error, no metadata difference.
@@ -370,6 +455,7 @@ pub fn verify(src: &Store, dst: &Store, opts: &SyncOptions) -> Result<Verificati
                 if let Err(e) = compare(tn.as_str(), sources, targets, rules, &mut fv) {
                     errors.push(Problem::new(&tpath, spilled(&e)));
                 }
+                fv.name_folder(tn.as_str());
                 (fv, errors)
             })
             .collect()

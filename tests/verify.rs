@@ -105,7 +105,12 @@ fn verify_follows_the_same_folder_mapping() {
     let s = format!("mbox:{}", src.display());
     env.sync(&s, "out", &["--map-folder", "s/^Archive/Old/"]).expect_code(0);
     env.run(["verify", &s, "out", "--json", "--map-folder", "s/^Archive/Old/"]).expect_code(0);
-    let r = env.run(["verify", &s, "out", "--json"]);
+    // Without options, the sync's recorded mapping is used.
+    let recorded = env.run(["verify", &s, "out", "--json"]);
+    recorded.expect_code(0);
+    assert!(recorded.json()["options_from"].is_string(), "{}", recorded.stdout);
+    // With options of its own (here one that selects every folder), verify uses those only.
+    let r = env.run(["verify", &s, "out", "--json", "--include", "."]);
     r.expect_code(1);
     assert_eq!(r.json()["missing_in_target"].as_u64(), Some(2), "{}", r.stdout);
 }
@@ -137,4 +142,54 @@ fn a_linked_target_folder_is_not_read_through() {
     r.expect_code(1);
     assert!(r.errors().iter().any(|(p, why)| p.ends_with("out/.Sent") && why.contains("symlink")), "{}", r.stdout);
     assert_eq!(r.json()["missing_in_target"], 1, "{}", r.stdout);
+}
+
+/// After a sync with renames and a zone of its own, `verify SRC DST` alone compares what that
+/// sync made (the target records its options), says so, and shows a table of the folders;
+/// options given to verify win; messages only in the target are listed under their folder.
+#[test]
+fn verify_uses_the_options_the_sync_recorded() {
+    let env = TestEnv::new();
+    std::fs::create_dir_all(env.path("mb")).unwrap();
+    env.write("mb/INBOX", b"From a@b Mon Jan  1 00:00:00 2024\nSubject: i\n\nx\n\n");
+    env.write("mb/Archive", b"From a@b Tue Jan  2 00:00:00 2024\nSubject: a\n\ny\n\n");
+    let opts = ["--map-folder", "s/^Archive$/Old/", "--mbox-tz", "+0200"];
+    env.sync("mbox:mb", "maildir:md", &opts).expect_code(0);
+    assert!(env.path("md/.Old/cur").is_dir());
+
+    let v = env.run(["verify", "mbox:mb", "maildir:md"]);
+    v.expect_code(0);
+    assert!(
+        v.stderr.contains("with the options of the last sync")
+            && v.stderr.contains("--map-folder s/^Archive$/Old/ --mbox-tz +0200"),
+        "{}",
+        v.stderr
+    );
+    let table: Vec<&str> = v.stdout.lines().collect();
+    assert!(
+        table[0].starts_with("folder") && table[0].contains("missing") && table[0].contains("extra"),
+        "{}",
+        v.stdout
+    );
+    assert!(table.iter().any(|l| l.starts_with("Old ") && l.split_whitespace().nth(1) == Some("1")), "{}", v.stdout);
+    assert!(
+        v.stdout.trim_end().ends_with("OK: source 2 target 2 missing 0 extra 0 flag mismatches 0 date mismatches 0"),
+        "{}",
+        v.stdout
+    );
+    let j = env.run(["verify", "mbox:mb", "maildir:md", "--json"]).json();
+    assert!(j["options_from"].as_str().is_some_and(|p| p.ends_with("md/mailmover-options.lock")), "{j}");
+    assert_eq!(j["folders"].as_array().unwrap().len(), 2);
+
+    // Given on the command line, verify's own options are used (and the dates then differ).
+    let own = env.run(["verify", "mbox:mb", "maildir:md", "--map-folder", "s/^Archive$/Old/", "--json"]);
+    own.expect_code(1);
+    assert!(own.json()["options_from"].is_null() && own.json()["date_mismatches"] == 2, "{}", own.stdout);
+
+    // A message only in the target is listed under its folder.
+    env.write("md/.Old/cur/9.x:2,S", &message("stray", "s\n"));
+    let extra = env.run(["verify", "mbox:mb", "maildir:md"]);
+    extra.expect_code(0);
+    let at = extra.stdout.find("\nOld:\n").expect("a heading per folder");
+    assert!(extra.stdout[at..].contains("  only in target: md/.Old/cur/9.x:2,S"), "{}", extra.stdout);
 }

@@ -475,9 +475,12 @@ pub fn verify(src: &Store, dst: &Store, opts: &SyncOptions, cp: &CpanelOptions) 
         let target = Store { kind: Kind::Maildir, path: tpath, explicit: true };
         match crate::verify::verify(&b.store(), &target, &box_options(b, &acc, opts)?) {
             Ok(mut mv) => {
-                for d in &mut mv.differences {
-                    if b.address.is_some() {
+                if b.address.is_some() {
+                    for d in &mut mv.differences {
                         d.folder = format!("{label}/{}", d.folder);
+                    }
+                    for f in &mut mv.folders {
+                        f.folder = format!("{label}/{}", f.folder);
                     }
                 }
                 v.absorb(mv);

@@ -396,13 +396,13 @@ impl Dir {
     /// says `false` the file is not put in place (nothing changed).
     pub fn write_atomic_with(
         &self,
-        name: &str,
+        name: impl AsRef<OsStr>,
         mode: u32,
         owner: Option<Owner>,
         durable: bool,
         fill: &mut dyn FnMut(&mut dyn Write) -> std::io::Result<bool>,
     ) -> Result<()> {
-        self.write_whole(OsStr::new(name), (mode, owner, durable), true, fill)
+        self.write_whole(name.as_ref(), (mode, owner, durable), true, fill)
     }
 
     /// [`Dir::write_atomic_with`] for a file that must not be there: `Ok(false)` when it
