@@ -319,7 +319,9 @@ impl Recorder for AuditLog {
                 json!({"type": "delete", "folder": folder.as_str(), "target": target.display().to_string(),
                 "sha256": hex::encode(sha256), "size": size})
             }
-            Event::Discovered { .. } | Event::Progress { .. } => return,
+            Event::Discovered { .. } | Event::Progress { .. } | Event::Folders { .. } | Event::FolderDone { .. } => {
+                return;
+            }
             Event::Metadata { path, from, bytes } => {
                 json!({"type": "metadata", "path": path.display().to_string(), "from": from.display().to_string(), "size": bytes})
             }

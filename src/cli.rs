@@ -2,7 +2,7 @@
 //! plain settings of [`crate::config`], which checks them and makes the library's
 //! configuration; then the command runs and its outcome is printed. No other module knows clap.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::PathBuf;
 
 use clap::builder::PossibleValue;
@@ -542,41 +542,6 @@ impl Recorder for PlanPrinter {
     }
 }
 
-/// A progress bar on stderr (messages and bytes done, rate, ETA), only on a terminal.
-struct Progress {
-    bar: indicatif::ProgressBar,
-    messages: std::sync::atomic::AtomicU64,
-}
-
-impl Progress {
-    fn new() -> Progress {
-        let bar = indicatif::ProgressBar::with_draw_target(Some(0), indicatif::ProgressDrawTarget::stderr_with_hz(4));
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{spinner} {msg} messages  {bytes}/{total_bytes}  {binary_bytes_per_sec}  ETA {eta}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        Progress { bar, messages: std::sync::atomic::AtomicU64::new(0) }
-    }
-}
-
-impl Recorder for Progress {
-    fn record(&self, e: Event) {
-        match e {
-            Event::Discovered { bytes } => self.bar.inc_length(bytes),
-            Event::Progress { bytes } => {
-                let n = self.messages.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                self.bar.inc(bytes);
-                if n.is_multiple_of(256) {
-                    self.bar.set_message(n.to_string());
-                }
-            }
-            _ => {}
-        }
-    }
-}
-
 /// Runs the command; an error ends the run with its own exit status.
 pub fn run(opts: Opts) -> Result<Exit> {
     match opts.command {
@@ -607,11 +572,21 @@ pub fn run(opts: Opts) -> Result<Exit> {
                 from = Some(path);
             }
             let so = config::verify_options(&(&a.folders).into(), &(&a.read).into())?;
-            let v = if s.kind == Kind::Cpanel || d.kind == Kind::Cpanel {
-                crate::cpanel::verify(&s, &d, &so, &(&a.cpanel).into())?
-            } else {
-                crate::verify::verify(&s, &d, &so)?
+            crate::interrupt::install_ending();
+            let progress = crate::progress::Progress::on_terminal("verified");
+            let rec: &dyn Recorder = match &progress {
+                Some(p) => p,
+                None => &Discard,
             };
+            let v = if s.kind == Kind::Cpanel || d.kind == Kind::Cpanel {
+                crate::cpanel::verify(&s, &d, &so, &(&a.cpanel).into())
+            } else {
+                crate::verify::verify_with(&s, &d, &so, rec)
+            };
+            if let Some(p) = &progress {
+                p.finish();
+            }
+            let v = v?;
             if a.json {
                 let mut j = serde_json::to_value(&v).unwrap_or_default();
                 j["options_from"] = serde_json::json!(from.map(|p| p.display().to_string()));
@@ -811,7 +786,7 @@ fn run_sync(args: &SyncArgs) -> Result<Exit> {
         None => None,
     };
     let plan = PlanPrinter { to_stderr: a.json };
-    let progress = (!a.quiet && std::io::stderr().is_terminal()).then(Progress::new);
+    let progress = if a.quiet { None } else { crate::progress::Progress::on_terminal("synced") };
     let mut recs: Vec<&dyn Recorder> = Vec::new();
     if a.dry_run {
         recs.push(&plan);
@@ -832,7 +807,7 @@ fn run_sync(args: &SyncArgs) -> Result<Exit> {
     let rec: &dyn Recorder = if tee.0.is_empty() { &Discard } else { &tee };
     let summary = crate::engine::sync(&s, &d, &so, &settings.cpanel, rec);
     if let Some(p) = &progress {
-        p.bar.finish_and_clear();
+        p.finish();
     }
     let mut summary = summary?;
     summary.source = Some(args.src.clone());

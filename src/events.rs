@@ -51,9 +51,20 @@ pub enum Event {
         from: PathBuf,
         bytes: u64,
     },
-    /// A folder was opened: this many more stored bytes to go through.
+    /// The run has this many folders to go through.
+    Folders {
+        total: u64,
+    },
+    /// A folder was opened: this many more stored bytes to go through, and messages when the
+    /// listing says (a Maildir's; an mbox is counted as it is read).
     Discovered {
+        folder: FolderName,
         bytes: u64,
+        messages: Option<u64>,
+    },
+    /// A folder is done with.
+    FolderDone {
+        folder: FolderName,
     },
     /// One more source message dealt with (whatever its fate), of this many stored bytes.
     Progress {

@@ -8,12 +8,49 @@
 //! so an impatient user is never stuck waiting for a slow disk. Other commands (`verify`,
 //! `inspect`) write nothing and keep the default actions.
 
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 use nix::sys::signal::{SigHandler, Signal, raise, signal};
 
 /// The first signal received, 0 while none was.
 static SIGNAL: AtomicI32 = AtomicI32::new(0);
+
+/// A progress line is on the terminal: a signal that ends the run at once clears it first.
+static CLEAR_LINE: AtomicBool = AtomicBool::new(false);
+
+/// Says whether a progress line is shown (see [`CLEAR_LINE`]).
+pub fn clear_line_at_exit(on: bool) {
+    CLEAR_LINE.store(on, Ordering::SeqCst);
+}
+
+/// Clears the terminal line on stderr if a progress line is there (async-signal-safe).
+fn clear_line() {
+    if CLEAR_LINE.load(Ordering::SeqCst) {
+        let s = b"\r\x1b[2K";
+        // SAFETY: write(2) is async-signal-safe; the buffer is a static byte string.
+        let _ = unsafe { libc::write(2, s.as_ptr().cast(), s.len()) };
+    }
+}
+
+extern "C" fn clear_and_end(sig: libc::c_int) {
+    clear_line();
+    if let Ok(s) = Signal::try_from(sig) {
+        // SAFETY: the default action runs no code of ours; signal() is async-signal-safe.
+        let _ = unsafe { signal(s, SigHandler::SigDfl) };
+        let _ = raise(s);
+    }
+}
+
+/// For commands that write nothing (`verify`, `inspect`): a signal ends them at once, as by
+/// default, but clears the progress line first.
+pub fn install_ending() {
+    use nix::sys::signal::{SaFlags, SigAction, SigSet, sigaction};
+    let action = SigAction::new(SigHandler::Handler(clear_and_end), SaFlags::empty(), SigSet::empty());
+    for s in SIGNALS {
+        // SAFETY: the handler only calls async-signal-safe functions.
+        let _ = unsafe { sigaction(s, &action) };
+    }
+}
 
 const SIGNALS: [Signal; 3] = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP];
 
@@ -23,6 +60,7 @@ extern "C" fn note(sig: libc::c_int) {
     if SIGNAL.swap(sig, Ordering::SeqCst) != 0
         && let Ok(s) = Signal::try_from(sig)
     {
+        clear_line();
         // SAFETY: the default action runs no code of ours; signal() is async-signal-safe.
         let _ = unsafe { signal(s, SigHandler::SigDfl) };
         let _ = raise(s);

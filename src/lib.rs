@@ -31,6 +31,7 @@ pub mod manifest;
 pub mod message;
 pub mod mutf7;
 
+pub mod progress;
 pub mod recorded;
 pub mod report;
 pub mod sign;

@@ -141,6 +141,8 @@ impl Recorder for LogFile {
             | Event::Error { .. }
             | Event::Skip { .. }
             | Event::Discovered { .. }
+            | Event::Folders { .. }
+            | Event::FolderDone { .. }
             | Event::Progress { .. } => return,
         };
         self.line(&text);

@@ -242,6 +242,8 @@ impl Recorder for Manifest {
             | Event::Error { .. }
             | Event::Metadata { .. }
             | Event::Discovered { .. }
+            | Event::Folders { .. }
+            | Event::FolderDone { .. }
             | Event::Progress { .. } => {}
         }
     }

@@ -383,7 +383,19 @@ fn mbox_messages(
 }
 
 pub fn verify(src: &Store, dst: &Store, opts: &SyncOptions) -> Result<Verification> {
+    verify_with(src, dst, opts, &crate::events::Discard)
+}
+
+/// [`verify`], telling `rec` how far it is (folders, and each source message read).
+pub fn verify_with(
+    src: &Store,
+    dst: &Store,
+    opts: &SyncOptions,
+    rec: &dyn crate::events::Recorder,
+) -> Result<Verification> {
+    use crate::events::Event;
     let (pairs, problems) = mapped_folders(src, dst, opts)?;
+    rec.record(Event::Folders { total: pairs.len() as u64 });
     let mut v = Verification { errors: problems, ..Default::default() };
     let single_mbox = dst.kind == Kind::Mbox && !dst.path.is_dir();
     let bounds = if dst.kind == Kind::Maildir { crate::fsx::time_bounds(&dst.path) } else { None };
@@ -407,8 +419,18 @@ pub fn verify(src: &Store, dst: &Store, opts: &SyncOptions) -> Result<Verificati
                 let read =
                     match Opened::open(&sf.loc, ScanOptions { follow_symlinks: opts.follow_symlinks }, &mut errors) {
                         Ok(o) => {
+                            let (bytes, messages) = match &o {
+                                Opened::Mbox(f) => (f.len(), None),
+                                Opened::Maildir { listed, .. } => {
+                                    listed.as_ref().map_or((0, None), |l| (l.bytes, Some(l.count)))
+                                }
+                            };
+                            rec.record(Event::Discovered { folder: tn.clone(), bytes, messages });
                             let id = if dst.kind == Kind::Mbox { Identity::Mbox } else { Identity::Exact };
-                            digest_opened(&o, &opts.read, id, &mut errors, &mut |m| sources.take(m))
+                            digest_opened(&o, &opts.read, id, &mut errors, &mut |m| {
+                                rec.record(Event::Progress { bytes: m.size });
+                                sources.take(m)
+                            })
                         }
                         Err(e) => {
                             errors.push(e.problem());
@@ -456,6 +478,7 @@ pub fn verify(src: &Store, dst: &Store, opts: &SyncOptions) -> Result<Verificati
                     errors.push(Problem::new(&tpath, spilled(&e)));
                 }
                 fv.name_folder(tn.as_str());
+                rec.record(Event::FolderDone { folder: tn.clone() });
                 (fv, errors)
             })
             .collect()

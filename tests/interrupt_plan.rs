@@ -10,7 +10,7 @@ const N: usize = 3000;
 struct SignalAtChunk(std::sync::atomic::AtomicU32);
 impl mailmover::events::Recorder for SignalAtChunk {
     fn record(&self, e: mailmover::events::Event) {
-        if let mailmover::events::Event::Discovered { bytes } = e
+        if let mailmover::events::Event::Discovered { bytes, .. } = e
             && bytes > 0
             && self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0
         {

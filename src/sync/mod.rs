@@ -183,6 +183,7 @@ pub fn sync_in(
         }
     }
     let pool = pool(opts.jobs)?;
+    rec.record(Event::Folders { total: pairs.len() as u64 });
     let groups = by_target(&pairs, dst, opts.layout);
     let outcomes: Vec<FolderOutcome> = pool.install(|| {
         groups
@@ -197,7 +198,13 @@ pub fn sync_in(
                 } else {
                     opts
                 };
-                g.iter().map(|(sf, tn)| sync_folder(sf, tn, &target, opts, rec)).collect::<Vec<_>>()
+                g.iter()
+                    .map(|(sf, tn)| {
+                        let o = sync_folder(sf, tn, &target, opts, rec);
+                        rec.record(Event::FolderDone { folder: tn.clone() });
+                        o
+                    })
+                    .collect::<Vec<_>>()
             })
             .collect()
     });
@@ -286,7 +293,11 @@ fn sync_folder_read(
     {
         out.warnings.push(Problem::new(&f.path, w.clone()));
     }
-    rec.record(Event::Discovered { bytes: folder_bytes(&opened) });
+    let messages = match &opened {
+        Opened::Maildir { listed: Some(l), .. } => Some(l.count),
+        _ => None,
+    };
+    rec.record(Event::Discovered { folder: tn.clone(), bytes: folder_bytes(&opened), messages });
     let r = match (&place, folder) {
         (Some(place), Some(folder)) => folder.and_then(|f| to_maildir(&opened, f, job, place, &mut out)),
         _ => {

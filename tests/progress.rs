@@ -1,0 +1,107 @@
+//! The progress line (issue 21, item 3), on a real terminal (`script` gives the run a pty):
+//! folders, the current folder, messages of all, bytes, rate; `verify` has one too; without
+//! a terminal there is none; it never stays on screen, not even when a second Ctrl-C ends the
+//! run at once.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn script_available() -> bool {
+    Command::new("script").arg("--version").output().is_ok_and(|o| o.status.success())
+}
+
+fn maildir(env: &TestEnv, n: usize) {
+    for d in ["src/new", "src/tmp"] {
+        std::fs::create_dir_all(env.path(d)).unwrap();
+    }
+    for i in 0..n {
+        env.write(&format!("src/cur/{i}.m{i}:2,S"), &message(&format!("m{i}"), &"x".repeat(400)));
+    }
+}
+
+/// Runs mailmover with `args` on a pseudo-terminal; what the terminal showed.
+fn on_a_terminal(env: &TestEnv, args: &str) -> String {
+    let bin = assert_cmd::cargo::cargo_bin("mailmover");
+    let out = Command::new("script")
+        .args(["-qfec", &format!("{} {args}", bin.display()), "/dev/null"])
+        .current_dir(env.root())
+        .env("TZ", "UTC")
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// After the last progress line drawn, the line was cleared.
+fn cleared_after_the_last_line(screen: &str, verb: &str) -> bool {
+    screen.rfind(&format!("{verb} folders")).is_some_and(|at| screen[at..].contains("\x1b[2K"))
+}
+
+#[test]
+fn on_a_terminal_the_progress_line_says_where_the_run_is_then_goes() {
+    if !script_available() {
+        return;
+    }
+    let env = TestEnv::new();
+    maildir(&env, 500);
+    let screen = on_a_terminal(&env, "sync maildir:src maildir:dst");
+    // A folder begun is drawn at once: folders done of all, the folder, messages of all.
+    assert!(screen.contains("synced folders 0/1 (INBOX) | 0/500 messages | 0 B/"), "{screen:?}");
+    assert!(cleared_after_the_last_line(&screen, "synced"), "{screen:?}");
+    assert!(screen.contains("The run is complete"), "{screen:?}");
+    let screen = on_a_terminal(&env, "verify maildir:src maildir:dst");
+    assert!(screen.contains("verified folders 0/1 (INBOX) | 0/500 messages | 0 B/"), "{screen:?}");
+    assert!(cleared_after_the_last_line(&screen, "verified"), "{screen:?}");
+    // Not on a terminal: no progress line at all.
+    let piped = env.run(["sync", "maildir:src", "maildir:dst2"]);
+    assert!(!piped.stderr.contains("folders 0/") && !piped.stderr.contains("synced folders"), "{}", piped.stderr);
+}
+
+#[test]
+fn a_second_ctrl_c_ends_the_run_with_the_line_cleared() {
+    if !script_available() {
+        return;
+    }
+    let env = TestEnv::new();
+    maildir(&env, 50);
+    // The target mbox's dotlock is held (by this live process): the run waits for it with its
+    // progress line on screen, where only a second Ctrl-C ends it, at once.
+    let host = nix::unistd::gethostname().unwrap().into_string().unwrap();
+    env.write("out.mbox.lock", format!("{}:{host}", std::process::id()).as_bytes());
+    let log = env.path("screen");
+    let bin = assert_cmd::cargo::cargo_bin("mailmover");
+    let mut child = Command::new("script")
+        .args(["-qfec", &format!("{} sync maildir:src mbox:out.mbox", bin.display()), log.to_str().unwrap()])
+        .current_dir(env.root())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    let shown =
+        || std::fs::read_to_string(&log).unwrap_or_default().contains("synced folders 0/1 (INBOX) | 50/50 messages");
+    while !shown() && t0.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(shown(), "no progress line was drawn: {:?}", std::fs::read_to_string(&log));
+    let pids = Command::new("pgrep").args(["-f", "sync maildir:src mbox:out.mbox"]).output().unwrap();
+    let pid = String::from_utf8_lossy(&pids.stdout)
+        .lines()
+        .filter_map(|p| p.trim().parse::<i32>().ok())
+        .find(|&p| p as u32 != child.id())
+        .expect("the run's pid");
+    let int = || nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGINT).unwrap();
+    int();
+    std::thread::sleep(Duration::from_millis(300));
+    int();
+    child.wait().unwrap();
+    let screen = std::fs::read_to_string(&log).unwrap();
+    assert!(!screen.contains("Sync interrupted"), "the second Ctrl-C ended it at once: {screen:?}");
+    assert!(
+        cleared_after_the_last_line(&screen, "synced"),
+        "the progress line stayed: {:?}",
+        &screen[screen.len().saturating_sub(400)..]
+    );
+}
