@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::error::Problem;
 use crate::exit::Exit;
+use crate::human;
 
 #[derive(Debug, Default, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
 #[serde(default)]
@@ -187,8 +188,8 @@ impl Summary {
         }
         writeln!(w, "  failed ................ {}", c.failed)?;
         let bytes = if self.dry_run { "bytes to copy ........." } else { "bytes transferred ....." };
-        writeln!(w, "  {bytes} {} ({mib:.1} MiB)", c.bytes_transferred)?;
-        writeln!(w, "  biggest message ....... {} bytes", c.biggest_message)?;
+        writeln!(w, "  {bytes} {}", human::size(c.bytes_transferred))?;
+        writeln!(w, "  biggest message ....... {}", human::size(c.biggest_message))?;
         writeln!(w, "  elapsed ............... {:.2} s", self.seconds)?;
         writeln!(
             w,
@@ -204,16 +205,17 @@ impl Summary {
             writeln!(w, "error: {}", sanitize(&e.to_string()))?;
         }
         if self.dry_run && self.signal.is_none() {
-            match self.errors.len() {
+            match self.errors.len() as u64 {
                 0 => writeln!(w, "dry run: nothing was written"),
-                n => writeln!(w, "dry run: nothing was written; {n} problem(s) above"),
+                n => writeln!(w, "dry run: nothing was written; {} above", human::count(n, "problem", "problems")),
             }
         } else if self.complete {
             writeln!(w, "The run is complete: every source message is in the target.")
         } else if self.interrupted && self.errors.is_empty() {
             writeln!(w, "The run is NOT complete: it was interrupted.")
         } else {
-            writeln!(w, "The run is NOT complete: {} problem(s) above.", self.errors.len())
+            let n = self.errors.len() as u64;
+            writeln!(w, "The run is NOT complete: {} above.", human::count(n, "problem", "problems"))
         }
     }
 }

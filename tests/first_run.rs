@@ -47,3 +47,68 @@ fn the_help_names_every_kind_of_store() {
         std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("man/mailmover.1")).unwrap();
     assert!(man.contains("cpanel:"), "the man page names cpanel:");
 }
+
+/// A Maildir of `sizes.len()` messages in INBOX, each padded to about that many bytes.
+fn maildir_of(env: &TestEnv, dir: &str, sizes: &[usize]) {
+    for d in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(env.path(&format!("{dir}/{d}"))).unwrap();
+    }
+    for (i, n) in sizes.iter().enumerate() {
+        env.write(&format!("{dir}/cur/{i}.m{i}:2,S"), &message(&format!("m{i}"), &"x".repeat(*n)));
+    }
+}
+
+/// `inspect` says "1 message" and "2 messages", and sizes past a KiB in units with the exact
+/// count; its JSON keeps plain numbers.
+#[test]
+fn inspect_counts_in_words_and_sizes_in_units() {
+    let env = TestEnv::new();
+    maildir_of(&env, "one", &[10]);
+    let r = env.run(["inspect", "one"]);
+    r.expect_code(0);
+    let first = r.stdout.lines().next().unwrap();
+    assert!(first.ends_with(": 1 folder, 1 message, 104 bytes"), "{first}");
+    assert!(r.stdout.lines().nth(1).unwrap().contains(" 1 message "), "{}", r.stdout);
+
+    maildir_of(&env, "two", &[1000, 2000]);
+    let r = env.run(["inspect", "two"]);
+    let first = r.stdout.lines().next().unwrap();
+    assert!(first.ends_with(": 1 folder, 2 messages, 3.1 KiB (3,188 bytes)"), "{first}");
+    assert!(r.stdout.contains(" 2 messages ") && !r.stdout.contains("message(s)"), "{}", r.stdout);
+    let json = env.run(["inspect", "two", "--json"]).json();
+    assert_eq!((json["messages"].as_u64(), json["bytes"].as_u64()), (Some(2), Some(3188)));
+}
+
+/// The sync summary gives sizes in units with the exact count and counts its problems in words;
+/// `--json` keeps the plain numbers.
+#[test]
+fn the_summary_gives_readable_sizes_and_plurals() {
+    let env = TestEnv::new();
+    maildir_of(&env, "src", &[1000, 2000]);
+    let r = env.run(["sync", "maildir:src", "maildir:dst"]);
+    r.expect_code(0);
+    assert!(r.stderr.contains("  bytes transferred ..... 3.1 KiB (3,188 bytes)\n"), "{}", r.stderr);
+    assert!(r.stderr.contains("  biggest message ....... 2.0 KiB (2,094 bytes)\n"), "{}", r.stderr);
+    let json = env.sync("maildir:src", "maildir:again", &[]).json();
+    assert_eq!((json["bytes_transferred"].as_u64(), json["biggest_message"].as_u64()), (Some(3188), Some(2094)));
+
+    env.write("src/cur/9.bad:2,S", b"");
+    let r = env.run(["sync", "maildir:src", "maildir:dst"]);
+    r.expect_code(1);
+    assert!(r.stderr.trim_end().ends_with("The run is NOT complete: 1 problem above."), "{}", r.stderr);
+}
+
+/// `report` over a batch's reports: the bytes in units, and one row is "the one row".
+#[test]
+fn report_gives_readable_sizes_and_plurals() {
+    let env = TestEnv::new();
+    maildir_of(&env, "a", &[2000]);
+    env.write("rows.csv", b"source,target\nmaildir:a,maildir:b\n");
+    env.run(["batch", "rows.csv", "--report-dir", "r"]).expect_code(0);
+    let r = env.run(["report", "r"]);
+    r.expect_code(0);
+    assert!(r.stdout.contains("bytes transferred ..... 2.0 KiB (2,094 bytes)\n"), "{}", r.stdout);
+    assert!(r.stdout.trim_end().ends_with("The one row is complete."), "{}", r.stdout);
+    let json = env.run(["report", "r", "--json"]).json();
+    assert_eq!(json["totals"]["bytes_transferred"].as_u64(), Some(2094));
+}

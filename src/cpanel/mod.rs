@@ -38,6 +38,7 @@ use self::tree::Tree;
 use crate::error::{Error, Problem, Result};
 use crate::events::Recorder;
 use crate::fsx::{Dir, Owner};
+use crate::human;
 use crate::inspect::FolderInfo;
 use crate::interrupt;
 use crate::lock::{LockOptions, TargetLock};
@@ -703,33 +704,34 @@ impl AccountInspection {
         let s = crate::folder::sanitize;
         writeln!(
             w,
-            "cpanel account {}: {} domains, {} mailboxes, {} messages, {} bytes",
+            "cpanel account {}: {}, {}, {}, {}",
             s(&self.path),
-            self.domains.len(),
-            self.mailboxes.len(),
-            self.messages,
-            self.bytes
+            human::count(self.domains.len() as u64, "domain", "domains"),
+            human::count(self.mailboxes.len() as u64, "mailbox", "mailboxes"),
+            human::count(self.messages, "message", "messages"),
+            human::size(self.bytes)
         )?;
         writeln!(w, "  domains: {}", s(&self.domains.join(", ")))?;
         for b in &self.mailboxes {
             let name = if b.address.is_empty() { "(default account)".to_string() } else { b.address.clone() };
             let quota = match b.quota {
                 Some(0) => "unlimited".to_string(),
-                Some(q) => format!("{q} bytes"),
+                Some(q) => human::size(q),
                 None => "-".to_string(),
             };
             writeln!(
                 w,
-                "  {:<32} {} {:>7} messages {:>12} bytes  quota {quota}",
+                "  {:<32} {} {:>7} {:<8} {:>28}  quota {quota}",
                 s(&name),
                 b.format,
                 b.messages,
-                b.bytes
+                human::noun(b.messages, "message", "messages"),
+                human::size(b.bytes)
             )?;
             writeln!(w, "      folders: {}", s(&b.folders.join(", ")))?;
         }
         for m in &self.metadata {
-            writeln!(w, "  metadata {} ({}, {} entries)", s(&m.path), m.kind, m.entries)?;
+            writeln!(w, "  metadata {} ({}, {})", s(&m.path), m.kind, human::count(m.entries, "entry", "entries"))?;
         }
         for p in &self.problems {
             writeln!(w, "problem: {}", s(&p.to_string()))?;
