@@ -147,6 +147,7 @@ pub fn folder_map(a: &FolderSettings) -> Result<FolderMap> {
             .map(|s| Rename::parse(s).map_err(|e| Error::Usage(format!("--map-folder {e}"))))
             .collect::<Result<_>>()?,
         automap: a.automap,
+        ..Default::default()
     })
 }
 

@@ -119,6 +119,18 @@ impl Default for SyncOptions {
 }
 
 impl SyncOptions {
+    /// The options of mbox reading given other than as by default: without an mbox source
+    /// they do nothing.
+    pub fn mbox_reading_given(&self) -> Vec<&'static str> {
+        let r = &self.read;
+        let given = [
+            (r.variant != crate::store::mbox::read::Variant::Auto, "--mbox-variant"),
+            (r.zone != crate::store::mbox::date::Zone::Local, "--mbox-tz"),
+            (r.keep_internal_headers, "--keep-mbox-headers"),
+        ];
+        given.into_iter().filter(|(g, _)| *g).map(|(_, name)| name).collect()
+    }
+
     /// How this run takes its target's lock.
     pub fn lock_options(&self) -> LockOptions {
         LockOptions { wait: self.lock_wait, owner: self.owner, dry_run: self.dry_run }
