@@ -303,6 +303,9 @@ impl Recorder for AuditLog {
                 "sha256": hex::encode(sha256), "size": size})
             }
             Event::Discovered { .. } | Event::Progress { .. } => return,
+            Event::Folder { folder, path } => {
+                json!({"type": "folder", "folder": folder.as_str(), "path": path.display().to_string()})
+            }
             Event::Metadata { path, from, bytes } => {
                 json!({"type": "metadata", "path": path.display().to_string(), "from": from.display().to_string(), "size": bytes})
             }

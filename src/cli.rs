@@ -127,6 +127,11 @@ pub struct SyncArgs {
     pub src: String,
     /// Target store (created if missing; a new bare path is a Maildir).
     pub dst: String,
+    /// Make the target's folder tree only (imapsync's --justfolders): every mapped folder,
+    /// empty, and subscribed; no message is copied, nothing deleted. A later sync fills the
+    /// folders. With --dry-run, lists the folders it would make. Not for cPanel accounts.
+    #[arg(long, conflicts_with_all = ["delete", "mirror"])]
+    pub folders_only: bool,
     #[command(flatten)]
     pub flags: SyncFlags,
 }
@@ -421,6 +426,7 @@ impl From<&SyncFlags> for SyncSettings {
             max_age: a.max_age,
             audit_log: a.audit_log.clone(),
             audit_key_file: a.audit_key_file.clone(),
+            folders_only: false,
             folders: (&a.folders).into(),
             read: (&a.read).into(),
             cpanel: (&a.cpanel).into(),
@@ -515,6 +521,7 @@ impl Recorder for PlanPrinter {
             Event::Delete { folder, target, size, .. } => {
                 format!("would delete from {}: {} ({size} bytes)", folder.as_str(), target.display())
             }
+            Event::Folder { folder, path } => format!("would make folder {}: {}", folder.as_str(), path.display()),
             _ => return,
         };
         {
@@ -665,7 +672,7 @@ fn run_sync(args: &SyncArgs) -> Result<Exit> {
     let started = crate::logfile::now();
     let (s, d) = config::stores(&args.src, &args.dst)?;
     let a = &args.flags;
-    let settings = SyncSettings::from(a);
+    let settings = SyncSettings { folders_only: args.folders_only, ..SyncSettings::from(a) };
     let so = config::sync_options(&settings)?;
     let key = match (&a.audit_log, &a.audit_key_file) {
         (Some(_), Some(k)) => Some(audit::read_key(k)?),

@@ -7,13 +7,19 @@ use std::path::Path;
 
 use crate::cpanel::CpanelOptions;
 use crate::deletion::{Budget, Deletion};
-use crate::error::{self, Problem, Result};
+use crate::error::{self, Error, Problem, Result};
 use crate::events::Recorder;
 use crate::report::Summary;
 use crate::spec::{Kind, Store};
 use crate::sync::SyncOptions;
 
 pub fn sync(s: &Store, d: &Store, so: &SyncOptions, cp: &CpanelOptions, rec: &dyn Recorder) -> Result<Summary> {
+    if so.folders_only && (s.kind == Kind::Cpanel || d.kind == Kind::Cpanel) {
+        return Err(Error::Usage(
+            "--folders-only is for mbox and Maildir stores; a cPanel account's mailboxes are made with their mail"
+                .into(),
+        ));
+    }
     let mut summary = sync_budgeted(s, d, so, cp, rec)?;
     // A refused source is said alone.
     if !summary.rejected {
