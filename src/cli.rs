@@ -60,7 +60,8 @@ pub enum Command {
     Batch(BatchArgs),
     /// Merge the JSON reports of batch runs into totals; exit 1 if a row failed or is missing.
     Report(ReportArgs),
-    /// Print a shell completion script.
+    /// Print a shell completion script; in bash, zsh and fish a store completes as mbox:,
+    /// maildir: or cpanel: and then a path.
     Completions {
         /// bash, zsh, fish, elvish or powershell
         shell: clap_complete::Shell,
@@ -486,6 +487,158 @@ pub fn man_page() -> Vec<u8> {
     out
 }
 
+/// The subcommands whose positional arguments are stores (`KIND:PATH` or a path).
+const STORE_COMMANDS: [&str; 3] = ["sync", "verify", "inspect"];
+
+/// The completion script for `shell`: clap_complete's, with the stores of [`STORE_COMMANDS`]
+/// completed as `mbox:`, `maildir:`, `cpanel:` and then a path (bash, zsh and fish; the other
+/// shells complete paths only).
+pub fn completions(shell: clap_complete::Shell) -> Vec<u8> {
+    use clap_complete::Shell;
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut command(), "mailmover", &mut out);
+    let script = String::from_utf8_lossy(&out).into_owned();
+    let script = match shell {
+        Shell::Bash => bash_stores(&script),
+        Shell::Zsh => zsh_stores(&script),
+        Shell::Fish => format!("{script}{FISH_STORES}"),
+        _ => script,
+    };
+    script.into_bytes()
+}
+
+/// The options of the store commands that take a value: a word after one is not a store.
+fn options_with_values() -> Vec<String> {
+    let cmd = command();
+    let mut v: Vec<String> = cmd
+        .get_subcommands()
+        .filter(|s| STORE_COMMANDS.contains(&s.get_name()))
+        .flat_map(|s| s.get_arguments().cloned().collect::<Vec<_>>())
+        .filter(|a| !a.is_positional() && a.get_action().takes_values())
+        .flat_map(|a| {
+            let long = a.get_long().map(|l| format!("--{l}"));
+            let short = a.get_short().map(|s| format!("-{s}"));
+            long.into_iter().chain(short)
+        })
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// Bash: a function before clap's that completes a store word itself. It reads the line up to
+/// the cursor, since bash splits `mbox:PATH` into three words where COMP_WORDBREAKS has `:`.
+fn bash_stores(script: &str) -> String {
+    let commands = STORE_COMMANDS.join("|");
+    let valued = options_with_values().join("|");
+    let wrapper = format!(
+        r#"
+# Stores: the kinds (mbox:, maildir:, cpanel:), then a path after them.
+_mailmover_store() {{
+    local cur=$1 kind="" path=$1 c
+    case "$cur" in
+        mbox:*|maildir:*|cpanel:*) kind=${{cur%%:*}}: path=${{cur#*:}} ;;
+    esac
+    COMPREPLY=()
+    if [[ -z $kind ]]; then
+        COMPREPLY=($(compgen -W "mbox: maildir: cpanel:" -- "$cur"))
+    fi
+    local IFS=$'\n'
+    for c in $(compgen -f -- "$path"); do
+        [[ -d $c ]] && c+=/
+        COMPREPLY+=("$kind$c")
+    done
+    # Bash replaces only what follows the word's last ':' when it splits words there.
+    if [[ $COMP_WORDBREAKS == *:* && $cur == *:* ]]; then
+        local done=${{cur%"${{cur##*:}}"}}
+        COMPREPLY=("${{COMPREPLY[@]#"$done"}}")
+    fi
+    if [[ ${{#COMPREPLY[@]}} -eq 1 && ${{COMPREPLY[0]}} == *[:/] ]]; then
+        compopt -o nospace 2>/dev/null
+    fi
+    return 0
+}}
+
+_mailmover_stores() {{
+    local line=${{COMP_LINE:0:COMP_POINT}} cur prev words
+    read -ra words <<< "$line"
+    if [[ $line == *[[:space:]] || ${{#words[@]}} -eq 0 ]]; then
+        cur=""
+    else
+        cur=${{words[-1]}}
+        unset 'words[-1]'
+    fi
+    prev=${{words[-1]}}
+    if [[ ${{#words[@]}} -ge 2 && $cur != -* ]]; then
+        case "${{words[1]}}" in
+            {commands})
+                case "$prev" in
+                    {valued}) ;;
+                    *) _mailmover_store "$cur"; return 0 ;;
+                esac
+                ;;
+        esac
+    fi
+    _mailmover "$@"
+}}
+"#
+    );
+    // clap's registration names its function; ours goes first and hands the rest to it.
+    let script = script.replace("complete -F _mailmover ", "complete -F _mailmover_stores ");
+    let at = script.find("\nif [[ \"${BASH_VERSINFO[0]}\" -eq 4").map_or(script.len(), |i| i + 1);
+    format!("{}{wrapper}\n{}", &script[..at], &script[at..])
+}
+
+/// Zsh: the store arguments' action (`_default`) becomes a function that offers the kinds and,
+/// after one, the paths.
+fn zsh_stores(script: &str) -> String {
+    let mut out = String::with_capacity(script.len() + 512);
+    for line in script.lines() {
+        let store = ["':src", "':dst", "':store"]
+            .iter()
+            .any(|p| line.starts_with(&format!("{p}:")) || line.starts_with(&format!("{p} --")));
+        match line.strip_suffix(":_default' \\").filter(|_| store) {
+            Some(head) => out.push_str(&format!("{head}:_mailmover_store' \\")),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    let func = r#"(( $+functions[_mailmover_store] )) ||
+_mailmover_store() {
+    local ret=1
+    if compset -P '(mbox|maildir|cpanel):'; then
+        _files && ret=0
+    else
+        compadd -S '' -- mbox: maildir: cpanel: && ret=0
+        _files && ret=0
+    fi
+    return ret
+}
+
+"#;
+    match out.rfind("if [ \"$funcstack[1]\" = \"_mailmover\" ]") {
+        Some(at) => format!("{}{func}{}", &out[..at], &out[at..]),
+        None => out,
+    }
+}
+
+/// Fish: the kinds, and a path after one, wherever a store command takes a plain word.
+const FISH_STORES: &str = r#"
+# Stores: the kinds (mbox:, maildir:, cpanel:), then a path after them.
+function __mailmover_store
+    set -l tok (commandline -ct)
+    if string match -qr '^(mbox|maildir|cpanel):' -- $tok
+        set -l kind (string replace -r ':.*' ':' -- $tok)
+        for p in (__fish_complete_path (string replace -r '^[^:]*:' '' -- $tok))
+            echo $kind$p
+        end
+    else
+        printf '%s\n' mbox: maildir: cpanel:
+    end
+end
+complete -c mailmover -n "__fish_mailmover_using_subcommand sync verify inspect" -a "(__mailmover_store)"
+"#;
+
 fn lock_wait(s: &str) -> std::result::Result<std::time::Duration, String> {
     s.parse::<f64>()
         .ok()
@@ -661,7 +814,7 @@ pub fn run(opts: Opts) -> Result<Exit> {
         Command::Batch(a) => crate::batch::run_batch(&(&a).into()),
         Command::Report(a) => crate::batch::run_report(&(&a).into()),
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut command(), "mailmover", &mut std::io::stdout());
+            let _ = std::io::stdout().write_all(&completions(shell));
             Ok(Exit::Ok)
         }
     }
