@@ -470,11 +470,32 @@ pub fn command() -> clap::Command {
     Opts::command()
 }
 
-/// The man page, generated from the clap definition.
+/// The man page, generated from the clap definition: one page, each subcommand a section of
+/// it (so the list of subcommands names those sections, not pages of their own), then exit
+/// status, environment, files and JSON output.
 pub fn man_page() -> Vec<u8> {
     let mut out = Vec::new();
     let cmd = command();
-    let _ = clap_mangen::Man::new(cmd.clone()).render(&mut out);
+    let man = clap_mangen::Man::new(cmd.clone());
+    let _ = man.render_title(&mut out);
+    let _ = man.render_name_section(&mut out);
+    let _ = man.render_synopsis_section(&mut out);
+    let _ = man.render_description_section(&mut out);
+    let _ = man.render_options_section(&mut out);
+    let _ = writeln!(out, ".SH SUBCOMMANDS");
+    for sub in cmd.get_subcommands() {
+        let about = sub.get_about().map(|a| a.to_string()).unwrap_or_default();
+        let section = format!("MAILMOVER {}", sub.get_name().to_uppercase());
+        let _ = writeln!(
+            out,
+            ".TP\n\\fB{}\\fR\n{} (section {} below)",
+            roff_text(sub.get_name()),
+            roff_text(&about),
+            roff_text(&section)
+        );
+    }
+    let _ = man.render_extra_section(&mut out);
+    let _ = man.render_version_section(&mut out);
     for sub in cmd.get_subcommands() {
         let name = format!("mailmover {}", sub.get_name());
         let _ = writeln!(out, ".SH \"{}\"", name.to_uppercase());
@@ -484,8 +505,78 @@ pub fn man_page() -> Vec<u8> {
         let _ = man.render_synopsis_section(&mut out);
         let _ = man.render_options_section(&mut out);
     }
+    out.extend_from_slice(MAN_TAIL.as_bytes());
     out
 }
+
+/// Text as roff prints it: backslashes and hyphens escaped, no control character at a line's start.
+fn roff_text(s: &str) -> String {
+    let t = s.replace('\\', "\\e").replace('-', "\\-");
+    if t.starts_with(['.', '\'']) { format!("\\&{t}") } else { t }
+}
+
+/// The sections after the subcommands: what README.md says of exit statuses, the environment,
+/// the files kept in targets and `--json`.
+const MAN_TAIL: &str = r#".SH "EXIT STATUS"
+.TP
+\fB0\fR
+All done: every source message is in the target (\fBsync \-\-folders\-only\fR: every folder; \fBverify\fR: everything matches; \fBbatch\fR and \fBreport\fR: every row is complete).
+.TP
+\fB1\fR
+The run finished, but something failed or differs; each is listed.
+.TP
+\fB2\fR
+A usage or configuration error, or the target is locked by another run: nothing was written.
+.TP
+\fB128\fR+\fIN\fR
+Stopped at a safe point by signal \fIN\fR (SIGINT, SIGTERM, SIGHUP; 130 for Ctrl\-C); the next run finishes the job. A second signal ends the run at once.
+.SH ENVIRONMENT
+.TP
+\fBMAILMOVER_SORT_MEMORY\fR
+Bytes of a sorted run (listings, target indexes, plans, caches) held in memory before it goes to a temporary file; 4 MiB by default.
+.TP
+\fBTMPDIR\fR
+Where those temporary files go (unlinked at once): a disk, not a small tmpfs, for folders of millions of messages.
+.TP
+\fBHOME\fR
+The directory a leading \fB~\fR of a store names (also after \fBmbox:\fR and the other kinds).
+.TP
+\fBTZ\fR
+The local zone that From_ line dates without a zone are read in (\fB\-\-mbox\-tz local\fR, the default).
+.TP
+\fBJOB_COMPLETION_INDEX\fR, \fBSLURM_ARRAY_TASK_ID\fR
+The shard \fBbatch \-\-shards\fR \fIN\fR runs: a Kubernetes Indexed Job's index (from 0), else a Slurm array task's id (from 1).
+.SH FILES
+What mailmover keeps in a target beside the mail, under names no mail reader takes for a folder:
+.TP
+\fBmailmover.lock\fR, \fB.mailmover.lock\fR, \fB.\fR\fINAME\fR\fB.mailmover.lock\fR
+The lock a run holds on its target, in a Maildir root; in an mbox directory or a cPanel home; beside the mbox file \fINAME\fR. It is never written, and stays when the run ends.
+.TP
+\fBmailmover\-state\fR, \fB.\fR\fINAME\fR\fB.mailmover\-state.lock\fR
+The stamps of a folder's last run, in a Maildir folder and beside the mbox \fINAME\fR: a folder nothing changed in is not read again.
+.TP
+\fBmailmover\-cache\fR, \fBmailmover\-source\-cache\fR
+The hashes of a Maildir folder's files, and of its Maildir source folder's files by name, size and time.
+.TP
+\fBmailmover\-copied\fR
+The record of the copies made into a Maildir folder from its source: what \fB\-\-delete\fR may remove.
+.TP
+\fB.\fR\fINAME\fR\fB.mailmover\-append.lock\fR, \fB.\fR\fINAME\fR\fB.mailmover\-append\-data.lock\fR
+The journal of messages appended to the mbox \fINAME\fR, and the messages staged for it: the next run takes back what a killed run left half\-appended.
+.TP
+\fB.\fR\fINAME\fR\fB.mailmover\-\fR\fIPID\fR\fB.tmp.lock\fR
+A file being written by the run \fIPID\fR; a later run removes those of runs that are gone.
+.TP
+\fBdovecot\-uidlist\fR, \fBdovecot\-keywords\fR, \fBmaildirfolder\fR, \fBsubscriptions\fR, \fB.subscriptions\fR, \fBmaildirsize\fR
+Dovecot's files, written as Dovecot writes them: the UIDs and keywords of a Maildir folder, the marker of a Maildir++ folder, the subscribed folders (of a Maildir root; of an mbox directory), a cPanel mailbox's quota use.
+.TP
+\fIDIR\fR\fB/row\-\fR\fIID\fR\fB.json\fR, \fIDIR\fR\fB/batch.json\fR
+A batch run's report of each row and the rows its file holds, in \fB\-\-report\-dir\fR \fIDIR\fR.
+.SH "JSON OUTPUT"
+With \fB\-\-json\fR, \fBsync\fR, \fBverify\fR, \fBinspect\fR, \fBbatch\fR and \fBreport\fR print one JSON object on standard output and nothing else there (the summary of \fBsync\fR and \fBbatch\fR, and the plan of a \fBsync \-\-dry\-run\fR, go to standard error). Its fields are described in \fIdocs/json.md\fR in mailmover's source.
+.SH "SEE ALSO"
+\fBdoveadm\fR(1), \fBdovecot\fR(1)
+"#;
 
 /// The subcommands whose positional arguments are stores (`KIND:PATH` or a path).
 const STORE_COMMANDS: [&str; 3] = ["sync", "verify", "inspect"];
@@ -915,6 +1006,54 @@ mod tests {
         }
         let have = std::fs::read(&path).unwrap_or_default();
         assert!(have == want, "man/mailmover.1 is stale: run UPDATE_MAN=1 cargo test --lib man_page");
+    }
+
+    /// The man page has the sections a man page is read for; its FILES and ENVIRONMENT name
+    /// what the code names; it refers to no page but Dovecot's (the subcommands are sections).
+    #[test]
+    fn man_page_has_its_sections() {
+        let man = String::from_utf8(man_page()).unwrap();
+        for s in [".SH \"EXIT STATUS\"", ".SH ENVIRONMENT", ".SH FILES", ".SH \"JSON OUTPUT\"", ".SH \"SEE ALSO\""] {
+            assert!(man.contains(&format!("\n{s}\n")), "no {s}");
+        }
+        let plain = ["\\fB", "\\fR", "\\fI", "\\&"].iter().fold(man.replace("\\-", "-"), |t, f| t.replace(f, ""));
+        let name = std::ffi::OsStr::new("NAME");
+        let (journal, staged) = crate::store::mbox::grow::journal_names(name);
+        let files = [
+            crate::lock::MAILDIR.to_string(),
+            crate::lock::HIDDEN.to_string(),
+            ".NAME.mailmover.lock".to_string(),
+            "mailmover-state".to_string(),
+            ".NAME.mailmover-state.lock".to_string(),
+            crate::target_index::CACHE_FILE.to_string(),
+            crate::target_index::SOURCE_CACHE_FILE.to_string(),
+            crate::deletion::COPIED_FILE.to_string(),
+            journal.to_string_lossy().into_owned(),
+            staged.to_string_lossy().into_owned(),
+            crate::fsx::temp_name(name).to_string_lossy().replace(&std::process::id().to_string(), "PID"),
+            crate::store::maildir::uidlist::UIDLIST.to_string(),
+        ];
+        for f in files {
+            assert!(plain.contains(&f), "FILES does not name {f}");
+        }
+        for v in [
+            "MAILMOVER_SORT_MEMORY",
+            "TMPDIR",
+            "HOME",
+            "TZ",
+            crate::batch::shard::K8S_INDEX,
+            crate::batch::shard::SLURM_INDEX,
+        ] {
+            let named = plain.contains(&format!("\n{v}\n")) || plain.contains(&format!(", {v}\n"));
+            assert!(named || plain.contains(&format!("\n{v}, ")), "ENVIRONMENT does not name {v}");
+        }
+        for code in ["0", "1", "2", "128+N"] {
+            assert!(plain.contains(&format!(".TP\n{code}\n")), "EXIT STATUS has no {code}");
+        }
+        assert!(plain.contains("docs/json.md"));
+        let refs: Vec<&str> =
+            regex::Regex::new(r"[a-z][a-z0-9-]*\([1-9]\)").unwrap().find_iter(&plain).map(|m| m.as_str()).collect();
+        assert_eq!(refs, ["doveadm(1)", "dovecot(1)"], "pages referred to");
     }
 
     #[test]
