@@ -322,6 +322,9 @@ impl Recorder for AuditLog {
             Event::Discovered { .. } | Event::Progress { .. } | Event::Folders { .. } | Event::FolderDone { .. } => {
                 return;
             }
+            Event::Folder { folder, path } => {
+                json!({"type": "folder", "folder": folder.as_str(), "path": path.display().to_string()})
+            }
             Event::Metadata { path, from, bytes } => {
                 json!({"type": "metadata", "path": path.display().to_string(), "from": from.display().to_string(), "size": bytes})
             }

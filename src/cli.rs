@@ -60,7 +60,8 @@ pub enum Command {
     Batch(BatchArgs),
     /// Merge the JSON reports of batch runs into totals; exit 1 if a row failed or is missing.
     Report(ReportArgs),
-    /// Print a shell completion script.
+    /// Print a shell completion script; in bash, zsh and fish a store completes as mbox:,
+    /// maildir: or cpanel: and then a path.
     Completions {
         /// bash, zsh, fish, elvish or powershell
         shell: clap_complete::Shell,
@@ -127,6 +128,11 @@ pub struct SyncArgs {
     pub src: String,
     /// Target store (created if missing; a new bare path is a Maildir).
     pub dst: String,
+    /// Make the target's folder tree only (imapsync's --justfolders): every mapped folder,
+    /// empty, and subscribed; no message is copied, nothing deleted. A later sync fills the
+    /// folders. With --dry-run, lists the folders it would make. Not for cPanel accounts.
+    #[arg(long, conflicts_with_all = ["delete", "mirror"])]
+    pub folders_only: bool,
     #[command(flatten)]
     pub flags: SyncFlags,
 }
@@ -435,6 +441,7 @@ impl From<&SyncFlags> for SyncSettings {
             max_age: a.max_age,
             audit_log: a.audit_log.clone(),
             audit_key_file: a.audit_key_file.clone(),
+            folders_only: false,
             folders: (&a.folders).into(),
             read: (&a.read).into(),
             cpanel: (&a.cpanel).into(),
@@ -477,11 +484,32 @@ pub fn command() -> clap::Command {
     Opts::command()
 }
 
-/// The man page, generated from the clap definition.
+/// The man page, generated from the clap definition: one page, each subcommand a section of
+/// it (so the list of subcommands names those sections, not pages of their own), then exit
+/// status, environment, files and JSON output.
 pub fn man_page() -> Vec<u8> {
     let mut out = Vec::new();
     let cmd = command();
-    let _ = clap_mangen::Man::new(cmd.clone()).render(&mut out);
+    let man = clap_mangen::Man::new(cmd.clone());
+    let _ = man.render_title(&mut out);
+    let _ = man.render_name_section(&mut out);
+    let _ = man.render_synopsis_section(&mut out);
+    let _ = man.render_description_section(&mut out);
+    let _ = man.render_options_section(&mut out);
+    let _ = writeln!(out, ".SH SUBCOMMANDS");
+    for sub in cmd.get_subcommands() {
+        let about = sub.get_about().map(|a| a.to_string()).unwrap_or_default();
+        let section = format!("MAILMOVER {}", sub.get_name().to_uppercase());
+        let _ = writeln!(
+            out,
+            ".TP\n\\fB{}\\fR\n{} (section {} below)",
+            roff_text(sub.get_name()),
+            roff_text(&about),
+            roff_text(&section)
+        );
+    }
+    let _ = man.render_extra_section(&mut out);
+    let _ = man.render_version_section(&mut out);
     for sub in cmd.get_subcommands() {
         let name = format!("mailmover {}", sub.get_name());
         let _ = writeln!(out, ".SH \"{}\"", name.to_uppercase());
@@ -491,8 +519,233 @@ pub fn man_page() -> Vec<u8> {
         let _ = man.render_synopsis_section(&mut out);
         let _ = man.render_options_section(&mut out);
     }
+    out.extend_from_slice(MAN_TAIL.as_bytes());
     out
 }
+
+/// Text as roff prints it: backslashes and hyphens escaped, no control character at a line's start.
+fn roff_text(s: &str) -> String {
+    let t = s.replace('\\', "\\e").replace('-', "\\-");
+    if t.starts_with(['.', '\'']) { format!("\\&{t}") } else { t }
+}
+
+/// The sections after the subcommands: what README.md says of exit statuses, the environment,
+/// the files kept in targets and `--json`.
+const MAN_TAIL: &str = r#".SH "EXIT STATUS"
+.TP
+\fB0\fR
+All done: every source message is in the target (\fBsync \-\-folders\-only\fR: every folder; \fBverify\fR: everything matches; \fBbatch\fR and \fBreport\fR: every row is complete).
+.TP
+\fB1\fR
+The run finished, but something failed or differs; each is listed.
+.TP
+\fB2\fR
+A usage or configuration error, or the target is locked by another run: nothing was written.
+.TP
+\fB128\fR+\fIN\fR
+Stopped at a safe point by signal \fIN\fR (SIGINT, SIGTERM, SIGHUP; 130 for Ctrl\-C); the next run finishes the job. A second signal ends the run at once.
+.SH ENVIRONMENT
+.TP
+\fBMAILMOVER_SORT_MEMORY\fR
+Bytes of a sorted run (listings, target indexes, plans, caches) held in memory before it goes to a temporary file; 4 MiB by default.
+.TP
+\fBTMPDIR\fR
+Where those temporary files go (unlinked at once): a disk, not a small tmpfs, for folders of millions of messages.
+.TP
+\fBHOME\fR
+The directory a leading \fB~\fR of a store names (also after \fBmbox:\fR and the other kinds).
+.TP
+\fBTZ\fR
+The local zone that From_ line dates without a zone are read in (\fB\-\-mbox\-tz local\fR, the default).
+.TP
+\fBJOB_COMPLETION_INDEX\fR, \fBSLURM_ARRAY_TASK_ID\fR
+The shard \fBbatch \-\-shards\fR \fIN\fR runs: a Kubernetes Indexed Job's index (from 0), else a Slurm array task's id (from 1).
+.SH FILES
+What mailmover keeps in a target beside the mail, under names no mail reader takes for a folder:
+.TP
+\fBmailmover.lock\fR, \fB.mailmover.lock\fR, \fB.\fR\fINAME\fR\fB.mailmover.lock\fR
+The lock a run holds on its target, in a Maildir root; in an mbox directory or a cPanel home; beside the mbox file \fINAME\fR. It is never written, and stays when the run ends.
+.TP
+\fBmailmover\-state\fR, \fB.\fR\fINAME\fR\fB.mailmover\-state.lock\fR
+The stamps of a folder's last run, in a Maildir folder and beside the mbox \fINAME\fR: a folder nothing changed in is not read again.
+.TP
+\fBmailmover\-cache\fR, \fBmailmover\-source\-cache\fR
+The hashes of a Maildir folder's files, and of its Maildir source folder's files by name, size and time.
+.TP
+\fBmailmover\-copied\fR
+The record of the copies made into a Maildir folder from its source: what \fB\-\-delete\fR may remove.
+.TP
+\fBmailmover\-options.lock\fR, \fB.mailmover\-options.lock\fR, \fB.\fR\fINAME\fR\fB.mailmover\-options.lock\fR
+The options of the last sync into the target that decide what goes where (folder mapping, layout, mbox zone, cPanel renames): \fBverify\fR given none uses them.
+.TP
+\fB.\fR\fINAME\fR\fB.mailmover\-append.lock\fR, \fB.\fR\fINAME\fR\fB.mailmover\-append\-data.lock\fR
+The journal of messages appended to the mbox \fINAME\fR, and the messages staged for it: the next run takes back what a killed run left half\-appended.
+.TP
+\fB.\fR\fINAME\fR\fB.mailmover\-\fR\fIPID\fR\fB.tmp.lock\fR
+A file being written by the run \fIPID\fR; a later run removes those of runs that are gone.
+.TP
+\fBdovecot\-uidlist\fR, \fBdovecot\-keywords\fR, \fBmaildirfolder\fR, \fBsubscriptions\fR, \fB.subscriptions\fR, \fBmaildirsize\fR
+Dovecot's files, written as Dovecot writes them: the UIDs and keywords of a Maildir folder, the marker of a Maildir++ folder, the subscribed folders (of a Maildir root; of an mbox directory), a cPanel mailbox's quota use.
+.TP
+\fIDIR\fR\fB/row\-\fR\fIID\fR\fB.json\fR, \fIDIR\fR\fB/batch.json\fR
+A batch run's report of each row and the rows its file holds, in \fB\-\-report\-dir\fR \fIDIR\fR.
+.SH "JSON OUTPUT"
+With \fB\-\-json\fR, \fBsync\fR, \fBverify\fR, \fBinspect\fR, \fBbatch\fR and \fBreport\fR print one JSON object on standard output and nothing else there (the summary of \fBsync\fR and \fBbatch\fR, and the plan of a \fBsync \-\-dry\-run\fR, go to standard error). Its fields are described in \fIdocs/json.md\fR in mailmover's source.
+.SH "SEE ALSO"
+\fBdoveadm\fR(1), \fBdovecot\fR(1)
+"#;
+
+/// The subcommands whose positional arguments are stores (`KIND:PATH` or a path).
+const STORE_COMMANDS: [&str; 3] = ["sync", "verify", "inspect"];
+
+/// The completion script for `shell`: clap_complete's, with the stores of [`STORE_COMMANDS`]
+/// completed as `mbox:`, `maildir:`, `cpanel:` and then a path (bash, zsh and fish; the other
+/// shells complete paths only).
+pub fn completions(shell: clap_complete::Shell) -> Vec<u8> {
+    use clap_complete::Shell;
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut command(), "mailmover", &mut out);
+    let script = String::from_utf8_lossy(&out).into_owned();
+    let script = match shell {
+        Shell::Bash => bash_stores(&script),
+        Shell::Zsh => zsh_stores(&script),
+        Shell::Fish => format!("{script}{FISH_STORES}"),
+        _ => script,
+    };
+    script.into_bytes()
+}
+
+/// The options of the store commands that take a value: a word after one is not a store.
+fn options_with_values() -> Vec<String> {
+    let cmd = command();
+    let mut v: Vec<String> = cmd
+        .get_subcommands()
+        .filter(|s| STORE_COMMANDS.contains(&s.get_name()))
+        .flat_map(|s| s.get_arguments().cloned().collect::<Vec<_>>())
+        .filter(|a| !a.is_positional() && a.get_action().takes_values())
+        .flat_map(|a| {
+            let long = a.get_long().map(|l| format!("--{l}"));
+            let short = a.get_short().map(|s| format!("-{s}"));
+            long.into_iter().chain(short)
+        })
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// Bash: a function before clap's that completes a store word itself. It reads the line up to
+/// the cursor, since bash splits `mbox:PATH` into three words where COMP_WORDBREAKS has `:`.
+fn bash_stores(script: &str) -> String {
+    let commands = STORE_COMMANDS.join("|");
+    let valued = options_with_values().join("|");
+    let wrapper = format!(
+        r#"
+# Stores: the kinds (mbox:, maildir:, cpanel:), then a path after them.
+_mailmover_store() {{
+    local cur=$1 kind="" path=$1 c
+    case "$cur" in
+        mbox:*|maildir:*|cpanel:*) kind=${{cur%%:*}}: path=${{cur#*:}} ;;
+    esac
+    COMPREPLY=()
+    if [[ -z $kind ]]; then
+        COMPREPLY=($(compgen -W "mbox: maildir: cpanel:" -- "$cur"))
+    fi
+    local IFS=$'\n'
+    for c in $(compgen -f -- "$path"); do
+        [[ -d $c ]] && c+=/
+        COMPREPLY+=("$kind$c")
+    done
+    # Bash replaces only what follows the word's last ':' when it splits words there.
+    if [[ $COMP_WORDBREAKS == *:* && $cur == *:* ]]; then
+        local done=${{cur%"${{cur##*:}}"}}
+        COMPREPLY=("${{COMPREPLY[@]#"$done"}}")
+    fi
+    if [[ ${{#COMPREPLY[@]}} -eq 1 && ${{COMPREPLY[0]}} == *[:/] ]]; then
+        compopt -o nospace 2>/dev/null
+    fi
+    return 0
+}}
+
+_mailmover_stores() {{
+    local line=${{COMP_LINE:0:COMP_POINT}} cur prev words
+    read -ra words <<< "$line"
+    if [[ $line == *[[:space:]] || ${{#words[@]}} -eq 0 ]]; then
+        cur=""
+    else
+        cur=${{words[-1]}}
+        unset 'words[-1]'
+    fi
+    prev=${{words[-1]}}
+    if [[ ${{#words[@]}} -ge 2 && $cur != -* ]]; then
+        case "${{words[1]}}" in
+            {commands})
+                case "$prev" in
+                    {valued}) ;;
+                    *) _mailmover_store "$cur"; return 0 ;;
+                esac
+                ;;
+        esac
+    fi
+    _mailmover "$@"
+}}
+"#
+    );
+    // clap's registration names its function; ours goes first and hands the rest to it.
+    let script = script.replace("complete -F _mailmover ", "complete -F _mailmover_stores ");
+    let at = script.find("\nif [[ \"${BASH_VERSINFO[0]}\" -eq 4").map_or(script.len(), |i| i + 1);
+    format!("{}{wrapper}\n{}", &script[..at], &script[at..])
+}
+
+/// Zsh: the store arguments' action (`_default`) becomes a function that offers the kinds and,
+/// after one, the paths.
+fn zsh_stores(script: &str) -> String {
+    let mut out = String::with_capacity(script.len() + 512);
+    for line in script.lines() {
+        let store = ["':src", "':dst", "':store"]
+            .iter()
+            .any(|p| line.starts_with(&format!("{p}:")) || line.starts_with(&format!("{p} --")));
+        match line.strip_suffix(":_default' \\").filter(|_| store) {
+            Some(head) => out.push_str(&format!("{head}:_mailmover_store' \\")),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    let func = r#"(( $+functions[_mailmover_store] )) ||
+_mailmover_store() {
+    local ret=1
+    if compset -P '(mbox|maildir|cpanel):'; then
+        _files && ret=0
+    else
+        compadd -S '' -- mbox: maildir: cpanel: && ret=0
+        _files && ret=0
+    fi
+    return ret
+}
+
+"#;
+    match out.rfind("if [ \"$funcstack[1]\" = \"_mailmover\" ]") {
+        Some(at) => format!("{}{func}{}", &out[..at], &out[at..]),
+        None => out,
+    }
+}
+
+/// Fish: the kinds, and a path after one, wherever a store command takes a plain word.
+const FISH_STORES: &str = r#"
+# Stores: the kinds (mbox:, maildir:, cpanel:), then a path after them.
+function __mailmover_store
+    set -l tok (commandline -ct)
+    if string match -qr '^(mbox|maildir|cpanel):' -- $tok
+        set -l kind (string replace -r ':.*' ':' -- $tok)
+        for p in (__fish_complete_path (string replace -r '^[^:]*:' '' -- $tok))
+            echo $kind$p
+        end
+    else
+        printf '%s\n' mbox: maildir: cpanel:
+    end
+end
+complete -c mailmover -n "__fish_mailmover_using_subcommand sync verify inspect" -a "(__mailmover_store)"
+"#;
 
 fn lock_wait(s: &str) -> std::result::Result<std::time::Duration, String> {
     s.parse::<f64>()
@@ -529,6 +782,7 @@ impl Recorder for PlanPrinter {
             Event::Delete { folder, target, size, .. } => {
                 format!("would delete from {}: {} ({size} bytes)", folder.as_str(), target.display())
             }
+            Event::Folder { folder, path } => format!("would make folder {}: {}", folder.as_str(), path.display()),
             _ => return,
         };
         {
@@ -672,7 +926,7 @@ pub fn run(opts: Opts) -> Result<Exit> {
         Command::Batch(a) => crate::batch::run_batch(&(&a).into()),
         Command::Report(a) => crate::batch::run_report(&(&a).into()),
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut command(), "mailmover", &mut std::io::stdout());
+            let _ = std::io::stdout().write_all(&completions(shell));
             Ok(Exit::Ok)
         }
     }
@@ -737,7 +991,7 @@ fn run_sync(args: &SyncArgs) -> Result<Exit> {
     let started = crate::logfile::now();
     let (s, d) = config::stores(&args.src, &args.dst)?;
     let a = &args.flags;
-    let settings = SyncSettings::from(a);
+    let settings = SyncSettings { folders_only: args.folders_only, ..SyncSettings::from(a) };
     let mut so = config::sync_options(&settings)?;
     // A manifest accounts for every message as read now: no folder is skipped as unchanged,
     // no digest taken from a cache.
@@ -868,6 +1122,56 @@ mod tests {
         }
         let have = std::fs::read(&path).unwrap_or_default();
         assert!(have == want, "man/mailmover.1 is stale: run UPDATE_MAN=1 cargo test --lib man_page");
+    }
+
+    /// The man page has the sections a man page is read for; its FILES and ENVIRONMENT name
+    /// what the code names; it refers to no page but Dovecot's (the subcommands are sections).
+    #[test]
+    fn man_page_has_its_sections() {
+        let man = String::from_utf8(man_page()).unwrap();
+        for s in [".SH \"EXIT STATUS\"", ".SH ENVIRONMENT", ".SH FILES", ".SH \"JSON OUTPUT\"", ".SH \"SEE ALSO\""] {
+            assert!(man.contains(&format!("\n{s}\n")), "no {s}");
+        }
+        let plain = ["\\fB", "\\fR", "\\fI", "\\&"].iter().fold(man.replace("\\-", "-"), |t, f| t.replace(f, ""));
+        let name = std::ffi::OsStr::new("NAME");
+        let (journal, staged) = crate::store::mbox::grow::journal_names(name);
+        let files = [
+            crate::lock::MAILDIR.to_string(),
+            crate::lock::HIDDEN.to_string(),
+            ".NAME.mailmover.lock".to_string(),
+            "mailmover-state".to_string(),
+            ".NAME.mailmover-state.lock".to_string(),
+            crate::target_index::CACHE_FILE.to_string(),
+            crate::target_index::SOURCE_CACHE_FILE.to_string(),
+            crate::deletion::COPIED_FILE.to_string(),
+            journal.to_string_lossy().into_owned(),
+            staged.to_string_lossy().into_owned(),
+            crate::fsx::temp_name(name).to_string_lossy().replace(&std::process::id().to_string(), "PID"),
+            crate::store::maildir::uidlist::UIDLIST.to_string(),
+            "mailmover-options.lock".to_string(),
+            ".NAME.mailmover-options.lock".to_string(),
+        ];
+        for f in files {
+            assert!(plain.contains(&f), "FILES does not name {f}");
+        }
+        for v in [
+            "MAILMOVER_SORT_MEMORY",
+            "TMPDIR",
+            "HOME",
+            "TZ",
+            crate::batch::shard::K8S_INDEX,
+            crate::batch::shard::SLURM_INDEX,
+        ] {
+            let named = plain.contains(&format!("\n{v}\n")) || plain.contains(&format!(", {v}\n"));
+            assert!(named || plain.contains(&format!("\n{v}, ")), "ENVIRONMENT does not name {v}");
+        }
+        for code in ["0", "1", "2", "128+N"] {
+            assert!(plain.contains(&format!(".TP\n{code}\n")), "EXIT STATUS has no {code}");
+        }
+        assert!(plain.contains("docs/json.md"));
+        let refs: Vec<&str> =
+            regex::Regex::new(r"[a-z][a-z0-9-]*\([1-9]\)").unwrap().find_iter(&plain).map(|m| m.as_str()).collect();
+        assert_eq!(refs, ["doveadm(1)", "dovecot(1)"], "pages referred to");
     }
 
     #[test]

@@ -82,6 +82,8 @@ pub struct SyncSettings {
     pub max_age: Option<f64>,
     pub audit_log: Option<PathBuf>,
     pub audit_key_file: Option<PathBuf>,
+    /// Make the folder tree only (`sync --folders-only`; batch rows copy their messages).
+    pub folders_only: bool,
     pub folders: FolderSettings,
     pub read: ReadSettings,
     pub cpanel: CpanelOptions,
@@ -103,6 +105,7 @@ impl Default for SyncSettings {
             max_age: None,
             audit_log: None,
             audit_key_file: None,
+            folders_only: false,
             folders: FolderSettings::default(),
             read: ReadSettings::default(),
             cpanel: CpanelOptions::default(),
@@ -147,6 +150,7 @@ pub fn folder_map(a: &FolderSettings) -> Result<FolderMap> {
             .map(|s| Rename::parse(s).map_err(|e| Error::Usage(format!("--map-folder {e}"))))
             .collect::<Result<_>>()?,
         automap: a.automap,
+        ..Default::default()
     })
 }
 
@@ -212,6 +216,7 @@ pub fn sync_options(a: &SyncSettings) -> Result<SyncOptions> {
         merge_folders: a.folders.merge_folders,
         lock_wait: a.lock_wait,
         merged: false,
+        folders_only: a.folders_only,
     })
 }
 

@@ -45,6 +45,11 @@ pub enum Event {
         folder: FolderName,
         problem: Problem,
     },
+    /// A folder made in the target by `--folders-only` (to be made, in a dry run).
+    Folder {
+        folder: FolderName,
+        path: PathBuf,
+    },
     /// An account file (cPanel metadata) written: `bytes` at `path`, from `from`.
     Metadata {
         path: PathBuf,

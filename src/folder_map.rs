@@ -2,9 +2,11 @@
 //! `--include`/`--exclude` regexes over the `/`-separated name, `--map-folder 's/RE/REPL/'`
 //! rules applied in order, and `--automap` of special folders to the names the target uses.
 //! Pure: names in, names out; a mapping that yields an invalid name or merges two folders is an
-//! error before anything is written.
+//! error before anything is written. The one thing kept is which rules matched a folder, so
+//! that a rule that renamed nothing can be reported.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
 
 use regex::Regex;
 
@@ -14,6 +16,8 @@ use crate::folder::FolderName;
 pub struct Rename {
     pub re: Regex,
     pub repl: String,
+    /// The rule as it was given.
+    pub spec: String,
 }
 
 impl Rename {
@@ -56,7 +60,7 @@ impl Rename {
         let re = Regex::new(&parts[0]).map_err(|e| format!("{spec:?}: {e}"))?;
         // Perl's $1 and \1 both mean the first group; the regex crate wants ${1}.
         let repl = Regex::new(r"\\(\d)").map_or(parts[1].clone(), |r| r.replace_all(&parts[1], "$${$1}").into_owned());
-        Ok(Rename { re, repl })
+        Ok(Rename { re, repl, spec: spec.to_string() })
     }
 }
 
@@ -67,6 +71,18 @@ pub struct FolderMap {
     pub exclude: Vec<Regex>,
     pub renames: Vec<Rename>,
     pub automap: bool,
+    pub matched: Matched,
+}
+
+/// The renames (by index) that matched a selected folder so far. Clones share it: every
+/// mailbox of a cPanel account adds to the run's one record.
+#[derive(Debug, Clone, Default)]
+pub struct Matched(Arc<Mutex<BTreeSet<usize>>>);
+
+impl Matched {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeSet<usize>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// Special-use folders: the names clients use, the first being the default.
@@ -92,7 +108,10 @@ impl FolderMap {
     /// The target name of `name`, given the folders the target already has.
     pub fn target(&self, name: &FolderName, existing: &[FolderName]) -> Result<FolderName, String> {
         let mut s = name.as_str().to_string();
-        for r in &self.renames {
+        for (i, r) in self.renames.iter().enumerate() {
+            if r.re.is_match(&s) {
+                self.matched.lock().insert(i);
+            }
             s = r.re.replace_all(&s, r.repl.as_str()).into_owned();
         }
         let mut out = FolderName::parse(&s).map_err(|e| format!("folder {:?} maps to {s:?}: {e}", name.as_str()))?;
@@ -120,6 +139,14 @@ impl FolderMap {
             out.push((n.clone(), t));
         }
         Ok(out)
+    }
+}
+
+impl FolderMap {
+    /// The renames that matched no folder [`FolderMap::target`] was asked about.
+    pub fn unmatched(&self) -> Vec<&Rename> {
+        let matched = self.matched.lock();
+        self.renames.iter().enumerate().filter(|(i, _)| !matched.contains(i)).map(|(_, r)| r).collect()
     }
 }
 
@@ -167,6 +194,24 @@ mod tests {
         assert!(m.plan(&[f("A"), f("B")], &[]).is_err());
         let m = FolderMap { renames: vec![Rename::parse("s/.*/..\\/x/").unwrap()], ..Default::default() };
         assert!(m.plan(&[f("A")], &[]).is_err(), "escaping names are refused");
+    }
+
+    /// A rule is matched when it matches a selected folder's name as the rules before it left
+    /// it; clones of the map (a cPanel account's mailboxes) share what was matched.
+    #[test]
+    fn rules_that_match_no_folder_are_told() {
+        let rules = ["s/^Archive/Old/", "s/^Old/Older/", "s/^Nothing$/X/", "s/^Sent$/Outbox/"];
+        let m = FolderMap {
+            renames: rules.iter().map(|r| Rename::parse(r).unwrap()).collect(),
+            exclude: vec![Regex::new("^Sent$").unwrap()],
+            ..Default::default()
+        };
+        let mailbox = m.clone();
+        mailbox.plan(&[f("INBOX"), f("Sent")], &[]).unwrap();
+        assert_eq!(m.unmatched().len(), 4, "nothing matched yet");
+        m.plan(&[f("Archive/2019")], &[]).unwrap();
+        let left: Vec<&str> = mailbox.unmatched().iter().map(|r| r.spec.as_str()).collect();
+        assert_eq!(left, ["s/^Nothing$/X/", "s/^Sent$/Outbox/"], "an excluded folder matches nothing");
     }
 
     #[test]

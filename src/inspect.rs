@@ -7,6 +7,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::error::{Problem, Result};
+use crate::human;
 use crate::message::DateSource;
 use crate::source::Opened;
 use crate::spec::Store;
@@ -127,12 +128,12 @@ impl Inspection {
         let s = crate::folder::sanitize;
         writeln!(
             w,
-            "{} store {}: {} folders, {} messages, {} bytes",
+            "{} store {}: {}, {}, {}",
             self.kind,
             s(&self.path),
-            self.folders.len(),
-            self.messages,
-            self.bytes
+            human::count(self.folders.len() as u64, "folder", "folders"),
+            human::count(self.messages, "message", "messages"),
+            human::size(self.bytes)
         )?;
         for f in &self.folders {
             let flags: Vec<String> = f.flags.iter().map(|(k, v)| format!("{k}:{v}")).collect();
@@ -142,18 +143,21 @@ impl Inspection {
             };
             writeln!(
                 w,
-                "  {:<30} {:>7} messages {:>12} bytes  flags [{}]{}",
+                "  {:<30} {:>7} {:<8} {:>28}  flags [{}]{}",
                 s(&f.name),
                 f.messages,
-                f.bytes,
+                human::noun(f.messages, "message", "messages"),
+                human::size(f.bytes),
                 flags.join(" "),
                 dates
             )?;
             for (k, v) in &f.date_fallbacks {
-                writeln!(w, "    {v} message(s) dated from the {k} (no usable From_ line date)")?;
+                let n = human::count(*v, "message", "messages");
+                writeln!(w, "    {n} dated from the {k} (no usable From_ line date)")?;
             }
             if f.pseudo_messages > 0 {
-                writeln!(w, "    {} mbox pseudo message(s) (folder data, not mail)", f.pseudo_messages)?;
+                let n = human::count(f.pseudo_messages, "mbox pseudo message", "mbox pseudo messages");
+                writeln!(w, "    {n} (folder data, not mail)")?;
             }
         }
         for p in &self.problems {

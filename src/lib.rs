@@ -23,6 +23,7 @@ pub mod flags;
 pub mod folder;
 pub mod folder_map;
 pub mod fsx;
+pub mod human;
 pub mod inspect;
 pub mod interrupt;
 pub mod lock;

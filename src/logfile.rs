@@ -69,6 +69,9 @@ impl LogFile {
         let state = match (s.dry_run, s.complete, s.signal) {
             (_, _, Some(sig)) => format!("interrupted by {}", crate::interrupt::name(sig)),
             (true, _, None) => "dry run: nothing was written".into(),
+            (false, _, None) if s.folders_only && s.errors.is_empty() => {
+                format!("folders only: {} made", s.folders_created.unwrap_or(0))
+            }
             (false, true, None) => "complete".into(),
             (false, false, None) => format!("NOT complete: {} problem(s)", s.errors.len()),
         };
@@ -132,6 +135,7 @@ impl Recorder for LogFile {
             Event::Delete { folder, target, size, .. } => {
                 format!("{would}delete {}: {} ({size} bytes)", folder.as_str(), target.display())
             }
+            Event::Folder { folder, path } => format!("{would}make folder {}: {}", folder.as_str(), path.display()),
             Event::Metadata { path, from, bytes } => {
                 format!("{would}write metadata {} ({bytes} bytes, from {})", path.display(), from.display())
             }

@@ -242,6 +242,7 @@ impl Recorder for Manifest {
             | Event::Error { .. }
             | Event::Metadata { .. }
             | Event::Discovered { .. }
+            | Event::Folder { .. }
             | Event::Folders { .. }
             | Event::FolderDone { .. }
             | Event::Progress { .. } => {}

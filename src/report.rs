@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::error::Problem;
 use crate::exit::Exit;
+use crate::human;
 
 #[derive(Debug, Default, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
 #[serde(default)]
@@ -81,6 +82,8 @@ pub struct FolderOutcome {
     pub interrupted: bool,
     /// The flavour an mbox target folder is written in after the run (kept in its state).
     pub mbox_format: Option<&'static str>,
+    /// `--folders-only` made the folder (would make it, in a dry run).
+    pub created: bool,
 }
 
 #[derive(Debug, Default, Clone, Serialize)]
@@ -93,6 +96,13 @@ pub struct Summary {
     pub errors: Vec<Problem>,
     pub warnings: Vec<Problem>,
     pub peak_rss_kib: u64,
+    /// `--folders-only`: the folder tree was made, no message copied, nothing deleted
+    /// (`complete` is false: the messages are still to copy).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub folders_only: bool,
+    /// How many folders `--folders-only` made (would make, in a dry run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub folders_created: Option<u64>,
     /// The only source given is not a store at all: nothing was written (exit 2).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub rejected: bool,
@@ -138,6 +148,9 @@ impl Summary {
 
     /// The end-of-run statistics, imapsync style.
     pub fn write_human(&self, w: &mut impl Write) -> std::io::Result<()> {
+        if self.folders_only {
+            return self.write_folders_only(w);
+        }
         let c = &self.counts;
         let secs = self.seconds.max(1e-6);
         let mib = c.bytes_transferred as f64 / (1024.0 * 1024.0);
@@ -150,17 +163,7 @@ impl Summary {
             None if self.dry_run => writeln!(w, "Dry run (nothing is written): what a sync would do.")?,
             None => writeln!(w, "Sync finished.")?,
         }
-        for (name, v) in [
-            ("source ................", &self.source),
-            ("target ................", &self.target),
-            ("started ...............", &self.started),
-            ("finished ..............", &self.finished),
-            ("zone-less From_ dates .", &self.mbox_tz),
-        ] {
-            if let Some(v) = v {
-                writeln!(w, "  {name} {}", sanitize(v))?;
-            }
-        }
+        self.write_run(w)?;
         writeln!(w, "  folders synced ........ {}", c.folders)?;
         writeln!(w, "  messages in source .... {}", c.messages_source)?;
         writeln!(w, "  messages in target .... {}", c.messages_target)?;
@@ -191,8 +194,8 @@ impl Summary {
         }
         writeln!(w, "  failed ................ {}", c.failed)?;
         let bytes = if self.dry_run { "bytes to copy ........." } else { "bytes transferred ....." };
-        writeln!(w, "  {bytes} {} ({mib:.1} MiB)", c.bytes_transferred)?;
-        writeln!(w, "  biggest message ....... {} bytes", c.biggest_message)?;
+        writeln!(w, "  {bytes} {}", human::size(c.bytes_transferred))?;
+        writeln!(w, "  biggest message ....... {}", human::size(c.biggest_message))?;
         writeln!(w, "  elapsed ............... {:.2} s", self.seconds)?;
         writeln!(
             w,
@@ -201,23 +204,87 @@ impl Summary {
             mib / secs
         )?;
         writeln!(w, "  peak memory ........... {} MiB", self.peak_rss_kib / 1024)?;
-        for e in &self.warnings {
-            writeln!(w, "warning: {}", sanitize(&e.to_string()))?;
-        }
-        for e in &self.errors {
-            writeln!(w, "error: {}", sanitize(&e.to_string()))?;
-        }
+        self.write_problems(w)?;
         if self.dry_run && self.signal.is_none() {
-            match self.errors.len() {
+            match self.errors.len() as u64 {
                 0 => writeln!(w, "dry run: nothing was written"),
-                n => writeln!(w, "dry run: nothing was written; {n} problem(s) above"),
+                n => writeln!(w, "dry run: nothing was written; {} above", human::count(n, "problem", "problems")),
             }
         } else if self.complete {
             writeln!(w, "The run is complete: every source message is in the target.")
         } else if self.interrupted && self.errors.is_empty() {
             writeln!(w, "The run is NOT complete: it was interrupted.")
         } else {
-            writeln!(w, "The run is NOT complete: {} problem(s) above.", self.errors.len())
+            let n = self.errors.len() as u64;
+            writeln!(w, "The run is NOT complete: {} above.", human::count(n, "problem", "problems"))
+        }
+    }
+}
+
+impl Summary {
+    /// Which run this was: source, target, start and end.
+    fn write_run(&self, w: &mut impl Write) -> std::io::Result<()> {
+        for (name, v) in [
+            ("source ................", &self.source),
+            ("target ................", &self.target),
+            ("started ...............", &self.started),
+            ("finished ..............", &self.finished),
+            ("zone-less From_ dates .", &self.mbox_tz),
+        ] {
+            if let Some(v) = v {
+                writeln!(w, "  {name} {}", sanitize(v))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn write_problems(&self, w: &mut impl Write) -> std::io::Result<()> {
+        for e in &self.warnings {
+            writeln!(w, "warning: {}", sanitize(&e.to_string()))?;
+        }
+        for e in &self.errors {
+            writeln!(w, "error: {}", sanitize(&e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// The summary of a `--folders-only` run: the folders, made or there already.
+    fn write_folders_only(&self, w: &mut impl Write) -> std::io::Result<()> {
+        let made = self.folders_created.unwrap_or(0);
+        match self.signal {
+            Some(sig) => {
+                writeln!(w, "Folders only, interrupted by {}: run it again to finish.", crate::interrupt::name(sig))?
+            }
+            None if self.dry_run => {
+                writeln!(w, "Dry run of --folders-only (nothing is written): the folders a run would make.")?
+            }
+            None => writeln!(
+                w,
+                "Folders only: the target's folder tree is made; no message is copied, nothing is deleted."
+            )?,
+        }
+        self.write_run(w)?;
+        writeln!(w, "  folders ............... {}", self.counts.folders)?;
+        let label = if self.dry_run { "would make ............" } else { "made .................." };
+        writeln!(w, "  {label} {made}")?;
+        writeln!(w, "  there already ......... {}", self.counts.folders.saturating_sub(made))?;
+        writeln!(w, "  elapsed ............... {:.2} s", self.seconds)?;
+        self.write_problems(w)?;
+        let problems = human::count(self.errors.len() as u64, "problem", "problems");
+        if self.dry_run && self.signal.is_none() {
+            match self.errors.len() {
+                0 => writeln!(w, "dry run: nothing was written"),
+                _ => writeln!(w, "dry run: nothing was written; {problems} above"),
+            }
+        } else if !self.errors.is_empty() {
+            writeln!(w, "The folder tree is NOT complete: {problems} above.")
+        } else if self.signal.is_some() {
+            writeln!(w, "The folder tree is NOT complete: it was interrupted.")
+        } else {
+            writeln!(
+                w,
+                "Every folder is in the target, empty where it was new; a sync without --folders-only copies the messages."
+            )
         }
     }
 }

@@ -286,7 +286,7 @@ fn failed_rows_reports_and_reruns() {
     assert_eq!(code(&o), 0, "{}", show(&o));
     let j = json(&o);
     assert_eq!((j["skipped"].as_u64(), j["complete"].as_u64()), (Some(6), Some(7)), "{j}");
-    assert!(text(&o.stderr).contains("6 row(s) skipped"), "{}", show(&o));
+    assert!(text(&o.stderr).contains("6 rows skipped"), "{}", show(&o));
     let r = run(d, &["report", "reports", "--json"]);
     assert_eq!(code(&r), 0, "{}", show(&r));
     assert_eq!(json(&r)["totals"]["transferred"], json(&r)["totals"]["messages_source"]);

@@ -15,6 +15,7 @@ use serde_json::{Map, Value};
 
 use crate::error::Problem;
 use crate::exit::Exit;
+use crate::human;
 use crate::report::Counts;
 
 /// A row the batch file says should have a report.
@@ -237,10 +238,10 @@ impl Merged {
             ("flags updated .........", "flags_updated"),
             ("deleted in target .....", "deleted_target"),
             ("failed ................", "failed"),
-            ("bytes transferred .....", "bytes_transferred"),
         ] {
             writeln!(w, "{label} {}", self.total(key))?;
         }
+        writeln!(w, "bytes transferred ..... {}", human::size(self.total("bytes_transferred")))?;
         writeln!(w, "row seconds (sum) ..... {:.2}", self.seconds)?;
         if let Some(ws) = self.wall_seconds {
             writeln!(w, "wall clock ............ {ws:.2} s")?;
@@ -253,7 +254,8 @@ impl Merged {
             writeln!(w, "dry-run rows .......... {}", self.dry_run)?;
         }
         if self.ignored > 0 {
-            writeln!(w, "ignored ............... {} report(s) of rows not in the batch file", self.ignored)?;
+            let n = human::count(self.ignored, "report", "reports");
+            writeln!(w, "ignored ............... {n} of rows not in the batch file")?;
         }
         for r in &self.failed_rows {
             let at = match (&r.shard, &r.host) {
@@ -268,7 +270,9 @@ impl Merged {
         for r in &self.missing_rows {
             writeln!(w, "MISSING {}: {} -> {} (no report)", line_of(r), s(&r.source), s(&r.target))?;
         }
-        if self.ok {
+        if self.ok && self.rows == 1 {
+            writeln!(w, "The one row is complete.")
+        } else if self.ok {
             writeln!(w, "All {} rows are complete.", self.rows)
         } else if self.rows == 0 {
             writeln!(w, "No rows: nothing was reported.")

@@ -394,7 +394,8 @@ pub fn run_batch(a: &BatchOptions) -> Result<Exit> {
     let todo: Vec<usize> =
         (0..mine.len()).filter(|&i| mine.get(i).is_some_and(|j| !previous.contains_key(&j.id))).collect();
     if !quiet && !previous.is_empty() {
-        eprintln!("batch: {} row(s) skipped, complete in their reports (--rerun runs them again)", previous.len());
+        let n = crate::human::count(previous.len() as u64, "row", "rows");
+        eprintln!("batch: {n} skipped, complete in their reports (--rerun runs them again)");
     }
 
     let order: Vec<usize> = biggest_first(&mine, todo, nthreads).into_iter().map(|(i, _)| i).collect();

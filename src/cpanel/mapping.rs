@@ -19,6 +19,24 @@ pub struct Mapping {
     addresses: BTreeMap<String, String>,
     /// Local part → local part, in every domain of the account.
     locals: BTreeMap<String, String>,
+    /// Each rename as it was given, to name it when it matches nothing.
+    asked: Vec<Asked>,
+}
+
+/// What a rename's old side names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Renamed {
+    Domain,
+    Address,
+    LocalPart,
+}
+
+/// One rename as it was given: the option (or `--map-file` line) and its old side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Asked {
+    pub given: String,
+    pub what: Renamed,
+    pub old: String,
 }
 
 /// Whether `s` can be a domain name used as a directory name.
@@ -58,19 +76,40 @@ impl Mapping {
         for spec in map_domain {
             let (o, n) = spec.split_once('=').ok_or_else(|| format!("--map-domain {spec:?}: expected OLD=NEW"))?;
             m.add_domain(o.trim(), n.trim()).map_err(|e| format!("--map-domain {spec:?}: {e}"))?;
+            m.note(format!("--map-domain {spec}"), Renamed::Domain, o.trim());
         }
         for spec in map_user {
             let (o, n) = spec.split_once('=').ok_or_else(|| format!("--map-user {spec:?}: expected OLD=NEW"))?;
-            m.add_user(o.trim(), n.trim()).map_err(|e| format!("--map-user {spec:?}: {e}"))?;
+            let what = m.add_user(o.trim(), n.trim()).map_err(|e| format!("--map-user {spec:?}: {e}"))?;
+            m.note(format!("--map-user {spec}"), what, o.trim());
         }
         if let Some(p) = map_file {
             let text = std::fs::read_to_string(p).map_err(|e| format!("--map-file {}: {e}", p.display()))?;
             for (line, o, n) in parse_csv(&text).map_err(|e| format!("--map-file {}: {e}", p.display()))? {
-                let r = if o.contains('@') { m.add_user(&o, &n) } else { m.add_domain(&o, &n) };
-                r.map_err(|e| format!("--map-file {} line {line}: {e}", p.display()))?;
+                let r =
+                    if o.contains('@') { m.add_user(&o, &n) } else { m.add_domain(&o, &n).map(|()| Renamed::Domain) };
+                let what = r.map_err(|e| format!("--map-file {} line {line}: {e}", p.display()))?;
+                m.note(format!("--map-file {} line {line} ({o},{n})", p.display()), what, &o);
             }
         }
         Ok(m)
+    }
+
+    fn note(&mut self, given: String, what: Renamed, old: &str) {
+        self.asked.push(Asked { given, what, old: old.to_string() });
+    }
+
+    /// The renames whose old side is none of `domains`, or of the addresses (local part,
+    /// domain) in `addresses`: they rename no mailbox.
+    pub fn unmatched(&self, domains: &[String], addresses: &[(String, String)]) -> Vec<&Asked> {
+        self.asked
+            .iter()
+            .filter(|a| match a.what {
+                Renamed::Domain => !domains.contains(&a.old),
+                Renamed::Address => !addresses.iter().any(|(l, d)| format!("{l}@{d}") == a.old),
+                Renamed::LocalPart => !addresses.iter().any(|(l, _)| *l == a.old),
+            })
+            .collect()
     }
 
     fn add_domain(&mut self, old: &str, new: &str) -> Result<(), String> {
@@ -80,7 +119,8 @@ impl Mapping {
         insert_once(&mut self.domains, old, new)
     }
 
-    fn add_user(&mut self, old: &str, new: &str) -> Result<(), String> {
+    /// Adds a user rename; says whether it renames a whole address or a local part.
+    fn add_user(&mut self, old: &str, new: &str) -> Result<Renamed, String> {
         match (old.contains('@'), new.contains('@')) {
             (true, _) => {
                 let (_, od) = split_address(old).ok_or("the old side is not a valid address")?;
@@ -92,13 +132,13 @@ impl Mapping {
                 } else {
                     return Err("the new side is not a valid local part".into());
                 };
-                insert_once(&mut self.addresses, old, &new_full)
+                insert_once(&mut self.addresses, old, &new_full).map(|()| Renamed::Address)
             }
             (false, false) => {
                 if !valid_local(old) || !valid_local(new) {
                     return Err("both sides must be valid local parts".into());
                 }
-                insert_once(&mut self.locals, old, new)
+                insert_once(&mut self.locals, old, new).map(|()| Renamed::LocalPart)
             }
             (false, true) => {
                 Err("a local part can only be renamed to a local part (or give the full old address)".into())
@@ -370,6 +410,23 @@ mod tests {
         assert!(bad(&[], &["a=b@x.example"]));
         assert!(bad(&["a.example=b.example", "a.example=c.example"], &[]));
         assert!(!bad(&["a.example=b.example", "a.example=b.example"], &[]));
+    }
+
+    #[test]
+    fn renames_of_nothing_in_the_account_are_named() {
+        let map = m(&["old.example=new.example", "gone.example=x.example"], &["a=alice", "z=zed", "b@old.example=bo"]);
+        let domains = vec!["old.example".to_string()];
+        let addrs = vec![("a".to_string(), "old.example".to_string())];
+        let left: Vec<(&str, Renamed)> =
+            map.unmatched(&domains, &addrs).iter().map(|a| (a.given.as_str(), a.what)).collect();
+        assert_eq!(
+            left,
+            [
+                ("--map-domain gone.example=x.example", Renamed::Domain),
+                ("--map-user z=zed", Renamed::LocalPart),
+                ("--map-user b@old.example=bo", Renamed::Address)
+            ]
+        );
     }
 
     #[test]

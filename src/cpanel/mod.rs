@@ -32,12 +32,13 @@ use serde::Serialize;
 
 use self::account::{Account, BoxFormat, Mailbox};
 use self::lines::Winner;
-use self::mapping::{Context, Mapping, Rewriter, split_address};
+use self::mapping::{Context, Mapping, Renamed, Rewriter, split_address};
 use self::output::Output;
 use self::tree::Tree;
 use crate::error::{Error, Problem, Result};
 use crate::events::Recorder;
 use crate::fsx::{Dir, Owner};
+use crate::human;
 use crate::inspect::FolderInfo;
 use crate::interrupt;
 use crate::lock::{LockOptions, TargetLock};
@@ -284,6 +285,42 @@ struct Setup {
     target_home: String,
     source_user: String,
     target_user: String,
+    /// The source account's addresses: its mailboxes' and those its files list.
+    addresses: Vec<(String, String)>,
+}
+
+impl Setup {
+    /// The renames that name no domain or address of the source account at `src`, each a
+    /// warning: they rename no mailbox.
+    fn unmatched(&self, acc: &Account, src: &Path) -> Vec<Problem> {
+        self.mapping
+            .unmatched(&acc.domains, &self.addresses)
+            .into_iter()
+            .map(|a| {
+                let why = match a.what {
+                    Renamed::Domain => {
+                        format!("the source account has no domain {} (its domains: {})", a.old, acc.domains.join(", "))
+                    }
+                    Renamed::Address => format!("the source account has no address {}", a.old),
+                    Renamed::LocalPart => format!("no address of the source account has the local part {}", a.old),
+                };
+                Problem::of(crate::error::Kind::Usage, src, format!("{}: {why}; it renames no mailbox", a.given))
+            })
+            .collect()
+    }
+}
+
+/// `--mbox-variant`, `--mbox-tz` and `--keep-mbox-headers` warned about when none of the
+/// account's mailboxes (those the run takes) is an mbox one.
+fn unread_mbox_options(acc: &Account, opts: &SyncOptions, src: &Path) -> Vec<Problem> {
+    if acc.mailboxes.iter().any(|b| b.format == BoxFormat::Mbox) {
+        return Vec::new();
+    }
+    let why = "for reading mbox sources, and every mailbox of this account is a Maildir; ignored";
+    opts.mbox_reading_given()
+        .into_iter()
+        .map(|o| Problem::of(crate::error::Kind::Usage, src, format!("{o}: {why}")))
+        .collect()
 }
 
 fn setup(src: &dyn tree::Tree, acc: &Account, src_home: &Path, dst_home: &Path, mapping: Mapping) -> Setup {
@@ -311,7 +348,7 @@ fn setup(src: &dyn tree::Tree, acc: &Account, src_home: &Path, dst_home: &Path, 
     let source_user =
         recorded_homes.first().map(|h| basename(h)).unwrap_or_else(|| basename(&absolute(src_home).to_string_lossy()));
     let target_user = basename(&target_home);
-    Setup { mapping, rw, target_home, source_user, target_user }
+    Setup { mapping, rw, target_home, source_user, target_user, addresses }
 }
 
 pub fn sync(src: &Store, dst: &Store, opts: &SyncOptions, cp: &CpanelOptions, rec: &dyn Recorder) -> Result<Summary> {
@@ -345,6 +382,8 @@ pub fn sync(src: &Store, dst: &Store, opts: &SyncOptions, cp: &CpanelOptions, re
     let mut total = Summary::default();
     total.errors.extend(acc.problems.iter().cloned());
     total.warnings.extend(collisions(&acc, &st.mapping, &dst_home));
+    total.warnings.extend(st.unmatched(&acc, &src.path));
+    total.warnings.extend(unread_mbox_options(&acc, opts, &src.path));
     let mut opts = opts.clone();
     opts.owner = owner;
     for b in &acc.mailboxes {
@@ -417,7 +456,8 @@ fn export_one(
     let Some(b) = acc.mailboxes.first() else {
         return Err(Error::Usage("--mailbox: that address has no mailbox directory".into()));
     };
-    let s = crate::sync::sync(&b.store(), dst, &box_options(b, &acc, opts)?, rec)?;
+    let mut s = crate::sync::sync(&b.store(), dst, &box_options(b, &acc, opts)?, rec)?;
+    s.warnings.extend(unread_mbox_options(&acc, opts, &src.path));
     Ok(finish(s, started, opts.dry_run))
 }
 
@@ -445,7 +485,17 @@ fn import_one(
     let dir = if opts.dry_run { None } else { mailbox_dir(&dst.path, home.as_ref(), &rel, owner, true)? };
     let target =
         Store { kind: Kind::Maildir, path: rel.iter().fold(dst.path.clone(), |p, c| p.join(c)), explicit: true };
-    let s = crate::sync::sync_in(src, &target, dir, &o, rec)?;
+    let mut s = crate::sync::sync_in(src, &target, dir, &o, rec)?;
+    // The renames apply to the one mailbox written: the --mailbox address.
+    let (domains, addresses): (Vec<String>, Vec<(String, String)>) =
+        selected.iter().map(|(l, d)| (d.clone(), (l.clone(), d.clone()))).unzip();
+    for a in mapping.unmatched(&domains, &addresses) {
+        let why = match selected {
+            Some((l, d)) => format!("renames only the --mailbox address here, {l}@{d}"),
+            None => "the store goes into the default account's mailbox, which no rename applies to".to_string(),
+        };
+        s.warnings.push(Problem::of(crate::error::Kind::Usage, &src.path, format!("{}: {why}; ignored", a.given)));
+    }
     Ok(finish(s, started, opts.dry_run))
 }
 
@@ -706,33 +756,34 @@ impl AccountInspection {
         let s = crate::folder::sanitize;
         writeln!(
             w,
-            "cpanel account {}: {} domains, {} mailboxes, {} messages, {} bytes",
+            "cpanel account {}: {}, {}, {}, {}",
             s(&self.path),
-            self.domains.len(),
-            self.mailboxes.len(),
-            self.messages,
-            self.bytes
+            human::count(self.domains.len() as u64, "domain", "domains"),
+            human::count(self.mailboxes.len() as u64, "mailbox", "mailboxes"),
+            human::count(self.messages, "message", "messages"),
+            human::size(self.bytes)
         )?;
         writeln!(w, "  domains: {}", s(&self.domains.join(", ")))?;
         for b in &self.mailboxes {
             let name = if b.address.is_empty() { "(default account)".to_string() } else { b.address.clone() };
             let quota = match b.quota {
                 Some(0) => "unlimited".to_string(),
-                Some(q) => format!("{q} bytes"),
+                Some(q) => human::size(q),
                 None => "-".to_string(),
             };
             writeln!(
                 w,
-                "  {:<32} {} {:>7} messages {:>12} bytes  quota {quota}",
+                "  {:<32} {} {:>7} {:<8} {:>28}  quota {quota}",
                 s(&name),
                 b.format,
                 b.messages,
-                b.bytes
+                human::noun(b.messages, "message", "messages"),
+                human::size(b.bytes)
             )?;
             writeln!(w, "      folders: {}", s(&b.folders.join(", ")))?;
         }
         for m in &self.metadata {
-            writeln!(w, "  metadata {} ({}, {} entries)", s(&m.path), m.kind, m.entries)?;
+            writeln!(w, "  metadata {} ({}, {})", s(&m.path), m.kind, human::count(m.entries, "entry", "entries"))?;
         }
         for p in &self.problems {
             writeln!(w, "problem: {}", s(&p.to_string()))?;
@@ -804,6 +855,8 @@ fn sync_archive(
     let mut total = Summary::default();
     total.errors.extend(acc.problems.iter().cloned());
     total.warnings.extend(collisions(&acc, &st.mapping, &dst_home));
+    total.warnings.extend(st.unmatched(&acc, &src.path));
+    total.warnings.extend(unread_mbox_options(&acc, &opts, &src.path));
     let mut targets = Vec::new();
     let mut dirs = Vec::new();
     for b in &acc.mailboxes {

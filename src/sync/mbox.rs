@@ -468,8 +468,15 @@ pub(super) fn to_mbox(
     keywords.extend(copy_keywords);
     w.set_keywords(keywords.into_iter().collect());
     // A new mbox from a Dovecot mbox keeps its UIDVALIDITY and UIDs; an existing one its own.
+    // An empty file (made by --folders-only) has none: it takes the source's, from a Maildir
+    // too, as a new one does.
+    let blank = existing.as_ref().is_some_and(|t| t.count == 0 && t.file.is_empty());
     let source_imap = match (&existing, opened) {
         (None, Opened::Mbox(f)) => f.imap_base(),
+        (Some(_), Opened::Mbox(f)) if blank => f.imap_base(),
+        (Some(_), Opened::Maildir { .. }) if blank => {
+            uidlist::source_header(job.source_path).map(|(validity, last_uid)| ImapBase { validity, last_uid })
+        }
         _ => None,
     };
     let carry = source_imap.is_some() && flavour == Flavour::Dovecot;

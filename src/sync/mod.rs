@@ -92,6 +92,9 @@ pub struct SyncOptions {
     pub lock_wait: std::time::Duration,
     /// This folder's target is shared with other source folders of the run (`--merge-folders`).
     pub merged: bool,
+    /// Make the target's folders (empty) and their subscriptions only: no message is read,
+    /// copied or deleted (`--folders-only`).
+    pub folders_only: bool,
 }
 
 impl Default for SyncOptions {
@@ -114,11 +117,24 @@ impl Default for SyncOptions {
             merge_folders: false,
             lock_wait: std::time::Duration::ZERO,
             merged: false,
+            folders_only: false,
         }
     }
 }
 
 impl SyncOptions {
+    /// The options of mbox reading given other than as by default: without an mbox source
+    /// they do nothing.
+    pub fn mbox_reading_given(&self) -> Vec<&'static str> {
+        let r = &self.read;
+        let given = [
+            (r.variant != crate::store::mbox::read::Variant::Auto, "--mbox-variant"),
+            (r.zone != crate::store::mbox::date::Zone::Local, "--mbox-tz"),
+            (r.keep_internal_headers, "--keep-mbox-headers"),
+        ];
+        given.into_iter().filter(|(g, _)| *g).map(|(_, name)| name).collect()
+    }
+
     /// How this run takes its target's lock.
     pub fn lock_options(&self) -> LockOptions {
         LockOptions { wait: self.lock_wait, owner: self.owner, dry_run: self.dry_run }
@@ -174,6 +190,12 @@ pub fn sync_in(
     }
     let root = root.or_else(|| target::open_root(dst));
     let (pairs, mut source_problems) = folders::mapped_folders_in(src, dst, root.as_ref(), opts)?;
+    let groups = by_target(&pairs, dst, opts.layout);
+    // Looked at before the target is opened, which makes a Maildir's INBOX.
+    let there: Vec<bool> = match opts.folders_only {
+        true => groups.iter().map(|g| target::folder_there(dst, root.as_ref(), &g[0].1, &pairs, opts.layout)).collect(),
+        false => Vec::new(),
+    };
     let target = open_target(dst, &pairs, root, opts)?;
     let _lock = lock_target(&target, opts)?;
     if dst.kind == Kind::Mbox && !opts.dry_run {
@@ -184,30 +206,38 @@ pub fn sync_in(
     }
     let pool = pool(opts.jobs)?;
     rec.record(Event::Folders { total: pairs.len() as u64 });
-    let groups = by_target(&pairs, dst, opts.layout);
-    let outcomes: Vec<FolderOutcome> = pool.install(|| {
+    let outcomes: Vec<FolderOutcome> = if opts.folders_only {
+        // Nothing is read: one target folder after another (merged sources make one).
         groups
-            .par_iter()
-            .flat_map_iter(|g| {
-                // A merged folder's sources share it: --mirror would delete each other's mail.
-                let merged;
-                let opts = if g.len() > 1 {
-                    let deletion = if opts.deletion == Deletion::Mirror { Deletion::Copied } else { opts.deletion };
-                    merged = SyncOptions { deletion, merged: true, ..opts.clone() };
-                    &merged
-                } else {
-                    opts
-                };
-                g.iter()
-                    .map(|(sf, tn)| {
-                        let o = sync_folder(sf, tn, &target, opts, rec);
-                        rec.record(Event::FolderDone { folder: tn.clone() });
-                        o
-                    })
-                    .collect::<Vec<_>>()
-            })
+            .iter()
+            .zip(there)
+            .map(|(g, there)| target::make_folder(g[0].0.name.as_str(), &g[0].1, &target, there, opts, rec))
             .collect()
-    });
+    } else {
+        pool.install(|| {
+            groups
+                .par_iter()
+                .flat_map_iter(|g| {
+                    // A merged folder's sources share it: --mirror would delete each other's mail.
+                    let merged;
+                    let opts = if g.len() > 1 {
+                        let deletion = if opts.deletion == Deletion::Mirror { Deletion::Copied } else { opts.deletion };
+                        merged = SyncOptions { deletion, merged: true, ..opts.clone() };
+                        &merged
+                    } else {
+                        opts
+                    };
+                    g.iter()
+                        .map(|(sf, tn)| {
+                            let o = sync_folder(sf, tn, &target, opts, rec);
+                            rec.record(Event::FolderDone { folder: tn.clone() });
+                            o
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .collect()
+        })
+    };
 
     let mut summary = Summary { dry_run: opts.dry_run, ..Default::default() };
     for o in &outcomes {
@@ -238,7 +268,12 @@ pub fn sync_in(
     summary.errors.dedup();
     summary.warnings.sort();
     summary.counts.failed = summary.counts.failed.max(summary.errors.len() as u64);
-    summary.complete = summary.errors.is_empty();
+    // No message was copied: the run is not complete until a sync copies them.
+    summary.complete = summary.errors.is_empty() && !opts.folders_only;
+    if opts.folders_only {
+        summary.folders_only = true;
+        summary.folders_created = Some(outcomes.iter().filter(|o| o.created).count() as u64);
+    }
     summary.note_interruption(outcomes.iter().any(|o| o.interrupted));
     summary.seconds = started.elapsed().as_secs_f64();
     summary.peak_rss_kib = peak_rss_kib();
@@ -307,16 +342,7 @@ fn sync_folder_read(
             let flavour = opts.mbox_format.unwrap_or(default);
             mbox_place(target, tn, opts).and_then(|place| {
                 if let Some(dir) = place.as_ref().and_then(|p| p.fallback.as_ref()) {
-                    out.warnings.push(Problem::new(
-                        dir,
-                        format!(
-                            "folder {:?} written below the folder beside this directory, which has mail: \
-                             Dovecot's mbox layout has no place for both, so its subfolders are here \
-                             (Dovecot lists them under this name); --layout thunderbird writes every \
-                             subfolder so, or --map-folder moves them",
-                            tn.as_str()
-                        ),
-                    ));
+                    out.warnings.push(target::fallback_warning(dir, tn));
                 }
                 to_mbox(&opened, job, shown, place, flavour, &mut out)
             })

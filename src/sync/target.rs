@@ -1,13 +1,16 @@
 //! The target of a run: opened, locked, and where each folder goes in it.
 
 use std::collections::HashSet;
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 use super::SyncOptions;
-use crate::error::{Error, Result};
+use crate::error::{Error, Problem, Result};
+use crate::events::{Event, Recorder};
 use crate::folder::FolderName;
 use crate::fsx;
 use crate::lock::{self, TargetLock};
+use crate::report::FolderOutcome;
 use crate::spec::{Kind, Store};
 use crate::store::SourceFolder;
 use crate::store::maildir::layout::Layout;
@@ -182,4 +185,112 @@ pub(super) fn target_folder(target: &Target, tn: &FolderName, layout: Layout) ->
             Some((mbox_target::place_path(path, tn, (MboxLayout::of(layout), &|f| written.contains(f))), true))
         }
     }
+}
+
+/// The warning for folder `tn`, put below `dir` (a `NAME.sbd/` beside a folder with mail) in
+/// Dovecot's mbox layout, which has no place for a folder with mail and subfolders both.
+pub(super) fn fallback_warning(dir: &Path, tn: &FolderName) -> Problem {
+    Problem::new(
+        dir,
+        format!(
+            "folder {:?} written below the folder beside this directory, which has mail: \
+             Dovecot's mbox layout has no place for both, so its subfolders are here \
+             (Dovecot lists them under this name); --layout thunderbird writes every \
+             subfolder so, or --map-folder moves them",
+            tn.as_str()
+        ),
+    )
+}
+
+/// Whether folder `tn` is in the target already, looked at from the root opened at the start
+/// (`None`: no directory there): a Maildir folder with its `cur/ new/ tmp/`, or the file of an
+/// mbox folder where the run puts it (`pairs`: the folders the run writes).
+pub(super) fn folder_there(
+    dst: &Store,
+    root: Option<&fsx::Dir>,
+    tn: &FolderName,
+    pairs: &[(SourceFolder, FolderName)],
+    layout: Layout,
+) -> bool {
+    let is = |dir: Option<&fsx::Dir>, name: &OsStr, kind: fsx::FileKind| {
+        dir.and_then(|d| d.stat_at(name).ok().flatten()).is_some_and(|e| e.kind == kind)
+    };
+    match (dst.kind, root) {
+        (Kind::Maildir, Some(root)) => {
+            let Ok(tdir) = MaildirTarget::folder_path(&dst.path, tn, layout) else { return false };
+            let dir = root.find_below(&tdir).ok().flatten();
+            ["cur", "new", "tmp"].iter().all(|s| is(dir.as_ref(), OsStr::new(s), fsx::FileKind::Dir))
+        }
+        (Kind::Mbox, Some(root)) => {
+            let written = |f: &FolderName| pairs.iter().any(|(_, t)| t == f);
+            let path = mbox_target::place_path(&dst.path, tn, (MboxLayout::of(layout), &written));
+            let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else { return false };
+            is(root.find_below(parent).ok().flatten().as_ref(), name, fsx::FileKind::File)
+        }
+        // A single mbox file: its directory is the user's to name.
+        (Kind::Mbox, None) => {
+            let parent = dst.path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            let Some(name) = dst.path.file_name() else { return false };
+            is(fsx::Dir::open_root(parent).ok().as_ref(), name, fsx::FileKind::File)
+        }
+        _ => false,
+    }
+}
+
+/// `--folders-only`: makes folder `tn` as a sync makes one from an empty source folder (a
+/// Maildir folder with `cur/ new/ tmp/`, an empty mbox file where the layout puts it) and
+/// nothing else: no message and no folder state, so the next sync reads it as a new folder.
+/// A dry run says what it would make. `there`: the folder was in the target before the run.
+pub(super) fn make_folder(
+    source_name: &str,
+    tn: &FolderName,
+    target: &Target,
+    there: bool,
+    opts: &SyncOptions,
+    rec: &dyn Recorder,
+) -> FolderOutcome {
+    let mut out = FolderOutcome::default();
+    if crate::interrupt::requested().is_some() {
+        out.interrupted = true;
+        return out;
+    }
+    out.counts.folders = 1;
+    let shown = target_folder(target, tn, opts.layout).map(|(p, _)| p).unwrap_or_default();
+    if opts.dry_run {
+        if there {
+            out.plan_line = Some(format!("{source_name} -> {}: {} is there already", tn.as_str(), shown.display()));
+        } else {
+            out.created = true;
+            rec.record(Event::Folder { folder: tn.clone(), path: shown });
+        }
+        return out;
+    }
+    let made = match target {
+        Target::Maildir { writer: Some(w), .. } => w.folder(tn).map(|mut f| {
+            out.warnings.append(&mut f.notes);
+            f.dir.path.clone()
+        }),
+        Target::Maildir { writer: None, .. } => Err(Error::bad(&shown, "internal: no writer for the target")),
+        _ => mbox_place(target, tn, opts).and_then(|place| {
+            let place = place.ok_or_else(|| Error::bad(&shown, "internal: no place for the mbox"))?;
+            if let Some(dir) = &place.fallback {
+                out.warnings.push(fallback_warning(dir, tn));
+            }
+            // Never over a file there (one delivered meanwhile included).
+            place.dir.write_new_with(&place.name, mdwrite::FILE_MODE, opts.owner, opts.durable, &mut |_| Ok(true))?;
+            Ok(place.path)
+        }),
+    };
+    match made {
+        Ok(path) if !there => {
+            out.created = true;
+            rec.record(Event::Folder { folder: tn.clone(), path });
+        }
+        Ok(_) => {}
+        Err(e) => {
+            out.errors.push(e.problem());
+            out.counts.failed = 1;
+        }
+    }
+    out
 }

@@ -21,10 +21,12 @@ pub enum Need {
     Tmpfs,
     Strace,
     DovecotImap,
+    Zsh,
+    Fish,
 }
 
 impl Need {
-    pub const ALL: [Need; 11] = [
+    pub const ALL: [Need; 13] = [
         Need::Doveadm,
         Need::Python,
         Need::Parallel,
@@ -36,6 +38,8 @@ impl Need {
         Need::Tmpfs,
         Need::Strace,
         Need::DovecotImap,
+        Need::Zsh,
+        Need::Fish,
     ];
 
     /// The variable that makes this need a failure when unmet.
@@ -52,6 +56,8 @@ impl Need {
             Need::Tmpfs => "TMPFS",
             Need::Strace => "STRACE",
             Need::DovecotImap => "DOVECOT_IMAP",
+            Need::Zsh => "ZSH",
+            Need::Fish => "FISH",
         };
         format!("MAILMOVER_REQUIRE_{name}")
     }
@@ -70,6 +76,8 @@ impl Need {
             Need::Tmpfs => "a tmpfs cannot be mounted here".into(),
             Need::Strace => "strace is not installed".into(),
             Need::DovecotImap => format!("Dovecot's IMAP server is not at {DOVECOT_IMAP}"),
+            Need::Zsh => "zsh is not installed".into(),
+            Need::Fish => "fish is not installed".into(),
         }
     }
 
@@ -87,6 +95,8 @@ impl Need {
             Need::Tmpfs => "run the tests as root where mount(8) may mount a tmpfs",
             Need::Strace => "apt-get install -y strace",
             Need::DovecotImap => "apt-get install -y dovecot-imapd",
+            Need::Zsh => "apt-get install -y zsh",
+            Need::Fish => "apt-get install -y fish",
         }
     }
 
@@ -106,6 +116,8 @@ impl Need {
             Need::Tmpfs => can_mount_tmpfs(),
             Need::Strace => succeeds(Command::new("strace").arg("-V")),
             Need::DovecotImap => Path::new(DOVECOT_IMAP).is_file(),
+            Need::Zsh => on_path("zsh"),
+            Need::Fish => on_path("fish"),
         }
     }
 }
