@@ -86,11 +86,16 @@ fn a_second_ctrl_c_ends_the_run_with_the_line_cleared() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(shown(), "no progress line was drawn: {:?}", std::fs::read_to_string(&log));
-    let pids = Command::new("pgrep").args(["-f", "sync maildir:src mbox:out.mbox"]).output().unwrap();
-    let pid = String::from_utf8_lossy(&pids.stdout)
-        .lines()
-        .filter_map(|p| p.trim().parse::<i32>().ok())
-        .find(|&p| p as u32 != child.id())
+    // The run: the binary's process (not `script`'s), in this test's directory.
+    let pid = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .find(|pid| {
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            cmd.starts_with(bin.as_os_str().as_encoded_bytes())
+                && String::from_utf8_lossy(&cmd).contains("mbox:out.mbox")
+                && std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|d| d == env.root())
+        })
         .expect("the run's pid");
     let int = || nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGINT).unwrap();
     int();
