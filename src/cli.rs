@@ -585,7 +585,7 @@ pub fn run(opts: Opts) -> Result<Exit> {
                         "{}: {} {} {}",
                         crate::folder::sanitize(&d.folder),
                         d.what,
-                        d.source,
+                        d.source.as_deref().unwrap_or(""),
                         d.target.as_deref().unwrap_or("")
                     );
                 }

@@ -1,4 +1,4 @@
-//! Counters of a run, the `--json` object (CLI.md shapes) and the human statistics on stderr.
+//! Counters of a run, the `--json` object (docs/json.md) and the human statistics on stderr.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -94,15 +94,13 @@ pub struct Summary {
     pub warnings: Vec<Problem>,
     pub peak_rss_kib: u64,
     /// The only source given is not a store at all: nothing was written (exit 2).
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub rejected: bool,
     /// A signal (SIGINT, SIGTERM, SIGHUP) stopped the run at a safe point.
     pub interrupted: bool,
-    /// Which one (exit 128 + it).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Which one (exit 128 + it); null when none.
     pub signal: Option<i32>,
     /// The source and target as given, and when the run started and finished (RFC 3339 UTC):
-    /// a sync's (a batch row's report has its own).
+    /// a sync's, always set there (a batch row's report has its own keys for them).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]

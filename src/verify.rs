@@ -29,7 +29,8 @@ use crate::sync::{Identity, SyncOptions, mapped_folders, mbox_folder_path};
 #[derive(Debug, Serialize, Clone)]
 pub struct Difference {
     pub folder: String,
-    pub source: String,
+    /// The source message or file; None for a message only in the target.
+    pub source: Option<String>,
     pub target: Option<String>,
     pub what: String,
 }
@@ -435,7 +436,7 @@ impl Outcome for Report<'_> {
         let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
         let diff = |t: Option<&Held>, what: String| Difference {
             folder: self.folder.to_string(),
-            source: text(&s.place),
+            source: Some(text(&s.place)),
             target: t.map(|t| text(&t.entry)),
             what,
         };
@@ -471,7 +472,7 @@ impl Outcome for Report<'_> {
             t.idx,
             Difference {
                 folder: self.folder.to_string(),
-                source: String::new(),
+                source: None,
                 target: Some(String::from_utf8_lossy(&t.entry).into_owned()),
                 what: "only in target".into(),
             },
