@@ -11,6 +11,7 @@ use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use crate::audit::{self, AuditLog, Check};
 use crate::batch::{BatchOptions, ReportOptions};
 use crate::config::{self, FolderSettings, ReadSettings, SyncSettings};
+use crate::contract;
 use crate::cpanel::CpanelOptions;
 use crate::error::{Error, Result};
 use crate::events::{Discard, Event, Recorder, Tee};
@@ -576,7 +577,7 @@ pub fn run(opts: Opts) -> Result<Exit> {
                 crate::verify::verify(&s, &d, &so)?
             };
             if a.json {
-                println!("{}", serde_json::to_string(&v).unwrap_or_default());
+                println!("{}", contract::line(contract::VERIFY, &v)?);
             } else {
                 let mut o = std::io::stdout().lock();
                 for d in &v.differences {
@@ -615,7 +616,7 @@ pub fn run(opts: Opts) -> Result<Exit> {
             if st.kind == Kind::Cpanel {
                 let ins = crate::cpanel::inspect(&st, &ro, a.read.follow_symlinks, a.read.jobs)?;
                 if a.json {
-                    println!("{}", serde_json::to_string(&ins).unwrap_or_default());
+                    println!("{}", contract::line(contract::INSPECT, &ins)?);
                 } else {
                     let _ = ins.write_human(&mut std::io::stdout().lock());
                 }
@@ -623,7 +624,7 @@ pub fn run(opts: Opts) -> Result<Exit> {
             }
             let ins = crate::inspect::inspect(&st, &ro, a.read.follow_symlinks, a.read.jobs)?;
             if a.json {
-                println!("{}", serde_json::to_string(&ins).unwrap_or_default());
+                println!("{}", contract::line(contract::INSPECT, &ins)?);
             } else {
                 let _ = ins.write_human(&mut std::io::stdout().lock());
             }
@@ -720,7 +721,7 @@ fn run_sync(args: &SyncArgs) -> Result<Exit> {
         l.finish(serde_json::to_value(&summary.counts).unwrap_or_default())?;
     }
     if a.json {
-        println!("{}", serde_json::to_string(&summary).unwrap_or_default());
+        println!("{}", contract::line(contract::SYNC, &summary)?);
     }
     let mut err = std::io::stderr().lock();
     // A rejected source is a usage error: its reason alone, no summary of a run that never was.

@@ -270,6 +270,7 @@ fn run_row(job: &Job, ctx: &Ctx) -> Value {
     if let Value::Object(m) = &mut v {
         // A row is complete only when its sync finished and listed no error.
         let complete = summary.complete && summary.errors.is_empty();
+        m.insert("schema".into(), json!(crate::contract::BATCH_ROW));
         m.insert("complete".into(), json!(complete));
         m.insert("id".into(), json!(job.id));
         m.insert("line".into(), json!(row.line));
@@ -377,6 +378,7 @@ pub fn run_batch(a: &BatchOptions) -> Result<Exit> {
         std::fs::create_dir_all(dir).at(dir)?;
         let expected: Vec<Expected> = rows.iter().map(expected).collect();
         let manifest = json!({
+            "schema": crate::contract::BATCH_MANIFEST,
             "batch_file": a.file, "shards": shard.n, "host": host(), "time": now(),
             "version": env!("CARGO_PKG_VERSION"), "rows": expected,
         });
@@ -461,6 +463,7 @@ fn print_batch(m: &Merged, a: &BatchOptions, shard: Shard, skipped: usize, write
     if a.json {
         let mut v = serde_json::to_value(m).unwrap_or_else(|_| json!({}));
         if let Value::Object(o) = &mut v {
+            o.insert("schema".into(), json!(crate::contract::BATCH));
             o.insert("shard".into(), json!(shard.to_string()));
             o.insert("skipped".into(), json!(skipped));
             o.insert("reports_not_written".into(), json!(write_failures));
@@ -511,7 +514,7 @@ pub fn run_report(a: &ReportOptions) -> Result<Exit> {
     let (reports, unreadable) = read_reports(&a.dir)?;
     let m = merge::merge(expected.as_deref(), &reports, &unreadable);
     if a.json {
-        println!("{}", serde_json::to_string(&m).unwrap_or_default());
+        println!("{}", crate::contract::line(crate::contract::REPORT, &m)?);
     } else {
         let _ = m.write_human(&mut std::io::stdout().lock());
     }
