@@ -151,7 +151,8 @@ pub struct SyncFlags {
     /// deleting in a folder whose source has no messages.
     #[arg(long, value_name = "N")]
     pub max_delete: Option<u64>,
-    /// Print one JSON object with the counts on stdout at the end.
+    /// Print one JSON object on stdout at the end: the counts (batch: the totals of its rows),
+    /// or the error that stopped the run (docs/json.md).
     #[arg(long)]
     pub json: bool,
     /// Nothing on stderr when the run is complete and clean (for cron): no progress bar, no
@@ -204,7 +205,8 @@ pub struct SyncFlags {
 pub struct VerifyArgs {
     pub src: String,
     pub dst: String,
-    /// Print one JSON object with the counts and differences on stdout.
+    /// Print one JSON object on stdout: the counts and differences, or the error that stopped
+    /// the check.
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -218,7 +220,8 @@ pub struct VerifyArgs {
 #[derive(Args, Debug)]
 pub struct InspectArgs {
     pub store: String,
-    /// Print one JSON object on stdout.
+    /// Print one JSON object on stdout: folders, counts and problems, or the error that
+    /// stopped the look.
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -318,7 +321,8 @@ pub struct BatchArgs {
 pub struct ReportArgs {
     /// Directory of batch reports (`--report-dir` of the batch runs).
     pub dir: PathBuf,
-    /// Print one JSON object: totals, failed and missing rows.
+    /// Print one JSON object on stdout: totals, failed and missing rows, or the error that
+    /// stopped the merge.
     #[arg(long)]
     pub json: bool,
     /// Expect the rows of this batch file (default: the file the last batch run recorded in DIR).
@@ -448,6 +452,20 @@ impl From<&BatchArgs> for BatchOptions {
 impl From<&ReportArgs> for ReportOptions {
     fn from(a: &ReportArgs) -> Self {
         ReportOptions { dir: a.dir.clone(), json: a.json, file: a.file.clone() }
+    }
+}
+
+impl Opts {
+    /// `--json` was given: a fatal error is printed as JSON on stdout too (docs/json.md).
+    pub fn json(&self) -> bool {
+        match &self.command {
+            Command::Sync(a) => a.flags.json,
+            Command::Verify(a) => a.json,
+            Command::Inspect(a) => a.json,
+            Command::Batch(a) => a.sync.json,
+            Command::Report(a) => a.json,
+            Command::AuditVerify(_) | Command::Completions { .. } => false,
+        }
     }
 }
 

@@ -363,6 +363,9 @@ pub fn run_batch(a: &BatchOptions) -> Result<Exit> {
     let quiet = a.quiet;
 
     if a.list {
+        if a.json {
+            return Err(Error::Usage("batch: --list prints text (a row per line); leave out --json".into()));
+        }
         let mut out = std::io::stdout().lock();
         for (i, size) in biggest_first(&mine, (0..mine.len()).collect(), nthreads) {
             if let Some(j) = mine.get(i) {
