@@ -389,6 +389,32 @@ fn batch_rows_manifest_and_report() {
     assert_eq!(printed(&r, "mailmover.batch/1")["skipped"], json!(1));
 }
 
+/// A batch file whose name is not UTF-8: its reports name it with U+FFFD for the bytes that
+/// are not (writing them used to panic).
+#[test]
+fn batch_file_named_in_bytes_that_are_not_utf8() {
+    let env = TestEnv::new();
+    account(&env.path("src/a"), 1);
+    let name = std::ffi::OsStr::from_bytes(b"rows\xff.csv");
+    std::fs::write(env.root().join(name), "maildir:src/a,maildir:dst/a\n").unwrap();
+    let args: Vec<&std::ffi::OsStr> =
+        vec!["batch".as_ref(), name, "--report-dir".as_ref(), "R".as_ref(), "--json".as_ref()];
+    let r = env.run(args);
+    r.expect_code(0);
+    printed(&r, "mailmover.batch/1");
+    let manifest = load(&env.path("R/batch.json"));
+    conforms(&manifest, "mailmover.batch-manifest/1");
+    assert_eq!(manifest["batch_file"], json!("rows\u{fffd}.csv"));
+    let row = std::fs::read_dir(env.path("R"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("row-"))
+        .unwrap();
+    let row = load(&row);
+    conforms(&row, "mailmover.batch-row/1");
+    assert_eq!(row["batch_file"], json!("rows\u{fffd}.csv"));
+}
+
 /// A fatal error with `--json` prints one error object on stdout (and the human line on
 /// stderr), for each command that takes `--json`; without `--json` stdout stays empty.
 #[test]

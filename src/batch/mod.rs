@@ -109,6 +109,12 @@ fn job<'a>(file: &Path, row: &'a Row, base: &SyncSettings, have_key: bool) -> Re
     Ok(Job { row, id: row.id(), settings, so, target_key: target.path })
 }
 
+/// A path as report text. Serializing the path itself fails (a panic inside `json!`) when it
+/// is not UTF-8.
+fn shown(p: &Path) -> String {
+    p.display().to_string()
+}
+
 fn host() -> String {
     nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "unknown".into())
 }
@@ -231,7 +237,7 @@ fn run_row(job: &Job, ctx: &Ctx) -> Value {
             (Some(p), Some(k)) => Some(crate::audit::AuditLog::create(
                 p,
                 k.clone(),
-                json!({"batch": ctx.file, "line": row.line, "source": row.source, "target": row.target, "dry_run": job.settings.dry_run, "delete": job.settings.delete, "mirror": job.settings.mirror}),
+                json!({"batch": shown(ctx.file), "line": row.line, "source": row.source, "target": row.target, "dry_run": job.settings.dry_run, "delete": job.settings.delete, "mirror": job.settings.mirror}),
             )?),
             _ => None,
         };
@@ -281,7 +287,7 @@ fn run_row(job: &Job, ctx: &Ctx) -> Value {
         m.insert("host".into(), json!(ctx.host));
         m.insert("start".into(), json!(start));
         m.insert("end".into(), json!(now()));
-        m.insert("batch_file".into(), json!(ctx.file));
+        m.insert("batch_file".into(), json!(shown(ctx.file)));
         m.insert("version".into(), json!(env!("CARGO_PKG_VERSION")));
     }
     v
@@ -382,7 +388,7 @@ pub fn run_batch(a: &BatchOptions) -> Result<Exit> {
         let expected: Vec<Expected> = rows.iter().map(expected).collect();
         let manifest = json!({
             "schema": crate::contract::BATCH_MANIFEST,
-            "batch_file": a.file, "shards": shard.n, "host": host(), "time": now(),
+            "batch_file": shown(&a.file), "shards": shard.n, "host": host(), "time": now(),
             "version": env!("CARGO_PKG_VERSION"), "rows": expected,
         });
         write_atomic(dir, MANIFEST, manifest.to_string().as_bytes(), durable)?;
