@@ -206,7 +206,7 @@ pub struct VerifyArgs {
     pub src: String,
     pub dst: String,
     /// Print one JSON object on stdout: the counts and differences, or the error that stopped
-    /// the check.
+    /// the command (docs/json.md).
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -221,7 +221,7 @@ pub struct VerifyArgs {
 pub struct InspectArgs {
     pub store: String,
     /// Print one JSON object on stdout: folders, counts and problems, or the error that
-    /// stopped the look.
+    /// stopped the command (docs/json.md).
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -322,7 +322,7 @@ pub struct ReportArgs {
     /// Directory of batch reports (`--report-dir` of the batch runs).
     pub dir: PathBuf,
     /// Print one JSON object on stdout: totals, failed and missing rows, or the error that
-    /// stopped the merge.
+    /// stopped the command (docs/json.md).
     #[arg(long)]
     pub json: bool,
     /// Expect the rows of this batch file (default: the file the last batch run recorded in DIR).
