@@ -11,6 +11,7 @@ use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use crate::audit::{self, AuditLog, Check};
 use crate::batch::{BatchOptions, ReportOptions};
 use crate::config::{self, FolderSettings, ReadSettings, SyncSettings};
+use crate::contract;
 use crate::cpanel::CpanelOptions;
 use crate::error::{Error, Problem, Result};
 use crate::events::{Discard, Event, Recorder, Tee};
@@ -156,7 +157,8 @@ pub struct SyncFlags {
     /// deleting in a folder whose source has no messages.
     #[arg(long, value_name = "N")]
     pub max_delete: Option<u64>,
-    /// Print one JSON object with the counts on stdout at the end.
+    /// Print one JSON object on stdout at the end: the counts (batch: the totals of its rows),
+    /// or the error that stopped the run (docs/json.md).
     #[arg(long)]
     pub json: bool,
     /// Nothing on stderr when the run is complete and clean (for cron): no progress bar, no
@@ -219,7 +221,8 @@ pub struct SyncFlags {
 pub struct VerifyArgs {
     pub src: String,
     pub dst: String,
-    /// Print one JSON object with the counts and differences on stdout.
+    /// Print one JSON object on stdout: the counts and differences, or the error that stopped
+    /// the command (docs/json.md).
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -233,7 +236,8 @@ pub struct VerifyArgs {
 #[derive(Args, Debug)]
 pub struct InspectArgs {
     pub store: String,
-    /// Print one JSON object on stdout.
+    /// Print one JSON object on stdout: folders, counts and problems, or the error that
+    /// stopped the command (docs/json.md).
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -337,7 +341,8 @@ pub struct BatchArgs {
 pub struct ReportArgs {
     /// Directory of batch reports (`--report-dir` of the batch runs).
     pub dir: PathBuf,
-    /// Print one JSON object: totals, failed and missing rows.
+    /// Print one JSON object on stdout: totals, failed and missing rows, or the error that
+    /// stopped the command (docs/json.md).
     #[arg(long)]
     pub json: bool,
     /// Expect the rows of this batch file (default: the file the last batch run recorded in DIR).
@@ -468,6 +473,20 @@ impl From<&BatchArgs> for BatchOptions {
 impl From<&ReportArgs> for ReportOptions {
     fn from(a: &ReportArgs) -> Self {
         ReportOptions { dir: a.dir.clone(), json: a.json, file: a.file.clone() }
+    }
+}
+
+impl Opts {
+    /// `--json` was given: a fatal error is printed as JSON on stdout too (docs/json.md).
+    pub fn json(&self) -> bool {
+        match &self.command {
+            Command::Sync(a) => a.flags.json,
+            Command::Verify(a) => a.json,
+            Command::Inspect(a) => a.json,
+            Command::Batch(a) => a.sync.json,
+            Command::Report(a) => a.json,
+            Command::AuditVerify(_) | Command::Completions { .. } => false,
+        }
     }
 }
 
@@ -840,11 +859,10 @@ pub fn run(opts: Opts) -> Result<Exit> {
             if let Some(p) = &progress {
                 p.finish();
             }
-            let v = v?;
+            let mut v = v?;
+            v.options_from = from.map(|p| p.display().to_string());
             if a.json {
-                let mut j = serde_json::to_value(&v).unwrap_or_default();
-                j["options_from"] = serde_json::json!(from.map(|p| p.display().to_string()));
-                println!("{j}");
+                println!("{}", contract::line(contract::VERIFY, &v)?);
             } else {
                 let _ = v.write_human(&mut std::io::stdout().lock());
             }
@@ -859,7 +877,7 @@ pub fn run(opts: Opts) -> Result<Exit> {
             if st.kind == Kind::Cpanel {
                 let ins = crate::cpanel::inspect(&st, &ro, a.read.follow_symlinks, a.read.jobs)?;
                 if a.json {
-                    println!("{}", serde_json::to_string(&ins).unwrap_or_default());
+                    println!("{}", contract::line(contract::INSPECT, &ins)?);
                 } else {
                     let _ = ins.write_human(&mut std::io::stdout().lock());
                 }
@@ -867,7 +885,7 @@ pub fn run(opts: Opts) -> Result<Exit> {
             }
             let ins = crate::inspect::inspect(&st, &ro, a.read.follow_symlinks, a.read.jobs)?;
             if a.json {
-                println!("{}", serde_json::to_string(&ins).unwrap_or_default());
+                println!("{}", contract::line(contract::INSPECT, &ins)?);
             } else {
                 let _ = ins.write_human(&mut std::io::stdout().lock());
             }
@@ -1087,7 +1105,7 @@ fn run_sync(args: &SyncArgs) -> Result<Exit> {
         l.finish(serde_json::to_value(&summary.counts).unwrap_or_default())?;
     }
     if a.json {
-        println!("{}", serde_json::to_string(&summary).unwrap_or_default());
+        println!("{}", contract::line(contract::SYNC, &summary)?);
     }
     let mut err = std::io::stderr().lock();
     // A rejected source is a usage error: its reason alone, no summary of a run that never was.

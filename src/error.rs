@@ -196,12 +196,13 @@ impl std::fmt::Display for Problem {
 #[derive(Serialize, serde::Deserialize)]
 struct JsonProblem {
     path: String,
-    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    // Both written always (`offset` null when none): no key comes and goes.
+    #[serde(default)]
     path_escaped: bool,
     reason: String,
     #[serde(default)]
     kind: Kind,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
+    #[serde(default)]
     offset: Option<u64>,
 }
 
@@ -280,8 +281,14 @@ mod tests {
     #[test]
     fn utf8_paths_are_written_as_they_are() {
         let p = Problem::at_offset(Path::new("/m/caf\u{e9} \\x41\"q"), 7, "bad");
-        assert_eq!(json(&p), r#"{"path":"/m/café \\x41\"q","reason":"bad","kind":"other","offset":7}"#);
-        assert_eq!(json(&Problem::new(Path::new(""), "r")), r#"{"path":"","reason":"r","kind":"other"}"#);
+        assert_eq!(
+            json(&p),
+            r#"{"path":"/m/café \\x41\"q","path_escaped":false,"reason":"bad","kind":"other","offset":7}"#
+        );
+        assert_eq!(
+            json(&Problem::new(Path::new(""), "r")),
+            r#"{"path":"","path_escaped":false,"reason":"r","kind":"other","offset":null}"#
+        );
         assert_eq!(serde_json::from_str::<Problem>(&json(&p)).unwrap(), p);
     }
 
@@ -291,7 +298,7 @@ mod tests {
         let p = Problem::new(Path::new(OsStr::from_bytes(raw)), "bad");
         assert_eq!(
             json(&p),
-            r#"{"path":"/m/\\xff\\\\x41\\xc3(café)","path_escaped":true,"reason":"bad","kind":"other"}"#
+            r#"{"path":"/m/\\xff\\\\x41\\xc3(café)","path_escaped":true,"reason":"bad","kind":"other","offset":null}"#
         );
         let back: Problem = serde_json::from_str(&json(&p)).unwrap();
         assert_eq!(back.path.as_os_str().as_bytes(), raw);
@@ -303,7 +310,10 @@ mod tests {
     #[test]
     fn kinds_are_named_in_json_and_kept() {
         let p = Problem::refused(Path::new("/t/cur"), "is a symlink");
-        assert_eq!(json(&p), r#"{"path":"/t/cur","reason":"is a symlink","kind":"refused"}"#);
+        assert_eq!(
+            json(&p),
+            r#"{"path":"/t/cur","path_escaped":false,"reason":"is a symlink","kind":"refused","offset":null}"#
+        );
         assert_eq!(serde_json::from_str::<Problem>(&json(&p)).unwrap(), p);
         let old: Problem = serde_json::from_str(r#"{"path":"/x","reason":"r"}"#).unwrap();
         assert_eq!(old.kind, Kind::Other);

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use rayon::prelude::*;
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 
 use crate::error::{Problem, Result};
 use crate::human;
@@ -27,7 +27,11 @@ pub struct FolderInfo {
     pub flags: BTreeMap<String, u64>,
     pub keywords: BTreeMap<String, u64>,
     pub unseen: u64,
+    /// The oldest and newest internal date (Unix seconds; in JSON RFC 3339 UTC, null when the
+    /// folder has no message).
+    #[serde(serialize_with = "rfc3339")]
     pub date_first: Option<i64>,
+    #[serde(serialize_with = "rfc3339")]
     pub date_last: Option<i64>,
     /// Messages whose date is not from the From_ line or mtime, by where it came from.
     pub date_fallbacks: BTreeMap<String, u64>,
@@ -169,4 +173,11 @@ impl Inspection {
 
 fn fmt_date(t: i64) -> String {
     chrono::DateTime::from_timestamp(t, 0).map_or_else(|| t.to_string(), |d| d.format("%Y-%m-%d").to_string())
+}
+
+/// A time as every JSON output writes one: RFC 3339 in UTC to the second.
+fn rfc3339<S: Serializer>(t: &Option<i64>, s: S) -> std::result::Result<S::Ok, S::Error> {
+    t.and_then(|t| chrono::DateTime::from_timestamp(t, 0))
+        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .serialize(s)
 }

@@ -13,6 +13,7 @@ pub mod audit;
 pub mod batch;
 pub mod cli;
 pub mod config;
+pub mod contract;
 pub mod cpanel;
 pub mod deletion;
 pub mod engine;

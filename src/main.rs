@@ -11,10 +11,15 @@ fn main() -> ExitCode {
         Ok(o) => o,
         Err(exit) => return exit.into(),
     };
+    let json = opts.json();
     match mailmover::cli::run(opts) {
         Ok(exit) => exit.into(),
         Err(e) => {
             eprintln!("mailmover: {}", mailmover::folder::sanitize(&e.to_string()));
+            // A script reading stdout gets one object, never an empty string.
+            if json {
+                println!("{}", mailmover::contract::error_line(&e));
+            }
             e.exit_code().into()
         }
     }

@@ -1,4 +1,4 @@
-//! Counters of a run, the `--json` object (CLI.md shapes) and the human statistics on stderr.
+//! Counters of a run, the `--json` object (docs/json.md) and the human statistics on stderr.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -98,21 +98,17 @@ pub struct Summary {
     pub peak_rss_kib: u64,
     /// `--folders-only`: the folder tree was made, no message copied, nothing deleted
     /// (`complete` is false: the messages are still to copy).
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub folders_only: bool,
     /// How many folders `--folders-only` made (would make, in a dry run).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub folders_created: Option<u64>,
     /// The only source given is not a store at all: nothing was written (exit 2).
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub rejected: bool,
     /// A signal (SIGINT, SIGTERM, SIGHUP) stopped the run at a safe point.
     pub interrupted: bool,
-    /// Which one (exit 128 + it).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Which one (exit 128 + it); null when none.
     pub signal: Option<i32>,
     /// The source and target as given, and when the run started and finished (RFC 3339 UTC):
-    /// a sync's (a batch row's report has its own).
+    /// a sync's, always set there (a batch row's report has its own keys for them).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -29,7 +29,8 @@ use crate::sync::{Identity, SyncOptions, mapped_folders, mbox_folder_path};
 #[derive(Debug, Serialize, Clone)]
 pub struct Difference {
     pub folder: String,
-    pub source: String,
+    /// The source message or file; None for a message only in the target.
+    pub source: Option<String>,
     pub target: Option<String>,
     pub what: String,
 }
@@ -59,6 +60,8 @@ pub struct Verification {
     pub errors: Vec<Problem>,
     /// Each folder compared, by target folder name.
     pub folders: Vec<FolderCounts>,
+    /// The options file of the sync whose options were used (verify was given none).
+    pub options_from: Option<String>,
 }
 
 impl Verification {
@@ -123,10 +126,10 @@ impl Verification {
                 writeln!(o, "{}:", sanitize(&d.folder))?;
                 last = Some(d.folder.as_str());
             }
-            match &d.target {
-                Some(t) if d.source.is_empty() => writeln!(o, "  {}: {}", d.what, sanitize(t))?,
-                Some(t) => writeln!(o, "  {}: {} -> {}", d.what, sanitize(&d.source), sanitize(t))?,
-                None => writeln!(o, "  {}: {}", d.what, sanitize(&d.source))?,
+            match (&d.source, &d.target) {
+                (Some(s), Some(t)) => writeln!(o, "  {}: {} -> {}", d.what, sanitize(s), sanitize(t))?,
+                (Some(p), None) | (None, Some(p)) => writeln!(o, "  {}: {}", d.what, sanitize(p))?,
+                (None, None) => writeln!(o, "  {}", d.what)?,
             }
         }
         for e in &self.errors {
@@ -544,7 +547,7 @@ impl Outcome for Report<'_> {
         let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
         let diff = |t: Option<&Held>, what: String| Difference {
             folder: self.folder.to_string(),
-            source: text(&s.place),
+            source: Some(text(&s.place)),
             target: t.map(|t| text(&t.entry)),
             what,
         };
@@ -580,7 +583,7 @@ impl Outcome for Report<'_> {
             t.idx,
             Difference {
                 folder: self.folder.to_string(),
-                source: String::new(),
+                source: None,
                 target: Some(String::from_utf8_lossy(&t.entry).into_owned()),
                 what: "only in target".into(),
             },

@@ -76,7 +76,12 @@ fn second_run_refused_or_waits() {
     assert!(t0.elapsed() < Duration::from_secs(30), "the refusal was not at once");
     assert!(b.stderr.contains("dst/mailmover.lock"), "the lock file is not named: {}", b.stderr);
     assert!(b.stderr.contains(&format!("pid {}", a.id())), "the holder's pid is not named: {}", b.stderr);
-    assert!(b.stdout.is_empty());
+    // With --json the refusal is one error object (docs/json.md).
+    let e = b.json();
+    assert_eq!(
+        (e["schema"].as_str(), e["error"]["kind"].as_str(), e["exit"].as_u64()),
+        (Some("mailmover.error/1"), Some("locked"), Some(2))
+    );
 
     let c = env.sync(&s, "maildir:dst", &["--lock-wait", "0.3"]);
     c.expect_code(2);

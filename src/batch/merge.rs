@@ -34,11 +34,10 @@ pub struct RowRef {
     pub line: Option<u64>,
     pub source: String,
     pub target: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Null when no report says (a missing row, or a report without them).
     pub shard: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    /// Empty for a missing row.
     pub errors: Vec<Problem>,
 }
 

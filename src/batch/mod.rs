@@ -109,6 +109,12 @@ fn job<'a>(file: &Path, row: &'a Row, base: &SyncSettings, have_key: bool) -> Re
     Ok(Job { row, id: row.id(), settings, so, target_key: target.path })
 }
 
+/// A path as report text. Serializing the path itself fails (a panic inside `json!`) when it
+/// is not UTF-8.
+fn shown(p: &Path) -> String {
+    p.display().to_string()
+}
+
 fn host() -> String {
     nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "unknown".into())
 }
@@ -231,7 +237,7 @@ fn run_row(job: &Job, ctx: &Ctx) -> Value {
             (Some(p), Some(k)) => Some(crate::audit::AuditLog::create(
                 p,
                 k.clone(),
-                json!({"batch": ctx.file, "line": row.line, "source": row.source, "target": row.target, "dry_run": job.settings.dry_run, "delete": job.settings.delete, "mirror": job.settings.mirror}),
+                json!({"batch": shown(ctx.file), "line": row.line, "source": row.source, "target": row.target, "dry_run": job.settings.dry_run, "delete": job.settings.delete, "mirror": job.settings.mirror}),
             )?),
             _ => None,
         };
@@ -270,6 +276,7 @@ fn run_row(job: &Job, ctx: &Ctx) -> Value {
     if let Value::Object(m) = &mut v {
         // A row is complete only when its sync finished and listed no error.
         let complete = summary.complete && summary.errors.is_empty();
+        m.insert("schema".into(), json!(crate::contract::BATCH_ROW));
         m.insert("complete".into(), json!(complete));
         m.insert("id".into(), json!(job.id));
         m.insert("line".into(), json!(row.line));
@@ -280,7 +287,7 @@ fn run_row(job: &Job, ctx: &Ctx) -> Value {
         m.insert("host".into(), json!(ctx.host));
         m.insert("start".into(), json!(start));
         m.insert("end".into(), json!(now()));
-        m.insert("batch_file".into(), json!(ctx.file));
+        m.insert("batch_file".into(), json!(shown(ctx.file)));
         m.insert("version".into(), json!(env!("CARGO_PKG_VERSION")));
     }
     v
@@ -362,6 +369,9 @@ pub fn run_batch(a: &BatchOptions) -> Result<Exit> {
     let quiet = a.quiet;
 
     if a.list {
+        if a.json {
+            return Err(Error::Usage("batch: --list prints text (a row per line); leave out --json".into()));
+        }
         let mut out = std::io::stdout().lock();
         for (i, size) in biggest_first(&mine, (0..mine.len()).collect(), nthreads) {
             if let Some(j) = mine.get(i) {
@@ -377,7 +387,8 @@ pub fn run_batch(a: &BatchOptions) -> Result<Exit> {
         std::fs::create_dir_all(dir).at(dir)?;
         let expected: Vec<Expected> = rows.iter().map(expected).collect();
         let manifest = json!({
-            "batch_file": a.file, "shards": shard.n, "host": host(), "time": now(),
+            "schema": crate::contract::BATCH_MANIFEST,
+            "batch_file": shown(&a.file), "shards": shard.n, "host": host(), "time": now(),
             "version": env!("CARGO_PKG_VERSION"), "rows": expected,
         });
         write_atomic(dir, MANIFEST, manifest.to_string().as_bytes(), durable)?;
@@ -462,6 +473,7 @@ fn print_batch(m: &Merged, a: &BatchOptions, shard: Shard, skipped: usize, write
     if a.json {
         let mut v = serde_json::to_value(m).unwrap_or_else(|_| json!({}));
         if let Value::Object(o) = &mut v {
+            o.insert("schema".into(), json!(crate::contract::BATCH));
             o.insert("shard".into(), json!(shard.to_string()));
             o.insert("skipped".into(), json!(skipped));
             o.insert("reports_not_written".into(), json!(write_failures));
@@ -512,7 +524,7 @@ pub fn run_report(a: &ReportOptions) -> Result<Exit> {
     let (reports, unreadable) = read_reports(&a.dir)?;
     let m = merge::merge(expected.as_deref(), &reports, &unreadable);
     if a.json {
-        println!("{}", serde_json::to_string(&m).unwrap_or_default());
+        println!("{}", crate::contract::line(crate::contract::REPORT, &m)?);
     } else {
         let _ = m.write_human(&mut std::io::stdout().lock());
     }

@@ -245,7 +245,7 @@ impl Output<'_> {
         let mut diff = |what: String| {
             v.differences.push(Difference {
                 folder: "metadata".into(),
-                source: p.from.display().to_string(),
+                source: Some(p.from.display().to_string()),
                 target: Some(path.display().to_string()),
                 what,
             });
