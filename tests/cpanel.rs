@@ -1061,3 +1061,16 @@ fn a_bare_cpmove_archive_is_a_cpanel_account() {
         assert_eq!(box_msgs(&mailbox(&a.src, b)), box_msgs(&mailbox(&home, b)), "mailbox {b:?}");
     }
 }
+
+/// A dry run with a user renamed shows the shadow line's rewrite without its password hash
+/// (only its scheme and length).
+#[test]
+fn the_dry_run_plan_shows_no_password_hash() {
+    let a = Account::new();
+    let (home, etc) = a.dst("dry");
+    let r = a.sync(&home, &etc, &["--dry-run", "--map-user", "bob@example.org=robert@example.org"]);
+    r.expect_code(0);
+    let plan = format!("{}{}", r.stdout, r.stderr);
+    assert!(plan.contains("shadow: bob:$6$…, ") && plan.contains("-> robert:$6$…, "), "{plan}");
+    assert!(!plan.contains("hashbob") && !plan.contains("fixsalt"), "a hash in the plan: {plan}");
+}

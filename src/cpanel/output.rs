@@ -170,7 +170,10 @@ impl Output<'_> {
     pub fn apply(&self, p: &Planned, errors: &mut Vec<Problem>, warnings: &mut Vec<Problem>) {
         let path = self.path_of(p);
         if self.dry_run {
+            let shadow = p.file_name() == "shadow";
             for (old, new) in &p.rewrites {
+                let (old, new) =
+                    if shadow { (without_hash(old), without_hash(new)) } else { (old.clone(), new.clone()) };
                 self.rec.record(Event::Plan(format!("{}: {old} -> {new}", path.display())));
             }
         }
@@ -293,5 +296,31 @@ impl Output<'_> {
                 }
             }
         }
+    }
+}
+
+/// A shadow line as a plan shows it: the password hash is not printed, only its scheme and
+/// length (`$6$…, 106 characters`).
+fn without_hash(line: &str) -> String {
+    let mut fields: Vec<String> = line.split(':').map(str::to_string).collect();
+    if let Some(h) = fields.get_mut(1)
+        && h.len() > 2
+    {
+        let scheme =
+            h.strip_prefix('$').and_then(|r| r.split_once('$')).map_or(String::new(), |(s, _)| format!("${s}$"));
+        *h = format!("{scheme}…, {} characters", h.chars().count());
+    }
+    fields.join(":")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_plan_shows_no_password_hash() {
+        let line = "info:$6$salt$abcdefghijklmnopqrstuvwxyz0123456789:19000::::::";
+        let shown = super::without_hash(line);
+        assert_eq!(shown, "info:$6$…, 44 characters:19000::::::");
+        assert!(!shown.contains("salt"));
+        assert_eq!(super::without_hash("bob::19000"), "bob::19000", "no hash, nothing hidden");
     }
 }
