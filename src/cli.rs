@@ -280,6 +280,11 @@ pub struct CpanelArgs {
     /// Let the source's metadata lines win over the target's for the same key.
     #[arg(long)]
     pub overwrite_metadata: bool,
+    /// The home directory the account will have on its server when the target is staged
+    /// elsewhere (e.g. synced to /mnt/new/home/bob, to be /home/bob): the account files
+    /// (passwd, forwarders, filters) name this path.
+    #[arg(long, value_name = "PATH")]
+    pub target_home_path: Option<PathBuf>,
 }
 
 const BATCH_HELP: &str = "\
@@ -426,6 +431,7 @@ impl From<&CpanelArgs> for CpanelOptions {
             target_etc: a.target_etc.clone(),
             mailbox: a.mailbox.clone(),
             overwrite_metadata: a.overwrite_metadata,
+            target_home_path: a.target_home_path.clone(),
         }
     }
 }
@@ -990,6 +996,9 @@ fn mapping_args(f: &FolderArgs, r: &ReadArgs, c: &CpanelArgs) -> Vec<String> {
     }
     if let Some(m) = &c.mailbox {
         put("--mailbox", m.clone());
+    }
+    if let Some(p) = &c.target_home_path {
+        put("--target-home-path", p.display().to_string());
     }
     for (flag, on) in [
         ("--automap", f.automap),

@@ -1074,3 +1074,23 @@ fn the_dry_run_plan_shows_no_password_hash() {
     assert!(plan.contains("shadow: bob:$6$…, ") && plan.contains("-> robert:$6$…, "), "{plan}");
     assert!(!plan.contains("hashbob") && !plan.contains("fixsalt"), "a hash in the plan: {plan}");
 }
+
+/// An account staged elsewhere (synced to .../staged/home/newacct, to live at /home/newacct):
+/// its account files name the home it will have, not the staging path; verify, given no
+/// option, uses the recorded one and agrees; a relative path is refused.
+#[test]
+fn target_home_path_names_the_home_the_account_will_have() {
+    let a = Account::new();
+    let (home, etc) = a.dst("staged");
+    let r = a.sync(&home, &etc, &["--target-home-path", "/home/newacct"]);
+    r.expect_code(0);
+    let passwd = std::fs::read_to_string(home.join("etc/example.com/passwd")).unwrap();
+    assert!(passwd.contains(":/home/newacct/mail/example.com/") && !passwd.contains("staged"), "{passwd}");
+    let v =
+        a.env.run(["verify", &format!("cpanel:{}", a.src.display()), &format!("cpanel:{}", home.display()), "--json"]);
+    v.expect_code(0);
+    assert!(v.json()["options_from"].is_string(), "{}", v.stdout);
+    let bad = a.sync(&home, &etc, &["--target-home-path", "home/newacct"]);
+    bad.expect_code(2);
+    assert!(bad.stderr.contains("must be an absolute path"), "{}", bad.stderr);
+}

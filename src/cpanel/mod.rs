@@ -65,6 +65,9 @@ pub struct CpanelOptions {
     pub mailbox: Option<String>,
     /// The source's metadata lines win over the target's for the same key.
     pub overwrite_metadata: bool,
+    /// The home the account will have on its server, when the target is staged elsewhere:
+    /// the account files name it, not the staging path.
+    pub target_home_path: Option<PathBuf>,
 }
 
 impl Default for CpanelOptions {
@@ -77,6 +80,7 @@ impl Default for CpanelOptions {
             target_etc: PathBuf::from("/etc"),
             mailbox: None,
             overwrite_metadata: false,
+            target_home_path: None,
         }
     }
 }
@@ -353,6 +357,9 @@ fn setup(src: &dyn tree::Tree, acc: &Account, src_home: &Path, dst_home: &Path, 
 
 pub fn sync(src: &Store, dst: &Store, opts: &SyncOptions, cp: &CpanelOptions, rec: &dyn Recorder) -> Result<Summary> {
     let started = Instant::now();
+    if let Some(p) = cp.target_home_path.as_ref().filter(|p| !p.is_absolute()) {
+        return Err(Error::Usage(format!("--target-home-path {}: must be an absolute path", p.display())));
+    }
     let mapping = mapping_of(cp)?;
     let selected = selected_of(cp)?;
     match (src.kind, dst.kind) {
@@ -376,7 +383,7 @@ pub fn sync(src: &Store, dst: &Store, opts: &SyncOptions, cp: &CpanelOptions, re
         None => None,
     };
     let fs = tree::Fs::new(&acc.home);
-    let st = setup(&fs, &acc, &src.path, &dst_home, mapping);
+    let st = setup(&fs, &acc, &src.path, cp.target_home_path.as_deref().unwrap_or(&dst_home), mapping);
     let home = open_home(&dst_home, owner, opts.dry_run)?;
     let _lock = lock_home(&dst_home, home.as_ref(), opts, owner)?;
     let mut total = Summary::default();
@@ -512,7 +519,7 @@ pub fn verify(src: &Store, dst: &Store, opts: &SyncOptions, cp: &CpanelOptions) 
     }
     let acc = open_account(&src.path, &selected)?;
     let fs = tree::Fs::new(&acc.home);
-    let st = setup(&fs, &acc, &src.path, &dst.path, mapping);
+    let st = setup(&fs, &acc, &src.path, cp.target_home_path.as_deref().unwrap_or(&dst.path), mapping);
     let mut v = Verification { errors: acc.problems.clone(), ..Default::default() };
     for b in &acc.mailboxes {
         let rel = b.target_rel(&st.mapping);
@@ -847,7 +854,7 @@ fn sync_archive(
         return Err(Error::Usage(format!("{}: target exists and is not a directory", dst_home.display())));
     }
     let owner = target_owner(opts, &dst_home, root_run);
-    let st = setup(&scanned.tree, &acc, &scanned.home, &dst_home, mapping);
+    let st = setup(&scanned.tree, &acc, &scanned.home, cp.target_home_path.as_deref().unwrap_or(&dst_home), mapping);
     let home = open_home(&dst_home, owner, opts.dry_run)?;
     let _lock = lock_home(&dst_home, home.as_ref(), opts, owner)?;
     let mut opts = opts.clone();
@@ -988,7 +995,7 @@ fn verify_archive(
     if let Some((l, d)) = &selected {
         acc.mailboxes.retain(|b| b.address.as_ref().is_some_and(|(bl, bd)| bl == l && bd == d));
     }
-    let st = setup(&scanned.tree, &acc, &scanned.home, &dst.path, mapping);
+    let st = setup(&scanned.tree, &acc, &scanned.home, cp.target_home_path.as_deref().unwrap_or(&dst.path), mapping);
     let mut v = Verification { errors: acc.problems.clone(), ..Default::default() };
     let mut o = opts.clone();
     o.dry_run = true;
