@@ -1094,3 +1094,26 @@ fn target_home_path_names_the_home_the_account_will_have() {
     bad.expect_code(2);
     assert!(bad.stderr.contains("must be an absolute path"), "{}", bad.stderr);
 }
+
+/// passwd lines get the target account's uid and gid (its home's owner), as restorepkg
+/// rewrites them, and a dry run shows the rewrite.
+#[test]
+fn passwd_lines_get_the_target_accounts_ids() {
+    if !require(Need::Root) {
+        return;
+    }
+    let a = Account::new();
+    let (home, etc) = a.dst("ids");
+    std::os::unix::fs::chown(&home, Some(4321), Some(4322)).unwrap();
+    let dry = a.sync(&home, &etc, &["--dry-run"]);
+    dry.expect_code(0);
+    assert!(dry.stdout.contains(":4321:4322:") || dry.stderr.contains(":4321:4322:"), "{}{}", dry.stdout, dry.stderr);
+    a.sync(&home, &etc, &[]).expect_code(0);
+    let passwd = std::fs::read_to_string(home.join("etc/example.com/passwd")).unwrap();
+    for line in passwd.lines().filter(|l| !l.trim().is_empty()) {
+        let f: Vec<&str> = line.split(':').collect();
+        assert_eq!((f[2], f[3]), ("4321", "4322"), "{line}");
+    }
+    let v = a.env.run(["verify", &format!("cpanel:{}", a.src.display()), &format!("cpanel:{}", home.display())]);
+    v.expect_code(0);
+}

@@ -33,6 +33,8 @@ pub struct Cx<'a> {
     /// The cPanel user names (bare-name destinations in valiases).
     pub source_user: &'a str,
     pub target_user: &'a str,
+    /// The target account's uid and gid, which its passwd lines get (`None`: kept as they are).
+    pub target_ids: Option<(u32, u32)>,
 }
 
 impl Cx<'_> {
@@ -140,6 +142,13 @@ fn etc_domain_files(acc: &Account, cx: &Cx<'_>, plan: &mut Plan) {
                             *f = nl.clone();
                         }
                         if fmt == Format::Passwd {
+                            if let Some((uid, gid)) = cx.target_ids {
+                                for (i, id) in [(2, uid), (3, gid)] {
+                                    if let Some(f) = fields.get_mut(i) {
+                                        *f = id.to_string();
+                                    }
+                                }
+                            }
                             if let Some(f) = fields.get_mut(5) {
                                 *f = format!("{}/mail/{nd}/{nl}", cx.target_home);
                             }
@@ -566,6 +575,7 @@ mod tests {
             selected: None,
             source_etc: Path::new("/nonexistent"),
             target_home: "/h",
+            target_ids: None,
             source_user: "olduser",
             target_user: "newuser",
         };
@@ -604,6 +614,7 @@ mod tests {
             selected: None,
             source_etc: etc,
             target_home: "/home/v",
+            target_ids: None,
             source_user: "u",
             target_user: "v",
         };

@@ -291,6 +291,9 @@ struct Setup {
     target_user: String,
     /// The source account's addresses: its mailboxes' and those its files list.
     addresses: Vec<(String, String)>,
+    /// The uid and gid of the target account (its home's owner, when not root): its passwd
+    /// lines get them.
+    target_ids: Option<(u32, u32)>,
 }
 
 impl Setup {
@@ -327,6 +330,14 @@ fn unread_mbox_options(acc: &Account, opts: &SyncOptions, src: &Path) -> Vec<Pro
         .collect()
 }
 
+/// The uid and gid of the account whose home is `home`: its owner, unless that is root (a home
+/// made by this run, or not an account's).
+fn account_ids(home: &Path) -> Option<(u32, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::symlink_metadata(home).ok().filter(|m| m.is_dir())?;
+    (m.uid() != 0).then_some((m.uid(), m.gid()))
+}
+
 fn setup(src: &dyn tree::Tree, acc: &Account, src_home: &Path, dst_home: &Path, mapping: Mapping) -> Setup {
     let (recorded_homes, listed) = metadata::recorded(src, acc);
     let mut homes: Vec<String> = vec![
@@ -352,7 +363,7 @@ fn setup(src: &dyn tree::Tree, acc: &Account, src_home: &Path, dst_home: &Path, 
     let source_user =
         recorded_homes.first().map(|h| basename(h)).unwrap_or_else(|| basename(&absolute(src_home).to_string_lossy()));
     let target_user = basename(&target_home);
-    Setup { mapping, rw, target_home, source_user, target_user, addresses }
+    Setup { mapping, rw, target_home, source_user, target_user, addresses, target_ids: None }
 }
 
 pub fn sync(src: &Store, dst: &Store, opts: &SyncOptions, cp: &CpanelOptions, rec: &dyn Recorder) -> Result<Summary> {
@@ -383,7 +394,8 @@ pub fn sync(src: &Store, dst: &Store, opts: &SyncOptions, cp: &CpanelOptions, re
         None => None,
     };
     let fs = tree::Fs::new(&acc.home);
-    let st = setup(&fs, &acc, &src.path, cp.target_home_path.as_deref().unwrap_or(&dst_home), mapping);
+    let mut st = setup(&fs, &acc, &src.path, cp.target_home_path.as_deref().unwrap_or(&dst_home), mapping);
+    st.target_ids = account_ids(&dst_home);
     let home = open_home(&dst_home, owner, opts.dry_run)?;
     let _lock = lock_home(&dst_home, home.as_ref(), opts, owner)?;
     let mut total = Summary::default();
@@ -438,6 +450,7 @@ pub fn sync(src: &Store, dst: &Store, opts: &SyncOptions, cp: &CpanelOptions, re
         target_home: &st.target_home,
         source_user: &st.source_user,
         target_user: &st.target_user,
+        target_ids: st.target_ids,
     };
     if interrupt::requested().is_none() {
         apply_metadata(&acc, &cx, &dst_home, home, cp, owner, root_run, &opts, rec, &mut total);
@@ -519,7 +532,8 @@ pub fn verify(src: &Store, dst: &Store, opts: &SyncOptions, cp: &CpanelOptions) 
     }
     let acc = open_account(&src.path, &selected)?;
     let fs = tree::Fs::new(&acc.home);
-    let st = setup(&fs, &acc, &src.path, cp.target_home_path.as_deref().unwrap_or(&dst.path), mapping);
+    let mut st = setup(&fs, &acc, &src.path, cp.target_home_path.as_deref().unwrap_or(&dst.path), mapping);
+    st.target_ids = account_ids(&dst.path);
     let mut v = Verification { errors: acc.problems.clone(), ..Default::default() };
     for b in &acc.mailboxes {
         let rel = b.target_rel(&st.mapping);
@@ -554,6 +568,7 @@ pub fn verify(src: &Store, dst: &Store, opts: &SyncOptions, cp: &CpanelOptions) 
         target_home: &st.target_home,
         source_user: &st.source_user,
         target_user: &st.target_user,
+        target_ids: st.target_ids,
     };
     compare_metadata(&acc, &cx, dst, cp, &mut v);
     Ok(v)
@@ -754,6 +769,7 @@ pub fn inspect(st: &Store, ropts: &ReadOptions, follow_symlinks: bool, jobs: usi
         target_home: &s.target_home,
         source_user: &s.source_user,
         target_user: &s.target_user,
+        target_ids: s.target_ids,
     };
     Ok(account_inspection(st, &acc, &cx, folders, mailboxes, problems))
 }
@@ -854,7 +870,9 @@ fn sync_archive(
         return Err(Error::Usage(format!("{}: target exists and is not a directory", dst_home.display())));
     }
     let owner = target_owner(opts, &dst_home, root_run);
-    let st = setup(&scanned.tree, &acc, &scanned.home, cp.target_home_path.as_deref().unwrap_or(&dst_home), mapping);
+    let mut st =
+        setup(&scanned.tree, &acc, &scanned.home, cp.target_home_path.as_deref().unwrap_or(&dst_home), mapping);
+    st.target_ids = account_ids(&dst_home);
     let home = open_home(&dst_home, owner, opts.dry_run)?;
     let _lock = lock_home(&dst_home, home.as_ref(), opts, owner)?;
     let mut opts = opts.clone();
@@ -902,6 +920,7 @@ fn sync_archive(
         target_home: &st.target_home,
         source_user: &st.source_user,
         target_user: &st.target_user,
+        target_ids: st.target_ids,
     };
     if interrupt::requested().is_none() {
         apply_metadata(&acc, &cx, &dst_home, home, cp, owner, root_run, &opts, rec, &mut total);
@@ -960,6 +979,7 @@ fn inspect_archive(st: &Store) -> Result<AccountInspection> {
         target_home: &s.target_home,
         source_user: &s.source_user,
         target_user: &s.target_user,
+        target_ids: s.target_ids,
     };
     Ok(account_inspection(st, &acc, &cx, folders, mailboxes, problems))
 }
@@ -995,7 +1015,9 @@ fn verify_archive(
     if let Some((l, d)) = &selected {
         acc.mailboxes.retain(|b| b.address.as_ref().is_some_and(|(bl, bd)| bl == l && bd == d));
     }
-    let st = setup(&scanned.tree, &acc, &scanned.home, cp.target_home_path.as_deref().unwrap_or(&dst.path), mapping);
+    let mut st =
+        setup(&scanned.tree, &acc, &scanned.home, cp.target_home_path.as_deref().unwrap_or(&dst.path), mapping);
+    st.target_ids = account_ids(&dst.path);
     let mut v = Verification { errors: acc.problems.clone(), ..Default::default() };
     let mut o = opts.clone();
     o.dry_run = true;
@@ -1025,6 +1047,7 @@ fn verify_archive(
         target_home: &st.target_home,
         source_user: &st.source_user,
         target_user: &st.target_user,
+        target_ids: st.target_ids,
     };
     compare_metadata(&acc, &cx, dst, cp, &mut v);
     Ok(v)
