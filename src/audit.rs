@@ -37,11 +37,11 @@ type HmacSha256 = Hmac<Sha256>;
 /// The shortest key accepted: 32 bytes, the size of the HMAC-SHA256 output.
 pub const MIN_KEY_BYTES: usize = 32;
 
-/// Reads an audit key: hex text (64 hex digits or more: 32 bytes) in a regular file of the
-/// running user or root that only its owner may read. Anything else is a usage error that
-/// says why.
-pub fn read_key(path: &Path) -> Result<Vec<u8>> {
-    let usage = |why: String| Error::Usage(format!("audit key file {}: {why}", path.display()));
+/// Reads a file holding a secret (`what`: "audit key file", "signing key"): a regular file of
+/// the running user or root that only its owner may read; anything else is a usage error
+/// that says why.
+pub(crate) fn read_secret(path: &Path, what: &str) -> Result<Vec<u8>> {
+    let usage = |why: String| Error::Usage(format!("{what} {}: {why}", path.display()));
     let (f, _) = crate::fsx::open_own_file(path, 64 << 10)
         .map_err(|e| usage(e.problem().reason))?
         .ok_or_else(|| usage("No such file or directory".into()))?;
@@ -58,6 +58,15 @@ pub fn read_key(path: &Path) -> Result<Vec<u8>> {
     }
     let mut raw = Vec::new();
     std::io::Read::read_to_end(&mut &f, &mut raw).map_err(|e| usage(crate::error::io_reason(&e)))?;
+    Ok(raw)
+}
+
+/// Reads an audit key: hex text (64 hex digits or more: 32 bytes) in a regular file of the
+/// running user or root that only its owner may read. Anything else is a usage error that
+/// says why.
+pub fn read_key(path: &Path) -> Result<Vec<u8>> {
+    let raw = read_secret(path, "audit key file")?;
+    let usage = |why: String| Error::Usage(format!("audit key file {}: {why}", path.display()));
     let text = String::from_utf8_lossy(&raw);
     let t = text.trim();
     if t.is_empty() {

@@ -6,7 +6,6 @@
 //! the bytes it covers; it names that digest and the public key, so a check says which key
 //! signed and what.
 
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use ed25519_dalek::ed25519::pkcs8::{DecodePrivateKey, DecodePublicKey};
@@ -18,25 +17,13 @@ use crate::error::{Error, Result};
 /// Reads a private key (PKCS#8 PEM) from a regular file of the running user (or root) that
 /// nobody else may read; anything else is a usage error.
 pub fn read_signing_key(path: &Path) -> Result<SigningKey> {
-    let usage = |why: String| Error::Usage(format!("signing key {}: {why}", path.display()));
-    let (f, _) = crate::fsx::open_own_file(path, 64 << 10)
-        .map_err(|e| usage(e.problem().reason))?
-        .ok_or_else(|| usage("No such file or directory".into()))?;
-    let md = f.metadata().map_err(|e| usage(crate::error::io_reason(&e)))?;
-    if md.mode() & 0o077 != 0 {
-        return Err(usage(format!(
-            "others may read it (mode {:04o}); make it readable by its owner only (chmod 600)",
-            md.mode() & 0o7777
-        )));
-    }
-    let me = nix::unistd::geteuid().as_raw();
-    if md.uid() != me && md.uid() != 0 {
-        return Err(usage(format!("it belongs to uid {}, not to the user running mailmover or root", md.uid())));
-    }
-    let mut text = String::new();
-    std::io::Read::read_to_string(&mut &f, &mut text).map_err(|e| usage(crate::error::io_reason(&e)))?;
-    SigningKey::from_pkcs8_pem(&text)
-        .map_err(|e| usage(format!("not an Ed25519 private key in PEM (openssl genpkey -algorithm ed25519): {e}")))
+    let raw = crate::audit::read_secret(path, "signing key")?;
+    SigningKey::from_pkcs8_pem(&String::from_utf8_lossy(&raw)).map_err(|e| {
+        Error::Usage(format!(
+            "signing key {}: not an Ed25519 private key in PEM (openssl genpkey -algorithm ed25519): {e}",
+            path.display()
+        ))
+    })
 }
 
 /// Reads a public key (SubjectPublicKeyInfo PEM).

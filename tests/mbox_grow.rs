@@ -123,26 +123,24 @@ fn flag_changes_and_new_keywords_rewrite_the_mbox() {
     env.run(["verify", "maildir:src", "mbox:dir"]).expect_code(0);
 }
 
-/// A write that fails half-way (the file-size limit is hit while the new messages are copied
-/// into the target) leaves the mbox exactly as it was; the error names it, and the next run
-/// appends everything once.
-#[test]
-fn a_failed_append_leaves_the_mbox_as_it_was() {
-    let env = TestEnv::new();
-    add_messages(&env, 0, 20, 10_000);
+/// A target of 20 messages of 10 KB and 10 more in the source, and a sync of them run under a
+/// file-size limit that the staged copies fit under but the grown target does not; with
+/// `ignore`, the limit's signal is ignored (writes fail), else it kills the run. The mbox's
+/// bytes before, and the run's output.
+fn sync_past_a_size_limit(env: &TestEnv, ignore: bool) -> (Vec<u8>, std::process::Output) {
+    add_messages(env, 0, 20, 10_000);
     env.sync("maildir:src", "mbox:dir", &[]).expect_code(0);
-    let path = env.path("dir/INBOX");
-    let before = std::fs::read(&path).unwrap();
-    add_messages(&env, 20, 10, 10_000);
-
-    // The staged new messages (about 100 KB) fit under the limit; the grown target does not.
+    let before = std::fs::read(env.path("dir/INBOX")).unwrap();
+    add_messages(env, 20, 10, 10_000);
     let limit = before.len() as u64 + 50_000;
     let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("mailmover"));
     c.args(["sync", "maildir:src", "mbox:dir", "--json"]).current_dir(env.root()).env("TZ", "UTC");
     // SAFETY: only async-signal-safe calls between fork and exec.
     unsafe {
         c.pre_exec(move || {
-            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            if ignore {
+                libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            }
             let l = libc::rlimit { rlim_cur: limit, rlim_max: limit };
             if libc::setrlimit(libc::RLIMIT_FSIZE, &l) != 0 {
                 return Err(std::io::Error::last_os_error());
@@ -150,7 +148,17 @@ fn a_failed_append_leaves_the_mbox_as_it_was() {
             Ok(())
         });
     }
-    let out = c.output().unwrap();
+    (before, c.output().unwrap())
+}
+
+/// A write that fails half-way (the file-size limit is hit while the new messages are copied
+/// into the target) leaves the mbox exactly as it was; the error names it, and the next run
+/// appends everything once.
+#[test]
+fn a_failed_append_leaves_the_mbox_as_it_was() {
+    let env = TestEnv::new();
+    let path = env.path("dir/INBOX");
+    let (before, out) = sync_past_a_size_limit(&env, true);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains(r#""path":"dir/INBOX""#), "{stdout}");
@@ -176,26 +184,9 @@ fn a_failed_append_leaves_the_mbox_as_it_was() {
 #[test]
 fn an_append_killed_half_way_is_taken_back_by_the_next_run() {
     let env = TestEnv::new();
-    add_messages(&env, 0, 20, 10_000);
-    env.sync("maildir:src", "mbox:dir", &[]).expect_code(0);
     let path = env.path("dir/INBOX");
-    let before = std::fs::read(&path).unwrap();
-    add_messages(&env, 20, 10, 10_000);
-
+    let (before, out) = sync_past_a_size_limit(&env, false);
     let limit = before.len() as u64 + 50_000;
-    let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("mailmover"));
-    c.args(["sync", "maildir:src", "mbox:dir"]).current_dir(env.root()).env("TZ", "UTC");
-    // SAFETY: only async-signal-safe calls between fork and exec.
-    unsafe {
-        c.pre_exec(move || {
-            let l = libc::rlimit { rlim_cur: limit, rlim_max: limit };
-            if libc::setrlimit(libc::RLIMIT_FSIZE, &l) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let out = c.output().unwrap();
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(out.status.signal(), Some(libc::SIGXFSZ), "{out:?}");
     let torn = std::fs::read(&path).unwrap();
