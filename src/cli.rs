@@ -889,7 +889,17 @@ pub fn run(opts: Opts) -> Result<Exit> {
                 }
                 return Ok(Exit::ok_if(ins.problems.is_empty()));
             }
-            let ins = crate::inspect::inspect(&st, &ro, a.read.follow_symlinks, a.read.jobs)?;
+            crate::interrupt::install_ending();
+            let progress = crate::progress::Progress::on_terminal("inspected");
+            let rec: &dyn Recorder = match &progress {
+                Some(p) => p,
+                None => &Discard,
+            };
+            let ins = crate::inspect::inspect_with(&st, &ro, a.read.follow_symlinks, a.read.jobs, rec);
+            if let Some(p) = &progress {
+                p.finish();
+            }
+            let ins = ins?;
             if a.json {
                 println!("{}", contract::line(contract::INSPECT, &ins)?);
             } else {

@@ -49,7 +49,20 @@ pub struct Inspection {
 }
 
 pub fn inspect(st: &Store, ropts: &ReadOptions, follow_symlinks: bool, jobs: usize) -> Result<Inspection> {
+    inspect_with(st, ropts, follow_symlinks, jobs, &crate::events::Discard)
+}
+
+/// [`inspect`], telling `rec` how far it is (folders, and each message read).
+pub fn inspect_with(
+    st: &Store,
+    ropts: &ReadOptions,
+    follow_symlinks: bool,
+    jobs: usize,
+    rec: &dyn crate::events::Recorder,
+) -> Result<Inspection> {
+    use crate::events::Event;
     let (folders, mut problems) = store::source_folders(&st.path, st.format()?, follow_symlinks)?;
+    rec.record(Event::Folders { total: folders.len() as u64 });
     let pool = crate::sync::pool(jobs)?;
     let scan = ScanOptions { follow_symlinks };
     let results: Vec<(Option<FolderInfo>, Vec<Problem>)> = pool.install(|| {
@@ -64,6 +77,11 @@ pub fn inspect(st: &Store, ropts: &ReadOptions, follow_symlinks: bool, jobs: usi
                         return (None, probs);
                     }
                 };
+                let (bytes, messages) = match &opened {
+                    Opened::Mbox(m) => (m.len(), None),
+                    Opened::Maildir { listed, .. } => listed.as_ref().map_or((0, None), |l| (l.bytes, Some(l.count))),
+                };
+                rec.record(Event::Discovered { folder: f.name.clone(), bytes, messages });
                 let mut info = FolderInfo {
                     name: f.name.to_string(),
                     path: f.loc.path().display().to_string(),
@@ -74,6 +92,7 @@ pub fn inspect(st: &Store, ropts: &ReadOptions, follow_symlinks: bool, jobs: usi
                     let loaded: Vec<_> =
                         refs.par_iter().map(|r| (opened.stored_len(r), opened.load(r, ropts))).collect();
                     for (stored, l) in loaded {
+                        rec.record(Event::Progress { bytes: stored });
                         let l = match l {
                             Ok(l) => l,
                             Err(p) => {
@@ -107,6 +126,7 @@ pub fn inspect(st: &Store, ropts: &ReadOptions, follow_symlinks: bool, jobs: usi
                         info.date_last = Some(info.date_last.map_or(d, |x| x.max(d)));
                     }
                 }
+                rec.record(Event::FolderDone { folder: f.name.clone() });
                 (Some(info), probs)
             })
             .collect()

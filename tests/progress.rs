@@ -1,7 +1,7 @@
 //! The progress line (issue 21, item 3), on a real terminal (`script` gives the run a pty):
-//! folders, the current folder, messages of all, bytes, rate; `verify` has one too; without
-//! a terminal there is none; it never stays on screen, not even when a second Ctrl-C ends the
-//! run at once.
+//! folders, the current folder, messages of all, bytes, rate; `verify` and `inspect` have one
+//! too; without a terminal there is none; it never stays on screen, not even when a second
+//! Ctrl-C ends the run at once.
 
 mod common;
 
@@ -55,6 +55,9 @@ fn on_a_terminal_the_progress_line_says_where_the_run_is_then_goes() {
     let screen = on_a_terminal(&env, "verify maildir:src maildir:dst");
     assert!(screen.contains("verified folders 0/1 (INBOX) | 0/500 messages | 0 B/"), "{screen:?}");
     assert!(cleared_after_the_last_line(&screen, "verified"), "{screen:?}");
+    let screen = on_a_terminal(&env, "inspect maildir:src");
+    assert!(screen.contains("inspected folders 0/1 (INBOX) | 0/500 messages | 0 B/"), "{screen:?}");
+    assert!(cleared_after_the_last_line(&screen, "inspected"), "{screen:?}");
     // Not on a terminal: no progress line at all.
     let piped = env.run(["sync", "maildir:src", "maildir:dst2"]);
     assert!(!piped.stderr.contains("folders 0/") && !piped.stderr.contains("synced folders"), "{}", piped.stderr);
