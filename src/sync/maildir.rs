@@ -819,7 +819,7 @@ impl<'t, 'a> FolderRun<'t, 'a> {
 /// the source has no UIDs, or the folder's uidlist has the source's UIDVALIDITY (an earlier
 /// run numbered it from this source, or it was copied with it).
 pub(super) fn not_carried(source: &Path, dir: &crate::fsx::Dir) -> Option<String> {
-    let from = uidlist::source_header(source).map(|h| h.0).or_else(|| mbox_imap_state(source).map(|s| s.validity()))?;
+    let from = source_validity(source)?;
     let why = match uidlist::validity_in(dir) {
         Some(v) if v == from => return None,
         Some(v) => format!("this folder has its own dovecot-uidlist (UIDVALIDITY {v}, the source's is {from})"),
@@ -829,6 +829,12 @@ pub(super) fn not_carried(source: &Path, dir: &crate::fsx::Dir) -> Option<String
         "the source's IMAP UIDs were not carried to the copies: {why}, and a folder's UIDs are never renumbered; \
          Dovecot numbers the copies after its last UID, so IMAP and POP3 clients fetch them as new mail"
     ))
+}
+
+/// The UIDVALIDITY of the source folder `source`: its `dovecot-uidlist`'s, or a Dovecot
+/// mbox's `X-IMAPbase`'s; `None` when it has no IMAP state.
+pub(super) fn source_validity(source: &Path) -> Option<u32> {
+    uidlist::source_header(source).map(|h| h.0).or_else(|| mbox_imap_state(source).map(|s| s.validity()))
 }
 
 /// The UIDVALIDITY and last UID a Dovecot mbox source keeps in its first message's

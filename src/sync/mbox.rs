@@ -481,7 +481,7 @@ pub(super) fn to_mbox(
     };
     let carry = source_imap.is_some() && flavour == Flavour::Dovecot;
     if let Some(t) = existing.as_ref().filter(|_| copies > 0 && flavour == Flavour::Dovecot) {
-        uids_not_carried(opened, job.source_path, t.imap, &path, out);
+        uids_not_carried(job.source_path, t.imap, &path, out);
     }
     w.keep_imap_state(existing.as_ref().and_then(|t| t.imap).or(source_imap.filter(|_| carry)));
     let res = match (&existing, grow) {
@@ -511,12 +511,8 @@ pub(super) fn to_mbox(
 
 /// Says so when the source has IMAP UIDs that the copies into an existing mbox (which keeps
 /// its own, `imap`) cannot keep: they get UIDs after the file's last one.
-fn uids_not_carried(opened: &Opened, source: &Path, imap: Option<ImapBase>, path: &Path, out: &mut FolderOutcome) {
-    let from = match opened {
-        Opened::Mbox(f) => f.imap_base().map(|b| b.validity),
-        Opened::Maildir { .. } => uidlist::source_header(source).map(|h| h.0),
-    };
-    let (Some(from), Some(own)) = (from, imap.map(|b| b.validity)) else { return };
+fn uids_not_carried(source: &Path, imap: Option<ImapBase>, path: &Path, out: &mut FolderOutcome) {
+    let (Some(from), Some(own)) = (super::maildir::source_validity(source), imap.map(|b| b.validity)) else { return };
     if from != own {
         out.warnings.push(Problem::new(
             path,
