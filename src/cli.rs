@@ -20,6 +20,7 @@ use crate::spec::{Kind, Store};
 use crate::store::maildir::layout::Layout;
 use crate::store::mbox::flavour::Flavour;
 use crate::store::mbox::read::Variant;
+use crate::sync::IdentityBy;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -121,6 +122,11 @@ pub struct FolderArgs {
     /// none of them is synced. --mirror acts as --delete in a merged folder.
     #[arg(long)]
     pub merge_folders: bool,
+    /// What makes a target message a copy of a source message: the same bytes (content, the
+    /// default), or else the same Message-ID, Date and body size (headers), so that copies
+    /// mb2md, imapsync or a run with the other --keep-mbox-headers made are not copied again.
+    #[arg(long, value_enum, value_name = "BY")]
+    pub identity: Option<IdentityBy>,
 }
 
 #[derive(Args, Debug)]
@@ -380,6 +386,20 @@ impl ValueEnum for Flavour {
     }
 }
 
+impl ValueEnum for IdentityBy {
+    fn value_variants<'a>() -> &'a [Self] {
+        &IdentityBy::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        let v = PossibleValue::new(self.name());
+        Some(match self {
+            IdentityBy::Content => v.help("the same bytes, as the target keeps them"),
+            IdentityBy::Headers => v.help("the same bytes, else the same Message-ID, Date and body size"),
+        })
+    }
+}
+
 impl ValueEnum for Variant {
     fn value_variants<'a>() -> &'a [Self] {
         &Variant::ALL
@@ -417,6 +437,7 @@ impl From<&FolderArgs> for FolderSettings {
             layout: a.layout,
             mbox_format: a.mbox_format,
             merge_folders: a.merge_folders,
+            identity: a.identity.unwrap_or_default(),
         }
     }
 }
@@ -985,6 +1006,9 @@ fn mapping_args(f: &FolderArgs, r: &ReadArgs, c: &CpanelArgs) -> Vec<String> {
     }
     if let Some(fl) = f.mbox_format {
         put("--mbox-format", name(fl.to_possible_value()));
+    }
+    if let Some(i) = f.identity {
+        put("--identity", name(i.to_possible_value()));
     }
     if r.mbox_variant != Variant::Auto {
         put("--mbox-variant", name(r.mbox_variant.to_possible_value()));

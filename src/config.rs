@@ -23,7 +23,7 @@ use crate::store::maildir::layout::Layout;
 use crate::store::mbox::date::Zone;
 use crate::store::mbox::flavour::Flavour;
 use crate::store::mbox::read::{ReadOptions, Variant};
-use crate::sync::{Filters, SyncOptions};
+use crate::sync::{Filters, IdentityBy, SyncOptions};
 
 /// How sources are read (`sync`, `verify`, `inspect`).
 #[derive(Debug, Clone, PartialEq)]
@@ -61,6 +61,7 @@ pub struct FolderSettings {
     pub layout: Layout,
     pub mbox_format: Option<Flavour>,
     pub merge_folders: bool,
+    pub identity: IdentityBy,
 }
 
 /// The options of one sync, as given: a batch row changes them before [`sync_options`] checks
@@ -217,6 +218,7 @@ pub fn sync_options(a: &SyncSettings) -> Result<SyncOptions> {
         lock_wait: a.lock_wait,
         merged: false,
         folders_only: a.folders_only,
+        identity: a.folders.identity,
     })
 }
 
@@ -230,6 +232,7 @@ pub fn verify_options(folders: &FolderSettings, read: &ReadSettings) -> Result<S
         map: folder_map(folders)?,
         follow_symlinks: read.follow_symlinks,
         merge_folders: folders.merge_folders,
+        identity: folders.identity,
         ..Default::default()
     })
 }

@@ -20,6 +20,9 @@ pub struct Counts {
     /// Skipped by a filter, by reason (`max-size`, `min-age`, `max-age`).
     pub skipped_filtered: BTreeMap<String, u64>,
     pub duplicates_source: u64,
+    /// Source messages matched to a target message by Message-ID, Date and body size, not by
+    /// their bytes (`--identity headers`).
+    pub matched_by_headers: u64,
     pub flags_updated: u64,
     pub deleted_target: u64,
     pub failed: u64,
@@ -46,6 +49,7 @@ impl Counts {
             *self.skipped_filtered.entry(k.clone()).or_default() += v;
         }
         self.duplicates_source += o.duplicates_source;
+        self.matched_by_headers += o.matched_by_headers;
         self.flags_updated += o.flags_updated;
         self.deleted_target += o.deleted_target;
         self.vanished_source += o.vanished_source;
@@ -174,6 +178,13 @@ impl Summary {
             writeln!(w, "  skipped ({k}) {} {v}", ".".repeat(13usize.saturating_sub(k.len())))?;
         }
         writeln!(w, "  duplicates in source .. {}", c.duplicates_source)?;
+        if c.matched_by_headers > 0 {
+            writeln!(
+                w,
+                "  matched by headers .... {} (Message-ID, Date and size; not the bytes)",
+                c.matched_by_headers
+            )?;
+        }
         writeln!(w, "  {flagged} {}", c.flags_updated)?;
         writeln!(w, "  {deleted} {}", c.deleted_target)?;
         if c.vanished_source > 0 {

@@ -163,6 +163,8 @@ impl Verification {
 
 struct Msg {
     hash: Hash,
+    /// Its header key (`--identity headers`).
+    key: Option<Hash>,
     meta: Meta,
     place: String,
     size: u64,
@@ -171,9 +173,10 @@ struct Msg {
 
 /// Hashes a Maildir message file read by a plain loop of its own (no cache probe, no
 /// read-ahead, nothing shared with the copy path it checks), a block at a time: memory stays
-/// flat whatever the message size. Returns the hash (as `id` defines it) and the size. `f` is
-/// open already: a source's by its path, a target's through its directory's descriptor.
-fn hash_plain(mut f: std::fs::File, path: &Path, id: Identity) -> std::result::Result<(Hash, u64), Problem> {
+/// flat whatever the message size. Returns the hash (as `id` defines it), the size and, when
+/// `keyed`, the header key. `f` is open already: a source's by its path, a target's through its
+/// directory's descriptor.
+fn hash_plain(mut f: std::fs::File, path: &Path, id: Identity, keyed: bool) -> std::result::Result<Digested, Problem> {
     use sha2::Digest;
     use std::io::Read;
     if !f.metadata().is_ok_and(|m| m.is_file()) {
@@ -181,6 +184,7 @@ fn hash_plain(mut f: std::fs::File, path: &Path, id: Identity) -> std::result::R
     }
     let mut h = sha2::Sha256::new();
     let (mut cut, mut mh) = (crate::store::mbox::flavour::Cut::default(), crate::sync::MboxHasher::default());
+    let mut keyer = keyed.then(crate::sync::Keyer::default);
     let mut buf = vec![0u8; 1 << 20];
     let mut size = 0u64;
     loop {
@@ -195,6 +199,9 @@ fn hash_plain(mut f: std::fs::File, path: &Path, id: Identity) -> std::result::R
             // As Identity::hash: without the mbox's own fields, with a final newline.
             Identity::Mbox => cut.feed(&buf[..n], &mut |_, s| mh.update(s)),
         }
+        if let Some(k) = keyer.as_mut() {
+            k.feed(&buf[..n]);
+        }
         size += n as u64;
     }
     let hash = match id {
@@ -204,14 +211,17 @@ fn hash_plain(mut f: std::fs::File, path: &Path, id: Identity) -> std::result::R
             mh.finish()
         }
     };
-    Ok((hash, size))
+    Ok((hash, size, keyer.and_then(crate::sync::Keyer::finish)))
 }
+
+/// A message's hash, size and header key.
+type Digested = (Hash, u64, Option<Hash>);
 
 /// Reads and hashes every message of `opened`, a chunk at a time, handing each to `take`.
 fn digest_opened(
     opened: &Opened,
     ropts: &ReadOptions,
-    id: Identity,
+    (id, keyed): (Identity, bool),
     errors: &mut Vec<Problem>,
     take: &mut dyn FnMut(Msg) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
@@ -219,9 +229,9 @@ fn digest_opened(
         let v: Vec<_> = refs
             .par_iter()
             .map(|r| -> std::result::Result<Msg, Problem> {
-                let (hash, meta, place, pseudo, size) = match (opened.entry(r), opened.origin(r)) {
+                let (hash, meta, place, pseudo, size, key) = match (opened.entry(r), opened.origin(r)) {
                     (Some(e), crate::source::Origin::File(path)) => {
-                        let (hash, size) = hash_plain(open_source(&path)?, &path, id)?;
+                        let (hash, size, key) = hash_plain(open_source(&path)?, &path, id, keyed)?;
                         if size == 0 {
                             return Err(Problem::of(
                                 crate::error::Kind::Malformed,
@@ -229,7 +239,7 @@ fn digest_opened(
                                 "empty file (0 bytes) is not a message; skipped",
                             ));
                         }
-                        (hash, e.meta.clone(), path.display().to_string(), false, size)
+                        (hash, e.meta.clone(), path.display().to_string(), false, size, key)
                     }
                     _ => {
                         let l = opened.load(r, ropts)?;
@@ -237,11 +247,13 @@ fn digest_opened(
                             crate::source::Origin::Mbox { path, offset, .. } => format!("{}@{offset}", path.display()),
                             crate::source::Origin::File(p) => p.display().to_string(),
                         };
-                        (id.hash(&l.body.pieces()), l.meta, place, l.pseudo, l.body.len())
+                        let pieces = l.body.pieces();
+                        let key = keyed.then(|| crate::sync::key_of(&pieces)).flatten();
+                        (id.hash(&pieces), l.meta, place, l.pseudo, l.body.len(), key)
                     }
                 };
                 let not_mail = pseudo.then_some(NotMail::Pseudo);
-                Ok(Msg { hash, meta, place, size, not_mail })
+                Ok(Msg { hash, key, meta, place, size, not_mail })
             })
             .collect();
         for x in v {
@@ -275,10 +287,11 @@ fn target_messages(
     (dst, root): (&Store, Option<&Dir>),
     tn: &FolderName,
     path: &Path,
-    (single_mbox, flavour, layout): (
+    (single_mbox, flavour, layout, keyed): (
         bool,
         Option<crate::store::mbox::flavour::Flavour>,
         crate::store::maildir::layout::Layout,
+        bool,
     ),
     errors: &mut Vec<Problem>,
     take: &mut dyn FnMut(Msg) -> std::io::Result<()>,
@@ -290,10 +303,14 @@ fn target_messages(
         return;
     }
     let read = match root {
-        _ if single_mbox => mbox_messages(None, tn, path, (flavour, layout), errors, take),
+        _ if single_mbox => mbox_messages(None, tn, path, (flavour, layout, keyed), errors, take),
         None => Ok(()),
-        Some(root) if dst.kind == Kind::Mbox => mbox_messages(Some(root), tn, path, (flavour, layout), errors, take),
-        Some(root) => root.find_below(path).and_then(|d| d.map_or(Ok(()), |d| maildir_messages(&d, errors, take))),
+        Some(root) if dst.kind == Kind::Mbox => {
+            mbox_messages(Some(root), tn, path, (flavour, layout, keyed), errors, take)
+        }
+        Some(root) => {
+            root.find_below(path).and_then(|d| d.map_or(Ok(()), |d| maildir_messages(&d, keyed, errors, take)))
+        }
     };
     if let Err(e) = read {
         errors.push(e.problem());
@@ -304,6 +321,7 @@ fn target_messages(
 /// indexes a target), each handed to `take`.
 fn maildir_messages(
     dir: &Dir,
+    keyed: bool,
     errors: &mut Vec<Problem>,
     take: &mut dyn FnMut(Msg) -> std::io::Result<()>,
 ) -> Result<()> {
@@ -313,7 +331,8 @@ fn maildir_messages(
     let subs = mdread::MessageDirs::open(dir, errors)?;
     let hash = |e: MaildirEntry| -> std::result::Result<Msg, Problem> {
         let path = e.path(&dir.path);
-        let (hash, size) = hash_plain(subs.open_message(&e).map_err(|err| err.problem())?, &path, Identity::Exact)?;
+        let opened = subs.open_message(&e).map_err(|err| err.problem())?;
+        let (hash, size, key) = hash_plain(opened, &path, Identity::Exact, keyed)?;
         if size == 0 {
             return Err(Problem::of(
                 crate::error::Kind::Malformed,
@@ -322,7 +341,7 @@ fn maildir_messages(
             ));
         }
         let place = path.display().to_string();
-        Ok(Msg { hash, meta: e.meta, place, size, not_mail: None })
+        Ok(Msg { hash, key, meta: e.meta, place, size, not_mail: None })
     };
     let mut chunk = Vec::with_capacity(CHUNK);
     let mut stream = subs.stream(&kw);
@@ -356,7 +375,11 @@ fn mbox_messages(
     root: Option<&Dir>,
     tn: &FolderName,
     path: &Path,
-    (explicit, layout): (Option<crate::store::mbox::flavour::Flavour>, crate::store::maildir::layout::Layout),
+    (explicit, layout, keyed): (
+        Option<crate::store::mbox::flavour::Flavour>,
+        crate::store::maildir::layout::Layout,
+        bool,
+    ),
     errors: &mut Vec<Problem>,
     take: &mut dyn FnMut(Msg) -> std::io::Result<()>,
 ) -> Result<()> {
@@ -381,7 +404,7 @@ fn mbox_messages(
     let ro = crate::sync::target_mbox_read_options(flavour);
     let o = Opened::Mbox(std::sync::Arc::new(f));
     let mut keep = |m: Msg| if m.not_mail.is_none() { take(m) } else { Ok(()) };
-    digest_opened(&o, &ro, Identity::Mbox, errors, &mut keep)
+    digest_opened(&o, &ro, (Identity::Mbox, keyed), errors, &mut keep)
         .map_err(|e| crate::error::Error::Io { path: place.path.clone(), source: e })
 }
 
@@ -418,6 +441,7 @@ pub fn verify_with(
                 let mut errors = Vec::new();
                 let mut fv = Verification::default();
                 let rules = Rules { filters: opts.filters.clone(), bounds, mbox: dst.kind == Kind::Mbox };
+                let headers = opts.identity == crate::sync::IdentityBy::Headers;
                 let mut sources = Sources::new(rules.clone());
                 let read =
                     match Opened::open(&sf.loc, ScanOptions { follow_symlinks: opts.follow_symlinks }, &mut errors) {
@@ -430,7 +454,7 @@ pub fn verify_with(
                             };
                             rec.record(Event::Discovered { folder: tn.clone(), bytes, messages });
                             let id = if dst.kind == Kind::Mbox { Identity::Mbox } else { Identity::Exact };
-                            digest_opened(&o, &opts.read, id, &mut errors, &mut |m| {
+                            digest_opened(&o, &opts.read, (id, headers), &mut errors, &mut |m| {
                                 rec.record(Event::Progress { bytes: m.size });
                                 sources.take(m)
                             })
@@ -462,13 +486,14 @@ pub fn verify_with(
                     (dst, root.as_ref()),
                     tn,
                     &tpath,
-                    (single_mbox, opts.mbox_format, opts.layout),
+                    (single_mbox, opts.mbox_format, opts.layout, headers),
                     &mut errors,
                     &mut |m| {
                         let meta = if mbox { m.meta.mbox_view() } else { m.meta };
                         let idx = fv.target;
                         fv.target += 1;
-                        targets.push(Held { hash: m.hash, idx, meta, entry: m.place.into_bytes() }).inspect_err(|e| {
+                        let entry = m.place.into_bytes();
+                        targets.push(Held { hash: m.hash, idx, meta, entry, key: m.key }).inspect_err(|e| {
                             target_error.get_or_insert_with(|| spilled(e));
                         })
                     },
@@ -477,7 +502,7 @@ pub fn verify_with(
                     errors.push(Problem::new(&tpath, why));
                     return (fv, errors);
                 }
-                if let Err(e) = compare(tn.as_str(), sources, targets, rules, &mut fv) {
+                if let Err(e) = compare(tn.as_str(), sources, targets, (rules, headers), &mut fv) {
                     errors.push(Problem::new(&tpath, spilled(&e)));
                 }
                 fv.name_folder(tn.as_str());
@@ -523,6 +548,8 @@ impl Sources {
             meta: m.meta,
             place: m.place.into_bytes(),
             cached: false,
+            key: m.key,
+            content: None,
         })
     }
 }
@@ -596,8 +623,17 @@ impl Outcome for Report<'_> {
 /// copy is missing, one it would re-flag or re-date differs, one it would leave alone matches,
 /// one it leaves out is not expected; target messages no source message matched are what
 /// `--mirror` would delete.
-fn compare(folder: &str, src: Sources, dst: Sorter<Held>, rules: Rules, v: &mut Verification) -> std::io::Result<()> {
+fn compare(
+    folder: &str,
+    src: Sources,
+    dst: Sorter<Held>,
+    (rules, headers): (Rules, bool),
+    v: &mut Verification,
+) -> std::io::Result<()> {
     let (src, dst) = (src.sorted.sorted()?, dst.sorted()?);
+    // As sync pairs them (every key was taken as the messages were read).
+    let src =
+        if headers { crate::sync::pair_by_headers(&src, dst.iter(), &mut |_| None, &mut |_| None)?.0 } else { src };
     let mut r = Report { folder, rules: &rules, v, found: Vec::new(), extra: Vec::new() };
     join(src.iter(), dst.iter(), std::iter::empty(), &rules, &mut r)?;
     let Report { mut found, mut extra, v, .. } = r;
@@ -629,7 +665,7 @@ mod tests {
         std::os::unix::fs::symlink(&other, &f).unwrap();
         let mut errors = Vec::new();
         let mut msgs = Vec::new();
-        maildir_messages(&dir, &mut errors, &mut |m| {
+        maildir_messages(&dir, false, &mut errors, &mut |m| {
             msgs.push(m);
             Ok(())
         })
@@ -646,7 +682,7 @@ mod tests {
         std::os::unix::fs::symlink(other.join("cur/2.M1P1.h:2,S"), moved.join("cur/1.M1P1.h:2,S")).unwrap();
         let mut errors = Vec::new();
         let mut n = 0;
-        maildir_messages(&dir, &mut errors, &mut |_| {
+        maildir_messages(&dir, false, &mut errors, &mut |_| {
             n += 1;
             Ok(())
         })
@@ -655,20 +691,23 @@ mod tests {
         assert!(errors.iter().any(|p| p.reason.contains("symlink")), "{errors:?}");
     }
 
-    /// The plain loop's hash is the hash sync computes, for both identities.
+    /// The plain loop's hash and header key are those sync computes, for both identities.
     #[test]
     fn plain_hash_is_the_identity_hash() {
         let tmp = tempfile::tempdir().unwrap();
-        let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        let mut big: Vec<u8> = b"Message-ID: <big@x>\nDate: Mon, 2 Jan 2006 15:04:05 +0000\n\n".to_vec();
+        big.extend((0..3_000_000u32).map(|i| (i % 251) as u8));
         for data in [&b"Subject: a\n\nx\n"[..], b"Subject: a\n\nno newline", b"x", &big] {
             let p = tmp.path().join("m");
             std::fs::write(&p, data).unwrap();
             for id in [Identity::Exact, Identity::Mbox] {
                 assert_eq!(
-                    hash_plain(open_source(&p).unwrap(), &p, id).unwrap(),
-                    (id.hash(&[data]), data.len() as u64)
+                    hash_plain(open_source(&p).unwrap(), &p, id, true).unwrap(),
+                    (id.hash(&[data]), data.len() as u64, crate::sync::key_of(&[data]))
                 );
+                assert_eq!(hash_plain(open_source(&p).unwrap(), &p, id, false).unwrap().2, None);
             }
         }
+        assert!(crate::sync::key_of(&[&big]).is_some());
     }
 }

@@ -17,6 +17,7 @@ use std::path::PathBuf;
 use crate::config::SyncSettings;
 use crate::store::maildir::layout::Layout;
 use crate::store::mbox::flavour::Flavour;
+use crate::sync::IdentityBy;
 
 /// One row of the batch file.
 #[derive(Clone, Debug, PartialEq)]
@@ -49,6 +50,7 @@ pub enum RowOption {
     Automap(bool),
     Layout(Layout),
     MboxFormat(Flavour),
+    Identity(IdentityBy),
     Delete(bool),
     Mirror(bool),
     MaxDelete(u64),
@@ -75,6 +77,7 @@ pub const OPTION_NAMES: &[&str] = &[
     "automap",
     "layout",
     "mbox-format",
+    "identity",
     "delete",
     "mirror",
     "max-delete",
@@ -128,6 +131,7 @@ impl Row {
                 RowOption::Automap(b) => f.folders.automap = *b,
                 RowOption::Layout(l) => f.folders.layout = *l,
                 RowOption::MboxFormat(m) => f.folders.mbox_format = Some(*m),
+                RowOption::Identity(i) => f.folders.identity = *i,
                 RowOption::Delete(b) => f.delete = *b,
                 RowOption::Mirror(b) => f.mirror = *b,
                 RowOption::MaxDelete(n) => f.max_delete = Some(*n),
@@ -306,6 +310,15 @@ fn parse_option(field: &str) -> Result<RowOption, String> {
                     .ok_or_else(|| format!("option mbox-format={v}: expected mboxrd, mboxcl2 or dovecot"))?,
             )
         }
+        "identity" => {
+            let v = need()?;
+            RowOption::Identity(
+                IdentityBy::ALL
+                    .into_iter()
+                    .find(|i| i.name() == v)
+                    .ok_or_else(|| format!("option identity={v}: expected content or headers"))?,
+            )
+        }
         "delete" => RowOption::Delete(flag()?),
         "mirror" => RowOption::Mirror(flag()?),
         "max-delete" => {
@@ -392,7 +405,7 @@ mod tests {
         let mut base = SyncSettings { owner: Some("root".into()), ..Default::default() };
         base.cpanel.map_domain.push("a.example=b.example".into());
         base.folders.include.push("^INBOX".into());
-        let rows = parse("cpanel:/old/bob,cpanel:/new/bob,map-domain=c.example=d.example,--owner=bob,delete,automap=no,layout=fs,mbox-format=mboxcl2,max-size=1000,max-delete=7,mirror,min-age=1.5,include=Sent,mailbox=x@c.example,audit-log=/var/log/bob.jsonl\n").unwrap();
+        let rows = parse("cpanel:/old/bob,cpanel:/new/bob,map-domain=c.example=d.example,--owner=bob,delete,automap=no,layout=fs,mbox-format=mboxcl2,identity=headers,max-size=1000,max-delete=7,mirror,min-age=1.5,include=Sent,mailbox=x@c.example,audit-log=/var/log/bob.jsonl\n").unwrap();
         let f = rows[0].settings(&base);
         assert_eq!(f.cpanel.map_domain, ["a.example=b.example", "c.example=d.example"]);
         assert_eq!(f.owner.as_deref(), Some("bob"));
@@ -402,6 +415,7 @@ mod tests {
         assert!(!f.folders.automap);
         assert_eq!(f.folders.layout, Layout::Fs);
         assert_eq!(f.folders.mbox_format, Some(Flavour::Mboxcl2));
+        assert_eq!(f.folders.identity, IdentityBy::Headers);
         assert_eq!(f.max_size, Some(1000));
         assert_eq!(f.min_age, Some(1.5));
         assert_eq!(f.folders.include, ["^INBOX", "Sent"]);

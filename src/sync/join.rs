@@ -20,6 +20,10 @@ pub struct Wanted {
     pub place: Vec<u8>,
     /// The hash came from a cache, not from reading the message.
     pub cached: bool,
+    /// Its header key, when known (`--identity headers`, [`super::by_headers`]).
+    pub key: Option<Hash>,
+    /// Its own hash when it is joined under a target message's ([`super::by_headers::pair`]).
+    pub content: Option<Hash>,
 }
 
 /// A target message: its identity, its place in the target index, its state and what the
@@ -30,6 +34,8 @@ pub struct Held {
     pub idx: u64,
     pub meta: Meta,
     pub entry: Vec<u8>,
+    /// Its header key, when known (`--identity headers`).
+    pub key: Option<Hash>,
 }
 
 crate::ordered_by!(Wanted, hash, seq);
@@ -44,6 +50,8 @@ impl Spill for Wanted {
         out.extend_from_slice(&self.hash);
         out.extend_from_slice(&self.seq.to_le_bytes());
         out.push(u8::from(self.cached));
+        write_hash(self.key.as_ref(), out);
+        write_hash(self.content.as_ref(), out);
         self.meta.encode(out);
         out.extend_from_slice(&self.place);
     }
@@ -52,8 +60,11 @@ impl Spill for Wanted {
         let (hash, b) = b.split_first_chunk::<32>()?;
         let (seq, b) = b.split_first_chunk::<8>()?;
         let (&cached, b) = b.split_first()?;
+        let (key, b) = read_hash(b)?;
+        let (content, b) = read_hash(b)?;
         let (meta, place) = Meta::decode(b)?;
-        Some(Wanted { hash: *hash, seq: u64::from_le_bytes(*seq), meta, place: place.to_vec(), cached: cached != 0 })
+        let (hash, seq, cached) = (*hash, u64::from_le_bytes(*seq), cached != 0);
+        Some(Wanted { hash, seq, meta, place: place.to_vec(), cached, key, content })
     }
 }
 
@@ -65,6 +76,7 @@ impl Spill for Held {
     fn write(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.hash);
         out.extend_from_slice(&self.idx.to_le_bytes());
+        write_hash(self.key.as_ref(), out);
         self.meta.encode(out);
         out.extend_from_slice(&self.entry);
     }
@@ -72,8 +84,27 @@ impl Spill for Held {
     fn read(b: &[u8]) -> Option<Held> {
         let (hash, b) = b.split_first_chunk::<32>()?;
         let (idx, b) = b.split_first_chunk::<8>()?;
+        let (key, b) = read_hash(b)?;
         let (meta, entry) = Meta::decode(b)?;
-        Some(Held { hash: *hash, idx: u64::from_le_bytes(*idx), meta, entry: entry.to_vec() })
+        Some(Held { hash: *hash, idx: u64::from_le_bytes(*idx), meta, entry: entry.to_vec(), key })
+    }
+}
+
+fn write_hash(h: Option<&Hash>, out: &mut Vec<u8>) {
+    match h {
+        Some(h) => {
+            out.push(1);
+            out.extend_from_slice(h);
+        }
+        None => out.push(0),
+    }
+}
+
+fn read_hash(b: &[u8]) -> Option<(Option<Hash>, &[u8])> {
+    match b.split_first()? {
+        (0, b) => Some((None, b)),
+        (1, b) => b.split_first_chunk::<32>().map(|(h, b)| (Some(*h), b)),
+        _ => None,
     }
 }
 
@@ -129,8 +160,12 @@ pub fn join(
         if n_reserved > 0 {
             planner.reserve(next, n_reserved);
         }
-        for w in wanted {
+        for mut w in wanted {
             let d = planner.decide(Candidate { hash: Some(&w.hash), meta: &w.meta, size: 0, not_mail: None });
+            // Joined under a target message's hash, it goes on with its own.
+            if let Some(own) = w.content.take() {
+                w.hash = own;
+            }
             let named = d.target().and_then(|i| held.get(i));
             let d = match (d, named) {
                 (Decision::Skip(_), Some(h)) => Decision::Skip(h.idx as usize),
@@ -239,16 +274,25 @@ mod tests {
         m.stray_letters = 5;
         m.recent = true;
         m.info_tail = Some(InfoTail::Extension(",W=10".into()));
-        let w = Wanted { hash: [3; 32], seq: 9, meta: m.clone(), place: b"p".to_vec(), cached: true };
+        let w = Wanted {
+            hash: [3; 32],
+            seq: 9,
+            meta: m.clone(),
+            place: b"p".to_vec(),
+            cached: true,
+            key: Some([5; 32]),
+            content: None,
+        };
         let mut b = Vec::new();
         w.write(&mut b);
         let r = Wanted::read(&b).unwrap();
         assert_eq!((r.hash, r.seq, &r.meta, &r.place, r.cached), (w.hash, w.seq, &m, &w.place, true));
-        let h = Held { hash: [4; 32], idx: 7, meta: m.clone(), entry: b"cur/x:2,S".to_vec() };
+        assert_eq!((r.key, r.content), (w.key, None));
+        let h = Held { hash: [4; 32], idx: 7, meta: m.clone(), entry: b"cur/x:2,S".to_vec(), key: None };
         let mut b = Vec::new();
         h.write(&mut b);
         let r = Held::read(&b).unwrap();
-        assert_eq!((r.hash, r.idx, &r.meta, &r.entry), (h.hash, h.idx, &m, &h.entry));
+        assert_eq!((r.hash, r.idx, &r.meta, &r.entry, r.key), (h.hash, h.idx, &m, &h.entry, None));
         assert!(Held::read(&b[..40]).is_none());
     }
 
@@ -280,11 +324,20 @@ mod tests {
 
             let mut s = Sorter::with_budget(budget);
             for (i, (b, m)) in src.iter().enumerate() {
-                s.push(Wanted { hash: h(*b), seq: i as u64, meta: m.clone(), place: Vec::new(), cached: false }).unwrap();
+                s.push(Wanted {
+                    hash: h(*b),
+                    seq: i as u64,
+                    meta: m.clone(),
+                    place: Vec::new(),
+                    cached: false,
+                    key: None,
+                    content: None,
+                })
+                .unwrap();
             }
             let mut t = Sorter::with_budget(budget);
             for (i, (b, m)) in dst.iter().enumerate() {
-                t.push(Held { hash: h(*b), idx: i as u64, meta: m.clone(), entry: vec![*b] }).unwrap();
+                t.push(Held { hash: h(*b), idx: i as u64, meta: m.clone(), entry: vec![*b], key: None }).unwrap();
             }
             let (s, t) = (s.sorted().unwrap(), t.sorted().unwrap());
             let mut got = Collected::default();

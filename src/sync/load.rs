@@ -22,6 +22,9 @@ pub(super) struct Prepared<'a> {
     pub(super) place: Option<Place>,
     /// The target message the decision names (a copy to re-flag).
     pub(super) held: Option<Box<MaildirEntry>>,
+    /// Its hash: not the source message's when headers matched them (`--identity headers`),
+    /// and the target's cache must say what the target file holds.
+    pub(super) held_hash: Option<Hash>,
     /// Its place in the source order, when it is fed out of that order.
     pub(super) seq: Option<u64>,
     /// Its hash came from the source cache.
@@ -32,7 +35,17 @@ pub(super) struct Prepared<'a> {
 
 impl<'a> Prepared<'a> {
     pub(super) fn new(loaded: Loaded<'a>, hash: Option<Hash>) -> Prepared<'a> {
-        Prepared { loaded, hash, decision: None, place: None, held: None, seq: None, cached: false, q: 0 }
+        Prepared {
+            loaded,
+            hash,
+            decision: None,
+            place: None,
+            held: None,
+            held_hash: None,
+            seq: None,
+            cached: false,
+            q: 0,
+        }
     }
 
     /// Where its bytes can be had again: an mbox message's range, a Maildir file (as listed,

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
+use super::by_headers;
 use super::choose_deletions;
 use super::fate::Fate;
 use super::fate::tally;
@@ -14,8 +15,8 @@ use super::join::{Held, Outcome, Wanted, join};
 use super::load::load_chunk;
 use super::load::{Feed, InMemory, Prepared};
 use super::mbox::CHANGED;
-use super::plan::Identity;
 use super::plan::storable_date;
+use super::plan::{Identity, IdentityBy};
 use super::planned::{Decided, Place};
 use super::{FolderJob, SyncOptions};
 use crate::deletion::{self, Deleted, Deletion};
@@ -29,7 +30,7 @@ use crate::report::FolderOutcome;
 use crate::source::{self, Body, Loaded, Opened, Ref};
 use crate::spill::{Sorted, Sorter};
 use crate::store::maildir::layout::{self};
-use crate::store::maildir::read::MaildirEntry;
+use crate::store::maildir::read::{self as mdread, MaildirEntry};
 use crate::store::maildir::uidlist::{self, UidLines};
 use crate::store::maildir::write::{FolderWriter, MaildirTarget, Staged};
 use crate::sync::plan::{Decision, Hash, Planner, Rules};
@@ -298,6 +299,8 @@ impl TargetFolder {
 pub(super) struct FolderRun<'t, 'a> {
     job: FolderJob<'t>,
     tdir: PathBuf,
+    /// The target folder, opened (`None`: not there yet).
+    dir: Option<fsx::Dir>,
     source: &'a dyn Feed,
     /// Decides what needs no target message (filters, what is not mail, an empty target).
     planner: Planner,
@@ -330,7 +333,7 @@ impl<'t, 'a> FolderRun<'t, 'a> {
         out: &mut FolderOutcome,
     ) -> Result<FolderRun<'t, 'a>> {
         let (tn, opts) = (job.tn, job.opts);
-        let TargetFolder { tdir, index, record, record_path, source_id, .. } = folder;
+        let TargetFolder { tdir, dir, index, record, record_path, source_id } = folder;
         let rules = Rules { filters: opts.filters.clone(), bounds: place.bounds, mbox: false };
         let planner = Planner::new(Vec::<(Hash, Meta)>::new(), rules);
         let mut writer = match place.writer {
@@ -385,6 +388,7 @@ impl<'t, 'a> FolderRun<'t, 'a> {
         Ok(FolderRun {
             job,
             tdir,
+            dir,
             source,
             planner,
             wanted: (index.count > 0).then(Sorter::new),
@@ -437,10 +441,14 @@ impl<'t, 'a> FolderRun<'t, 'a> {
             };
             let mut bytes = Vec::new();
             place.encode(&mut bytes);
+            let key = match self.job.opts.identity {
+                IdentityBy::Headers if !p.loaded.body.is_unread() => by_headers::key_of(&p.loaded.body.pieces()),
+                _ => None,
+            };
             let meta = p.loaded.meta;
             let r = match (p.decision, p.hash) {
                 (Some(Decision::Copy), Some(hash)) => {
-                    wanted.push(Wanted { hash, seq, meta, place: bytes, cached: p.cached })
+                    wanted.push(Wanted { hash, seq, meta, place: bytes, cached: p.cached, key, content: None })
                 }
                 (d, hash) => self.decided.push(Decided {
                     seq,
@@ -468,14 +476,44 @@ impl<'t, 'a> FolderRun<'t, 'a> {
         // theirs: each source matches only its own (a message both have is there twice, and
         // neither re-flags the other's copy run after run).
         let reserved = if self.job.opts.merged { self.record.others_by_hash().map_err(err)? } else { Vec::new() };
-        let targets = self.index.sorted.iter().map(|r| r.map(held_of));
+        let targets = || self.index.sorted.iter().map(|r| r.map(held_of));
+        let wanted = match self.job.opts.identity {
+            IdentityBy::Content => wanted,
+            IdentityBy::Headers => {
+                let mut read = Vec::new();
+                let subs = self.dir.as_ref().map(|d| mdread::MessageDirs::open(d, &mut read));
+                let (ropts, source) = (&self.job.opts.read, self.source);
+                let mut source_key = |w: &Wanted| {
+                    let mut l = source.reload(Place::decode(&w.place)?, w.meta.clone(), ropts).ok()?;
+                    source.read_body(&mut l).ok()?;
+                    by_headers::key_of(&l.body.pieces())
+                };
+                let mut target_key = |h: &Held| {
+                    let subs = subs.as_ref()?.as_ref().ok()?;
+                    let (e, _) = MaildirEntry::decode(&h.entry)?;
+                    let path = e.path(&tdir);
+                    let data =
+                        fsx::MessageFile::from_file(subs.open_message(&e).ok()?, &path).ok()?.read(&path).ok()?;
+                    by_headers::key_of(&[&data])
+                };
+                let (wanted, paired) =
+                    by_headers::pair(&wanted, targets(), &mut source_key, &mut target_key).map_err(err)?;
+                out.counts.matched_by_headers += paired;
+                wanted
+            }
+        };
         let mut joined = Joined {
             decided: &mut self.decided,
             unmatched: Sorter::new(),
             cache: self.books.cache.as_mut(),
             bases: Vec::new(),
+            copies: 0,
+            lone: 0,
         };
-        join(wanted.iter(), targets, reserved.into_iter(), self.planner.rules(), &mut joined).map_err(err)?;
+        join(wanted.iter(), targets(), reserved.into_iter(), self.planner.rules(), &mut joined).map_err(err)?;
+        if let Some(w) = by_headers::suggestion(self.job.opts, joined.copies, self.index.count, joined.lone, &tdir) {
+            out.warnings.push(w);
+        }
         let unmatched = joined.unmatched.sorted().map_err(err)?;
         drop(wanted);
         let decided = std::mem::take(&mut self.decided).sorted().map_err(err)?;
@@ -500,6 +538,7 @@ impl<'t, 'a> FolderRun<'t, 'a> {
                     bytes += if copy || !loaded.body.is_unread() { loaded.body.len() } else { 0 };
                     let mut p = Prepared::new(loaded, d.hash);
                     (p.decision, p.held, p.cached, p.seq, p.q) = (Some(d.decision), held, d.cached, Some(d.seq), d.q);
+                    p.held_hash = d.held.as_ref().map(|h| h.hash);
                     chunk.push(p);
                 }
                 Err(e) => {
@@ -529,7 +568,8 @@ impl<'t, 'a> FolderRun<'t, 'a> {
         // next run does not read it again.
         out.interrupted = true;
         for p in &chunk {
-            self.books.unreached((p.decision, p.hash), p.held.as_deref(), p.loaded.key.as_ref().filter(|_| p.cached));
+            let held = p.held.as_deref().zip(p.held_hash.or(p.hash));
+            self.books.unreached((p.decision, p.hash), held, p.loaded.key.as_ref().filter(|_| p.cached));
         }
         for d in decisions {
             let d = d.map_err(err)?;
@@ -543,7 +583,8 @@ impl<'t, 'a> FolderRun<'t, 'a> {
                 }),
                 _ => None,
             };
-            self.books.unreached((Some(d.decision), d.hash), held.as_ref(), key.as_ref());
+            let held = held.as_ref().zip(d.held.as_ref().map(|h| h.hash));
+            self.books.unreached((Some(d.decision), d.hash), held, key.as_ref());
         }
         Ok(unmatched)
     }
@@ -851,7 +892,7 @@ fn mbox_imap_state(path: &Path) -> Option<uidlist::SourceUids> {
 fn held_of(t: target_index::Indexed) -> Held {
     let mut entry = Vec::new();
     t.entry.encode(&mut entry);
-    Held { hash: t.hash, idx: t.idx, meta: t.entry.meta, entry }
+    Held { hash: t.hash, idx: t.idx, meta: t.entry.meta, entry, key: None }
 }
 
 pub(super) fn spill_error(tdir: &Path, e: std::io::Error) -> Error {
@@ -866,6 +907,9 @@ struct Joined<'j> {
     cache: Option<&'j mut target_index::CacheWriter>,
     /// The base names of the target copies of the hash group being decided.
     bases: Vec<Vec<u8>>,
+    /// Source messages to copy, target messages no source message matched.
+    copies: u64,
+    lone: u64,
 }
 
 impl Outcome for Joined<'_> {
@@ -879,10 +923,12 @@ impl Outcome for Joined<'_> {
         // re-flag or re-date is needed again.
         let held = held.filter(|_| decision.updates());
         let q = if decision == Decision::Copy { free_q(&self.bases, &wanted) } else { 0 };
+        self.copies += u64::from(decision == Decision::Copy);
         self.decided.push(Decided { q, ..Decided::joined(wanted, decision, held) })
     }
 
     fn unmatched(&mut self, held: Held) -> std::io::Result<()> {
+        self.lone += 1;
         self.unmatched.push(held)
     }
 
@@ -1195,15 +1241,15 @@ impl Books {
     fn unreached(
         &mut self,
         (decision, hash): (Option<Decision>, Option<Hash>),
-        held: Option<&MaildirEntry>,
+        held: Option<(&MaildirEntry, Hash)>,
         cached: Option<&crate::source::SourceKey>,
     ) {
-        let Some(hash) = hash else { return };
         // A copy left as it is got its line when the plan was joined.
         let held = held.filter(|_| !matches!(decision, Some(Decision::Skip(_))));
-        if let (Some(c), Some(e)) = (self.cache.as_mut(), held) {
-            c.add(e.base(), e.size, e.mtime_ns, &hash);
+        if let (Some(c), Some((e, own))) = (self.cache.as_mut(), held) {
+            c.add(e.base(), e.size, e.mtime_ns, &own);
         }
+        let Some(hash) = hash else { return };
         if let (Some(c), Some(k)) = (self.source_cache.as_mut(), cached) {
             c.add(&k.base, k.size, k.mtime_ns, &hash);
             self.source_cache_same += 1;
@@ -1265,11 +1311,11 @@ impl Books {
                         } else {
                             e.mtime_ns
                         };
-                        c.add(e.base(), e.size, mtime_ns, sha);
+                        c.add(e.base(), e.size, mtime_ns, p.held_hash.as_ref().unwrap_or(sha));
                     }
                     // A copy that could not be re-flagged is as it was.
                     (Some(Fate::Failed(_)), Some(e)) => {
-                        if let Some(h) = p.hash {
+                        if let Some(h) = p.held_hash.or(p.hash) {
                             c.add(e.base(), e.size, e.mtime_ns, &h);
                         }
                     }

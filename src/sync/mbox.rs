@@ -4,12 +4,13 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use super::by_headers;
 use super::choose_deletions;
 use super::fate::{Fate, account, candidate, settled, tally};
 use super::join::{Held, Outcome, Wanted, join};
 use super::load::{Feed, Prepared, load_chunk};
 use super::maildir::{duplicates, spill_error};
-use super::plan::Identity;
+use super::plan::{Identity, IdentityBy};
 use super::planned::{Decided, Place};
 use super::{FolderJob, SyncOptions};
 use crate::deletion;
@@ -110,9 +111,10 @@ fn each_message(
 pub(super) fn read_target_mbox(
     place: &mbox_target::Place,
     held: &mut Sorter<Held>,
-    dry_run: bool,
+    opts: &SyncOptions,
     out: &mut FolderOutcome,
 ) -> Result<Option<TargetMbox>> {
+    let dry_run = opts.dry_run;
     if let Some(said) = grow::recover(&place.dir, &place.name, mbox_lock::WRITE_WAIT, dry_run)? {
         out.warnings.push(Problem::new(&place.path, said));
     }
@@ -126,7 +128,8 @@ pub(super) fn read_target_mbox(
     each_message(&file, flavour, |idx, m| {
         count += 1;
         max_uid = max_uid.max(m.uid.unwrap_or(0));
-        let h = Held { hash: Identity::Mbox.hash(&m.pieces), idx, meta: m.meta, entry: Vec::new() };
+        let key = (opts.identity == IdentityBy::Headers).then(|| by_headers::key_of(&m.pieces)).flatten();
+        let h = Held { hash: Identity::Mbox.hash(&m.pieces), idx, meta: m.meta, entry: Vec::new(), key };
         held.push(h).map_err(|e| spill_error(&place.path, e))
     })?;
     let first = file.entries(&target_mbox_read_options(flavour)).next().map(|e| e.msg.start);
@@ -363,7 +366,7 @@ pub(super) fn to_mbox(
     let (tn, opts) = (job.tn, job.opts);
     let mut held = Sorter::new();
     let existing = match &place {
-        Some(p) => read_target_mbox(p, &mut held, opts.dry_run, out)?,
+        Some(p) => read_target_mbox(p, &mut held, opts, out)?,
         None => None,
     };
     if existing.is_none()
@@ -391,9 +394,15 @@ pub(super) fn to_mbox(
         let mut bytes = Vec::new();
         place.encode(&mut bytes);
         seq += 1;
+        let key = match opts.identity {
+            IdentityBy::Headers if !p.loaded.body.is_unread() => by_headers::key_of(&p.loaded.body.pieces()),
+            _ => None,
+        };
         let meta = p.loaded.meta;
         match (decision, p.hash) {
-            (Decision::Copy, Some(hash)) => wanted.push(Wanted { hash, seq, meta, place: bytes, cached: false }),
+            (Decision::Copy, Some(hash)) => {
+                wanted.push(Wanted { hash, seq, meta, place: bytes, cached: false, key, content: None })
+            }
             (decision, hash) => {
                 decided.push(Decided { seq, decision, hash, meta, place: bytes, held: None, cached: false, q: 0 })
             }
@@ -405,10 +414,29 @@ pub(super) fn to_mbox(
     // No record of copies beside an mbox (Dovecot would list it as a mailbox): --delete cannot
     // tell copies from other mail there and deletes nothing; --mirror works.
     let record = deletion::Record::default();
+    let wanted = match opts.identity {
+        IdentityBy::Content => wanted,
+        IdentityBy::Headers => {
+            // Keys were taken as messages were read; a source message not read then is now.
+            let mut source_key = |w: &Wanted| {
+                let mut l = Feed::reload(opened, Place::decode(&w.place)?, w.meta.clone(), &opts.read).ok()?;
+                Feed::read_body(opened, &mut l).ok()?;
+                by_headers::key_of(&l.body.pieces())
+            };
+            let (wanted, paired) =
+                by_headers::pair(&wanted, held.iter(), &mut source_key, &mut |_| None).map_err(err)?;
+            out.counts.matched_by_headers += paired;
+            wanted
+        }
+    };
     let mut joined = Joined::new(&mut decided);
     join(wanted.iter(), held.iter(), std::iter::empty(), &rules, &mut joined).map_err(err)?;
     drop((wanted, held));
-    let Joined { unmatched, restated, ours, mut keywords, copy_keywords, duplicates, copies, updates, .. } = joined;
+    let Joined { unmatched, restated, ours, mut keywords, copy_keywords, duplicates, copies, updates, lone, .. } =
+        joined;
+    if let Some(w) = by_headers::suggestion(opts, copies, existing.as_ref().map_or(0, |t| t.count), lone, &path) {
+        out.warnings.push(w);
+    }
     out.counts.duplicates_source += duplicates;
     let unmatched = unmatched.sorted().map_err(err)?;
     let delete = choose_deletions(&unmatched, &record, &path, opened, opts, out).map_err(err)?;
@@ -580,6 +608,8 @@ struct Joined<'j> {
     duplicates: u64,
     copies: u64,
     updates: u64,
+    /// Target messages no source message matched.
+    lone: u64,
 }
 
 impl<'j> Joined<'j> {
@@ -595,6 +625,7 @@ impl<'j> Joined<'j> {
             duplicates: 0,
             copies: 0,
             updates: 0,
+            lone: 0,
         }
     }
 }
@@ -620,11 +651,12 @@ impl Outcome for Joined<'_> {
             (_, Some(h)) => self.keywords.extend(h.meta.keywords.iter().map(str::to_string)),
             (_, None) => {}
         }
-        let Wanted { hash, seq, meta, place, cached } = w;
+        let Wanted { hash, seq, meta, place, cached, .. } = w;
         self.decided.push(Decided { seq, decision, hash: Some(hash), meta, place, held: None, cached, q: 0 })
     }
 
     fn unmatched(&mut self, held: Held) -> std::io::Result<()> {
+        self.lone += 1;
         self.unmatched.push(held)
     }
 }

@@ -29,8 +29,10 @@ use crate::store::mbox::flavour::Flavour;
 use crate::store::mbox::read::{MboxFile, ReadOptions};
 use crate::store::{self, SourceFolder};
 
+mod by_headers;
 mod fate;
 mod folders;
+pub use by_headers::{Keyer, key_of, pair as pair_by_headers};
 pub mod join;
 mod load;
 mod maildir;
@@ -43,7 +45,7 @@ mod target;
 
 pub use fate::date_source_name;
 pub use folders::{FolderPairs, existing_folders, mapped_folders};
-pub use plan::{FilterReason, Filters, Identity, MboxHasher, storable_date};
+pub use plan::{FilterReason, Filters, Identity, IdentityBy, MboxHasher, storable_date};
 pub use target::mbox_folder_path;
 
 use folders::by_target;
@@ -95,6 +97,8 @@ pub struct SyncOptions {
     /// Make the target's folders (empty) and their subscriptions only: no message is read,
     /// copied or deleted (`--folders-only`).
     pub folders_only: bool,
+    /// `--identity`: what makes a target message a copy of a source message.
+    pub identity: IdentityBy,
 }
 
 impl Default for SyncOptions {
@@ -118,6 +122,7 @@ impl Default for SyncOptions {
             lock_wait: std::time::Duration::ZERO,
             merged: false,
             folders_only: false,
+            identity: IdentityBy::Content,
         }
     }
 }

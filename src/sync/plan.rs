@@ -121,6 +121,28 @@ impl<T: TargetMetas> Matcher<T> {
     }
 }
 
+/// What makes a target message a copy of a source message (`--identity`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum IdentityBy {
+    /// The same bytes (as the target keeps them).
+    #[default]
+    Content,
+    /// The same bytes, or else the same Message-ID, Date and body size
+    /// ([`super::by_headers`]): copies other tools made.
+    Headers,
+}
+
+impl IdentityBy {
+    pub const ALL: [IdentityBy; 2] = [IdentityBy::Content, IdentityBy::Headers];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            IdentityBy::Content => "content",
+            IdentityBy::Headers => "headers",
+        }
+    }
+}
+
 /// How a message's identity is computed for matching.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Identity {

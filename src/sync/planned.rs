@@ -265,7 +265,7 @@ mod tests {
         }
         let mut place = Vec::new();
         places[0].encode(&mut place);
-        let held = Held { hash: [5; 32], idx: 3, meta: meta.clone(), entry: place.clone() };
+        let held = Held { hash: [5; 32], idx: 3, meta: meta.clone(), entry: place.clone(), key: Some([6; 32]) };
         for (decision, held) in
             [(Decision::UpdateDate(3), Some(held)), (Decision::Filtered(FilterReason::MaxAge), None)]
         {

@@ -95,7 +95,7 @@ pub fn options_stamp(opts: &SyncOptions, src: &Path, tn: &FolderName) -> Option<
         return None;
     }
     Some(format!(
-        "v2 {:?} {:?} {} {:?} {:?} {} {} {:?} {} {:?} {:?}",
+        "v2 {:?} {:?} {} {:?} {:?} {} {} {:?} {} {:?} {:?}{}",
         opts.read.variant,
         opts.read.zone,
         opts.read.keep_internal_headers,
@@ -106,7 +106,12 @@ pub fn options_stamp(opts: &SyncOptions, src: &Path, tn: &FolderName) -> Option<
         opts.owner,
         f.max_size.unwrap_or(0),
         src,
-        tn.as_str()
+        tn.as_str(),
+        // Added only when not the default: stamps of earlier runs stay valid.
+        match opts.identity {
+            super::IdentityBy::Content => "",
+            super::IdentityBy::Headers => " identity=headers",
+        }
     ))
 }
 
@@ -256,6 +261,7 @@ pub fn unchanged_counts(saved: &Counts) -> Counts {
         skipped_existing: saved.messages_source.saturating_sub(filtered),
         skipped_filtered: saved.skipped_filtered.clone(),
         duplicates_source: saved.duplicates_source,
+        matched_by_headers: saved.matched_by_headers,
         pseudo_skipped: saved.pseudo_skipped,
         expunged_kept: saved.expunged_kept,
         date_fallbacks: saved.date_fallbacks.clone(),
