@@ -233,7 +233,7 @@ impl Recorder for Manifest {
                 self.message(&would("flags"), folder.as_str(), &origin, f);
             }
             Event::Skip { folder, origin, reason, sha256 } => {
-                let kind = if reason == "exists" { "exists" } else { "filtered" };
+                let kind = if reason.starts_with("exists") { "exists" } else { "filtered" };
                 let f = json!({"sha256": sha256.map(hex::encode), "reason": reason});
                 self.message(kind, folder.as_str(), &origin, f);
             }

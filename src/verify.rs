@@ -550,6 +550,7 @@ impl Sources {
             cached: false,
             key: m.key,
             content: None,
+            by_headers: false,
         })
     }
 }

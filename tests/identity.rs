@@ -95,9 +95,18 @@ fn a_migration_another_tool_began_continues_without_duplicates() {
     assert!(bodies.iter().any(|b| b.contains("fifth, new")));
     assert_eq!(bodies.iter().filter(|b| b.contains("no id")).count(), 2, "no Message-ID: content decides");
 
-    let again = env.sync(&src, "maildir:dst", &["--identity", "headers"]);
+    let again = env.sync(&src, "maildir:dst", &["--identity", "headers", "--manifest", "m.jsonl"]);
     again.expect_code(0);
     assert_eq!((again.n("transferred"), again.n("flags_updated")), (0, 0), "{}", again.stdout);
+    // The manifest says which copies are the same message by headers, not by bytes.
+    let manifest = std::fs::read_to_string(env.path("m.jsonl")).unwrap();
+    let reasons: Vec<String> = manifest
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter_map(|r| r["reason"].as_str().map(str::to_string))
+        .collect();
+    let by_headers = reasons.iter().filter(|r| *r == "exists (headers)").count();
+    assert_eq!((by_headers, reasons.len()), (3, 5), "{manifest}");
 
     let v = env.run(["verify", &src, "maildir:dst", "--json"]);
     v.expect_code(0);

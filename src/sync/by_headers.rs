@@ -392,6 +392,7 @@ mod tests {
             cached: false,
             key: key.map(|k| [k; 32]),
             content: None,
+            by_headers: false,
         }
     }
 

@@ -13,10 +13,21 @@ use crate::sync::plan::{Candidate, Decision, FilterReason, Hash, NotMail};
 
 /// What happened to one source message.
 pub(super) enum Fate {
-    Copied { sha: Hash, size: u64, name: String },
-    Skipped { sha: Hash },
+    Copied {
+        sha: Hash,
+        size: u64,
+        name: String,
+    },
+    /// Its copy is there: the same bytes, or (`by_headers`) the same Message-ID, Date and size.
+    Skipped {
+        sha: Hash,
+        by_headers: bool,
+    },
     Filtered(FilterReason),
-    FlagsUpdated { sha: Hash, name: String },
+    FlagsUpdated {
+        sha: Hash,
+        name: String,
+    },
     Failed(Problem),
     NotMail,
 }
@@ -39,7 +50,7 @@ pub(super) fn candidate<'p>(p: &'p Prepared<'_>) -> Candidate<'p> {
 /// The fate of a message its decision writes nothing for (`None`: the executor acts).
 pub(super) fn settled(d: Decision, p: &Prepared<'_>) -> Option<Fate> {
     match d {
-        Decision::Skip(_) => Some(Fate::Skipped { sha: p.hash.unwrap_or_default() }),
+        Decision::Skip(_) => Some(Fate::Skipped { sha: p.hash.unwrap_or_default(), by_headers: p.by_headers }),
         Decision::Filtered(why) => Some(Fate::Filtered(why)),
         Decision::NotMail(_) => Some(Fate::NotMail),
         Decision::Copy | Decision::UpdateFlags(_) | Decision::UpdateDate(_) => None,
@@ -111,12 +122,12 @@ pub(super) fn tally(
                 meta: l.meta.clone(),
             });
         }
-        Fate::Skipped { sha } => {
+        Fate::Skipped { sha, by_headers } => {
             out.counts.skipped_existing += 1;
             rec.record(Event::Skip {
                 folder: tn.clone(),
                 origin: l.origin.clone(),
-                reason: "exists".into(),
+                reason: if by_headers { "exists (headers)" } else { "exists" }.into(),
                 sha256: Some(sha),
             });
         }

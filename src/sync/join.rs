@@ -24,6 +24,8 @@ pub struct Wanted {
     pub key: Option<Hash>,
     /// Its own hash when it is joined under a target message's ([`super::by_headers::pair`]).
     pub content: Option<Hash>,
+    /// It was joined under a target message's hash (set by the join, with its own hash back).
+    pub by_headers: bool,
 }
 
 /// A target message: its identity, its place in the target index, its state and what the
@@ -49,7 +51,7 @@ impl Spill for Wanted {
     fn write(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.hash);
         out.extend_from_slice(&self.seq.to_le_bytes());
-        out.push(u8::from(self.cached));
+        out.push(u8::from(self.cached) | u8::from(self.by_headers) << 1);
         write_hash(self.key.as_ref(), out);
         write_hash(self.content.as_ref(), out);
         self.meta.encode(out);
@@ -63,8 +65,9 @@ impl Spill for Wanted {
         let (key, b) = read_hash(b)?;
         let (content, b) = read_hash(b)?;
         let (meta, place) = Meta::decode(b)?;
-        let (hash, seq, cached) = (*hash, u64::from_le_bytes(*seq), cached != 0);
-        Some(Wanted { hash, seq, meta, place: place.to_vec(), cached, key, content })
+        let (hash, seq) = (*hash, u64::from_le_bytes(*seq));
+        let (cached, by_headers) = (cached & 1 != 0, cached & 2 != 0);
+        Some(Wanted { hash, seq, meta, place: place.to_vec(), cached, key, content, by_headers })
     }
 }
 
@@ -164,7 +167,7 @@ pub fn join(
             let d = planner.decide(Candidate { hash: Some(&w.hash), meta: &w.meta, size: 0, not_mail: None });
             // Joined under a target message's hash, it goes on with its own.
             if let Some(own) = w.content.take() {
-                w.hash = own;
+                (w.hash, w.by_headers) = (own, true);
             }
             let named = d.target().and_then(|i| held.get(i));
             let d = match (d, named) {
@@ -282,12 +285,13 @@ mod tests {
             cached: true,
             key: Some([5; 32]),
             content: None,
+            by_headers: true,
         };
         let mut b = Vec::new();
         w.write(&mut b);
         let r = Wanted::read(&b).unwrap();
         assert_eq!((r.hash, r.seq, &r.meta, &r.place, r.cached), (w.hash, w.seq, &m, &w.place, true));
-        assert_eq!((r.key, r.content), (w.key, None));
+        assert_eq!((r.key, r.content, r.by_headers), (w.key, None, true));
         let h = Held { hash: [4; 32], idx: 7, meta: m.clone(), entry: b"cur/x:2,S".to_vec(), key: None };
         let mut b = Vec::new();
         h.write(&mut b);
@@ -332,6 +336,7 @@ mod tests {
                     cached: false,
                     key: None,
                     content: None,
+                    by_headers: false,
                 })
                 .unwrap();
             }

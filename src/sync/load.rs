@@ -25,6 +25,8 @@ pub(super) struct Prepared<'a> {
     /// Its hash: not the source message's when headers matched them (`--identity headers`),
     /// and the target's cache must say what the target file holds.
     pub(super) held_hash: Option<Hash>,
+    /// Matched to its target message by headers, not bytes (`--identity headers`).
+    pub(super) by_headers: bool,
     /// Its place in the source order, when it is fed out of that order.
     pub(super) seq: Option<u64>,
     /// Its hash came from the source cache.
@@ -42,6 +44,7 @@ impl<'a> Prepared<'a> {
             place: None,
             held: None,
             held_hash: None,
+            by_headers: false,
             seq: None,
             cached: false,
             q: 0,

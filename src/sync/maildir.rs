@@ -447,9 +447,16 @@ impl<'t, 'a> FolderRun<'t, 'a> {
             };
             let meta = p.loaded.meta;
             let r = match (p.decision, p.hash) {
-                (Some(Decision::Copy), Some(hash)) => {
-                    wanted.push(Wanted { hash, seq, meta, place: bytes, cached: p.cached, key, content: None })
-                }
+                (Some(Decision::Copy), Some(hash)) => wanted.push(Wanted {
+                    hash,
+                    seq,
+                    meta,
+                    place: bytes,
+                    cached: p.cached,
+                    key,
+                    content: None,
+                    by_headers: false,
+                }),
                 (d, hash) => self.decided.push(Decided {
                     seq,
                     decision: d.unwrap_or(Decision::Copy),
@@ -458,6 +465,7 @@ impl<'t, 'a> FolderRun<'t, 'a> {
                     place: bytes,
                     held: None,
                     cached: p.cached,
+                    by_headers: false,
                     q: 0,
                 }),
             };
@@ -538,7 +546,7 @@ impl<'t, 'a> FolderRun<'t, 'a> {
                     bytes += if copy || !loaded.body.is_unread() { loaded.body.len() } else { 0 };
                     let mut p = Prepared::new(loaded, d.hash);
                     (p.decision, p.held, p.cached, p.seq, p.q) = (Some(d.decision), held, d.cached, Some(d.seq), d.q);
-                    p.held_hash = d.held.as_ref().map(|h| h.hash);
+                    (p.held_hash, p.by_headers) = (d.held.as_ref().map(|h| h.hash), d.by_headers);
                     chunk.push(p);
                 }
                 Err(e) => {
@@ -1282,7 +1290,7 @@ impl Books {
                 _ => Ok(()),
             };
             let seen = match &f {
-                Some(Fate::Copied { sha, .. } | Fate::Skipped { sha } | Fate::FlagsUpdated { sha, .. }) => {
+                Some(Fate::Copied { sha, .. } | Fate::Skipped { sha, .. } | Fate::FlagsUpdated { sha, .. }) => {
                     self.seen.push(*sha)
                 }
                 _ => Ok(()),

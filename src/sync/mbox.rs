@@ -400,12 +400,27 @@ pub(super) fn to_mbox(
         };
         let meta = p.loaded.meta;
         match (decision, p.hash) {
-            (Decision::Copy, Some(hash)) => {
-                wanted.push(Wanted { hash, seq, meta, place: bytes, cached: false, key, content: None })
-            }
-            (decision, hash) => {
-                decided.push(Decided { seq, decision, hash, meta, place: bytes, held: None, cached: false, q: 0 })
-            }
+            (Decision::Copy, Some(hash)) => wanted.push(Wanted {
+                hash,
+                seq,
+                meta,
+                place: bytes,
+                cached: false,
+                key,
+                content: None,
+                by_headers: false,
+            }),
+            (decision, hash) => decided.push(Decided {
+                seq,
+                decision,
+                hash,
+                meta,
+                place: bytes,
+                held: None,
+                cached: false,
+                by_headers: false,
+                q: 0,
+            }),
         }
         .map_err(err)
     })?;
@@ -651,8 +666,18 @@ impl Outcome for Joined<'_> {
             (_, Some(h)) => self.keywords.extend(h.meta.keywords.iter().map(str::to_string)),
             (_, None) => {}
         }
-        let Wanted { hash, seq, meta, place, cached, .. } = w;
-        self.decided.push(Decided { seq, decision, hash: Some(hash), meta, place, held: None, cached, q: 0 })
+        let Wanted { hash, seq, meta, place, cached, by_headers, .. } = w;
+        self.decided.push(Decided {
+            seq,
+            decision,
+            hash: Some(hash),
+            meta,
+            place,
+            held: None,
+            cached,
+            by_headers,
+            q: 0,
+        })
     }
 
     fn unmatched(&mut self, held: Held) -> std::io::Result<()> {
@@ -731,6 +756,7 @@ fn carry_out(
             }
         };
         let mut p = Prepared::new(loaded, d.hash);
+        p.by_headers = d.by_headers;
         let sha = d.hash.unwrap_or_default();
         let fate = match settled(d.decision, &p) {
             Some(f) => f,

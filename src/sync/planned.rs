@@ -103,6 +103,8 @@ pub(crate) struct Decided {
     pub(crate) held: Option<Held>,
     /// The hash came from the source cache.
     pub(crate) cached: bool,
+    /// Matched to its target message by headers, not bytes (`--identity headers`).
+    pub(crate) by_headers: bool,
     /// A copy's name gets `Q<q>` (when not 0): a copy of the message with the name it would
     /// have is there already.
     pub(crate) q: u32,
@@ -118,6 +120,7 @@ impl Decided {
             place: w.place,
             held: held.cloned(),
             cached: w.cached,
+            by_headers: w.by_headers,
             q: 0,
         }
     }
@@ -167,7 +170,7 @@ impl Spill for Decided {
         let (code, n) = decision_code(self.decision);
         out.push(code);
         put_u64(out, n);
-        out.push(u8::from(self.cached));
+        out.push(u8::from(self.cached) | u8::from(self.by_headers) << 1);
         match &self.hash {
             Some(h) => {
                 out.push(1);
@@ -207,7 +210,8 @@ impl Spill for Decided {
         }
         let (place, b) = take_bytes(b)?;
         let held = if b.is_empty() { None } else { Some(Held::read(b)?) };
-        Some(Decided { seq, decision, hash, meta, place: place.to_vec(), held, cached: cached != 0, q })
+        let (cached, by_headers) = (cached & 1 != 0, cached & 2 != 0);
+        Some(Decided { seq, decision, hash, meta, place: place.to_vec(), held, cached, by_headers, q })
     }
 }
 
@@ -266,8 +270,8 @@ mod tests {
         let mut place = Vec::new();
         places[0].encode(&mut place);
         let held = Held { hash: [5; 32], idx: 3, meta: meta.clone(), entry: place.clone(), key: Some([6; 32]) };
-        for (decision, held) in
-            [(Decision::UpdateDate(3), Some(held)), (Decision::Filtered(FilterReason::MaxAge), None)]
+        for (decision, held, by_headers) in
+            [(Decision::UpdateDate(3), Some(held), true), (Decision::Filtered(FilterReason::MaxAge), None, false)]
         {
             let d = Decided {
                 seq: 12,
@@ -277,6 +281,7 @@ mod tests {
                 place: place.clone(),
                 held,
                 cached: true,
+                by_headers,
                 q: 4,
             };
             let mut b = Vec::new();
