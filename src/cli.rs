@@ -879,7 +879,7 @@ pub fn run(opts: Opts) -> Result<Exit> {
                 None => &Discard,
             };
             let v = if s.kind == Kind::Cpanel || d.kind == Kind::Cpanel {
-                crate::cpanel::verify(&s, &d, &so, &(&a.cpanel).into())
+                crate::cpanel::verify(&s, &d, &so, &(&a.cpanel).into(), rec)
             } else {
                 crate::verify::verify_with(&s, &d, &so, rec)
             };
@@ -901,8 +901,18 @@ pub fn run(opts: Opts) -> Result<Exit> {
                 return Err(Error::Usage(format!("{}: does not exist", st.path.display())));
             }
             let ro = config::read_options(&(&a.read).into())?;
+            crate::interrupt::install_ending();
+            let progress = crate::progress::Progress::on_terminal("inspected");
+            let rec: &dyn Recorder = match &progress {
+                Some(p) => p,
+                None => &Discard,
+            };
             if st.kind == Kind::Cpanel {
-                let ins = crate::cpanel::inspect(&st, &ro, a.read.follow_symlinks, a.read.jobs)?;
+                let ins = crate::cpanel::inspect(&st, &ro, (a.read.follow_symlinks, a.read.jobs), rec);
+                if let Some(p) = &progress {
+                    p.finish();
+                }
+                let ins = ins?;
                 if a.json {
                     println!("{}", contract::line(contract::INSPECT, &ins)?);
                 } else {
@@ -910,12 +920,6 @@ pub fn run(opts: Opts) -> Result<Exit> {
                 }
                 return Ok(Exit::ok_if(ins.problems.is_empty()));
             }
-            crate::interrupt::install_ending();
-            let progress = crate::progress::Progress::on_terminal("inspected");
-            let rec: &dyn Recorder = match &progress {
-                Some(p) => p,
-                None => &Discard,
-            };
             let ins = crate::inspect::inspect_with(&st, &ro, a.read.follow_symlinks, a.read.jobs, rec);
             if let Some(p) = &progress {
                 p.finish();

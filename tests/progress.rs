@@ -113,3 +113,24 @@ fn a_second_ctrl_c_ends_the_run_with_the_line_cleared() {
         &screen[screen.len().saturating_sub(400)..]
     );
 }
+
+/// A cPanel account's `verify` and `inspect` draw the line too (every mailbox's folders).
+#[test]
+fn cpanel_verify_and_inspect_show_progress() {
+    if !script_available() {
+        return;
+    }
+    let env = TestEnv::new();
+    copy_store(&fixtures().join("cpanel"), &env.path("cp"));
+    restore_maildir_dirs(&env.path("cp"));
+    let etc = "--source-etc cp/etc --target-etc new-etc";
+    let r = env.run(format!("sync cpanel:cp/home/acct cpanel:new/acct {etc} --json").split(' ').collect::<Vec<_>>());
+    r.expect_code(0);
+    let screen = on_a_terminal(&env, &format!("verify cpanel:cp/home/acct cpanel:new/acct {etc}"));
+    // Each mailbox adds its folders to the count, drawn as they come.
+    assert!(screen.contains("verified folders ") && screen.contains(" messages | "), "{screen:?}");
+    assert!(cleared_after_the_last_line(&screen, "verified"), "{screen:?}");
+    let screen = on_a_terminal(&env, "inspect cpanel:cp/home/acct");
+    assert!(screen.contains("inspected folders ") && screen.contains(" messages | "), "{screen:?}");
+    assert!(cleared_after_the_last_line(&screen, "inspected"), "{screen:?}");
+}

@@ -519,9 +519,15 @@ fn import_one(
     Ok(finish(s, started, opts.dry_run))
 }
 
-/// `verify cpanel:A cpanel:B`: every mailbox as `verify` compares Maildirs, then every
-/// metadata file the same sync would write, each difference listed.
-pub fn verify(src: &Store, dst: &Store, opts: &SyncOptions, cp: &CpanelOptions) -> Result<Verification> {
+/// `verify cpanel:A cpanel:B`: every mailbox as `verify` compares Maildirs (telling `rec` how
+/// far it is), then every metadata file the same sync would write, each difference listed.
+pub fn verify(
+    src: &Store,
+    dst: &Store,
+    opts: &SyncOptions,
+    cp: &CpanelOptions,
+    rec: &dyn Recorder,
+) -> Result<Verification> {
     if src.kind != Kind::Cpanel || dst.kind != Kind::Cpanel {
         return Err(Error::Usage("verify of a cPanel account needs cpanel: on both sides".into()));
     }
@@ -544,7 +550,7 @@ pub fn verify(src: &Store, dst: &Store, opts: &SyncOptions, cp: &CpanelOptions) 
             continue;
         }
         let target = Store { kind: Kind::Maildir, path: tpath, explicit: true };
-        match crate::verify::verify(&b.store(), &target, &box_options(b, &acc, opts)?) {
+        match crate::verify::verify_with(&b.store(), &target, &box_options(b, &acc, opts)?, rec) {
             Ok(mut mv) => {
                 if b.address.is_some() {
                     for d in &mut mv.differences {
@@ -700,8 +706,14 @@ fn account_inspection(
     }
 }
 
-/// `inspect cpanel:HOME`, read-only. mdbox mailboxes are listed as problems (not read).
-pub fn inspect(st: &Store, ropts: &ReadOptions, follow_symlinks: bool, jobs: usize) -> Result<AccountInspection> {
+/// `inspect cpanel:HOME`, read-only, telling `rec` how far it is. mdbox mailboxes are listed as
+/// problems (not read).
+pub fn inspect(
+    st: &Store,
+    ropts: &ReadOptions,
+    (follow_symlinks, jobs): (bool, usize),
+    rec: &dyn Recorder,
+) -> Result<AccountInspection> {
     if st.path.is_file() {
         return inspect_archive(st);
     }
@@ -718,7 +730,7 @@ pub fn inspect(st: &Store, ropts: &ReadOptions, follow_symlinks: bool, jobs: usi
     let mut mailboxes = Vec::new();
     let fs = tree::Fs::new(&acc.home);
     for b in &acc.mailboxes {
-        let ins = crate::inspect::inspect(&b.store(), ropts, follow_symlinks, jobs)?;
+        let ins = crate::inspect::inspect_with(&b.store(), ropts, follow_symlinks, jobs, rec)?;
         // The default account's reader also walks the domain directories; what it finds
         // there belongs to those mailboxes, which are inspected on their own.
         let in_domain_dir = |p: &Problem| {
