@@ -63,20 +63,16 @@ fn on_a_terminal_the_progress_line_says_where_the_run_is_then_goes() {
     assert!(!piped.stderr.contains("folders 0/") && !piped.stderr.contains("synced folders"), "{}", piped.stderr);
 }
 
-#[test]
-fn a_second_ctrl_c_ends_the_run_with_the_line_cleared() {
-    if !script_available() {
-        return;
-    }
-    let env = TestEnv::new();
-    maildir(&env, 50);
-    // The target mbox's dotlock is held (by this live process): the run waits for it with its
-    // progress line on screen, where only a second Ctrl-C ends it, at once.
+/// A run of `sync maildir:src mbox:out.mbox` on a terminal, waiting for the target's dotlock
+/// (held by this live process) with its progress line on screen: the `script` child, the
+/// run's pid and the file the terminal is written to.
+fn waiting_at_a_dotlock(env: &TestEnv) -> (std::process::Child, nix::unistd::Pid, std::path::PathBuf) {
+    maildir(env, 50);
     let host = nix::unistd::gethostname().unwrap().into_string().unwrap();
     env.write("out.mbox.lock", format!("{}:{host}", std::process::id()).as_bytes());
     let log = env.path("screen");
     let bin = assert_cmd::cargo::cargo_bin("mailmover");
-    let mut child = Command::new("script")
+    let child = Command::new("script")
         .args(["-qfec", &format!("{} sync maildir:src mbox:out.mbox", bin.display()), log.to_str().unwrap()])
         .current_dir(env.root())
         .stdout(std::process::Stdio::null())
@@ -100,13 +96,45 @@ fn a_second_ctrl_c_ends_the_run_with_the_line_cleared() {
                 && std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|d| d == env.root())
         })
         .expect("the run's pid");
-    let int = || nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGINT).unwrap();
-    int();
-    std::thread::sleep(Duration::from_millis(300));
-    int();
+    (child, nix::unistd::Pid::from_raw(pid), log)
+}
+
+/// The first Ctrl-C ends a wait for a lock at once (not when the wait would have given up):
+/// the run stops, says so, leaves the lock and writes nothing.
+#[test]
+fn a_first_ctrl_c_ends_a_lock_wait() {
+    if !script_available() {
+        return;
+    }
+    let env = TestEnv::new();
+    let (mut child, pid, log) = waiting_at_a_dotlock(&env);
+    let t0 = Instant::now();
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    child.wait().unwrap();
+    assert!(t0.elapsed() < Duration::from_secs(5), "ended {:?} after the Ctrl-C", t0.elapsed());
+    let screen = std::fs::read_to_string(&log).unwrap();
+    assert!(screen.contains("Sync interrupted by SIGINT"), "{screen:?}");
+    assert!(cleared_after_the_last_line(&screen, "synced"), "the progress line stayed: {screen:?}");
+    assert!(env.path("out.mbox.lock").is_file() && !env.path("out.mbox").exists());
+}
+
+/// A second signal ends the run at once, the progress line cleared first. Both arrive before
+/// the run can stop by itself: it is stopped while they are sent.
+#[test]
+fn a_second_signal_ends_the_run_with_the_line_cleared() {
+    if !script_available() {
+        return;
+    }
+    use nix::sys::signal::{Signal, kill};
+    let env = TestEnv::new();
+    let (mut child, pid, log) = waiting_at_a_dotlock(&env);
+    kill(pid, Signal::SIGSTOP).unwrap();
+    kill(pid, Signal::SIGINT).unwrap();
+    kill(pid, Signal::SIGTERM).unwrap();
+    kill(pid, Signal::SIGCONT).unwrap();
     child.wait().unwrap();
     let screen = std::fs::read_to_string(&log).unwrap();
-    assert!(!screen.contains("Sync interrupted"), "the second Ctrl-C ended it at once: {screen:?}");
+    assert!(!screen.contains("Sync interrupted"), "the second signal ended it at once: {screen:?}");
     assert!(
         cleared_after_the_last_line(&screen, "synced"),
         "the progress line stayed: {:?}",

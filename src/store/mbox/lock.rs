@@ -65,6 +65,10 @@ pub fn read_lock(f: &File, wait: Duration) -> std::result::Result<(), String> {
     loop {
         match try_fcntl(f, Fcntl::Read) {
             Ok(true) => return Ok(()),
+            // A Ctrl-C ends the wait; the run stops at its next safe point.
+            Ok(false) if crate::interrupt::requested().is_some() => {
+                return Err("interrupted while waiting for another program's write lock; read without a lock".into());
+            }
             Ok(false) if t0.elapsed() < wait => std::thread::sleep(pause()),
             Ok(false) => {
                 return Err(format!(
@@ -149,6 +153,10 @@ impl<'d> WriteLock<'d> {
                     dir.path.join(name),
                     format!("could not lock the mbox within {} s ({holder}); not written", wait.as_secs()),
                 ));
+            }
+            // A Ctrl-C ends the wait at once, not after it: nothing is written yet.
+            if let Some(sig) = crate::interrupt::requested() {
+                return Err(Error::Interrupted(sig));
             }
             std::thread::sleep(pause());
         }
