@@ -808,6 +808,15 @@ impl Recorder for PlanPrinter {
                 format!("would delete from {}: {} ({size} bytes)", folder.as_str(), target.display())
             }
             Event::Folder { folder, path } => format!("would make folder {}: {}", folder.as_str(), path.display()),
+            Event::MetadataGone { path, what, removed: true } => {
+                format!("would remove metadata {what} from {} (gone from the source)", path.display())
+            }
+            Event::MetadataGone { path, what, removed: false } => {
+                format!(
+                    "would keep metadata {what} in {}: gone from the source (--delete would remove it)",
+                    path.display()
+                )
+            }
             _ => return,
         };
         {
