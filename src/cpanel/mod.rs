@@ -1187,6 +1187,26 @@ mod tests {
     use super::*;
     use output::{Body, Planned, Root};
 
+    /// A base names files by where they go; a file the source no longer has is touched only
+    /// where the account's own run writes: below its home, and its domains' routing files.
+    #[test]
+    fn a_base_names_only_the_accounts_own_files() {
+        let doms = ["new.example".to_string()];
+        let rel = |s: &str| s.split('/').map(String::from).collect::<Vec<_>>();
+        assert!(ours(Root::Home, &rel(".autorespond/a@new.example"), "file", &doms));
+        assert!(ours(Root::Etc, &rel("valiases/new.example"), "aliases", &doms));
+        assert!(ours(Root::Etc, &rel("vfilters/new.example"), "exim filter", &doms));
+        for (r, kind) in [
+            ("valiases/other.example", "aliases"),
+            ("vfilters/new.example", "aliases"),
+            ("passwd", "passwd"),
+            ("valiases/new.example/x", "aliases"),
+            ("shadow/new.example", "file"),
+        ] {
+            assert!(!ours(Root::Etc, &rel(r), kind, &doms), "{r} {kind}");
+        }
+    }
+
     /// The target home opened at the start, then swapped for a link to another home: its
     /// mailboxes, its lock and its metadata files are reached from the opened one.
     #[test]

@@ -317,8 +317,10 @@ impl Output<'_> {
             }
         };
         if let Some(m) = &merged {
-            warnings.extend(m.conflicts.iter().map(|c| conflict(&format!("{label} {c}"))));
-            errors.extend(m.unresolved.iter().map(|c| conflict(&format!("{label} {c}"))));
+            // A line's conflict is named by its key alone, as it always was.
+            let prefix = if label == "rule" { "rule " } else { "" };
+            warnings.extend(m.conflicts.iter().map(|c| conflict(&format!("{prefix}{c}"))));
+            errors.extend(m.unresolved.iter().map(|c| conflict(&format!("{prefix}{c}"))));
             for k in &m.gone {
                 self.gone(path, format!("{label} {k:?}"), false);
             }
