@@ -337,6 +337,10 @@ impl Recorder for AuditLog {
             Event::Metadata { path, from, bytes } => {
                 json!({"type": "metadata", "path": path.display().to_string(), "from": from.display().to_string(), "size": bytes})
             }
+            Event::MetadataGone { path, what, removed: true } => {
+                json!({"type": "metadata_removed", "path": path.display().to_string(), "what": what})
+            }
+            Event::MetadataGone { removed: false, .. } => return,
             Event::Error { folder, problem } => {
                 let (path, escaped) = crate::error::json_path(&problem.path);
                 let mut r = json!({"type": "error", "folder": folder.as_str(), "path": path, "offset": problem.offset, "reason": problem.reason});

@@ -153,6 +153,8 @@ pub struct SyncFlags {
     pub dry_run: bool,
     /// Remove from the target the copies an earlier run made from this source whose source
     /// message is gone (per mapped folder); mail that reached the target otherwise is kept.
+    /// cPanel: also the account files' lines, rules and files an earlier run synced that the
+    /// source removed since, where the target still has them as synced.
     #[arg(long)]
     pub delete: bool,
     /// Strict sync: remove from the target every message the source does not have (per mapped
@@ -283,7 +285,10 @@ pub struct CpanelArgs {
     /// Move only this address's mailbox and its metadata lines.
     #[arg(long, value_name = "ADDR")]
     pub mailbox: Option<String>,
-    /// Let the source's metadata lines win over the target's for the same key.
+    /// Let the source's metadata lines win over the target's for the same key. On a catch-up
+    /// run a line, filter rule or file changed on both sides since the last sync is a conflict
+    /// (an error, exit 1, the target's kept) unless this takes the source's; one changed on one
+    /// side only takes that side's either way.
     #[arg(long)]
     pub overwrite_metadata: bool,
     /// The home directory the account will have on its server when the target is staged
@@ -624,6 +629,9 @@ The record of the copies made into a Maildir folder from its source: what \fB\-\
 \fBmailmover\-options.lock\fR, \fB.mailmover\-options.lock\fR, \fB.\fR\fINAME\fR\fB.mailmover\-options.lock\fR
 The options of the last sync into the target that decide what goes where (folder mapping, layout, mbox zone, cPanel renames): \fBverify\fR given none uses them.
 .TP
+\fB.mailmover\-metadata\fR
+In a cPanel home: the base of the next catch\-up run, a SHA\-256 of each line, filter rule and file of the account's files as the source had them at the last sync (mode 0600). A line changed at the source only is taken, one changed on both sides is a conflict (exit 1), one the source removed goes with \fB\-\-delete\fR. Without it, a difference is a warning and the target's stays.
+.TP
 \fB.\fR\fINAME\fR\fB.mailmover\-append.lock\fR, \fB.\fR\fINAME\fR\fB.mailmover\-append\-data.lock\fR
 The journal of messages appended to the mbox \fINAME\fR, and the messages staged for it: the next run takes back what a killed run left half\-appended.
 .TP
@@ -829,6 +837,15 @@ impl Recorder for PlanPrinter {
                 format!("would delete from {}: {} ({size} bytes)", folder.as_str(), target.display())
             }
             Event::Folder { folder, path } => format!("would make folder {}: {}", folder.as_str(), path.display()),
+            Event::MetadataGone { path, what, removed: true } => {
+                format!("would remove metadata {what} from {} (gone from the source)", path.display())
+            }
+            Event::MetadataGone { path, what, removed: false } => {
+                format!(
+                    "would keep metadata {what} in {}: gone from the source (--delete would remove it)",
+                    path.display()
+                )
+            }
             _ => return,
         };
         {

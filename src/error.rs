@@ -127,6 +127,10 @@ pub enum Kind {
     Interrupted,
     /// The command line or configuration is wrong.
     Usage,
+    /// An account file's line, rule or file that the source and the target both have,
+    /// different (cPanel metadata): a warning when nobody knows which changed, an error when
+    /// both changed since the last sync.
+    Conflict,
 }
 
 /// One thing that went wrong, as listed in reports: the path, the reason, its [`Kind`] and,

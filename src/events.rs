@@ -56,6 +56,13 @@ pub enum Event {
         from: PathBuf,
         bytes: u64,
     },
+    /// Something of an account file (a line, a filter rule, the file) that the source no
+    /// longer has: removed from the target (`--delete`), or kept.
+    MetadataGone {
+        path: PathBuf,
+        what: String,
+        removed: bool,
+    },
     /// The run has this many folders to go through.
     Folders {
         total: u64,

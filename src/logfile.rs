@@ -139,6 +139,12 @@ impl Recorder for LogFile {
             Event::Metadata { path, from, bytes } => {
                 format!("{would}write metadata {} ({bytes} bytes, from {})", path.display(), from.display())
             }
+            Event::MetadataGone { path, what, removed: true } => {
+                format!("{would}remove metadata {what} from {} (gone from the source)", path.display())
+            }
+            Event::MetadataGone { path, what, removed: false } => {
+                format!("keep metadata {what} in {}: gone from the source (--delete would remove it)", path.display())
+            }
             Event::Plan(l) if self.dry_run => format!("plan {l}"),
             // Errors go in with the summary, all of them (see `finish`).
             Event::Plan(_)

@@ -241,6 +241,7 @@ impl Recorder for Manifest {
             | Event::Delete { .. }
             | Event::Error { .. }
             | Event::Metadata { .. }
+            | Event::MetadataGone { .. }
             | Event::Discovered { .. }
             | Event::Folder { .. }
             | Event::Folders { .. }

@@ -1117,3 +1117,217 @@ fn passwd_lines_get_the_target_accounts_ids() {
     let v = a.env.run(["verify", &format!("cpanel:{}", a.src.display()), &format!("cpanel:{}", home.display())]);
     v.expect_code(0);
 }
+
+/// Replaces `from` by `to` in the file at `p` (which must hold it).
+fn edit(p: &Path, from: &str, to: &str) {
+    let t = read(p);
+    assert!(t.contains(from), "{}: no {from:?} in {t}", p.display());
+    std::fs::write(p, t.replacen(from, to, 1)).unwrap();
+}
+
+/// The problems of a `--json` report's `key` (`errors`, `warnings`) whose kind is `conflict`,
+/// as `path: reason`.
+fn conflicts(r: &Run, key: &str) -> Vec<String> {
+    let j = r.json();
+    j[key]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["kind"] == "conflict")
+        .map(|p| format!("{}: {}", p["path"].as_str().unwrap(), p["reason"].as_str().unwrap()))
+        .collect()
+}
+
+const TEAM: &str = "team@example.com: info@example.com, bob@example.org, far@elsewhere.example";
+const INVOICES: &str = "deliver \"sales@example.com\"";
+
+/// Issue 21, item 6: on a catch-up run, a forwarder, filter rule or file changed on one side
+/// only since the last sync takes that side's, quietly; the base the sync keeps is the
+/// target's own (mode 0600, no password hash in it) and `verify` does not see it.
+#[test]
+fn catch_up_takes_what_changed_on_one_side_issue_21() {
+    let a = Account::new();
+    let (home, etc) = a.dst("catch");
+    a.sync(&home, &etc, &[]).expect_code(0);
+    let base = home.join(".mailmover-metadata");
+    let md = std::fs::symlink_metadata(&base).unwrap();
+    assert!(md.is_file() && md.mode() & 0o777 == 0o600, "{:o}", md.mode());
+    assert!(!read(&base).contains("$6$") && !read(&base).contains(":x:1500"), "the base holds text: {}", read(&base));
+    // The old server changes a forwarder, a filter rule and an autoresponder's settings; the new
+    // one another forwarder and its passwd.
+    edit(&a.src_etc.join("valiases/example.com"), TEAM, "team@example.com: info@example.com");
+    edit(&a.src_etc.join("vfilters/example.com"), INVOICES, "deliver \"info@example.com\"");
+    edit(&a.src.join(".autorespond/info@example.com.json"), "24", "48");
+    edit(&etc.join("valiases/example.com"), "spam@example.com: :blackhole:", "spam@example.com: :fail: no");
+    let pw = home.join("etc/example.com/passwd");
+    edit(&pw, &format!(":{}\n", home.display()), &format!(":{}/x\n", home.display()));
+    let r = a.sync(&home, &etc, &[]);
+    r.expect_code(0);
+    assert!(conflicts(&r, "warnings").is_empty() && conflicts(&r, "errors").is_empty(), "{}", r.stdout);
+    let va = read(&etc.join("valiases/example.com"));
+    assert!(va.contains("team@example.com: info@example.com\n") && !va.contains("far@elsewhere"), "{va}");
+    assert!(va.contains("spam@example.com: :fail: no\n"), "the target's change kept: {va}");
+    assert!(read(&etc.join("vfilters/example.com")).contains("deliver \"info@example.com\""));
+    assert!(read(&home.join(".autorespond/info@example.com.json")).contains("48"));
+    assert!(read(&pw).contains(&format!(":{}/x\n", home.display())), "{}", read(&pw));
+    // A target line removed since, the source's unchanged: not put back.
+    edit(&etc.join("valiases/example.com"), "old@example.com: :fail: No such person at this address\n", "");
+    a.sync(&home, &etc, &[]).expect_code(0);
+    assert!(!read(&etc.join("valiases/example.com")).contains("old@example.com"));
+    let s = format!("cpanel:{}", a.src.display());
+    let d = format!("cpanel:{}", home.display());
+    let v = a.env.run([
+        "verify",
+        &s,
+        &d,
+        "--json",
+        "--source-etc",
+        a.src_etc.to_str().unwrap(),
+        "--target-etc",
+        etc.to_str().unwrap(),
+    ]);
+    assert!(!v.stdout.contains(".mailmover-metadata"), "{}", v.stdout);
+}
+
+/// Issue 21, item 6: a forwarder, a filter rule and a file changed on both sides since the
+/// last sync are conflicts that make the run incomplete (exit 1, each an error of kind
+/// `conflict`, in the log too), the target's kept, and again on the next run, until
+/// `--overwrite-metadata` takes the source's (warnings, exit 0).
+#[test]
+fn catch_up_conflicts_fail_the_run_until_overwrite_issue_21() {
+    let a = Account::new();
+    let (home, etc) = a.dst("both");
+    a.sync(&home, &etc, &[]).expect_code(0);
+    let (va, vf, ar) = (
+        etc.join("valiases/example.com"),
+        etc.join("vfilters/example.com"),
+        home.join(".autorespond/info@example.com.json"),
+    );
+    edit(&a.src_etc.join("valiases/example.com"), TEAM, "team@example.com: source@example.com");
+    edit(&va, TEAM, "team@example.com: target@example.com");
+    edit(&a.src_etc.join("vfilters/example.com"), INVOICES, "deliver \"source@example.com\"");
+    edit(&vf, INVOICES, "deliver \"target@example.com\"");
+    edit(&a.src.join(".autorespond/info@example.com.json"), "24", "48");
+    edit(&ar, "24", "12");
+    let log = a.env.path("both.log");
+    for _ in 0..2 {
+        let r = a.sync(&home, &etc, &["--log-file", log.to_str().unwrap()]);
+        r.expect_code(1);
+        let errors = conflicts(&r, "errors");
+        assert_eq!(errors.len(), 3, "{errors:#?}");
+        let named = |path: &Path, what: &str| {
+            errors.iter().any(|e| e.starts_with(&format!("{}: conflict: ", path.display())) && e.contains(what))
+        };
+        assert!(named(&va, "team@example.com: changed on both sides since the last sync"), "{errors:#?}");
+        assert!(named(&vf, "rule #invoices: changed on both sides"), "{errors:#?}");
+        assert!(named(&ar, "changed on both sides"), "{errors:#?}");
+        assert!(errors.iter().all(|e| e.contains("kept the target's")), "{errors:#?}");
+        assert!(read(&va).contains("team@example.com: target@example.com\n"));
+        assert!(read(&vf).contains("target@example.com") && read(&ar).contains("12"));
+        assert_eq!(r.json()["complete"], false);
+    }
+    let text = read(&log);
+    assert!(
+        text.contains("changed on both sides") && text.contains("end NOT complete: 3 problem(s); exit 1"),
+        "{text}"
+    );
+    let r = a.sync(&home, &etc, &["--overwrite-metadata"]);
+    r.expect_code(0);
+    assert_eq!(conflicts(&r, "warnings").len(), 3, "{}", r.stdout);
+    assert!(read(&va).contains("team@example.com: source@example.com\n"));
+    assert!(read(&vf).contains("source@example.com") && read(&ar).contains("48"));
+    let r = a.sync(&home, &etc, &[]);
+    r.expect_code(0);
+    assert!(conflicts(&r, "warnings").is_empty(), "{}", r.stdout);
+}
+
+/// Issue 21, item 6: a forwarder and a file removed at the source since the last sync stay
+/// without `--delete` (the dry run and the log say `--delete` would remove them) and go with
+/// it; a forwarder the target changed meanwhile is a conflict instead.
+#[test]
+fn removed_at_the_source_goes_with_delete_issue_21() {
+    let a = Account::new();
+    let (home, etc) = a.dst("gone");
+    a.sync(&home, &etc, &[]).expect_code(0);
+    let va = etc.join("valiases/example.com");
+    let json = home.join(".autorespond/info@example.com.json");
+    edit(&a.src_etc.join("valiases/example.com"), "old@example.com: :fail: No such person at this address\n", "");
+    edit(&a.src_etc.join("valiases/example.com"), "spam@example.com: :blackhole:\n", "");
+    edit(&va, "spam@example.com: :blackhole:", "spam@example.com: :fail: kept");
+    std::fs::remove_file(a.src.join(".autorespond/info@example.com.json")).unwrap();
+    let log = a.env.path("gone.log");
+    let r = a.sync(&home, &etc, &["--log-file", log.to_str().unwrap()]);
+    r.expect_code(0);
+    assert!(read(&va).contains("old@example.com:") && json.is_file());
+    let text = read(&log);
+    assert!(
+        text.contains(&format!(
+            "keep metadata line \"old@example.com\" in {}: gone from the source (--delete would remove it)",
+            va.display()
+        )),
+        "{text}"
+    );
+    assert!(text.contains(&format!("keep metadata file in {}", json.display())), "{text}");
+    let r = a.sync(&home, &etc, &["--delete", "--dry-run"]);
+    r.expect_code(1);
+    assert!(
+        r.stderr.contains(&format!(
+            "would remove metadata line \"old@example.com\" from {} (gone from the source)",
+            va.display()
+        )),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains(&format!("would remove metadata file from {}", json.display())), "{}", r.stderr);
+    assert!(read(&va).contains("old@example.com:") && json.is_file(), "a dry run removed");
+    let r = a.sync(&home, &etc, &["--delete"]);
+    r.expect_code(1);
+    let errors = conflicts(&r, "errors");
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert!(errors[0].contains("spam@example.com: removed at the source and changed in the target"), "{errors:#?}");
+    assert!(!read(&va).contains("old@example.com:") && !json.exists());
+    assert!(read(&va).contains("spam@example.com: :fail: kept") && read(&va).contains("team@example.com:"));
+    a.sync(&home, &etc, &["--delete", "--overwrite-metadata"]).expect_code(0);
+    assert!(!read(&va).contains("spam@example.com"));
+}
+
+/// A dry run reads the base but writes none, first run or catch-up.
+#[test]
+fn a_dry_run_writes_no_base_issue_21() {
+    let a = Account::new();
+    let (home, etc) = a.dst("dry");
+    let base = home.join(".mailmover-metadata");
+    a.sync(&home, &etc, &["--dry-run"]).expect_code(0);
+    assert!(!base.exists());
+    a.sync(&home, &etc, &[]).expect_code(0);
+    let before = std::fs::read(&base).unwrap();
+    edit(&a.src_etc.join("valiases/example.com"), TEAM, "team@example.com: info@example.com");
+    let r = a.sync(&home, &etc, &["--dry-run"]);
+    r.expect_code(0);
+    assert!(r.stderr.contains("valiases/example.com: write"), "{}", r.stderr);
+    assert_eq!(std::fs::read(&base).unwrap(), before);
+    assert!(read(&etc.join("valiases/example.com")).contains(TEAM));
+}
+
+/// A link planted where the base goes is refused (an error naming it), neither followed nor
+/// replaced; the account files are still written, merged as on a first run.
+#[test]
+fn a_link_planted_at_the_base_is_refused_issue_21() {
+    let a = Account::new();
+    let (home, etc) = a.dst("link");
+    let elsewhere = a.env.write("elsewhere/base", b"{\"schema\":\"mailmover.metadata-base/1\",\"files\":{}}");
+    let base = home.join(".mailmover-metadata");
+    std::os::unix::fs::symlink(&elsewhere, &base).unwrap();
+    let r = a.sync(&home, &etc, &[]);
+    r.expect_code(1);
+    let j = r.json();
+    let refused = j["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["kind"] == "refused" && e["path"].as_str() == Some(base.to_str().unwrap()));
+    assert!(refused, "{}", r.stdout);
+    assert!(std::fs::symlink_metadata(&base).unwrap().file_type().is_symlink());
+    assert_eq!(read(&elsewhere), "{\"schema\":\"mailmover.metadata-base/1\",\"files\":{}}");
+    assert!(home.join("etc/example.com/passwd").is_file() && etc.join("valiases/example.com").is_file());
+}

@@ -57,6 +57,9 @@ type Grouped = (Vec<KLine>, Vec<(String, String)>);
 pub struct Plan {
     pub files: Vec<Planned>,
     pub warnings: Vec<Problem>,
+    /// Some account file of the source (or a directory of them) could not be read: what is
+    /// not planned may still be there.
+    pub unread: bool,
 }
 
 fn read_text(tree: &dyn Tree, path: &Path, plan: &mut Plan) -> Option<String> {
@@ -68,6 +71,7 @@ fn read_text(tree: &dyn Tree, path: &Path, plan: &mut Plan) -> Option<String> {
         Err(e) => {
             if tree.exists(path) {
                 plan.warnings.push(e.problem());
+                plan.unread = true;
             }
             None
         }
@@ -115,6 +119,7 @@ fn linked_dirs(acc: &Account, cx: &Cx<'_>, plan: &mut Plan) {
     found.extend(linked(&acc.home.join("etc"), &mut acc.domains.iter().map(String::as_str)));
     for p in found {
         plan.warnings.push(Problem::refused(&p, "symlink not followed; the account files in it are not copied"));
+        plan.unread = true;
     }
 }
 
@@ -247,7 +252,10 @@ fn copy_bytes(tree: &dyn Tree, from: &Path, rel: Vec<String>, dir_modes: Vec<u32
             from: from.to_path_buf(),
             rewrites: Vec::new(),
         }),
-        Err(e) => plan.warnings.push(e.problem()),
+        Err(e) => {
+            plan.warnings.push(e.problem());
+            plan.unread = true;
+        }
     }
 }
 
@@ -259,6 +267,7 @@ fn autoresponders(acc: &Account, cx: &Cx<'_>, plan: &mut Plan) {
         let path = dir.join(&name);
         if kind == FileKind::Symlink {
             plan.warnings.push(Problem::refused(&path, "symlink not followed (use --follow-symlinks)"));
+            plan.unread = true;
             continue;
         }
         if kind != FileKind::File {
@@ -327,6 +336,7 @@ fn spam(acc: &Account, cx: &Cx<'_>, plan: &mut Plan) {
         if kind != FileKind::File {
             if kind == FileKind::Symlink {
                 plan.warnings.push(Problem::refused(&path, "symlink not followed (use --follow-symlinks)"));
+                plan.unread = true;
             }
             continue;
         }
@@ -382,10 +392,15 @@ fn webmail(acc: &Account, cx: &Cx<'_>, plan: &mut Plan) {
                         let modes = vec![0o700; r.len().saturating_sub(1)];
                         copy_bytes(cx.tree, &path, r, modes, 0o600, plan);
                     }
-                    FileKind::Symlink => {
-                        plan.warnings.push(Problem::refused(&path, "symlink not followed (use --follow-symlinks)"))
+                    FileKind::Symlink | FileKind::Other => {
+                        let why = if kind == FileKind::Symlink {
+                            "symlink not followed (use --follow-symlinks)"
+                        } else {
+                            "not a regular file; not copied"
+                        };
+                        plan.warnings.push(Problem::refused(&path, why));
+                        plan.unread = true;
                     }
-                    FileKind::Other => plan.warnings.push(Problem::refused(&path, "not a regular file; not copied")),
                 }
             }
         }

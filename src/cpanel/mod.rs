@@ -14,6 +14,7 @@
 
 pub mod account;
 pub mod archive;
+pub mod base;
 pub mod filter;
 pub mod lines;
 pub mod maildirsize;
@@ -580,7 +581,9 @@ pub fn verify(
     Ok(v)
 }
 
-/// Writes (or, in a dry run, prints) the metadata files the source account maps to.
+/// Writes (or, in a dry run, prints) the metadata files the source account maps to, each
+/// decided against the base the last sync left in the target home, and then records the new
+/// base (not in a dry run).
 #[allow(clippy::too_many_arguments)]
 fn apply_metadata(
     acc: &Account,
@@ -596,6 +599,17 @@ fn apply_metadata(
 ) {
     let plan = metadata::plan(acc, cx);
     total.warnings.extend(plan.warnings);
+    // A --mailbox run plans only some lines of each file: measured against a whole base, the
+    // others would look removed at the source. It neither goes by the base nor records one.
+    let loaded = match (&home, cx.selected.is_none()) {
+        (Some(h), true) => base::read(h),
+        _ => base::Loaded { bases: None, problem: None, writable: false },
+    };
+    match loaded.problem {
+        Some(p) if p.kind == crate::error::Kind::Malformed => total.warnings.push(p),
+        Some(p) => total.errors.push(p),
+        None => {}
+    }
     let out = Output {
         home: dst_home.to_path_buf(),
         home_dir: home,
@@ -605,10 +619,87 @@ fn apply_metadata(
         root_run,
         dry_run: opts.dry_run,
         winner: if cp.overwrite_metadata { Winner::Source } else { Winner::Target },
+        delete: opts.deletion != crate::deletion::Deletion::Off,
         rec,
     };
+    let old = loaded.bases.as_ref();
+    let mut planned: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
     for p in &plan.files {
-        out.apply(p, &mut total.errors, &mut total.warnings);
+        *planned.entry(base::id(p)).or_default() += 1;
+    }
+    let mut new = base::Bases::new();
+    for p in &plan.files {
+        let id = base::id(p);
+        // A file two source files map onto (two domains renamed onto one) has no one source
+        // to compare with: merged two-way, as before there was a base.
+        let alone = planned.get(&id) == Some(&1);
+        let fb = old.and_then(|o| o.get(&id)).filter(|f| alone && f.kind == p.body.kind());
+        let got = out.apply(p, fb.map(|f| &f.keys), &mut total.errors, &mut total.warnings);
+        let Some(keys) = got.or_else(|| fb.map(|f| f.keys.clone())).filter(|k| alone && !k.is_empty()) else {
+            continue;
+        };
+        new.insert(id, base::FileBase { kind: p.body.kind(), from: p.from.display().to_string(), keys });
+    }
+    // Files the last sync wrote that the source no longer has. Not when the source could not
+    // be read whole (a file unread looks removed), nor when it has no account file at all (a
+    // wrong --source-etc or an unmounted home looks the same).
+    let whole_source = !plan.unread && !plan.files.is_empty();
+    let domains: Vec<String> = acc.domains.iter().map(|d| cx.mapping.domain(d)).collect();
+    for (id, fb) in old.into_iter().flatten().filter(|(id, _)| !planned.contains_key(*id)) {
+        let gone = base::place(id)
+            .filter(|(root, rel)| ours(*root, rel, &fb.kind, &domains))
+            .zip(output::Body::empty(&fb.kind))
+            .filter(|_| whole_source);
+        let keys = match gone {
+            Some(((root, rel), body)) => {
+                let p = output::Planned {
+                    root,
+                    rel,
+                    dir_modes: Vec::new(),
+                    mode: 0o600,
+                    group_mail: false,
+                    body,
+                    from: PathBuf::from(&fb.from),
+                    rewrites: Vec::new(),
+                };
+                out.apply_gone(&p, &fb.keys, &mut total.errors, &mut total.warnings).unwrap_or_else(|| fb.keys.clone())
+            }
+            None => fb.keys.clone(),
+        };
+        if !keys.is_empty() {
+            new.insert(id.clone(), base::FileBase { keys, ..fb.clone() });
+        }
+    }
+    let changed = match old {
+        Some(o) => *o != new,
+        None => !new.is_empty(),
+    };
+    if changed
+        && !opts.dry_run
+        && loaded.writable
+        && let Some(h) = &out.home_dir
+        && let Err(e) = base::write(h, &new, owner, opts.durable)
+    {
+        total.errors.push(e.problem());
+    }
+}
+
+/// Whether a file the base names is one this account's run may write: anything below its
+/// home (the account's own), and below the target's `etc` only the routing files of its
+/// domains as the run maps them. The base is in the account's home, writable by its owner:
+/// it must not name another account's forwarders, nor `/etc/passwd`.
+fn ours(root: output::Root, rel: &[String], kind: &str, domains: &[String]) -> bool {
+    match (root, rel) {
+        (output::Root::Home, _) => true,
+        (output::Root::Etc, [dir, domain]) => {
+            let want = match dir.as_str() {
+                "valiases" | "vdomainaliases" => "aliases",
+                "vfilters" => "exim filter",
+                _ => return false,
+            };
+            kind == want && domains.contains(domain)
+        }
+        (output::Root::Etc, _) => false,
     }
 }
 
@@ -625,6 +716,7 @@ fn compare_metadata(acc: &Account, cx: &metadata::Cx<'_>, dst: &Store, cp: &Cpan
         root_run: false,
         dry_run: true,
         winner: Winner::Target,
+        delete: false,
         rec: &crate::events::Discard,
     };
     for p in &plan.files {
@@ -696,7 +788,7 @@ fn account_inspection(
             .iter()
             .map(|p| MetadataInfo {
                 path: p.from.display().to_string(),
-                kind: body_kind(&p.body),
+                kind: p.body.kind(),
                 entries: body_entries(&p.body),
             })
             .collect(),
@@ -996,14 +1088,6 @@ fn inspect_archive(st: &Store) -> Result<AccountInspection> {
     Ok(account_inspection(st, &acc, &cx, folders, mailboxes, problems))
 }
 
-fn body_kind(b: &output::Body) -> String {
-    match b {
-        output::Body::Keyed(f, _) => f.name().to_string(),
-        output::Body::Filter(_) => "exim filter".to_string(),
-        output::Body::Whole(_) => "file".to_string(),
-    }
-}
-
 fn body_entries(b: &output::Body) -> u64 {
     match b {
         output::Body::Keyed(_, l) => l.iter().filter(|x| x.key.is_some()).count() as u64,
@@ -1115,6 +1199,26 @@ mod tests {
     use super::*;
     use output::{Body, Planned, Root};
 
+    /// A base names files by where they go; a file the source no longer has is touched only
+    /// where the account's own run writes: below its home, and its domains' routing files.
+    #[test]
+    fn a_base_names_only_the_accounts_own_files() {
+        let doms = ["new.example".to_string()];
+        let rel = |s: &str| s.split('/').map(String::from).collect::<Vec<_>>();
+        assert!(ours(Root::Home, &rel(".autorespond/a@new.example"), "file", &doms));
+        assert!(ours(Root::Etc, &rel("valiases/new.example"), "aliases", &doms));
+        assert!(ours(Root::Etc, &rel("vfilters/new.example"), "exim filter", &doms));
+        for (r, kind) in [
+            ("valiases/other.example", "aliases"),
+            ("vfilters/new.example", "aliases"),
+            ("passwd", "passwd"),
+            ("valiases/new.example/x", "aliases"),
+            ("shadow/new.example", "file"),
+        ] {
+            assert!(!ours(Root::Etc, &rel(r), kind, &doms), "{r} {kind}");
+        }
+    }
+
     /// The target home opened at the start, then swapped for a link to another home: its
     /// mailboxes, its lock and its metadata files are reached from the opened one.
     #[test]
@@ -1140,6 +1244,7 @@ mod tests {
             root_run: false,
             dry_run: false,
             winner: Winner::Target,
+            delete: false,
             rec: &crate::events::Discard,
         };
         let planned = Planned {
@@ -1153,7 +1258,7 @@ mod tests {
             rewrites: Vec::new(),
         };
         let (mut errors, mut warnings) = (Vec::new(), Vec::new());
-        out.apply(&planned, &mut errors, &mut warnings);
+        out.apply(&planned, None, &mut errors, &mut warnings);
         assert!(errors.is_empty(), "{errors:?}");
         assert!(moved.join("etc/d.example/passwd").is_file());
         assert_eq!(std::fs::read_dir(&other).unwrap().count(), 0, "nothing written through the link");

@@ -2,8 +2,11 @@
 //!
 //! A [`Planned`] file says where it goes (below the target home or the target's system `etc`),
 //! with which modes (FORMATS.md §3.3) and what it must contain. Keyed files are merged into
-//! what the target already has (lines.rs); whole files are written when absent and otherwise
-//! only replaced under `--overwrite-metadata`, each difference being a reported conflict.
+//! what the target already has by line or rule (lines.rs, filter.rs), whole files as one
+//! piece, each decided against the last sync's base (base.rs) when there is one: a change on
+//! one side is taken, a change on both is a conflict (an error), what the source removed goes
+//! with `--delete`. With no base, a difference is a conflict reported as a warning and the
+//! target's stays unless `--overwrite-metadata`.
 //! Everything goes through `fsx::Dir`, so a symlink anywhere below the target roots is refused,
 //! and through `write_atomic`, so a reader never sees half a file. A file that already exists
 //! keeps its owner; a file whose content would not change is not touched (re-runs are no-ops).
@@ -12,8 +15,8 @@ use std::ffi::OsStr;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use super::lines::{self, Format, KLine, Winner};
-use crate::error::{Error, Problem, Result};
+use super::lines::{self, Action, Base, Format, KLine, Merged, Note, Rules, Winner};
+use crate::error::{Error, Kind, Problem, Result};
 use crate::events::{Event, Recorder};
 use crate::fsx::{Dir, Owner};
 use crate::verify::{Difference, Verification};
@@ -34,6 +37,27 @@ pub enum Body {
     Whole(Vec<u8>),
 }
 
+impl Body {
+    /// What `inspect` and the base call this kind of file.
+    pub fn kind(&self) -> String {
+        match self {
+            Body::Keyed(f, _) => f.name().to_string(),
+            Body::Filter(_) => "exim filter".to_string(),
+            Body::Whole(_) => "file".to_string(),
+        }
+    }
+
+    /// A body of the kind [`Body::kind`] names, with nothing in it (for a file the source no
+    /// longer has).
+    pub fn empty(kind: &str) -> Option<Body> {
+        match kind {
+            "exim filter" => Some(Body::Filter(String::new())),
+            "file" => Some(Body::Whole(Vec::new())),
+            k => Format::ALL.into_iter().find(|f| f.name() == k).map(|f| Body::Keyed(f, Vec::new())),
+        }
+    }
+}
+
 /// One metadata file to be put into the target.
 #[derive(Debug, Clone)]
 pub struct Planned {
@@ -51,6 +75,9 @@ pub struct Planned {
     /// `(old line, new line)` for every line the mapping changed (printed by `--dry-run`).
     pub rewrites: Vec<(String, String)>,
 }
+
+/// The key a whole file's base is kept under.
+const WHOLE: &str = "";
 
 /// An account's metadata file (forwarders, filters, passwd, quotas) past this is not one.
 const MAX_METADATA_BYTES: u64 = 64 << 20;
@@ -77,6 +104,8 @@ pub struct Output<'a> {
     pub dry_run: bool,
     /// Who wins a line or file both sides have, different.
     pub winner: Winner,
+    /// What the source removed since the last sync goes from the target (`--delete`).
+    pub delete: bool,
     pub rec: &'a dyn Recorder,
 }
 
@@ -145,8 +174,8 @@ impl Output<'_> {
         Ok(Some(dir))
     }
 
-    /// The target file's bytes and owner, if it exists.
-    fn existing(&self, p: &Planned) -> Result<Option<(Vec<u8>, Owner)>> {
+    /// The target file's bytes, owner and mode, if it exists.
+    fn existing(&self, p: &Planned) -> Result<Option<(Vec<u8>, Owner, u32)>> {
         let Some(dir) = self.parent(p, false)? else { return Ok(None) };
         let name = component(p.file_name())?;
         if !dir.exists(name) {
@@ -163,11 +192,25 @@ impl Output<'_> {
         let mut data = Vec::new();
         std::io::Read::read_to_end(&mut std::io::Read::take(&f, MAX_METADATA_BYTES), &mut data)
             .map_err(|e| Error::Io { path: path.clone(), source: e })?;
-        Ok(Some((data, Owner { uid: md.uid(), gid: md.gid() })))
+        Ok(Some((data, Owner { uid: md.uid(), gid: md.gid() }, md.mode() & 0o7777)))
     }
 
-    /// Merges or writes one planned file; problems go to `errors`, conflicts to `warnings`.
-    pub fn apply(&self, p: &Planned, errors: &mut Vec<Problem>, warnings: &mut Vec<Problem>) {
+    fn rules(&self) -> Rules {
+        Rules { winner: self.winner, delete: self.delete }
+    }
+
+    /// Merges or writes one planned file, deciding against `base` (what the last sync recorded
+    /// of it; `None`: nothing, the two-way merge). Problems, and conflicts of what changed on
+    /// both sides since the last sync, go to `errors`; other conflicts to `warnings`. Returns
+    /// what the next run's base is for the file, `None` when it was not settled (a failed
+    /// write: the old base stays).
+    pub fn apply(
+        &self,
+        p: &Planned,
+        base: Option<&Base>,
+        errors: &mut Vec<Problem>,
+        warnings: &mut Vec<Problem>,
+    ) -> Option<Base> {
         let path = self.path_of(p);
         if self.dry_run {
             let shadow = p.file_name() == "shadow";
@@ -177,46 +220,119 @@ impl Output<'_> {
                 self.rec.record(Event::Plan(format!("{}: {old} -> {new}", path.display())));
             }
         }
-        if let Err(e) = self.apply_inner(p, &path, warnings) {
-            errors.push(e.problem());
-        }
+        self.settle(self.apply_inner(p, &path, base, true, errors, warnings), errors)
     }
 
-    fn apply_inner(&self, p: &Planned, path: &Path, warnings: &mut Vec<Problem>) -> Result<()> {
+    /// An account file the last sync recorded that the source no longer has: `p` names its
+    /// place, with an empty body of its kind. What the source removed since goes from the
+    /// target with `--delete`; with no `--delete` it stays, and the log says so.
+    pub fn apply_gone(
+        &self,
+        p: &Planned,
+        base: &Base,
+        errors: &mut Vec<Problem>,
+        warnings: &mut Vec<Problem>,
+    ) -> Option<Base> {
+        let path = self.path_of(p);
+        self.settle(self.apply_inner(p, &path, Some(base), false, errors, warnings), errors)
+    }
+
+    fn settle(&self, r: Result<Base>, errors: &mut Vec<Problem>) -> Option<Base> {
+        r.map_err(|e| errors.push(e.problem())).ok()
+    }
+
+    fn apply_inner(
+        &self,
+        p: &Planned,
+        path: &Path,
+        base: Option<&Base>,
+        present: bool,
+        errors: &mut Vec<Problem>,
+        warnings: &mut Vec<Problem>,
+    ) -> Result<Base> {
         let existing = self.existing(p)?;
-        let content: Vec<u8> = match (&p.body, &existing) {
-            (Body::Keyed(fmt, src), Some((old, _))) => {
-                let (target_lines, _) = lines::parse(*fmt, &String::from_utf8_lossy(old));
-                let m = lines::merge(&target_lines, src, self.winner);
-                for c in m.conflicts {
-                    warnings.push(Problem::new(path, format!("conflict: {c}")));
-                }
-                lines::render(&m.lines).into_bytes()
+        let rules = self.rules();
+        let shadow = p.file_name() == "shadow";
+        let shown = |l: &str| if shadow { without_hash(l) } else { l.to_string() };
+        let conflict = |c: &str| Problem::of(Kind::Conflict, path, format!("conflict: {c}"));
+        let old_text = existing.as_ref().map(|(old, _, _)| String::from_utf8_lossy(old).into_owned());
+        // The content to write (`None`: nothing), the file's new base, and the merge of its
+        // lines or rules with what they are called.
+        let (content, record, merged, label): (Option<Vec<u8>>, Base, Option<Merged>, &str) = match &p.body {
+            Body::Keyed(fmt, src) => {
+                let target_lines = old_text.as_deref().map(|t| lines::parse(*fmt, t).0).unwrap_or_default();
+                let m = lines::merge(&target_lines, src, base, rules, &shown);
+                let content = match (&existing, base) {
+                    (None, None) => Some(lines::render(src).into_bytes()),
+                    // Removed from the target and nothing of the source's taken: not made again.
+                    (None, Some(_)) if m.lines.iter().all(|l| l.key.is_none()) => None,
+                    _ => Some(lines::render(&m.lines).into_bytes()),
+                };
+                (content, m.base.clone(), Some(m), "line")
             }
-            (Body::Keyed(_, src), None) => lines::render(src).into_bytes(),
-            (Body::Filter(src), Some((old, _))) => {
-                let (merged, conflicts) = super::filter::merge(&String::from_utf8_lossy(old), src, self.winner);
-                for c in conflicts {
-                    warnings.push(Problem::new(path, format!("conflict: rule {c}")));
-                }
-                merged.into_bytes()
+            Body::Filter(src) => {
+                let (text, m) = super::filter::merge(old_text.as_deref().unwrap_or(""), src, base, rules);
+                let content = match (&existing, base) {
+                    (None, None) => Some(src.clone().into_bytes()),
+                    (None, Some(_)) if m.lines.is_empty() => None,
+                    _ => Some(text.into_bytes()),
+                };
+                (content, m.base.clone(), Some(m), "rule")
             }
-            (Body::Filter(src), None) => src.clone().into_bytes(),
-            (Body::Whole(new), Some((old, _))) if new != old => {
-                warnings.push(Problem::new(
-                    path,
-                    format!(
-                        "conflict: the target file differs from {}; kept the {}",
-                        p.from.display(),
+            Body::Whole(new) => {
+                let sd = present.then(|| lines::digest(new));
+                let td = existing.as_ref().map(|(old, _, _)| lines::digest(old));
+                let b = base.and_then(|b| b.get(WHOLE)).map(String::as_str);
+                let d = lines::decide(b, sd.as_deref(), td.as_deref(), rules);
+                let from = p.from.display();
+                match d.note {
+                    Note::Differs => warnings.push(conflict(&format!(
+                        "the target file differs from {from}; kept the {}",
                         self.winner.kept()
-                    ),
-                ));
-                if self.winner == Winner::Source { new.clone() } else { old.clone() }
+                    ))),
+                    Note::BothChanged => {
+                        let what = if present {
+                            "changed on both sides"
+                        } else {
+                            "removed at the source and changed in the target"
+                        };
+                        let c = conflict(&format!(
+                            "the target file and {from}: {what} since the last sync; kept the {}",
+                            self.winner.kept()
+                        ));
+                        if self.winner == Winner::Source { warnings.push(c) } else { errors.push(c) }
+                    }
+                    Note::Gone => self.gone(path, "file".into(), false),
+                    Note::None | Note::Removed => {}
+                }
+                let record: Base = d.record.into_iter().map(|r| (WHOLE.to_string(), r)).collect();
+                match d.action {
+                    Action::Remove => {
+                        self.remove(p, path)?;
+                        return Ok(record);
+                    }
+                    Action::TakeSource => (Some(new.clone()), record, None, ""),
+                    Action::Keep => (None, record, None, ""),
+                }
             }
-            (Body::Whole(new), _) => new.clone(),
         };
-        if existing.as_ref().is_some_and(|(old, _)| *old == content) {
-            return Ok(());
+        if let Some(m) = &merged {
+            // A line's conflict is named by its key alone, as it always was.
+            let prefix = if label == "rule" { "rule " } else { "" };
+            warnings.extend(m.conflicts.iter().map(|c| conflict(&format!("{prefix}{c}"))));
+            errors.extend(m.unresolved.iter().map(|c| conflict(&format!("{prefix}{c}"))));
+            for k in &m.gone {
+                self.gone(path, format!("{label} {k:?}"), false);
+            }
+        }
+        let Some(content) = content else { return Ok(record) };
+        let removed = || {
+            for k in merged.iter().flat_map(|m| &m.removed) {
+                self.gone(path, format!("{label} {k:?}"), true);
+            }
+        };
+        if existing.as_ref().is_some_and(|(old, _, _)| *old == content) {
+            return Ok(record);
         }
         if self.dry_run {
             self.rec.record(Event::Plan(format!(
@@ -225,20 +341,38 @@ impl Output<'_> {
                 content.len(),
                 p.from.display()
             )));
-            return Ok(());
+            removed();
+            return Ok(record);
         }
         let dir = self.parent(p, true)?.ok_or_else(|| Error::bad(path, "directory missing"))?;
-        let owner = match &existing {
-            Some((_, o)) if self.root_run => Some(*o),
-            Some(_) => None,
-            None => self.file_owner(p),
+        // A file the source no longer has keeps its mode: nothing planned it.
+        let (owner, mode) = match &existing {
+            Some((_, o, m)) => (self.root_run.then_some(*o), if present { p.mode } else { *m }),
+            None => (self.file_owner(p), p.mode),
         };
-        dir.write_atomic(p.file_name(), &content, p.mode, owner, true)?;
+        dir.write_atomic(p.file_name(), &content, mode, owner, true)?;
         self.rec.record(Event::Metadata {
             path: path.to_path_buf(),
             from: p.from.clone(),
             bytes: content.len() as u64,
         });
+        removed();
+        Ok(record)
+    }
+
+    /// Says that `what` of the account file at `path` is gone from the source: removed from
+    /// the target, or kept for want of `--delete`.
+    fn gone(&self, path: &Path, what: String, removed: bool) {
+        self.rec.record(Event::MetadataGone { path: path.to_path_buf(), what, removed });
+    }
+
+    /// Removes a whole account file the source no longer has (`--delete`).
+    fn remove(&self, p: &Planned, path: &Path) -> Result<()> {
+        if !self.dry_run {
+            let Some(dir) = self.parent(p, false)? else { return Ok(()) };
+            dir.unlink(component(p.file_name())?)?;
+        }
+        self.gone(path, "file".into(), true);
         Ok(())
     }
 
@@ -260,7 +394,7 @@ impl Output<'_> {
                 return;
             }
         };
-        let Some((old, _)) = existing else {
+        let Some((old, _, _)) = existing else {
             diff("metadata file missing in target".into());
             return;
         };
