@@ -1118,6 +1118,30 @@ fn passwd_lines_get_the_target_accounts_ids() {
     v.expect_code(0);
 }
 
+/// A home the sync makes gets its ids the moment it is made: the passwd lines name them (as
+/// the dry run said they would), and verify agrees at once.
+#[test]
+fn passwd_lines_get_the_ids_of_a_home_the_sync_makes() {
+    if !require(Need::Root) {
+        return;
+    }
+    let a = Account::new();
+    let (home, etc) = a.dst("made");
+    std::fs::remove_dir(&home).unwrap();
+    let dry = a.sync(&home, &etc, &["--dry-run", "--owner", "4321:4322"]);
+    dry.expect_code(0);
+    assert!(dry.stdout.contains(":4321:4322:") || dry.stderr.contains(":4321:4322:"), "{}{}", dry.stdout, dry.stderr);
+    assert!(!home.exists());
+    a.sync(&home, &etc, &["--owner", "4321:4322"]).expect_code(0);
+    let passwd = std::fs::read_to_string(home.join("etc/example.com/passwd")).unwrap();
+    for line in passwd.lines().filter(|l| !l.trim().is_empty()) {
+        let f: Vec<&str> = line.split(':').collect();
+        assert_eq!((f[2], f[3]), ("4321", "4322"), "{line}");
+    }
+    let v = a.env.run(["verify", &format!("cpanel:{}", a.src.display()), &format!("cpanel:{}", home.display())]);
+    v.expect_code(0);
+}
+
 /// Replaces `from` by `to` in the file at `p` (which must hold it).
 fn edit(p: &Path, from: &str, to: &str) {
     let t = read(p);

@@ -339,6 +339,19 @@ fn account_ids(home: &Path) -> Option<(u32, u32)> {
     (m.uid() != 0).then_some((m.uid(), m.gid()))
 }
 
+/// [`account_ids`] of a sync's target home, asked once the run made it; a dry run, which makes
+/// none, takes the owner it would have been given (`owner`, else the user running).
+fn new_account_ids(home: &Path, owner: Option<Owner>) -> Option<(u32, u32)> {
+    if home.is_dir() {
+        return account_ids(home);
+    }
+    let (uid, gid) = match owner {
+        Some(o) => (o.uid, o.gid),
+        None => (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw()),
+    };
+    (uid != 0).then_some((uid, gid))
+}
+
 fn setup(src: &dyn tree::Tree, acc: &Account, src_home: &Path, dst_home: &Path, mapping: Mapping) -> Setup {
     let (recorded_homes, listed) = metadata::recorded(src, acc);
     let mut homes: Vec<String> = vec![
@@ -396,8 +409,8 @@ pub fn sync(src: &Store, dst: &Store, opts: &SyncOptions, cp: &CpanelOptions, re
     };
     let fs = tree::Fs::new(&acc.home);
     let mut st = setup(&fs, &acc, &src.path, cp.target_home_path.as_deref().unwrap_or(&dst_home), mapping);
-    st.target_ids = account_ids(&dst_home);
     let home = open_home(&dst_home, owner, opts.dry_run)?;
+    st.target_ids = new_account_ids(&dst_home, owner);
     let _lock = lock_home(&dst_home, home.as_ref(), opts, owner)?;
     let mut total = Summary::default();
     total.errors.extend(acc.problems.iter().cloned());
@@ -976,8 +989,8 @@ fn sync_archive(
     let owner = target_owner(opts, &dst_home, root_run);
     let mut st =
         setup(&scanned.tree, &acc, &scanned.home, cp.target_home_path.as_deref().unwrap_or(&dst_home), mapping);
-    st.target_ids = account_ids(&dst_home);
     let home = open_home(&dst_home, owner, opts.dry_run)?;
+    st.target_ids = new_account_ids(&dst_home, owner);
     let _lock = lock_home(&dst_home, home.as_ref(), opts, owner)?;
     let mut opts = opts.clone();
     opts.owner = owner;
