@@ -1105,10 +1105,16 @@ fn passwd_lines_get_the_target_accounts_ids() {
     let a = Account::new();
     let (home, etc) = a.dst("ids");
     std::os::unix::fs::chown(&home, Some(4321), Some(4322)).unwrap();
-    let dry = a.sync(&home, &etc, &["--dry-run"]);
+    passwd_ids_are_4321_4322(&a, &home, &etc, &[]);
+}
+
+/// A dry run says the passwd lines get uid 4321 and gid 4322, the sync writes them so, and
+/// verify agrees at once.
+fn passwd_ids_are_4321_4322(a: &Account, home: &Path, etc: &Path, extra: &[&str]) {
+    let dry = a.sync(home, etc, &[extra, &["--dry-run"]].concat());
     dry.expect_code(0);
     assert!(dry.stdout.contains(":4321:4322:") || dry.stderr.contains(":4321:4322:"), "{}{}", dry.stdout, dry.stderr);
-    a.sync(&home, &etc, &[]).expect_code(0);
+    a.sync(home, etc, extra).expect_code(0);
     let passwd = std::fs::read_to_string(home.join("etc/example.com/passwd")).unwrap();
     for line in passwd.lines().filter(|l| !l.trim().is_empty()) {
         let f: Vec<&str> = line.split(':').collect();
@@ -1128,18 +1134,7 @@ fn passwd_lines_get_the_ids_of_a_home_the_sync_makes() {
     let a = Account::new();
     let (home, etc) = a.dst("made");
     std::fs::remove_dir(&home).unwrap();
-    let dry = a.sync(&home, &etc, &["--dry-run", "--owner", "4321:4322"]);
-    dry.expect_code(0);
-    assert!(dry.stdout.contains(":4321:4322:") || dry.stderr.contains(":4321:4322:"), "{}{}", dry.stdout, dry.stderr);
-    assert!(!home.exists());
-    a.sync(&home, &etc, &["--owner", "4321:4322"]).expect_code(0);
-    let passwd = std::fs::read_to_string(home.join("etc/example.com/passwd")).unwrap();
-    for line in passwd.lines().filter(|l| !l.trim().is_empty()) {
-        let f: Vec<&str> = line.split(':').collect();
-        assert_eq!((f[2], f[3]), ("4321", "4322"), "{line}");
-    }
-    let v = a.env.run(["verify", &format!("cpanel:{}", a.src.display()), &format!("cpanel:{}", home.display())]);
-    v.expect_code(0);
+    passwd_ids_are_4321_4322(&a, &home, &etc, &["--owner", "4321:4322"]);
 }
 
 /// Replaces `from` by `to` in the file at `p` (which must hold it).

@@ -192,61 +192,34 @@ pub fn suggestion(opts: &SyncOptions, copies: u64, held: u64, lone: u64, folder:
     ))
 }
 
-/// One side's message left over by content, by key then place.
+/// A message by one hash and its place, with another hash: what content left over on one
+/// side (its key, place and own hash), or a pair (the source's hash and place, the target's
+/// hash).
 #[derive(Debug, Clone)]
-struct Left {
-    key: Hash,
+struct Entry {
+    by: Hash,
     ord: u64,
-    hash: Hash,
+    with: Hash,
 }
 
-crate::ordered_by!(Left, key, ord);
+crate::ordered_by!(Entry, by, ord);
 
-impl Spill for Left {
+impl Spill for Entry {
     fn weight(&self) -> usize {
         72
     }
 
     fn write(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.key);
+        out.extend_from_slice(&self.by);
         out.extend_from_slice(&self.ord.to_le_bytes());
-        out.extend_from_slice(&self.hash);
+        out.extend_from_slice(&self.with);
     }
 
-    fn read(b: &[u8]) -> Option<Left> {
-        let (key, b) = b.split_first_chunk::<32>()?;
+    fn read(b: &[u8]) -> Option<Entry> {
+        let (by, b) = b.split_first_chunk::<32>()?;
         let (ord, b) = b.split_first_chunk::<8>()?;
-        let hash = b.try_into().ok()?;
-        Some(Left { key: *key, ord: u64::from_le_bytes(*ord), hash })
-    }
-}
-
-/// A source message joined under a target message's hash.
-#[derive(Debug, Clone)]
-struct Alias {
-    hash: Hash,
-    seq: u64,
-    under: Hash,
-}
-
-crate::ordered_by!(Alias, hash, seq);
-
-impl Spill for Alias {
-    fn weight(&self) -> usize {
-        72
-    }
-
-    fn write(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.hash);
-        out.extend_from_slice(&self.seq.to_le_bytes());
-        out.extend_from_slice(&self.under);
-    }
-
-    fn read(b: &[u8]) -> Option<Alias> {
-        let (hash, b) = b.split_first_chunk::<32>()?;
-        let (seq, b) = b.split_first_chunk::<8>()?;
-        let under = b.try_into().ok()?;
-        Some(Alias { hash: *hash, seq: u64::from_le_bytes(*seq), under })
+        let with = b.try_into().ok()?;
+        Some(Entry { by: *by, ord: u64::from_le_bytes(*ord), with })
     }
 }
 
@@ -284,12 +257,12 @@ pub fn pair(
         let (in_source, in_target) = (s == Some(next), t == Some(next));
         while let Some(Ok(w)) = sources.next_if(|w| w.as_ref().is_ok_and(|w| w.hash == next)) {
             if !in_target && let Some(key) = w.key.or_else(|| source_key(&w)) {
-                lone_sources.push(Left { key, ord: w.seq, hash: w.hash })?;
+                lone_sources.push(Entry { by: key, ord: w.seq, with: w.hash })?;
             }
         }
         while let Some(Ok(h)) = targets.next_if(|h| h.as_ref().is_ok_and(|h| h.hash == next)) {
             if !in_source && let Some(key) = h.key.or_else(|| target_key(&h)) {
-                lone_targets.push(Left { key, ord: h.idx, hash: h.hash })?;
+                lone_targets.push(Entry { by: key, ord: h.idx, with: h.hash })?;
             }
         }
     }
@@ -301,13 +274,13 @@ pub fn pair(
         let s = s?;
         // The target messages of smaller keys pair with nothing.
         while let Some(Ok(t)) = ts.peek()
-            && t.key < s.key
+            && t.by < s.by
         {
             ts.next();
         }
-        match ts.next_if(|t| t.as_ref().is_ok_and(|t| t.key == s.key)) {
+        match ts.next_if(|t| t.as_ref().is_ok_and(|t| t.by == s.by)) {
             Some(Ok(t)) => {
-                aliases.push(Alias { hash: s.hash, seq: s.ord, under: t.hash })?;
+                aliases.push(Entry { by: s.with, ord: s.ord, with: t.with })?;
                 paired += 1;
             }
             Some(Err(e)) => return Err(e),
@@ -326,9 +299,9 @@ pub fn pair(
         if let Some(Err(_)) = aliases.peek() {
             return Err(aliases.next().and_then(Result::err).unwrap_or_else(|| io::Error::other("?")));
         }
-        if let Some(Ok(a)) = aliases.next_if(|a| a.as_ref().is_ok_and(|a| (a.hash, a.seq) == (w.hash, w.seq))) {
+        if let Some(Ok(a)) = aliases.next_if(|a| a.as_ref().is_ok_and(|a| (a.by, a.ord) == (w.hash, w.seq))) {
             w.content = Some(w.hash);
-            w.hash = a.under;
+            w.hash = a.with;
         }
         out.push(w)?;
     }
