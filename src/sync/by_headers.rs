@@ -356,6 +356,13 @@ mod tests {
         s.sorted().unwrap()
     }
 
+    impl Wanted {
+        fn with_key(mut self, key: Option<Hash>) -> Wanted {
+            self.key = key;
+            self
+        }
+    }
+
     fn wanted(hash: u8, seq: u64, key: Option<u8>) -> Wanted {
         Wanted {
             hash: [hash; 32],
@@ -409,5 +416,71 @@ mod tests {
         assert!(got.contains(&(4, [5; 32], None)));
         let hashes: Vec<Hash> = out.iter().map(|w| w.unwrap().hash).collect();
         assert!(hashes.is_sorted());
+    }
+
+    /// Through the join, whatever the sides: every source message is decided once; a target
+    /// message answers for at most one; one named for a source message has its bytes or, paired,
+    /// its key; a source message goes on with its own hash; and a key shared by a source and a
+    /// target message that content left alone never leaves both unmatched.
+    #[test]
+    fn paired_plans_lose_nothing_and_match_only_equals() {
+        use super::super::join::{Outcome, join};
+        use super::super::plan::{Decision, Rules};
+        use proptest::prelude::*;
+        use std::collections::BTreeMap;
+
+        struct Seen(Vec<(Wanted, Decision)>, Vec<u64>);
+        impl Outcome for Seen {
+            fn decided(&mut self, w: Wanted, d: Decision, _: Option<&Held>) -> io::Result<()> {
+                self.0.push((w, d));
+                Ok(())
+            }
+            fn unmatched(&mut self, h: Held) -> io::Result<()> {
+                self.1.push(h.idx);
+                Ok(())
+            }
+        }
+        // (content, key) by a small alphabet: a key follows from the content, as it does.
+        let side = || proptest::collection::vec(0u8..8, 0..24);
+        proptest!(|(src in side(), dst in side(), budget in 1usize..3000)| {
+            let key_of = |c: u8| (!c.is_multiple_of(3)).then_some([100 + c / 2; 32]);
+            let mut s = Sorter::with_budget(budget);
+            for (i, c) in src.iter().enumerate() {
+                s.push(wanted(*c, i as u64, None).with_key(key_of(*c))).unwrap();
+            }
+            let mut t = Sorter::with_budget(budget);
+            for (i, c) in dst.iter().enumerate() {
+                t.push(held(*c, i as u64, None)).unwrap();
+            }
+            let (s, t) = (s.sorted().unwrap(), t.sorted().unwrap());
+            let (paired, n) = pair(&s, t.iter(), &mut |_| None, &mut |h| key_of(h.hash[0])).unwrap();
+            let mut seen = Seen(Vec::new(), Vec::new());
+            join(paired.iter(), t.iter(), std::iter::empty(), &Rules::default(), &mut seen).unwrap();
+            prop_assert_eq!(seen.0.len(), src.len());
+            let mut named: BTreeMap<usize, u64> = BTreeMap::new();
+            let mut by_headers = 0;
+            for (w, d) in &seen.0 {
+                prop_assert_eq!(w.hash, [src[w.seq as usize]; 32], "its own hash again");
+                prop_assert!(w.content.is_none());
+                if let Some(i) = d.target() {
+                    *named.entry(i).or_default() += 1;
+                    let (sc, tc) = (src[w.seq as usize], dst[i]);
+                    prop_assert!(sc == tc || (w.by_headers && key_of(sc) == key_of(tc)));
+                    by_headers += u64::from(sc != tc);
+                }
+            }
+            prop_assert!(named.values().all(|&n| n == 1), "{named:?}");
+            prop_assert_eq!(by_headers, n);
+            let copied: Vec<u8> =
+                seen.0.iter().filter(|(_, d)| *d == Decision::Copy).map(|(w, _)| src[w.seq as usize]).collect();
+            for i in &seen.1 {
+                let tc = dst[*i as usize];
+                let lone = !src.contains(&tc);
+                prop_assert!(
+                    !(lone && copied.iter().any(|&c| !dst.contains(&c) && key_of(c).is_some() && key_of(c) == key_of(tc))),
+                    "target {tc} left alone beside a copy of its key"
+                );
+            }
+        });
     }
 }
