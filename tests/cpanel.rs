@@ -195,8 +195,9 @@ fn rerun_is_idempotent_and_verify_agrees() {
     ]);
     v.expect_code(0);
     assert_eq!(v.json()["ok"], true);
-    // A metadata difference is found and named.
-    std::fs::write(home.join("etc/example.com/quota"), "info:1\nsales:209715200\n").unwrap();
+    // A metadata difference is found and named: a quota the source changed since (one the
+    // target changed on its own is the new server's business, as for the sync).
+    edit(&a.src.join("etc/example.com/quota"), "info:104857600", "info:1");
     let v = a.env.run([
         "verify",
         &format!("cpanel:{}", a.src.display()),
@@ -208,7 +209,7 @@ fn rerun_is_idempotent_and_verify_agrees() {
         "--json",
     ]);
     v.expect_code(1);
-    assert!(v.stdout.contains("info:104857600"), "{}", v.stdout);
+    assert!(v.stdout.contains("\\\"info:1\\\" expected"), "{}", v.stdout);
 }
 
 #[test]
@@ -1162,7 +1163,8 @@ const INVOICES: &str = "deliver \"sales@example.com\"";
 
 /// Issue 21, item 6: on a catch-up run, a forwarder, filter rule or file changed on one side
 /// only since the last sync takes that side's, quietly; the base the sync keeps is the
-/// target's own (mode 0600, no password hash in it) and `verify` does not see it.
+/// target's own (mode 0600, no password hash in it) and `verify` does not see it, and agrees
+/// with what the sync kept: the target's own changes are no differences.
 #[test]
 fn catch_up_takes_what_changed_on_one_side_issue_21() {
     let a = Account::new();
@@ -1206,6 +1208,51 @@ fn catch_up_takes_what_changed_on_one_side_issue_21() {
         etc.to_str().unwrap(),
     ]);
     assert!(!v.stdout.contains(".mailmover-metadata"), "{}", v.stdout);
+    v.expect_code(0);
+    assert_eq!(v.json()["ok"], true, "{}", v.stdout);
+}
+
+/// What verify makes of account files: a line changed on both sides since the last sync is a
+/// difference (the sync reports it as a conflict); without a base every difference is one; a
+/// shadow line is shown without its password hash.
+#[test]
+fn verify_of_account_files_follows_the_base() {
+    let a = Account::new();
+    let (home, etc) = a.dst("vbase");
+    a.sync(&home, &etc, &[]).expect_code(0);
+    let verify = || {
+        a.env.run([
+            "verify",
+            &format!("cpanel:{}", a.src.display()),
+            &format!("cpanel:{}", home.display()),
+            "--json",
+            "--source-etc",
+            a.src_etc.to_str().unwrap(),
+            "--target-etc",
+            etc.to_str().unwrap(),
+        ])
+    };
+    verify().expect_code(0);
+    let shadow = home.join("etc/example.com/shadow");
+    let line = read(&shadow).lines().find(|l| l.starts_with("info:")).unwrap().to_string();
+    let hash = line.split(':').nth(1).unwrap().to_string();
+    assert!(hash.starts_with("$6$"), "{line}");
+    // The target changes the password on its own: the sync keeps it, verify agrees.
+    edit(&shadow, &hash, "$6$new$target");
+    verify().expect_code(0);
+    // Without a base, nobody knows which side changed it: a difference, the hash not shown.
+    std::fs::remove_file(home.join(".mailmover-metadata")).unwrap();
+    let v = verify();
+    v.expect_code(1);
+    let diffs = v.json()["differences"].to_string();
+    assert!(diffs.contains("shadow") && !diffs.contains(&hash) && !diffs.contains("$6$new$target"), "{diffs}");
+    // Both sides change a forwarder since the last sync: a difference.
+    a.sync(&home, &etc, &[]).expect_code(0);
+    edit(&a.src_etc.join("valiases/example.com"), TEAM, "team@example.com: source@example.com");
+    edit(&etc.join("valiases/example.com"), TEAM, "team@example.com: target@example.com");
+    let v = verify();
+    v.expect_code(1);
+    assert!(v.json()["differences"].to_string().contains("team@example.com"), "{}", v.stdout);
 }
 
 /// Issue 21, item 6: a forwarder, a filter rule and a file changed on both sides since the

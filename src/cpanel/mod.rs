@@ -636,17 +636,10 @@ fn apply_metadata(
         rec,
     };
     let old = loaded.bases.as_ref();
-    let mut planned: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
-    for p in &plan.files {
-        *planned.entry(base::id(p)).or_default() += 1;
-    }
     let mut new = base::Bases::new();
     for p in &plan.files {
         let id = base::id(p);
-        // A file two source files map onto (two domains renamed onto one) has no one source
-        // to compare with: merged two-way, as before there was a base.
-        let alone = planned.get(&id) == Some(&1);
-        let fb = old.and_then(|o| o.get(&id)).filter(|f| alone && f.kind == p.body.kind());
+        let (alone, fb) = base_of(&plan.files, old, p);
         let got = out.apply(p, fb.map(|f| &f.keys), &mut total.errors, &mut total.warnings);
         let Some(keys) = got.or_else(|| fb.map(|f| f.keys.clone())).filter(|k| alone && !k.is_empty()) else {
             continue;
@@ -658,7 +651,7 @@ fn apply_metadata(
     // wrong --source-etc or an unmounted home looks the same).
     let whole_source = !plan.unread && !plan.files.is_empty();
     let domains: Vec<String> = acc.domains.iter().map(|d| cx.mapping.domain(d)).collect();
-    for (id, fb) in old.into_iter().flatten().filter(|(id, _)| !planned.contains_key(*id)) {
+    for (id, fb) in old.into_iter().flatten().filter(|(id, _)| !plan.files.iter().any(|p| base::id(p) == **id)) {
         let gone = base::place(id)
             .filter(|(root, rel)| ours(*root, rel, &fb.kind, &domains))
             .zip(output::Body::empty(&fb.kind))
@@ -732,10 +725,27 @@ fn compare_metadata(acc: &Account, cx: &metadata::Cx<'_>, dst: &Store, cp: &Cpan
         delete: false,
         rec: &crate::events::Discard,
     };
+    // As the sync goes by the last sync's base (a whole account's only), so does verify: what
+    // the target changed on its own since is kept by a sync, and no difference.
+    let home = Dir::find_beneath(&dst.path, &dst.path).ok().flatten();
+    let bases = home.as_ref().filter(|_| cx.selected.is_none()).and_then(|h| base::read(h).bases);
     for p in &plan.files {
-        out.compare(p, v);
+        out.compare(p, base_of(&plan.files, bases.as_ref(), p).1.map(|f| &f.keys), v);
     }
     v.settle();
+}
+
+/// Whether `p` is the only planned file going to its place, and the base the last sync left
+/// for it. A file two source files map onto (two domains renamed onto one) has no one source
+/// to compare with: it is merged two-way, as before there was a base.
+fn base_of<'b>(
+    files: &[output::Planned],
+    bases: Option<&'b base::Bases>,
+    p: &output::Planned,
+) -> (bool, Option<&'b base::FileBase>) {
+    let id = base::id(p);
+    let alone = files.iter().filter(|q| base::id(q) == id).count() == 1;
+    (alone, bases.and_then(|b| b.get(&id)).filter(|f| alone && f.kind == p.body.kind()))
 }
 
 /// One mailbox in `inspect`.

@@ -376,9 +376,15 @@ impl Output<'_> {
         Ok(())
     }
 
-    /// Lists in `v` every way the target differs from the planned file.
-    pub fn compare(&self, p: &Planned, v: &mut Verification) {
+    /// Lists in `v` every way the target differs from the planned file, but what the target
+    /// changed on its own since the last sync (`base`: the source's line, rule or file is as it
+    /// was then), which a sync keeps. A shadow line is shown without its hash.
+    pub fn compare(&self, p: &Planned, base: Option<&Base>, v: &mut Verification) {
         let path = self.path_of(p);
+        // The source's text is the one the last sync recorded: the target's differs by its own
+        // doing.
+        let kept = |key: &str, text: &[u8]| base.and_then(|b| b.get(key)).is_some_and(|d| *d == lines::digest(text));
+        let shown = |l: &str| if p.file_name() == "shadow" { without_hash(l) } else { l.to_string() };
         let mut diff = |what: String| {
             v.differences.push(Difference {
                 folder: "metadata".into(),
@@ -395,12 +401,18 @@ impl Output<'_> {
             }
         };
         let Some((old, _, _)) = existing else {
-            diff("metadata file missing in target".into());
+            let whole = match &p.body {
+                Body::Whole(new) => kept(WHOLE, new),
+                _ => false,
+            };
+            if !whole {
+                diff("metadata file missing in target".into());
+            }
             return;
         };
         match &p.body {
             Body::Whole(new) => {
-                if *new != old {
+                if *new != old && !kept(WHOLE, new) {
                     diff("metadata file differs".into());
                 }
             }
@@ -409,6 +421,7 @@ impl Output<'_> {
                 for b in super::filter::parse(src).1 {
                     match t.iter().find(|x| x.key == b.key) {
                         Some(x) if x.text == b.text => {}
+                        _ if b.key.as_deref().is_some_and(|k| kept(k, b.text.as_bytes())) => {}
                         Some(_) => diff(format!("filter rule {:?} differs", b.key.as_deref().unwrap_or(""))),
                         None => diff(format!("filter rule {:?} missing in target", b.key.as_deref().unwrap_or(""))),
                     }
@@ -424,8 +437,9 @@ impl Output<'_> {
                     };
                     match found {
                         Some(x) if x.text == s.text => {}
-                        Some(x) => diff(format!("line {:?} in target, {:?} expected", x.text, s.text)),
-                        None => diff(format!("line {:?} missing in target", s.text)),
+                        _ if s.key.as_deref().is_some_and(|k| kept(k, s.text.as_bytes())) => {}
+                        Some(x) => diff(format!("line {:?} in target, {:?} expected", shown(&x.text), shown(&s.text))),
+                        None => diff(format!("line {:?} missing in target", shown(&s.text))),
                     }
                 }
             }
