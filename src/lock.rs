@@ -185,8 +185,15 @@ fn take(mut f: File, exclusive: bool, wait: Duration, path: &Path) -> Result<Flo
 fn held_by(f: &File, waited: Duration) -> String {
     let waited = if waited.is_zero() { String::new() } else { format!(" after waiting {} s", waited.as_secs_f64()) };
     let hint = "nothing written; wait for it to finish (or give --lock-wait SECS)";
-    let locks = std::fs::read_to_string("/proc/locks").unwrap_or_default();
-    let holders = nix::sys::stat::fstat(f.as_raw_fd()).map(|st| holders(&locks, &st)).unwrap_or_default();
+    // /proc/locks is read a page at a time while other locks come and go, so a pass can miss
+    // a line: a few passes before the holder is said to be unknown.
+    let holders = (0..3)
+        .map(|_| {
+            let locks = std::fs::read_to_string("/proc/locks").unwrap_or_default();
+            nix::sys::stat::fstat(f.as_raw_fd()).map(|st| holders(&locks, &st)).unwrap_or_default()
+        })
+        .find(|h| !h.is_empty())
+        .unwrap_or_default();
     match holders.as_slice() {
         [] => format!("another run holds this target's lock{waited}; {hint}"),
         [pid] => format!("another mailmover run (pid {pid}) holds this target's lock{waited}; {hint}"),
