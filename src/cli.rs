@@ -262,6 +262,83 @@ pub struct AuditVerifyArgs {
     /// Check a signed manifest with this Ed25519 public key (PEM, `openssl pkey -pubout`).
     #[arg(long, value_name = "FILE", conflicts_with = "audit_key_file")]
     pub public_key: Option<PathBuf>,
+    /// Print one JSON object on stdout: the verdict, or the error that stopped the command
+    /// (docs/json.md).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What `audit-verify` found, as `--json` prints it (`mailmover.audit-verify/1`).
+#[derive(serde::Serialize)]
+struct AuditVerdict {
+    ok: bool,
+    /// `manifest` or `audit-log`.
+    kind: &'static str,
+    /// Records and runs checked (`null` when a line failed; a manifest has no runs).
+    records: Option<u64>,
+    runs: Option<u64>,
+    /// The Ed25519 public key (hex) every run or the manifest is signed by; `null` with an
+    /// HMAC key.
+    signed_by: Option<String>,
+    /// Lines where a run starts after one that never ended.
+    after_unfinished: Vec<u64>,
+    /// The first line that fails, and why.
+    line: Option<u64>,
+    reason: Option<String>,
+}
+
+impl AuditVerdict {
+    fn new(kind: &'static str, signed_by: Option<String>) -> AuditVerdict {
+        AuditVerdict {
+            ok: false,
+            kind,
+            records: None,
+            runs: None,
+            signed_by,
+            after_unfinished: Vec::new(),
+            line: None,
+            reason: None,
+        }
+    }
+
+    /// Prints it, as JSON or as a line for people, and says how the command ends.
+    fn print(self, json: bool) -> Result<Exit> {
+        let exit = if self.ok { Exit::Ok } else { Exit::Failed };
+        if json {
+            println!("{}", contract::line(contract::AUDIT_VERIFY, &self)?);
+            return Ok(exit);
+        }
+        match (&self.line, &self.reason) {
+            (Some(line), Some(reason)) => println!("line {line}: {reason}"),
+            _ => {
+                let records = self.records.unwrap_or(0);
+                match (self.kind, &self.signed_by, self.runs) {
+                    ("manifest", Some(s), _) => println!("OK: manifest of {records} records, signed by {s}"),
+                    (_, Some(s), Some(runs)) => {
+                        println!("OK: {records} records of {runs} run(s), each run signed by {s}")
+                    }
+                    (_, _, runs) => println!("OK: {records} records of {} run(s), chain intact", runs.unwrap_or(0)),
+                }
+                for l in &self.after_unfinished {
+                    println!(
+                        "notice: the run that starts at line {l} follows a run that did not end (it was killed, or its last records were removed)"
+                    );
+                }
+            }
+        }
+        Ok(exit)
+    }
+
+    fn checked(mut self, c: Check) -> AuditVerdict {
+        match c {
+            Check::Ok { records, runs, after_unfinished } => {
+                (self.ok, self.records, self.runs, self.after_unfinished) =
+                    (true, Some(records), Some(runs), after_unfinished);
+            }
+            Check::Bad { line, reason } => (self.line, self.reason) = (Some(line), Some(reason)),
+        }
+        self
+    }
 }
 
 /// Options that only cPanel stores use.
@@ -517,7 +594,8 @@ impl Opts {
             Command::Inspect(a) => a.json,
             Command::Batch(a) => a.sync.json,
             Command::Report(a) => a.json,
-            Command::AuditVerify(_) | Command::Completions { .. } => false,
+            Command::AuditVerify(a) => a.json,
+            Command::Completions { .. } => false,
         }
     }
 }
@@ -644,7 +722,7 @@ Dovecot's files, written as Dovecot writes them: the UIDs and keywords of a Mail
 \fIDIR\fR\fB/row\-\fR\fIID\fR\fB.json\fR, \fIDIR\fR\fB/batch.json\fR
 A batch run's report of each row and the rows its file holds, in \fB\-\-report\-dir\fR \fIDIR\fR.
 .SH "JSON OUTPUT"
-With \fB\-\-json\fR, \fBsync\fR, \fBverify\fR, \fBinspect\fR, \fBbatch\fR and \fBreport\fR print one JSON object on standard output and nothing else there (the summary of \fBsync\fR and \fBbatch\fR, and the plan of a \fBsync \-\-dry\-run\fR, go to standard error). Its fields are described in \fIdocs/json.md\fR in mailmover's source.
+With \fB\-\-json\fR, \fBsync\fR, \fBverify\fR, \fBinspect\fR, \fBbatch\fR, \fBreport\fR and \fBaudit\-verify\fR print one JSON object on standard output and nothing else there (the summary of \fBsync\fR and \fBbatch\fR, and the plan of a \fBsync \-\-dry\-run\fR, go to standard error). Its fields are described in \fIdocs/json.md\fR in mailmover's source.
 .SH "SEE ALSO"
 \fBdoveadm\fR(1), \fBdovecot\fR(1)
 "#;
@@ -949,29 +1027,21 @@ pub fn run(opts: Opts) -> Result<Exit> {
             }
             Ok(Exit::ok_if(ins.problems.is_empty()))
         }
-        Command::AuditVerify(AuditVerifyArgs { log, public_key: Some(p), .. }) => {
+        Command::AuditVerify(AuditVerifyArgs { log, public_key: Some(p), json, .. }) => {
             let key = crate::sign::read_public_key(&p)?;
-            let signer = hex::encode(key.to_bytes());
-            let bad = |line: u64, reason: String| {
-                println!("line {line}: {reason}");
-                Ok(Exit::Failed)
-            };
+            let signer = Some(hex::encode(key.to_bytes()));
             if crate::manifest::is_manifest(&log)? {
+                let mut v = AuditVerdict::new("manifest", signer);
                 match crate::manifest::verify(&log, &key)? {
-                    crate::manifest::Check::Ok { records } => {
-                        println!("OK: manifest of {records} records, signed by {signer}");
-                        Ok(Exit::Ok)
-                    }
-                    crate::manifest::Check::Bad { line, reason } => bad(line, reason),
+                    crate::manifest::Check::Ok { records } => (v.ok, v.records) = (true, Some(records)),
+                    crate::manifest::Check::Bad { line, reason } => (v.line, v.reason) = (Some(line), Some(reason)),
                 }
+                v.print(json)
             } else {
-                match audit::verify_signatures(&log, &key)? {
-                    Check::Ok { records, runs, .. } => {
-                        println!("OK: {records} records of {runs} run(s), each run signed by {signer}");
-                        Ok(Exit::Ok)
-                    }
-                    Check::Bad { line, reason } => bad(line, reason),
-                }
+                let mut v = AuditVerdict::new("audit-log", signer).checked(audit::verify_signatures(&log, &key)?);
+                // Each run is signed: whether the last one ended is the chain's question.
+                v.after_unfinished.clear();
+                v.print(json)
             }
         }
         Command::AuditVerify(a) => {
@@ -979,21 +1049,7 @@ pub fn run(opts: Opts) -> Result<Exit> {
                 return Err(Error::Usage("audit-verify needs --audit-key-file or --public-key".into()));
             };
             let key = audit::read_key(key_file)?;
-            match audit::verify_log(&a.log, &key)? {
-                Check::Ok { records, runs, after_unfinished } => {
-                    println!("OK: {records} records of {runs} run(s), chain intact");
-                    for l in after_unfinished {
-                        println!(
-                            "notice: the run that starts at line {l} follows a run that did not end (it was killed, or its last records were removed)"
-                        );
-                    }
-                    Ok(Exit::Ok)
-                }
-                Check::Bad { line, reason } => {
-                    println!("line {line}: {reason}");
-                    Ok(Exit::Failed)
-                }
-            }
+            AuditVerdict::new("audit-log", None).checked(audit::verify_log(&a.log, &key)?).print(a.json)
         }
         Command::Batch(a) if a.sync.log_file.is_some() || a.sync.manifest.is_some() => Err(Error::Usage(
             "batch: --log-file and --manifest are for one sync; a batch keeps a report per row in --report-dir (rows run at the same time)"

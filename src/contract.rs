@@ -16,6 +16,7 @@ pub const BATCH_ROW: &str = "mailmover.batch-row/1";
 /// `batch.json` in a report directory: the rows of the batch file.
 pub const BATCH_MANIFEST: &str = "mailmover.batch-manifest/1";
 pub const ERROR: &str = "mailmover.error/1";
+pub const AUDIT_VERIFY: &str = "mailmover.audit-verify/1";
 
 /// An output object with the name of its contract first.
 #[derive(Serialize)]

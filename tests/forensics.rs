@@ -8,22 +8,10 @@ mod common;
 use std::os::unix::fs::PermissionsExt;
 
 use common::*;
-use ed25519_dalek::SigningKey;
-use ed25519_dalek::ed25519::pkcs8::{EncodePrivateKey, EncodePublicKey, spki::der::pem::LineEnding};
 use serde_json::Value;
 
 fn records(text: &str) -> Vec<Value> {
     text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
-}
-
-/// A key pair as OpenSSL writes them: the private key readable by its owner only.
-fn keys(env: &TestEnv, seed: u8) -> (String, String) {
-    let k = SigningKey::from_bytes(&[seed; 32]);
-    let private = env.write(&format!("k{seed}.pem"), k.to_pkcs8_pem(LineEnding::LF).unwrap().as_bytes());
-    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let public =
-        env.write(&format!("k{seed}.pub"), k.verifying_key().to_public_key_pem(LineEnding::LF).unwrap().as_bytes());
-    (private.to_str().unwrap().to_string(), public.to_str().unwrap().to_string())
 }
 
 #[test]
@@ -100,8 +88,8 @@ fn a_signed_manifest_is_checked_with_the_public_key_alone() {
         std::fs::create_dir_all(env.path(d)).unwrap();
     }
     env.write("src/cur/1.a:2,S", &message("a", "x\n"));
-    let (private, public) = keys(&env, 7);
-    let (_, other) = keys(&env, 8);
+    let (private, public) = ed25519_keys(&env, 7);
+    let (_, other) = ed25519_keys(&env, 8);
     env.run(["sync", "maildir:src", "out", "--manifest", "m.jsonl", "--sign-key", &private]).expect_code(0);
     let text = std::fs::read_to_string(env.path("m.jsonl")).unwrap();
     let recs = records(&text);
@@ -149,7 +137,7 @@ fn audit_log_runs_are_signed() {
     let hmac = env.write("hmac.key", "ab".repeat(32).as_bytes());
     std::fs::set_permissions(&hmac, std::fs::Permissions::from_mode(0o600)).unwrap();
     let hmac = hmac.to_str().unwrap().to_string();
-    let (private, public) = keys(&env, 9);
+    let (private, public) = ed25519_keys(&env, 9);
     let audit = ["--audit-log", "audit.jsonl", "--audit-key-file", &hmac];
     for _ in 0..2 {
         let mut args = vec!["sync", "maildir:src", "out", "--sign-key", &private];

@@ -61,7 +61,7 @@ fn printed(r: &Run, name: &str) -> Value {
     v
 }
 
-const NAMES: [&str; 8] = [
+const NAMES: [&str; 9] = [
     "mailmover.sync/1",
     "mailmover.verify/1",
     "mailmover.inspect/1",
@@ -70,6 +70,7 @@ const NAMES: [&str; 8] = [
     "mailmover.batch-row/1",
     "mailmover.batch-manifest/1",
     "mailmover.error/1",
+    "mailmover.audit-verify/1",
 ];
 
 /// Each file is a draft 2020-12 schema of one contract, there is one file per contract, every
@@ -457,4 +458,49 @@ fn fatal_errors_are_one_json_object() {
     let r = env.run(["sync", "a", "b", "--json", "--no-such-option"]);
     r.expect_code(2);
     assert_eq!(r.stdout, "");
+}
+
+/// `audit-verify --json`: an audit log checked by its HMAC chain and by its signatures, a
+/// signed manifest, each when it checks out and when a line fails; an unreadable key is the
+/// error object.
+#[test]
+fn audit_verify_ok_and_failed() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = TestEnv::new();
+    for d in ["src/cur", "src/new", "src/tmp"] {
+        std::fs::create_dir_all(env.path(d)).unwrap();
+    }
+    env.write("src/cur/1.a:2,S", &message("a", "x\n"));
+    let hmac = env.write("hmac.key", "ab".repeat(32).as_bytes());
+    std::fs::set_permissions(&hmac, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let hmac = hmac.to_str().unwrap().to_string();
+    let (private, public) = ed25519_keys(&env, 3);
+    let (_, other) = ed25519_keys(&env, 4);
+    let audit = ["--audit-log", "a.jsonl", "--audit-key-file", hmac.as_str(), "--sign-key", private.as_str()];
+    env.run([&["sync", "maildir:src", "out", "--manifest", "m.jsonl"][..], &audit[..]].concat()).expect_code(0);
+    let check = |args: &[&str], code: i32| -> Value {
+        let r = env.run([&["audit-verify", "--json"][..], args].concat());
+        r.expect_code(code);
+        printed(&r, "mailmover.audit-verify/1")
+    };
+    let v = check(&["a.jsonl", "--audit-key-file", &hmac], 0);
+    assert_eq!(
+        (v["ok"].clone(), v["kind"].clone(), v["runs"].clone(), v["signed_by"].clone()),
+        (json!(true), json!("audit-log"), json!(1), Value::Null)
+    );
+    let v = check(&["a.jsonl", "--public-key", &public], 0);
+    assert!(v["signed_by"].as_str().is_some_and(|s| s.len() == 64), "{v}");
+    let v = check(&["m.jsonl", "--public-key", &public], 0);
+    assert_eq!((v["kind"].clone(), v["runs"].clone()), (json!("manifest"), Value::Null));
+    assert!(v["records"].as_u64().is_some_and(|n| n > 2), "{v}");
+    let v = check(&["m.jsonl", "--public-key", &other], 1);
+    assert_eq!((v["ok"].clone(), v["records"].clone()), (json!(false), Value::Null));
+    assert!(v["line"].as_u64().is_some() && v["reason"].as_str().is_some_and(|r| r.contains("another key")), "{v}");
+    let text = std::fs::read_to_string(env.path("a.jsonl")).unwrap();
+    std::fs::write(env.path("a.jsonl"), text.replacen("maildir:src", "maildir:srC", 1)).unwrap();
+    let v = check(&["a.jsonl", "--audit-key-file", &hmac], 1);
+    assert_eq!(v["line"], json!(1), "{v}");
+    let r = env.run(["audit-verify", "--json", "a.jsonl", "--audit-key-file", "nokey"]);
+    r.expect_code(2);
+    printed(&r, "mailmover.error/1");
 }

@@ -805,3 +805,16 @@ pub fn make_mbox(msgs: &[(&str, &[u8])]) -> Vec<u8> {
 pub fn inbox(root: &Path) -> Vec<Msg> {
     read_maildir(root, Layout::MaildirPP).into_iter().filter(|m| m.folder == "INBOX").collect()
 }
+
+/// An Ed25519 key pair as OpenSSL writes them (PKCS#8 and SPKI PEM), the private key readable
+/// by its owner only: the paths of `k{seed}.pem` and `k{seed}.pub`.
+pub fn ed25519_keys(env: &TestEnv, seed: u8) -> (String, String) {
+    use ed25519_dalek::SigningKey;
+    use ed25519_dalek::ed25519::pkcs8::{EncodePrivateKey, EncodePublicKey, spki::der::pem::LineEnding};
+    let k = SigningKey::from_bytes(&[seed; 32]);
+    let private = env.write(&format!("k{seed}.pem"), k.to_pkcs8_pem(LineEnding::LF).unwrap().as_bytes());
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let public =
+        env.write(&format!("k{seed}.pub"), k.verifying_key().to_public_key_pem(LineEnding::LF).unwrap().as_bytes());
+    (private.to_str().unwrap().to_string(), public.to_str().unwrap().to_string())
+}
