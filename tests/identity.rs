@@ -227,3 +227,26 @@ fn no_warning_when_the_target_matches() {
     assert_eq!(r.n("transferred"), 4);
     assert_eq!(r.json()["warnings"], serde_json::json!([]), "{}", r.stdout);
 }
+
+/// A message the source holds twice is one duplicate, whether or not one of the two was
+/// matched by headers (into an mbox, which counts them as it plans). Forty other messages put
+/// hashes between the pair's two, which the plan walks in order.
+#[test]
+fn a_duplicate_is_counted_once_beside_a_pair() {
+    let env = TestEnv::new();
+    for s in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(env.path(&format!("src/{s}"))).unwrap();
+    }
+    for name in ["1.a.host:2,S", "2.a.host:2,S"] {
+        set_mtime(&env.write(&format!("src/cur/{name}"), mail(Some("two"), D2, "second", "").as_bytes()), FROM_DATE);
+    }
+    for i in 0..40 {
+        let m = mail(Some(&format!("other{i}")), D2, &format!("other {i}"), "");
+        set_mtime(&env.write(&format!("src/cur/{}.b.host:2,S", 10 + i), m.as_bytes()), FROM_DATE);
+    }
+    let theirs = mail(Some("two"), D2, "second", "X-Mozilla-Status: 0001\nStatus: RO\n");
+    env.write("out.mbox", &make_mbox(&[("Mon Jan  2 15:04:05 2006", theirs.as_bytes())]));
+    let r = env.sync("maildir:src", "mbox:out.mbox", &["--identity", "headers"]);
+    r.expect_code(0);
+    assert_eq!((r.n("transferred"), r.n("matched_by_headers"), r.n("duplicates_source")), (41, 1, 1), "{}", r.stdout);
+}

@@ -816,7 +816,7 @@ impl<'t, 'a> FolderRun<'t, 'a> {
             }
         }
         out.counts.duplicates_source +=
-            seen.sorted().and_then(|s| duplicates(&s)).map_err(|e| spill_error(&tdir, e))?;
+            seen.sorted().and_then(|s| duplicates(s.iter())).map_err(|e| spill_error(&tdir, e))?;
         out.counts.deleted_target = deleted;
         out.counts.messages_target = (self.index.count + out.counts.transferred).saturating_sub(deleted);
         if let Some(w) = &self.writer {
@@ -962,10 +962,10 @@ fn free_q(bases: &[Vec<u8>], w: &Wanted) -> u32 {
 }
 
 /// Hashes seen more than once, counted from their sorted list.
-pub(super) fn duplicates(sorted: &Sorted<Hash>) -> std::io::Result<u64> {
+pub(super) fn duplicates(sorted: impl Iterator<Item = std::io::Result<Hash>>) -> std::io::Result<u64> {
     let mut n = 0;
     let mut last: Option<Hash> = None;
-    for h in sorted.iter() {
+    for h in sorted {
         let h = h?;
         if last == Some(h) {
             n += 1;

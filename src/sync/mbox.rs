@@ -343,7 +343,7 @@ pub(super) fn new_mbox_from_maildir(
     });
     out.counts.messages_target = out.counts.transferred;
     let ours = ours.sorted().map_err(|e| spill_error(path, e))?;
-    out.counts.duplicates_source += duplicates(&ours).map_err(|e| spill_error(path, e))?;
+    out.counts.duplicates_source += duplicates(ours.iter()).map_err(|e| spill_error(path, e))?;
     // A file that appeared meanwhile (a delivery) is kept after the copies by the commit.
     commit_mbox(w, res, Checks { read: &[], was: None, ours: &ours }, job, &before, out)?;
     out.mbox_format = Some(flavour.name());
@@ -429,6 +429,8 @@ pub(super) fn to_mbox(
     // No record of copies beside an mbox (Dovecot would list it as a mailbox): --delete cannot
     // tell copies from other mail there and deletes nothing; --mirror works.
     let record = deletion::Record::default();
+    // Counted before pairing: a message paired is joined under another hash.
+    let duplicates = duplicates(wanted.iter().map(|w| w.map(|w| w.hash))).map_err(err)?;
     let wanted = match opts.identity {
         IdentityBy::Content => wanted,
         IdentityBy::Headers => {
@@ -447,8 +449,7 @@ pub(super) fn to_mbox(
     let mut joined = Joined::new(&mut decided);
     join(wanted.iter(), held.iter(), std::iter::empty(), &rules, &mut joined).map_err(err)?;
     drop((wanted, held));
-    let Joined { unmatched, restated, ours, mut keywords, copy_keywords, duplicates, copies, updates, lone, .. } =
-        joined;
+    let Joined { unmatched, restated, ours, mut keywords, copy_keywords, copies, updates, lone, .. } = joined;
     if let Some(w) = by_headers::suggestion(opts, copies, existing.as_ref().map_or(0, |t| t.count), lone, &path) {
         out.warnings.push(w);
     }
@@ -619,8 +620,6 @@ struct Joined<'j> {
     keywords: BTreeSet<String>,
     /// Those of the copies alone.
     copy_keywords: BTreeSet<String>,
-    last: Option<Hash>,
-    duplicates: u64,
     copies: u64,
     updates: u64,
     /// Target messages no source message matched.
@@ -636,8 +635,6 @@ impl<'j> Joined<'j> {
             ours: Sorter::new(),
             keywords: BTreeSet::new(),
             copy_keywords: BTreeSet::new(),
-            last: None,
-            duplicates: 0,
             copies: 0,
             updates: 0,
             lone: 0,
@@ -647,10 +644,6 @@ impl<'j> Joined<'j> {
 
 impl Outcome for Joined<'_> {
     fn decided(&mut self, w: Wanted, decision: Decision, held: Option<&Held>) -> std::io::Result<()> {
-        // Sorted by hash: a source's second message with a hash is a duplicate.
-        if self.last.replace(w.hash) == Some(w.hash) {
-            self.duplicates += 1;
-        }
         match (decision, held) {
             (Decision::Copy, _) => {
                 self.copies += 1;
