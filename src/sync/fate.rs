@@ -124,6 +124,7 @@ pub(super) fn tally(
         }
         Fate::Skipped { sha, by_headers } => {
             out.counts.skipped_existing += 1;
+            out.counts.matched_by_headers += u64::from(by_headers);
             rec.record(Event::Skip {
                 folder: tn.clone(),
                 origin: l.origin.clone(),
@@ -142,6 +143,7 @@ pub(super) fn tally(
         }
         Fate::FlagsUpdated { sha, name } => {
             out.counts.flags_updated += 1;
+            out.counts.matched_by_headers += u64::from(p.by_headers);
             out.counts.skipped_existing += 1;
             rec.record(Event::Flags {
                 folder: tn.clone(),

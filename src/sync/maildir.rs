@@ -504,10 +504,8 @@ impl<'t, 'a> FolderRun<'t, 'a> {
                         fsx::MessageFile::from_file(subs.open_message(&e).ok()?, &path).ok()?.read(&path).ok()?;
                     by_headers::key_of(&[&data])
                 };
-                let (wanted, paired) =
-                    by_headers::pair(&wanted, targets(), &mut source_key, &mut target_key).map_err(err)?;
-                out.counts.matched_by_headers += paired;
-                wanted
+                // Counted as carried out (a pair whose copy is another source's is copied).
+                by_headers::pair(&wanted, targets(), &mut source_key, &mut target_key).map_err(err)?.0
             }
         };
         let mut joined = Joined {

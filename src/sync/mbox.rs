@@ -440,10 +440,8 @@ pub(super) fn to_mbox(
                 Feed::read_body(opened, &mut l).ok()?;
                 by_headers::key_of(&l.body.pieces())
             };
-            let (wanted, paired) =
-                by_headers::pair(&wanted, held.iter(), &mut source_key, &mut |_| None).map_err(err)?;
-            out.counts.matched_by_headers += paired;
-            wanted
+            // Counted as carried out, as the copies are.
+            by_headers::pair(&wanted, held.iter(), &mut source_key, &mut |_| None).map_err(err)?.0
         }
     };
     let mut joined = Joined::new(&mut decided);
