@@ -130,13 +130,7 @@ fn a_signed_manifest_is_checked_with_the_public_key_alone() {
 #[test]
 fn audit_log_runs_are_signed() {
     let env = TestEnv::new();
-    for d in ["src/cur", "src/new", "src/tmp"] {
-        std::fs::create_dir_all(env.path(d)).unwrap();
-    }
-    env.write("src/cur/1.a:2,S", &message("a", "x\n"));
-    let hmac = env.write("hmac.key", "ab".repeat(32).as_bytes());
-    std::fs::set_permissions(&hmac, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let hmac = hmac.to_str().unwrap().to_string();
+    let hmac = audited_source(&env);
     let (private, public) = ed25519_keys(&env, 9);
     let audit = ["--audit-log", "audit.jsonl", "--audit-key-file", &hmac];
     for _ in 0..2 {

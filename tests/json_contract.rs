@@ -465,15 +465,8 @@ fn fatal_errors_are_one_json_object() {
 /// error object.
 #[test]
 fn audit_verify_ok_and_failed() {
-    use std::os::unix::fs::PermissionsExt;
     let env = TestEnv::new();
-    for d in ["src/cur", "src/new", "src/tmp"] {
-        std::fs::create_dir_all(env.path(d)).unwrap();
-    }
-    env.write("src/cur/1.a:2,S", &message("a", "x\n"));
-    let hmac = env.write("hmac.key", "ab".repeat(32).as_bytes());
-    std::fs::set_permissions(&hmac, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let hmac = hmac.to_str().unwrap().to_string();
+    let hmac = audited_source(&env);
     let (private, public) = ed25519_keys(&env, 3);
     let (_, other) = ed25519_keys(&env, 4);
     let audit = ["--audit-log", "a.jsonl", "--audit-key-file", hmac.as_str(), "--sign-key", private.as_str()];

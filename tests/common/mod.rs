@@ -818,3 +818,15 @@ pub fn ed25519_keys(env: &TestEnv, seed: u8) -> (String, String) {
         env.write(&format!("k{seed}.pub"), k.verifying_key().to_public_key_pem(LineEnding::LF).unwrap().as_bytes());
     (private.to_str().unwrap().to_string(), public.to_str().unwrap().to_string())
 }
+
+/// A Maildir `src` with one message, and an audit key `hmac.key` readable by its owner only:
+/// the key's path.
+pub fn audited_source(env: &TestEnv) -> String {
+    for d in ["src/cur", "src/new", "src/tmp"] {
+        std::fs::create_dir_all(env.path(d)).unwrap();
+    }
+    env.write("src/cur/1.a:2,S", &message("a", "x\n"));
+    let hmac = env.write("hmac.key", "ab".repeat(32).as_bytes());
+    std::fs::set_permissions(&hmac, std::fs::Permissions::from_mode(0o600)).unwrap();
+    hmac.to_str().unwrap().to_string()
+}
