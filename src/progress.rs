@@ -46,7 +46,13 @@ impl Progress {
         if !std::io::stderr().is_terminal() {
             return None;
         }
-        let bar = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr_with_hz(5));
+        let p = Progress::drawn_on(verb, indicatif::ProgressDrawTarget::stderr_with_hz(5));
+        crate::interrupt::clear_line_at_exit(true);
+        Some(p)
+    }
+
+    fn drawn_on(verb: &'static str, target: indicatif::ProgressDrawTarget) -> Progress {
+        let bar = indicatif::ProgressBar::with_draw_target(None, target);
         let state = Arc::new(Mutex::new(State::default()));
         let start = Instant::now();
         let shown = state.clone();
@@ -59,8 +65,7 @@ impl Progress {
                 }
             });
         bar.set_style(style);
-        crate::interrupt::clear_line_at_exit(true);
-        Some(Progress { bar, state })
+        Progress { bar, state }
     }
 
     /// Removes the line (the run's summary follows).
@@ -131,8 +136,11 @@ impl Recorder for Progress {
             // Drawn from the first folder on (before, there is nothing to show), then kept
             // fresh by a steady tick, also while the run waits.
             self.bar.enable_steady_tick(EVERY);
-        } else if now {
-            self.bar.tick();
+        }
+        if now {
+            // Drawn here, not left to the ticker's thread (which may not have run yet): a tick
+            // does nothing while a steady tick is on, setting the (unused) message draws.
+            self.bar.set_message("");
         }
     }
 }
@@ -165,5 +173,61 @@ mod tests {
         assert!(l.ends_with(", 30 seconds left") || l.ends_with(", 29 seconds left"), "{l}");
         let mbox = State { uncounted: true, ..all };
         assert!(show(&mbox).contains("| 10 messages |"), "no total while an mbox is uncounted");
+    }
+
+    /// A terminal that keeps what is written to it.
+    #[derive(Debug, Default, Clone)]
+    struct Screen(Arc<Mutex<String>>);
+
+    impl indicatif::TermLike for Screen {
+        fn width(&self) -> u16 {
+            200
+        }
+        fn move_cursor_up(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_down(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_right(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_left(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn write_line(&self, s: &str) -> std::io::Result<()> {
+            self.write_str(s)
+        }
+        fn write_str(&self, s: &str) -> std::io::Result<()> {
+            if let Ok(mut t) = self.0.lock() {
+                t.push_str(s);
+                t.push('\n');
+            }
+            Ok(())
+        }
+        fn clear_line(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn flush(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A folder begun or done is on the screen at once, not at the next steady tick: a run of
+    /// small folders is over before that tick.
+    #[test]
+    fn each_folder_is_drawn_as_it_comes() {
+        let screen = Screen::default();
+        let p = Progress::drawn_on("inspected", indicatif::ProgressDrawTarget::term_like(Box::new(screen.clone())));
+        p.record(Event::Folders { total: 2 });
+        for (i, name) in ["A", "B"].into_iter().enumerate() {
+            let folder = crate::folder::FolderName::parse(name).unwrap();
+            p.record(Event::Discovered { folder: folder.clone(), bytes: 10, messages: Some(1) });
+            p.record(Event::FolderDone { folder });
+            let shown = screen.0.lock().unwrap().clone();
+            assert!(shown.contains(&format!("inspected folders {i}/2 ({name})")), "{shown}");
+            assert!(shown.contains(&format!("inspected folders {}/2 ({name})", i + 1)), "{shown}");
+        }
+        p.finish();
     }
 }
