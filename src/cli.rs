@@ -123,7 +123,7 @@ pub struct FolderArgs {
     #[arg(long)]
     pub merge_folders: bool,
     /// What makes a target message a copy of a source message: the same bytes (content, the
-    /// default), or else the same Message-ID, Date and body size (headers), so that copies
+    /// default), or else the same Message-ID, Date and body (headers), so that copies
     /// mb2md, imapsync or a run with the other --keep-mbox-headers made are not copied again.
     #[arg(long, value_enum, value_name = "BY")]
     pub identity: Option<IdentityBy>,
@@ -477,7 +477,7 @@ impl ValueEnum for IdentityBy {
         let v = PossibleValue::new(self.name());
         Some(match self {
             IdentityBy::Content => v.help("the same bytes, as the target keeps them"),
-            IdentityBy::Headers => v.help("the same bytes, else the same Message-ID, Date and body size"),
+            IdentityBy::Headers => v.help("the same bytes, else the same Message-ID, Date and body"),
         })
     }
 }

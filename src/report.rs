@@ -20,7 +20,7 @@ pub struct Counts {
     /// Skipped by a filter, by reason (`max-size`, `min-age`, `max-age`).
     pub skipped_filtered: BTreeMap<String, u64>,
     pub duplicates_source: u64,
-    /// Source messages matched to a target message by Message-ID, Date and body size, not by
+    /// Source messages matched to a target message by Message-ID, Date and body, not by
     /// their bytes (`--identity headers`).
     pub matched_by_headers: u64,
     pub flags_updated: u64,
@@ -181,7 +181,7 @@ impl Summary {
         if c.matched_by_headers > 0 {
             writeln!(
                 w,
-                "  matched by headers .... {} (Message-ID, Date and size; not the bytes)",
+                "  matched by headers .... {} (Message-ID, Date and body; not the bytes)",
                 c.matched_by_headers
             )?;
         }

@@ -250,3 +250,30 @@ fn a_duplicate_is_counted_once_beside_a_pair() {
     r.expect_code(0);
     assert_eq!((r.n("transferred"), r.n("matched_by_headers"), r.n("duplicates_source")), (41, 1, 1), "{}", r.stdout);
 }
+
+/// Two messages with one Message-ID and Date and bodies of one length (one-time codes): the
+/// other tool's copy of the second is that message's, never the first's, and the first is
+/// copied.
+#[test]
+fn one_message_id_with_two_bodies_is_two_messages() {
+    let env = TestEnv::new();
+    let first = mail(Some("code"), D1, "Your code is 222222", "");
+    let second = mail(Some("code"), D1, "Your code is 111111", "");
+    let date = "Mon Jan  2 15:04:05 2006";
+    env.write("src.mbox", &make_mbox(&[(date, first.as_bytes()), (date, second.as_bytes())]));
+    for s in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(env.path(&format!("dst/{s}"))).unwrap();
+    }
+    let theirs = env.write(
+        "dst/cur/1.other.host:2,",
+        mail(Some("code"), D1, "Your code is 111111", "Return-Path: <a@b>\n").as_bytes(),
+    );
+    set_mtime(&theirs, FROM_DATE);
+    let r = env.sync("mbox:src.mbox", "maildir:dst", &["--identity", "headers", "--mbox-tz", "UTC"]);
+    r.expect_code(0);
+    assert_eq!((r.n("transferred"), r.n("matched_by_headers")), (1, 1), "{}", r.stdout);
+    let bodies: Vec<String> =
+        inbox(&env.path("dst")).iter().map(|m| String::from_utf8_lossy(&m.bytes).into_owned()).collect();
+    assert!(bodies.iter().any(|b| b.contains("222222")), "the first is copied: {bodies:?}");
+    assert_eq!(bodies.iter().filter(|b| b.contains("111111")).count(), 1, "{bodies:?}");
+}

@@ -1,4 +1,4 @@
-//! `--identity headers`: messages matched by Message-ID, Date and body size, so copies another
+//! `--identity headers`: messages matched by Message-ID, Date and body, so copies another
 //! tool made (mb2md, imapsync, a run with the other `--keep-mbox-headers`) count as copies.
 //!
 //! Matching by content comes first, always: a source message whose bytes are in the target
@@ -44,7 +44,7 @@ pub struct Keyer {
     in_body: bool,
     /// The header's last bytes, to find `\n\n` or `\n\r\n` across slices.
     tail: u32,
-    body: BodyCount,
+    body: BodyDigest,
 }
 
 impl Keyer {
@@ -74,55 +74,80 @@ impl Keyer {
             None => String::from_utf8_lossy(&d).split_whitespace().collect::<Vec<_>>().join(" "),
         });
         let mut h = Sha256::new();
-        h.update(b"mailmover header key 1\0");
+        h.update(b"mailmover header key 2\0");
         h.update(&mid);
         h.update(b"\0");
         h.update(date.as_bytes());
         h.update(b"\0");
-        h.update(self.body.n.to_string().as_bytes());
+        h.update(self.body.finish());
         Some(h.finalize().into())
     }
 }
 
-/// The body's size as every tool keeps it: bytes other than CR, LF and the `>` that quote a
-/// `From ` line.
+/// The body as every tool keeps it: its bytes but CR, LF and the `>` that quote a `From ` line,
+/// digested. (Its size alone would make two messages with one Message-ID and Date, and bodies
+/// of one length, the same message: one-time codes, reissued notices.)
 #[derive(Default)]
-struct BodyCount {
-    n: u64,
-    /// Where the current line stands: `>` seen at its start, and how much of `From ` follows.
-    quotes: u64,
-    matched: usize,
-    /// Past the quoting part of the line (or it cannot be a quoted From line).
+struct BodyDigest {
+    h: Sha256,
+    /// Bytes waiting for the digest.
+    out: Vec<u8>,
+    /// The start of the current line while it may be a quoted `From ` line: its `>`s, then
+    /// what of `From ` follows them.
+    pending: Vec<u8>,
+    quotes: usize,
+    /// Past that start.
     mid_line: bool,
 }
 
-impl BodyCount {
+impl BodyDigest {
     fn feed(&mut self, s: &[u8]) {
         for &b in s {
             match b {
                 b'\n' => {
-                    (self.quotes, self.matched, self.mid_line) = (0, 0, false);
+                    self.settle();
+                    self.mid_line = false;
                     continue;
                 }
                 b'\r' => continue,
                 _ => {}
             }
-            self.n += 1;
             if self.mid_line {
-                continue;
-            }
-            if b == b'>' && self.matched == 0 {
-                self.quotes += 1;
-            } else if self.quotes > 0 && b == b"From "[self.matched] {
-                self.matched += 1;
-                if self.matched == 5 {
-                    self.n -= self.quotes;
+                self.out.push(b);
+            } else {
+                let matched = self.pending.len() - self.quotes;
+                self.pending.push(b);
+                if b == b'>' && matched == 0 {
+                    self.quotes += 1;
+                } else if self.quotes > 0 && b == b"From "[matched] {
+                    if matched + 1 == 5 {
+                        // A quoted From line: without its quotes.
+                        self.pending.drain(..self.quotes);
+                        self.settle();
+                        self.mid_line = true;
+                    }
+                } else {
+                    self.settle();
                     self.mid_line = true;
                 }
-            } else {
-                self.mid_line = true;
+            }
+            if self.out.len() >= 8192 {
+                self.h.update(&self.out);
+                self.out.clear();
             }
         }
+    }
+
+    /// What the line start held goes to the digest as it is.
+    fn settle(&mut self) {
+        self.out.append(&mut self.pending);
+        self.quotes = 0;
+    }
+
+    fn finish(mut self) -> Hash {
+        self.settle();
+        self.h.update(&self.out);
+        self.h.finalize().into()
     }
 }
 
@@ -184,7 +209,7 @@ pub fn suggestion(opts: &SyncOptions, copies: u64, held: u64, lone: u64, folder:
         format!(
             "this run {verb} {} into a folder that already holds {}, {} of which have the bytes of no source \
              message: if another tool (mb2md, imapsync) or a run with the other --keep-mbox-headers made \
-             those, --identity headers matches them by Message-ID, Date and body size instead",
+             those, --identity headers matches them by Message-ID, Date and body instead",
             crate::human::count(copies, "message", "messages"),
             crate::human::count(held, "message", "messages"),
             lone
@@ -330,7 +355,8 @@ mod tests {
             let (a, b) = other.as_bytes().split_at(at);
             assert_eq!(key_of(&[a, b]), Some(k), "split at {at}");
         }
-        assert_ne!(key(&m.replace("line", "lime!")), Some(k), "another body size");
+        assert_ne!(key(&m.replace("line", "lime!")), Some(k), "another body");
+        assert_ne!(key(&m.replace("line", "lint")), Some(k), "another body of the same size");
         assert_ne!(key(&m.replace("15:04:05", "15:04:06")), Some(k), "another date");
         assert_ne!(key(&m.replace("a@b", "a@c")), Some(k), "another Message-ID");
         assert_ne!(key(&m.replace(">From", "> From")), None);

@@ -18,7 +18,7 @@ pub(super) enum Fate {
         size: u64,
         name: String,
     },
-    /// Its copy is there: the same bytes, or (`by_headers`) the same Message-ID, Date and size.
+    /// Its copy is there: the same bytes, or (`by_headers`) the same Message-ID, Date and body.
     Skipped {
         sha: Hash,
         by_headers: bool,

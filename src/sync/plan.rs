@@ -127,7 +127,7 @@ pub enum IdentityBy {
     /// The same bytes (as the target keeps them).
     #[default]
     Content,
-    /// The same bytes, or else the same Message-ID, Date and body size
+    /// The same bytes, or else the same Message-ID, Date and body (as every tool keeps it)
     /// ([`super::by_headers`]): copies other tools made.
     Headers,
 }
