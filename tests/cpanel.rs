@@ -1397,3 +1397,39 @@ fn a_link_planted_at_the_base_is_refused_issue_21() {
     assert_eq!(read(&elsewhere), "{\"schema\":\"mailmover.metadata-base/1\",\"files\":{}}");
     assert!(home.join("etc/example.com/passwd").is_file() && etc.join("valiases/example.com").is_file());
 }
+
+/// A source directory of account files that is there but cannot be listed (an ordinary user's
+/// run, the directory mode 000) is not an empty one: with `--delete`, what the last sync wrote
+/// from it stays in the target, and the run says why it copied nothing from there.
+#[test]
+fn an_unlistable_source_directory_is_not_taken_for_empty() {
+    if !(require(Need::Root) && require(Need::Setpriv)) {
+        return;
+    }
+    let a = Account::new();
+    let (home, etc) = a.dst("unlisted");
+    std::fs::create_dir_all(&etc).unwrap();
+    let st = Command::new("chown").args(["-R", "4321:4321"]).arg(a.env.root()).status().unwrap();
+    assert!(st.success());
+    let run = |extra: &[&str]| {
+        let out = Command::new("setpriv")
+            .args(["--reuid=4321", "--regid=4321", "--clear-groups"])
+            .arg(assert_cmd::cargo::cargo_bin("mailmover"))
+            .args(["sync", &format!("cpanel:{}", a.src.display()), &format!("cpanel:{}", home.display()), "--json"])
+            .args(["--source-etc", a.src_etc.to_str().unwrap(), "--target-etc", etc.to_str().unwrap()])
+            .args(extra)
+            .env("TZ", "UTC")
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let (code, out) = run(&[]);
+    assert_eq!(code, Some(0), "{out}");
+    let auto = home.join(".autorespond/info@example.com");
+    assert!(auto.is_file(), "{out}");
+    std::fs::set_permissions(a.src.join(".autorespond"), std::fs::Permissions::from_mode(0o000)).unwrap();
+    let (_, out) = run(&["--delete"]);
+    std::fs::set_permissions(a.src.join(".autorespond"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert!(auto.is_file() && home.join(".autorespond/info@example.com.json").is_file(), "{out}");
+    assert!(out.contains(".autorespond") && out.contains("not copied"), "{out}");
+}

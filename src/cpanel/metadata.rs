@@ -94,6 +94,8 @@ fn line_rewrites(old: &str, new: &str) -> Vec<(String, String)> {
 
 pub fn plan(acc: &Account, cx: &Cx<'_>) -> Plan {
     let mut plan = Plan::default();
+    // What the listing of the mailboxes could not list is theirs to say.
+    let _ = cx.tree.take_unlisted();
     linked_dirs(acc, cx, &mut plan);
     etc_domain_files(acc, cx, &mut plan);
     autoresponders(acc, cx, &mut plan);
@@ -102,6 +104,18 @@ pub fn plan(acc: &Account, cx: &Cx<'_>) -> Plan {
     }
     webmail(acc, cx, &mut plan);
     system_files(acc, cx, &mut plan);
+    // A directory of account files that could not be listed is not an empty one: nothing the
+    // last sync wrote from it is taken for removed at the source.
+    let mut unlisted = cx.tree.take_unlisted();
+    plan.unread |= !unlisted.is_empty();
+    // A link was said already (linked_dirs).
+    unlisted.retain(|u| !plan.warnings.iter().any(|w| w.path == u.path));
+    unlisted.dedup_by(|a, b| a.path == b.path);
+    plan.warnings.extend(
+        unlisted
+            .into_iter()
+            .map(|p| Problem { reason: format!("{}; the account files in it are not copied", p.reason), ..p }),
+    );
     plan
 }
 

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::path::{Component, Path, PathBuf};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Problem, Result};
 use crate::fsx::{self, Dir, FileKind};
 
 /// Metadata files bigger than this are not read (an archive's are not kept in memory either):
@@ -23,9 +23,15 @@ pub const SMALL_FILE: u64 = 32 << 20;
 pub trait Tree: Sync {
     /// The bytes of the regular file at `path`.
     fn read(&self, path: &Path) -> Result<Vec<u8>>;
-    /// `(name, kind)` of the entries of the directory at `path`, sorted; empty when missing.
+    /// `(name, kind)` of the entries of the directory at `path`, sorted; empty when missing
+    /// or when it cannot be listed (said by [`Tree::take_unlisted`]).
     fn list(&self, path: &Path) -> Vec<(String, FileKind)>;
     fn exists(&self, path: &Path) -> bool;
+    /// The directories that are there but could not be listed since the last call: what is in
+    /// them is not known, which is not the same as nothing.
+    fn take_unlisted(&self) -> Vec<Problem> {
+        Vec::new()
+    }
 }
 
 /// The real file system: the account at `home` through its descriptor, anything else (the
@@ -34,11 +40,12 @@ pub struct Fs {
     home: PathBuf,
     /// `None`: the home could not be opened; nothing below it is read.
     dir: Option<Dir>,
+    unlisted: std::sync::Mutex<Vec<Problem>>,
 }
 
 impl Fs {
     pub fn new(home: &Path) -> Fs {
-        Fs { home: home.to_path_buf(), dir: Dir::open_root(home).ok() }
+        Fs { home: home.to_path_buf(), dir: Dir::open_root(home).ok(), unlisted: Default::default() }
     }
 
     /// The directory `dir` below the home, reached level by level without following a link;
@@ -86,10 +93,22 @@ impl Tree for Fs {
     }
 
     fn list(&self, path: &Path) -> Vec<(String, FileKind)> {
+        let unlisted = |e: Error| {
+            if !e.is_not_found()
+                && let Ok(mut u) = self.unlisted.lock()
+            {
+                u.push(e.problem());
+            }
+            Vec::new()
+        };
         let (listed, dir) = match self.below(path) {
-            Ok(Some(d)) => (d.list().unwrap_or_default(), Some(d)),
-            Ok(None) | Err(Some(_)) => return Vec::new(),
-            Err(None) => (fsx::list_dir(path).unwrap_or_default(), None),
+            Ok(Some(d)) => (d.list().unwrap_or_else(unlisted), Some(d)),
+            Ok(None) => return Vec::new(),
+            Err(Some(e)) => {
+                unlisted(e);
+                return Vec::new();
+            }
+            Err(None) => (fsx::list_dir(path).unwrap_or_else(unlisted), None),
         };
         listed
             .into_iter()
@@ -102,6 +121,10 @@ impl Tree for Fs {
                 Some((name, kind.unwrap_or(FileKind::Other)))
             })
             .collect()
+    }
+
+    fn take_unlisted(&self) -> Vec<Problem> {
+        self.unlisted.lock().map(|mut u| std::mem::take(&mut *u)).unwrap_or_default()
     }
 
     /// Also true for a path behind a link on the way: its read is refused, and said.
