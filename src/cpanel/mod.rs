@@ -690,13 +690,26 @@ fn apply_metadata(
     }
 }
 
-/// Whether a file the base names is one this account's run may write: anything below its
-/// home (the account's own), and below the target's `etc` only the routing files of its
-/// domains as the run maps them. The base is in the account's home, writable by its owner:
-/// it must not name another account's forwarders, nor `/etc/passwd`.
+/// Whether a file the base names is one this account's run may write: below its home, only
+/// where the planner puts account files (its domains' `etc/`, autoresponders, SpamAssassin
+/// and webmail settings); below the target's `etc` only the routing files of its domains as
+/// the run maps them. The base is in the account's home, writable by its owner: it must not
+/// name another account's forwarders, `/etc/passwd`, nor any other file of the home a root
+/// run could be made to remove.
 fn ours(root: output::Root, rel: &[String], kind: &str, domains: &[String]) -> bool {
+    let top = |names: &[&str]| rel.first().is_some_and(|t| names.contains(&t.as_str()));
     match (root, rel) {
-        (output::Root::Home, _) => true,
+        (output::Root::Home, [etc, domain, name]) if etc == "etc" => {
+            domains.contains(domain)
+                && (["passwd", "shadow", "quota"].contains(&name.as_str()) || name.ends_with(".rcube.db"))
+        }
+        (output::Root::Home, [etc, domain, _, filter]) if etc == "etc" => {
+            domains.contains(domain) && filter == "filter"
+        }
+        (output::Root::Home, [_, _]) if top(&[".autorespond", ".spamassassin"]) => true,
+        (output::Root::Home, [_]) => top(&[".spamassassinenable", ".spamassassindisable"]),
+        (output::Root::Home, [_, _, ..]) => top(&[".sqmail", ".cphorde"]),
+        (output::Root::Home, _) => false,
         (output::Root::Etc, [dir, domain]) => {
             let want = match dir.as_str() {
                 "valiases" | "vdomainaliases" => "aliases",
@@ -1223,12 +1236,35 @@ mod tests {
     use output::{Body, Planned, Root};
 
     /// A base names files by where they go; a file the source no longer has is touched only
-    /// where the account's own run writes: below its home, and its domains' routing files.
+    /// where the account's own run writes: the account files below its home, and its domains'
+    /// routing files.
     #[test]
     fn a_base_names_only_the_accounts_own_files() {
         let doms = ["new.example".to_string()];
         let rel = |s: &str| s.split('/').map(String::from).collect::<Vec<_>>();
-        assert!(ours(Root::Home, &rel(".autorespond/a@new.example"), "file", &doms));
+        for r in [
+            ".autorespond/a@new.example",
+            ".spamassassin/user_prefs",
+            ".spamassassinenable",
+            ".sqmail/data/a@new.example.pref",
+            "etc/new.example/passwd",
+            "etc/new.example/a.rcube.db",
+            "etc/new.example/a/filter",
+        ] {
+            assert!(ours(Root::Home, &rel(r), "file", &doms), "{r}");
+        }
+        for r in [
+            ".ssh/authorized_keys",
+            "public_html/index.html",
+            ".bashrc",
+            "etc/other.example/passwd",
+            "etc/new.example/secret",
+            "etc/new.example/a/b",
+            ".autorespond/a/b",
+            ".sqmail",
+        ] {
+            assert!(!ours(Root::Home, &rel(r), "file", &doms), "{r}");
+        }
         assert!(ours(Root::Etc, &rel("valiases/new.example"), "aliases", &doms));
         assert!(ours(Root::Etc, &rel("vfilters/new.example"), "exim filter", &doms));
         for (r, kind) in [
