@@ -78,10 +78,19 @@ fn a_migration_another_tool_began_continues_without_duplicates() {
     let warnings = r.json()["warnings"].to_string();
     assert!(warnings.contains("--identity headers") && warnings.contains("mb2md"), "{warnings}");
 
-    let r = env.sync(&src, "maildir:dst", &["--identity", "headers"]);
+    let r = env.sync(&src, "maildir:dst", &["--identity", "headers", "--manifest", "m0.jsonl"]);
     r.expect_code(0);
     assert_eq!((r.n("transferred"), r.n("matched_by_headers")), (2, 3), "{}", r.stdout);
     assert_eq!(r.n("flags_updated"), 1);
+    // The manifest's record of the re-flag names the digest of the file re-flagged.
+    let manifest = std::fs::read_to_string(env.path("m0.jsonl")).unwrap();
+    let flags: serde_json::Value = manifest
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|r| r["type"] == "flags")
+        .unwrap_or_else(|| panic!("{manifest}"));
+    let file = std::fs::read(env.root().join(flags["target"].as_str().unwrap())).unwrap();
+    assert_eq!(flags["sha256"].as_str(), Some(sha256(&file).as_str()), "{flags}");
     assert!(!r.json()["warnings"].to_string().contains("--identity"), "{}", r.stdout);
     let names = cur_names(&env.path("dst/cur"));
     assert!(names.contains(&"1136214245.mb2md1.host:2,S".to_string()), "re-flagged in place: {names:?}");

@@ -149,7 +149,8 @@ pub(super) fn tally(
                 folder: tn.clone(),
                 origin: l.origin.clone(),
                 target: tdir.join(&name),
-                sha256: sha,
+                // The file re-flagged: a copy matched by headers has bytes of its own.
+                sha256: p.held_hash.filter(|_| p.by_headers).unwrap_or(sha),
                 meta: l.meta.clone(),
                 redate: matches!(p.decision, Some(crate::sync::plan::Decision::UpdateDate(_))),
             });
