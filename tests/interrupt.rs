@@ -245,3 +245,31 @@ fn signal_stops_a_cpanel_account() {
         assert!(env.path(&format!("{home}/etc/example.com/passwd")).is_file(), "{src}: no metadata after the re-run");
     }
 }
+
+/// A signal while the run waits for another program's write lock on its mbox source: the run
+/// stops there, at once, without reading the source unlocked and without writing anything.
+#[test]
+fn a_signal_during_a_source_lock_wait_stops_before_reading() {
+    use std::os::fd::AsRawFd;
+    let env = TestEnv::new();
+    let msgs = messages("locked", 20);
+    let entries: Vec<(&str, &[u8])> = msgs.iter().map(|m| ("Mon Jan  2 15:04:05 2006", m.as_slice())).collect();
+    let src = env.write("src.mbox", &make_mbox(&entries));
+    // A classic POSIX write lock, as procmail and Dovecot take it, held by this process.
+    let f = std::fs::OpenOptions::new().read(true).write(true).open(&src).unwrap();
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = libc::F_WRLCK as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    assert_eq!(unsafe { libc::fcntl(f.as_raw_fd(), libc::F_SETLK, &fl) }, 0, "test lock");
+    let child = spawn(&env, &["sync", "src.mbox", "maildir:dst", "--json"]);
+    // The run is waiting (it waits up to 10 s for a writer).
+    std::thread::sleep(Duration::from_millis(1000));
+    let t0 = Instant::now();
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
+    let r = finish(child);
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?} after the signal", t0.elapsed());
+    stopped_by(&r, Signal::SIGINT);
+    assert_eq!(count_files(&env.path("dst")), 0, "nothing written: {}", r.stdout);
+    assert!(!r.stdout.contains("without a lock"), "{}", r.stdout);
+    drop(f);
+}

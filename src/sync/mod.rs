@@ -319,6 +319,11 @@ fn sync_folder_read(
     let (folder, mut seen) = folder;
     let opened = match opened {
         Ok(o) => o,
+        Err(Error::Interrupted(_)) => {
+            out.interrupted = true;
+            out.counts.folders = 0;
+            return out;
+        }
         Err(e) => {
             out.errors.push(e.problem());
             out.counts.folders = 0;

@@ -65,9 +65,9 @@ pub fn read_lock(f: &File, wait: Duration) -> std::result::Result<(), String> {
     loop {
         match try_fcntl(f, Fcntl::Read) {
             Ok(true) => return Ok(()),
-            // A Ctrl-C ends the wait; the run stops at its next safe point.
+            // A Ctrl-C ends the wait (the caller stops the run).
             Ok(false) if crate::interrupt::requested().is_some() => {
-                return Err("interrupted while waiting for another program's write lock; read without a lock".into());
+                return Err("interrupted while waiting for another program's write lock".into());
             }
             Ok(false) if t0.elapsed() < wait => std::thread::sleep(pause()),
             Ok(false) => {

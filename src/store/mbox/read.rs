@@ -170,6 +170,10 @@ impl MboxFile {
             return Err(Error::refused(path, "not a regular file"));
         }
         let warning = lock::read_lock(&file, lock::READ_WAIT).err();
+        // A Ctrl-C ended the wait: the run stops here, nothing read without the lock.
+        if let Some(sig) = crate::interrupt::requested() {
+            return Err(Error::Interrupted(sig));
+        }
         let mut f = MboxFile::from_file(file, path)?;
         f.lock_warning = warning;
         Ok(f)
