@@ -295,7 +295,8 @@ pub fn merge(
 ) -> Merged {
     let mut m = Merged { lines: target.to_vec(), ..Merged::default() };
     let empty_target = target.is_empty();
-    let mut seen: BTreeSet<&str> = BTreeSet::new();
+    // The source's line of each key (the first).
+    let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
     let mut dropped: BTreeSet<usize> = BTreeSet::new();
     let quote = |l: Option<&KLine>| l.map_or("nothing".to_string(), |l| format!("{:?}", shown(&l.text)));
     let mut decide_key = |m: &mut Merged, k: &str, s: Option<&KLine>| {
@@ -343,9 +344,17 @@ pub fn merge(
     };
     for s in source {
         match &s.key {
-            // A second source line with a key already seen changes nothing (the first decides).
-            Some(k) if !seen.insert(k.as_str()) => {}
-            Some(k) => decide_key(&mut m, k, Some(s)),
+            // A second source line with a key already seen changes nothing (the first decides);
+            // one that says something else is not carried, and that is said.
+            Some(k) if seen.contains_key(k.as_str()) => {
+                if seen.get(k.as_str()) != Some(&s.text.as_str()) {
+                    m.conflicts.push(format!("{k}: the source has it twice; {:?} not merged", shown(&s.text)));
+                }
+            }
+            Some(k) => {
+                seen.insert(k.as_str(), s.text.as_str());
+                decide_key(&mut m, k, Some(s))
+            }
             None => {
                 if s.text.trim().is_empty() {
                     if empty_target {
@@ -358,7 +367,7 @@ pub fn merge(
         }
     }
     for k in base.into_iter().flat_map(|b| b.keys()) {
-        if !seen.contains(k.as_str()) {
+        if !seen.contains_key(k.as_str()) {
             decide_key(&mut m, k, None);
         }
     }
@@ -430,6 +439,12 @@ mod tests {
         let again = merge(&m.lines, &s, None, TAKE, &same);
         assert_eq!(again.lines, m.lines);
         assert!(again.conflicts.is_empty());
+        // A key twice in the source: the first decides, the other text is said, not merged.
+        let twice = parse(Format::Passwd, "b:x:1:1::/h/mail/d/b:/h\nb:x:2:2::/other:/h\nb:x:1:1::/h/mail/d/b:/h\n").0;
+        let m = merge(&t, &twice, None, KEEP, &same);
+        assert_eq!(render(&m.lines), "t:x:1:1::/h/mail/d/t:/h\na:x:1:1::/OLD:/h\nb:x:1:1::/h/mail/d/b:/h\n");
+        assert_eq!(m.conflicts.len(), 1, "{:?}", m.conflicts);
+        assert!(m.conflicts[0].contains("/other"), "{:?}", m.conflicts);
     }
 
     #[test]
