@@ -35,10 +35,9 @@ pub struct Difference {
     pub what: String,
 }
 
-/// One folder's counts, for the per-folder table.
-#[derive(Debug, Serialize, Default, Clone, PartialEq, Eq)]
-pub struct FolderCounts {
-    pub folder: String,
+/// What a comparison counted: of a whole run, or of one folder.
+#[derive(Debug, Serialize, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
     pub source: u64,
     pub target: u64,
     pub missing_in_target: u64,
@@ -47,15 +46,30 @@ pub struct FolderCounts {
     pub date_mismatches: u64,
 }
 
+impl Counts {
+    fn add(&mut self, o: &Counts) {
+        self.source += o.source;
+        self.target += o.target;
+        self.missing_in_target += o.missing_in_target;
+        self.extra_in_target += o.extra_in_target;
+        self.flag_mismatches += o.flag_mismatches;
+        self.date_mismatches += o.date_mismatches;
+    }
+}
+
+/// One folder's counts, for the per-folder table.
+#[derive(Debug, Serialize, Default, Clone, PartialEq, Eq)]
+pub struct FolderCounts {
+    pub folder: String,
+    #[serde(flatten)]
+    pub counts: Counts,
+}
+
 #[derive(Debug, Serialize, Default)]
 pub struct Verification {
     pub ok: bool,
-    pub source: u64,
-    pub target: u64,
-    pub missing_in_target: u64,
-    pub extra_in_target: u64,
-    pub flag_mismatches: u64,
-    pub date_mismatches: u64,
+    #[serde(flatten)]
+    pub counts: Counts,
     pub differences: Vec<Difference>,
     pub errors: Vec<Problem>,
     /// Each folder compared, by target folder name.
@@ -67,12 +81,7 @@ pub struct Verification {
 impl Verification {
     /// Adds another comparison's counts and differences to this one.
     pub fn absorb(&mut self, o: Verification) {
-        self.source += o.source;
-        self.target += o.target;
-        self.missing_in_target += o.missing_in_target;
-        self.extra_in_target += o.extra_in_target;
-        self.flag_mismatches += o.flag_mismatches;
-        self.date_mismatches += o.date_mismatches;
+        self.counts.add(&o.counts);
         self.differences.extend(o.differences);
         self.errors.extend(o.errors);
         self.folders.extend(o.folders);
@@ -80,15 +89,7 @@ impl Verification {
 
     /// Records `self`'s counts as those of `folder` (a comparison of one folder pair).
     pub fn name_folder(&mut self, folder: &str) {
-        self.folders = vec![FolderCounts {
-            folder: folder.to_string(),
-            source: self.source,
-            target: self.target,
-            missing_in_target: self.missing_in_target,
-            extra_in_target: self.extra_in_target,
-            flag_mismatches: self.flag_mismatches,
-            date_mismatches: self.date_mismatches,
-        }];
+        self.folders = vec![FolderCounts { folder: folder.to_string(), counts: self.counts }];
     }
 
     /// The human report: a table of the folders, then the differences folder by folder, the
@@ -105,16 +106,17 @@ impl Verification {
                 "folder", "source", "target", "missing", "extra", "flags", "dates"
             )?;
             for f in &folders {
+                let c = &f.counts;
                 writeln!(
                     o,
                     "{:<width$}  {:>8} {:>8} {:>8} {:>8} {:>6} {:>6}",
                     sanitize(&f.folder),
-                    f.source,
-                    f.target,
-                    f.missing_in_target,
-                    f.extra_in_target,
-                    f.flag_mismatches,
-                    f.date_mismatches
+                    c.source,
+                    c.target,
+                    c.missing_in_target,
+                    c.extra_in_target,
+                    c.flag_mismatches,
+                    c.date_mismatches
                 )?;
             }
         }
@@ -135,16 +137,17 @@ impl Verification {
         for e in &self.errors {
             writeln!(o, "error: {}", sanitize(&e.to_string()))?;
         }
+        let c = &self.counts;
         writeln!(
             o,
             "{}: source {} target {} missing {} extra {} flag mismatches {} date mismatches {}",
             if self.ok { "OK" } else { "DIFFERENT" },
-            self.source,
-            self.target,
-            self.missing_in_target,
-            self.extra_in_target,
-            self.flag_mismatches,
-            self.date_mismatches
+            c.source,
+            c.target,
+            c.missing_in_target,
+            c.extra_in_target,
+            c.flag_mismatches,
+            c.date_mismatches
         )
     }
 
@@ -153,9 +156,9 @@ impl Verification {
         self.errors.sort();
         self.errors.dedup();
         let meta = self.differences.iter().any(|d| d.folder == "metadata");
-        self.ok = self.missing_in_target == 0
-            && self.flag_mismatches == 0
-            && self.date_mismatches == 0
+        self.ok = self.counts.missing_in_target == 0
+            && self.counts.flag_mismatches == 0
+            && self.counts.date_mismatches == 0
             && self.errors.is_empty()
             && !meta;
     }
@@ -490,8 +493,8 @@ pub fn verify_with(
                     &mut errors,
                     &mut |m| {
                         let meta = if mbox { m.meta.mbox_view() } else { m.meta };
-                        let idx = fv.target;
-                        fv.target += 1;
+                        let idx = fv.counts.target;
+                        fv.counts.target += 1;
                         let entry = m.place.into_bytes();
                         targets.push(Held { hash: m.hash, idx, meta, entry, key: m.key }).inspect_err(|e| {
                             target_error.get_or_insert_with(|| spilled(e));
@@ -571,7 +574,7 @@ struct Report<'r> {
 
 impl Outcome for Report<'_> {
     fn decided(&mut self, s: Wanted, decision: Decision, t: Option<&Held>) -> std::io::Result<()> {
-        self.v.source += 1;
+        self.v.counts.source += 1;
         let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
         let diff = |t: Option<&Held>, what: String| Difference {
             folder: self.folder.to_string(),
@@ -581,7 +584,7 @@ impl Outcome for Report<'_> {
         };
         let t = match (decision, t) {
             (Decision::Copy, _) => {
-                self.v.missing_in_target += 1;
+                self.v.counts.missing_in_target += 1;
                 self.found.push((s.seq, diff(None, "missing in target".into())));
                 return Ok(());
             }
@@ -591,14 +594,14 @@ impl Outcome for Report<'_> {
         let (sm, tm) = (self.rules.as_stored(&s.meta), &t.meta);
         if let Decision::UpdateFlags(_) = decision {
             let (sf, tf) = (comparable(&sm), comparable(tm));
-            self.v.flag_mismatches += 1;
+            self.v.counts.flag_mismatches += 1;
             let place = |m: &Meta| if m.goes_to_new() { " (new/)" } else { "" };
             let what =
                 format!("flags {}{:?}{} in source, {}{:?}{} in target", sf.0, sf.1, place(&sm), tf.0, tf.1, place(tm));
             self.found.push((s.seq, diff(Some(t), what)));
         }
         if sm.date != tm.date {
-            self.v.date_mismatches += 1;
+            self.v.counts.date_mismatches += 1;
             let what = format!("internal date {} in source, {} in target", sm.date, tm.date);
             self.found.push((s.seq, diff(Some(t), what)));
         }
@@ -606,7 +609,7 @@ impl Outcome for Report<'_> {
     }
 
     fn unmatched(&mut self, t: Held) -> std::io::Result<()> {
-        self.v.extra_in_target += 1;
+        self.v.counts.extra_in_target += 1;
         self.extra.push((
             t.idx,
             Difference {

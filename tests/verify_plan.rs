@@ -103,11 +103,11 @@ proptest! {
         let dry = sync::sync(&s, &d, &opts(true, Deletion::Mirror), &Discard).unwrap();
         let plans_nothing = dry.counts.transferred == 0 && dry.counts.flags_updated == 0;
         prop_assert_eq!(v.ok, plans_nothing, "verify {:?}\ndry run {:?}", v, dry.counts);
-        prop_assert_eq!(v.extra_in_target, dry.counts.deleted_target, "verify {:?}\ndry run {:?}", v, dry.counts);
-        prop_assert_eq!(v.missing_in_target, dry.counts.transferred);
+        prop_assert_eq!(v.counts.extra_in_target, dry.counts.deleted_target, "verify {:?}\ndry run {:?}", v, dry.counts);
+        prop_assert_eq!(v.counts.missing_in_target, dry.counts.transferred);
         // And the real run leaves nothing for verify to find.
         sync::sync(&s, &d, &opts(false, Deletion::Mirror), &Discard).unwrap();
         let after = verify::verify(&s, &d, &opts(false, Deletion::Off)).unwrap();
-        prop_assert!(after.ok && after.extra_in_target == 0, "{:?}", after);
+        prop_assert!(after.ok && after.counts.extra_in_target == 0, "{:?}", after);
     }
 }

@@ -1165,10 +1165,10 @@ fn verify_archive(
         }
     }
     let out = archive::sync_messages(&src.path, &scanned, &targets, &o, &crate::events::Discard)?;
-    v.source = out.counts.messages_source;
-    v.target = out.counts.messages_target.saturating_sub(out.counts.transferred);
-    v.missing_in_target = out.counts.transferred;
-    v.flag_mismatches = out.counts.flags_updated;
+    v.counts.source = out.counts.messages_source;
+    v.counts.target = out.counts.messages_target.saturating_sub(out.counts.transferred);
+    v.counts.missing_in_target = out.counts.transferred;
+    v.counts.flag_mismatches = out.counts.flags_updated;
     v.errors.extend(out.errors);
     let cx = metadata::Cx {
         tree: &scanned.tree,
