@@ -558,6 +558,41 @@ fn doveadm_lists_nested_folders_of_an_mbox_directory_by_their_names() {
     assert_eq!(rows.iter().filter(|r| r.0 == "Archive/2019").count(), 1, "{rows:?}");
 }
 
+/// A Maildir `rel` Dovecot numbered in delivery order, newest name first (UID order is not
+/// name order), then the first expunged: `{tag}1` and `{tag}2` left with UIDs 2 and 3. Its
+/// Dovecot location.
+fn maildir_dovecot_numbered(env: &TestEnv, rel: &str, tag: &str) -> String {
+    for d in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(env.path(&format!("{rel}/{d}"))).unwrap();
+    }
+    let dir = env.path(rel);
+    let location = format!("maildir:{}", dir.display());
+    for (i, name) in ["1500000300.M1P1.old", "1500000200.M1P1.old", "1500000100.M1P1.old"].iter().enumerate() {
+        env.write(&format!("{rel}/new/{name}"), &message(&format!("{tag}{i}"), "x\n"));
+        give_to_nobody(&dir);
+        imap_session(env, &location, &["SELECT INBOX"]);
+    }
+    imap_session(env, &location, &["SELECT INBOX", "STORE 1 +FLAGS (\\Deleted)", "EXPUNGE"]);
+    location
+}
+
+/// An mbox `rel/INBOX` of three messages Dovecot numbered, then the first expunged: `{tag}1`
+/// and `{tag}2` left with UIDs 2 and 3. Its Dovecot location.
+fn mbox_dovecot_numbered(env: &TestEnv, rel: &str, tag: &str) -> String {
+    let mut mbox = Vec::new();
+    for i in 0..3 {
+        mbox.extend_from_slice(format!("From a@b Mon Jan  {} 10:00:00 2017\n", i + 1).as_bytes());
+        mbox.extend_from_slice(&message(&format!("{tag}{i}"), "x\n"));
+        mbox.push(b'\n');
+    }
+    env.write(&format!("{rel}/INBOX"), &mbox);
+    let dir = env.path(rel);
+    give_to_nobody(&dir);
+    let location = format!("mbox:{}:INBOX={}/INBOX", dir.display(), dir.display());
+    imap_session(env, &location, &["SELECT INBOX", "STORE 1 +FLAGS (\\Deleted)", "EXPUNGE"]);
+    location
+}
+
 /// A server move that clients do not notice: a Maildir Dovecot served (UIDs 2, 3, 4 after an
 /// expunge, its own UIDVALIDITY) converted into a new Maildir keeps UIDVALIDITY, every UID with
 /// its message, and so every POP3 UIDL; a message the source's uidlist does not list yet gets
@@ -620,19 +655,8 @@ fn imap_uids_and_pop3_uidls_survive_a_maildir_move_into_a_dovecot_mbox() {
     }
     let env = TestEnv::new();
     open_up(&env);
-    for d in ["src/cur", "src/new", "src/tmp", "mb"] {
-        std::fs::create_dir_all(env.path(d)).unwrap();
-    }
-    let src = env.path("src");
-    let location = format!("maildir:{}", src.display());
-    // Delivered newest name first: UID order is not name order.
-    for (name, subject) in [("1500000300.M1P1.old", "m0"), ("1500000200.M1P1.old", "m1"), ("1500000100.M1P1.old", "m2")]
-    {
-        env.write(&format!("src/new/{name}"), &message(subject, "x\n"));
-        give_to_nobody(&src);
-        imap_session(&env, &location, &["SELECT INBOX"]);
-    }
-    imap_session(&env, &location, &["SELECT INBOX", "STORE 1 +FLAGS (\\Deleted)", "EXPUNGE"]);
+    std::fs::create_dir_all(env.path("mb")).unwrap();
+    let location = maildir_dovecot_numbered(&env, "src", "m");
     let fetch = ["SELECT INBOX", "FETCH 1:* (UID BODY.PEEK[HEADER.FIELDS (SUBJECT)])"];
     let before = imap_session(&env, &location, &fetch);
     assert_eq!((uids(&before).1, subjects_by_uid(&before)), (vec![2, 3], vec!["m1".into(), "m2".into()]));
@@ -668,17 +692,7 @@ fn imap_uids_and_pop3_uidls_survive_a_dovecot_mbox_move() {
     let env = TestEnv::new();
     open_up(&env);
     std::fs::create_dir_all(env.path("mb")).unwrap();
-    let mut mbox = Vec::new();
-    for i in 0..3 {
-        mbox.extend_from_slice(format!("From a@b Mon Jan  {} 10:00:00 2017\n", i + 1).as_bytes());
-        mbox.extend_from_slice(&message(&format!("m{i}"), "x\n"));
-        mbox.push(b'\n');
-    }
-    env.write("mb/INBOX", &mbox);
-    let mb = env.path("mb");
-    give_to_nobody(&mb);
-    let location = format!("mbox:{}:INBOX={}/INBOX", mb.display(), mb.display());
-    imap_session(&env, &location, &["SELECT INBOX", "STORE 1 +FLAGS (\\Deleted)", "EXPUNGE"]);
+    let location = mbox_dovecot_numbered(&env, "mb", "m");
     let fetch = ["SELECT INBOX", "FETCH 1:* (UID BODY.PEEK[HEADER.FIELDS (SUBJECT)])"];
     let before = imap_session(&env, &location, &fetch);
     assert_eq!(uids(&before).1, [2, 3], "{before}");
@@ -764,31 +778,12 @@ fn imap_and_pop3_clients_notice_nothing_of_a_move() {
     }
     let env = TestEnv::new();
     open_up(&env);
-    for d in ["md/cur", "md/new", "md/tmp", "mb", "to-md/x", "from-mb/x", "to-mb"] {
+    for d in ["mb", "to-md/x", "from-mb/x", "to-mb"] {
         std::fs::create_dir_all(env.path(d)).unwrap();
     }
-    // A Maildir Dovecot numbered in delivery order (not name order), with an expunged gap.
-    let md = env.path("md");
-    let md_loc = format!("maildir:{}", md.display());
-    for (name, subject) in [("1500000300.M1P1.old", "a0"), ("1500000200.M1P1.old", "a1"), ("1500000100.M1P1.old", "a2")]
-    {
-        env.write(&format!("md/new/{name}"), &message(subject, "x\n"));
-        give_to_nobody(&md);
-        imap_session(&env, &md_loc, &["SELECT INBOX"]);
-    }
-    imap_session(&env, &md_loc, &["SELECT INBOX", "STORE 1 +FLAGS (\\Deleted)", "EXPUNGE"]);
-    // An mbox Dovecot numbered, with an expunged gap.
-    let mut mbox = Vec::new();
-    for i in 0..3 {
-        mbox.extend_from_slice(format!("From a@b Mon Jan  {} 10:00:00 2017\n", i + 1).as_bytes());
-        mbox.extend_from_slice(&message(&format!("b{i}"), "x\n"));
-        mbox.push(b'\n');
-    }
-    env.write("mb/INBOX", &mbox);
-    let mb = env.path("mb");
-    give_to_nobody(&mb);
-    let mb_loc = format!("mbox:{}:INBOX={}/INBOX", mb.display(), mb.display());
-    imap_session(&env, &mb_loc, &["SELECT INBOX", "STORE 1 +FLAGS (\\Deleted)", "EXPUNGE"]);
+    // A Maildir and an mbox Dovecot numbered, each with an expunged gap.
+    let md_loc = maildir_dovecot_numbered(&env, "md", "a");
+    let mb_loc = mbox_dovecot_numbered(&env, "mb", "b");
 
     let before = clients_view(&env, "before", &[("md", md_loc.clone()), ("mb", mb_loc.clone())]);
     let (to_md, from_mb, to_mb) = (env.path("to-md/x"), env.path("from-mb/x"), env.path("to-mb"));
